@@ -1,0 +1,3 @@
+module github.com/fustor/fustor/fusion
+
+go 1.26.0

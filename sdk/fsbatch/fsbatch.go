@@ -1,0 +1,205 @@
+// Package fsbatch encodes and decodes the typed "fs" schema of the push stream
+// (fustor.v1.FsBatch): directories are declared once per stream and rows name their parent by a
+// stream-local id plus a basename, with columns of deltas so a row costs a few bytes on the wire.
+//
+// The Encoder lives on the agent side of one stream, the Decoder on the Fusion side of the same
+// stream. Both keep a bounded table of directory declarations.
+package fsbatch
+
+import (
+	"errors"
+	"fmt"
+
+	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
+	"github.com/fustor/fustor/sdk/fspath"
+)
+
+// Row flag bits, mirroring fustorv1.FsRowFlag.
+const (
+	FlagDelete       = uint32(fustorv1.FsRowFlag_FS_ROW_FLAG_DELETE)
+	FlagDir          = uint32(fustorv1.FsRowFlag_FS_ROW_FLAG_DIR)
+	FlagPartialWrite = uint32(fustorv1.FsRowFlag_FS_ROW_FLAG_PARTIAL_WRITE)
+	FlagAuditSkipped = uint32(fustorv1.FsRowFlag_FS_ROW_FLAG_AUDIT_SKIPPED)
+	knownFlags       = FlagDelete | FlagDir | FlagPartialWrite | FlagAuditSkipped
+)
+
+// RootID is the implicit id of the source root; it is never declared.
+const RootID = 1
+
+// DefaultMaxDirs bounds the declaration table of one stream.
+const DefaultMaxDirs = 1 << 22
+
+// ErrMalformed is wrapped by errors that make a whole batch unusable; the stream that carried
+// it must end with INVALID_ARGUMENT. Row-level problems are reported per row instead.
+var ErrMalformed = errors.New("malformed fs batch")
+
+// Row is one decoded fs event.
+type Row struct {
+	// Parent is the normalised path of the parent directory; for the root row it is "/" and
+	// Name is empty.
+	Parent string
+	// Name is the basename.
+	Name string
+	// Flags holds Flag* bits.
+	Flags uint32
+	// Size is the size in bytes.
+	Size uint64
+	// MtimeNs is the modification time in ns since the Unix epoch.
+	MtimeNs int64
+	// Index is the drift-corrected event time in ms.
+	Index uint64
+	// ParentMtimeNs is the parent's mtime as an audit saw it (0 otherwise).
+	ParentMtimeNs int64
+}
+
+// Path returns the row's full normalised path.
+func (r *Row) Path() string {
+	if r.Name == "" {
+		return fspath.Root
+	}
+	return fspath.Join(r.Parent, r.Name)
+}
+
+// IsDir reports whether the row is a directory.
+func (r *Row) IsDir() bool { return r.Flags&FlagDir != 0 }
+
+// IsDelete reports whether the row is a delete.
+func (r *Row) IsDelete() bool { return r.Flags&FlagDelete != 0 }
+
+// RowError describes one row a decoder skipped.
+type RowError struct {
+	Row int
+	Err error
+}
+
+func (e RowError) Error() string { return fmt.Sprintf("row %d: %v", e.Row, e.Err) }
+
+// Decoder turns FsBatch messages of one stream back into rows. It is not safe for concurrent
+// use; a stream has one receiving goroutine.
+type Decoder struct {
+	dirs    map[uint32]string
+	maxDirs int
+}
+
+// NewDecoder returns a decoder whose declaration table holds at most maxDirs directories
+// (<= 0 means DefaultMaxDirs).
+func NewDecoder(maxDirs int) *Decoder {
+	if maxDirs <= 0 {
+		maxDirs = DefaultMaxDirs
+	}
+	return &Decoder{dirs: map[uint32]string{RootID: fspath.Root}, maxDirs: maxDirs}
+}
+
+// Decode appends the rows of b to dst. index is the batch's EventBatch.index. A malformed batch
+// returns an error wrapping ErrMalformed and no rows; rows that are individually invalid are
+// skipped and described in rowErrs (at most maxRowErrs of them are kept, all are counted in
+// rejected).
+func (d *Decoder) Decode(b *fustorv1.FsBatch, index uint64, dst []Row) (rows []Row, rejected int, rowErrs []RowError, err error) {
+	n := len(b.GetNames())
+	if len(b.GetParentIds()) != n {
+		return dst, 0, nil, fmt.Errorf("%w: %d parent_ids for %d names", ErrMalformed, len(b.GetParentIds()), n)
+	}
+	for _, col := range []struct {
+		name string
+		l    int
+	}{{"flags", len(b.GetFlags())}, {"sizes", len(b.GetSizes())}, {"mtime_deltas", len(b.GetMtimeDeltas())}, {"index_deltas", len(b.GetIndexDeltas())}, {"parent_mtimes", len(b.GetParentMtimes())}} {
+		if col.l != 0 && col.l != n {
+			return dst, 0, nil, fmt.Errorf("%w: %s has %d values for %d rows", ErrMalformed, col.name, col.l, n)
+		}
+	}
+	if b.GetResetDirs() {
+		clear(d.dirs)
+		d.dirs[RootID] = fspath.Root
+	}
+	for i, dir := range b.GetDirs() {
+		if err := d.declare(dir); err != nil {
+			return dst, 0, nil, fmt.Errorf("%w: dirs[%d]: %w", ErrMalformed, i, err)
+		}
+	}
+	flags, sizes, mdel, idel, pm := b.GetFlags(), b.GetSizes(), b.GetMtimeDeltas(), b.GetIndexDeltas(), b.GetParentMtimes()
+	mtime, idx := b.GetMtimeBase(), index
+	for i, name := range b.GetNames() {
+		r := Row{Name: name, Index: idx}
+		if len(mdel) > 0 {
+			mtime += mdel[i]
+		}
+		r.MtimeNs = mtime
+		if len(idel) > 0 {
+			idx += idel[i]
+			r.Index = idx
+		}
+		if len(flags) > 0 {
+			r.Flags = flags[i]
+		}
+		if len(sizes) > 0 {
+			r.Size = sizes[i]
+		}
+		if len(pm) > 0 {
+			r.ParentMtimeNs = pm[i]
+		}
+		if rerr := d.resolve(&r, b.GetParentIds()[i]); rerr != nil {
+			rejected++
+			if len(rowErrs) < maxRowErrs {
+				rowErrs = append(rowErrs, RowError{Row: i, Err: rerr})
+			}
+			continue
+		}
+		dst = append(dst, r)
+	}
+	return dst, rejected, rowErrs, nil
+}
+
+const maxRowErrs = 8
+
+func (d *Decoder) resolve(r *Row, parentID uint32) error {
+	if r.Flags&^knownFlags != 0 {
+		return fmt.Errorf("unknown flag bits %#x", r.Flags&^knownFlags)
+	}
+	if parentID == 0 {
+		if r.Name != "" {
+			return errors.New("parent id 0 is only for the root row (empty name)")
+		}
+		if !r.IsDir() {
+			return errors.New("the root row must carry the dir flag")
+		}
+		r.Parent = fspath.Root
+		return nil
+	}
+	parent, ok := d.dirs[parentID]
+	if !ok {
+		return fmt.Errorf("parent id %d was never declared on this stream", parentID)
+	}
+	if err := fspath.ValidName(r.Name); err != nil {
+		return err
+	}
+	r.Parent = parent
+	return nil
+}
+
+func (d *Decoder) declare(dir *fustorv1.FsDir) error {
+	if dir.GetId() <= RootID {
+		return fmt.Errorf("id %d is reserved", dir.GetId())
+	}
+	parent, ok := d.dirs[dir.GetParentId()]
+	if !ok {
+		return fmt.Errorf("dir %d: parent id %d was never declared", dir.GetId(), dir.GetParentId())
+	}
+	if err := fspath.ValidName(dir.GetName()); err != nil {
+		return fmt.Errorf("dir %d: %w", dir.GetId(), err)
+	}
+	p := fspath.Join(parent, dir.GetName())
+	if old, ok := d.dirs[dir.GetId()]; ok {
+		if old != p {
+			return fmt.Errorf("dir %d redeclared as %q (was %q)", dir.GetId(), p, old)
+		}
+		return nil
+	}
+	if len(d.dirs) >= d.maxDirs {
+		return fmt.Errorf("more than %d directories declared; send reset_dirs", d.maxDirs)
+	}
+	d.dirs[dir.GetId()] = p
+	return nil
+}
+
+// Dirs returns how many directories the decoder knows, the root included.
+func (d *Decoder) Dirs() int { return len(d.dirs) }
