@@ -29,14 +29,15 @@ const (
 // PushService carries a session's events. It requires an ingest API key.
 //
 // Stream protocol (one stream per session):
-//  1. The agent opens Push and sends a first PushRequest with session_id set (it may also carry
-//     a payload). A stream whose first message lacks a known session_id ends with NOT_FOUND or
-//     INVALID_ARGUMENT.
+//  1. The agent opens Push and sends a first PushRequest with session_id set. It may carry a
+//     payload or none: an empty first message only binds the stream to the session, so Fusion
+//     can send role changes and commands at once. A stream whose first message lacks a known
+//     session_id ends with NOT_FOUND or INVALID_ARGUMENT.
 //  2. The agent then sends payloads with increasing seq. Each EventBatch is queued in the Fusion
 //     pipe's bounded queue; a full queue stops reading from the stream (flow control), it never
 //     drops. Every message received refreshes the session (it keeps the session alive).
 //  3. Fusion answers each applied EventBatch, and each control message, with an Ack carrying its
-//     seq and the pipe's committed index. Rows a view could not apply are counted in the Ack;
+//     seq and the pipe's committed index (the empty first message gets no Ack). Rows a view could not apply are counted in the Ack;
 //     they never end the stream. A malformed message (missing payload, unknown directory id,
 //     inconsistent columns) ends the stream with INVALID_ARGUMENT naming the problem.
 //  4. Fusion may send RoleChange and Command at any time, and SessionObsoleted when the session
@@ -75,14 +76,15 @@ type PushService_PushClient = grpc.BidiStreamingClient[PushRequest, PushResponse
 // PushService carries a session's events. It requires an ingest API key.
 //
 // Stream protocol (one stream per session):
-//  1. The agent opens Push and sends a first PushRequest with session_id set (it may also carry
-//     a payload). A stream whose first message lacks a known session_id ends with NOT_FOUND or
-//     INVALID_ARGUMENT.
+//  1. The agent opens Push and sends a first PushRequest with session_id set. It may carry a
+//     payload or none: an empty first message only binds the stream to the session, so Fusion
+//     can send role changes and commands at once. A stream whose first message lacks a known
+//     session_id ends with NOT_FOUND or INVALID_ARGUMENT.
 //  2. The agent then sends payloads with increasing seq. Each EventBatch is queued in the Fusion
 //     pipe's bounded queue; a full queue stops reading from the stream (flow control), it never
 //     drops. Every message received refreshes the session (it keeps the session alive).
 //  3. Fusion answers each applied EventBatch, and each control message, with an Ack carrying its
-//     seq and the pipe's committed index. Rows a view could not apply are counted in the Ack;
+//     seq and the pipe's committed index (the empty first message gets no Ack). Rows a view could not apply are counted in the Ack;
 //     they never end the stream. A malformed message (missing payload, unknown directory id,
 //     inconsistent columns) ends the stream with INVALID_ARGUMENT naming the problem.
 //  4. Fusion may send RoleChange and Command at any time, and SessionObsoleted when the session

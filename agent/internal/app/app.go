@@ -1,0 +1,136 @@
+// Package app composes the agent from its configuration: one fs source, watcher and event bus
+// per source; one sender per sender; one AgentPipe per pipe. main only loads config and runs it.
+package app
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/fustor/fustor/agent/internal/bus"
+	"github.com/fustor/fustor/agent/internal/config"
+	"github.com/fustor/fustor/agent/internal/pipe"
+	"github.com/fustor/fustor/agent/internal/sender"
+	"github.com/fustor/fustor/agent/internal/source/fs"
+)
+
+// Options are test hooks; the zero value is production.
+type Options struct {
+	// WatchRetry is how long a failed watcher waits before retrying (0 = 30 s).
+	WatchRetry time.Duration
+}
+
+type source struct {
+	id       string
+	src      *fs.Source
+	bus      *bus.Bus[fs.Event]
+	realtime atomic.Bool
+}
+
+// Agent is the running agent.
+type Agent struct {
+	log     *zap.Logger
+	sources map[string]*source
+	senders []*sender.GRPC
+	pipes   map[string]*pipe.Pipe
+	retry   time.Duration
+}
+
+// New builds the agent; nothing runs until Run.
+func New(log *zap.Logger, cfg config.Config, opts Options) (*Agent, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	cfg.Normalize()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("validate config: %w", err)
+	}
+	a := &Agent{log: log, sources: map[string]*source{}, pipes: map[string]*pipe.Pipe{}, retry: opts.WatchRetry}
+	if a.retry == 0 {
+		a.retry = 30 * time.Second
+	}
+	for id, sc := range cfg.Sources {
+		src, err := fs.New(log.With(zap.String("source", id)), fs.Config{Root: sc.Root, Excludes: sc.Excludes,
+			ModifyThrottle: sc.ModifyThrottle, Workers: sc.ScanWorkers})
+		if err != nil {
+			return nil, fmt.Errorf("create source %s: %w", id, err)
+		}
+		a.sources[id] = &source{id: id, src: src, bus: bus.New[fs.Event](sc.BusCapacity)}
+	}
+	senders := map[string]*sender.GRPC{}
+	for id, sc := range cfg.Senders {
+		s, err := sender.NewGRPC(sc)
+		if err != nil {
+			a.close()
+			return nil, fmt.Errorf("create sender %s: %w", id, err)
+		}
+		senders[id] = s
+		a.senders = append(a.senders, s)
+	}
+	for id, pc := range cfg.Pipes {
+		src := a.sources[pc.Source]
+		a.pipes[id] = pipe.New(log, pipe.Config{ID: id, AgentID: cfg.AgentID, SourceURI: "fs://" + cfg.Sources[pc.Source].Root,
+			BatchSize: pc.BatchSize, TimeoutHint: pc.TimeoutHint, BackoffMin: pc.BackoffMin, BackoffMax: pc.BackoffMax},
+			src.src, src.bus, senders[pc.Sender], src.realtime.Load)
+	}
+	return a, nil
+}
+
+// Pipe returns a pipe by id (for status and tests).
+func (a *Agent) Pipe(id string) *pipe.Pipe { return a.pipes[id] }
+
+// Run runs every watcher and pipe until ctx is done; it returns nil on cancel.
+func (a *Agent) Run(ctx context.Context) error {
+	defer a.close()
+	g, gctx := errgroup.WithContext(ctx)
+	for _, id := range sortedKeys(a.sources) {
+		s := a.sources[id]
+		g.Go(func() error { return a.watch(gctx, s) })
+	}
+	for _, id := range sortedKeys(a.pipes) {
+		p := a.pipes[id]
+		g.Go(func() error { return p.Run(gctx) })
+	}
+	return g.Wait()
+}
+
+// watch keeps the realtime watcher running; while it is down the pipes run degraded
+// (can_realtime=false) and snapshots keep the view eventually consistent.
+func (a *Agent) watch(ctx context.Context, s *source) error {
+	for {
+		s.realtime.Store(true)
+		err := s.src.Watch(ctx, func(ev fs.Event) { s.bus.Publish(ev) })
+		s.realtime.Store(false)
+		if ctx.Err() != nil {
+			return nil
+		}
+		a.log.Error("realtime watching failed; running degraded", zap.String("source", s.id), zap.Duration("retry_in", a.retry), zap.Error(err))
+		t := time.NewTimer(a.retry)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (a *Agent) close() {
+	for _, s := range a.senders {
+		_ = s.Close()
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,197 @@
+// Package config holds the agent's configuration (DESIGN.md §7): its id, sources, senders and
+// the pipes binding a source to a sender.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"time"
+)
+
+// Config is the agent's whole configuration.
+type Config struct {
+	// AgentID is globally unique; default: the host name.
+	AgentID string            `koanf:"agent_id"`
+	Log     Log               `koanf:"log"`
+	Sources map[string]Source `koanf:"sources"`
+	Senders map[string]Sender `koanf:"senders"`
+	Pipes   map[string]Pipe   `koanf:"pipes"`
+}
+
+// Log configures zap.
+type Log struct {
+	Level  string `koanf:"level"`
+	Format string `koanf:"format"`
+}
+
+// Source is where events come from.
+type Source struct {
+	// Driver is the source kind; only "fs" exists.
+	Driver string `koanf:"driver"`
+	// Root is the directory the fs source watches and scans.
+	Root string `koanf:"root"`
+	// Excludes are glob patterns matched against basenames and relative paths.
+	Excludes []string `koanf:"excludes"`
+	// ModifyThrottle coalesces bursts of writes to one file.
+	ModifyThrottle time.Duration `koanf:"modify_throttle"`
+	// ScanWorkers is the snapshot walk's parallelism (0 = number of cores).
+	ScanWorkers int `koanf:"scan_workers"`
+	// BusCapacity bounds the events buffered for slow pipes.
+	BusCapacity int `koanf:"bus_capacity"`
+}
+
+// Sender is where events go.
+type Sender struct {
+	// Driver is the sender kind; only "grpc" exists.
+	Driver string `koanf:"driver"`
+	// Address is Fusion's gRPC address.
+	Address string `koanf:"address"`
+	// APIKey is the receiver's ingest key; it decides the Fusion pipe.
+	APIKey string `koanf:"api_key"`
+}
+
+// Pipe binds a source to a sender.
+type Pipe struct {
+	Source string `koanf:"source"`
+	Sender string `koanf:"sender"`
+	// BatchSize bounds the rows of one pushed batch.
+	BatchSize int `koanf:"batch_size"`
+	// TimeoutHint is the session timeout asked of Fusion (it uses max(hint, its default)).
+	TimeoutHint time.Duration `koanf:"timeout_hint"`
+	// BackoffMin and BackoffMax bound the reconnect backoff.
+	BackoffMin time.Duration `koanf:"backoff_min"`
+	BackoffMax time.Duration `koanf:"backoff_max"`
+}
+
+// Default returns a configuration with no sources, senders or pipes.
+func Default() Config {
+	return Config{Log: Log{Level: "info", Format: "console"}, Sources: map[string]Source{},
+		Senders: map[string]Sender{}, Pipes: map[string]Pipe{}}
+}
+
+// Per-entry defaults applied by Normalize.
+const (
+	DefaultBatchSize      = 1000
+	DefaultModifyThrottle = time.Second
+	DefaultBusCapacity    = 1 << 16
+	DefaultBackoffMin     = 5 * time.Second
+	DefaultBackoffMax     = 60 * time.Second
+)
+
+// Normalize fills per-entry defaults.
+func (c *Config) Normalize() {
+	if c.AgentID == "" {
+		if h, err := os.Hostname(); err == nil {
+			c.AgentID = h
+		}
+	}
+	for id, s := range c.Sources {
+		if s.Driver == "" {
+			s.Driver = "fs"
+		}
+		if s.ModifyThrottle == 0 {
+			s.ModifyThrottle = DefaultModifyThrottle
+		}
+		if s.BusCapacity == 0 {
+			s.BusCapacity = DefaultBusCapacity
+		}
+		c.Sources[id] = s
+	}
+	for id, s := range c.Senders {
+		if s.Driver == "" {
+			s.Driver = "grpc"
+		}
+		c.Senders[id] = s
+	}
+	for id, p := range c.Pipes {
+		if p.BatchSize == 0 {
+			p.BatchSize = DefaultBatchSize
+		}
+		if p.BackoffMin == 0 {
+			p.BackoffMin = DefaultBackoffMin
+		}
+		if p.BackoffMax == 0 {
+			p.BackoffMax = DefaultBackoffMax
+		}
+		c.Pipes[id] = p
+	}
+}
+
+// Validate reports every inconsistency at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.AgentID == "" {
+		errs = append(errs, errors.New("agent_id is empty and the host name is unknown"))
+	}
+	for _, id := range sorted(c.Sources) {
+		s := c.Sources[id]
+		if s.Driver != "fs" {
+			errs = append(errs, fmt.Errorf("sources.%s: unknown driver %q (want fs)", id, s.Driver))
+		}
+		if st, err := os.Stat(s.Root); err != nil || !st.IsDir() {
+			errs = append(errs, fmt.Errorf("sources.%s: root %q is not a readable directory", id, s.Root))
+		}
+		if s.ScanWorkers < 0 || s.BusCapacity <= 0 || s.ModifyThrottle < 0 {
+			errs = append(errs, fmt.Errorf("sources.%s: scan_workers, bus_capacity and modify_throttle must not be negative", id))
+		}
+	}
+	for _, id := range sorted(c.Senders) {
+		s := c.Senders[id]
+		if s.Driver != "grpc" {
+			errs = append(errs, fmt.Errorf("senders.%s: unknown driver %q (want grpc)", id, s.Driver))
+		}
+		if s.Address == "" {
+			errs = append(errs, fmt.Errorf("senders.%s: address is required", id))
+		}
+	}
+	if len(c.Pipes) == 0 {
+		errs = append(errs, errors.New("no pipes configured"))
+	}
+	for _, id := range sorted(c.Pipes) {
+		p := c.Pipes[id]
+		if _, ok := c.Sources[p.Source]; !ok {
+			errs = append(errs, fmt.Errorf("pipes.%s: unknown source %q", id, p.Source))
+		}
+		if _, ok := c.Senders[p.Sender]; !ok {
+			errs = append(errs, fmt.Errorf("pipes.%s: unknown sender %q", id, p.Sender))
+		}
+		if p.BatchSize <= 0 || p.BatchSize > 100_000 {
+			errs = append(errs, fmt.Errorf("pipes.%s: batch_size must be 1..100000", id))
+		}
+		if p.BackoffMin <= 0 || p.BackoffMax < p.BackoffMin {
+			errs = append(errs, fmt.Errorf("pipes.%s: need 0 < backoff_min <= backoff_max", id))
+		}
+	}
+	// DESIGN.md §2: a <source, sender> pair runs at most one pipe.
+	seen := map[[2]string]string{}
+	for _, id := range sorted(c.Pipes) {
+		k := [2]string{c.Pipes[id].Source, c.Pipes[id].Sender}
+		if prev, ok := seen[k]; ok {
+			errs = append(errs, fmt.Errorf("pipes.%s: source %q and sender %q are already paired by pipe %s", id, k[0], k[1], prev))
+		}
+		seen[k] = id
+	}
+	return errors.Join(errs...)
+}
+
+// Demo returns the built-in configuration of `make demo`: the directory root, Fusion on
+// 127.0.0.1:7070 with the demo ingest key.
+func Demo(root string) Config {
+	c := Default()
+	c.Sources["demo"] = Source{Driver: "fs", Root: root}
+	c.Senders["fusion"] = Sender{Driver: "grpc", Address: "127.0.0.1:7070", APIKey: "demo-ingest-key"}
+	c.Pipes["demo"] = Pipe{Source: "demo", Sender: "fusion", BackoffMin: time.Second, BackoffMax: 10 * time.Second}
+	c.Normalize()
+	return c
+}
+
+func sorted[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,266 @@
+// Package pipe runs an AgentPipe (DESIGN.md §4.1): the control loop that keeps a session with
+// Fusion, heartbeats, streams realtime events from the bus, and runs the snapshot when leader.
+package pipe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/fustor/fustor/agent/internal/bus"
+	"github.com/fustor/fustor/agent/internal/sender"
+	"github.com/fustor/fustor/agent/internal/source/fs"
+	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
+)
+
+// errObsoleted means Fusion no longer knows the session: create a new one at once.
+var errObsoleted = errors.New("session obsoleted")
+
+// Source is what the pipe needs from its source.
+type Source interface {
+	Snapshot(ctx context.Context, rel string, kind fs.Kind, emit func([]fs.Event) error) (fs.WalkStats, error)
+	Counters() map[string]uint64
+}
+
+// Config is one pipe's settings.
+type Config struct {
+	ID, AgentID, SourceURI string
+	BatchSize              int
+	TimeoutHint            time.Duration
+	BackoffMin, BackoffMax time.Duration
+	// CriticalAfter is the number of failures in a row after which each failure is logged at
+	// error level as critical (default 5).
+	CriticalAfter int
+}
+
+// Pipe is one AgentPipe.
+type Pipe struct {
+	log         *zap.Logger
+	cfg         Config
+	src         Source
+	bus         *bus.Bus[fs.Event]
+	snd         sender.Sender
+	canRealtime func() bool
+
+	sessions, eventsSent, snapshots, failures atomic.Uint64
+	committed                                 atomic.Uint64
+	snapshotRunning                           atomic.Bool
+	role                                      atomic.Int32
+	mu                                        sync.Mutex
+	sessionID                                 string
+}
+
+// New returns a pipe. canRealtime reports whether the source's watcher runs (nil = always).
+func New(log *zap.Logger, cfg Config, src Source, b *bus.Bus[fs.Event], snd sender.Sender, canRealtime func() bool) *Pipe {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if canRealtime == nil {
+		canRealtime = func() bool { return true }
+	}
+	if cfg.CriticalAfter == 0 {
+		cfg.CriticalAfter = 5
+	}
+	return &Pipe{log: log.With(zap.String("pipe", cfg.ID)), cfg: cfg, src: src, bus: b, snd: snd, canRealtime: canRealtime}
+}
+
+// Status is a pipe's state for operators and tests.
+type Status struct {
+	SessionID       string
+	Role            fustorv1.Role
+	Sessions        uint64
+	EventsSent      uint64
+	Snapshots       uint64
+	Committed       uint64
+	SnapshotRunning bool
+}
+
+// Status returns the pipe's state.
+func (p *Pipe) Status() Status {
+	p.mu.Lock()
+	id := p.sessionID
+	p.mu.Unlock()
+	return Status{SessionID: id, Role: fustorv1.Role(p.role.Load()), Sessions: p.sessions.Load(),
+		EventsSent: p.eventsSent.Load(), Snapshots: p.snapshots.Load(), Committed: p.committed.Load(),
+		SnapshotRunning: p.snapshotRunning.Load()}
+}
+
+// Run keeps a session alive until ctx is done; it never gives up (DESIGN.md §4.1 step 7).
+func (p *Pipe) Run(ctx context.Context) error {
+	backoff := p.cfg.BackoffMin
+	inARow := 0
+	for {
+		established, err := p.runSession(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if established {
+			backoff, inARow = p.cfg.BackoffMin, 0
+		}
+		if errors.Is(err, errObsoleted) {
+			p.log.Info("session obsoleted; creating a new one", zap.Error(err))
+			continue
+		}
+		inARow++
+		p.failures.Add(1)
+		if inARow >= p.cfg.CriticalAfter {
+			p.log.Error("critical: pipe keeps failing", zap.Int("in_a_row", inARow), zap.Duration("retry_in", backoff), zap.Error(err))
+		} else {
+			p.log.Warn("session failed; retrying", zap.Int("in_a_row", inARow), zap.Duration("retry_in", backoff), zap.Error(err))
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		backoff = min(backoff*2, p.cfg.BackoffMax)
+	}
+}
+
+// outItem is work for the stream's sender goroutine, which alone owns the encoder and Send.
+type outItem struct {
+	source  fustorv1.MessageSource
+	events  []fs.Event
+	control *fustorv1.PushRequest
+}
+
+// session is the state of one session's run.
+type session struct {
+	p       *Pipe
+	id      string
+	timeout time.Duration
+	out     chan outItem
+	roleCh  chan struct{}
+	resnap  atomic.Bool
+}
+
+func (p *Pipe) runSession(ctx context.Context) (established bool, err error) {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	resp, err := p.snd.CreateSession(cctx, &fustorv1.CreateSessionRequest{
+		AgentId: p.cfg.AgentID, TaskId: p.cfg.ID, TimeoutHint: durationpb.New(p.cfg.TimeoutHint),
+		SchemaName: "fs", SchemaVersion: 1, SourceUri: p.cfg.SourceURI,
+		Capabilities: &fustorv1.Capabilities{CanRealtime: p.canRealtime()},
+	})
+	cancel()
+	if err != nil {
+		return false, fmt.Errorf("create session: %w", err)
+	}
+	p.sessions.Add(1)
+	p.committed.Store(resp.GetCommittedIndex())
+	p.role.Store(int32(resp.GetRole()))
+	p.mu.Lock()
+	p.sessionID = resp.GetSessionId()
+	p.mu.Unlock()
+	p.log.Info("session created", zap.String("session", resp.GetSessionId()), zap.Stringer("role", resp.GetRole()),
+		zap.Duration("timeout", resp.GetTimeout().AsDuration()), zap.Uint64("committed_index", resp.GetCommittedIndex()))
+
+	s := &session{p: p, id: resp.GetSessionId(), timeout: resp.GetTimeout().AsDuration(),
+		out: make(chan outItem, 16), roleCh: make(chan struct{}, 1)}
+	if s.timeout <= 0 {
+		s.timeout = 30 * time.Second
+	}
+	sctx, scancel := context.WithCancel(ctx)
+	defer scancel()
+	stream, err := p.snd.Push(sctx)
+	if err != nil {
+		p.closeSession(s.id)
+		return true, fmt.Errorf("open push stream: %w", err)
+	}
+	// Subscribe before the snapshot starts: every change after this point reaches Fusion as
+	// realtime, and everything before it is covered by the snapshot.
+	sub := p.bus.Subscribe()
+	g, gctx := errgroup.WithContext(sctx)
+	g.Go(func() error { return guard("heartbeat", func() error { return s.heartbeat(gctx) }) })
+	g.Go(func() error { return guard("push sender", func() error { return s.send(gctx, stream) }) })
+	g.Go(func() error { return guard("push receiver", func() error { return s.recv(stream) }) })
+	g.Go(func() error { return guard("realtime", func() error { return s.realtime(gctx, sub) }) })
+	g.Go(func() error { return guard("leader", func() error { return s.lead(gctx) }) })
+	s.roleChanged()
+	err = g.Wait()
+	if !errors.Is(err, errObsoleted) {
+		p.closeSession(s.id)
+	}
+	p.role.Store(int32(fustorv1.Role_ROLE_UNSPECIFIED))
+	return true, err
+}
+
+func (p *Pipe) closeSession(id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = p.snd.CloseSession(ctx, id)
+}
+
+// guard turns a panic into an error so one broken loop ends the session, never the agent.
+func guard(name string, f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%s panicked: %v\n%s", name, r, debug.Stack())
+		}
+	}()
+	return f()
+}
+
+func (s *session) roleChanged() {
+	select {
+	case s.roleCh <- struct{}{}:
+	default:
+	}
+}
+
+func (s *session) setRole(r fustorv1.Role) {
+	if old := fustorv1.Role(s.p.role.Swap(int32(r))); old != r {
+		s.p.log.Info("role changed", zap.Stringer("from", old), zap.Stringer("to", r))
+		s.roleChanged()
+	}
+}
+
+// heartbeat never stops for a data-plane failure; only a session Fusion no longer knows ends it.
+func (s *session) heartbeat(ctx context.Context) error {
+	t := time.NewTicker(s.timeout / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		hctx, cancel := context.WithTimeout(ctx, s.timeout/2)
+		resp, err := s.p.snd.Heartbeat(hctx, &fustorv1.HeartbeatRequest{SessionId: s.id,
+			CanRealtime: s.p.canRealtime(), Progress: s.p.progress()})
+		cancel()
+		switch {
+		case err == nil:
+			s.setRole(resp.GetRole())
+		case status.Code(err) == codes.NotFound:
+			return fmt.Errorf("%w: heartbeat: %v", errObsoleted, err)
+		case ctx.Err() != nil:
+			return nil
+		default:
+			s.p.log.Warn("heartbeat failed", zap.Error(err))
+		}
+	}
+}
+
+func (p *Pipe) progress() *fustorv1.Progress {
+	c := p.src.Counters()
+	var skipped uint64
+	for k, v := range c {
+		if len(k) > 8 && k[:8] == "skipped_" {
+			skipped += v
+		}
+	}
+	return &fustorv1.Progress{SnapshotRunning: p.snapshotRunning.Load(), EventsSent: p.eventsSent.Load(),
+		ErrorsSkipped: skipped, Watches: c["watches"], Counters: c}
+}

@@ -1,0 +1,217 @@
+package pipe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/fustor/fustor/agent/internal/bus"
+	"github.com/fustor/fustor/agent/internal/source/fs"
+	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
+	"github.com/fustor/fustor/sdk/fsbatch"
+	"github.com/fustor/fustor/sdk/fspath"
+)
+
+// send owns the stream's Send side and the fs encoder: directory declarations are per stream,
+// so exactly one goroutine may number them.
+func (s *session) send(ctx context.Context, stream fustorv1.PushService_PushClient) error {
+	enc := fsbatch.NewEncoder(0)
+	var seq uint64
+	put := func(m *fustorv1.PushRequest) error {
+		seq++
+		m.Seq = seq
+		if seq == 1 {
+			m.SessionId = s.id
+		}
+		if err := stream.Send(m); err != nil {
+			return fmt.Errorf("send seq %d: %w", seq, err)
+		}
+		return nil
+	}
+	// An empty first message binds the stream to the session at once, so Fusion can send role
+	// changes and commands before the agent has anything to say.
+	if err := put(&fustorv1.PushRequest{}); err != nil {
+		return err
+	}
+	for {
+		var it outItem
+		select {
+		case <-ctx.Done():
+			_ = stream.CloseSend()
+			return nil
+		case it = <-s.out:
+		}
+		if it.control != nil {
+			if err := put(it.control); err != nil {
+				return err
+			}
+			continue
+		}
+		for start := 0; start < len(it.events); start += s.p.cfg.BatchSize {
+			chunk := it.events[start:min(start+s.p.cfg.BatchSize, len(it.events))]
+			for i := range chunk {
+				e := &chunk[i]
+				enc.Add(e.Path, e.Flags, e.Size, e.MtimeNs, e.Index, e.ParentMtimeNs)
+			}
+			b, index := enc.Flush()
+			if b == nil {
+				continue
+			}
+			err := put(&fustorv1.PushRequest{Payload: &fustorv1.PushRequest_Batch{Batch: &fustorv1.EventBatch{
+				Source: it.source, SchemaName: "fs", Index: index, Rows: &fustorv1.EventBatch_Fs{Fs: b}}}})
+			if err != nil {
+				return err
+			}
+			s.p.eventsSent.Add(uint64(len(chunk)))
+		}
+	}
+}
+
+// recv owns the stream's Recv side: acks, role changes and obsolescence.
+func (s *session) recv(stream fustorv1.PushService_PushClient) error {
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return errors.New("push stream closed by fusion")
+			}
+			if status.Code(err) == codes.NotFound {
+				return fmt.Errorf("%w: push stream: %v", errObsoleted, err)
+			}
+			if status.Code(err) == codes.Canceled {
+				return nil
+			}
+			return fmt.Errorf("receive from push stream: %w", err)
+		}
+		switch p := m.GetPayload().(type) {
+		case *fustorv1.PushResponse_Ack:
+			s.p.committed.Store(max(s.p.committed.Load(), p.Ack.GetCommittedIndex()))
+			if p.Ack.GetError() != "" {
+				s.p.log.Warn("fusion rejected rows", zap.Uint64("seq", p.Ack.GetSeq()),
+					zap.Uint32("rejected", p.Ack.GetRowsRejected()), zap.String("error", p.Ack.GetError()))
+			}
+		case *fustorv1.PushResponse_RoleChange:
+			s.setRole(p.RoleChange.GetRole())
+		case *fustorv1.PushResponse_SessionObsoleted:
+			return fmt.Errorf("%w: %s", errObsoleted, p.SessionObsoleted.GetReason())
+		case *fustorv1.PushResponse_Command:
+			s.p.log.Info("command not supported yet", zap.String("id", p.Command.GetId()))
+		}
+	}
+}
+
+func (s *session) emit(ctx context.Context, it outItem) error {
+	select {
+	case s.out <- it:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// realtime forwards bus events as they come, without waiting to fill a batch. A lost position
+// (the bus overwrote unread events) is repaired by a snapshot when leader.
+func (s *session) realtime(ctx context.Context, sub *bus.Subscriber[fs.Event]) error {
+	for {
+		evs, err := sub.Next(ctx, s.p.cfg.BatchSize, nil)
+		if errors.Is(err, bus.ErrPositionLost) {
+			s.p.log.Warn("realtime events lost in the bus; a snapshot will repair the view")
+			s.needSnapshot()
+			continue
+		}
+		if err != nil {
+			return nil
+		}
+		if err := s.emit(ctx, outItem{source: fustorv1.MessageSource_MESSAGE_SOURCE_REALTIME, events: evs}); err != nil {
+			return nil
+		}
+	}
+}
+
+// needSnapshot asks lead for another snapshot in this session.
+func (s *session) needSnapshot() {
+	s.resnap.Store(true)
+	s.roleChanged()
+}
+
+// lead runs the leader's duties: one snapshot per session (again after lost realtime events),
+// cancelled on demotion.
+func (s *session) lead(ctx context.Context) error {
+	var (
+		cancel  context.CancelFunc = func() {}
+		running chan struct{}
+		snapped bool
+	)
+	defer func() {
+		cancel()
+		if running != nil {
+			<-running
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-running:
+			running = nil
+			continue
+		case <-s.roleCh:
+		}
+		leader := s.p.role.Load() == int32(fustorv1.Role_ROLE_LEADER)
+		if s.resnap.Swap(false) {
+			snapped = false
+		}
+		switch {
+		case !leader && running != nil:
+			s.p.log.Info("demoted: cancelling the snapshot")
+			cancel()
+		case leader && running == nil && !snapped:
+			snapped = true
+			var sctx context.Context
+			sctx, cancel = context.WithCancel(ctx)
+			running = make(chan struct{})
+			go func(done chan struct{}) {
+				defer close(done)
+				defer func() {
+					if r := recover(); r != nil {
+						s.p.log.Error("snapshot panicked", zap.Any("panic", r))
+					}
+				}()
+				s.snapshot(sctx)
+			}(running)
+		}
+	}
+}
+
+// snapshot walks the whole source and sends it between snapshot start and end markers. It
+// never fails the session: a failed walk is reported in the end marker.
+func (s *session) snapshot(ctx context.Context) {
+	s.p.snapshotRunning.Store(true)
+	defer s.p.snapshotRunning.Store(false)
+	s.p.snapshots.Add(1)
+	if err := s.emit(ctx, outItem{control: &fustorv1.PushRequest{Payload: &fustorv1.PushRequest_SnapshotStart{
+		SnapshotStart: &fustorv1.SnapshotStart{}}}}); err != nil {
+		return
+	}
+	var rows uint64
+	st, err := s.p.src.Snapshot(ctx, fspath.Root, fs.KindSnapshot, func(evs []fs.Event) error {
+		rows += uint64(len(evs))
+		return s.emit(ctx, outItem{source: fustorv1.MessageSource_MESSAGE_SOURCE_SNAPSHOT, events: evs})
+	})
+	if ctx.Err() != nil {
+		return
+	}
+	end := &fustorv1.SnapshotEnd{Rows: rows, Skipped: st.Skipped}
+	if err != nil {
+		end.Failed, end.Error = true, err.Error()
+		s.p.log.Error("snapshot failed", zap.Error(err))
+	} else {
+		s.p.log.Info("snapshot sent", zap.Uint64("rows", rows), zap.Uint64("dirs", st.Dirs), zap.Uint64("files", st.Files), zap.Uint64("skipped", st.Skipped))
+	}
+	_ = s.emit(ctx, outItem{control: &fustorv1.PushRequest{Payload: &fustorv1.PushRequest_SnapshotEnd{SnapshotEnd: end}}})
+}

@@ -1,0 +1,78 @@
+// Package sender carries an agent pipe's sessions and events to Fusion over gRPC.
+package sender
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/fustor/fustor/agent/internal/config"
+	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
+)
+
+// Sender is what an agent pipe needs from a transport.
+type Sender interface {
+	CreateSession(ctx context.Context, req *fustorv1.CreateSessionRequest) (*fustorv1.CreateSessionResponse, error)
+	Heartbeat(ctx context.Context, req *fustorv1.HeartbeatRequest) (*fustorv1.HeartbeatResponse, error)
+	CloseSession(ctx context.Context, id string) error
+	Push(ctx context.Context) (fustorv1.PushService_PushClient, error)
+}
+
+// GRPC is the gRPC sender. One client connection is shared by every call; gRPC reconnects it
+// by itself, and calls made while it is down fail at once so the pipe's own backoff decides.
+type GRPC struct {
+	conn    *grpc.ClientConn
+	session fustorv1.SessionServiceClient
+	push    fustorv1.PushServiceClient
+}
+
+// apiKey sends the ingest key with every call.
+type apiKey string
+
+func (k apiKey) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(k)}, nil
+}
+
+func (apiKey) RequireTransportSecurity() bool { return false }
+
+// NewGRPC returns a sender for cfg. It does not connect until the first call.
+func NewGRPC(cfg config.Sender) (*GRPC, error) {
+	conn, err := grpc.NewClient(cfg.Address,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(apiKey(cfg.APIKey)),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 20 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(16<<20)),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("create grpc client for %s: %w", cfg.Address, err)
+	}
+	return &GRPC{conn: conn, session: fustorv1.NewSessionServiceClient(conn), push: fustorv1.NewPushServiceClient(conn)}, nil
+}
+
+// CreateSession opens a session.
+func (g *GRPC) CreateSession(ctx context.Context, req *fustorv1.CreateSessionRequest) (*fustorv1.CreateSessionResponse, error) {
+	return g.session.CreateSession(ctx, req)
+}
+
+// Heartbeat keeps a session alive.
+func (g *GRPC) Heartbeat(ctx context.Context, req *fustorv1.HeartbeatRequest) (*fustorv1.HeartbeatResponse, error) {
+	return g.session.Heartbeat(ctx, req)
+}
+
+// CloseSession ends a session.
+func (g *GRPC) CloseSession(ctx context.Context, id string) error {
+	_, err := g.session.CloseSession(ctx, &fustorv1.CloseSessionRequest{SessionId: id})
+	return err
+}
+
+// Push opens the session's event stream.
+func (g *GRPC) Push(ctx context.Context) (fustorv1.PushService_PushClient, error) {
+	return g.push.Push(ctx)
+}
+
+// Close releases the connection.
+func (g *GRPC) Close() error { return g.conn.Close() }

@@ -1,0 +1,240 @@
+// Package e2e runs the real binaries — fustor-fusion, fustor-agent, fustorctl — and grpcurl
+// against real directories on loopback. It lives in the fusion module for the test runner
+// only: it builds the other modules' commands with `go build`, it imports none of them.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// repoRoot is the directory holding go.work.
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("go", "env", "GOWORK").Output()
+	if err != nil || strings.TrimSpace(string(out)) == "" {
+		t.Fatalf("find go.work: %v", err)
+	}
+	return filepath.Dir(strings.TrimSpace(string(out)))
+}
+
+// binaries builds the three commands once per test binary.
+func binaries(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("e2e: builds and runs the real binaries")
+	}
+	buildOnce.Do(func() {
+		root := repoRoot(t)
+		binDir, buildErr = os.MkdirTemp("", "fustor-e2e-bin")
+		if buildErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-race", "-o", binDir+"/", "./fusion/cmd/fustor-fusion", "./agent/cmd/fustor-agent", "./sdk/cmd/fustorctl")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binDir
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// proc is a running binary whose output goes to a log file kept for failures.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	log  *bytes.Buffer
+	mu   *sync.Mutex
+	done chan struct{}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func startProc(t *testing.T, name string, args ...string) *proc {
+	t.Helper()
+	p := &proc{name: filepath.Base(name), log: &bytes.Buffer{}, mu: &sync.Mutex{}, done: make(chan struct{})}
+	p.cmd = exec.Command(name, args...)
+	p.cmd.Stdout = lockedWriter{p.mu, p.log}
+	p.cmd.Stderr = lockedWriter{p.mu, p.log}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.stop(t, syscall.SIGTERM)
+		if t.Failed() {
+			p.mu.Lock()
+			t.Logf("---- %s log ----\n%s", p.name, p.log.String())
+			p.mu.Unlock()
+		}
+	})
+	return p
+}
+
+// stop signals the process and waits for it; SIGTERM must end it cleanly within 15 s.
+func (p *proc) stop(t *testing.T, sig syscall.Signal) {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		t.Errorf("%s did not stop within 15s of %v", p.name, sig)
+	}
+	if sig == syscall.SIGTERM && p.cmd.ProcessState != nil && !p.cmd.ProcessState.Success() {
+		t.Errorf("%s exited with %v after SIGTERM", p.name, p.cmd.ProcessState)
+	}
+}
+
+// cluster is a Fusion and an agent on one directory.
+type cluster struct {
+	t      *testing.T
+	bin    string
+	addr   string
+	root   string
+	cfgDir string
+	fusion *proc
+	agent  *proc
+}
+
+func newCluster(t *testing.T, root string) *cluster {
+	bin := binaries(t)
+	c := &cluster{t: t, bin: bin, addr: freePort(t), root: root, cfgDir: t.TempDir()}
+	fusionCfg := fmt.Sprintf(`server:
+  listen: %s
+  admin_keys: [admin-key]
+  shutdown_timeout: 2s
+log: {level: debug}
+receivers:
+  default:
+    api_keys:
+      - {key: ingest-key, pipe: main}
+pipes:
+  main: {receiver: default, views: [files], session_timeout: 3s}
+views:
+  files: {driver: fs, live: true, query_keys: [query-key]}
+`, c.addr)
+	agentCfg := fmt.Sprintf(`agent_id: e2e-agent
+log: {level: debug}
+sources:
+  data: {root: %s, modify_throttle: 200ms}
+senders:
+  fusion: {address: %s, api_key: ingest-key}
+pipes:
+  main: {source: data, sender: fusion, batch_size: 500, backoff_min: 100ms, backoff_max: 500ms}
+`, root, c.addr)
+	must(t, os.WriteFile(filepath.Join(c.cfgDir, "fusion.yaml"), []byte(fusionCfg), 0o644))
+	must(t, os.WriteFile(filepath.Join(c.cfgDir, "agent.yaml"), []byte(agentCfg), 0o644))
+	return c
+}
+
+func (c *cluster) startFusion() {
+	c.fusion = startProc(c.t, filepath.Join(c.bin, "fustor-fusion"), "--config", filepath.Join(c.cfgDir, "fusion.yaml"))
+}
+
+func (c *cluster) startAgent() {
+	c.agent = startProc(c.t, filepath.Join(c.bin, "fustor-agent"), "--config", filepath.Join(c.cfgDir, "agent.yaml"))
+}
+
+// ctl runs fustorctl --json and decodes its one JSON document.
+func (c *cluster) ctl(args ...string) (map[string]any, error) {
+	full := append([]string{"--server", c.addr, "--key", "query-key", "--view", "files", "--json"}, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(c.bin, "fustorctl"), full...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("fustorctl %v: %v: %s", args, err, stderr.String())
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(stdout.Bytes(), &doc); err != nil {
+		return nil, fmt.Errorf("fustorctl %v printed no single JSON document: %v\n%s", args, err, stdout.String())
+	}
+	return doc, nil
+}
+
+// eventually polls cond until it holds or the deadline passes, and returns how long it took.
+func eventually(t *testing.T, within time.Duration, what string, cond func() error) time.Duration {
+	t.Helper()
+	start := time.Now()
+	deadline := start.Add(within)
+	var err error
+	for {
+		if err = cond(); err == nil {
+			return time.Since(start)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not true within %v: %v", what, within, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// num reads a JSON number that protojson may print as a string (64-bit integers).
+func num(v any) uint64 {
+	switch x := v.(type) {
+	case string:
+		var n uint64
+		fmt.Sscan(x, &n)
+		return n
+	case float64:
+		return uint64(x)
+	}
+	return 0
+}

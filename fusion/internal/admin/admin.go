@@ -1,0 +1,99 @@
+// Package admin implements AdminService: what runs in Fusion — pipes, sessions and views.
+package admin
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/fustor/fustor/fusion/internal/pipe"
+	"github.com/fustor/fustor/fusion/internal/server"
+	"github.com/fustor/fustor/fusion/internal/session"
+	"github.com/fustor/fustor/fusion/internal/view"
+	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
+)
+
+// Service serves AdminService.
+type Service struct {
+	fustorv1.UnimplementedAdminServiceServer
+	pipes     map[string]*pipe.Pipe
+	receivers map[string]string // pipe → receiver
+	sessions  *session.Manager
+	views     *view.Registry
+}
+
+// New returns the admin service.
+func New(pipes map[string]*pipe.Pipe, receivers map[string]string, sessions *session.Manager, views *view.Registry) *Service {
+	return &Service{pipes: pipes, receivers: receivers, sessions: sessions, views: views}
+}
+
+// ListPipes lists pipes with their queues and counters.
+func (s *Service) ListPipes(context.Context, *fustorv1.ListPipesRequest) (*fustorv1.ListPipesResponse, error) {
+	live := map[string]uint32{}
+	for _, ss := range s.sessions.List() {
+		live[ss.Pipe.ID]++
+	}
+	ids := make([]string, 0, len(s.pipes))
+	for id := range s.pipes {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	out := &fustorv1.ListPipesResponse{}
+	for _, id := range ids {
+		p := s.pipes[id]
+		st := p.Stats()
+		info := &fustorv1.PipeInfo{Id: id, Receiver: s.receivers[id], CommittedIndex: st.Committed,
+			QueueLen: uint32(st.QueueLen), QueueCap: uint32(st.QueueCap), BatchesApplied: st.Batches,
+			RowsApplied: st.RowsApplied, RowsRejected: st.RowsRejected, Sessions: live[id]}
+		for _, v := range p.Views {
+			info.Views = append(info.Views, v.Name)
+		}
+		out.Pipes = append(out.Pipes, info)
+	}
+	return out, nil
+}
+
+// ListSessions lists live sessions, oldest first.
+func (s *Service) ListSessions(_ context.Context, req *fustorv1.ListSessionsRequest) (*fustorv1.ListSessionsResponse, error) {
+	out := &fustorv1.ListSessionsResponse{}
+	for _, ss := range s.sessions.List() {
+		if req.GetView() != "" && !contains(ss.Pipe.Views, req.GetView()) {
+			continue
+		}
+		out.Sessions = append(out.Sessions, &fustorv1.SessionInfo{
+			SessionId: ss.ID, PipeId: ss.Pipe.ID, Views: ss.Pipe.Views, Role: ss.Role(),
+			AgentId: ss.Info.AgentID, TaskId: ss.Info.TaskID, SourceUri: ss.Info.SourceURI,
+			CanRealtime: ss.CanRealtime(), CreatedAt: timestamppb.New(ss.Created),
+			LastHeartbeat: timestamppb.New(ss.LastSeen()), Counters: ss.Counters(),
+		})
+	}
+	return out, nil
+}
+
+// ListViews lists views with their size and memory.
+func (s *Service) ListViews(context.Context, *fustorv1.AdminServiceListViewsRequest) (*fustorv1.AdminServiceListViewsResponse, error) {
+	out := &fustorv1.AdminServiceListViewsResponse{}
+	for _, v := range s.views.All() {
+		st := v.State()
+		out.Views = append(out.Views, &fustorv1.AdminViewInfo{Id: v.Name, Driver: v.Cfg.Driver,
+			Nodes: uint64(v.FS.Len()), MemoryBytes: v.FS.MemoryBytes(),
+			Meta: &fustorv1.ViewMeta{View: v.Name, AuthoritativeSession: st.Leader != "", SnapshotComplete: st.SnapshotComplete}})
+	}
+	return out, nil
+}
+
+// Reload is not available yet: configuration changes need a restart.
+func (s *Service) Reload(context.Context, *fustorv1.ReloadRequest) (*fustorv1.ReloadResponse, error) {
+	return nil, fmt.Errorf("%w: reload is not supported yet; restart fustor-fusion to apply configuration changes", server.ErrPrecondition)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

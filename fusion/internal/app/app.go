@@ -1,0 +1,116 @@
+// Package app composes Fusion from its configuration: views, pipes, sessions, the receiver,
+// the query and admin services, and the gRPC server; main only loads config and calls Run.
+package app
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/fustor/fustor/fusion/internal/admin"
+	"github.com/fustor/fustor/fusion/internal/config"
+	"github.com/fustor/fustor/fusion/internal/pipe"
+	"github.com/fustor/fustor/fusion/internal/query"
+	"github.com/fustor/fustor/fusion/internal/receiver"
+	"github.com/fustor/fustor/fusion/internal/server"
+	"github.com/fustor/fustor/fusion/internal/session"
+	"github.com/fustor/fustor/fusion/internal/view"
+	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
+)
+
+// Options are test hooks; the zero value is production.
+type Options struct {
+	// Now is the physical clock (nil = time.Now).
+	Now func() time.Time
+	// SweepInterval is how often expired sessions are looked for (0 = 1 s).
+	SweepInterval time.Duration
+}
+
+// Fusion is the running server.
+type Fusion struct {
+	log      *zap.Logger
+	srv      *server.Server
+	pipes    map[string]*pipe.Pipe
+	sessions *session.Manager
+	views    *view.Registry
+	sweep    time.Duration
+	panics   atomic.Uint64
+}
+
+// New builds Fusion and binds its listener.
+func New(log *zap.Logger, cfg config.Config, opts Options) (*Fusion, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	cfg.Normalize()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("validate config: %w", err)
+	}
+	f := &Fusion{log: log, pipes: map[string]*pipe.Pipe{}, sweep: opts.SweepInterval}
+	if f.sweep == 0 {
+		f.sweep = time.Second
+	}
+	f.views = view.NewRegistry(log, cfg.Views, opts.Now)
+	f.sessions = session.NewManager(log, opts.Now, cfg.Server.MaxSessions, session.Hooks{
+		LeaderChanged: func(name, id string) {
+			if v, err := f.views.Get(name); err == nil {
+				v.SetLeader(id)
+			}
+		},
+		ViewIdle: func(name string) {
+			if v, err := f.views.Get(name); err == nil && v.Cfg.Live {
+				log.Info("live view reset: its last session ended", zap.String("view", name))
+				v.Reset()
+			}
+		},
+	})
+	infos := map[string]receiver.PipeInfo{}
+	receivers := map[string]string{}
+	for id, pc := range cfg.Pipes {
+		var vs []*view.View
+		for _, name := range pc.Views {
+			v, err := f.views.Get(name)
+			if err != nil {
+				return nil, err
+			}
+			vs = append(vs, v)
+		}
+		p := pipe.New(log, id, vs, pc.QueueSize)
+		f.pipes[id] = p
+		receivers[id] = pc.Receiver
+		infos[id] = receiver.PipeInfo{Pipe: p, Schema: vs[0].Cfg.Schema,
+			Session: session.Pipe{ID: id, Views: pc.Views, Timeout: pc.SessionTimeout}}
+	}
+	srv, err := server.New(log, cfg.Server, server.NewKeys(&cfg), func() { f.panics.Add(1) })
+	if err != nil {
+		return nil, err
+	}
+	f.srv = srv
+	rcv := receiver.New(log, f.sessions, infos)
+	fustorv1.RegisterSessionServiceServer(srv.GRPC(), rcv)
+	fustorv1.RegisterPushServiceServer(srv.GRPC(), rcv)
+	fustorv1.RegisterViewServiceServer(srv.GRPC(), query.New(f.views, opts.Now))
+	fustorv1.RegisterAdminServiceServer(srv.GRPC(), admin.New(f.pipes, receivers, f.sessions, f.views))
+	return f, nil
+}
+
+// Addr returns the gRPC listen address.
+func (f *Fusion) Addr() net.Addr { return f.srv.Addr() }
+
+// Run serves until ctx is done; it returns nil on cancel.
+func (f *Fusion) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	for _, p := range f.pipes {
+		g.Go(func() error { return p.Run(gctx) })
+	}
+	g.Go(func() error { return f.sessions.Run(gctx, f.sweep) })
+	g.Go(func() error { return f.srv.Run(gctx) })
+	err := g.Wait()
+	f.sessions.CloseAll("fusion shutting down")
+	return err
+}

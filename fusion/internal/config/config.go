@@ -1,0 +1,212 @@
+// Package config holds Fusion's configuration (DESIGN.md §7): the server, receivers (ingest
+// API keys routed to pipes), pipes (receiver → views) and views (driver, schema, query keys).
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"time"
+)
+
+// Config is Fusion's whole configuration.
+type Config struct {
+	Server    Server              `koanf:"server"`
+	Log       Log                 `koanf:"log"`
+	Receivers map[string]Receiver `koanf:"receivers"`
+	Pipes     map[string]Pipe     `koanf:"pipes"`
+	Views     map[string]View     `koanf:"views"`
+}
+
+// Server is the one gRPC server every service is served on.
+type Server struct {
+	// Listen is the gRPC listen address.
+	Listen string `koanf:"listen"`
+	// AdminKeys are API keys accepted by AdminService.
+	AdminKeys []string `koanf:"admin_keys"`
+	// ShutdownTimeout bounds the graceful stop before connections are cut.
+	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
+	// MaxSessions bounds live sessions across all pipes.
+	MaxSessions int `koanf:"max_sessions"`
+	// MaxRecvMsgBytes bounds one incoming gRPC message.
+	MaxRecvMsgBytes int `koanf:"max_recv_msg_bytes"`
+}
+
+// Log configures zap.
+type Log struct {
+	// Level is debug, info, warn or error.
+	Level string `koanf:"level"`
+	// Format is json or console.
+	Format string `koanf:"format"`
+}
+
+// Receiver is a group of ingest API keys. Keys, not messages, route sessions to pipes.
+type Receiver struct {
+	// APIKeys maps each key to the pipe its sessions join.
+	APIKeys []APIKey `koanf:"api_keys"`
+}
+
+// APIKey routes one ingest key to one pipe.
+type APIKey struct {
+	Key  string `koanf:"key"`
+	Pipe string `koanf:"pipe"`
+}
+
+// Pipe is a FusionPipe: sessions of one data stream feeding one or more views.
+type Pipe struct {
+	// Receiver names the receiver whose keys may open sessions on this pipe.
+	Receiver string `koanf:"receiver"`
+	// Views are the views fed by the pipe.
+	Views []string `koanf:"views"`
+	// SessionTimeout is the server's default session timeout; sessions get max(hint, this).
+	SessionTimeout time.Duration `koanf:"session_timeout"`
+	// QueueSize bounds the batches waiting to be applied; a full queue slows the streams.
+	QueueSize int `koanf:"queue_size"`
+}
+
+// View is a queryable state built from events.
+type View struct {
+	// Driver is the view kind; only "fs" exists.
+	Driver string `koanf:"driver"`
+	// Schema is the event schema the view accepts.
+	Schema string `koanf:"schema"`
+	// Live views exist only in memory and reset when their last session ends.
+	Live bool `koanf:"live"`
+	// QueryKeys are API keys accepted by ViewService for this view.
+	QueryKeys []string `koanf:"query_keys"`
+	// MaxNodes bounds the nodes the view holds.
+	MaxNodes int `koanf:"max_nodes"`
+	// HotThreshold is the age below which a scanned file is suspect of being written.
+	HotThreshold time.Duration `koanf:"hot_threshold"`
+}
+
+// Default returns a configuration with every default filled and no pipes or views.
+func Default() Config {
+	return Config{
+		Server: Server{
+			Listen:          "127.0.0.1:7070",
+			ShutdownTimeout: 10 * time.Second,
+			MaxSessions:     1024,
+			MaxRecvMsgBytes: 16 << 20,
+		},
+		Log:       Log{Level: "info", Format: "console"},
+		Receivers: map[string]Receiver{},
+		Pipes:     map[string]Pipe{},
+		Views:     map[string]View{},
+	}
+}
+
+// Pipe and view defaults, applied by Normalize to entries that leave them zero.
+const (
+	DefaultSessionTimeout = 30 * time.Second
+	DefaultQueueSize      = 256
+	DefaultMaxNodes       = 100_000_000
+	DefaultHotThreshold   = 30 * time.Second
+)
+
+// Normalize fills per-entry defaults of pipes and views.
+func (c *Config) Normalize() {
+	for id, p := range c.Pipes {
+		if p.SessionTimeout == 0 {
+			p.SessionTimeout = DefaultSessionTimeout
+		}
+		if p.QueueSize == 0 {
+			p.QueueSize = DefaultQueueSize
+		}
+		c.Pipes[id] = p
+	}
+	for id, v := range c.Views {
+		if v.Driver == "" {
+			v.Driver = "fs"
+		}
+		if v.Schema == "" {
+			v.Schema = "fs"
+		}
+		if v.MaxNodes == 0 {
+			v.MaxNodes = DefaultMaxNodes
+		}
+		if v.HotThreshold == 0 {
+			v.HotThreshold = DefaultHotThreshold
+		}
+		c.Views[id] = v
+	}
+}
+
+// Validate reports every inconsistency at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.Server.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("server.listen %q: %w", c.Server.Listen, err))
+	}
+	if c.Server.ShutdownTimeout <= 0 {
+		errs = append(errs, errors.New("server.shutdown_timeout must be positive"))
+	}
+	if c.Server.MaxSessions <= 0 {
+		errs = append(errs, errors.New("server.max_sessions must be positive"))
+	}
+	if c.Server.MaxRecvMsgBytes < 1<<16 {
+		errs = append(errs, errors.New("server.max_recv_msg_bytes must be at least 65536"))
+	}
+	keys := map[string]string{}
+	for _, rid := range sortedKeys(c.Receivers) {
+		for i, k := range c.Receivers[rid].APIKeys {
+			where := fmt.Sprintf("receivers.%s.api_keys[%d]", rid, i)
+			if k.Key == "" {
+				errs = append(errs, fmt.Errorf("%s: empty key", where))
+			}
+			if prev, dup := keys[k.Key]; dup {
+				errs = append(errs, fmt.Errorf("%s: key already used by %s", where, prev))
+			}
+			keys[k.Key] = where
+			p, ok := c.Pipes[k.Pipe]
+			if !ok {
+				errs = append(errs, fmt.Errorf("%s: unknown pipe %q", where, k.Pipe))
+			} else if p.Receiver != rid {
+				errs = append(errs, fmt.Errorf("%s: pipe %q belongs to receiver %q", where, k.Pipe, p.Receiver))
+			}
+		}
+	}
+	for _, pid := range sortedKeys(c.Pipes) {
+		p := c.Pipes[pid]
+		if _, ok := c.Receivers[p.Receiver]; !ok {
+			errs = append(errs, fmt.Errorf("pipes.%s: unknown receiver %q", pid, p.Receiver))
+		}
+		if len(p.Views) == 0 {
+			errs = append(errs, fmt.Errorf("pipes.%s: no views", pid))
+		}
+		for _, v := range p.Views {
+			if _, ok := c.Views[v]; !ok {
+				errs = append(errs, fmt.Errorf("pipes.%s: unknown view %q", pid, v))
+			}
+		}
+		if p.SessionTimeout < time.Second {
+			errs = append(errs, fmt.Errorf("pipes.%s: session_timeout must be at least 1s", pid))
+		}
+		if p.QueueSize <= 0 {
+			errs = append(errs, fmt.Errorf("pipes.%s: queue_size must be positive", pid))
+		}
+	}
+	for _, vid := range sortedKeys(c.Views) {
+		v := c.Views[vid]
+		if v.Driver != "fs" {
+			errs = append(errs, fmt.Errorf("views.%s: unknown driver %q (want fs)", vid, v.Driver))
+		}
+		if v.Schema != "fs" {
+			errs = append(errs, fmt.Errorf("views.%s: driver fs accepts schema fs, not %q", vid, v.Schema))
+		}
+		if v.MaxNodes <= 0 {
+			errs = append(errs, fmt.Errorf("views.%s: max_nodes must be positive", vid))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

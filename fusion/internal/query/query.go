@@ -1,0 +1,323 @@
+// Package query implements ViewService: list, tree, stat, find and stats over fs views.
+// Answers are bounded by paging and limits, never by the size of the view (DESIGN.md §9.9).
+package query
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"math"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/fustor/fustor/fusion/internal/server"
+	"github.com/fustor/fustor/fusion/internal/view"
+	"github.com/fustor/fustor/fusion/internal/view/fs"
+	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
+	"github.com/fustor/fustor/sdk/fspath"
+)
+
+// Limits of one answer.
+const (
+	DefaultPageSize  = 1000
+	MaxPageSize      = 10000
+	DefaultFindLimit = 1000
+	MaxFindLimit     = 100000
+	treeChunk        = 1000
+	unlimitedDepth   = math.MaxInt32
+)
+
+// Service serves ViewService.
+type Service struct {
+	fustorv1.UnimplementedViewServiceServer
+	views *view.Registry
+	now   func() time.Time
+}
+
+// New returns the query service; now nil means time.Now.
+func New(views *view.Registry, now func() time.Time) *Service {
+	if now == nil {
+		now = time.Now
+	}
+	return &Service{views: views, now: now}
+}
+
+// open resolves, authorises and readiness-checks a view, and cleans the path.
+func (s *Service) open(ctx context.Context, name, path string) (*view.View, string, error) {
+	if name == "" {
+		return nil, "", fmt.Errorf("%w: view is required", server.ErrInvalidArgument)
+	}
+	v, err := s.views.Get(name)
+	if err != nil {
+		return nil, "", err
+	}
+	if !server.PrincipalFrom(ctx).CanQuery(name) {
+		return nil, "", fmt.Errorf("%w: the API key may not query view %q", server.ErrPermission, name)
+	}
+	clean, err := fspath.Clean(path)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := v.Ready(); err != nil {
+		return nil, "", err
+	}
+	return v, clean, nil
+}
+
+func (s *Service) meta(v *view.View, force *fustorv1.ForceRealTime) *fustorv1.ViewMeta {
+	st := v.State()
+	return &fustorv1.ViewMeta{
+		View: v.Name, AuthoritativeSession: st.Leader != "", SnapshotComplete: st.SnapshotComplete,
+		Watermark: timestamppb.New(s.now()),
+		// On-demand scans are not wired to agents yet: say honestly that none ran.
+		JobPending: force.GetEnabled(),
+	}
+}
+
+// ListViews lists the views the key may query.
+func (s *Service) ListViews(ctx context.Context, _ *fustorv1.ListViewsRequest) (*fustorv1.ListViewsResponse, error) {
+	p := server.PrincipalFrom(ctx)
+	out := &fustorv1.ListViewsResponse{}
+	for _, v := range s.views.All() {
+		if !p.CanQuery(v.Name) {
+			continue
+		}
+		out.Views = append(out.Views, &fustorv1.ViewInfo{Id: v.Name, Driver: v.Cfg.Driver, Schema: v.Cfg.Schema,
+			Live: v.Cfg.Live, Nodes: uint64(v.FS.Len()), Meta: s.meta(v, nil)})
+	}
+	return out, nil
+}
+
+// ListDirectory lists one page of a directory.
+func (s *Service) ListDirectory(ctx context.Context, req *fustorv1.ListDirectoryRequest) (*fustorv1.ListDirectoryResponse, error) {
+	v, p, err := s.open(ctx, req.GetView(), req.GetPath())
+	if err != nil {
+		return nil, err
+	}
+	size := int(req.GetPageSize())
+	if size == 0 {
+		size = DefaultPageSize
+	}
+	size = min(size, MaxPageSize)
+	after, err := decodeToken(req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	dir, err := v.FS.Stat(p)
+	if err != nil {
+		return nil, err
+	}
+	entries, next, err := v.FS.List(p, int(req.GetMaxDepth()), after, size)
+	if err != nil {
+		return nil, err
+	}
+	out := &fustorv1.ListDirectoryResponse{Meta: s.meta(v, req.GetForceRealTime()), Directory: toProto(dir, false),
+		NextPageToken: encodeToken(next)}
+	out.Entries = make([]*fustorv1.Entry, len(entries))
+	for i := range entries {
+		out.Entries[i] = toProto(entries[i], req.GetOnlyPaths())
+	}
+	return out, nil
+}
+
+// GetTree streams a subtree in chunks. Each chunk is read under the view's read lock and sent
+// after it is released, so a slow client never holds up writers.
+func (s *Service) GetTree(req *fustorv1.GetTreeRequest, stream fustorv1.ViewService_GetTreeServer) error {
+	v, p, err := s.open(stream.Context(), req.GetView(), req.GetPath())
+	if err != nil {
+		return err
+	}
+	if _, err := v.FS.Stat(p); err != nil {
+		return err
+	}
+	depth := int(req.GetMaxDepth())
+	if depth == 0 {
+		depth = unlimitedDepth
+	}
+	limit := req.GetLimit()
+	var sent uint64
+	after := ""
+	first := true
+	for {
+		n := treeChunk
+		if limit > 0 {
+			n = int(min(uint64(n), limit-sent))
+		}
+		entries, next, err := v.FS.List(p, depth, after, n)
+		if err != nil {
+			return err
+		}
+		sent += uint64(len(entries))
+		chunk := &fustorv1.GetTreeResponse{Entries: make([]*fustorv1.Entry, len(entries))}
+		for i := range entries {
+			chunk.Entries[i] = toProto(entries[i], req.GetOnlyPaths())
+		}
+		if first {
+			chunk.Meta = s.meta(v, nil)
+			first = false
+		}
+		done := next == ""
+		if !done && limit > 0 && sent >= limit {
+			chunk.Truncated = true
+			done = true
+		}
+		if err := stream.Send(chunk); err != nil {
+			return err
+		}
+		if done {
+			return nil
+		}
+		after = next
+	}
+}
+
+// Stat describes one path.
+func (s *Service) Stat(ctx context.Context, req *fustorv1.StatRequest) (*fustorv1.StatResponse, error) {
+	v, p, err := s.open(ctx, req.GetView(), req.GetPath())
+	if err != nil {
+		return nil, err
+	}
+	e, err := v.FS.Stat(p)
+	if err != nil {
+		return nil, err
+	}
+	return &fustorv1.StatResponse{Meta: s.meta(v, req.GetForceRealTime()), Entry: toProto(e, false)}, nil
+}
+
+// Find finds entries by basename under a path.
+func (s *Service) Find(ctx context.Context, req *fustorv1.FindRequest) (*fustorv1.FindResponse, error) {
+	v, p, err := s.open(ctx, req.GetView(), req.GetPath())
+	if err != nil {
+		return nil, err
+	}
+	if (req.GetName() == "") == (req.GetGlob() == "") {
+		return nil, fmt.Errorf("%w: set exactly one of name and glob", server.ErrInvalidArgument)
+	}
+	if req.GetDirsOnly() && req.GetFilesOnly() {
+		return nil, fmt.Errorf("%w: dirs_only and files_only exclude each other", server.ErrInvalidArgument)
+	}
+	if g := req.GetGlob(); g != "" {
+		if err := validGlob(g); err != nil {
+			return nil, err
+		}
+	}
+	limit := int(req.GetLimit())
+	if limit == 0 {
+		limit = DefaultFindLimit
+	}
+	limit = min(limit, MaxFindLimit)
+	entries, truncated, err := v.FS.Find(p, fs.Matcher{Name: req.GetName(), Glob: req.GetGlob(),
+		DirsOnly: req.GetDirsOnly(), FilesOnly: req.GetFilesOnly()}, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := &fustorv1.FindResponse{Meta: s.meta(v, req.GetForceRealTime()), Truncated: truncated,
+		Entries: make([]*fustorv1.Entry, len(entries))}
+	for i := range entries {
+		out.Entries[i] = toProto(entries[i], false)
+	}
+	return out, nil
+}
+
+// GetStats returns subtree figures.
+func (s *Service) GetStats(ctx context.Context, req *fustorv1.GetStatsRequest) (*fustorv1.GetStatsResponse, error) {
+	v, p, err := s.open(ctx, req.GetView(), req.GetPath())
+	if err != nil {
+		return nil, err
+	}
+	st, err := v.FS.Stats(p)
+	if err != nil {
+		return nil, err
+	}
+	out := &fustorv1.GetStatsResponse{Meta: s.meta(v, req.GetForceRealTime()), FileCount: st.Files, DirCount: st.Dirs,
+		TotalSize: st.TotalSize}
+	if st.LatestMtimeNs != 0 {
+		out.LatestMtime = timestamppb.New(time.Unix(0, st.LatestMtimeNs))
+	}
+	return out, nil
+}
+
+// ListSuspects lists files flagged as possibly still being written, sorted by path.
+func (s *Service) ListSuspects(ctx context.Context, req *fustorv1.ListSuspectsRequest) (*fustorv1.ListSuspectsResponse, error) {
+	path := req.GetPath()
+	if path == "" {
+		path = fspath.Root
+	}
+	v, p, err := s.open(ctx, req.GetView(), path)
+	if err != nil {
+		return nil, err
+	}
+	limit := int(req.GetLimit())
+	if limit == 0 {
+		limit = DefaultFindLimit
+	}
+	limit = min(limit, MaxFindLimit)
+	out := &fustorv1.ListSuspectsResponse{Meta: s.meta(v, nil)}
+	err = v.FS.Walk(p, 0, func(e fs.Entry) bool {
+		if !e.Suspect {
+			return true
+		}
+		if len(out.Suspects) == limit {
+			out.Truncated = true
+			return false
+		}
+		out.Suspects = append(out.Suspects, &fustorv1.Suspect{Entry: toProto(e, false)})
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ListBlindSpots lists blind spots. The fs view does not track them yet, so the lists are
+// empty and has_blind_spot is false: audits are not wired yet either.
+func (s *Service) ListBlindSpots(ctx context.Context, req *fustorv1.ListBlindSpotsRequest) (*fustorv1.ListBlindSpotsResponse, error) {
+	path := req.GetPath()
+	if path == "" {
+		path = fspath.Root
+	}
+	v, _, err := s.open(ctx, req.GetView(), path)
+	if err != nil {
+		return nil, err
+	}
+	return &fustorv1.ListBlindSpotsResponse{Meta: s.meta(v, nil)}, nil
+}
+
+func toProto(e fs.Entry, onlyPaths bool) *fustorv1.Entry {
+	if onlyPaths {
+		return &fustorv1.Entry{Path: e.Path, IsDir: e.IsDir}
+	}
+	out := &fustorv1.Entry{Path: e.Path, Name: e.Name, IsDir: e.IsDir, Size: e.Size,
+		IntegritySuspect: e.Suspect, KnownByAgent: e.KnownByAgent, AuditSkipped: e.AuditSkipped,
+		ChildCount: uint64(e.ChildCount)}
+	if e.MtimeNs != 0 {
+		out.Mtime = timestamppb.New(time.Unix(0, e.MtimeNs))
+	}
+	if e.LastUpdatedAtNs != 0 {
+		out.LastUpdatedAt = timestamppb.New(time.Unix(0, e.LastUpdatedAtNs))
+	}
+	return out
+}
+
+func encodeToken(last string) string {
+	if last == "" {
+		return ""
+	}
+	return base64.RawURLEncoding.EncodeToString([]byte(last))
+}
+
+func decodeToken(tok string) (string, error) {
+	if tok == "" {
+		return "", nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil {
+		return "", fmt.Errorf("%w: page_token is not one this server issued", server.ErrInvalidArgument)
+	}
+	if _, err := fspath.Clean(string(b)); err != nil {
+		return "", fmt.Errorf("%w: page_token is not one this server issued", server.ErrInvalidArgument)
+	}
+	return string(b), nil
+}

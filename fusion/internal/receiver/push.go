@@ -1,0 +1,293 @@
+package receiver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime/debug"
+
+	"go.uber.org/zap"
+
+	"github.com/fustor/fustor/fusion/internal/pipe"
+	"github.com/fustor/fustor/fusion/internal/server"
+	"github.com/fustor/fustor/fusion/internal/session"
+	"github.com/fustor/fustor/fusion/internal/view/fs"
+	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
+	"github.com/fustor/fustor/sdk/fsbatch"
+)
+
+// errObsoleted ends a stream whose session ended while it was open.
+var errObsoleted = errors.New("session obsoleted")
+
+// stream is the state of one push stream. Three goroutines share it: the receiver (Recv only),
+// the sender (Send only) and the handler (decode and queue). Every queued message holds a slot
+// until its Ack is sent, which bounds what one stream can have in flight and guarantees the
+// pipe loop never blocks when it reports a result (acks has room for every slot).
+type stream struct {
+	r     *Receiver
+	s     *session.Session
+	pi    PipeInfo
+	dec   *fsbatch.Decoder
+	acks  chan *fustorv1.PushResponse
+	slots chan struct{}
+}
+
+// Push serves one session's event stream; the protocol is documented in push.proto.
+func (r *Receiver) Push(ps fustorv1.PushService_PushServer) error {
+	ctx, cancel := context.WithCancel(ps.Context())
+	defer cancel()
+	first, err := ps.Recv()
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		return err
+	}
+	s, err := r.sessionOf(ctx, first.GetSessionId())
+	if err != nil {
+		return err
+	}
+	st := &stream{r: r, s: s, pi: r.pipes[s.Pipe.ID], dec: fsbatch.NewDecoder(0),
+		acks: make(chan *fustorv1.PushResponse, r.maxInflight), slots: make(chan struct{}, r.maxInflight)}
+	s.Count("streams", 1)
+	r.sessions.Touch(s)
+
+	msgs := make(chan *fustorv1.PushRequest)
+	recvErr := make(chan error, 1)
+	go st.recvLoop(ctx, ps, msgs, recvErr)
+	sendErr := make(chan error, 1)
+	go st.sendLoop(ctx, ps, sendErr)
+
+	if first.GetPayload() != nil {
+		err = st.handle(ctx, first)
+	}
+	for err == nil {
+		select {
+		case m := <-msgs:
+			err = st.handle(ctx, m)
+		case rerr := <-recvErr:
+			if !errors.Is(rerr, io.EOF) {
+				return rerr
+			}
+			// The agent closed its side: answer what is in flight, then end cleanly.
+			return st.drain(ctx, sendErr)
+		case serr := <-sendErr:
+			return serr
+		case <-s.Done():
+			// Give the sender the chance to tell the agent why.
+			select {
+			case serr := <-sendErr:
+				return serr
+			case <-ctx.Done():
+				return nil
+			}
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	return err
+}
+
+func (st *stream) drain(ctx context.Context, sendErr <-chan error) error {
+	for range cap(st.slots) {
+		select {
+		case st.slots <- struct{}{}:
+		case err := <-sendErr:
+			return err
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	return nil
+}
+
+func (st *stream) recvLoop(ctx context.Context, ps fustorv1.PushService_PushServer, msgs chan<- *fustorv1.PushRequest, errc chan<- error) {
+	for {
+		m, err := ps.Recv()
+		if err != nil {
+			errc <- err
+			return
+		}
+		// Liveness is refreshed on receipt, before any queueing: a slow pipe never expires
+		// a session that is sending (DESIGN.md §9.2).
+		st.r.sessions.Touch(st.s)
+		select {
+		case msgs <- m:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (st *stream) sendLoop(ctx context.Context, ps fustorv1.PushService_PushServer, errc chan<- error) {
+	defer func() {
+		if p := recover(); p != nil {
+			st.r.log.Error("push sender panicked", zap.Any("panic", p), zap.ByteString("stack", debug.Stack()))
+			errc <- fmt.Errorf("push sender: %v", p)
+		}
+	}()
+	for {
+		var m *fustorv1.PushResponse
+		release := false
+		select {
+		case <-ctx.Done():
+			return
+		case m = <-st.acks:
+			release = true
+		case m = <-st.s.Out:
+		case <-st.s.Done():
+			_ = ps.Send(&fustorv1.PushResponse{Payload: &fustorv1.PushResponse_SessionObsoleted{
+				SessionObsoleted: &fustorv1.SessionObsoleted{Reason: st.s.EndReason()}}})
+			errc <- fmt.Errorf("%w: session %s %s; create a new session", errObsoleted, st.s.ID, st.s.EndReason())
+			return
+		}
+		if err := ps.Send(m); err != nil {
+			errc <- err
+			return
+		}
+		if release {
+			<-st.slots
+		}
+	}
+}
+
+// acquire takes an in-flight slot; it waits while the stream has too much unacknowledged work.
+func (st *stream) acquire(ctx context.Context) error {
+	select {
+	case st.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (st *stream) ack(a *fustorv1.Ack) {
+	st.acks <- &fustorv1.PushResponse{Payload: &fustorv1.PushResponse_Ack{Ack: a}}
+}
+
+// handle processes one message. A returned error ends the stream; row-level problems are
+// reported in the Ack instead.
+func (st *stream) handle(ctx context.Context, m *fustorv1.PushRequest) error {
+	if id := m.GetSessionId(); id != "" && id != st.s.ID {
+		return fmt.Errorf("%w: message seq %d names session %q on the stream of %q", server.ErrInvalidArgument, m.GetSeq(), id, st.s.ID)
+	}
+	if err := st.acquire(ctx); err != nil {
+		return nil
+	}
+	seq := m.GetSeq()
+	switch p := m.GetPayload().(type) {
+	case *fustorv1.PushRequest_Batch:
+		return st.batch(ctx, seq, p.Batch)
+	case *fustorv1.PushRequest_SnapshotStart:
+		return st.control(ctx, seq, pipe.KindSnapshotStart, "snapshot")
+	case *fustorv1.PushRequest_SnapshotEnd:
+		st.s.Count("snapshots", 1)
+		return st.control(ctx, seq, pipe.KindSnapshotEnd, "snapshot")
+	case *fustorv1.PushRequest_AuditStart:
+		return st.control(ctx, seq, pipe.KindAuditStart, "audit")
+	case *fustorv1.PushRequest_AuditEnd:
+		st.s.Count("audits", 1)
+		return st.control(ctx, seq, pipe.KindAuditEnd, "audit")
+	case *fustorv1.PushRequest_SentinelFeedback:
+		st.s.Count("sentinel_feedback", 1)
+		st.ack(&fustorv1.Ack{Seq: seq, CommittedIndex: st.pi.Pipe.Committed()})
+	case *fustorv1.PushRequest_CommandResult:
+		st.s.Count("command_results", 1)
+		st.ack(&fustorv1.Ack{Seq: seq, CommittedIndex: st.pi.Pipe.Committed()})
+	default:
+		<-st.slots
+		return fmt.Errorf("%w: message seq %d has no payload", server.ErrInvalidArgument, seq)
+	}
+	return nil
+}
+
+func (st *stream) control(ctx context.Context, seq uint64, kind pipe.Kind, what string) error {
+	if !st.s.IsLeader() {
+		st.s.Count("rejected_follower_"+what, 1)
+		st.ack(&fustorv1.Ack{Seq: seq, CommittedIndex: st.pi.Pipe.Committed(),
+			Error: fmt.Sprintf("rejected: session %s is a follower; only the leader runs %ss", st.s.ID, what)})
+		return nil
+	}
+	return st.submit(ctx, &pipe.Item{Session: st.s, Kind: kind}, seq, 0, "")
+}
+
+func (st *stream) batch(ctx context.Context, seq uint64, b *fustorv1.EventBatch) error {
+	src, err := sourceOf(b.GetSource())
+	if err != nil {
+		<-st.slots
+		return fmt.Errorf("%w: batch seq %d: %w", server.ErrInvalidArgument, seq, err)
+	}
+	reject := func(n int, why string) error {
+		st.s.Count("rows_rejected", uint64(n))
+		st.ack(&fustorv1.Ack{Seq: seq, CommittedIndex: st.pi.Pipe.Committed(), RowsRejected: uint32(n), Error: why})
+		return nil
+	}
+	if b.GetSchemaName() != st.pi.Schema {
+		return reject(rowCount(b), fmt.Sprintf("rejected: schema %q does not match the pipe's views (%q)", b.GetSchemaName(), st.pi.Schema))
+	}
+	fsb := b.GetFs()
+	if fsb == nil {
+		return reject(rowCount(b), "rejected: fs schema batches carry rows in the fs field")
+	}
+	if (src == fs.SourceSnapshot || src == fs.SourceAudit) && !st.s.IsLeader() {
+		st.s.Count("rejected_follower_rows", uint64(len(fsb.GetNames())))
+		return reject(len(fsb.GetNames()), fmt.Sprintf("rejected: session %s is a follower; snapshot and audit rows come from the leader", st.s.ID))
+	}
+	rows, rejected, rowErrs, err := st.dec.Decode(fsb, b.GetIndex(), nil)
+	if err != nil {
+		<-st.slots
+		st.s.Count("malformed_batches", 1)
+		return fmt.Errorf("batch seq %d: %w", seq, err)
+	}
+	var firstErr string
+	if len(rowErrs) > 0 {
+		firstErr = rowErrs[0].Error()
+		st.r.log.Warn("rejected rows", zap.String("session", st.s.ID), zap.Uint64("seq", seq), zap.Int("rejected", rejected), zap.String("first", firstErr))
+	}
+	var maxIndex uint64
+	for i := range rows {
+		maxIndex = max(maxIndex, rows[i].Index)
+	}
+	st.s.Count("batches", 1)
+	st.s.Count("rows", uint64(len(rows)))
+	st.s.Count("rows_rejected", uint64(rejected))
+	return st.submit(ctx, &pipe.Item{Session: st.s, Kind: pipe.KindBatch, Source: src, Rows: rows, MaxIndex: maxIndex}, seq, rejected, firstErr)
+}
+
+func (st *stream) submit(ctx context.Context, it *pipe.Item, seq uint64, rejected int, firstErr string) error {
+	it.Done = func(res pipe.Result) {
+		a := &fustorv1.Ack{Seq: seq, CommittedIndex: res.Committed, RowsApplied: uint32(res.Applied),
+			RowsRejected: uint32(res.Rejected + rejected), Error: firstErr}
+		if res.Err != nil && a.Error == "" {
+			a.Error = res.Err.Error()
+		}
+		st.ack(a)
+	}
+	if err := st.pi.Pipe.Submit(ctx, it); err != nil {
+		<-st.slots
+		return nil // the stream is ending
+	}
+	return nil
+}
+
+func sourceOf(s fustorv1.MessageSource) (fs.Source, error) {
+	switch s {
+	case fustorv1.MessageSource_MESSAGE_SOURCE_REALTIME:
+		return fs.SourceRealtime, nil
+	case fustorv1.MessageSource_MESSAGE_SOURCE_SNAPSHOT:
+		return fs.SourceSnapshot, nil
+	case fustorv1.MessageSource_MESSAGE_SOURCE_AUDIT:
+		return fs.SourceAudit, nil
+	case fustorv1.MessageSource_MESSAGE_SOURCE_ON_DEMAND:
+		return fs.SourceOnDemand, nil
+	}
+	return 0, fmt.Errorf("unknown message source %v", s)
+}
+
+func rowCount(b *fustorv1.EventBatch) int {
+	if f := b.GetFs(); f != nil {
+		return len(f.GetNames())
+	}
+	return len(b.GetGeneric().GetRows())
+}

@@ -1,0 +1,126 @@
+// Package receiver implements the ingest side of Fusion: SessionService and PushService
+// (DESIGN.md §3, §5.1–§5.2). An ingest key routes a caller to exactly one Fusion pipe.
+package receiver
+
+import (
+	"context"
+	"fmt"
+
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/fustor/fustor/fusion/internal/pipe"
+	"github.com/fustor/fustor/fusion/internal/server"
+	"github.com/fustor/fustor/fusion/internal/session"
+	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
+)
+
+// PipeInfo is what the receiver needs to know of a pipe.
+type PipeInfo struct {
+	Pipe    *pipe.Pipe
+	Session session.Pipe
+	// Schema is the schema the pipe's views accept.
+	Schema string
+}
+
+// Receiver serves SessionService and PushService.
+type Receiver struct {
+	fustorv1.UnimplementedSessionServiceServer
+	fustorv1.UnimplementedPushServiceServer
+
+	log      *zap.Logger
+	sessions *session.Manager
+	pipes    map[string]PipeInfo
+	// maxInflight bounds batches of one stream queued but not yet acknowledged.
+	maxInflight int
+}
+
+// New returns a receiver over the given pipes.
+func New(log *zap.Logger, sessions *session.Manager, pipes map[string]PipeInfo) *Receiver {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Receiver{log: log, sessions: sessions, pipes: pipes, maxInflight: 32}
+}
+
+func (r *Receiver) pipeOf(ctx context.Context) (PipeInfo, error) {
+	p := server.PrincipalFrom(ctx)
+	if p == nil || p.Kind != server.KindIngest {
+		return PipeInfo{}, fmt.Errorf("%w: an ingest API key is required", server.ErrPermission)
+	}
+	pi, ok := r.pipes[p.Pipe]
+	if !ok {
+		return PipeInfo{}, fmt.Errorf("%w: the key routes to pipe %q, which is not running", server.ErrPrecondition, p.Pipe)
+	}
+	return pi, nil
+}
+
+// sessionOf returns the session id if the caller's key routes to the session's pipe.
+func (r *Receiver) sessionOf(ctx context.Context, id string) (*session.Session, error) {
+	if id == "" {
+		return nil, fmt.Errorf("%w: session_id is required", server.ErrInvalidArgument)
+	}
+	pi, err := r.pipeOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s, err := r.sessions.Get(id)
+	if err != nil {
+		return nil, err
+	}
+	if s.Pipe.ID != pi.Session.ID {
+		return nil, fmt.Errorf("%w: session %s belongs to another pipe than the key's", server.ErrPermission, id)
+	}
+	return s, nil
+}
+
+// CreateSession opens a session on the key's pipe.
+func (r *Receiver) CreateSession(ctx context.Context, req *fustorv1.CreateSessionRequest) (*fustorv1.CreateSessionResponse, error) {
+	pi, err := r.pipeOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if req.GetAgentId() == "" {
+		return nil, fmt.Errorf("%w: agent_id is required", server.ErrInvalidArgument)
+	}
+	if req.GetSchemaName() != pi.Schema {
+		return nil, fmt.Errorf("%w: pipe %q accepts schema %q, not %q", server.ErrInvalidArgument, pi.Session.ID, pi.Schema, req.GetSchemaName())
+	}
+	s, err := r.sessions.Create(pi.Session, session.Info{
+		AgentID: req.GetAgentId(), TaskID: req.GetTaskId(), SourceURI: req.GetSourceUri(),
+		TimeoutHint: req.GetTimeoutHint().AsDuration(), CanRealtime: req.GetCapabilities().GetCanRealtime(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &fustorv1.CreateSessionResponse{
+		SessionId: s.ID, Timeout: durationpb.New(s.Timeout), ViewIds: s.Pipe.Views,
+		Role: s.Role(), CommittedIndex: pi.Pipe.Committed(), PipeId: s.Pipe.ID,
+	}, nil
+}
+
+// Heartbeat refreshes a session.
+func (r *Receiver) Heartbeat(ctx context.Context, req *fustorv1.HeartbeatRequest) (*fustorv1.HeartbeatResponse, error) {
+	s, err := r.sessionOf(ctx, req.GetSessionId())
+	if err != nil {
+		return nil, err
+	}
+	r.sessions.Touch(s)
+	if _, err := r.sessions.Heartbeat(s.ID, req.GetCanRealtime()); err != nil {
+		return nil, err
+	}
+	s.Count("heartbeats", 1)
+	return &fustorv1.HeartbeatResponse{Role: s.Role()}, nil
+}
+
+// CloseSession ends a session.
+func (r *Receiver) CloseSession(ctx context.Context, req *fustorv1.CloseSessionRequest) (*fustorv1.CloseSessionResponse, error) {
+	s, err := r.sessionOf(ctx, req.GetSessionId())
+	if err != nil {
+		return nil, err
+	}
+	if err := r.sessions.Close(s.ID); err != nil {
+		return nil, err
+	}
+	return &fustorv1.CloseSessionResponse{}, nil
+}

@@ -1,0 +1,129 @@
+// Package server runs Fusion's one gRPC server: one interceptor chain (recovery, logging,
+// error mapping, API-key auth), server reflection and the standard health service.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	"github.com/fustor/fustor/fusion/internal/config"
+)
+
+// Server is the gRPC server; register services on GRPC() before Run.
+type Server struct {
+	log     *zap.Logger
+	cfg     config.Server
+	grpc    *grpc.Server
+	health  *health.Server
+	lis     net.Listener
+	panics  func()
+	started chan struct{}
+}
+
+// New builds the server and binds its listener now, so callers know the address (":0" in tests)
+// before Run. onPanic, if not nil, is called for every recovered panic (a counter).
+func New(log *zap.Logger, cfg config.Server, keys *Keys, onPanic func()) (*Server, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	lis, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	s := &Server{log: log, cfg: cfg, lis: lis, panics: onPanic, started: make(chan struct{})}
+	rec := recovery.WithRecoveryHandler(func(p any) error {
+		log.Error("handler panicked", zap.Any("panic", p), zap.Stack("stack"))
+		if s.panics != nil {
+			s.panics()
+		}
+		return status.Errorf(codes.Internal, "internal error: %v", p)
+	})
+	lg := logging.LoggerFunc(func(_ context.Context, lvl logging.Level, msg string, fields ...any) {
+		zf := make([]zap.Field, 0, len(fields)/2)
+		for i := 0; i+1 < len(fields); i += 2 {
+			k, _ := fields[i].(string)
+			zf = append(zf, zap.Any(k, fields[i+1]))
+		}
+		switch lvl {
+		case logging.LevelDebug:
+			log.Debug(msg, zf...)
+		case logging.LevelInfo:
+			log.Debug(msg, zf...) // one line per call is too much at info on a busy server
+		case logging.LevelWarn:
+			log.Warn(msg, zf...)
+		default:
+			log.Error(msg, zf...)
+		}
+	})
+	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall), logging.WithLevels(codeLevel)}
+	s.grpc = grpc.NewServer(
+		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgBytes),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.ChainUnaryInterceptor(recovery.UnaryServerInterceptor(rec), logging.UnaryServerInterceptor(lg, logOpts...), errorsUnary(), keys.unary()),
+		grpc.ChainStreamInterceptor(recovery.StreamServerInterceptor(rec), logging.StreamServerInterceptor(lg, logOpts...), errorsStream(), keys.stream()),
+	)
+	s.health = health.NewServer()
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+	return s, nil
+}
+
+// codeLevel logs client mistakes at warn, server faults at error, the rest at debug.
+func codeLevel(c codes.Code) logging.Level {
+	switch c {
+	case codes.OK, codes.Canceled, codes.NotFound, codes.Unavailable:
+		return logging.LevelInfo
+	case codes.Internal, codes.Unknown, codes.DataLoss, codes.Unimplemented:
+		return logging.LevelError
+	}
+	return logging.LevelWarn
+}
+
+// GRPC returns the server to register services on.
+func (s *Server) GRPC() *grpc.Server { return s.grpc }
+
+// Addr returns the bound address.
+func (s *Server) Addr() net.Addr { return s.lis.Addr() }
+
+// Run serves until ctx is done, then stops gracefully within the shutdown timeout.
+func (s *Server) Run(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.grpc.Serve(s.lis) }()
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.log.Info("grpc server listening", zap.String("addr", s.lis.Addr().String()))
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve grpc: %w", err)
+	case <-ctx.Done():
+	}
+	s.health.Shutdown()
+	done := make(chan struct{})
+	go func() { s.grpc.GracefulStop(); close(done) }()
+	t := time.NewTimer(s.cfg.ShutdownTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		s.log.Warn("graceful stop timed out; closing connections", zap.Duration("timeout", s.cfg.ShutdownTimeout))
+		s.grpc.Stop()
+		<-done
+	}
+	if err := <-errc; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		return fmt.Errorf("serve grpc: %w", err)
+	}
+	return nil
+}

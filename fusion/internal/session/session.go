@@ -1,0 +1,358 @@
+// Package session keeps Fusion's sessions and the leadership of views (DESIGN.md §5.1).
+//
+// What keeps a session alive: a Heartbeat call or any message received on its push stream
+// (Touch). Both refresh it before any queueing, so a busy pipe cannot starve a live session.
+// A sweeper (Run) expires sessions not refreshed for their negotiated timeout.
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
+)
+
+// ErrNotFound is returned for an unknown, expired or closed session.
+var ErrNotFound = errors.New("session not found")
+
+// ErrTooMany is returned when the session bound is reached.
+var ErrTooMany = errors.New("too many sessions")
+
+// Pipe is what the manager needs to know of a Fusion pipe.
+type Pipe struct {
+	ID      string
+	Views   []string
+	Timeout time.Duration
+}
+
+// Info is what the agent says about itself at creation.
+type Info struct {
+	AgentID, TaskID, SourceURI string
+	TimeoutHint                time.Duration
+	CanRealtime                bool
+}
+
+// Session is one live session. Fields set at creation are immutable.
+type Session struct {
+	ID      string
+	Pipe    Pipe
+	Info    Info
+	Timeout time.Duration
+	Created time.Time
+
+	lastSeen    atomic.Int64 // unix ns, Fusion clock
+	leader      atomic.Bool
+	canRealtime atomic.Bool
+
+	// Out carries control messages (role changes, commands) to the push stream's sender.
+	// Bounded; a full channel drops the oldest role change is not needed because role is also
+	// returned by every heartbeat.
+	Out  chan *fustorv1.PushResponse
+	done chan struct{}
+	// reason is written once before done is closed.
+	reason string
+
+	mu       sync.Mutex
+	counters map[string]uint64
+}
+
+// Done is closed when the session ends (closed or expired).
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// EndReason says why the session ended; valid after Done is closed.
+func (s *Session) EndReason() string { return s.reason }
+
+// Role returns the session's current role.
+func (s *Session) Role() fustorv1.Role {
+	if s.leader.Load() {
+		return fustorv1.Role_ROLE_LEADER
+	}
+	return fustorv1.Role_ROLE_FOLLOWER
+}
+
+// IsLeader reports whether the session leads its pipe's views.
+func (s *Session) IsLeader() bool { return s.leader.Load() }
+
+// LastSeen returns when the session was last refreshed.
+func (s *Session) LastSeen() time.Time { return time.Unix(0, s.lastSeen.Load()) }
+
+// CanRealtime returns the last reported capability.
+func (s *Session) CanRealtime() bool { return s.canRealtime.Load() }
+
+// Count adds n to a named counter.
+func (s *Session) Count(name string, n uint64) {
+	s.mu.Lock()
+	s.counters[name] += n
+	s.mu.Unlock()
+}
+
+// Counters returns a copy of the counters.
+func (s *Session) Counters() map[string]uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]uint64, len(s.counters))
+	for k, v := range s.counters {
+		out[k] = v
+	}
+	return out
+}
+
+// notify queues a control message without blocking; the heartbeat answer carries the role as
+// well, so a dropped notification delays the agent by at most one heartbeat.
+func (s *Session) notify(m *fustorv1.PushResponse) {
+	select {
+	case s.Out <- m:
+	default:
+		s.Count("control_dropped", 1)
+	}
+}
+
+// Hooks let the rest of Fusion react to session events. Each may be nil. They are called
+// without the manager's lock held.
+type Hooks struct {
+	// ViewIdle is called when the last session feeding a view ends.
+	ViewIdle func(view string)
+	// LeaderChanged is called when a view's leader changes (id "" = none).
+	LeaderChanged func(view, sessionID string)
+}
+
+// Manager owns all sessions.
+type Manager struct {
+	log   *zap.Logger
+	now   func() time.Time
+	max   int
+	hooks Hooks
+
+	mu       sync.Mutex
+	sessions map[string]*Session
+	leaders  map[string]string // view → session id
+}
+
+// NewManager returns a manager; now nil means time.Now.
+func NewManager(log *zap.Logger, now func() time.Time, maxSessions int, hooks Hooks) *Manager {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Manager{log: log, now: now, max: maxSessions, hooks: hooks,
+		sessions: map[string]*Session{}, leaders: map[string]string{}}
+}
+
+// Create opens a session on pipe p. The negotiated timeout is max(hint, pipe default).
+func (m *Manager) Create(p Pipe, info Info) (*Session, error) {
+	timeout := max(info.TimeoutHint, p.Timeout)
+	now := m.now()
+	s := &Session{
+		ID: newID(), Pipe: p, Info: info, Timeout: timeout, Created: now,
+		Out: make(chan *fustorv1.PushResponse, 16), done: make(chan struct{}),
+		counters: map[string]uint64{},
+	}
+	s.lastSeen.Store(now.UnixNano())
+	s.canRealtime.Store(info.CanRealtime)
+	m.mu.Lock()
+	if len(m.sessions) >= m.max {
+		m.mu.Unlock()
+		return nil, fmt.Errorf("%w: %d live sessions", ErrTooMany, m.max)
+	}
+	m.sessions[s.ID] = s
+	changed := m.claimLocked(s)
+	m.mu.Unlock()
+	m.log.Info("session created", zap.String("session", s.ID), zap.String("pipe", p.ID),
+		zap.String("agent", info.AgentID), zap.Stringer("role", s.Role()), zap.Duration("timeout", timeout))
+	m.fireLeaders(changed)
+	return s, nil
+}
+
+// claimLocked makes s leader of the pipe's views when none of them has a leader. Leadership is
+// all-or-nothing per pipe: sessions of one pipe compete for the same views.
+func (m *Manager) claimLocked(s *Session) []string {
+	for _, v := range s.Pipe.Views {
+		if _, taken := m.leaders[v]; taken {
+			return nil
+		}
+	}
+	for _, v := range s.Pipe.Views {
+		m.leaders[v] = s.ID
+	}
+	s.leader.Store(true)
+	return s.Pipe.Views
+}
+
+// Get returns a live session.
+func (m *Manager) Get(id string) (*Session, error) {
+	m.mu.Lock()
+	s, ok := m.sessions[id]
+	m.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("%w: %q is unknown, expired or closed; create a new session", ErrNotFound, id)
+	}
+	return s, nil
+}
+
+// Touch refreshes a session's liveness.
+func (m *Manager) Touch(s *Session) { s.lastSeen.Store(m.now().UnixNano()) }
+
+// Heartbeat refreshes a session and records its capability.
+func (m *Manager) Heartbeat(id string, canRealtime bool) (*Session, error) {
+	s, err := m.Get(id)
+	if err != nil {
+		return nil, err
+	}
+	m.Touch(s)
+	s.canRealtime.Store(canRealtime)
+	return s, nil
+}
+
+// Close ends a session explicitly.
+func (m *Manager) Close(id string) error {
+	return m.end(id, "closed")
+}
+
+func (m *Manager) end(id, reason string) error {
+	m.mu.Lock()
+	s, ok := m.sessions[id]
+	if !ok {
+		m.mu.Unlock()
+		return fmt.Errorf("%w: %q", ErrNotFound, id)
+	}
+	delete(m.sessions, id)
+	var changed, idle []string
+	if s.leader.Load() {
+		for _, v := range s.Pipe.Views {
+			if m.leaders[v] == id {
+				delete(m.leaders, v)
+			}
+		}
+		s.leader.Store(false)
+		// Promote at once the oldest surviving session of the same pipe (DESIGN.md §5.1).
+		for _, c := range m.byAgeLocked() {
+			if c.Pipe.ID == s.Pipe.ID {
+				if changed = m.claimLocked(c); changed != nil {
+					c.notify(&fustorv1.PushResponse{Payload: &fustorv1.PushResponse_RoleChange{
+						RoleChange: &fustorv1.RoleChange{Role: fustorv1.Role_ROLE_LEADER}}})
+					break
+				}
+			}
+		}
+		if changed == nil {
+			changed = s.Pipe.Views
+		}
+	}
+	for _, v := range s.Pipe.Views {
+		if !m.viewFedLocked(v) {
+			idle = append(idle, v)
+		}
+	}
+	s.reason = reason
+	close(s.done)
+	m.mu.Unlock()
+	m.log.Info("session ended", zap.String("session", id), zap.String("reason", reason), zap.String("pipe", s.Pipe.ID))
+	m.fireLeaders(changed)
+	if m.hooks.ViewIdle != nil {
+		for _, v := range idle {
+			m.hooks.ViewIdle(v)
+		}
+	}
+	return nil
+}
+
+func (m *Manager) fireLeaders(views []string) {
+	if m.hooks.LeaderChanged == nil {
+		return
+	}
+	for _, v := range views {
+		m.mu.Lock()
+		id := m.leaders[v]
+		m.mu.Unlock()
+		m.hooks.LeaderChanged(v, id)
+	}
+}
+
+func (m *Manager) viewFedLocked(view string) bool {
+	for _, s := range m.sessions {
+		for _, v := range s.Pipe.Views {
+			if v == view {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (m *Manager) byAgeLocked() []*Session {
+	out := make([]*Session, 0, len(m.sessions))
+	for _, s := range m.sessions {
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
+	return out
+}
+
+// Leader returns the id of the view's leader session ("" = none).
+func (m *Manager) Leader(view string) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.leaders[view]
+}
+
+// List returns the live sessions, oldest first.
+func (m *Manager) List() []*Session {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.byAgeLocked()
+}
+
+// Sweep expires every session not refreshed within its timeout and returns how many.
+func (m *Manager) Sweep() int {
+	now := m.now().UnixNano()
+	var expired []string
+	m.mu.Lock()
+	for id, s := range m.sessions {
+		if now-s.lastSeen.Load() > int64(s.Timeout) {
+			expired = append(expired, id)
+		}
+	}
+	m.mu.Unlock()
+	for _, id := range expired {
+		_ = m.end(id, "expired")
+	}
+	return len(expired)
+}
+
+// Run sweeps every interval until ctx is done.
+func (m *Manager) Run(ctx context.Context, interval time.Duration) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			m.Sweep()
+		}
+	}
+}
+
+// CloseAll ends every session (shutdown).
+func (m *Manager) CloseAll(reason string) {
+	for _, s := range m.List() {
+		_ = m.end(s.ID, reason)
+	}
+}
+
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,75 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type testCfg struct {
+	Server struct {
+		Listen  string        `koanf:"listen"`
+		Timeout time.Duration `koanf:"timeout"`
+	} `koanf:"server"`
+	Names []string `koanf:"names"`
+	Keep  string   `koanf:"keep"`
+}
+
+func TestLoadPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(dir, "a.yaml"), []byte("server:\n  listen: file-a\n  timeout: 3s\nnames: [x, y]\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(dir, "b.yml"), []byte("server:\n  listen: file-b\n"), 0o644))
+	tests := []struct {
+		name       string
+		env        []string
+		flags      []string
+		wantListen string
+	}{
+		{"files in name order", nil, nil, "file-b"},
+		{"env over files", []string{"FUSTOR_SERVER__LISTEN=env", "FUSTOR_HOME=/x"}, nil, "env"},
+		{"flags over env", []string{"FUSTOR_SERVER__LISTEN=env"}, []string{"--server.listen=flag"}, "flag"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testCfg{Keep: "default"}
+			fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+			fs.String("server.listen", "unused-default", "")
+			fs.String("config", "", "")
+			must(t, fs.Parse(append(tt.flags, "--config", dir)))
+			err := Load(&cfg, Source{Path: dir, Environ: func() []string { return tt.env }, Flags: fs})
+			must(t, err)
+			if cfg.Server.Listen != tt.wantListen || cfg.Server.Timeout != 3*time.Second || len(cfg.Names) != 2 || cfg.Keep != "default" {
+				t.Fatalf("cfg = %+v", cfg)
+			}
+		})
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	var cfg testCfg
+	if err := Load(&cfg, Source{Path: filepath.Join(t.TempDir(), "nope.yaml"), Environ: func() []string { return nil }}); err == nil {
+		t.Fatal("want error for a missing file")
+	}
+}
+
+func TestHome(t *testing.T) {
+	if got := Home(func(string) string { return "/h" }); got != "/h" {
+		t.Fatalf("Home = %q", got)
+	}
+	if got := Home(func(string) string { return "" }); filepath.Base(got) != ".fustor" {
+		t.Fatalf("Home = %q", got)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
