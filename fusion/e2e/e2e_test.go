@@ -19,7 +19,7 @@ import (
 const visibleWithin = time.Second
 
 // makeTree writes 1,000 files in 10 × 10 nested directories, sizes 0..999 bytes.
-func makeTree(t *testing.T) string {
+func makeTree(t testing.TB) string {
 	t.Helper()
 	root := t.TempDir()
 	n := 0
@@ -166,7 +166,7 @@ func TestViewMirrorsTreeAndFollowsChanges(t *testing.T) {
 	c.waitFiles(visibleWithin, "/", 900)
 }
 
-func grpcurlPath(t *testing.T) string {
+func grpcurlPath(t testing.TB) string {
 	if p, err := exec.LookPath("grpcurl"); err == nil {
 		return p
 	}

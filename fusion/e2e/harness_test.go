@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -23,14 +24,18 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-var (
-	buildOnce sync.Once
-	binDir    string
-	buildErr  error
-)
+// builds holds the binaries built once per test binary: with the race detector for tests,
+// without it for benchmarks.
+var builds sync.Map // bool (race) → *build
+
+type build struct {
+	once sync.Once
+	dir  string
+	err  error
+}
 
 // repoRoot is the directory holding go.work.
-func repoRoot(t *testing.T) string {
+func repoRoot(t testing.TB) string {
 	t.Helper()
 	out, err := exec.Command("go", "env", "GOWORK").Output()
 	if err != nil || strings.TrimSpace(string(out)) == "" {
@@ -40,30 +45,36 @@ func repoRoot(t *testing.T) string {
 }
 
 // binaries builds the three commands once per test binary.
-func binaries(t *testing.T) string {
+func binaries(t testing.TB, race bool) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("e2e: builds and runs the real binaries")
 	}
-	buildOnce.Do(func() {
+	v, _ := builds.LoadOrStore(race, &build{})
+	bd := v.(*build)
+	bd.once.Do(func() {
 		root := repoRoot(t)
-		binDir, buildErr = os.MkdirTemp("", "fustor-e2e-bin")
-		if buildErr != nil {
+		bd.dir, bd.err = os.MkdirTemp("", "fustor-e2e-bin")
+		if bd.err != nil {
 			return
 		}
-		cmd := exec.Command("go", "build", "-race", "-o", binDir+"/", "./fusion/cmd/fustor-fusion", "./agent/cmd/fustor-agent", "./sdk/cmd/fustorctl")
+		args := []string{"build", "-o", bd.dir + "/"}
+		if race {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, "./fusion/cmd/fustor-fusion", "./agent/cmd/fustor-agent", "./sdk/cmd/fustorctl")...)
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+			bd.err = fmt.Errorf("go build: %v\n%s", err, out)
 		}
 	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	if bd.err != nil {
+		t.Fatal(bd.err)
 	}
-	return binDir
+	return bd.dir
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -93,7 +104,7 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	return w.b.Write(p)
 }
 
-func startProc(t *testing.T, name string, args ...string) *proc {
+func startProc(t testing.TB, name string, args ...string) *proc {
 	t.Helper()
 	p := &proc{name: filepath.Base(name), log: &bytes.Buffer{}, mu: &sync.Mutex{}, done: make(chan struct{})}
 	p.cmd = exec.Command(name, args...)
@@ -115,7 +126,7 @@ func startProc(t *testing.T, name string, args ...string) *proc {
 }
 
 // stop signals the process and waits for it; SIGTERM must end it cleanly within 15 s.
-func (p *proc) stop(t *testing.T, sig syscall.Signal) {
+func (p *proc) stop(t testing.TB, sig syscall.Signal) {
 	select {
 	case <-p.done:
 		return
@@ -136,7 +147,7 @@ func (p *proc) stop(t *testing.T, sig syscall.Signal) {
 
 // cluster is a Fusion and an agent on one directory.
 type cluster struct {
-	t      *testing.T
+	t      testing.TB
 	bin    string
 	addr   string
 	root   string
@@ -145,8 +156,11 @@ type cluster struct {
 	agent  *proc
 }
 
-func newCluster(t *testing.T, root string) *cluster {
-	bin := binaries(t)
+func newCluster(t testing.TB, root string) *cluster {
+	return newClusterWith(t, root, binaries(t, true))
+}
+
+func newClusterWith(t testing.TB, root, bin string) *cluster {
 	c := &cluster{t: t, bin: bin, addr: freePort(t), root: root, cfgDir: t.TempDir()}
 	fusionCfg := fmt.Sprintf(`server:
   listen: %s
@@ -202,8 +216,10 @@ func (c *cluster) ctl(args ...string) (map[string]any, error) {
 	return doc, nil
 }
 
+var errNotYet = errors.New("not yet")
+
 // eventually polls cond until it holds or the deadline passes, and returns how long it took.
-func eventually(t *testing.T, within time.Duration, what string, cond func() error) time.Duration {
+func eventually(t testing.TB, within time.Duration, what string, cond func() error) time.Duration {
 	t.Helper()
 	start := time.Now()
 	deadline := start.Add(within)
@@ -215,11 +231,11 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() err
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: not true within %v: %v", what, within, err)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(2 * time.Millisecond)
 	}
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"github.com/knadh/koanf/providers/env/v2"
 	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/providers/posflag"
+	"github.com/knadh/koanf/providers/structs"
 	"github.com/knadh/koanf/v2"
 	"github.com/spf13/pflag"
 )
@@ -40,6 +41,11 @@ type Source struct {
 // Load fills dst (already holding defaults) from src.
 func Load(dst any, src Source) error {
 	k := koanf.New(".")
+	// Defaults go into koanf first, so a later source that sets one field of a map entry
+	// (FUSTOR_SENDERS__FUSION__ADDRESS) keeps the entry's other fields.
+	if err := k.Load(structs.Provider(dst, "koanf"), nil); err != nil {
+		return fmt.Errorf("load defaults: %w", err)
+	}
 	files, err := yamlFiles(src.Path)
 	if err != nil {
 		return err

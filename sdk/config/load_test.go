@@ -51,6 +51,22 @@ func TestLoadPrecedence(t *testing.T) {
 	}
 }
 
+func TestEnvOverridesOneFieldOfAMapEntry(t *testing.T) {
+	type sender struct {
+		Address string        `koanf:"address"`
+		Key     string        `koanf:"key"`
+		Wait    time.Duration `koanf:"wait"`
+	}
+	cfg := struct {
+		Senders map[string]sender `koanf:"senders"`
+	}{Senders: map[string]sender{"fusion": {Address: "a:1", Key: "k", Wait: time.Second}}}
+	env := []string{"FUSTOR_SENDERS__FUSION__ADDRESS=b:2"}
+	must(t, Load(&cfg, Source{Environ: func() []string { return env }}))
+	if got := cfg.Senders["fusion"]; got != (sender{Address: "b:2", Key: "k", Wait: time.Second}) {
+		t.Fatalf("sender = %+v", got)
+	}
+}
+
 func TestLoadMissingFile(t *testing.T) {
 	var cfg testCfg
 	if err := Load(&cfg, Source{Path: filepath.Join(t.TempDir(), "nope.yaml"), Environ: func() []string { return nil }}); err == nil {

@@ -172,20 +172,25 @@ func (s *session) lead(ctx context.Context) error {
 			cancel()
 		case leader && running == nil && !snapped:
 			snapped = true
-			var sctx context.Context
-			sctx, cancel = context.WithCancel(ctx)
-			running = make(chan struct{})
-			go func(done chan struct{}) {
-				defer close(done)
-				defer func() {
-					if r := recover(); r != nil {
-						s.p.log.Error("snapshot panicked", zap.Any("panic", r))
-					}
-				}()
-				s.snapshot(sctx)
-			}(running)
+			cancel, running = s.startSnapshot(ctx)
 		}
 	}
+}
+
+func (s *session) startSnapshot(ctx context.Context) (context.CancelFunc, chan struct{}) {
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer cancel()
+		defer func() {
+			if r := recover(); r != nil {
+				s.p.log.Error("snapshot panicked", zap.Any("panic", r))
+			}
+		}()
+		s.snapshot(sctx)
+	}()
+	return cancel, done
 }
 
 // snapshot walks the whole source and sends it between snapshot start and end markers. It
