@@ -1,0 +1,334 @@
+// Package fs is the agent's file-system source (DESIGN.md §4.3): a parallel snapshot walker and
+// a realtime watcher over one root directory. Every path it emits is normalised (sdk/fspath):
+// relative to the root, starting with "/", the root itself being "/".
+//
+// Nothing found on disk can crash it: unreadable directories, entries that vanish between
+// listing and lstat, names the wire cannot carry and symlinks are skipped or reported as files,
+// counted by reason (Counters) and logged at debug level.
+package fs
+
+import (
+	"errors"
+	"fmt"
+	iofs "io/fs"
+	"path"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unicode/utf8"
+
+	"go.uber.org/zap"
+
+	"github.com/fustor/fustor/sdk/fsbatch"
+	"github.com/fustor/fustor/sdk/fspath"
+)
+
+// Kind tells which activity produced an event.
+type Kind int
+
+// Event kinds.
+const (
+	KindRealtime Kind = iota
+	KindSnapshot
+	KindAudit
+	KindOnDemand
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindRealtime:
+		return "realtime"
+	case KindSnapshot:
+		return "snapshot"
+	case KindAudit:
+		return "audit"
+	case KindOnDemand:
+		return "on_demand"
+	}
+	return "kind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// Event is one file-system row.
+type Event struct {
+	Kind Kind
+	// Path is normalised: relative to the root, starting with "/".
+	Path string
+	// Flags holds fsbatch.Flag* bits.
+	Flags   uint32
+	Size    uint64
+	MtimeNs int64
+	// Index is the event time in ms from Config.Now.
+	Index uint64
+	// ParentMtimeNs is the parent directory's mtime; only audit walks fill it.
+	ParentMtimeNs int64
+}
+
+// IsDir reports whether the event is about a directory.
+func (e *Event) IsDir() bool { return e.Flags&fsbatch.FlagDir != 0 }
+
+// IsDelete reports whether the event is a delete.
+func (e *Event) IsDelete() bool { return e.Flags&fsbatch.FlagDelete != 0 }
+
+// Defaults.
+const (
+	DefaultModifyThrottle = time.Second
+	DefaultBatchSize      = 1000
+	// moveWindow is how long an IN_MOVED_FROM waits for its IN_MOVED_TO: the kernel queues the
+	// pair back to back, so anything slower means the target is outside the watched tree.
+	moveWindow = 10 * time.Millisecond
+)
+
+// Config is one fs source's settings.
+type Config struct {
+	// Root is the directory to scan and watch. A symlink is followed for the root only.
+	Root string
+	// Excludes are path.Match patterns, each matched against an entry's basename and against
+	// its path relative to the root (without the leading "/"). An excluded directory is neither
+	// descended into nor watched.
+	Excludes []string
+	// ModifyThrottle coalesces IN_MODIFY per path (0 = DefaultModifyThrottle).
+	ModifyThrottle time.Duration
+	// Workers is the snapshot walk's parallelism (0 = runtime.NumCPU()).
+	Workers int
+	// BatchSize bounds the events of one Snapshot emit (0 = DefaultBatchSize).
+	BatchSize int
+	// Now is the event clock (nil = time.Now); Event.Index = Now().UnixMilli(). The caller
+	// plugs its drift-corrected clock in here.
+	Now func() time.Time
+	// OnOverflow is called (on the watcher's goroutine) when the kernel dropped events; the
+	// caller should schedule an audit. See also Source.SetOnOverflow.
+	OnOverflow func()
+}
+
+// Default fills unset fields.
+func (c *Config) Default() {
+	if c.ModifyThrottle == 0 {
+		c.ModifyThrottle = DefaultModifyThrottle
+	}
+	if c.Workers == 0 {
+		c.Workers = runtime.NumCPU()
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = DefaultBatchSize
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Validate reports every invalid setting. Zero values are valid (Default fills them).
+func (c Config) Validate() error {
+	var errs []error
+	if c.Root == "" {
+		errs = append(errs, errors.New("root is empty"))
+	}
+	if c.ModifyThrottle < 0 {
+		errs = append(errs, fmt.Errorf("modify throttle %v is negative", c.ModifyThrottle))
+	}
+	if c.Workers < 0 {
+		errs = append(errs, fmt.Errorf("workers %d is negative", c.Workers))
+	}
+	if c.BatchSize < 0 {
+		errs = append(errs, fmt.Errorf("batch size %d is negative", c.BatchSize))
+	}
+	for _, p := range c.Excludes {
+		if p == "" {
+			errs = append(errs, errors.New("exclude pattern is empty"))
+			continue
+		}
+		if _, err := path.Match(p, ""); err != nil {
+			errs = append(errs, fmt.Errorf("exclude pattern %q: %w", p, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Source is one fs source. Snapshot may run concurrently with itself and with Watch; Watch
+// must run at most once at a time.
+type Source struct {
+	log        *zap.Logger
+	cfg        Config
+	root       string // absolute and clean
+	rootPrefix string // root without a trailing separator: abs = rootPrefix + rel
+	excludes   []string
+	onOverflow atomic.Pointer[func()]
+	c          counters
+
+	// testHookListed runs between listing a directory and lstat-ing its entries, so tests can
+	// make entries vanish in that window.
+	testHookListed func(abs string)
+	// testHookReady runs once Watch has placed its initial watches.
+	testHookReady func()
+}
+
+// New returns a source; nothing runs until Snapshot or Watch. The root need not exist yet.
+func New(logger *zap.Logger, cfg Config) (*Source, error) {
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	cfg.Default()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("fs source config: %w", err)
+	}
+	root, err := filepath.Abs(cfg.Root)
+	if err != nil {
+		return nil, fmt.Errorf("fs source root %q: %w", cfg.Root, err)
+	}
+	s := &Source{log: logger, cfg: cfg, root: root, rootPrefix: strings.TrimSuffix(root, string(filepath.Separator))}
+	for _, p := range cfg.Excludes {
+		// A leading "/" anchors nothing extra: relative paths are matched without it.
+		s.excludes = append(s.excludes, strings.TrimPrefix(p, "/"))
+	}
+	if cfg.OnOverflow != nil {
+		f := cfg.OnOverflow
+		s.onOverflow.Store(&f)
+	}
+	return s, nil
+}
+
+// Root returns the absolute root directory.
+func (s *Source) Root() string { return s.root }
+
+// SetOnOverflow replaces Config.OnOverflow; nil removes it.
+func (s *Source) SetOnOverflow(f func()) {
+	if f == nil {
+		s.onOverflow.Store(nil)
+		return
+	}
+	s.onOverflow.Store(&f)
+}
+
+// overflow records a known loss of realtime events.
+func (s *Source) overflow() {
+	n := s.c.overflows.Add(1)
+	s.log.Warn("realtime queue overflowed; events were lost", zap.Uint64("overflows", n))
+	if f := s.onOverflow.Load(); f != nil {
+		(*f)()
+	}
+}
+
+func (s *Source) abs(rel string) string {
+	if rel == fspath.Root {
+		return s.root
+	}
+	return s.rootPrefix + filepath.FromSlash(rel)
+}
+
+func (s *Source) index() uint64 {
+	ms := s.cfg.Now().UnixMilli()
+	if ms < 0 {
+		return 0
+	}
+	return uint64(ms)
+}
+
+// excluded reports whether the entry at rel (never the root) matches an exclude pattern.
+func (s *Source) excluded(rel string) bool {
+	if len(s.excludes) == 0 || rel == fspath.Root {
+		return false
+	}
+	_, base := fspath.Split(rel)
+	for _, p := range s.excludes {
+		if ok, _ := path.Match(p, base); ok {
+			return true
+		}
+		if ok, _ := path.Match(p, rel[1:]); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// validName reports whether the wire can carry name: the typed fs batch is protobuf, whose
+// strings must be UTF-8.
+func validName(name string) bool {
+	return utf8.ValidString(name) && fspath.ValidName(name) == nil
+}
+
+func (s *Source) event(kind Kind, rel string, st fileStat, idx uint64) Event {
+	ev := Event{Kind: kind, Path: rel, Size: st.size, MtimeNs: st.mtimeNs, Index: idx}
+	if st.typ == typeDir {
+		ev.Flags |= fsbatch.FlagDir
+	}
+	return ev
+}
+
+// skipReason names why an entry was left out; the names are stable counter and log keys.
+type skipReason int
+
+const (
+	skipPermission skipReason = iota
+	skipVanished
+	skipInvalidName
+	skipExcluded
+	skipSymlink
+	skipError
+	numSkipReasons
+)
+
+var skipNames = [numSkipReasons]string{"permission", "vanished", "invalid_name", "excluded", "symlink", "error"}
+
+// classify maps a syscall error to a skip reason.
+func classify(err error) skipReason {
+	switch {
+	case errors.Is(err, iofs.ErrPermission):
+		return skipPermission
+	case errors.Is(err, iofs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
+		// ENOTDIR: a directory was replaced by a file between lstat and open.
+		return skipVanished
+	case errors.Is(err, syscall.ELOOP):
+		// ELOOP from O_NOFOLLOW or IN_DONT_FOLLOW: a directory was replaced by a symlink.
+		return skipSymlink
+	}
+	return skipError
+}
+
+// skip counts and logs one skipped entry. Excluded entries are expected, so they are counted
+// but not logged.
+func (s *Source) skip(r skipReason, rel string, err error) {
+	s.c.skipped[r].Add(1)
+	if r == skipExcluded || !s.log.Core().Enabled(zap.DebugLevel) {
+		return
+	}
+	fields := []zap.Field{zap.String("path", strconv.Quote(rel)), zap.String("reason", skipNames[r])}
+	if err != nil {
+		fields = append(fields, zap.Error(err))
+	}
+	s.log.Debug("skip entry", fields...)
+}
+
+type counters struct {
+	skipped                    [numSkipReasons]atomic.Uint64
+	symlinks                   atomic.Uint64
+	watches                    atomic.Int64
+	watchNoSpace, watchErrors  atomic.Uint64
+	overflows, events          atomic.Uint64
+	modifyCoalesced, unknownWd atomic.Uint64
+	movesPaired, movesUnpaired atomic.Uint64
+	snapshotRows, panics       atomic.Uint64
+}
+
+// Counters returns the source's counters; every key is always present.
+func (s *Source) Counters() map[string]uint64 {
+	m := make(map[string]uint64, 20)
+	for r := range numSkipReasons {
+		m["skipped_"+skipNames[r]] = s.c.skipped[r].Load()
+	}
+	m["symlinks"] = s.c.symlinks.Load()
+	m["watches"] = uint64(max(s.c.watches.Load(), 0))
+	m["watch_nospace"] = s.c.watchNoSpace.Load()
+	m["watch_errors"] = s.c.watchErrors.Load()
+	m["overflows"] = s.c.overflows.Load()
+	m["events"] = s.c.events.Load()
+	m["modify_coalesced"] = s.c.modifyCoalesced.Load()
+	m["unknown_wd"] = s.c.unknownWd.Load()
+	m["moves_paired"] = s.c.movesPaired.Load()
+	m["moves_unpaired"] = s.c.movesUnpaired.Load()
+	m["snapshot_rows"] = s.c.snapshotRows.Load()
+	m["panics"] = s.c.panics.Load()
+	return m
+}

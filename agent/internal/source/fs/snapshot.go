@@ -1,0 +1,411 @@
+package fs
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"go.uber.org/zap"
+
+	"github.com/fustor/fustor/sdk/fspath"
+)
+
+// WalkStats counts what one walk saw.
+type WalkStats struct {
+	Dirs, Files uint64
+	// Skipped counts entries left out because of a problem: permission, vanished between
+	// listing and lstat, a name the wire cannot carry, a directory swapped for a symlink, an
+	// I/O error. Counters has them by reason.
+	Skipped uint64
+	// Excluded counts entries hidden by Config.Excludes (not a problem, so not in Skipped).
+	Excluded uint64
+}
+
+func (w *WalkStats) add(o WalkStats) {
+	w.Dirs += o.Dirs
+	w.Files += o.Files
+	w.Skipped += o.Skipped
+	w.Excluded += o.Excluded
+}
+
+// queueCap bounds the shared work queue; a worker keeps what does not fit on its own stack.
+const queueCap = 1024
+
+// readChunk is how many names one getdents round asks for: large enough to amortise the
+// syscall, small enough that a directory of millions of entries is never held whole.
+const readChunk = 1024
+
+// Snapshot walks the subtree at rel ("/" for the whole root) in parallel and calls emit with
+// batches of at most BatchSize events of the given kind (KindSnapshot, KindAudit or
+// KindOnDemand). The subtree's top is emitted too (FlagDir for a directory).
+//
+// emit is never called concurrently and always from the calling goroutine; it owns the slice
+// it is given. It may block, which holds the walk back. An emit error stops the walk and is
+// returned; so is a cancelled ctx. A directory's row is always in the same batch as its
+// children's rows or an earlier one. Audit rows carry their parent's mtime.
+func (s *Source) Snapshot(ctx context.Context, rel string, kind Kind, emit func([]Event) error) (WalkStats, error) {
+	var ws WalkStats
+	if kind != KindSnapshot && kind != KindAudit && kind != KindOnDemand {
+		return ws, fmt.Errorf("snapshot: %v is not a walk kind", kind)
+	}
+	rel, err := fspath.Clean(rel)
+	if err != nil {
+		return ws, fmt.Errorf("snapshot: %w", err)
+	}
+	if s.excluded(rel) {
+		ws.Excluded++
+		return ws, nil
+	}
+	follow := rel == fspath.Root
+	abs := s.abs(rel)
+	st, err := lstatPath(abs, follow)
+	if err != nil {
+		return ws, fmt.Errorf("snapshot %s: %w", rel, err)
+	}
+	top := s.event(kind, rel, st, s.index())
+	if kind == KindAudit && rel != fspath.Root {
+		if pst, err := lstatPath(s.abs(parentOf(rel)), parentOf(rel) == fspath.Root); err == nil {
+			top.ParentMtimeNs = pst.mtimeNs
+		}
+	}
+	w := &walker{s: s, kind: kind, batch: s.cfg.BatchSize}
+	if st.typ != typeDir {
+		if st.typ == typeSymlink {
+			s.c.symlinks.Add(1)
+		}
+		ws.Files = 1
+		return ws, w.emit(emit, []Event{top})
+	}
+
+	workers := max(s.cfg.Workers, 1)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w.cancel = cancel
+	w.out = make(chan []Event, 2*workers)
+	w.q.init(queueCap)
+	w.q.put([]dirItem{{rel: rel, abs: abs, row: top, follow: follow}})
+	stopQueue := context.AfterFunc(wctx, w.q.stop)
+	defer stopQueue()
+
+	stats := make([]WalkStats, workers)
+	var wg sync.WaitGroup
+	for i := range workers {
+		wg.Go(func() { stats[i] = w.work(wctx) })
+	}
+	go func() {
+		wg.Wait()
+		close(w.out)
+	}()
+	w.collect(wctx, emit)
+	for _, st := range stats {
+		ws.add(st)
+	}
+	w.errMu.Lock()
+	err = w.err
+	w.errMu.Unlock()
+	if err == nil {
+		err = ctx.Err()
+	}
+	return ws, err
+}
+
+func parentOf(rel string) string {
+	dir, _ := fspath.Split(rel)
+	return dir
+}
+
+type dirItem struct {
+	rel, abs string
+	row      Event // the directory's own row, from its parent's listing
+	follow   bool
+}
+
+type walker struct {
+	s      *Source
+	kind   Kind
+	batch  int
+	q      workQueue
+	out    chan []Event
+	cancel context.CancelFunc
+	errMu  sync.Mutex
+	err    error
+}
+
+func (w *walker) fail(err error) {
+	w.errMu.Lock()
+	if w.err == nil {
+		w.err = err
+	}
+	w.errMu.Unlock()
+	w.cancel()
+}
+
+// collect regroups the workers' chunks into batches of exactly BatchSize (the last one may be
+// shorter) in arrival order. Arrival order is what keeps parents first: a worker sends the
+// chunk holding a directory's row before it queues the directory's subdirectories.
+func (w *walker) collect(ctx context.Context, emit func([]Event) error) {
+	batch := make([]Event, 0, w.batch)
+	failed := false
+	for chunk := range w.out {
+		for !failed && len(chunk) > 0 {
+			n := min(w.batch-len(batch), len(chunk))
+			batch = append(batch, chunk[:n]...)
+			chunk = chunk[n:]
+			if len(batch) < w.batch {
+				continue
+			}
+			if ctx.Err() != nil {
+				// Cancelled or failed elsewhere: drain without emitting.
+				failed = true
+				break
+			}
+			if err := w.emit(emit, batch); err != nil {
+				w.fail(err)
+				failed = true
+			}
+			batch = make([]Event, 0, w.batch)
+		}
+	}
+	if !failed && len(batch) > 0 && ctx.Err() == nil {
+		if err := w.emit(emit, batch); err != nil {
+			w.fail(err)
+		}
+	}
+}
+
+func (w *walker) emit(emit func([]Event) error, b []Event) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			w.s.c.panics.Add(1)
+			err = fmt.Errorf("snapshot emit panicked: %v", r)
+		}
+	}()
+	w.s.c.snapshotRows.Add(uint64(len(b)))
+	return emit(b)
+}
+
+func (w *walker) send(ctx context.Context, chunk []Event) bool {
+	select {
+	case w.out <- chunk:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// work processes directories until the walk is done: its own stack first (depth first keeps
+// memory near depth × fan-out), then the shared queue. When others wait for work it gives
+// away the shallow half of its stack, where the big subtrees are.
+func (w *walker) work(ctx context.Context) (ws WalkStats) {
+	defer func() {
+		if r := recover(); r != nil {
+			w.s.c.panics.Add(1)
+			w.s.log.Error("snapshot worker panicked", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
+			w.fail(fmt.Errorf("snapshot worker panicked: %v", r))
+		}
+	}()
+	var local []dirItem
+	for ctx.Err() == nil {
+		var it dirItem
+		if n := len(local); n > 0 {
+			if n > 1 && w.q.hungry() {
+				kept := local[n/2:]
+				local = append(slices.Clone(w.q.offer(local[:n/2])), kept...)
+				n = len(local)
+			}
+			it, local = local[n-1], local[:n-1]
+		} else if next, ok := w.q.get(); ok {
+			it = next
+		} else {
+			return ws
+		}
+		subs := w.dir(ctx, it, &ws)
+		local = append(local, w.q.put(subs)...)
+		w.q.done()
+	}
+	return ws
+}
+
+// dir sends one directory's row and its files' rows and returns its subdirectories, whose
+// rows their own worker sends.
+func (w *walker) dir(ctx context.Context, it dirItem, ws *WalkStats) []dirItem {
+	s := w.s
+	d, err := openDir(it.abs, it.follow)
+	if err != nil {
+		r := classify(err)
+		s.skip(r, it.rel, err)
+		ws.Skipped++
+		if r == skipPermission || r == skipError {
+			// The directory exists; only its content is unknown.
+			ws.Dirs++
+			w.send(ctx, []Event{it.row})
+		}
+		return nil
+	}
+	defer d.close()
+	ws.Dirs++
+	chunk := append(make([]Event, 0, 64), it.row)
+	var subs []dirItem
+	idx := s.index()
+	var parentMtime int64
+	if w.kind == KindAudit {
+		parentMtime = it.row.MtimeNs
+	}
+	s.listDir(d, it.abs, it.rel, ws, func(_, rel string, st fileStat) bool {
+		ev := s.event(w.kind, rel, st, idx)
+		ev.ParentMtimeNs = parentMtime
+		if st.typ == typeDir {
+			subs = append(subs, dirItem{rel: rel, abs: s.abs(rel), row: ev})
+			return true
+		}
+		ws.Files++
+		chunk = append(chunk, ev)
+		if len(chunk) < w.batch {
+			return true
+		}
+		ok := w.send(ctx, chunk)
+		chunk = make([]Event, 0, 64)
+		return ok
+	})
+	if len(chunk) > 0 {
+		w.send(ctx, chunk)
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return subs
+}
+
+// listDir calls fn with the lstat of every entry of d that the wire can carry and no exclude
+// hides; the rest is counted and skipped. fn returns false to stop early.
+func (s *Source) listDir(d *dirHandle, abs, rel string, ws *WalkStats, fn func(name, rel string, st fileStat) bool) {
+	for {
+		names, err := d.names(readChunk)
+		if len(names) > 0 && s.testHookListed != nil {
+			s.testHookListed(abs)
+		}
+		for _, name := range names {
+			crel := fspath.Join(rel, name)
+			if !validName(name) {
+				s.skip(skipInvalidName, crel, nil)
+				ws.Skipped++
+				continue
+			}
+			if s.excluded(crel) {
+				s.skip(skipExcluded, crel, nil)
+				ws.Excluded++
+				continue
+			}
+			st, err := d.lstat(name)
+			if err != nil {
+				s.skip(classify(err), crel, err)
+				ws.Skipped++
+				continue
+			}
+			if st.typ == typeSymlink {
+				s.c.symlinks.Add(1)
+			}
+			if !fn(name, crel, st) {
+				return
+			}
+		}
+		if err != nil {
+			if err != io.EOF {
+				// The rest of this directory is unknown; what was listed stands.
+				s.skip(classify(err), rel, err)
+				ws.Skipped++
+			}
+			return
+		}
+	}
+}
+
+// workQueue is the walk's shared, bounded LIFO of directories. pending counts every directory
+// not finished yet, including those on workers' own stacks, so the walk ends exactly when the
+// last one is done.
+type workQueue struct {
+	mu      sync.Mutex
+	cond    sync.Cond
+	items   []dirItem
+	cap     int
+	pending int
+	closed  bool
+	waiting atomic.Int32
+}
+
+func (q *workQueue) init(capacity int) {
+	q.cond.L = &q.mu
+	q.cap = capacity
+}
+
+// put registers items as pending and queues those that fit; it returns the rest, which the
+// caller keeps.
+func (q *workQueue) put(items []dirItem) []dirItem {
+	if len(items) == 0 {
+		return nil
+	}
+	q.mu.Lock()
+	q.pending += len(items)
+	q.mu.Unlock()
+	return q.offer(items)
+}
+
+// offer queues already-pending items while there is room and returns the rest.
+func (q *workQueue) offer(items []dirItem) []dirItem {
+	q.mu.Lock()
+	n := 0
+	if !q.closed {
+		n = min(len(items), q.cap-len(q.items))
+		q.items = append(q.items, items[:n]...)
+	}
+	q.mu.Unlock()
+	switch {
+	case n == 1:
+		q.cond.Signal()
+	case n > 1:
+		q.cond.Broadcast()
+	}
+	return items[n:]
+}
+
+func (q *workQueue) get() (dirItem, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.items) == 0 && !q.closed {
+		q.waiting.Add(1)
+		q.cond.Wait()
+		q.waiting.Add(-1)
+	}
+	if q.closed {
+		return dirItem{}, false
+	}
+	n := len(q.items) - 1
+	it := q.items[n]
+	q.items[n] = dirItem{}
+	q.items = q.items[:n]
+	return it, true
+}
+
+func (q *workQueue) hungry() bool { return q.waiting.Load() > 0 }
+
+func (q *workQueue) done() {
+	q.mu.Lock()
+	q.pending--
+	if q.pending == 0 {
+		q.closed = true
+		q.cond.Broadcast()
+	}
+	q.mu.Unlock()
+}
+
+func (q *workQueue) stop() {
+	q.mu.Lock()
+	q.closed = true
+	q.items = nil
+	q.cond.Broadcast()
+	q.mu.Unlock()
+}
