@@ -1,0 +1,119 @@
+package fs
+
+import (
+	"fmt"
+	"runtime"
+	"testing"
+
+	"github.com/fustor/fustor/sdk/fsbatch"
+)
+
+// benchRows lays out n files like the product benchmark tree:
+// /upload/submit/aa/bb/<uuid>/sub_k/data_NNNN.dat (250 files per directory).
+func benchRows(n int) []fsbatch.Row {
+	rows := make([]fsbatch.Row, 0, n)
+	for i := 0; len(rows) < n; i++ {
+		sub := fmt.Sprintf("/upload/submit/%02x/%02x/%08x-0000-4000-8000-%012x", i%256, (i/256)%256, i*2654435761%(1<<32), i)
+		for k := range 4 {
+			parent := fmt.Sprintf("%s/sub_%d", sub, k)
+			for f := range 250 {
+				if len(rows) == n {
+					return rows
+				}
+				rows = append(rows, fsbatch.Row{Parent: parent, Name: fmt.Sprintf("data_%04d.dat", f),
+					Size: uint64(1000 + f), MtimeNs: 1_790_000_000_000_000_000 + int64(len(rows))*1000})
+			}
+		}
+	}
+	return rows
+}
+
+func applyAll(b *testing.B, v *View, src Source, rows []fsbatch.Row) {
+	for start := 0; start < len(rows); start += 1000 {
+		if _, rej, err := v.Apply(src, rows[start:min(start+1000, len(rows))]); rej != 0 {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkApplySnapshot reports snapshot rows applied per second while a view grows to 1M files.
+func BenchmarkApplySnapshot(b *testing.B) {
+	rows := benchRows(1_000_000)
+	b.ResetTimer()
+	for b.Loop() {
+		v := New(nil, Options{})
+		applyAll(b, v, SourceSnapshot, rows)
+	}
+	b.ReportMetric(float64(len(rows))*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+}
+
+// BenchmarkApplyRealtime reports realtime upserts per second into an existing 1M-file view.
+func BenchmarkApplyRealtime(b *testing.B) {
+	rows := benchRows(1_000_000)
+	v := New(nil, Options{})
+	applyAll(b, v, SourceSnapshot, rows)
+	b.ResetTimer()
+	for b.Loop() {
+		applyAll(b, v, SourceRealtime, rows)
+	}
+	b.ReportMetric(float64(len(rows))*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+}
+
+// BenchmarkMemoryPerFile reports heap bytes per file held by a 1M-file view.
+func BenchmarkMemoryPerFile(b *testing.B) {
+	rows := benchRows(1_000_000)
+	for b.Loop() {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		v := New(nil, Options{})
+		applyAll(b, v, SourceSnapshot, rows)
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(len(rows)), "heapB/file")
+		b.ReportMetric(float64(v.MemoryBytes())/float64(len(rows)), "estB/file")
+		runtime.KeepAlive(v)
+	}
+}
+
+func bigView(b *testing.B) *View {
+	v := New(nil, Options{})
+	applyAll(b, v, SourceSnapshot, benchRows(1_000_000))
+	return v
+}
+
+func BenchmarkList250(b *testing.B) {
+	v := bigView(b)
+	dir := benchRows(1)[0].Parent
+	for b.Loop() {
+		if es, _, _ := v.List(dir, 1, "", 1000); len(es) != 250 {
+			b.Fatal(len(es))
+		}
+	}
+}
+
+func BenchmarkStats(b *testing.B) {
+	v := bigView(b)
+	for _, p := range []string{"/", benchRows(1)[0].Parent} {
+		b.Run(p[:min(len(p), 16)], func(b *testing.B) {
+			for b.Loop() {
+				if _, err := v.Stats(p); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkFind(b *testing.B) {
+	v := bigView(b)
+	for _, m := range []Matcher{{Name: "data_0249.dat"}, {Glob: "data_01*.dat"}} {
+		b.Run(m.Name+m.Glob, func(b *testing.B) {
+			for b.Loop() {
+				if _, _, err := v.Find("/", m, 1000); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

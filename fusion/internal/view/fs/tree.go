@@ -1,0 +1,274 @@
+// Package fs is the fs view: an in-memory tree of one data set's files, applied from agents'
+// rows and read by queries (DESIGN.md §5.3). Per-directory aggregates (file and dir counts,
+// total size, latest mtime) are kept up to date on every change so subtree stats cost O(1).
+package fs
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Errors returned by queries.
+var (
+	ErrNotFound = errors.New("path not found")
+	ErrNotDir   = errors.New("not a directory")
+	ErrFull     = errors.New("view is full")
+)
+
+// Source is the activity a row came from; it decides the row's authority.
+type Source int
+
+// Sources, highest authority first (DESIGN.md §5.4).
+const (
+	SourceRealtime Source = iota + 1
+	SourceSnapshot
+	SourceAudit
+	SourceOnDemand
+)
+
+// Options configure a view.
+type Options struct {
+	Name string
+	// MaxNodes bounds the nodes held; rows that would add more are rejected and counted.
+	MaxNodes int
+	// Now is the physical clock (nil = time.Now).
+	Now func() time.Time
+}
+
+// Entry is one node as queries see it.
+type Entry struct {
+	Path, Name                          string
+	IsDir                               bool
+	Size                                uint64
+	MtimeNs, LastUpdatedAtNs            int64
+	Suspect, KnownByAgent, AuditSkipped bool
+	ChildCount                          int
+}
+
+// Stats are subtree aggregates. Dirs excludes the subtree root.
+type Stats struct {
+	Files, Dirs, TotalSize uint64
+	LatestMtimeNs          int64
+}
+
+// dirAgg is kept for directories only: they are a small fraction of the nodes.
+type dirAgg struct {
+	files, dirs, size int64
+	maxMtime          int64
+	children          int32
+	dirty             bool // maxMtime must be recomputed (a max was removed or lowered)
+}
+
+// View is one fs view.
+type View struct {
+	log  *zap.Logger
+	opts Options
+
+	mu   sync.RWMutex
+	a    *arena
+	idx  *index
+	dirs map[uint32]*dirAgg
+	root uint32
+	size int // nodes, root excluded
+
+	// aggMu serialises lazy max-mtime recomputation among readers (writers hold mu).
+	aggMu sync.Mutex
+
+	rejected uint64
+	// last resolved parent of Apply: consecutive rows mostly share it.
+	lastParent   string
+	lastParentID uint32
+}
+
+// New returns an empty view.
+func New(log *zap.Logger, opts Options) *View {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if opts.MaxNodes <= 0 {
+		opts.MaxNodes = 100_000_000
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	v := &View{log: log, opts: opts}
+	v.init()
+	return v
+}
+
+func (v *View) init() {
+	v.a, v.idx, v.dirs, v.size = newArena(), newIndex(), map[uint32]*dirAgg{}, 0
+	v.root = v.a.alloc()
+	r := v.a.get(v.root)
+	r.flags = flagDir | flagLive | flagKnown
+	r.nameRef = v.a.putName("")
+	v.dirs[v.root] = &dirAgg{}
+	v.lastParent, v.lastParentID = "", 0
+}
+
+// Reset drops everything.
+func (v *View) Reset() {
+	v.mu.Lock()
+	v.init()
+	v.mu.Unlock()
+}
+
+// Len returns the number of nodes, root excluded.
+func (v *View) Len() int {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return v.size
+}
+
+// Rejected returns how many rows were rejected since the view was created.
+func (v *View) Rejected() uint64 {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return v.rejected
+}
+
+// MemoryBytes estimates the heap held by the structure.
+func (v *View) MemoryBytes() uint64 {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return v.a.memory() + v.idx.memory() + uint64(len(v.dirs))*96
+}
+
+// insert creates a child node and updates the ancestors' aggregates.
+func (v *View) insert(parent uint32, name string, dir bool, size, mtime int64, flags uint16) (uint32, error) {
+	if v.size >= v.opts.MaxNodes {
+		return 0, ErrFull
+	}
+	id := v.a.alloc()
+	n := v.a.get(id)
+	n.parent, n.size, n.mtime = parent, size, mtime
+	n.nameRef, n.nameLen = v.a.putName(name), uint16(len(name))
+	n.flags = flags | flagLive
+	if dir {
+		n.flags |= flagDir
+		n.size = size
+		v.dirs[id] = &dirAgg{}
+	}
+	p := v.a.get(parent)
+	if p.firstChild != 0 {
+		v.a.get(p.firstChild).prevSib = id
+		n.nextSib = p.firstChild
+	}
+	p.firstChild = id
+	v.dirs[parent].children++
+	v.idx.insert(v.a, id)
+	v.size++
+	var df, dd int64 = 1, 0
+	if dir {
+		df, dd, size = 0, 1, 0
+	}
+	v.propagate(parent, df, dd, size, mtime)
+	return id, nil
+}
+
+// propagate adds count and size deltas to every ancestor from dir up, and raises max mtimes.
+func (v *View) propagate(dir uint32, files, dirs, size, mtime int64) {
+	for id := dir; id != 0; id = v.a.get(id).parent {
+		g := v.dirs[id]
+		g.files += files
+		g.dirs += dirs
+		g.size += size
+		if mtime > g.maxMtime {
+			g.maxMtime = mtime
+		}
+	}
+}
+
+// lowered marks ancestors dirty when a node holding mtime m left or got older: only those whose
+// max could have come from it.
+func (v *View) lowered(dir uint32, m int64) {
+	for id := dir; id != 0; id = v.a.get(id).parent {
+		g := v.dirs[id]
+		if g.dirty || g.maxMtime > m {
+			return
+		}
+		g.dirty = true
+	}
+}
+
+// setFile updates a file's size and mtime.
+func (v *View) setAttrs(id uint32, size, mtime int64) {
+	n := v.a.get(id)
+	oldM := n.mtime
+	if !n.isDir() && size != n.size {
+		v.propagate(n.parent, 0, 0, size-n.size, 0)
+	}
+	n.size, n.mtime = size, mtime
+	if mtime > oldM {
+		v.propagate(n.parent, 0, 0, 0, mtime)
+	} else if mtime < oldM {
+		v.lowered(n.parent, oldM)
+	}
+}
+
+// remove deletes id and its subtree.
+func (v *View) remove(id uint32) {
+	n := v.a.get(id)
+	parent := n.parent
+	var files, dirs, size, maxM int64
+	if n.isDir() {
+		g := v.dirs[id]
+		files, dirs, size = g.files, g.dirs+1, g.size
+		maxM = max(n.mtime, v.maxMtimeLocked(id))
+	} else {
+		files, size, maxM = 1, n.size, n.mtime
+	}
+	// unlink from the parent
+	if n.prevSib != 0 {
+		v.a.get(n.prevSib).nextSib = n.nextSib
+	} else {
+		v.a.get(parent).firstChild = n.nextSib
+	}
+	if n.nextSib != 0 {
+		v.a.get(n.nextSib).prevSib = n.prevSib
+	}
+	v.dirs[parent].children--
+	// free the subtree iteratively: deep trees must not overflow the stack
+	stack := []uint32{id}
+	for len(stack) > 0 {
+		cur := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		c := v.a.get(cur)
+		for ch := c.firstChild; ch != 0; ch = v.a.get(ch).nextSib {
+			stack = append(stack, ch)
+		}
+		if c.isDir() {
+			delete(v.dirs, cur)
+		}
+		v.idx.remove(v.a, cur)
+		v.a.release(cur)
+		v.size--
+	}
+	v.propagate(parent, -files, -dirs, -size, 0)
+	v.lowered(parent, maxM)
+	v.lastParent, v.lastParentID = "", 0
+	v.a.compact()
+}
+
+// maxMtimeLocked returns a directory's latest subtree mtime, recomputing dirty ones. Callers
+// hold mu for writing, or for reading plus aggMu.
+func (v *View) maxMtimeLocked(dir uint32) int64 {
+	g := v.dirs[dir]
+	if !g.dirty {
+		return g.maxMtime
+	}
+	var m int64
+	for ch := v.a.get(dir).firstChild; ch != 0; {
+		c := v.a.get(ch)
+		m = max(m, c.mtime)
+		if c.isDir() {
+			m = max(m, v.maxMtimeLocked(ch))
+		}
+		ch = c.nextSib
+	}
+	g.maxMtime, g.dirty = m, false
+	return m
+}

@@ -1,0 +1,320 @@
+package fs
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/fustor/fustor/sdk/fsbatch"
+	"github.com/fustor/fustor/sdk/fspath"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func row(p string, flags uint32, size uint64, mtime int64) fsbatch.Row {
+	dir, name := fspath.Split(p)
+	return fsbatch.Row{Parent: dir, Name: name, Flags: flags, Size: size, MtimeNs: mtime}
+}
+
+func newView(t testing.TB) *View {
+	t.Helper()
+	now := time.Unix(1_800_000_000, 0)
+	return New(nil, Options{Name: "t", Now: func() time.Time { return now }})
+}
+
+func apply(t testing.TB, v *View, src Source, rows ...fsbatch.Row) {
+	t.Helper()
+	if _, rej, err := v.Apply(src, rows); rej != 0 {
+		t.Fatalf("rejected %d: %v", rej, err)
+	}
+}
+
+func TestApplySemantics(t *testing.T) {
+	tests := []struct {
+		name  string
+		steps func(v *View)
+		path  string
+		want  *Entry // nil = must not exist
+	}{
+		{"upsert creates the parent chain", func(v *View) {
+			apply(t, v, SourceSnapshot, row("/a/b/c.txt", 0, 3, 10))
+		}, "/a/b", &Entry{Path: "/a/b", Name: "b", IsDir: true, KnownByAgent: true, ChildCount: 1}},
+		{"file attributes", func(v *View) {
+			apply(t, v, SourceSnapshot, row("/a/c.txt", 0, 3, 10))
+		}, "/a/c.txt", &Entry{Path: "/a/c.txt", Name: "c.txt", Size: 3, MtimeNs: 10, KnownByAgent: true}},
+		{"update in place", func(v *View) {
+			apply(t, v, SourceSnapshot, row("/c.txt", 0, 3, 10), row("/c.txt", 0, 7, 20))
+		}, "/c.txt", &Entry{Path: "/c.txt", Name: "c.txt", Size: 7, MtimeNs: 20, KnownByAgent: true}},
+		{"delete removes the subtree", func(v *View) {
+			apply(t, v, SourceSnapshot, row("/d/e/f", 0, 1, 1))
+			apply(t, v, SourceRealtime, row("/d", fsbatch.FlagDelete|fsbatch.FlagDir, 0, 0))
+		}, "/d/e/f", nil},
+		{"deleting a missing path is a no-op", func(v *View) {
+			apply(t, v, SourceRealtime, row("/nope/x", fsbatch.FlagDelete, 0, 0))
+		}, "/nope", nil},
+		{"file becomes a directory", func(v *View) {
+			apply(t, v, SourceSnapshot, row("/x", 0, 5, 1), row("/x", fsbatch.FlagDir, 0, 2))
+		}, "/x", &Entry{Path: "/x", Name: "x", IsDir: true, MtimeNs: 2, KnownByAgent: true}},
+		{"directory becomes a file", func(v *View) {
+			apply(t, v, SourceSnapshot, row("/x/y", 0, 5, 1), row("/x", 0, 9, 2))
+		}, "/x", &Entry{Path: "/x", Name: "x", Size: 9, MtimeNs: 2, KnownByAgent: true}},
+		{"realtime partial write is suspect", func(v *View) {
+			apply(t, v, SourceRealtime, row("/w", fsbatch.FlagPartialWrite, 1, 1))
+		}, "/w", &Entry{Path: "/w", Name: "w", Size: 1, MtimeNs: 1, Suspect: true, KnownByAgent: true, LastUpdatedAtNs: 1_800_000_000e9}},
+		{"realtime atomic write clears suspect", func(v *View) {
+			apply(t, v, SourceRealtime, row("/w", fsbatch.FlagPartialWrite, 1, 1), row("/w", 0, 2, 2))
+		}, "/w", &Entry{Path: "/w", Name: "w", Size: 2, MtimeNs: 2, KnownByAgent: true, LastUpdatedAtNs: 1_800_000_000e9}},
+		{"audit of a new file is not known by agent", func(v *View) {
+			apply(t, v, SourceAudit, row("/au", 0, 1, 1))
+		}, "/au", &Entry{Path: "/au", Name: "au", Size: 1, MtimeNs: 1}},
+		{"audit keeps known of an existing file", func(v *View) {
+			apply(t, v, SourceSnapshot, row("/au", 0, 1, 1))
+			apply(t, v, SourceAudit, row("/au", 0, 2, 2))
+		}, "/au", &Entry{Path: "/au", Name: "au", Size: 2, MtimeNs: 2, KnownByAgent: true}},
+		{"audit skipped dir", func(v *View) {
+			apply(t, v, SourceAudit, row("/s", fsbatch.FlagDir|fsbatch.FlagAuditSkipped, 0, 1))
+		}, "/s", &Entry{Path: "/s", Name: "s", IsDir: true, MtimeNs: 1, AuditSkipped: true}},
+		{"root row updates the root", func(v *View) {
+			apply(t, v, SourceSnapshot, fsbatch.Row{Parent: "/", Flags: fsbatch.FlagDir, MtimeNs: 42})
+		}, "/", &Entry{Path: "/", IsDir: true, MtimeNs: 42, KnownByAgent: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := newView(t)
+			tt.steps(v)
+			got, err := v.Stat(tt.path)
+			if tt.want == nil {
+				if !errors.Is(err, ErrNotFound) {
+					t.Fatalf("Stat(%s) = %+v, %v; want not found", tt.path, got, err)
+				}
+				return
+			}
+			if err != nil || got != *tt.want {
+				t.Fatalf("Stat(%s) = %+v, %v\nwant %+v", tt.path, got, err, *tt.want)
+			}
+			checkInvariants(t, v)
+		})
+	}
+}
+
+func TestBadRowsRejected(t *testing.T) {
+	v := newView(t)
+	rows := []fsbatch.Row{
+		{Parent: "/", Name: "ok"},
+		{Parent: "/", Name: "a/b"},
+		{Parent: "relative", Name: "x"},
+		{Parent: "/a/../b", Name: "x"},
+		{Parent: "/", Name: "", Flags: fsbatch.FlagDelete},
+		{Parent: "/", Name: ".."},
+	}
+	applied, rejected, err := v.Apply(SourceSnapshot, rows)
+	if applied != 1 || rejected != 5 || err == nil {
+		t.Fatalf("applied %d rejected %d err %v", applied, rejected, err)
+	}
+	checkInvariants(t, v)
+}
+
+func TestMaxNodes(t *testing.T) {
+	v := New(nil, Options{MaxNodes: 3})
+	_, rejected, err := v.Apply(SourceSnapshot, []fsbatch.Row{row("/a", 0, 0, 0), row("/b", 0, 0, 0), row("/c", 0, 0, 0), row("/d", 0, 0, 0)})
+	if rejected != 1 || !errors.Is(err, ErrFull) || v.Len() != 3 {
+		t.Fatalf("rejected %d err %v len %d", rejected, err, v.Len())
+	}
+}
+
+func TestListOrderDepthAndPaging(t *testing.T) {
+	v := newView(t)
+	for _, p := range []string{"/b/2", "/b/1", "/a", "/c/x/y", "/b/3"} {
+		apply(t, v, SourceSnapshot, row(p, 0, 1, 1))
+	}
+	var all []string
+	after := ""
+	for {
+		es, next, err := v.List("/", 10, after, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range es {
+			all = append(all, e.Path)
+		}
+		if next == "" {
+			break
+		}
+		after = next
+	}
+	want := []string{"/a", "/b", "/b/1", "/b/2", "/b/3", "/c", "/c/x", "/c/x/y"}
+	if fmt.Sprint(all) != fmt.Sprint(want) {
+		t.Fatalf("paged = %v\nwant %v", all, want)
+	}
+	es, next, err := v.List("/b", 1, "", 100)
+	if err != nil || len(es) != 3 || next != "" {
+		t.Fatalf("List(/b) = %v %q %v", es, next, err)
+	}
+	if _, _, err := v.List("/a", 1, "", 10); !errors.Is(err, ErrNotDir) {
+		t.Fatalf("List(file) err = %v", err)
+	}
+	if _, _, err := v.List("/zz", 1, "", 10); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("List(missing) err = %v", err)
+	}
+}
+
+func TestFind(t *testing.T) {
+	v := newView(t)
+	for i := range 30 {
+		apply(t, v, SourceSnapshot, row(fmt.Sprintf("/s%d/data_%02d.dat", i%3, i), 0, 1, 1))
+	}
+	apply(t, v, SourceSnapshot, row("/s0/data_00.dat.tmp", 0, 1, 1))
+	tests := []struct {
+		name      string
+		root      string
+		m         Matcher
+		limit     int
+		want      int
+		truncated bool
+	}{
+		{"name", "/", Matcher{Name: "data_07.dat"}, 10, 1, false},
+		{"glob", "/", Matcher{Glob: "*.dat"}, 100, 30, false},
+		{"glob under a dir", "/s1", Matcher{Glob: "*.dat"}, 100, 10, false},
+		{"limit", "/", Matcher{Glob: "*.dat"}, 5, 5, true},
+		{"dirs only", "/", Matcher{Glob: "s*", DirsOnly: true}, 10, 3, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			es, tr, err := v.Find(tt.root, tt.m, tt.limit)
+			if err != nil || len(es) != tt.want || tr != tt.truncated {
+				t.Fatalf("Find = %d entries, truncated %v, %v", len(es), tr, err)
+			}
+			if !sort.SliceIsSorted(es, func(i, j int) bool { return es[i].Path < es[j].Path }) {
+				t.Fatalf("not sorted: %v", es)
+			}
+		})
+	}
+	if _, _, err := v.Find("/", Matcher{Glob: "[a-"}, 1); !errors.Is(err, fspath.ErrInvalid) {
+		t.Fatalf("bad glob err = %v", err)
+	}
+}
+
+func TestStatsFollowChanges(t *testing.T) {
+	v := newView(t)
+	apply(t, v, SourceSnapshot, row("/a/x", 0, 10, 100), row("/a/y", 0, 5, 300), row("/b/z", 0, 1, 200))
+	st, _ := v.Stats("/")
+	if st != (Stats{Files: 3, Dirs: 2, TotalSize: 16, LatestMtimeNs: 300}) {
+		t.Fatalf("root stats %+v", st)
+	}
+	apply(t, v, SourceRealtime, row("/a/y", fsbatch.FlagDelete, 0, 0))
+	st, _ = v.Stats("/")
+	if st != (Stats{Files: 2, Dirs: 2, TotalSize: 11, LatestMtimeNs: 200}) {
+		t.Fatalf("after delete %+v", st)
+	}
+	apply(t, v, SourceRealtime, row("/b/z", 0, 4, 50))
+	st, _ = v.Stats("/b")
+	if st != (Stats{Files: 1, TotalSize: 4, LatestMtimeNs: 50}) {
+		t.Fatalf("/b after shrink %+v", st)
+	}
+}
+
+// TestRandomOpsKeepInvariants runs random inserts, updates, deletes and type switches and
+// compares every aggregate with a full recount.
+func TestRandomOpsKeepInvariants(t *testing.T) {
+	v := newView(t)
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range 20000 {
+		apply(t, v, Source(1+r.IntN(4)), randomRow(r))
+		if i%2000 == 0 {
+			checkInvariants(t, v)
+		}
+	}
+	checkInvariants(t, v)
+}
+
+func randomRow(r *rand.Rand) fsbatch.Row {
+	depth := 1 + r.IntN(4)
+	p := ""
+	for range depth {
+		p += fmt.Sprintf("/n%d", r.IntN(6))
+	}
+	var flags uint32
+	switch r.IntN(10) {
+	case 0, 1:
+		flags = fsbatch.FlagDelete
+	case 2, 3:
+		flags = fsbatch.FlagDir
+	case 4:
+		flags = fsbatch.FlagPartialWrite
+	}
+	return row(p, flags, uint64(r.IntN(1000)), int64(r.IntN(1_000_000)))
+}
+
+// checkInvariants walks the whole tree: parents exist and are dirs, the index finds every node,
+// aggregates equal a recount, Len equals the walk.
+func checkInvariants(t testing.TB, v *View) {
+	t.Helper()
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	count := 0
+	var visit func(id uint32) (files, dirs, size, maxM int64)
+	visit = func(id uint32) (files, dirs, size, maxM int64) {
+		var children int32
+		for ch := v.a.get(id).firstChild; ch != 0; ch = v.a.get(ch).nextSib {
+			c := v.a.get(ch)
+			count++
+			children++
+			if c.parent != id {
+				t.Fatalf("node %d parent %d, linked under %d", ch, c.parent, id)
+			}
+			if got := v.idx.lookup(v.a, id, v.a.nameString(c)); got != ch {
+				t.Fatalf("index finds %d for node %d (%q)", got, ch, v.a.nameString(c))
+			}
+			maxM = max(maxM, c.mtime)
+			if c.isDir() {
+				f, d, s, m := visit(ch)
+				files, dirs, size, maxM = files+f, dirs+d+1, size+s, max(maxM, m)
+			} else {
+				files, size = files+1, size+c.size
+			}
+		}
+		g := v.dirs[id]
+		if g == nil {
+			t.Fatalf("dir %d has no aggregate", id)
+		}
+		if g.files != files || g.dirs != dirs || g.size != size || g.children != children {
+			t.Fatalf("dir %d aggregate %+v; recount files %d dirs %d size %d children %d", id, *g, files, dirs, size, children)
+		}
+		v.aggMu.Lock()
+		m := v.maxMtimeLocked(id)
+		v.aggMu.Unlock()
+		if m != maxM {
+			t.Fatalf("dir %d max mtime %d; recount %d", id, m, maxM)
+		}
+		return files, dirs, size, maxM
+	}
+	visit(v.root)
+	if count != v.size || v.idx.count != v.size {
+		t.Fatalf("walk %d nodes, size %d, index %d", count, v.size, v.idx.count)
+	}
+}
+
+func FuzzApply(f *testing.F) {
+	f.Add([]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		v := newView(t)
+		seed := uint64(0)
+		for i, b := range data {
+			seed = seed*31 + uint64(b) + uint64(i)
+		}
+		r := rand.New(rand.NewPCG(seed, uint64(len(data))))
+		for range len(data) * 4 {
+			rows := []fsbatch.Row{randomRow(r)}
+			if r.IntN(20) == 0 {
+				rows = append(rows, fsbatch.Row{Parent: "/", Name: string(data)})
+			}
+			_, _, _ = v.Apply(Source(1+r.IntN(4)), rows)
+		}
+		checkInvariants(t, v)
+	})
+}
