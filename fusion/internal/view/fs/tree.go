@@ -183,11 +183,13 @@ func (v *View) propagate(dir uint32, files, dirs, size, mtime int64) {
 }
 
 // lowered marks ancestors dirty when a node holding mtime m left or got older: only those whose
-// max could have come from it.
+// max could have come from it. An ancestor's max is never below a descendant's, so the walk
+// stops at the first one above m; it must not stop at a dirty one, whose parent may still hold
+// m as a clean maximum.
 func (v *View) lowered(dir uint32, m int64) {
 	for id := dir; id != 0; id = v.a.get(id).parent {
 		g := v.dirs[id]
-		if g.dirty || g.maxMtime > m {
+		if g.maxMtime > m {
 			return
 		}
 		g.dirty = true

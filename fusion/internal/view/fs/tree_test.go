@@ -313,7 +313,8 @@ func FuzzApply(f *testing.F) {
 			if r.IntN(20) == 0 {
 				rows = append(rows, fsbatch.Row{Parent: "/", Name: string(data)})
 			}
-			_, _, _ = v.Apply(Source(1+r.IntN(4)), rows)
+			src := Source(1 + r.IntN(4))
+			_, _, _ = v.Apply(src, rows)
 		}
 		checkInvariants(t, v)
 	})
