@@ -1,0 +1,240 @@
+// Package ctl is fustorctl: a command-line client of Fusion's ViewService and AdminService.
+package ctl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
+)
+
+const usage = `fustorctl: query Fustor's Fusion server.
+
+Usage: fustorctl [global flags] COMMAND [ARGS] [flags]
+
+Commands:
+  views                          list the views the key may query
+  ls PATH [--depth N] [--page-size N] [--all]
+                                 list a directory (one page, or every page with --all)
+  tree PATH [--depth N] [--limit N]
+                                 stream a whole subtree
+  stat PATH                      describe one path
+  find PATH (--name NAME | --glob GLOB) [--limit N] [--type f|d]
+                                 find entries by basename
+  stats [PATH]                   subtree figures (default /)
+  suspects [PATH] [--limit N]    files that may still be being written
+  blind-spots [PATH] [--limit N] changes found by audits only
+  sessions                       live agent sessions (admin key)
+  pipes                          Fusion pipes (admin key)
+
+Global flags:
+  --server ADDR      Fusion address (default 127.0.0.1:7070, env FUSTOR_SERVER)
+  --key KEY          API key (env FUSTOR_KEY)
+  --view VIEW        view to query (env FUSTOR_VIEW; default: the only view the key can read)
+  --timeout D        per-call timeout (default 10s)
+  --json             print one JSON document
+  --force-real-time  ask the leader agent to re-scan the path first
+  --tls              use TLS with the system roots
+
+Examples:
+  fustorctl --key demo-key stats /
+  fustorctl --key demo-key ls /upload --depth 2
+  fustorctl --key demo-key find / --glob '*.dat' --json
+`
+
+// errUsage marks command-line mistakes (exit 2).
+var errUsage = errors.New("usage")
+
+type options struct {
+	server, key, view, typ, name, glob string
+	timeout                            time.Duration
+	json, force, tls, all              bool
+	depth, pageSize, limit             int
+}
+
+// Run executes one fustorctl call and returns the exit code: 0 ok, 1 RPC error, 2 usage.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	fs := pflag.NewFlagSet("fustorctl", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.SetInterspersed(true)
+	var o options
+	fs.StringVar(&o.server, "server", envOr(getenv, "FUSTOR_SERVER", "127.0.0.1:7070"), "")
+	fs.StringVar(&o.key, "key", getenv("FUSTOR_KEY"), "")
+	fs.StringVar(&o.view, "view", getenv("FUSTOR_VIEW"), "")
+	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "")
+	fs.BoolVar(&o.json, "json", false, "")
+	fs.BoolVar(&o.force, "force-real-time", false, "")
+	fs.BoolVar(&o.tls, "tls", false, "")
+	fs.BoolVar(&o.all, "all", false, "")
+	fs.IntVar(&o.depth, "depth", 0, "")
+	fs.IntVar(&o.pageSize, "page-size", 0, "")
+	fs.IntVar(&o.limit, "limit", 0, "")
+	fs.StringVar(&o.typ, "type", "", "")
+	fs.StringVar(&o.name, "name", "", "")
+	fs.StringVar(&o.glob, "glob", "", "")
+	help := fs.BoolP("help", "h", false, "")
+	if err := fs.Parse(args); err != nil {
+		fmt.Fprintf(stderr, "fustorctl: %v\n\n%s", err, usage)
+		return 2
+	}
+	rest := fs.Args()
+	if *help || len(rest) == 0 || rest[0] == "help" {
+		fmt.Fprint(stdout, usage)
+		if len(rest) == 0 && !*help {
+			return 2
+		}
+		return 0
+	}
+	c := &client{o: o, out: stdout}
+	err := c.run(ctx, rest[0], rest[1:])
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(stderr, "fustorctl: %v\n", err)
+		return 2
+	}
+	if st, ok := status.FromError(err); ok {
+		fmt.Fprintf(stderr, "fustorctl: %s: %s\n", st.Code(), st.Message())
+	} else {
+		fmt.Fprintf(stderr, "fustorctl: %v\n", err)
+	}
+	return 1
+}
+
+func envOr(getenv func(string) string, k, def string) string {
+	if v := getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+type client struct {
+	o     options
+	out   io.Writer
+	conn  *grpc.ClientConn
+	views fustorv1.ViewServiceClient
+	admin fustorv1.AdminServiceClient
+}
+
+func (c *client) dial() error {
+	creds := insecure.NewCredentials()
+	if c.o.tls {
+		creds = credentials.NewTLS(nil)
+	}
+	conn, err := grpc.NewClient(c.o.server, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", c.o.server, err)
+	}
+	c.conn, c.views, c.admin = conn, fustorv1.NewViewServiceClient(conn), fustorv1.NewAdminServiceClient(conn)
+	return nil
+}
+
+func (c *client) ctx(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(parent, c.o.timeout)
+	if c.o.key != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+c.o.key)
+	}
+	return ctx, cancel
+}
+
+// pathArg returns the n-th positional argument, or def.
+func pathArg(args []string, def string) (string, error) {
+	switch len(args) {
+	case 0:
+		if def == "" {
+			return "", fmt.Errorf("%w: a PATH is required (e.g. /)", errUsage)
+		}
+		return def, nil
+	case 1:
+		return args[0], nil
+	}
+	return "", fmt.Errorf("%w: unexpected arguments %s", errUsage, strings.Join(args[1:], " "))
+}
+
+func (c *client) run(parent context.Context, cmd string, args []string) error {
+	known := map[string]bool{"views": true, "ls": true, "tree": true, "stat": true, "find": true, "stats": true,
+		"suspects": true, "blind-spots": true, "sessions": true, "pipes": true}
+	if !known[cmd] {
+		return fmt.Errorf("%w: unknown command %q (see fustorctl help)", errUsage, cmd)
+	}
+	if err := c.dial(); err != nil {
+		return err
+	}
+	defer c.conn.Close()
+	ctx, cancel := c.ctx(parent)
+	defer cancel()
+	switch cmd {
+	case "views":
+		return c.listViews(ctx)
+	case "sessions":
+		return c.sessions(ctx)
+	case "pipes":
+		return c.pipes(ctx)
+	}
+	if err := c.resolveView(ctx); err != nil {
+		return err
+	}
+	def := ""
+	if cmd == "stats" || cmd == "suspects" || cmd == "blind-spots" {
+		def = "/"
+	}
+	p, err := pathArg(args, def)
+	if err != nil {
+		return err
+	}
+	switch cmd {
+	case "ls":
+		return c.ls(ctx, p)
+	case "tree":
+		return c.tree(ctx, p)
+	case "stat":
+		return c.stat(ctx, p)
+	case "find":
+		return c.find(ctx, p)
+	case "stats":
+		return c.stats(ctx, p)
+	case "suspects":
+		return c.suspects(ctx, p)
+	default:
+		return c.blindSpots(ctx, p)
+	}
+}
+
+// resolveView picks the only view the key can read when --view is not given.
+func (c *client) resolveView(ctx context.Context) error {
+	if c.o.view != "" {
+		return nil
+	}
+	resp, err := c.views.ListViews(ctx, &fustorv1.ListViewsRequest{})
+	if err != nil {
+		return err
+	}
+	if len(resp.GetViews()) != 1 {
+		ids := make([]string, 0, len(resp.GetViews()))
+		for _, v := range resp.GetViews() {
+			ids = append(ids, v.GetId())
+		}
+		return fmt.Errorf("%w: --view is required: the key can read %d views (%s)", errUsage, len(ids), strings.Join(ids, ", "))
+	}
+	c.o.view = resp.GetViews()[0].GetId()
+	return nil
+}
+
+func (c *client) force() *fustorv1.ForceRealTime {
+	if !c.o.force {
+		return nil
+	}
+	return &fustorv1.ForceRealTime{Enabled: true}
+}
