@@ -84,6 +84,12 @@ func freePort(t testing.TB) string {
 	return l.Addr().String()
 }
 
+// raceEnv makes race-enabled binaries exit at once (the detector otherwise sleeps 1 s at exit)
+// and fail loudly on the first race, so a race in a daemon fails the test.
+func raceEnv() []string {
+	return append(os.Environ(), "GORACE=atexit_sleep_ms=0 halt_on_error=1")
+}
+
 // proc is a running binary whose output goes to a log file kept for failures.
 type proc struct {
 	name string
@@ -108,6 +114,7 @@ func startProc(t testing.TB, name string, args ...string) *proc {
 	t.Helper()
 	p := &proc{name: filepath.Base(name), log: &bytes.Buffer{}, mu: &sync.Mutex{}, done: make(chan struct{})}
 	p.cmd = exec.Command(name, args...)
+	p.cmd.Env = raceEnv()
 	p.cmd.Stdout = lockedWriter{p.mu, p.log}
 	p.cmd.Stderr = lockedWriter{p.mu, p.log}
 	if err := p.cmd.Start(); err != nil {
@@ -204,6 +211,7 @@ func (c *cluster) ctl(args ...string) (map[string]any, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(c.bin, "fustorctl"), full...)
+	cmd.Env = raceEnv()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -226,7 +234,14 @@ func eventually(t testing.TB, within time.Duration, what string, cond func() err
 	var err error
 	for {
 		if err = cond(); err == nil {
-			return time.Since(start)
+			took := time.Since(start)
+			if took > within {
+				t.Fatalf("%s: took %v, more than %v", what, took, within)
+			}
+			return took
+		}
+		if testing.Verbose() {
+			t.Logf("%s: %v after %v", what, err, time.Since(start))
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: not true within %v: %v", what, within, err)
