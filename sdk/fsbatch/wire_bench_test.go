@@ -86,7 +86,6 @@ func rowWireBytes(paths []string, batchSize int) int {
 	return total
 }
 
-
 func TestTypedSchemaIsSmallerThanFullPaths(t *testing.T) {
 	paths := benchPaths(10_000)
 	typed, full := typedWireBytes(paths, 1000), fullPathWireBytes(paths, 1000)

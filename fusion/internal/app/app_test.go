@@ -65,8 +65,10 @@ func withKey(key string) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+key)
 }
 
-func (h *harness) views() fustorv1.ViewServiceClient   { return fustorv1.NewViewServiceClient(h.conn) }
-func (h *harness) session() fustorv1.SessionServiceClient { return fustorv1.NewSessionServiceClient(h.conn) }
+func (h *harness) views() fustorv1.ViewServiceClient { return fustorv1.NewViewServiceClient(h.conn) }
+func (h *harness) session() fustorv1.SessionServiceClient {
+	return fustorv1.NewSessionServiceClient(h.conn)
+}
 
 // agent is a minimal in-test agent speaking the real protocol.
 type agent struct {
