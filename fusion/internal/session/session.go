@@ -54,8 +54,8 @@ type Session struct {
 	canRealtime atomic.Bool
 
 	// Out carries control messages (role changes, commands) to the push stream's sender.
-	// Bounded; a full channel drops the oldest role change is not needed because role is also
-	// returned by every heartbeat.
+	// Bounded: when full, new messages are dropped and counted, which is safe because every
+	// heartbeat answer carries the role too.
 	Out  chan *fustorv1.PushResponse
 	done chan struct{}
 	// reason is written once before done is closed.
