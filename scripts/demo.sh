@@ -26,6 +26,7 @@ stop() {
   kill -TERM "$AGENT" "$FUSION" 2>/dev/null || true
   wait "$AGENT" "$FUSION" 2>/dev/null || true
   echo "demo: stopped (logs in $BIN/demo-logs/)"
+  exit 0
 }
 trap stop INT TERM EXIT
 CTL="$BIN/fustorctl --key demo-key --view demo"
