@@ -29,7 +29,7 @@ const EnvPrefix = "FUSTOR_"
 
 // Source says where configuration comes from.
 type Source struct {
-	// Path is a YAML file or a directory of YAML files; empty means none.
+	// Path is a YAML file or a directory of YAML files; empty means $FUSTOR_CONFIG, or none.
 	Path string
 	// Environ returns the environment (nil = os.Environ).
 	Environ func() []string
@@ -46,7 +46,19 @@ func Load(dst any, src Source) error {
 	if err := k.Load(structs.Provider(dst, "koanf"), nil); err != nil {
 		return fmt.Errorf("load defaults: %w", err)
 	}
-	files, err := yamlFiles(src.Path)
+	environ := src.Environ
+	if environ == nil {
+		environ = os.Environ
+	}
+	path := src.Path
+	if path == "" {
+		for _, kv := range environ() {
+			if v, ok := strings.CutPrefix(kv, EnvPrefix+"CONFIG="); ok {
+				path = v
+			}
+		}
+	}
+	files, err := yamlFiles(path)
 	if err != nil {
 		return err
 	}
@@ -54,10 +66,6 @@ func Load(dst any, src Source) error {
 		if err := k.Load(file.Provider(f), yaml.Parser()); err != nil {
 			return fmt.Errorf("load config file %s: %w", f, err)
 		}
-	}
-	environ := src.Environ
-	if environ == nil {
-		environ = os.Environ
 	}
 	if err := k.Load(env.Provider(".", env.Opt{
 		Prefix:      EnvPrefix,

@@ -5,7 +5,8 @@ package app
 import (
 	"context"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -88,11 +89,11 @@ func (a *Agent) Pipe(id string) *pipe.Pipe { return a.pipes[id] }
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.close()
 	g, gctx := errgroup.WithContext(ctx)
-	for _, id := range sortedKeys(a.sources) {
+	for _, id := range slices.Sorted(maps.Keys(a.sources)) {
 		s := a.sources[id]
 		g.Go(func() error { return a.watch(gctx, s) })
 	}
-	for _, id := range sortedKeys(a.pipes) {
+	for _, id := range slices.Sorted(maps.Keys(a.pipes)) {
 		p := a.pipes[id]
 		g.Go(func() error { return p.Run(gctx) })
 	}
@@ -124,13 +125,4 @@ func (a *Agent) close() {
 	for _, s := range a.senders {
 		_ = s.Close()
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/spf13/pflag"
@@ -45,24 +44,18 @@ func Main(args, environ []string, stderr io.Writer) int {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
 		}
+		fmt.Fprintf(stderr, "fustor-agent: %v\n", err)
 		return 2
-	}
-	if *cfgPath == "" {
-		for _, kv := range environ {
-			if v, ok := strings.CutPrefix(kv, "FUSTOR_CONFIG="); ok {
-				*cfgPath = v
-			}
-		}
 	}
 	cfg := config.Default()
 	if *demo != "" {
 		cfg = config.Demo(*demo)
 	}
-	// agent_id is a top-level key: map its flag by hand (config flags otherwise contain a dot).
 	if err := sdkconfig.Load(&cfg, sdkconfig.Source{Path: *cfgPath, Environ: func() []string { return environ }, Flags: fs}); err != nil {
 		fmt.Fprintf(stderr, "fustor-agent: %v\n", err)
 		return 2
 	}
+	// agent_id is a top-level key: its flag is mapped by hand (config flags contain a dot).
 	if f := fs.Lookup("agent_id"); f.Changed {
 		cfg.AgentID = f.Value.String()
 	}
@@ -74,7 +67,7 @@ func Main(args, environ []string, stderr io.Writer) int {
 	defer func() { _ = log.Sync() }()
 	a, err := app.New(log, cfg, app.Options{})
 	if err != nil {
-		log.Error("agent failed to start", zap.Error(err))
+		fmt.Fprintf(stderr, "fustor-agent: %v\n", err)
 		return 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

@@ -5,8 +5,9 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
-	"sort"
+	"slices"
 	"time"
 )
 
@@ -125,7 +126,7 @@ func (c *Config) Validate() error {
 	if c.AgentID == "" {
 		errs = append(errs, errors.New("agent_id is empty and the host name is unknown"))
 	}
-	for _, id := range sorted(c.Sources) {
+	for _, id := range slices.Sorted(maps.Keys(c.Sources)) {
 		s := c.Sources[id]
 		if s.Driver != "fs" {
 			errs = append(errs, fmt.Errorf("sources.%s: unknown driver %q (want fs)", id, s.Driver))
@@ -137,7 +138,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("sources.%s: scan_workers, bus_capacity and modify_throttle must not be negative", id))
 		}
 	}
-	for _, id := range sorted(c.Senders) {
+	for _, id := range slices.Sorted(maps.Keys(c.Senders)) {
 		s := c.Senders[id]
 		if s.Driver != "grpc" {
 			errs = append(errs, fmt.Errorf("senders.%s: unknown driver %q (want grpc)", id, s.Driver))
@@ -149,7 +150,7 @@ func (c *Config) Validate() error {
 	if len(c.Pipes) == 0 {
 		errs = append(errs, errors.New("no pipes configured"))
 	}
-	for _, id := range sorted(c.Pipes) {
+	for _, id := range slices.Sorted(maps.Keys(c.Pipes)) {
 		p := c.Pipes[id]
 		if _, ok := c.Sources[p.Source]; !ok {
 			errs = append(errs, fmt.Errorf("pipes.%s: unknown source %q", id, p.Source))
@@ -166,7 +167,7 @@ func (c *Config) Validate() error {
 	}
 	// DESIGN.md §2: a <source, sender> pair runs at most one pipe.
 	seen := map[[2]string]string{}
-	for _, id := range sorted(c.Pipes) {
+	for _, id := range slices.Sorted(maps.Keys(c.Pipes)) {
 		k := [2]string{c.Pipes[id].Source, c.Pipes[id].Sender}
 		if prev, ok := seen[k]; ok {
 			errs = append(errs, fmt.Errorf("pipes.%s: source %q and sender %q are already paired by pipe %s", id, k[0], k[1], prev))
@@ -185,13 +186,4 @@ func Demo(root string) Config {
 	c.Pipes["demo"] = Pipe{Source: "demo", Sender: "fusion", BackoffMin: time.Second, BackoffMax: 10 * time.Second}
 	c.Normalize()
 	return c
-}
-
-func sorted[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

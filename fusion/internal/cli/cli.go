@@ -43,11 +43,8 @@ func Main(args, environ []string, stderr io.Writer) int {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
 		}
+		fmt.Fprintf(stderr, "fustor-fusion: %v\n", err)
 		return 2
-	}
-	getenv := envLookup(environ)
-	if *cfgPath == "" {
-		*cfgPath = getenv("FUSTOR_CONFIG")
 	}
 	cfg := config.Default()
 	if *demo {
@@ -65,7 +62,7 @@ func Main(args, environ []string, stderr io.Writer) int {
 	defer func() { _ = log.Sync() }()
 	f, err := app.New(log, cfg, app.Options{})
 	if err != nil {
-		log.Error("fusion failed to start", zap.Error(err))
+		fmt.Fprintf(stderr, "fustor-fusion: %v\n", err)
 		return 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -77,15 +74,4 @@ func Main(args, environ []string, stderr io.Writer) int {
 	}
 	log.Info("fusion stopped")
 	return 0
-}
-
-func envLookup(environ []string) func(string) string {
-	return func(k string) string {
-		for _, kv := range environ {
-			if len(kv) > len(k) && kv[:len(k)] == k && kv[len(k)] == '=' {
-				return kv[len(k)+1:]
-			}
-		}
-		return ""
-	}
 }

@@ -5,8 +5,9 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
-	"sort"
+	"slices"
 	"time"
 )
 
@@ -149,7 +150,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("server.max_recv_msg_bytes must be at least 65536"))
 	}
 	keys := map[string]string{}
-	for _, rid := range sortedKeys(c.Receivers) {
+	for _, rid := range slices.Sorted(maps.Keys(c.Receivers)) {
 		for i, k := range c.Receivers[rid].APIKeys {
 			where := fmt.Sprintf("receivers.%s.api_keys[%d]", rid, i)
 			if k.Key == "" {
@@ -167,7 +168,7 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	for _, pid := range sortedKeys(c.Pipes) {
+	for _, pid := range slices.Sorted(maps.Keys(c.Pipes)) {
 		p := c.Pipes[pid]
 		if _, ok := c.Receivers[p.Receiver]; !ok {
 			errs = append(errs, fmt.Errorf("pipes.%s: unknown receiver %q", pid, p.Receiver))
@@ -187,7 +188,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("pipes.%s: queue_size must be positive", pid))
 		}
 	}
-	for _, vid := range sortedKeys(c.Views) {
+	for _, vid := range slices.Sorted(maps.Keys(c.Views)) {
 		v := c.Views[vid]
 		if v.Driver != "fs" {
 			errs = append(errs, fmt.Errorf("views.%s: unknown driver %q (want fs)", vid, v.Driver))
@@ -200,13 +201,4 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

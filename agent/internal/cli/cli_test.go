@@ -1,0 +1,43 @@
+package cli
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestMainExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("pipes:\n  p: {source: nope, sender: x}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		args    []string
+		env     []string
+		code    int
+		message string
+	}{
+		{"help", []string{"--help"}, nil, 0, "Usage: fustor-agent"},
+		{"unknown flag", []string{"--nope"}, nil, 2, "unknown flag"},
+		{"missing config file", []string{"--config", filepath.Join(dir, "none.yaml")}, nil, 2, "read config"},
+		{"invalid config from FUSTOR_CONFIG", nil, []string{"FUSTOR_CONFIG=" + bad}, 1, `unknown source`},
+		{"bad log level", []string{"--log.level", "loud"}, nil, 2, "log level"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			code := Main(tt.args, tt.env, &stderr)
+			if code != tt.code || !strings.Contains(stderr.String(), tt.message) {
+				t.Fatalf("exit %d, stderr %q; want %d and %q", code, stderr.String(), tt.code, tt.message)
+			}
+		})
+	}
+}
