@@ -3,6 +3,7 @@ package fs
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -10,14 +11,29 @@ import (
 	"github.com/fustor/fustor/sdk/fspath"
 )
 
-// Apply applies rows from one source under one write lock. Invalid rows are rejected and
-// counted; none can panic the view. The full arbitration of DESIGN.md §5.4 (tombstones,
-// suspects' expiry, blind spots, audit missing-detection) builds on applyRow.
+// applyCtx holds the clocks read once per Apply call.
+type applyCtx struct {
+	src        Source
+	watermark  int64 // logical, NFS time domain
+	now        int64 // physical
+	mono       int64
+	threshold  time.Duration
+	hotCutoffs int64 // rows with mtime above this are younger than the hot threshold
+}
+
+// Apply applies rows from one source under one write lock, by the arbitration rules of
+// DESIGN.md §5.4 ("realtime first, mtime decides"). Invalid rows are rejected and counted;
+// none can panic the view. Rows dropped by arbitration (zombies, stale audit rows) count as
+// applied: they were valid and were judged.
 func (v *View) Apply(src Source, rows []fsbatch.Row) (applied, rejected int, firstErr error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	v.expireSuspects()
+	ac := applyCtx{src: src, watermark: v.clock.Watermark().UnixNano(), now: v.opts.Now().UnixNano(),
+		mono: v.opts.Mono(), threshold: v.opts.HotThreshold}
+	ac.hotCutoffs = ac.watermark - int64(ac.threshold)
 	for i := range rows {
-		if err := v.applyRow(src, &rows[i]); err != nil {
+		if err := v.applyRow(&ac, &rows[i]); err != nil {
 			rejected++
 			v.rejected++
 			if firstErr == nil {
@@ -33,14 +49,15 @@ func (v *View) Apply(src Source, rows []fsbatch.Row) (applied, rejected int, fir
 	return applied, rejected, firstErr
 }
 
-func (v *View) applyRow(src Source, r *fsbatch.Row) error {
+func (v *View) applyRow(ac *applyCtx, r *fsbatch.Row) error {
 	if r.Name == "" {
 		if r.IsDelete() || !r.IsDir() {
 			return fmt.Errorf("the root can only be updated as a directory")
 		}
 		root := v.a.get(v.root)
 		v.setAttrs(v.root, int64(r.Size), r.MtimeNs)
-		setAuditSkipped(root, src, r)
+		setAuditSkipped(root, ac.src, r)
+		v.auditSeen(ac, v.root, fspath.Root, r)
 		return nil
 	}
 	if err := fspath.ValidName(r.Name); err != nil {
@@ -50,16 +67,21 @@ func (v *View) applyRow(src Source, r *fsbatch.Row) error {
 		return fmt.Errorf("name longer than 65535 bytes")
 	}
 	if r.IsDelete() {
-		parent, err := v.resolve(r.Parent)
-		if err != nil {
-			return err
-		}
-		if parent != 0 {
-			if id := v.idx.lookup(v.a, parent, r.Name); id != 0 {
-				v.remove(id)
+		return v.applyDelete(ac, r)
+	}
+	realtime := ac.src == SourceRealtime
+	if !realtime && len(v.c.tombs) > 0 {
+		// A row from a scan of a path deleted in real time is a zombie unless the file is
+		// newer than the delete (reincarnation). Realtime rows are causal and always pass.
+		p := r.Path()
+		if t, at, ok := v.c.tombstoned(p); ok {
+			if r.MtimeNs <= t.logicalNs {
+				return nil
+			}
+			if at == p {
+				delete(v.c.tombs, p)
 			}
 		}
-		return nil
 	}
 	parent, err := v.ensureDir(r.Parent)
 	if err != nil {
@@ -67,38 +89,135 @@ func (v *View) applyRow(src Source, r *fsbatch.Row) error {
 	}
 	dir := r.IsDir()
 	id := v.idx.lookup(v.a, parent, r.Name)
+	compensating := ac.src == SourceAudit || ac.src == SourceOnDemand
+	if compensating {
+		if id != 0 && v.a.get(id).isDir() == dir && v.a.get(id).mtime >= r.MtimeNs && r.Flags&fsbatch.FlagAuditSkipped == 0 {
+			// Memory is as new as the scan: keep it.
+			v.auditSeen(ac, id, "", r)
+			return nil
+		}
+		if id == 0 && r.ParentMtimeNs != 0 && v.a.get(parent).mtime > r.ParentMtimeNs {
+			// The parent changed after the scan listed it: the row is older than memory.
+			return nil
+		}
+	}
 	if id != 0 && v.a.get(id).isDir() != dir {
 		// A file became a directory or the reverse: the old node and its subtree go.
 		v.remove(id)
 		id = 0
 	}
-	if id == 0 {
+	isNew := id == 0
+	var oldMtime int64
+	if isNew {
 		flags := uint16(flagKnown)
-		if src == SourceAudit || src == SourceOnDemand {
+		if compensating {
 			flags = 0
 		}
 		if id, err = v.insert(parent, r.Name, dir, int64(r.Size), r.MtimeNs, flags); err != nil {
 			return err
 		}
 	} else {
+		oldMtime = v.a.get(id).mtime
 		v.setAttrs(id, int64(r.Size), r.MtimeNs)
 	}
 	n := v.a.get(id)
-	switch src {
+	switch ac.src {
 	case SourceRealtime:
-		n.lastUpdated = v.opts.Now().UnixNano()
-		n.flags |= flagKnown
-		if !dir {
-			if r.Flags&fsbatch.FlagPartialWrite != 0 {
-				n.flags |= flagSuspect
-			} else {
-				n.flags &^= flagSuspect
-			}
-		}
+		v.applyRealtimeUpsert(ac, id, r)
 	case SourceSnapshot:
 		n.flags |= flagKnown
+		v.hotCheck(ac, id, r)
+	case SourceAudit, SourceOnDemand:
+		if !dir && (isNew || oldMtime != r.MtimeNs) {
+			n.flags &^= flagKnown
+			n.flags |= flagBlindAdd
+			v.c.additions[r.Path()] = struct{}{}
+		}
+		v.auditSeen(ac, id, "", r)
+		v.hotCheck(ac, id, r)
 	}
-	setAuditSkipped(n, src, r)
+	setAuditSkipped(n, ac.src, r)
+	return nil
+}
+
+func (v *View) applyRealtimeUpsert(ac *applyCtx, id uint32, r *fsbatch.Row) {
+	n := v.a.get(id)
+	n.lastUpdated = ac.now
+	n.flags |= flagKnown
+	v.clock.Sample(r.MtimeNs)
+	if len(v.c.tombs) > 0 || len(v.c.additions) > 0 || len(v.c.deletions) > 0 || len(v.c.suspects) > 0 || r.Flags&fsbatch.FlagPartialWrite != 0 {
+		p := r.Path()
+		delete(v.c.tombs, p)
+		delete(v.c.additions, p)
+		delete(v.c.deletions, p)
+		n.flags &^= flagBlindAdd
+		if !n.isDir() {
+			if r.Flags&fsbatch.FlagPartialWrite != 0 {
+				v.suspectFor(id, p, ac.mono, ac.threshold)
+			} else {
+				v.unsuspect(id, p)
+			}
+		}
+	}
+}
+
+// hotCheck makes a scanned file suspect when it is younger than the hot threshold.
+func (v *View) hotCheck(ac *applyCtx, id uint32, r *fsbatch.Row) {
+	if r.IsDir() || r.MtimeNs <= ac.hotCutoffs {
+		return
+	}
+	if life := hotLife(ac.watermark-r.MtimeNs, ac.threshold); life > 0 {
+		v.suspectFor(id, r.Path(), ac.mono, life)
+	}
+}
+
+// auditSeen marks a node reported by the open audit, records fully listed directories, and
+// clears a blind-spot deletion of a path that is back.
+func (v *View) auditSeen(ac *applyCtx, id uint32, p string, r *fsbatch.Row) {
+	if ac.src != SourceAudit || v.c.audit == nil {
+		return
+	}
+	v.a.get(id).flags |= flagAuditSeen
+	if p == "" {
+		p = r.Path()
+	}
+	if len(v.c.deletions) > 0 {
+		delete(v.c.deletions, p)
+	}
+	if r.IsDir() && r.Flags&fsbatch.FlagAuditSkipped == 0 {
+		v.c.audit.listed = append(v.c.audit.listed, p)
+	}
+}
+
+func (v *View) applyDelete(ac *applyCtx, r *fsbatch.Row) error {
+	parent, err := v.resolve(r.Parent)
+	if err != nil {
+		return err
+	}
+	p := r.Path()
+	var id uint32
+	if parent != 0 {
+		id = v.idx.lookup(v.a, parent, r.Name)
+	}
+	switch ac.src {
+	case SourceRealtime:
+		if id != 0 {
+			v.remove(id)
+		}
+		v.c.tombs[p] = tombstone{logicalNs: ac.watermark, physicalNs: ac.now}
+		if len(v.c.deletions) > 0 {
+			for q := range v.c.deletions {
+				if fspath.IsWithin(q, p) {
+					delete(v.c.deletions, q)
+				}
+			}
+		}
+	default:
+		// A scan that says a path is gone is compensating evidence.
+		if id != 0 {
+			v.removeCompensating(id, p)
+		}
+	}
 	return nil
 }
 

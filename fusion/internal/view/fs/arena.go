@@ -16,7 +16,9 @@ const (
 	flagSuspect
 	flagKnown
 	flagAuditSkipped
-	flagLive // set while the id is in use
+	flagLive      // set while the id is in use
+	flagAuditSeen // reported by the open audit
+	flagBlindAdd  // recorded as a blind-spot addition
 )
 
 // node is 48 bytes.

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/fustor/fustor/sdk/clock"
 )
 
 // Errors returned by queries.
@@ -36,6 +38,14 @@ type Options struct {
 	MaxNodes int
 	// Now is the physical clock (nil = time.Now).
 	Now func() time.Time
+	// Mono is the monotonic clock in ns for suspect expiry (nil = time since New).
+	Mono func() int64
+	// HotThreshold is the age below which a scanned file is suspect (0 = 30 s).
+	HotThreshold time.Duration
+	// TombstoneTTL is how long tombstones are kept, purged at audit end (0 = 1 h).
+	TombstoneTTL time.Duration
+	// ClockWindow is the logical clock's sample window (0 = clock.DefaultWindow).
+	ClockWindow int
 }
 
 // Entry is one node as queries see it.
@@ -77,6 +87,9 @@ type View struct {
 	// aggMu serialises lazy max-mtime recomputation among readers (writers hold mu).
 	aggMu sync.Mutex
 
+	c     consistency
+	clock *clock.Logical
+
 	rejected uint64
 	// last resolved parent of Apply: consecutive rows mostly share it.
 	lastParent   string
@@ -94,7 +107,17 @@ func New(log *zap.Logger, opts Options) *View {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	v := &View{log: log, opts: opts}
+	if opts.Mono == nil {
+		start := time.Now()
+		opts.Mono = func() int64 { return int64(time.Since(start)) }
+	}
+	if opts.HotThreshold <= 0 {
+		opts.HotThreshold = 30 * time.Second
+	}
+	if opts.TombstoneTTL <= 0 {
+		opts.TombstoneTTL = time.Hour
+	}
+	v := &View{log: log, opts: opts, clock: clock.NewLogical(opts.Now, opts.ClockWindow)}
 	v.init()
 	return v
 }
@@ -107,6 +130,7 @@ func (v *View) init() {
 	r.nameRef = v.a.putName("")
 	v.dirs[v.root] = &dirAgg{}
 	v.lastParent, v.lastParentID = "", 0
+	v.c = newConsistency()
 }
 
 // Reset drops everything.
@@ -233,6 +257,7 @@ func (v *View) remove(id uint32) {
 		v.a.get(n.nextSib).prevSib = n.prevSib
 	}
 	v.dirs[parent].children--
+	v.forgetFlagged(id)
 	// free the subtree iteratively: deep trees must not overflow the stack
 	stack := []uint32{id}
 	for len(stack) > 0 {
@@ -253,6 +278,44 @@ func (v *View) remove(id uint32) {
 	v.lowered(parent, maxM)
 	v.lastParent, v.lastParentID = "", 0
 	v.a.compact()
+}
+
+// forgetFlagged drops the side-table entries of nodes in the subtree of id (still linked).
+func (v *View) forgetFlagged(id uint32) {
+	if len(v.c.suspects) == 0 && len(v.c.additions) == 0 {
+		return
+	}
+	stack := []uint32{id}
+	for len(stack) > 0 {
+		cur := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		n := v.a.get(cur)
+		if n.flags&(flagSuspect|flagBlindAdd) != 0 {
+			p := v.pathOf(cur)
+			v.c.clearSuspect(p)
+			delete(v.c.additions, p)
+		}
+		for ch := n.firstChild; ch != 0; ch = v.a.get(ch).nextSib {
+			stack = append(stack, ch)
+		}
+	}
+}
+
+// pathOf builds a node's path from its parent chain.
+func (v *View) pathOf(id uint32) string {
+	if id == v.root {
+		return "/"
+	}
+	var parts []string
+	for cur := id; cur != v.root && cur != 0; cur = v.a.get(cur).parent {
+		parts = append(parts, v.a.nameString(v.a.get(cur)))
+	}
+	var b []byte
+	for i := len(parts) - 1; i >= 0; i-- {
+		b = append(b, '/')
+		b = append(b, parts[i]...)
+	}
+	return string(b)
 }
 
 // maxMtimeLocked returns a directory's latest subtree mtime, recomputing dirty ones. Callers

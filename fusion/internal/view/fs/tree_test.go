@@ -72,10 +72,14 @@ func TestApplySemantics(t *testing.T) {
 		{"audit of a new file is not known by agent", func(v *View) {
 			apply(t, v, SourceAudit, row("/au", 0, 1, 1))
 		}, "/au", &Entry{Path: "/au", Name: "au", Size: 1, MtimeNs: 1}},
-		{"audit keeps known of an existing file", func(v *View) {
+		{"audit of a changed file makes it unknown to agents", func(v *View) {
 			apply(t, v, SourceSnapshot, row("/au", 0, 1, 1))
 			apply(t, v, SourceAudit, row("/au", 0, 2, 2))
-		}, "/au", &Entry{Path: "/au", Name: "au", Size: 2, MtimeNs: 2, KnownByAgent: true}},
+		}, "/au", &Entry{Path: "/au", Name: "au", Size: 2, MtimeNs: 2}},
+		{"audit of an unchanged file keeps memory", func(v *View) {
+			apply(t, v, SourceSnapshot, row("/au", 0, 1, 1))
+			apply(t, v, SourceAudit, row("/au", 0, 1, 1))
+		}, "/au", &Entry{Path: "/au", Name: "au", Size: 1, MtimeNs: 1, KnownByAgent: true}},
 		{"audit skipped dir", func(v *View) {
 			apply(t, v, SourceAudit, row("/s", fsbatch.FlagDir|fsbatch.FlagAuditSkipped, 0, 1))
 		}, "/s", &Entry{Path: "/s", Name: "s", IsDir: true, MtimeNs: 1, AuditSkipped: true}},
@@ -218,13 +222,13 @@ func TestStatsFollowChanges(t *testing.T) {
 	}
 }
 
-// TestRandomOpsKeepInvariants runs random inserts, updates, deletes and type switches and
-// compares every aggregate with a full recount.
+// TestRandomOpsKeepInvariants runs random rows from every source, audits, sentinel answers
+// and clock ticks, comparing every aggregate and side table with a full recount.
 func TestRandomOpsKeepInvariants(t *testing.T) {
-	v := newView(t)
 	r := rand.New(rand.NewPCG(1, 2))
+	v, c := newClockedView(t)
 	for i := range 20000 {
-		apply(t, v, Source(1+r.IntN(4)), randomRow(r))
+		randomOp(t, r, v, c)
 		if i%2000 == 0 {
 			checkInvariants(t, v)
 		}
@@ -232,7 +236,28 @@ func TestRandomOpsKeepInvariants(t *testing.T) {
 	checkInvariants(t, v)
 }
 
-func randomRow(r *rand.Rand) fsbatch.Row {
+// randomOp applies one random operation: mostly rows, sometimes audit boundaries, sentinel
+// feedback, or time passing.
+func randomOp(t testing.TB, r *rand.Rand, v *View, c *clocks) {
+	switch k := r.IntN(100); {
+	case k < 2:
+		v.AuditStart()
+	case k < 4:
+		v.AuditEnd(r.IntN(4) == 0)
+	case k < 5:
+		v.SnapshotStart()
+	case k < 7:
+		rw := randomRow(r, c)
+		v.SentinelFeedback([]SentinelItem{{Path: rw.Path(), Exists: r.IntN(2) == 0, Size: rw.Size, MtimeNs: rw.MtimeNs}})
+	case k < 10:
+		c.advance(time.Duration(r.IntN(20)) * time.Second)
+		v.Tick()
+	default:
+		_, _, _ = v.Apply(Source(1+r.IntN(4)), []fsbatch.Row{randomRow(r, c)})
+	}
+}
+
+func randomRow(r *rand.Rand, c *clocks) fsbatch.Row {
 	depth := 1 + r.IntN(4)
 	p := ""
 	for range depth {
@@ -244,10 +269,19 @@ func randomRow(r *rand.Rand) fsbatch.Row {
 		flags = fsbatch.FlagDelete
 	case 2, 3:
 		flags = fsbatch.FlagDir
+		if r.IntN(3) == 0 {
+			flags |= fsbatch.FlagAuditSkipped
+		}
 	case 4:
 		flags = fsbatch.FlagPartialWrite
 	}
-	return row(p, flags, uint64(r.IntN(1000)), int64(r.IntN(1_000_000)))
+	// mtimes from a minute in the future to two minutes ago: hot and cold files, skews.
+	m := c.now.Add(time.Duration(r.IntN(180)-60) * time.Second).UnixNano()
+	rw := row(p, flags, uint64(r.IntN(1000)), m)
+	if r.IntN(4) == 0 {
+		rw.ParentMtimeNs = c.now.Add(-time.Duration(r.IntN(120)) * time.Second).UnixNano()
+	}
+	return rw
 }
 
 // checkInvariants walks the whole tree: parents exist and are dirs, the index finds every node,
@@ -271,6 +305,13 @@ func checkInvariants(t testing.TB, v *View) {
 				t.Fatalf("index finds %d for node %d (%q)", got, ch, v.a.nameString(c))
 			}
 			maxM = max(maxM, c.mtime)
+			p := v.pathOf(ch)
+			if _, ok := v.c.suspects[p]; ok != (c.flags&flagSuspect != 0) {
+				t.Fatalf("%s: suspect flag %v, table %v", p, c.flags&flagSuspect != 0, ok)
+			}
+			if _, ok := v.c.additions[p]; ok != (c.flags&flagBlindAdd != 0) {
+				t.Fatalf("%s: blind-spot flag %v, table %v", p, c.flags&flagBlindAdd != 0, ok)
+			}
 			if c.isDir() {
 				f, d, s, m := visit(ch)
 				files, dirs, size, maxM = files+f, dirs+d+1, size+s, max(maxM, m)
@@ -294,6 +335,19 @@ func checkInvariants(t testing.TB, v *View) {
 		return files, dirs, size, maxM
 	}
 	visit(v.root)
+	if len(v.c.heap) != len(v.c.suspects) {
+		t.Fatalf("suspect heap %d, table %d", len(v.c.heap), len(v.c.suspects))
+	}
+	for i, s := range v.c.heap {
+		if s.index != i || v.c.suspects[s.path] != s {
+			t.Fatalf("heap entry %d out of sync: %+v", i, s)
+		}
+	}
+	for p := range v.c.additions {
+		if id, _ := v.resolve(p); id == 0 {
+			t.Fatalf("blind-spot addition %s has no node", p)
+		}
+	}
 	if count != v.size || v.idx.count != v.size {
 		t.Fatalf("walk %d nodes, size %d, index %d", count, v.size, v.idx.count)
 	}
@@ -302,19 +356,17 @@ func checkInvariants(t testing.TB, v *View) {
 func FuzzApply(f *testing.F) {
 	f.Add([]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		v := newView(t)
+		v, c := newClockedView(t)
 		seed := uint64(0)
 		for i, b := range data {
 			seed = seed*31 + uint64(b) + uint64(i)
 		}
 		r := rand.New(rand.NewPCG(seed, uint64(len(data))))
 		for range len(data) * 4 {
-			rows := []fsbatch.Row{randomRow(r)}
+			randomOp(t, r, v, c)
 			if r.IntN(20) == 0 {
-				rows = append(rows, fsbatch.Row{Parent: "/", Name: string(data)})
+				_, _, _ = v.Apply(Source(1+r.IntN(4)), []fsbatch.Row{{Parent: "/", Name: string(data)}})
 			}
-			src := Source(1 + r.IntN(4))
-			_, _, _ = v.Apply(src, rows)
 		}
 		checkInvariants(t, v)
 	})

@@ -1,0 +1,169 @@
+package fs
+
+import (
+	"time"
+
+	"github.com/fustor/fustor/sdk/fspath"
+)
+
+// auditState is one open audit (DESIGN.md §4.3, §5.4).
+type auditState struct {
+	startNs int64    // Fusion physical time at AuditStart
+	listed  []string // directories the audit fully listed (not audit_skipped)
+}
+
+// AuditStart opens an audit. Seen marks of any earlier audit are cleared.
+func (v *View) AuditStart() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for id := uint32(1); id < v.a.next; id++ {
+		v.a.get(id).flags &^= flagAuditSeen
+	}
+	v.c.audit = &auditState{startNs: v.opts.Now().UnixNano()}
+}
+
+// AuditEnd closes the audit. Its caller guarantees every row sent before it was applied (the
+// pipe queue is ordered). Unless the audit failed, every child of a directory the audit fully
+// listed that the audit did not report is deleted and recorded as a blind-spot deletion —
+// except children with a tombstone and children a realtime event confirmed after the audit
+// started (stale evidence). Old tombstones are purged. It returns the paths deleted.
+func (v *View) AuditEnd(failed bool) []string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	a := v.c.audit
+	v.c.audit = nil
+	if a == nil {
+		return nil
+	}
+	now := v.opts.Now().UnixNano()
+	var deleted []string
+	if !failed {
+		for _, dir := range a.listed {
+			id, err := v.resolve(dir)
+			if err != nil || id == 0 || !v.a.get(id).isDir() {
+				continue // gone since it was listed; nothing to judge
+			}
+			var victims []uint32
+			for ch := v.a.get(id).firstChild; ch != 0; ch = v.a.get(ch).nextSib {
+				n := v.a.get(ch)
+				if n.flags&flagAuditSeen != 0 || n.lastUpdated > a.startNs {
+					continue
+				}
+				if _, _, ok := v.c.tombstoned(fspath.Join(dir, v.a.nameString(n))); ok {
+					continue
+				}
+				victims = append(victims, ch)
+			}
+			for _, ch := range victims {
+				p := fspath.Join(dir, v.a.nameString(v.a.get(ch)))
+				v.removeCompensating(ch, p)
+				deleted = append(deleted, p)
+			}
+		}
+		v.c.auditCycles++
+		v.c.lastAuditNs = now
+	}
+	v.c.purgeTombstones(now, v.opts.TombstoneTTL)
+	return deleted
+}
+
+// removeCompensating deletes a subtree found missing by a compensating source (audit,
+// sentinel): no tombstone (the kernel did not see it go), a blind-spot deletion instead.
+func (v *View) removeCompensating(id uint32, p string) {
+	v.remove(id)
+	v.c.deletions[p] = struct{}{}
+}
+
+// SnapshotStart starts a new session sequence's baseline: blind spots are reset.
+func (v *View) SnapshotStart() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for p := range v.c.additions {
+		if id, _ := v.resolve(p); id != 0 {
+			v.a.get(id).flags &^= flagBlindAdd
+		}
+	}
+	clear(v.c.additions)
+	clear(v.c.deletions)
+}
+
+// SentinelItem is what an agent saw at a suspect path.
+type SentinelItem struct {
+	Path    string
+	Exists  bool
+	Size    uint64
+	MtimeNs int64
+}
+
+// SentinelFeedback applies an agent's answer for suspect paths. Missing means deleted, through
+// the compensating path (never "mtime 0"); an unchanged, cold file is cleared early; a changed
+// one is updated and its suspect renewed.
+func (v *View) SentinelFeedback(items []SentinelItem) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	wm := v.clock.Watermark().UnixNano()
+	mono := v.opts.Mono()
+	for _, it := range items {
+		p, err := fspath.Clean(it.Path)
+		if err != nil {
+			continue
+		}
+		id, _ := v.resolve(p)
+		if id == 0 || id == v.root {
+			continue
+		}
+		n := v.a.get(id)
+		if !it.Exists {
+			v.removeCompensating(id, p)
+			continue
+		}
+		if n.isDir() {
+			continue
+		}
+		if it.MtimeNs == n.mtime && int64(it.Size) == n.size {
+			if wm-it.MtimeNs >= int64(v.opts.HotThreshold) {
+				v.unsuspect(id, p)
+			}
+			continue
+		}
+		v.setAttrs(id, int64(it.Size), it.MtimeNs)
+		v.suspectFor(id, p, mono, v.opts.HotThreshold)
+	}
+}
+
+// Tick expires suspects whose time is up: an unchanged mtime means the file is stable and the
+// suspect is cleared; a changed one renews it for a full period with the new mtime.
+func (v *View) Tick() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.expireSuspects()
+}
+
+func (v *View) expireSuspects() {
+	now := v.opts.Mono()
+	for len(v.c.heap) > 0 && v.c.heap[0].expires <= now {
+		s := v.c.heap[0]
+		id, _ := v.resolve(s.path)
+		if id == 0 {
+			v.c.clearSuspect(s.path)
+			continue
+		}
+		n := v.a.get(id)
+		if n.mtime == s.mtime {
+			v.unsuspect(id, s.path)
+			continue
+		}
+		v.c.markSuspect(s.path, n.mtime, now, v.opts.HotThreshold)
+	}
+}
+
+func (v *View) suspectFor(id uint32, p string, mono int64, life time.Duration) {
+	n := v.a.get(id)
+	n.flags |= flagSuspect
+	v.c.markSuspect(p, n.mtime, mono, life)
+}
+
+func (v *View) unsuspect(id uint32, p string) {
+	v.a.get(id).flags &^= flagSuspect
+	v.c.clearSuspect(p)
+}
