@@ -94,7 +94,7 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Fusion, error) {
 	rcv := receiver.New(log, f.sessions, infos)
 	fustorv1.RegisterSessionServiceServer(srv.GRPC(), rcv)
 	fustorv1.RegisterPushServiceServer(srv.GRPC(), rcv)
-	fustorv1.RegisterViewServiceServer(srv.GRPC(), query.New(f.views, opts.Now))
+	fustorv1.RegisterViewServiceServer(srv.GRPC(), query.New(f.views))
 	fustorv1.RegisterAdminServiceServer(srv.GRPC(), admin.New(f.pipes, receivers, f.sessions, f.views))
 	return f, nil
 }

@@ -80,6 +80,8 @@ type View struct {
 	MaxNodes int `koanf:"max_nodes"`
 	// HotThreshold is the age below which a scanned file is suspect of being written.
 	HotThreshold time.Duration `koanf:"hot_threshold"`
+	// TombstoneTTL is how long realtime deletes are remembered against lagging scans.
+	TombstoneTTL time.Duration `koanf:"tombstone_ttl"`
 }
 
 // Default returns a configuration with every default filled and no pipes or views.
@@ -104,6 +106,7 @@ const (
 	DefaultQueueSize      = 256
 	DefaultMaxNodes       = 100_000_000
 	DefaultHotThreshold   = 30 * time.Second
+	DefaultTombstoneTTL   = time.Hour
 )
 
 // Normalize fills per-entry defaults of pipes and views.
@@ -129,6 +132,9 @@ func (c *Config) Normalize() {
 		}
 		if v.HotThreshold == 0 {
 			v.HotThreshold = DefaultHotThreshold
+		}
+		if v.TombstoneTTL == 0 {
+			v.TombstoneTTL = DefaultTombstoneTTL
 		}
 		c.Views[id] = v
 	}
@@ -198,6 +204,9 @@ func (c *Config) Validate() error {
 		}
 		if v.MaxNodes <= 0 {
 			errs = append(errs, fmt.Errorf("views.%s: max_nodes must be positive", vid))
+		}
+		if v.HotThreshold < time.Second || v.TombstoneTTL < time.Second {
+			errs = append(errs, fmt.Errorf("views.%s: hot_threshold and tombstone_ttl must be at least 1s", vid))
 		}
 	}
 	return errors.Join(errs...)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -28,6 +29,7 @@ const (
 	KindSnapshotEnd
 	KindAuditStart
 	KindAuditEnd
+	KindSentinel
 )
 
 // Item is one unit of work for the loop.
@@ -38,6 +40,10 @@ type Item struct {
 	Rows    []fsbatch.Row
 	// MaxIndex is the highest event index of the rows (0 for control items).
 	MaxIndex uint64
+	// Failed marks an audit end whose walk stopped early: nothing is judged missing.
+	Failed bool
+	// Sentinel holds sentinel feedback items (KindSentinel).
+	Sentinel []fs.SentinelItem
 	// Done is called by the loop once the item is applied. It must not block.
 	Done func(Result)
 }
@@ -95,18 +101,37 @@ func (p *Pipe) Stats() Stats {
 		Panics: p.panics.Load(), Committed: p.committed.Load()}
 }
 
+// TickInterval is how often the loop lets its views expire suspects when no batch arrives.
+const TickInterval = time.Second
+
 // Run applies items until ctx is done.
 func (p *Pipe) Run(ctx context.Context) error {
+	t := time.NewTicker(TickInterval)
+	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-t.C:
+			p.tick()
 		case it := <-p.q:
 			res := p.apply(it)
 			if it.Done != nil {
 				it.Done(res)
 			}
 		}
+	}
+}
+
+func (p *Pipe) tick() {
+	defer func() {
+		if r := recover(); r != nil {
+			p.panics.Add(1)
+			p.log.Error("tick panicked", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
+		}
+	}()
+	for _, v := range p.Views {
+		v.FS.Tick()
 	}
 }
 
@@ -141,9 +166,26 @@ func (p *Pipe) apply(it *Item) (res Result) {
 		for _, v := range p.Views {
 			v.SnapshotEnded(it.Session.ID)
 		}
-	case KindSnapshotStart, KindAuditStart, KindAuditEnd:
-		// The audit lifecycle (missing-item detection at audit end) belongs to the fs view's
-		// consistency engine; the ordering guarantee is what the queue provides here.
+	case KindSnapshotStart:
+		for _, v := range p.Views {
+			v.FS.SnapshotStart()
+		}
+	case KindAuditStart:
+		for _, v := range p.Views {
+			v.FS.AuditStart()
+		}
+	case KindAuditEnd:
+		// Every row queued before this item is applied: the queue is the drain signal, so
+		// nothing waits or polls (DESIGN.md §5.2, §9.11).
+		for _, v := range p.Views {
+			if gone := v.FS.AuditEnd(it.Failed); len(gone) > 0 {
+				p.log.Info("audit found missing paths", zap.String("view", v.Name), zap.Int("deleted", len(gone)))
+			}
+		}
+	case KindSentinel:
+		for _, v := range p.Views {
+			v.FS.SentinelFeedback(it.Sentinel)
+		}
 	}
 	res.Committed = p.committed.Load()
 	return res

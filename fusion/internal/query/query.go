@@ -32,16 +32,10 @@ const (
 type Service struct {
 	fustorv1.UnimplementedViewServiceServer
 	views *view.Registry
-	now   func() time.Time
 }
 
-// New returns the query service; now nil means time.Now.
-func New(views *view.Registry, now func() time.Time) *Service {
-	if now == nil {
-		now = time.Now
-	}
-	return &Service{views: views, now: now}
-}
+// New returns the query service.
+func New(views *view.Registry) *Service { return &Service{views: views} }
 
 // open resolves, authorises and readiness-checks a view, and cleans the path.
 func (s *Service) open(ctx context.Context, name, path string) (*view.View, string, error) {
@@ -67,9 +61,10 @@ func (s *Service) open(ctx context.Context, name, path string) (*view.View, stri
 
 func (s *Service) meta(v *view.View, force *fustorv1.ForceRealTime) *fustorv1.ViewMeta {
 	st := v.State()
+	cs := v.FS.Consistency()
 	return &fustorv1.ViewMeta{
 		View: v.Name, AuthoritativeSession: st.Leader != "", SnapshotComplete: st.SnapshotComplete,
-		Watermark: timestamppb.New(s.now()),
+		Watermark: timestamppb.New(time.Unix(0, cs.WatermarkNs)), HasBlindSpot: cs.HasBlindSpot(),
 		// On-demand scans are not wired to agents yet: say honestly that none ran.
 		JobPending: force.GetEnabled(),
 	}
@@ -202,13 +197,8 @@ func (s *Service) Find(ctx context.Context, req *fustorv1.FindRequest) (*fustorv
 			return nil, err
 		}
 	}
-	limit := int(req.GetLimit())
-	if limit == 0 {
-		limit = DefaultFindLimit
-	}
-	limit = min(limit, MaxFindLimit)
 	entries, truncated, err := v.FS.Find(p, fs.Matcher{Name: req.GetName(), Glob: req.GetGlob(),
-		DirsOnly: req.GetDirsOnly(), FilesOnly: req.GetFilesOnly()}, limit)
+		DirsOnly: req.GetDirsOnly(), FilesOnly: req.GetFilesOnly()}, limitOf(req.GetLimit()))
 	if err != nil {
 		return nil, err
 	}
@@ -230,59 +220,62 @@ func (s *Service) GetStats(ctx context.Context, req *fustorv1.GetStatsRequest) (
 	if err != nil {
 		return nil, err
 	}
+	cs := v.FS.Consistency()
 	out := &fustorv1.GetStatsResponse{Meta: s.meta(v, req.GetForceRealTime()), FileCount: st.Files, DirCount: st.Dirs,
-		TotalSize: st.TotalSize}
+		TotalSize: st.TotalSize, SuspectCount: uint64(cs.Suspects), BlindSpotAdditions: uint64(cs.Additions),
+		BlindSpotDeletions: uint64(cs.Deletions), AuditCycles: cs.AuditCycles, AuditRunning: cs.AuditRunning,
+		Tombstones: uint64(cs.Tombstones)}
 	if st.LatestMtimeNs != 0 {
 		out.LatestMtime = timestamppb.New(time.Unix(0, st.LatestMtimeNs))
 	}
+	if cs.LastAuditEndNs != 0 {
+		out.LastAuditEnd = timestamppb.New(time.Unix(0, cs.LastAuditEndNs))
+	}
 	return out, nil
 }
 
-// ListSuspects lists files flagged as possibly still being written, sorted by path.
+// ListSuspects lists files that may still be being written, sorted by path.
 func (s *Service) ListSuspects(ctx context.Context, req *fustorv1.ListSuspectsRequest) (*fustorv1.ListSuspectsResponse, error) {
-	path := req.GetPath()
-	if path == "" {
-		path = fspath.Root
-	}
-	v, p, err := s.open(ctx, req.GetView(), path)
+	v, p, err := s.open(ctx, req.GetView(), orRoot(req.GetPath()))
 	if err != nil {
 		return nil, err
 	}
-	limit := int(req.GetLimit())
-	if limit == 0 {
-		limit = DefaultFindLimit
-	}
-	limit = min(limit, MaxFindLimit)
-	out := &fustorv1.ListSuspectsResponse{Meta: s.meta(v, nil)}
-	err = v.FS.Walk(p, 0, func(e fs.Entry) bool {
-		if !e.Suspect {
-			return true
-		}
-		if len(out.Suspects) == limit {
-			out.Truncated = true
-			return false
-		}
-		out.Suspects = append(out.Suspects, &fustorv1.Suspect{Entry: toProto(e, false)})
-		return true
-	})
-	if err != nil {
-		return nil, err
+	list, truncated := v.FS.Suspects(p, limitOf(req.GetLimit()))
+	out := &fustorv1.ListSuspectsResponse{Meta: s.meta(v, nil), Truncated: truncated}
+	for _, e := range list {
+		out.Suspects = append(out.Suspects, &fustorv1.Suspect{Entry: toProto(e.Entry, false), ExpiresInMs: e.ExpiresIn.Milliseconds()})
 	}
 	return out, nil
 }
 
-// ListBlindSpots lists blind spots. The fs view does not track them yet, so the lists are
-// empty and has_blind_spot is false: audits are not wired yet either.
+// ListBlindSpots lists additions (with their nodes) and deletions (paths).
 func (s *Service) ListBlindSpots(ctx context.Context, req *fustorv1.ListBlindSpotsRequest) (*fustorv1.ListBlindSpotsResponse, error) {
-	path := req.GetPath()
-	if path == "" {
-		path = fspath.Root
-	}
-	v, _, err := s.open(ctx, req.GetView(), path)
+	v, p, err := s.open(ctx, req.GetView(), orRoot(req.GetPath()))
 	if err != nil {
 		return nil, err
 	}
-	return &fustorv1.ListBlindSpotsResponse{Meta: s.meta(v, nil)}, nil
+	bs := v.FS.BlindSpots(p, limitOf(req.GetLimit()))
+	out := &fustorv1.ListBlindSpotsResponse{Meta: s.meta(v, nil), Deletions: bs.Deletions, Truncated: bs.Truncated}
+	for _, a := range bs.Additions {
+		if e, err := v.FS.Stat(a); err == nil {
+			out.Additions = append(out.Additions, toProto(e, false))
+		}
+	}
+	return out, nil
+}
+
+func orRoot(p string) string {
+	if p == "" {
+		return fspath.Root
+	}
+	return p
+}
+
+func limitOf(l uint32) int {
+	if l == 0 {
+		return DefaultFindLimit
+	}
+	return min(int(l), MaxFindLimit)
 }
 
 func toProto(e fs.Entry, onlyPaths bool) *fustorv1.Entry {

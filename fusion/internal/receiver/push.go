@@ -180,18 +180,22 @@ func (st *stream) handle(ctx context.Context, m *fustorv1.PushRequest) error {
 	case *fustorv1.PushRequest_Batch:
 		return st.batch(ctx, seq, p.Batch)
 	case *fustorv1.PushRequest_SnapshotStart:
-		return st.control(ctx, seq, pipe.KindSnapshotStart, "snapshot")
+		return st.control(ctx, seq, &pipe.Item{Kind: pipe.KindSnapshotStart}, "snapshot")
 	case *fustorv1.PushRequest_SnapshotEnd:
 		st.s.Count("snapshots", 1)
-		return st.control(ctx, seq, pipe.KindSnapshotEnd, "snapshot")
+		return st.control(ctx, seq, &pipe.Item{Kind: pipe.KindSnapshotEnd}, "snapshot")
 	case *fustorv1.PushRequest_AuditStart:
-		return st.control(ctx, seq, pipe.KindAuditStart, "audit")
+		return st.control(ctx, seq, &pipe.Item{Kind: pipe.KindAuditStart}, "audit")
 	case *fustorv1.PushRequest_AuditEnd:
 		st.s.Count("audits", 1)
-		return st.control(ctx, seq, pipe.KindAuditEnd, "audit")
+		return st.control(ctx, seq, &pipe.Item{Kind: pipe.KindAuditEnd, Failed: p.AuditEnd.GetFailed()}, "audit")
 	case *fustorv1.PushRequest_SentinelFeedback:
 		st.s.Count("sentinel_feedback", 1)
-		st.ack(&fustorv1.Ack{Seq: seq, CommittedIndex: st.pi.Pipe.Committed()})
+		items := make([]fs.SentinelItem, 0, len(p.SentinelFeedback.GetItems()))
+		for _, it := range p.SentinelFeedback.GetItems() {
+			items = append(items, fs.SentinelItem{Path: it.GetPath(), Exists: it.GetExists(), Size: it.GetSize(), MtimeNs: it.GetMtimeNs()})
+		}
+		return st.submit(ctx, &pipe.Item{Session: st.s, Kind: pipe.KindSentinel, Sentinel: items}, seq, 0, "")
 	case *fustorv1.PushRequest_CommandResult:
 		st.s.Count("command_results", 1)
 		st.ack(&fustorv1.Ack{Seq: seq, CommittedIndex: st.pi.Pipe.Committed()})
@@ -202,14 +206,15 @@ func (st *stream) handle(ctx context.Context, m *fustorv1.PushRequest) error {
 	return nil
 }
 
-func (st *stream) control(ctx context.Context, seq uint64, kind pipe.Kind, what string) error {
+func (st *stream) control(ctx context.Context, seq uint64, it *pipe.Item, what string) error {
 	if !st.s.IsLeader() {
 		st.s.Count("rejected_follower_"+what, 1)
 		st.ack(&fustorv1.Ack{Seq: seq, CommittedIndex: st.pi.Pipe.Committed(),
 			Error: fmt.Sprintf("rejected: session %s is a follower; only the leader runs %ss", st.s.ID, what)})
 		return nil
 	}
-	return st.submit(ctx, &pipe.Item{Session: st.s, Kind: kind}, seq, 0, "")
+	it.Session = st.s
+	return st.submit(ctx, it, seq, 0, "")
 }
 
 func (st *stream) batch(ctx context.Context, seq uint64, b *fustorv1.EventBatch) error {

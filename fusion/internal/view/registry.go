@@ -98,7 +98,8 @@ func NewRegistry(log *zap.Logger, cfg map[string]config.View, now func() time.Ti
 	r := &Registry{views: map[string]*View{}}
 	for name, vc := range cfg {
 		r.views[name] = &View{Name: name, Cfg: vc,
-			FS: fs.New(log.With(zap.String("view", name)), fs.Options{Name: name, MaxNodes: vc.MaxNodes, Now: now})}
+			FS: fs.New(log.With(zap.String("view", name)), fs.Options{Name: name, MaxNodes: vc.MaxNodes, Now: now,
+				HotThreshold: vc.HotThreshold, TombstoneTTL: vc.TombstoneTTL})}
 	}
 	return r
 }
