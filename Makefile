@@ -50,6 +50,8 @@ test: $(TOOLS)/grpcurl
 	$(GO) vet $(addprefix ./,$(addsuffix /...,$(MODULES)))
 	$(GO) test -race -count=1 -timeout 20m $(addprefix ./,$(addsuffix /...,$(MODULES)))
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 10s ./sdk/fsbatch
+	$(GO) test -run '^$$' -fuzz '^FuzzApply$$' -fuzztime 10s ./fusion/internal/view/fs
+	$(GO) test -run '^$$' -fuzz '^FuzzWatermarkIsMode$$' -fuzztime 5s ./sdk/clock
 
 test-short:
 	$(GO) test -short -count=1 $(addprefix ./,$(addsuffix /...,$(MODULES)))
