@@ -254,3 +254,32 @@ func TestAgentBeforeFusionAndFusionRestart(t *testing.T) {
 	c.waitFiles(60*time.Second, "/", 1001)
 	must(t, c.statMatches("/while-down.txt"))
 }
+
+// TestAuditsKeepALiveTreeIntact runs audits every second against a tree that changes through
+// the agent: missing-item detection must never delete what exists.
+func TestAuditsKeepALiveTreeIntact(t *testing.T) {
+	root := makeTree(t)
+	c := newCluster(t, root)
+	c.startFusion()
+	c.startAgent()
+	c.waitFiles(60*time.Second, "/", 1000)
+	must(t, os.WriteFile(filepath.Join(root, "d07/s07/during-audits.dat"), []byte("x"), 0o644))
+	must(t, os.Remove(filepath.Join(root, "d08/s08/f00.dat")))
+	eventually(t, 30*time.Second, "two audits completed", func() error {
+		doc, err := c.ctl("stats", "/")
+		if err != nil {
+			return err
+		}
+		if n := num(doc["auditCycles"]); n < 2 {
+			return fmt.Errorf("%d audit cycles", n)
+		}
+		if n := num(doc["fileCount"]); n != 1000 {
+			return fmt.Errorf("%d files after audits", n)
+		}
+		if doc["blindSpotDeletions"] != nil || doc["blindSpotAdditions"] != nil {
+			return fmt.Errorf("audits found blind spots in a fully watched tree: %v", doc)
+		}
+		return nil
+	})
+	must(t, c.statMatches("/d07/s07/during-audits.dat"))
+}

@@ -167,6 +167,9 @@ func newCluster(t testing.TB, root string) *cluster {
 	return newClusterWith(t, root, binaries(t, true))
 }
 
+// auditInterval is short so every e2e run also exercises audits against a live tree.
+const auditInterval = "1s"
+
 func newClusterWith(t testing.TB, root, bin string) *cluster {
 	c := &cluster{t: t, bin: bin, addr: freePort(t), root: root, cfgDir: t.TempDir()}
 	fusionCfg := fmt.Sprintf(`server:
@@ -190,8 +193,8 @@ sources:
 senders:
   fusion: {address: %s, api_key: ingest-key}
 pipes:
-  main: {source: data, sender: fusion, batch_size: 500, backoff_min: 100ms, backoff_max: 500ms}
-`, root, c.addr)
+  main: {source: data, sender: fusion, batch_size: 500, backoff_min: 100ms, backoff_max: 500ms, audit_interval: %s}
+`, root, c.addr, auditInterval)
 	must(t, os.WriteFile(filepath.Join(c.cfgDir, "fusion.yaml"), []byte(fusionCfg), 0o644))
 	must(t, os.WriteFile(filepath.Join(c.cfgDir, "agent.yaml"), []byte(agentCfg), 0o644))
 	return c

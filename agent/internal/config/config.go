@@ -61,6 +61,8 @@ type Pipe struct {
 	BatchSize int `koanf:"batch_size"`
 	// TimeoutHint is the session timeout asked of Fusion (it uses max(hint, its default)).
 	TimeoutHint time.Duration `koanf:"timeout_hint"`
+	// AuditInterval is the leader's audit period; 0 turns audits off.
+	AuditInterval time.Duration `koanf:"audit_interval"`
 	// BackoffMin and BackoffMax bound the reconnect backoff.
 	BackoffMin time.Duration `koanf:"backoff_min"`
 	BackoffMax time.Duration `koanf:"backoff_max"`
@@ -79,6 +81,7 @@ const (
 	DefaultBusCapacity    = 1 << 16
 	DefaultBackoffMin     = 5 * time.Second
 	DefaultBackoffMax     = 60 * time.Second
+	DefaultAuditInterval  = 12 * time.Hour
 )
 
 // Normalize fills per-entry defaults.
@@ -115,6 +118,9 @@ func (c *Config) Normalize() {
 		}
 		if p.BackoffMax == 0 {
 			p.BackoffMax = DefaultBackoffMax
+		}
+		if p.AuditInterval == 0 {
+			p.AuditInterval = DefaultAuditInterval
 		}
 		c.Pipes[id] = p
 	}
@@ -160,6 +166,9 @@ func (c *Config) Validate() error {
 		}
 		if p.BatchSize <= 0 || p.BatchSize > 100_000 {
 			errs = append(errs, fmt.Errorf("pipes.%s: batch_size must be 1..100000", id))
+		}
+		if p.AuditInterval < 0 {
+			errs = append(errs, fmt.Errorf("pipes.%s: audit_interval must not be negative", id))
 		}
 		if p.BackoffMin <= 0 || p.BackoffMax < p.BackoffMin {
 			errs = append(errs, fmt.Errorf("pipes.%s: need 0 < backoff_min <= backoff_max", id))

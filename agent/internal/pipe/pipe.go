@@ -29,6 +29,7 @@ var errObsoleted = errors.New("session obsoleted")
 // Source is what the pipe needs from its source.
 type Source interface {
 	Snapshot(ctx context.Context, rel string, kind fs.Kind, emit func([]fs.Event) error) (fs.WalkStats, error)
+	Audit(ctx context.Context, cache *fs.AuditCache, emit func([]fs.Event) error) (fs.WalkStats, error)
 	Counters() map[string]uint64
 }
 
@@ -38,6 +39,8 @@ type Config struct {
 	BatchSize              int
 	TimeoutHint            time.Duration
 	BackoffMin, BackoffMax time.Duration
+	// AuditInterval is the leader's audit period (0 = no audits).
+	AuditInterval time.Duration
 	// CriticalAfter is the number of failures in a row after which each failure is logged at
 	// error level as critical (default 5).
 	CriticalAfter int
@@ -52,12 +55,12 @@ type Pipe struct {
 	snd         sender.Sender
 	canRealtime func() bool
 
-	sessions, eventsSent, snapshots, failures atomic.Uint64
-	committed                                 atomic.Uint64
-	snapshotRunning                           atomic.Bool
-	role                                      atomic.Int32
-	mu                                        sync.Mutex
-	sessionID                                 string
+	sessions, eventsSent, snapshots, failures, audits atomic.Uint64
+	committed                                         atomic.Uint64
+	snapshotRunning, auditRunning                     atomic.Bool
+	role                                              atomic.Int32
+	mu                                                sync.Mutex
+	sessionID                                         string
 }
 
 // New returns a pipe. canRealtime reports whether the source's watcher runs (nil = always).
@@ -81,6 +84,7 @@ type Status struct {
 	Sessions        uint64
 	EventsSent      uint64
 	Snapshots       uint64
+	Audits          uint64
 	Committed       uint64
 	SnapshotRunning bool
 }
@@ -91,7 +95,7 @@ func (p *Pipe) Status() Status {
 	id := p.sessionID
 	p.mu.Unlock()
 	return Status{SessionID: id, Role: fustorv1.Role(p.role.Load()), Sessions: p.sessions.Load(),
-		EventsSent: p.eventsSent.Load(), Snapshots: p.snapshots.Load(), Committed: p.committed.Load(),
+		EventsSent: p.eventsSent.Load(), Snapshots: p.snapshots.Load(), Audits: p.audits.Load(), Committed: p.committed.Load(),
 		SnapshotRunning: p.snapshotRunning.Load()}
 }
 
@@ -261,6 +265,6 @@ func (p *Pipe) progress() *fustorv1.Progress {
 			skipped += v
 		}
 	}
-	return &fustorv1.Progress{SnapshotRunning: p.snapshotRunning.Load(), EventsSent: p.eventsSent.Load(),
+	return &fustorv1.Progress{SnapshotRunning: p.snapshotRunning.Load(), AuditRunning: p.auditRunning.Load(), EventsSent: p.eventsSent.Load(),
 		ErrorsSkipped: skipped, Watches: c["watches"], Counters: c}
 }

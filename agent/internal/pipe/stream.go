@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
@@ -139,8 +140,8 @@ func (s *session) needSnapshot() {
 	s.roleChanged()
 }
 
-// lead runs the leader's duties: one snapshot per session (again after lost realtime events),
-// cancelled on demotion.
+// lead starts the leader's duties on promotion and cancels them on demotion (DESIGN.md §4.1
+// step 6). Heartbeat and realtime run elsewhere and never stop for this.
 func (s *session) lead(ctx context.Context) error {
 	var (
 		cancel  context.CancelFunc = func() {}
@@ -163,34 +164,89 @@ func (s *session) lead(ctx context.Context) error {
 		case <-s.roleCh:
 		}
 		leader := s.p.role.Load() == int32(fustorv1.Role_ROLE_LEADER)
-		if s.resnap.Swap(false) {
+		if s.resnap.Swap(false) && snapped {
 			snapped = false
+			if running != nil { // restart the duties with a snapshot first
+				cancel()
+				<-running
+				running = nil
+			}
 		}
 		switch {
 		case !leader && running != nil:
-			s.p.log.Info("demoted: cancelling the snapshot")
+			s.p.log.Info("demoted: cancelling snapshot and audits")
 			cancel()
-		case leader && running == nil && !snapped:
+		case leader && running == nil:
+			cancel, running = s.startDuties(ctx, !snapped)
 			snapped = true
-			cancel, running = s.startSnapshot(ctx)
 		}
 	}
 }
 
-func (s *session) startSnapshot(ctx context.Context) (context.CancelFunc, chan struct{}) {
-	sctx, cancel := context.WithCancel(ctx)
+func (s *session) startDuties(ctx context.Context, snapshot bool) (context.CancelFunc, chan struct{}) {
+	dctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		defer cancel()
 		defer func() {
 			if r := recover(); r != nil {
-				s.p.log.Error("snapshot panicked", zap.Any("panic", r))
+				s.p.log.Error("leader duties panicked", zap.Any("panic", r))
 			}
 		}()
-		s.snapshot(sctx)
+		s.duties(ctx, dctx, snapshot)
 	}()
 	return cancel, done
+}
+
+// duties runs the snapshot (once per session) and then periodic audits until cancelled. Each
+// leadership starts with an empty audit cache, so its first audit is a full scan.
+func (s *session) duties(sessCtx, ctx context.Context, snapshot bool) {
+	if snapshot {
+		s.snapshot(ctx)
+	}
+	if s.p.cfg.AuditInterval <= 0 {
+		return
+	}
+	cache := fs.NewAuditCache()
+	t := time.NewTicker(s.p.cfg.AuditInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.audit(sessCtx, ctx, cache)
+		}
+	}
+}
+
+// audit sends one audit between explicit start and end markers; the end is sent on every way
+// out, failure and cancellation included, on the session's context (DESIGN.md §9.6).
+func (s *session) audit(sessCtx, ctx context.Context, cache *fs.AuditCache) {
+	s.p.auditRunning.Store(true)
+	defer s.p.auditRunning.Store(false)
+	if err := s.emit(ctx, outItem{control: &fustorv1.PushRequest{Payload: &fustorv1.PushRequest_AuditStart{
+		AuditStart: &fustorv1.AuditStart{}}}}); err != nil {
+		return
+	}
+	end := &fustorv1.AuditEnd{}
+	defer func() {
+		if r := recover(); r != nil {
+			end.Failed, end.Error = true, fmt.Sprintf("audit panicked: %v", r)
+		}
+		_ = s.emit(sessCtx, outItem{control: &fustorv1.PushRequest{Payload: &fustorv1.PushRequest_AuditEnd{AuditEnd: end}}})
+	}()
+	st, err := s.p.src.Audit(ctx, cache, func(evs []fs.Event) error {
+		return s.emit(ctx, outItem{source: fustorv1.MessageSource_MESSAGE_SOURCE_AUDIT, events: evs})
+	})
+	if err != nil {
+		end.Failed, end.Error = true, err.Error()
+		s.p.log.Warn("audit failed", zap.Error(err))
+		return
+	}
+	s.p.audits.Add(1)
+	s.p.log.Info("audit sent", zap.Uint64("dirs", st.Dirs), zap.Uint64("silent_dirs", st.Silent), zap.Uint64("files", st.Files), zap.Uint64("skipped", st.Skipped))
 }
 
 // snapshot walks the whole source and sends it between snapshot start and end markers. It

@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/fustor/fustor/sdk/fsbatch"
 	"github.com/fustor/fustor/sdk/fspath"
 )
 
@@ -23,6 +24,8 @@ type WalkStats struct {
 	Skipped uint64
 	// Excluded counts entries hidden by Config.Excludes (not a problem, so not in Skipped).
 	Excluded uint64
+	// Silent counts directories an audit found unchanged (sent audit_skipped, files not sent).
+	Silent uint64
 }
 
 func (w *WalkStats) add(o WalkStats) {
@@ -30,6 +33,7 @@ func (w *WalkStats) add(o WalkStats) {
 	w.Files += o.Files
 	w.Skipped += o.Skipped
 	w.Excluded += o.Excluded
+	w.Silent += o.Silent
 }
 
 // queueCap bounds the shared work queue; a worker keeps what does not fit on its own stack.
@@ -48,6 +52,55 @@ const readChunk = 1024
 // returned; so is a cancelled ctx. A directory's row is always in the same batch as its
 // children's rows or an earlier one. Audit rows carry their parent's mtime.
 func (s *Source) Snapshot(ctx context.Context, rel string, kind Kind, emit func([]Event) error) (WalkStats, error) {
+	return s.walk(ctx, rel, kind, nil, emit)
+}
+
+// Audit walks the whole tree as an audit with "true silence" (DESIGN.md §4.3): a directory
+// whose mtime equals the one cache holds is sent as an audit_skipped row and its files are not
+// sent (Fusion protects them), but its subdirectories are still walked. The cache is updated
+// per directory as soon as its rows are handed to emit.
+func (s *Source) Audit(ctx context.Context, cache *AuditCache, emit func([]Event) error) (WalkStats, error) {
+	return s.walk(ctx, fspath.Root, KindAudit, cache, emit)
+}
+
+// AuditCache remembers each directory's mtime at the last audit that listed it. A new cache
+// (or Reset) makes the next audit a full one, as after a promotion. Safe for concurrent use.
+type AuditCache struct {
+	mu sync.Mutex
+	m  map[string]int64
+}
+
+// NewAuditCache returns an empty cache.
+func NewAuditCache() *AuditCache { return &AuditCache{m: map[string]int64{}} }
+
+// Reset forgets every directory.
+func (c *AuditCache) Reset() {
+	c.mu.Lock()
+	clear(c.m)
+	c.mu.Unlock()
+}
+
+// Len returns how many directories the cache holds.
+func (c *AuditCache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.m)
+}
+
+func (c *AuditCache) silent(rel string, mtime int64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.m[rel]
+	return ok && m == mtime
+}
+
+func (c *AuditCache) set(rel string, mtime int64) {
+	c.mu.Lock()
+	c.m[rel] = mtime
+	c.mu.Unlock()
+}
+
+func (s *Source) walk(ctx context.Context, rel string, kind Kind, cache *AuditCache, emit func([]Event) error) (WalkStats, error) {
 	var ws WalkStats
 	if kind != KindSnapshot && kind != KindAudit && kind != KindOnDemand {
 		return ws, fmt.Errorf("snapshot: %v is not a walk kind", kind)
@@ -72,7 +125,7 @@ func (s *Source) Snapshot(ctx context.Context, rel string, kind Kind, emit func(
 			top.ParentMtimeNs = pst.mtimeNs
 		}
 	}
-	w := &walker{s: s, kind: kind, batch: s.cfg.BatchSize}
+	w := &walker{s: s, kind: kind, batch: s.cfg.BatchSize, cache: cache}
 	if st.typ != typeDir {
 		if st.typ == typeSymlink {
 			s.c.symlinks.Add(1)
@@ -127,6 +180,7 @@ type dirItem struct {
 type walker struct {
 	s      *Source
 	kind   Kind
+	cache  *AuditCache // audits only; nil = list every directory
 	batch  int
 	q      workQueue
 	out    chan []Event
@@ -248,6 +302,11 @@ func (w *walker) dir(ctx context.Context, it dirItem, ws *WalkStats) []dirItem {
 	}
 	defer d.close()
 	ws.Dirs++
+	silent := w.cache != nil && w.cache.silent(it.rel, it.row.MtimeNs)
+	if silent {
+		it.row.Flags |= fsbatch.FlagAuditSkipped
+		ws.Silent++
+	}
 	chunk := append(make([]Event, 0, 64), it.row)
 	var subs []dirItem
 	idx := s.index()
@@ -261,6 +320,9 @@ func (w *walker) dir(ctx context.Context, it dirItem, ws *WalkStats) []dirItem {
 		if st.typ == typeDir {
 			subs = append(subs, dirItem{rel: rel, abs: s.abs(rel), row: ev})
 			return true
+		}
+		if silent {
+			return true // Fusion keeps this directory's files; only subdirectories matter
 		}
 		ws.Files++
 		chunk = append(chunk, ev)
@@ -276,6 +338,9 @@ func (w *walker) dir(ctx context.Context, it dirItem, ws *WalkStats) []dirItem {
 	}
 	if ctx.Err() != nil {
 		return nil
+	}
+	if w.cache != nil {
+		w.cache.set(it.rel, it.row.MtimeNs)
 	}
 	return subs
 }

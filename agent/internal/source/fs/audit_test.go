@@ -1,0 +1,88 @@
+package fs
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/fustor/fustor/sdk/fsbatch"
+)
+
+// TestAuditTrueSilence: the first audit lists everything; the second sends unchanged
+// directories as audit_skipped rows without their files but still walks their subdirectories.
+func TestAuditTrueSilence(t *testing.T) {
+	root := t.TempDir()
+	for _, p := range []string{"quiet/f1", "quiet/deep/f2", "busy/f3"} {
+		if err := os.MkdirAll(filepath.Join(root, filepath.Dir(p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, p), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := New(nil, Config{Root: root, Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := NewAuditCache()
+	audit := func() map[string]Event {
+		t.Helper()
+		got := map[string]Event{}
+		if _, err := s.Audit(context.Background(), cache, func(evs []Event) error {
+			for _, e := range evs {
+				if e.Kind != KindAudit {
+					t.Errorf("%s: kind %v", e.Path, e.Kind)
+				}
+				got[e.Path] = e
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	first := audit()
+	for _, p := range []string{"/", "/quiet", "/quiet/f1", "/quiet/deep", "/quiet/deep/f2", "/busy", "/busy/f3"} {
+		e, ok := first[p]
+		if !ok || e.Flags&fsbatch.FlagAuditSkipped != 0 {
+			t.Fatalf("first audit: %s = %+v, %v", p, e, ok)
+		}
+	}
+	if first["/quiet/f1"].ParentMtimeNs != first["/quiet"].MtimeNs {
+		t.Fatalf("file row lacks its parent's mtime: %+v", first["/quiet/f1"])
+	}
+	// A change in /busy: a new entry, and an mtime set apart from the cached one so the test
+	// does not depend on the file system's timestamp granularity.
+	if err := os.WriteFile(filepath.Join(root, "busy/f4"), []byte("y"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Unix(0, first["/busy"].MtimeNs).Add(time.Minute)
+	if err := os.Chtimes(filepath.Join(root, "busy"), later, later); err != nil {
+		t.Fatal(err)
+	}
+	second := audit()
+	var paths []string
+	for p := range second {
+		paths = append(paths, p)
+	}
+	slices.Sort(paths)
+	want := []string{"/", "/busy", "/busy/f3", "/busy/f4", "/quiet", "/quiet/deep"}
+	if !slices.Equal(paths, want) {
+		t.Fatalf("second audit sent %v; want %v", paths, want)
+	}
+	for _, p := range []string{"/", "/quiet", "/quiet/deep"} {
+		if second[p].Flags&fsbatch.FlagAuditSkipped == 0 {
+			t.Errorf("%s not audit_skipped", p)
+		}
+	}
+	if second["/busy"].Flags&fsbatch.FlagAuditSkipped != 0 {
+		t.Error("/busy changed but was skipped")
+	}
+	cache.Reset()
+	if third := audit(); len(third) != 8 {
+		t.Fatalf("after Reset the audit sent %d rows; want all 8", len(third))
+	}
+}
