@@ -283,3 +283,26 @@ func TestAuditsKeepALiveTreeIntact(t *testing.T) {
 	})
 	must(t, c.statMatches("/d07/s07/during-audits.dat"))
 }
+
+// TestForceRealTimeSeesChangesBehindTheAgent: with realtime off, a new file is invisible until
+// a query asks for force_real_time, which makes the leader re-scan the path first.
+func TestForceRealTimeSeesChangesBehindTheAgent(t *testing.T) {
+	root := makeTree(t)
+	c := newClusterOpts(t, root, binaries(t, true), false)
+	c.startFusion()
+	c.startAgent()
+	c.waitFiles(60*time.Second, "/", 1000)
+	must(t, os.WriteFile(filepath.Join(root, "d09/s09/behind.dat"), []byte("unseen"), 0o644))
+	must(t, c.gone("/d09/s09/behind.dat"))
+	doc, err := c.ctl("stat", "/d09/s09/behind.dat", "--force-real-time")
+	must(t, err)
+	if meta, _ := doc["meta"].(map[string]any); meta["jobPending"] == true {
+		t.Fatalf("scan did not finish: %v", doc)
+	}
+	must(t, matchEntry(doc["entry"], filepath.Join(root, "d09/s09/behind.dat")))
+	doc, err = c.ctl("stats", "/d09", "--force-real-time")
+	must(t, err)
+	if n := num(doc["fileCount"]); n != 101 {
+		t.Fatalf("stats after a forced scan: %d files", n)
+	}
+}

@@ -161,6 +161,8 @@ type cluster struct {
 	cfgDir string
 	fusion *proc
 	agent  *proc
+	// realtime false runs the agent without watching (degraded).
+	realtime bool
 }
 
 func newCluster(t testing.TB, root string) *cluster {
@@ -171,7 +173,11 @@ func newCluster(t testing.TB, root string) *cluster {
 const auditInterval = "1s"
 
 func newClusterWith(t testing.TB, root, bin string) *cluster {
-	c := &cluster{t: t, bin: bin, addr: freePort(t), root: root, cfgDir: t.TempDir()}
+	return newClusterOpts(t, root, bin, true)
+}
+
+func newClusterOpts(t testing.TB, root, bin string, realtime bool) *cluster {
+	c := &cluster{t: t, bin: bin, addr: freePort(t), root: root, cfgDir: t.TempDir(), realtime: realtime}
 	fusionCfg := fmt.Sprintf(`server:
   listen: %s
   admin_keys: [admin-key]
@@ -189,12 +195,12 @@ views:
 	agentCfg := fmt.Sprintf(`agent_id: e2e-agent
 log: {level: debug}
 sources:
-  data: {root: %s, modify_throttle: 200ms}
+  data: {root: %s, modify_throttle: 200ms, disable_realtime: %v}
 senders:
   fusion: {address: %s, api_key: ingest-key}
 pipes:
   main: {source: data, sender: fusion, batch_size: 500, backoff_min: 100ms, backoff_max: 500ms, audit_interval: %s}
-`, root, c.addr, auditInterval)
+`, root, !c.realtime, c.addr, auditInterval)
 	must(t, os.WriteFile(filepath.Join(c.cfgDir, "fusion.yaml"), []byte(fusionCfg), 0o644))
 	must(t, os.WriteFile(filepath.Join(c.cfgDir, "agent.yaml"), []byte(agentCfg), 0o644))
 	return c
@@ -211,7 +217,7 @@ func (c *cluster) startAgent() {
 // ctl runs fustorctl --json and decodes its one JSON document.
 func (c *cluster) ctl(args ...string) (map[string]any, error) {
 	full := append([]string{"--server", c.addr, "--key", "query-key", "--view", "files", "--json"}, args...)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(c.bin, "fustorctl"), full...)
 	cmd.Env = raceEnv()

@@ -28,6 +28,7 @@ type Options struct {
 
 type source struct {
 	id       string
+	watch    bool
 	src      *fs.Source
 	bus      *bus.Bus[fs.Event]
 	realtime atomic.Bool
@@ -61,7 +62,7 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Agent, error) {
 		if err != nil {
 			return nil, fmt.Errorf("create source %s: %w", id, err)
 		}
-		a.sources[id] = &source{id: id, src: src, bus: bus.New[fs.Event](sc.BusCapacity)}
+		a.sources[id] = &source{id: id, src: src, bus: bus.New[fs.Event](sc.BusCapacity), watch: !sc.DisableRealtime}
 	}
 	senders := map[string]*sender.GRPC{}
 	for id, sc := range cfg.Senders {
@@ -103,6 +104,11 @@ func (a *Agent) Run(ctx context.Context) error {
 // watch keeps the realtime watcher running; while it is down the pipes run degraded
 // (can_realtime=false) and snapshots keep the view eventually consistent.
 func (a *Agent) watch(ctx context.Context, s *source) error {
+	if !s.watch {
+		a.log.Info("realtime disabled by configuration; running degraded", zap.String("source", s.id))
+		<-ctx.Done()
+		return nil
+	}
 	for {
 		s.realtime.Store(true)
 		err := s.src.Watch(ctx, func(ev fs.Event) { s.bus.Publish(ev) })

@@ -41,6 +41,9 @@ type Source struct {
 	ScanWorkers int `koanf:"scan_workers"`
 	// BusCapacity bounds the events buffered for slow pipes.
 	BusCapacity int `koanf:"bus_capacity"`
+	// DisableRealtime turns watching off: the pipes run degraded (can_realtime=false), kept
+	// consistent by snapshot, audits and on-demand scans. For mounts where watching is useless.
+	DisableRealtime bool `koanf:"disable_realtime"`
 }
 
 // Sender is where events go.

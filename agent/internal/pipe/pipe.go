@@ -30,6 +30,7 @@ var errObsoleted = errors.New("session obsoleted")
 type Source interface {
 	Snapshot(ctx context.Context, rel string, kind fs.Kind, emit func([]fs.Event) error) (fs.WalkStats, error)
 	Audit(ctx context.Context, cache *fs.AuditCache, emit func([]fs.Event) error) (fs.WalkStats, error)
+	Sentinel(paths []string) []fs.SentinelItem
 	Counters() map[string]uint64
 }
 
@@ -135,9 +136,10 @@ func (p *Pipe) Run(ctx context.Context) error {
 
 // outItem is work for the stream's sender goroutine, which alone owns the encoder and Send.
 type outItem struct {
-	source  fustorv1.MessageSource
-	events  []fs.Event
-	control *fustorv1.PushRequest
+	source    fustorv1.MessageSource
+	events    []fs.Event
+	commandID string // set on on-demand rows answering a scan command
+	control   *fustorv1.PushRequest
 }
 
 // session is the state of one session's run.
@@ -147,6 +149,7 @@ type session struct {
 	timeout time.Duration
 	out     chan outItem
 	roleCh  chan struct{}
+	cmds    chan *fustorv1.Command
 	resnap  atomic.Bool
 }
 
@@ -171,7 +174,7 @@ func (p *Pipe) runSession(ctx context.Context) (established bool, err error) {
 		zap.Duration("timeout", resp.GetTimeout().AsDuration()), zap.Uint64("committed_index", resp.GetCommittedIndex()))
 
 	s := &session{p: p, id: resp.GetSessionId(), timeout: resp.GetTimeout().AsDuration(),
-		out: make(chan outItem, 16), roleCh: make(chan struct{}, 1)}
+		out: make(chan outItem, 16), roleCh: make(chan struct{}, 1), cmds: make(chan *fustorv1.Command, 16)}
 	if s.timeout <= 0 {
 		s.timeout = 30 * time.Second
 	}
@@ -191,6 +194,7 @@ func (p *Pipe) runSession(ctx context.Context) (established bool, err error) {
 	g.Go(func() error { return guard("push receiver", func() error { return s.recv(stream) }) })
 	g.Go(func() error { return guard("realtime", func() error { return s.realtime(gctx, sub) }) })
 	g.Go(func() error { return guard("leader", func() error { return s.lead(gctx) }) })
+	g.Go(func() error { return guard("commands", func() error { return s.commands(gctx) }) })
 	s.roleChanged()
 	err = g.Wait()
 	if !errors.Is(err, errObsoleted) {

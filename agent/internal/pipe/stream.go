@@ -64,7 +64,7 @@ func (s *session) send(ctx context.Context, stream fustorv1.PushService_PushClie
 				continue
 			}
 			err := put(&fustorv1.PushRequest{Payload: &fustorv1.PushRequest_Batch{Batch: &fustorv1.EventBatch{
-				Source: it.source, SchemaName: "fs", Index: index, Rows: &fustorv1.EventBatch_Fs{Fs: b}}}})
+				Source: it.source, SchemaName: "fs", Index: index, CommandId: it.commandID, Rows: &fustorv1.EventBatch_Fs{Fs: b}}}})
 			if err != nil {
 				return err
 			}
@@ -101,7 +101,12 @@ func (s *session) recv(stream fustorv1.PushService_PushClient) error {
 		case *fustorv1.PushResponse_SessionObsoleted:
 			return fmt.Errorf("%w: %s", errObsoleted, p.SessionObsoleted.GetReason())
 		case *fustorv1.PushResponse_Command:
-			s.p.log.Info("command not supported yet", zap.String("id", p.Command.GetId()))
+			select {
+			case s.cmds <- p.Command:
+			default:
+				// The runner is saturated: answer at once rather than block acks.
+				s.p.log.Warn("command dropped: too many pending", zap.String("id", p.Command.GetId()))
+			}
 		}
 	}
 }
@@ -275,4 +280,41 @@ func (s *session) snapshot(ctx context.Context) {
 		s.p.log.Info("snapshot sent", zap.Uint64("rows", rows), zap.Uint64("dirs", st.Dirs), zap.Uint64("files", st.Files), zap.Uint64("skipped", st.Skipped))
 	}
 	_ = s.emit(ctx, outItem{control: &fustorv1.PushRequest{Payload: &fustorv1.PushRequest_SnapshotEnd{SnapshotEnd: end}}})
+}
+
+// commands runs Fusion's commands one at a time, in any state — leader or follower, with or
+// without realtime — bypassing the bus (DESIGN.md §4.1 step 8).
+func (s *session) commands(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case c := <-s.cmds:
+			s.runCommand(ctx, c)
+		}
+	}
+}
+
+func (s *session) runCommand(ctx context.Context, c *fustorv1.Command) {
+	switch k := c.GetKind().(type) {
+	case *fustorv1.Command_Scan:
+		res := &fustorv1.CommandResult{CommandId: c.GetId(), Ok: true}
+		_, err := s.p.src.Snapshot(ctx, k.Scan.GetPath(), fs.KindOnDemand, func(evs []fs.Event) error {
+			return s.emit(ctx, outItem{source: fustorv1.MessageSource_MESSAGE_SOURCE_ON_DEMAND, events: evs, commandID: c.GetId()})
+		})
+		if err != nil {
+			res.Ok, res.Error = false, err.Error()
+		}
+		_ = s.emit(ctx, outItem{control: &fustorv1.PushRequest{Payload: &fustorv1.PushRequest_CommandResult{CommandResult: res}}})
+	case *fustorv1.Command_Sentinel:
+		seen := s.p.src.Sentinel(k.Sentinel.GetPaths())
+		fb := &fustorv1.SentinelFeedback{CommandId: c.GetId(), Items: make([]*fustorv1.SentinelItem, len(seen))}
+		for i, it := range seen {
+			fb.Items[i] = &fustorv1.SentinelItem{Path: it.Path, Exists: it.Exists, Size: it.Size, MtimeNs: it.MtimeNs}
+		}
+		_ = s.emit(ctx, outItem{control: &fustorv1.PushRequest{Payload: &fustorv1.PushRequest_SentinelFeedback{SentinelFeedback: fb}}})
+	default:
+		_ = s.emit(ctx, outItem{control: &fustorv1.PushRequest{Payload: &fustorv1.PushRequest_CommandResult{CommandResult: &fustorv1.CommandResult{
+			CommandId: c.GetId(), Error: "unknown command kind"}}}})
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/fustor/fustor/fusion/internal/admin"
+	"github.com/fustor/fustor/fusion/internal/command"
 	"github.com/fustor/fustor/fusion/internal/config"
 	"github.com/fustor/fustor/fusion/internal/pipe"
 	"github.com/fustor/fustor/fusion/internal/query"
@@ -38,6 +39,8 @@ type Fusion struct {
 	pipes    map[string]*pipe.Pipe
 	sessions *session.Manager
 	views    *view.Registry
+	commands *command.Tracker
+	sentinel map[string]time.Duration // pipe → sentinel interval
 	sweep    time.Duration
 	panics   atomic.Uint64
 }
@@ -51,7 +54,8 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Fusion, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("validate config: %w", err)
 	}
-	f := &Fusion{log: log, pipes: map[string]*pipe.Pipe{}, sweep: opts.SweepInterval}
+	f := &Fusion{log: log, pipes: map[string]*pipe.Pipe{}, sweep: opts.SweepInterval,
+		commands: command.NewTracker(1024), sentinel: map[string]time.Duration{}}
 	if f.sweep == 0 {
 		f.sweep = time.Second
 	}
@@ -81,7 +85,9 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Fusion, error) {
 			vs = append(vs, v)
 		}
 		p := pipe.New(log, id, vs, pc.QueueSize)
+		p.Commands = f.commands
 		f.pipes[id] = p
+		f.sentinel[id] = pc.SentinelInterval
 		receivers[id] = pc.Receiver
 		infos[id] = receiver.PipeInfo{Pipe: p, Schema: vs[0].Cfg.Schema,
 			Session: session.Pipe{ID: id, Views: pc.Views, Timeout: pc.SessionTimeout}}
@@ -94,7 +100,7 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Fusion, error) {
 	rcv := receiver.New(log, f.sessions, infos)
 	fustorv1.RegisterSessionServiceServer(srv.GRPC(), rcv)
 	fustorv1.RegisterPushServiceServer(srv.GRPC(), rcv)
-	fustorv1.RegisterViewServiceServer(srv.GRPC(), query.New(f.views))
+	fustorv1.RegisterViewServiceServer(srv.GRPC(), query.New(f.views, f.sessions, f.commands))
 	fustorv1.RegisterAdminServiceServer(srv.GRPC(), admin.New(f.pipes, receivers, f.sessions, f.views))
 	return f, nil
 }
@@ -109,8 +115,42 @@ func (f *Fusion) Run(ctx context.Context) error {
 		g.Go(func() error { return p.Run(gctx) })
 	}
 	g.Go(func() error { return f.sessions.Run(gctx, f.sweep) })
+	for id, p := range f.pipes {
+		if every := f.sentinel[id]; every > 0 {
+			g.Go(func() error { return f.sentinelSweep(gctx, p, every) })
+		}
+	}
 	g.Go(func() error { return f.srv.Run(gctx) })
 	err := g.Wait()
 	f.sessions.CloseAll("fusion shutting down")
 	return err
+}
+
+// maxSentinelPaths bounds one sentinel task.
+const maxSentinelPaths = 1000
+
+// sentinelSweep periodically sends each view's suspect paths to its leader session, which
+// stats them and answers with sentinel feedback (DESIGN.md §4.3).
+func (f *Fusion) sentinelSweep(ctx context.Context, p *pipe.Pipe, every time.Duration) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		for _, v := range p.Views {
+			list, _ := v.FS.Suspects("/", maxSentinelPaths)
+			sess, err := f.sessions.Get(v.State().Leader)
+			if len(list) == 0 || err != nil {
+				continue
+			}
+			paths := make([]string, len(list))
+			for i, s := range list {
+				paths[i] = s.Entry.Path
+			}
+			sess.Command(&fustorv1.Command{Id: "sentinel-" + v.Name, Kind: &fustorv1.Command_Sentinel{Sentinel: &fustorv1.SentinelCommand{Paths: paths}}})
+		}
+	}
 }

@@ -64,6 +64,9 @@ type Pipe struct {
 	SessionTimeout time.Duration `koanf:"session_timeout"`
 	// QueueSize bounds the batches waiting to be applied; a full queue slows the streams.
 	QueueSize int `koanf:"queue_size"`
+	// SentinelInterval is how often suspect paths are sent to the leader to be checked
+	// (0 = 5 min; negative = never).
+	SentinelInterval time.Duration `koanf:"sentinel_interval"`
 }
 
 // View is a queryable state built from events.
@@ -102,11 +105,12 @@ func Default() Config {
 
 // Pipe and view defaults, applied by Normalize to entries that leave them zero.
 const (
-	DefaultSessionTimeout = 30 * time.Second
-	DefaultQueueSize      = 256
-	DefaultMaxNodes       = 100_000_000
-	DefaultHotThreshold   = 30 * time.Second
-	DefaultTombstoneTTL   = time.Hour
+	DefaultSessionTimeout   = 30 * time.Second
+	DefaultQueueSize        = 256
+	DefaultSentinelInterval = 5 * time.Minute
+	DefaultMaxNodes         = 100_000_000
+	DefaultHotThreshold     = 30 * time.Second
+	DefaultTombstoneTTL     = time.Hour
 )
 
 // Normalize fills per-entry defaults of pipes and views.
@@ -117,6 +121,9 @@ func (c *Config) Normalize() {
 		}
 		if p.QueueSize == 0 {
 			p.QueueSize = DefaultQueueSize
+		}
+		if p.SentinelInterval == 0 {
+			p.SentinelInterval = DefaultSentinelInterval
 		}
 		c.Pipes[id] = p
 	}

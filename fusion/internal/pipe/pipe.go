@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/fustor/fustor/fusion/internal/command"
 	"github.com/fustor/fustor/fusion/internal/session"
 	"github.com/fustor/fustor/fusion/internal/view"
 	"github.com/fustor/fustor/fusion/internal/view/fs"
@@ -30,6 +31,7 @@ const (
 	KindAuditStart
 	KindAuditEnd
 	KindSentinel
+	KindCommandResult
 )
 
 // Item is one unit of work for the loop.
@@ -44,6 +46,10 @@ type Item struct {
 	Failed bool
 	// Sentinel holds sentinel feedback items (KindSentinel).
 	Sentinel []fs.SentinelItem
+	// CommandID and Result answer a command (KindCommandResult); queued behind the command's
+	// rows, so a waiter sees the rows applied.
+	CommandID string
+	Result    command.Result
 	// Done is called by the loop once the item is applied. It must not block.
 	Done func(Result)
 }
@@ -66,6 +72,8 @@ type Stats struct {
 type Pipe struct {
 	ID    string
 	Views []*view.View
+	// Commands, if set, receives command results once everything before them is applied.
+	Commands *command.Tracker
 	log   *zap.Logger
 	q     chan *Item
 
@@ -185,6 +193,10 @@ func (p *Pipe) apply(it *Item) (res Result) {
 	case KindSentinel:
 		for _, v := range p.Views {
 			v.FS.SentinelFeedback(it.Sentinel)
+		}
+	case KindCommandResult:
+		if p.Commands != nil {
+			p.Commands.Done(it.CommandID, it.Result)
 		}
 	}
 	res.Committed = p.committed.Load()

@@ -11,7 +11,9 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/fustor/fustor/fusion/internal/command"
 	"github.com/fustor/fustor/fusion/internal/server"
+	"github.com/fustor/fustor/fusion/internal/session"
 	"github.com/fustor/fustor/fusion/internal/view"
 	"github.com/fustor/fustor/fusion/internal/view/fs"
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
@@ -31,11 +33,57 @@ const (
 // Service serves ViewService.
 type Service struct {
 	fustorv1.UnimplementedViewServiceServer
-	views *view.Registry
+	views    *view.Registry
+	sessions *session.Manager
+	commands *command.Tracker
 }
 
-// New returns the query service.
-func New(views *view.Registry) *Service { return &Service{views: views} }
+// New returns the query service; force_real_time scans go to the views' leader sessions.
+func New(views *view.Registry, sessions *session.Manager, commands *command.Tracker) *Service {
+	return &Service{views: views, sessions: sessions, commands: commands}
+}
+
+// Bounds of a force_real_time wait.
+const (
+	DefaultForceTimeout = 5 * time.Second
+	MaxForceTimeout     = time.Minute
+)
+
+// forceScan asks the view's leader agent to re-scan path (DESIGN.md §3, §4.1 step 8) and waits
+// until the scan's rows are applied, or the timeout. It returns whether the answer must say
+// job_pending: the scan did not finish in time (or could not be sent).
+func (s *Service) forceScan(ctx context.Context, v *view.View, path string, f *fustorv1.ForceRealTime) bool {
+	if !f.GetEnabled() {
+		return false
+	}
+	timeout := f.GetTimeout().AsDuration()
+	if timeout <= 0 {
+		timeout = DefaultForceTimeout
+	}
+	timeout = min(timeout, MaxForceTimeout)
+	sess, err := s.sessions.Get(v.State().Leader)
+	if err != nil {
+		return true
+	}
+	id, result, ok := s.commands.Start()
+	if !ok {
+		return true
+	}
+	if !sess.Command(&fustorv1.Command{Id: id, Kind: &fustorv1.Command_Scan{Scan: &fustorv1.ScanCommand{Path: path, Recursive: true}}}) {
+		s.commands.Cancel(id)
+		return true
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-result:
+		return false
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	s.commands.Cancel(id)
+	return true
+}
 
 // open resolves, authorises and readiness-checks a view, and cleans the path.
 func (s *Service) open(ctx context.Context, name, path string) (*view.View, string, error) {
@@ -59,14 +107,13 @@ func (s *Service) open(ctx context.Context, name, path string) (*view.View, stri
 	return v, clean, nil
 }
 
-func (s *Service) meta(v *view.View, force *fustorv1.ForceRealTime) *fustorv1.ViewMeta {
+func (s *Service) meta(v *view.View, jobPending bool) *fustorv1.ViewMeta {
 	st := v.State()
 	cs := v.FS.Consistency()
 	return &fustorv1.ViewMeta{
 		View: v.Name, AuthoritativeSession: st.Leader != "", SnapshotComplete: st.SnapshotComplete,
 		Watermark: timestamppb.New(time.Unix(0, cs.WatermarkNs)), HasBlindSpot: cs.HasBlindSpot(),
-		// On-demand scans are not wired to agents yet: say honestly that none ran.
-		JobPending: force.GetEnabled(),
+		JobPending: jobPending,
 	}
 }
 
@@ -79,7 +126,7 @@ func (s *Service) ListViews(ctx context.Context, _ *fustorv1.ListViewsRequest) (
 			continue
 		}
 		out.Views = append(out.Views, &fustorv1.ViewInfo{Id: v.Name, Driver: v.Cfg.Driver, Schema: v.Cfg.Schema,
-			Live: v.Cfg.Live, Nodes: uint64(v.FS.Len()), Meta: s.meta(v, nil)})
+			Live: v.Cfg.Live, Nodes: uint64(v.FS.Len()), Meta: s.meta(v, false)})
 	}
 	return out, nil
 }
@@ -90,6 +137,7 @@ func (s *Service) ListDirectory(ctx context.Context, req *fustorv1.ListDirectory
 	if err != nil {
 		return nil, err
 	}
+	pending := s.forceScan(ctx, v, p, req.GetForceRealTime())
 	size := int(req.GetPageSize())
 	if size == 0 {
 		size = DefaultPageSize
@@ -107,7 +155,7 @@ func (s *Service) ListDirectory(ctx context.Context, req *fustorv1.ListDirectory
 	if err != nil {
 		return nil, err
 	}
-	out := &fustorv1.ListDirectoryResponse{Meta: s.meta(v, req.GetForceRealTime()), Directory: toProto(dir, false),
+	out := &fustorv1.ListDirectoryResponse{Meta: s.meta(v, pending), Directory: toProto(dir, false),
 		NextPageToken: encodeToken(next)}
 	out.Entries = make([]*fustorv1.Entry, len(entries))
 	for i := range entries {
@@ -149,7 +197,7 @@ func (s *Service) GetTree(req *fustorv1.GetTreeRequest, stream fustorv1.ViewServ
 			chunk.Entries[i] = toProto(entries[i], req.GetOnlyPaths())
 		}
 		if first {
-			chunk.Meta = s.meta(v, nil)
+			chunk.Meta = s.meta(v, false)
 			first = false
 		}
 		done := next == ""
@@ -173,11 +221,12 @@ func (s *Service) Stat(ctx context.Context, req *fustorv1.StatRequest) (*fustorv
 	if err != nil {
 		return nil, err
 	}
+	pending := s.forceScan(ctx, v, p, req.GetForceRealTime())
 	e, err := v.FS.Stat(p)
 	if err != nil {
 		return nil, err
 	}
-	return &fustorv1.StatResponse{Meta: s.meta(v, req.GetForceRealTime()), Entry: toProto(e, false)}, nil
+	return &fustorv1.StatResponse{Meta: s.meta(v, pending), Entry: toProto(e, false)}, nil
 }
 
 // Find finds entries by basename under a path.
@@ -186,6 +235,7 @@ func (s *Service) Find(ctx context.Context, req *fustorv1.FindRequest) (*fustorv
 	if err != nil {
 		return nil, err
 	}
+	pending := s.forceScan(ctx, v, p, req.GetForceRealTime())
 	if (req.GetName() == "") == (req.GetGlob() == "") {
 		return nil, fmt.Errorf("%w: set exactly one of name and glob", server.ErrInvalidArgument)
 	}
@@ -202,7 +252,7 @@ func (s *Service) Find(ctx context.Context, req *fustorv1.FindRequest) (*fustorv
 	if err != nil {
 		return nil, err
 	}
-	out := &fustorv1.FindResponse{Meta: s.meta(v, req.GetForceRealTime()), Truncated: truncated,
+	out := &fustorv1.FindResponse{Meta: s.meta(v, pending), Truncated: truncated,
 		Entries: make([]*fustorv1.Entry, len(entries))}
 	for i := range entries {
 		out.Entries[i] = toProto(entries[i], false)
@@ -216,12 +266,13 @@ func (s *Service) GetStats(ctx context.Context, req *fustorv1.GetStatsRequest) (
 	if err != nil {
 		return nil, err
 	}
+	pending := s.forceScan(ctx, v, p, req.GetForceRealTime())
 	st, err := v.FS.Stats(p)
 	if err != nil {
 		return nil, err
 	}
 	cs := v.FS.Consistency()
-	out := &fustorv1.GetStatsResponse{Meta: s.meta(v, req.GetForceRealTime()), FileCount: st.Files, DirCount: st.Dirs,
+	out := &fustorv1.GetStatsResponse{Meta: s.meta(v, pending), FileCount: st.Files, DirCount: st.Dirs,
 		TotalSize: st.TotalSize, SuspectCount: uint64(cs.Suspects), BlindSpotAdditions: uint64(cs.Additions),
 		BlindSpotDeletions: uint64(cs.Deletions), AuditCycles: cs.AuditCycles, AuditRunning: cs.AuditRunning,
 		Tombstones: uint64(cs.Tombstones)}
@@ -241,7 +292,7 @@ func (s *Service) ListSuspects(ctx context.Context, req *fustorv1.ListSuspectsRe
 		return nil, err
 	}
 	list, truncated := v.FS.Suspects(p, limitOf(req.GetLimit()))
-	out := &fustorv1.ListSuspectsResponse{Meta: s.meta(v, nil), Truncated: truncated}
+	out := &fustorv1.ListSuspectsResponse{Meta: s.meta(v, false), Truncated: truncated}
 	for _, e := range list {
 		out.Suspects = append(out.Suspects, &fustorv1.Suspect{Entry: toProto(e.Entry, false), ExpiresInMs: e.ExpiresIn.Milliseconds()})
 	}
@@ -255,7 +306,7 @@ func (s *Service) ListBlindSpots(ctx context.Context, req *fustorv1.ListBlindSpo
 		return nil, err
 	}
 	bs := v.FS.BlindSpots(p, limitOf(req.GetLimit()))
-	out := &fustorv1.ListBlindSpotsResponse{Meta: s.meta(v, nil), Deletions: bs.Deletions, Truncated: bs.Truncated}
+	out := &fustorv1.ListBlindSpotsResponse{Meta: s.meta(v, false), Deletions: bs.Deletions, Truncated: bs.Truncated}
 	for _, a := range bs.Additions {
 		if e, err := v.FS.Stat(a); err == nil {
 			out.Additions = append(out.Additions, toProto(e, false))

@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/fustor/fustor/fusion/internal/command"
 	"github.com/fustor/fustor/fusion/internal/pipe"
 	"github.com/fustor/fustor/fusion/internal/server"
 	"github.com/fustor/fustor/fusion/internal/session"
@@ -198,12 +199,13 @@ func (st *stream) handle(ctx context.Context, m *fustorv1.PushRequest) error {
 		return st.submit(ctx, &pipe.Item{Session: st.s, Kind: pipe.KindSentinel, Sentinel: items}, seq, 0, "")
 	case *fustorv1.PushRequest_CommandResult:
 		st.s.Count("command_results", 1)
-		st.ack(&fustorv1.Ack{Seq: seq, CommittedIndex: st.pi.Pipe.Committed()})
+		r := p.CommandResult
+		return st.submit(ctx, &pipe.Item{Session: st.s, Kind: pipe.KindCommandResult, CommandID: r.GetCommandId(),
+			Result: command.Result{OK: r.GetOk(), Error: r.GetError()}}, seq, 0, "")
 	default:
 		<-st.slots
 		return fmt.Errorf("%w: message seq %d has no payload", server.ErrInvalidArgument, seq)
 	}
-	return nil
 }
 
 func (st *stream) control(ctx context.Context, seq uint64, it *pipe.Item, what string) error {

@@ -116,6 +116,24 @@ func (s *Session) notify(m *fustorv1.PushResponse) {
 	}
 }
 
+// Command queues a command for the session's push stream. It returns false when the session's
+// control channel is full or the session ended; the caller answers as if the command timed out.
+func (s *Session) Command(c *fustorv1.Command) bool {
+	select {
+	case <-s.done:
+		return false
+	default:
+	}
+	select {
+	case s.Out <- &fustorv1.PushResponse{Payload: &fustorv1.PushResponse_Command{Command: c}}:
+		s.Count("commands_sent", 1)
+		return true
+	default:
+		s.Count("control_dropped", 1)
+		return false
+	}
+}
+
 // Hooks let the rest of Fusion react to session events. Each may be nil. They are called
 // without the manager's lock held.
 type Hooks struct {
