@@ -74,8 +74,8 @@ type Pipe struct {
 	Views []*view.View
 	// Commands, if set, receives command results once everything before them is applied.
 	Commands *command.Tracker
-	log   *zap.Logger
-	q     chan *Item
+	log      *zap.Logger
+	q        chan *Item
 
 	committed                                  atomic.Uint64
 	batches, rowsApplied, rowsRejected, panics atomic.Uint64
