@@ -211,12 +211,21 @@ func (c *cluster) startFusion() {
 }
 
 func (c *cluster) startAgent() {
-	c.agent = startProc(c.t, filepath.Join(c.bin, "fustor-agent"), "--config", filepath.Join(c.cfgDir, "agent.yaml"))
+	c.agent = c.startAgentAs("e2e-agent")
 }
 
-// ctl runs fustorctl --json and decodes its one JSON document.
+// startAgentAs starts another agent on the same tree with its own agent id.
+func (c *cluster) startAgentAs(id string) *proc {
+	return startProc(c.t, filepath.Join(c.bin, "fustor-agent"), "--config", filepath.Join(c.cfgDir, "agent.yaml"), "--agent_id", id)
+}
+
+// ctl runs fustorctl --json with the query key and decodes its one JSON document.
 func (c *cluster) ctl(args ...string) (map[string]any, error) {
-	full := append([]string{"--server", c.addr, "--key", "query-key", "--view", "files", "--json"}, args...)
+	return c.ctlWith("query-key", args...)
+}
+
+func (c *cluster) ctlWith(key string, args ...string) (map[string]any, error) {
+	full := append([]string{"--server", c.addr, "--key", key, "--view", "files", "--json"}, args...)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(c.bin, "fustorctl"), full...)
