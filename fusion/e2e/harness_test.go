@@ -163,6 +163,8 @@ type cluster struct {
 	agent  *proc
 	// realtime false runs the agent without watching (degraded).
 	realtime bool
+	// agentAddr is where the agent sends (Fusion itself, or a proxy in front of it).
+	agentAddr string
 }
 
 func newCluster(t testing.TB, root string) *cluster {
@@ -178,6 +180,14 @@ func newClusterWith(t testing.TB, root, bin string) *cluster {
 
 func newClusterOpts(t testing.TB, root, bin string, realtime bool) *cluster {
 	c := &cluster{t: t, bin: bin, addr: freePort(t), root: root, cfgDir: t.TempDir(), realtime: realtime}
+	c.agentAddr = c.addr
+	c.writeConfigs()
+	return c
+}
+
+// writeConfigs writes fusion.yaml and agent.yaml for the cluster's current settings.
+func (c *cluster) writeConfigs() {
+	t := c.t
 	fusionCfg := fmt.Sprintf(`server:
   listen: %s
   admin_keys: [admin-key]
@@ -200,10 +210,9 @@ senders:
   fusion: {address: %s, api_key: ingest-key}
 pipes:
   main: {source: data, sender: fusion, batch_size: 500, backoff_min: 100ms, backoff_max: 500ms, audit_interval: %s}
-`, root, !c.realtime, c.addr, auditInterval)
+`, c.root, !c.realtime, c.agentAddr, auditInterval)
 	must(t, os.WriteFile(filepath.Join(c.cfgDir, "fusion.yaml"), []byte(fusionCfg), 0o644))
 	must(t, os.WriteFile(filepath.Join(c.cfgDir, "agent.yaml"), []byte(agentCfg), 0o644))
-	return c
 }
 
 func (c *cluster) startFusion() {
