@@ -292,6 +292,11 @@ func TestForceRealTimeSeesChangesBehindTheAgent(t *testing.T) {
 	c.startFusion()
 	c.startAgent()
 	c.waitFiles(60*time.Second, "/", 1000)
+	s, err := c.sessionOf("e2e-agent")
+	must(t, err)
+	if s.CanRealtime {
+		t.Fatal("an agent without watching reports can_realtime")
+	}
 	must(t, os.WriteFile(filepath.Join(root, "d09/s09/behind.dat"), []byte("unseen"), 0o644))
 	must(t, c.gone("/d09/s09/behind.dat"))
 	doc, err := c.ctl("stat", "/d09/s09/behind.dat", "--force-real-time")

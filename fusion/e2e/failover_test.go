@@ -10,6 +10,7 @@ import (
 
 type sessionInfo struct {
 	ID, Agent, Role string
+	CanRealtime     bool
 	Counters        map[string]uint64
 }
 
@@ -26,6 +27,7 @@ func (c *cluster) sessions() ([]sessionInfo, error) {
 		s.ID, _ = m["sessionId"].(string)
 		s.Agent, _ = m["agentId"].(string)
 		s.Role, _ = m["role"].(string)
+		s.CanRealtime, _ = m["canRealtime"].(bool)
 		counters, _ := m["counters"].(map[string]any)
 		for k, v := range counters {
 			s.Counters[k] = num(v)
