@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -70,6 +71,11 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Fusion, error) {
 			if v, err := f.views.Get(name); err == nil && v.Cfg.Live {
 				log.Info("live view reset: its last session ended", zap.String("view", name))
 				v.Reset()
+				for _, p := range f.pipes {
+					if slices.ContainsFunc(p.Views, func(pv *view.View) bool { return pv == v }) {
+						p.ResetCommitted()
+					}
+				}
 			}
 		},
 	})

@@ -390,6 +390,12 @@ func TestLiveViewResetsWhenLastSessionEnds(t *testing.T) {
 	if v, _ := h.f.views.Get("demo"); v.FS.Len() != 0 {
 		t.Fatalf("live view kept %d nodes", v.FS.Len())
 	}
+	// The resume point described the reset view: a new session must not resume from it.
+	resp, err := h.session().CreateSession(withKey("demo-ingest-key"), &fustorv1.CreateSessionRequest{AgentId: "again", SchemaName: "fs"})
+	if err != nil || resp.GetCommittedIndex() != 0 {
+		t.Fatalf("committed index after reset = %d, %v", resp.GetCommittedIndex(), err)
+	}
+	_, _ = h.session().CloseSession(withKey("demo-ingest-key"), &fustorv1.CloseSessionRequest{SessionId: resp.GetSessionId()})
 }
 
 func TestSessionExpiresWithoutHeartbeats(t *testing.T) {

@@ -99,6 +99,10 @@ func (p *Pipe) Submit(ctx context.Context, it *Item) error {
 	}
 }
 
+// ResetCommitted forgets the resume point: the views it described were reset, so a source
+// resuming from it would leave them incomplete.
+func (p *Pipe) ResetCommitted() { p.committed.Store(0) }
+
 // Committed returns the highest index applied.
 func (p *Pipe) Committed() uint64 { return p.committed.Load() }
 
