@@ -77,7 +77,7 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Agent, error) {
 	for id, pc := range cfg.Pipes {
 		src := a.sources[pc.Source]
 		a.pipes[id] = pipe.New(log, pipe.Config{ID: id, AgentID: cfg.AgentID, SourceURI: "fs://" + cfg.Sources[pc.Source].Root,
-			BatchSize: pc.BatchSize, TimeoutHint: pc.TimeoutHint, BackoffMin: pc.BackoffMin, BackoffMax: pc.BackoffMax, AuditInterval: pc.AuditInterval},
+			BatchSize: pc.BatchSize, TimeoutHint: pc.TimeoutHint, BackoffMin: pc.BackoffMin, BackoffMax: pc.BackoffMax, AuditInterval: pc.AuditInterval, StuckAfter: pc.StuckAfter},
 			src.src, src.bus, senders[pc.Sender], src.realtime.Load)
 	}
 	return a, nil

@@ -66,6 +66,8 @@ type Pipe struct {
 	TimeoutHint time.Duration `koanf:"timeout_hint"`
 	// AuditInterval is the leader's audit period; 0 turns audits off.
 	AuditInterval time.Duration `koanf:"audit_interval"`
+	// StuckAfter restarts a snapshot or audit that made no progress for this long.
+	StuckAfter time.Duration `koanf:"stuck_after"`
 	// BackoffMin and BackoffMax bound the reconnect backoff.
 	BackoffMin time.Duration `koanf:"backoff_min"`
 	BackoffMax time.Duration `koanf:"backoff_max"`
@@ -85,6 +87,7 @@ const (
 	DefaultBackoffMin     = 5 * time.Second
 	DefaultBackoffMax     = 60 * time.Second
 	DefaultAuditInterval  = 12 * time.Hour
+	DefaultStuckAfter     = 10 * time.Minute
 )
 
 // Normalize fills per-entry defaults.
@@ -124,6 +127,9 @@ func (c *Config) Normalize() {
 		}
 		if p.AuditInterval == 0 {
 			p.AuditInterval = DefaultAuditInterval
+		}
+		if p.StuckAfter == 0 {
+			p.StuckAfter = DefaultStuckAfter
 		}
 		c.Pipes[id] = p
 	}

@@ -42,6 +42,10 @@ type Config struct {
 	BackoffMin, BackoffMax time.Duration
 	// AuditInterval is the leader's audit period (0 = no audits).
 	AuditInterval time.Duration
+	// StuckAfter restarts a snapshot or audit that handed no rows on for this long (0 = never).
+	StuckAfter time.Duration
+	// Now is the clock (nil = time.Now).
+	Now func() time.Time
 	// CriticalAfter is the number of failures in a row after which each failure is logged at
 	// error level as critical (default 5).
 	CriticalAfter int
@@ -57,6 +61,8 @@ type Pipe struct {
 	canRealtime func() bool
 
 	sessions, eventsSent, snapshots, failures, audits atomic.Uint64
+	stuckRestarts                                     atomic.Uint64
+	walkProgress                                      atomic.Int64
 	committed                                         atomic.Uint64
 	snapshotRunning, auditRunning                     atomic.Bool
 	role                                              atomic.Int32
@@ -75,8 +81,13 @@ func New(log *zap.Logger, cfg Config, src Source, b *bus.Bus[fs.Event], snd send
 	if cfg.CriticalAfter == 0 {
 		cfg.CriticalAfter = 5
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	return &Pipe{log: log.With(zap.String("pipe", cfg.ID)), cfg: cfg, src: src, bus: b, snd: snd, canRealtime: canRealtime}
 }
+
+func (p *Pipe) now() time.Time { return p.cfg.Now() }
 
 // Status is a pipe's state for operators and tests.
 type Status struct {
@@ -86,6 +97,7 @@ type Status struct {
 	EventsSent      uint64
 	Snapshots       uint64
 	Audits          uint64
+	StuckRestarts   uint64
 	Committed       uint64
 	SnapshotRunning bool
 }
@@ -96,7 +108,7 @@ func (p *Pipe) Status() Status {
 	id := p.sessionID
 	p.mu.Unlock()
 	return Status{SessionID: id, Role: fustorv1.Role(p.role.Load()), Sessions: p.sessions.Load(),
-		EventsSent: p.eventsSent.Load(), Snapshots: p.snapshots.Load(), Audits: p.audits.Load(), Committed: p.committed.Load(),
+		EventsSent: p.eventsSent.Load(), Snapshots: p.snapshots.Load(), Audits: p.audits.Load(), StuckRestarts: p.stuckRestarts.Load(), Committed: p.committed.Load(),
 		SnapshotRunning: p.snapshotRunning.Load()}
 }
 

@@ -208,7 +208,7 @@ func (s *session) startDuties(ctx context.Context, snapshot bool) (context.Cance
 // leadership starts with an empty audit cache, so its first audit is a full scan.
 func (s *session) duties(sessCtx, ctx context.Context, snapshot bool) {
 	if snapshot {
-		s.snapshot(ctx)
+		s.supervise(ctx, "snapshot", s.snapshot)
 	}
 	if s.p.cfg.AuditInterval <= 0 {
 		return
@@ -221,7 +221,7 @@ func (s *session) duties(sessCtx, ctx context.Context, snapshot bool) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			s.audit(sessCtx, ctx, cache)
+			s.supervise(ctx, "audit", func(ctx context.Context) { s.audit(sessCtx, ctx, cache) })
 		}
 	}
 }
@@ -243,6 +243,7 @@ func (s *session) audit(sessCtx, ctx context.Context, cache *fs.AuditCache) {
 		_ = s.emit(sessCtx, outItem{control: &fustorv1.PushRequest{Payload: &fustorv1.PushRequest_AuditEnd{AuditEnd: end}}})
 	}()
 	st, err := s.p.src.Audit(ctx, cache, func(evs []fs.Event) error {
+		s.progressed()
 		return s.emit(ctx, outItem{source: fustorv1.MessageSource_MESSAGE_SOURCE_AUDIT, events: evs})
 	})
 	if err != nil {
@@ -266,6 +267,7 @@ func (s *session) snapshot(ctx context.Context) {
 	}
 	var rows uint64
 	st, err := s.p.src.Snapshot(ctx, fspath.Root, fs.KindSnapshot, func(evs []fs.Event) error {
+		s.progressed()
 		rows += uint64(len(evs))
 		return s.emit(ctx, outItem{source: fustorv1.MessageSource_MESSAGE_SOURCE_SNAPSHOT, events: evs})
 	})
