@@ -251,7 +251,20 @@ func TestAgentBeforeFusionAndFusionRestart(t *testing.T) {
 	c.fusion.stop(t, syscall.SIGKILL)
 	must(t, os.WriteFile(filepath.Join(root, "while-down.txt"), []byte("x"), 0o644))
 	c.startFusion()
-	c.waitFiles(60*time.Second, "/", 1001)
+	// Until the leader's first snapshot is applied the view answers UNAVAILABLE — never a
+	// partial tree; then the full one.
+	eventually(t, 60*time.Second, "restarted fusion serves the whole tree", func() error {
+		n, err := c.fileCount("/")
+		switch {
+		case err != nil && strings.Contains(err.Error(), "Unavailable"):
+			return err
+		case err != nil:
+			return err // not yet listening
+		case n != 1001:
+			t.Fatalf("restarted fusion answered a partial tree: %d files", n)
+		}
+		return nil
+	})
 	must(t, c.statMatches("/while-down.txt"))
 }
 
