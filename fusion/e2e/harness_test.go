@@ -296,3 +296,5 @@ func num(v any) uint64 {
 	}
 	return 0
 }
+
+func bytesContains(b []byte, s string) bool { return strings.Contains(string(b), s) }

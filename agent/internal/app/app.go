@@ -18,6 +18,7 @@ import (
 	"github.com/fustor/fustor/agent/internal/pipe"
 	"github.com/fustor/fustor/agent/internal/sender"
 	"github.com/fustor/fustor/agent/internal/source/fs"
+	"github.com/fustor/fustor/agent/internal/source/journal"
 )
 
 // Options are test hooks; the zero value is production.
@@ -27,9 +28,12 @@ type Options struct {
 }
 
 type source struct {
-	id       string
-	watch    bool
-	src      *fs.Source
+	id    string
+	uri   string
+	watch bool
+	src   pipe.Source
+	// fs is set for the fs driver: its watcher feeds the bus.
+	fs       *fs.Source
 	bus      *bus.Bus[fs.Event]
 	realtime atomic.Bool
 }
@@ -57,12 +61,11 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Agent, error) {
 		a.retry = 30 * time.Second
 	}
 	for id, sc := range cfg.Sources {
-		src, err := fs.New(log.With(zap.String("source", id)), fs.Config{Root: sc.Root, Excludes: sc.Excludes,
-			ModifyThrottle: sc.ModifyThrottle, Workers: sc.ScanWorkers})
+		s, err := newSource(log.With(zap.String("source", id)), id, sc)
 		if err != nil {
 			return nil, fmt.Errorf("create source %s: %w", id, err)
 		}
-		a.sources[id] = &source{id: id, src: src, bus: bus.New[fs.Event](sc.BusCapacity), watch: !sc.DisableRealtime}
+		a.sources[id] = s
 	}
 	senders := map[string]*sender.GRPC{}
 	for id, sc := range cfg.Senders {
@@ -76,7 +79,7 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Agent, error) {
 	}
 	for id, pc := range cfg.Pipes {
 		src := a.sources[pc.Source]
-		a.pipes[id] = pipe.New(log, pipe.Config{ID: id, AgentID: cfg.AgentID, SourceURI: "fs://" + cfg.Sources[pc.Source].Root,
+		a.pipes[id] = pipe.New(log, pipe.Config{ID: id, AgentID: cfg.AgentID, SourceURI: src.uri,
 			BatchSize: pc.BatchSize, TimeoutHint: pc.TimeoutHint, BackoffMin: pc.BackoffMin, BackoffMax: pc.BackoffMax, AuditInterval: pc.AuditInterval, StuckAfter: pc.StuckAfter},
 			src.src, src.bus, senders[pc.Sender], src.realtime.Load)
 	}
@@ -104,6 +107,9 @@ func (a *Agent) Run(ctx context.Context) error {
 // watch keeps the realtime watcher running; while it is down the pipes run degraded
 // (can_realtime=false) and snapshots keep the view eventually consistent.
 func (a *Agent) watch(ctx context.Context, s *source) error {
+	if s.fs == nil {
+		return nil // a log source delivers realtime per session (Follow)
+	}
 	if !s.watch {
 		a.log.Info("realtime disabled by configuration; running degraded", zap.String("source", s.id))
 		<-ctx.Done()
@@ -111,7 +117,7 @@ func (a *Agent) watch(ctx context.Context, s *source) error {
 	}
 	for {
 		s.realtime.Store(true)
-		err := s.src.Watch(ctx, func(ev fs.Event) { s.bus.Publish(ev) })
+		err := s.fs.Watch(ctx, func(ev fs.Event) { s.bus.Publish(ev) })
 		s.realtime.Store(false)
 		if ctx.Err() != nil {
 			return nil
@@ -131,4 +137,21 @@ func (a *Agent) close() {
 	for _, s := range a.senders {
 		_ = s.Close()
 	}
+}
+
+func newSource(log *zap.Logger, id string, sc config.Source) (*source, error) {
+	if sc.Driver == "journal" {
+		j, err := journal.New(log, sc.Path)
+		if err != nil {
+			return nil, err
+		}
+		s := &source{id: id, uri: "journal://" + sc.Path, src: j}
+		s.realtime.Store(true)
+		return s, nil
+	}
+	f, err := fs.New(log, fs.Config{Root: sc.Root, Excludes: sc.Excludes, ModifyThrottle: sc.ModifyThrottle, Workers: sc.ScanWorkers})
+	if err != nil {
+		return nil, err
+	}
+	return &source{id: id, uri: "fs://" + sc.Root, src: f, fs: f, bus: bus.New[fs.Event](sc.BusCapacity), watch: !sc.DisableRealtime}, nil
 }

@@ -33,6 +33,8 @@ type Source struct {
 	Driver string `koanf:"driver"`
 	// Root is the directory the fs source watches and scans.
 	Root string `koanf:"root"`
+	// Path is the journal driver's event log (JSON lines with increasing indexes).
+	Path string `koanf:"path"`
 	// Excludes are glob patterns matched against basenames and relative paths.
 	Excludes []string `koanf:"excludes"`
 	// ModifyThrottle coalesces bursts of writes to one file.
@@ -143,11 +145,17 @@ func (c *Config) Validate() error {
 	}
 	for _, id := range slices.Sorted(maps.Keys(c.Sources)) {
 		s := c.Sources[id]
-		if s.Driver != "fs" {
-			errs = append(errs, fmt.Errorf("sources.%s: unknown driver %q (want fs)", id, s.Driver))
-		}
-		if st, err := os.Stat(s.Root); err != nil || !st.IsDir() {
-			errs = append(errs, fmt.Errorf("sources.%s: root %q is not a readable directory", id, s.Root))
+		switch s.Driver {
+		case "fs":
+			if st, err := os.Stat(s.Root); err != nil || !st.IsDir() {
+				errs = append(errs, fmt.Errorf("sources.%s: root %q is not a readable directory", id, s.Root))
+			}
+		case "journal":
+			if st, err := os.Stat(s.Path); err != nil || st.IsDir() {
+				errs = append(errs, fmt.Errorf("sources.%s: journal path %q is not a readable file", id, s.Path))
+			}
+		default:
+			errs = append(errs, fmt.Errorf("sources.%s: unknown driver %q (want fs or journal)", id, s.Driver))
 		}
 		if s.ScanWorkers < 0 || s.BusCapacity <= 0 || s.ModifyThrottle < 0 {
 			errs = append(errs, fmt.Errorf("sources.%s: scan_workers, bus_capacity and modify_throttle must not be negative", id))

@@ -34,6 +34,13 @@ type Source interface {
 	Counters() map[string]uint64
 }
 
+// Resumer is a source that can continue from a committed index (a replayable log), unlike
+// inotify, whose position is lost on restart.
+type Resumer interface {
+	Follow(ctx context.Context, from uint64, batch int, emit func([]fs.Event) error) error
+	LastIndex() (uint64, error)
+}
+
 // Config is one pipe's settings.
 type Config struct {
 	ID, AgentID, SourceURI string
@@ -162,6 +169,7 @@ type session struct {
 	out     chan outItem
 	roleCh  chan struct{}
 	cmds    chan *fustorv1.Command
+	resumed bool // realtime continues from the committed index: no snapshot needed
 	resnap  atomic.Bool
 }
 
@@ -170,7 +178,7 @@ func (p *Pipe) runSession(ctx context.Context) (established bool, err error) {
 	resp, err := p.snd.CreateSession(cctx, &fustorv1.CreateSessionRequest{
 		AgentId: p.cfg.AgentID, TaskId: p.cfg.ID, TimeoutHint: durationpb.New(p.cfg.TimeoutHint),
 		SchemaName: "fs", SchemaVersion: 1, SourceUri: p.cfg.SourceURI,
-		Capabilities: &fustorv1.Capabilities{CanRealtime: p.canRealtime()},
+		Capabilities: &fustorv1.Capabilities{CanRealtime: p.canRealtime(), CanResume: p.resumer() != nil},
 	})
 	cancel()
 	if err != nil {
@@ -197,14 +205,20 @@ func (p *Pipe) runSession(ctx context.Context) (established bool, err error) {
 		p.closeSession(s.id)
 		return true, fmt.Errorf("open push stream: %w", err)
 	}
-	// Subscribe before the snapshot starts: every change after this point reaches Fusion as
-	// realtime, and everything before it is covered by the snapshot.
-	sub := p.bus.Subscribe()
+	// Where realtime starts decides whether a snapshot is needed (DESIGN.md §4.1 step 4): a
+	// replayable source continues from the committed index and needs none; otherwise the bus
+	// is subscribed before the snapshot starts, so every later change arrives as realtime.
+	realtime, resumed, err := s.realtimeFrom(resp.GetCommittedIndex())
+	if err != nil {
+		p.closeSession(s.id)
+		return true, err
+	}
+	s.resumed = resumed
 	g, gctx := errgroup.WithContext(sctx)
 	g.Go(func() error { return guard("heartbeat", func() error { return s.heartbeat(gctx) }) })
 	g.Go(func() error { return guard("push sender", func() error { return s.send(gctx, stream) }) })
 	g.Go(func() error { return guard("push receiver", func() error { return s.recv(stream) }) })
-	g.Go(func() error { return guard("realtime", func() error { return s.realtime(gctx, sub) }) })
+	g.Go(func() error { return guard("realtime", func() error { return realtime(gctx) }) })
 	g.Go(func() error { return guard("leader", func() error { return s.lead(gctx) }) })
 	g.Go(func() error { return guard("commands", func() error { return s.commands(gctx) }) })
 	s.roleChanged()
@@ -214,6 +228,40 @@ func (p *Pipe) runSession(ctx context.Context) (established bool, err error) {
 	}
 	p.role.Store(int32(fustorv1.Role_ROLE_UNSPECIFIED))
 	return true, err
+}
+
+func (p *Pipe) resumer() Resumer {
+	r, _ := p.src.(Resumer)
+	return r
+}
+
+// realtimeFrom returns the session's realtime loop and whether it resumes from committed.
+func (s *session) realtimeFrom(committed uint64) (func(context.Context) error, bool, error) {
+	r := s.p.resumer()
+	if r == nil {
+		sub := s.p.bus.Subscribe()
+		return func(ctx context.Context) error { return s.realtime(ctx, sub) }, false, nil
+	}
+	from, resumed := committed, committed > 0
+	if !resumed {
+		// Nothing committed: the snapshot covers the log up to now; follow what comes after.
+		last, err := r.LastIndex()
+		if err != nil {
+			return nil, false, fmt.Errorf("find the end of the log: %w", err)
+		}
+		from = last
+	}
+	s.p.log.Info("realtime from the source's log", zap.Uint64("from_index", from), zap.Bool("resumed", resumed))
+	follow := func(ctx context.Context) error {
+		err := r.Follow(ctx, from, s.p.cfg.BatchSize, func(evs []fs.Event) error {
+			return s.emit(ctx, outItem{source: fustorv1.MessageSource_MESSAGE_SOURCE_REALTIME, events: evs})
+		})
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	return follow, resumed, nil
 }
 
 func (p *Pipe) closeSession(id string) {

@@ -151,7 +151,7 @@ func (s *session) lead(ctx context.Context) error {
 	var (
 		cancel  context.CancelFunc = func() {}
 		running chan struct{}
-		snapped bool
+		snapped = s.resumed // a resumed session has nothing to re-snapshot
 	)
 	defer func() {
 		cancel()
