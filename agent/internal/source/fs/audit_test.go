@@ -86,3 +86,42 @@ func TestAuditTrueSilence(t *testing.T) {
 		t.Fatalf("after Reset the audit sent %d rows; want all 8", len(third))
 	}
 }
+
+// BenchmarkAuditUnchanged compares, on one tree, a full snapshot walk with an audit of the
+// unchanged tree (every directory silent after a first audit). The tree is
+// FUSTOR_FS_FIND_DIR when set, else a generated one of 100,000 files.
+func BenchmarkAuditUnchanged(b *testing.B) {
+	root := os.Getenv("FUSTOR_FS_FIND_DIR")
+	if root == "" {
+		root = b.TempDir()
+		mkTree(b, root, 100_000)
+	}
+	s := newSource(b, root, nil)
+	walk := func(f func(func([]Event) error) (WalkStats, error)) (time.Duration, int) {
+		rows := 0
+		start := time.Now()
+		if _, err := f(func(evs []Event) error { rows += len(evs); return nil }); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(start), rows
+	}
+	var full, audit time.Duration
+	var fullRows, auditRows int
+	for b.Loop() {
+		d, n := walk(func(emit func([]Event) error) (WalkStats, error) {
+			return s.Snapshot(context.Background(), "/", KindSnapshot, emit)
+		})
+		full, fullRows = full+d, n
+		cache := NewAuditCache()
+		if _, err := s.Audit(context.Background(), cache, func([]Event) error { return nil }); err != nil {
+			b.Fatal(err)
+		}
+		d, n = walk(func(emit func([]Event) error) (WalkStats, error) { return s.Audit(context.Background(), cache, emit) })
+		audit, auditRows = audit+d, n
+	}
+	b.ReportMetric(float64(full.Microseconds())/1000/float64(b.N), "ms/full-walk")
+	b.ReportMetric(float64(audit.Microseconds())/1000/float64(b.N), "ms/unchanged-audit")
+	b.ReportMetric(100*float64(audit)/float64(full), "%-of-full")
+	b.ReportMetric(float64(fullRows), "full-rows")
+	b.ReportMetric(float64(auditRows), "audit-rows")
+}

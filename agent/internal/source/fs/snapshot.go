@@ -140,7 +140,7 @@ func (s *Source) walk(ctx context.Context, rel string, kind Kind, cache *AuditCa
 	w.cancel = cancel
 	w.out = make(chan []Event, 2*workers)
 	w.q.init(queueCap)
-	w.q.put([]dirItem{{rel: rel, abs: abs, row: top, follow: follow}})
+	w.q.put([]dirItem{{rel: rel, abs: abs, row: top, follow: follow, nlink: st.nlink}})
 	stopQueue := context.AfterFunc(wctx, w.q.stop)
 	defer stopQueue()
 
@@ -175,6 +175,9 @@ type dirItem struct {
 	rel, abs string
 	row      Event // the directory's own row, from its parent's listing
 	follow   bool
+	// nlink of the directory: on POSIX file systems 2 + its number of subdirectories, which
+	// lets a silent audit skip listing leaves (< 2 = unknown, e.g. btrfs).
+	nlink uint64
 }
 
 type walker struct {
@@ -288,6 +291,16 @@ func (w *walker) work(ctx context.Context) (ws WalkStats) {
 // rows their own worker sends.
 func (w *walker) dir(ctx context.Context, it dirItem, ws *WalkStats) []dirItem {
 	s := w.s
+	if w.cache != nil && it.nlink == 2 && w.cache.silent(it.rel, it.row.MtimeNs) {
+		// A silent leaf: nothing below it to walk, not even a listing to read.
+		ws.Dirs++
+		ws.Silent++
+		it.row.Flags |= fsbatch.FlagAuditSkipped
+		if w.send(ctx, []Event{it.row}) {
+			w.cache.set(it.rel, it.row.MtimeNs)
+		}
+		return nil
+	}
 	d, err := openDir(it.abs, it.follow)
 	if err != nil {
 		r := classify(err)
@@ -314,25 +327,35 @@ func (w *walker) dir(ctx context.Context, it dirItem, ws *WalkStats) []dirItem {
 	if w.kind == KindAudit {
 		parentMtime = it.row.MtimeNs
 	}
-	s.listDir(d, it.abs, it.rel, ws, func(_, rel string, st fileStat) bool {
-		ev := s.event(w.kind, rel, st, idx)
-		ev.ParentMtimeNs = parentMtime
-		if st.typ == typeDir {
-			subs = append(subs, dirItem{rel: rel, abs: s.abs(rel), row: ev})
-			return true
+	if silent {
+		// True silence: only subdirectories matter, and the entry types from getdents find
+		// them without an lstat per file.
+		var want uint64
+		if it.nlink > 2 {
+			want = it.nlink - 2
 		}
-		if silent {
-			return true // Fusion keeps this directory's files; only subdirectories matter
-		}
-		ws.Files++
-		chunk = append(chunk, ev)
-		if len(chunk) < w.batch {
-			return true
-		}
-		ok := w.send(ctx, chunk)
-		chunk = make([]Event, 0, 64)
-		return ok
-	})
+		subs = w.subdirs(d, it, ws, idx, parentMtime, want)
+	} else {
+		s.listDir(d, it.abs, it.rel, ws, func(_, rel string, st fileStat) bool {
+			ev := s.event(w.kind, rel, st, idx)
+			ev.ParentMtimeNs = parentMtime
+			if st.typ == typeDir {
+				subs = append(subs, dirItem{rel: rel, abs: s.abs(rel), row: ev, nlink: st.nlink})
+				return true
+			}
+			if silent {
+				return true // Fusion keeps this directory's files; only subdirectories matter
+			}
+			ws.Files++
+			chunk = append(chunk, ev)
+			if len(chunk) < w.batch {
+				return true
+			}
+			ok := w.send(ctx, chunk)
+			chunk = make([]Event, 0, 64)
+			return ok
+		})
+	}
 	if len(chunk) > 0 {
 		w.send(ctx, chunk)
 	}
@@ -343,6 +366,53 @@ func (w *walker) dir(ctx context.Context, it dirItem, ws *WalkStats) []dirItem {
 		w.cache.set(it.rel, it.row.MtimeNs)
 	}
 	return subs
+}
+
+// subdirs lists only the subdirectories of a silent directory.
+func (w *walker) subdirs(d *dirHandle, it dirItem, ws *WalkStats, idx uint64, parentMtime int64, want uint64) []dirItem {
+	s := w.s
+	var subs []dirItem
+	for {
+		ents, err := d.entries(readChunk)
+		for _, e := range ents {
+			if !e.IsDir() {
+				continue
+			}
+			name := e.Name()
+			rel := fspath.Join(it.rel, name)
+			if !validName(name) {
+				s.skip(skipInvalidName, rel, nil)
+				ws.Skipped++
+				continue
+			}
+			if s.excluded(rel) {
+				ws.Excluded++
+				continue
+			}
+			st, err := d.lstat(name)
+			if err != nil {
+				s.skip(classify(err), rel, err)
+				ws.Skipped++
+				continue
+			}
+			if st.typ != typeDir {
+				continue // swapped since getdents
+			}
+			ev := s.event(w.kind, rel, st, idx)
+			ev.ParentMtimeNs = parentMtime
+			subs = append(subs, dirItem{rel: rel, abs: s.abs(rel), row: ev, nlink: st.nlink})
+			if want > 0 && uint64(len(subs)) == want {
+				return subs // every subdirectory found: the rest are files
+			}
+		}
+		if err != nil {
+			if err != io.EOF {
+				s.skip(classify(err), it.rel, err)
+				ws.Skipped++
+			}
+			return subs
+		}
+	}
 }
 
 // listDir calls fn with the lstat of every entry of d that the wire can carry and no exclude
