@@ -83,6 +83,23 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Agent, error) {
 			BatchSize: pc.BatchSize, TimeoutHint: pc.TimeoutHint, BackoffMin: pc.BackoffMin, BackoffMax: pc.BackoffMax, AuditInterval: pc.AuditInterval, StuckAfter: pc.StuckAfter},
 			src.src, src.bus, senders[pc.Sender], src.realtime.Load)
 	}
+	// A queue overflow is a known loss of realtime events: every pipe on the source audits.
+	for _, src := range a.sources {
+		if src.fs == nil {
+			continue
+		}
+		var ps []*pipe.Pipe
+		for _, id := range slices.Sorted(maps.Keys(cfg.Pipes)) {
+			if cfg.Pipes[id].Source == src.id {
+				ps = append(ps, a.pipes[id])
+			}
+		}
+		src.fs.SetOnOverflow(func() {
+			for _, p := range ps {
+				p.RequestAudit()
+			}
+		})
+	}
 	return a, nil
 }
 

@@ -51,6 +51,9 @@ type Config struct {
 	AuditInterval time.Duration
 	// StuckAfter restarts a snapshot or audit that handed no rows on for this long (0 = never).
 	StuckAfter time.Duration
+	// RequestedAuditBackoff is the least time between audits requested by RequestAudit
+	// (0 = 1 min).
+	RequestedAuditBackoff time.Duration
 	// Now is the clock (nil = time.Now).
 	Now func() time.Time
 	// CriticalAfter is the number of failures in a row after which each failure is logged at
@@ -69,6 +72,7 @@ type Pipe struct {
 
 	sessions, eventsSent, snapshots, failures, audits atomic.Uint64
 	stuckRestarts                                     atomic.Uint64
+	auditReq                                          chan struct{}
 	walkProgress                                      atomic.Int64
 	committed                                         atomic.Uint64
 	snapshotRunning, auditRunning                     atomic.Bool
@@ -91,10 +95,23 @@ func New(log *zap.Logger, cfg Config, src Source, b *bus.Bus[fs.Event], snd send
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Pipe{log: log.With(zap.String("pipe", cfg.ID)), cfg: cfg, src: src, bus: b, snd: snd, canRealtime: canRealtime}
+	if cfg.RequestedAuditBackoff == 0 {
+		cfg.RequestedAuditBackoff = time.Minute
+	}
+	return &Pipe{log: log.With(zap.String("pipe", cfg.ID)), cfg: cfg, src: src, bus: b, snd: snd, canRealtime: canRealtime,
+		auditReq: make(chan struct{}, 1)}
 }
 
 func (p *Pipe) now() time.Time { return p.cfg.Now() }
+
+// RequestAudit asks the leader for an audit now (after a known loss of realtime events, such as
+// an inotify queue overflow). Requests coalesce; a follower ignores them.
+func (p *Pipe) RequestAudit() {
+	select {
+	case p.auditReq <- struct{}{}:
+	default:
+	}
+}
 
 // Status is a pipe's state for operators and tests.
 type Status struct {

@@ -210,19 +210,30 @@ func (s *session) duties(sessCtx, ctx context.Context, snapshot bool) {
 	if snapshot {
 		s.supervise(ctx, "snapshot", s.snapshot)
 	}
-	if s.p.cfg.AuditInterval <= 0 {
-		return
-	}
 	cache := fs.NewAuditCache()
-	t := time.NewTicker(s.p.cfg.AuditInterval)
-	defer t.Stop()
+	var tick <-chan time.Time
+	if s.p.cfg.AuditInterval > 0 {
+		t := time.NewTicker(s.p.cfg.AuditInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	var lastRequested time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-			s.supervise(ctx, "audit", func(ctx context.Context) { s.audit(sessCtx, ctx, cache) })
+		case <-tick:
+		case <-s.p.auditReq:
+			// Lost realtime events (queue overflow): audit now, but not more often than the
+			// backoff, so an overflowing watcher cannot loop the walk.
+			if now := s.p.now(); !lastRequested.IsZero() && now.Sub(lastRequested) < s.p.cfg.RequestedAuditBackoff {
+				continue
+			} else {
+				lastRequested = now
+			}
+			s.p.log.Warn("realtime events were lost; auditing now")
 		}
+		s.supervise(ctx, "audit", func(ctx context.Context) { s.audit(sessCtx, ctx, cache) })
 	}
 }
 
