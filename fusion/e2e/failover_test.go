@@ -138,7 +138,15 @@ func TestStoppedAgentExpiresAndComesBack(t *testing.T) {
 	first, err := c.sessionOf("e2e-agent")
 	must(t, err)
 	must(t, c.agent.cmd.Process.Signal(syscall.SIGSTOP))
-	eventually(t, 30*time.Second, "session expires", func() error {
+	c.waitNoSessions("session expires while the agent is stopped")
+	must(t, c.agent.cmd.Process.Signal(syscall.SIGCONT))
+	c.waitNewSession("e2e-agent", first.ID)
+	c.waitFiles(60*time.Second, "/", 1000)
+}
+
+func (c *cluster) waitNoSessions(what string) {
+	c.t.Helper()
+	eventually(c.t, 30*time.Second, what, func() error {
 		list, err := c.sessions()
 		if err != nil {
 			return err
@@ -148,16 +156,19 @@ func TestStoppedAgentExpiresAndComesBack(t *testing.T) {
 		}
 		return nil
 	})
-	must(t, c.agent.cmd.Process.Signal(syscall.SIGCONT))
-	eventually(t, 30*time.Second, "agent re-creates its session", func() error {
-		s, err := c.sessionOf("e2e-agent")
+}
+
+// waitNewSession waits until agent has a session other than old.
+func (c *cluster) waitNewSession(agent, old string) {
+	c.t.Helper()
+	eventually(c.t, 60*time.Second, agent+" creates a new session by itself", func() error {
+		s, err := c.sessionOf(agent)
 		if err != nil {
 			return err
 		}
-		if s.ID == first.ID {
+		if s.ID == old {
 			return errors.New("same session")
 		}
 		return nil
 	})
-	c.waitFiles(60*time.Second, "/", 1000)
 }

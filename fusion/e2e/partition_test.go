@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -102,27 +101,9 @@ func TestPartitionExpiresSessionAndRecovers(t *testing.T) {
 	for i := range 5 {
 		must(t, os.WriteFile(filepath.Join(root, "d00", fmt.Sprintf("during-cut-%d.dat", i)), []byte("x"), 0o644))
 	}
-	eventually(t, 30*time.Second, "session expires during the cut", func() error {
-		list, err := c.sessions()
-		if err != nil {
-			return err
-		}
-		if len(list) != 0 {
-			return fmt.Errorf("%d sessions", len(list))
-		}
-		return nil
-	})
+	c.waitNoSessions("session expires during the cut")
 	p.restore()
-	eventually(t, 60*time.Second, "agent reconnects with a new session", func() error {
-		s, err := c.sessionOf("e2e-agent")
-		if err != nil {
-			return err
-		}
-		if s.ID == first.ID {
-			return errors.New("same session")
-		}
-		return nil
-	})
+	c.waitNewSession("e2e-agent", first.ID)
 	c.waitFiles(60*time.Second, "/", 1005)
 	for i := range 5 {
 		must(t, c.statMatches(fmt.Sprintf("/d00/during-cut-%d.dat", i)))
