@@ -166,7 +166,8 @@ func newSource(log *zap.Logger, id string, sc config.Source) (*source, error) {
 		s.realtime.Store(true)
 		return s, nil
 	}
-	f, err := fs.New(log, fs.Config{Root: sc.Root, Excludes: sc.Excludes, ModifyThrottle: sc.ModifyThrottle, Workers: sc.ScanWorkers})
+	f, err := fs.New(log, fs.Config{Root: sc.Root, Excludes: sc.Excludes, ModifyThrottle: sc.ModifyThrottle,
+		Workers: sc.ScanWorkers, HotThreshold: sc.HotThreshold})
 	if err != nil {
 		return nil, err
 	}

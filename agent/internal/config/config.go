@@ -41,6 +41,9 @@ type Source struct {
 	ModifyThrottle time.Duration `koanf:"modify_throttle"`
 	// ScanWorkers is the snapshot walk's parallelism (0 = number of cores).
 	ScanWorkers int `koanf:"scan_workers"`
+	// HotThreshold: snapshot files younger than this are sent last, after a re-check
+	// (0 = 30 s, negative = never).
+	HotThreshold time.Duration `koanf:"hot_threshold"`
 	// BusCapacity bounds the events buffered for slow pipes.
 	BusCapacity int `koanf:"bus_capacity"`
 	// DisableRealtime turns watching off: the pipes run degraded (can_realtime=false), kept

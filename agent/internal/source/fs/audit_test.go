@@ -125,3 +125,41 @@ func BenchmarkAuditUnchanged(b *testing.B) {
 	b.ReportMetric(float64(fullRows), "full-rows")
 	b.ReportMetric(float64(auditRows), "audit-rows")
 }
+
+// TestSnapshotDefersHotFiles: files younger than the hot threshold are sent after the cold
+// ones; a file with a write in progress is left to realtime.
+func TestSnapshotDefersHotFiles(t *testing.T) {
+	root := t.TempDir()
+	old := time.Now().Add(-time.Hour)
+	for _, p := range []string{"cold1", "hot", "cold2"} {
+		if err := os.WriteFile(filepath.Join(root, p), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if p != "hot" {
+			if err := os.Chtimes(filepath.Join(root, p), old, old); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := os.WriteFile(filepath.Join(root, "writing"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := newSource(t, root, func(c *Config) { c.HotThreshold = time.Minute; c.Now = time.Now })
+	s.writing = map[string]struct{}{"/writing": {}} // as the watcher records a write in progress
+	var order []string
+	ws, err := s.Snapshot(context.Background(), "/", KindSnapshot, func(evs []Event) error {
+		for _, e := range evs {
+			order = append(order, e.Path)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(order) != 4 || order[len(order)-1] != "/hot" || slices.Contains(order, "/writing") {
+		t.Fatalf("order %v", order)
+	}
+	if ws.Deferred != 1 || ws.LeftToRealtime != 1 || ws.Files != 3 {
+		t.Fatalf("stats %+v", ws)
+	}
+}

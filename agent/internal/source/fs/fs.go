@@ -16,6 +16,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -94,6 +95,9 @@ type Config struct {
 	ModifyThrottle time.Duration
 	// Workers is the snapshot walk's parallelism (0 = runtime.NumCPU()).
 	Workers int
+	// HotThreshold: snapshot files with an mtime younger than this are deferred and re-checked
+	// after the cold ones are sent (0 = DefaultHotThreshold, negative = never defer).
+	HotThreshold time.Duration
 	// BatchSize bounds the events of one Snapshot emit (0 = DefaultBatchSize).
 	BatchSize int
 	// Now is the event clock (nil = time.Now); Event.Index = Now().UnixMilli(). The caller
@@ -111,6 +115,9 @@ func (c *Config) Default() {
 	}
 	if c.Workers == 0 {
 		c.Workers = runtime.NumCPU()
+	}
+	if c.HotThreshold == 0 {
+		c.HotThreshold = DefaultHotThreshold
 	}
 	if c.BatchSize == 0 {
 		c.BatchSize = DefaultBatchSize
@@ -158,6 +165,11 @@ type Source struct {
 	onOverflow atomic.Pointer[func()]
 	c          counters
 
+	// writingMu guards writing, the running watcher's set of files with a write in progress:
+	// the watcher goroutine changes it under the lock, snapshots read it.
+	writingMu sync.RWMutex
+	writing   map[string]struct{}
+
 	// testHookListed runs between listing a directory and lstat-ing its entries, so tests can
 	// make entries vanish in that window.
 	testHookListed func(abs string)
@@ -188,6 +200,17 @@ func New(logger *zap.Logger, cfg Config) (*Source, error) {
 		s.onOverflow.Store(&f)
 	}
 	return s, nil
+}
+
+// DefaultHotThreshold is the age below which a snapshot defers a file.
+const DefaultHotThreshold = 30 * time.Second
+
+// beingWritten reports whether the watcher saw a write to rel without its close yet.
+func (s *Source) beingWritten(rel string) bool {
+	s.writingMu.RLock()
+	defer s.writingMu.RUnlock()
+	_, ok := s.writing[rel]
+	return ok
 }
 
 // Root returns the absolute root directory.

@@ -25,7 +25,8 @@ var fixedNow = time.UnixMilli(1_700_000_000_123)
 
 func newSource(t testing.TB, root string, mod func(*Config)) *Source {
 	t.Helper()
-	cfg := Config{Root: root, Now: func() time.Time { return fixedNow }}
+	// Trees made by a test are all "hot"; deferral has its own test (TestSnapshotDefersHotFiles).
+	cfg := Config{Root: root, Now: func() time.Time { return fixedNow }, HotThreshold: -1}
 	if mod != nil {
 		mod(&cfg)
 	}

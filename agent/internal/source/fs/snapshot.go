@@ -26,6 +26,11 @@ type WalkStats struct {
 	Excluded uint64
 	// Silent counts directories an audit found unchanged (sent audit_skipped, files not sent).
 	Silent uint64
+	// LeftToRealtime counts files a snapshot skipped because a write to them is in progress:
+	// their close-write will carry them.
+	LeftToRealtime uint64
+	// Deferred counts hot files a snapshot sent last, after re-checking them.
+	Deferred uint64
 }
 
 func (w *WalkStats) add(o WalkStats) {
@@ -34,6 +39,8 @@ func (w *WalkStats) add(o WalkStats) {
 	w.Skipped += o.Skipped
 	w.Excluded += o.Excluded
 	w.Silent += o.Silent
+	w.LeftToRealtime += o.LeftToRealtime
+	w.Deferred += o.Deferred
 }
 
 // queueCap bounds the shared work queue; a worker keeps what does not fit on its own stack.
@@ -126,6 +133,9 @@ func (s *Source) walk(ctx context.Context, rel string, kind Kind, cache *AuditCa
 		}
 	}
 	w := &walker{s: s, kind: kind, batch: s.cfg.BatchSize, cache: cache}
+	if kind == KindSnapshot && s.cfg.HotThreshold > 0 {
+		w.hotAfter = s.cfg.Now().Add(-s.cfg.HotThreshold).UnixNano()
+	}
 	if st.typ != typeDir {
 		if st.typ == typeSymlink {
 			s.c.symlinks.Add(1)
@@ -163,7 +173,45 @@ func (s *Source) walk(ctx context.Context, rel string, kind Kind, cache *AuditCa
 	if err == nil {
 		err = ctx.Err()
 	}
+	if err == nil && len(w.deferred) > 0 {
+		err = w.sendDeferred(ctx, &ws, emit)
+	}
 	return ws, err
+}
+
+// sendDeferred re-checks the hot files the walk held back and sends them after the cold ones;
+// one that is being written by now is left to realtime, one that vanished is skipped.
+func (w *walker) sendDeferred(ctx context.Context, ws *WalkStats, emit func([]Event) error) error {
+	slices.Sort(w.deferred)
+	idx := w.s.index()
+	var out []Event
+	for _, rel := range w.deferred {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if w.s.beingWritten(rel) {
+			ws.LeftToRealtime++
+			continue
+		}
+		st, err := lstatPath(w.s.abs(rel), false)
+		if err != nil {
+			w.s.skip(classify(err), rel, err)
+			ws.Skipped++
+			continue
+		}
+		ws.Files++
+		ws.Deferred++
+		if out = append(out, w.s.event(w.kind, rel, st, idx)); len(out) == w.batch {
+			if err := w.emit(emit, out); err != nil {
+				return err
+			}
+			out = nil
+		}
+	}
+	if len(out) > 0 {
+		return w.emit(emit, out)
+	}
+	return nil
 }
 
 func parentOf(rel string) string {
@@ -181,15 +229,19 @@ type dirItem struct {
 }
 
 type walker struct {
-	s      *Source
-	kind   Kind
-	cache  *AuditCache // audits only; nil = list every directory
-	batch  int
-	q      workQueue
-	out    chan []Event
-	cancel context.CancelFunc
-	errMu  sync.Mutex
-	err    error
+	s     *Source
+	kind  Kind
+	cache *AuditCache // audits only; nil = list every directory
+	// hotAfter: snapshot files with an mtime after it are deferred (0 = none).
+	hotAfter int64
+	deferMu  sync.Mutex
+	deferred []string
+	batch    int
+	q        workQueue
+	out      chan []Event
+	cancel   context.CancelFunc
+	errMu    sync.Mutex
+	err      error
 }
 
 func (w *walker) fail(err error) {
@@ -345,6 +397,18 @@ func (w *walker) dir(ctx context.Context, it dirItem, ws *WalkStats) []dirItem {
 			}
 			if silent {
 				return true // Fusion keeps this directory's files; only subdirectories matter
+			}
+			if w.kind == KindSnapshot {
+				if s.beingWritten(rel) {
+					ws.LeftToRealtime++ // its close-write will carry it
+					return true
+				}
+				if w.hotAfter != 0 && st.mtimeNs > w.hotAfter {
+					w.deferMu.Lock()
+					w.deferred = append(w.deferred, rel)
+					w.deferMu.Unlock()
+					return true
+				}
 			}
 			ws.Files++
 			chunk = append(chunk, ev)

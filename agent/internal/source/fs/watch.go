@@ -27,8 +27,24 @@ type realtime struct {
 }
 
 func newRealtime(s *Source, emit func(Event)) *realtime {
-	return &realtime{s: s, emit: emit, thr: throttle{window: s.cfg.ModifyThrottle, ents: map[string]*thrEnt{}},
+	r := &realtime{s: s, emit: emit, thr: throttle{window: s.cfg.ModifyThrottle, ents: map[string]*thrEnt{}},
 		writing: map[string]struct{}{}}
+	s.writingMu.Lock()
+	s.writing = r.writing
+	s.writingMu.Unlock()
+	return r
+}
+
+// setWriting adds or removes rel from the write-in-progress set; the lock lets snapshots read
+// the set while the watcher changes it.
+func (r *realtime) setWriting(rel string, on bool) {
+	r.s.writingMu.Lock()
+	if on {
+		r.writing[rel] = struct{}{}
+	} else {
+		delete(r.writing, rel)
+	}
+	r.s.writingMu.Unlock()
 }
 
 func (r *realtime) send(ev Event) {
@@ -66,20 +82,25 @@ func (r *realtime) remove(rel string, isDir bool) {
 // forget drops the write state of rel (and of everything below it for a directory).
 func (r *realtime) forget(rel string, isDir bool) {
 	r.thr.cancel(rel)
+	r.s.writingMu.Lock()
 	delete(r.writing, rel)
 	if isDir {
-		r.thr.cancelWithin(rel)
 		for p := range r.writing {
 			if fspath.IsWithin(p, rel) {
 				delete(r.writing, p)
 			}
 		}
 	}
+	r.s.writingMu.Unlock()
+	if isDir {
+		r.thr.cancelWithin(rel)
+	}
 }
 
 // moveWriting carries the write state of a renamed entry (a whole subtree for a directory).
 func (r *realtime) moveWriting(from, to string, isDir bool) {
 	moved := map[string]struct{}{}
+	r.s.writingMu.Lock()
 	for p := range r.writing {
 		if p == from || (isDir && fspath.IsWithin(p, from)) {
 			delete(r.writing, p)
@@ -89,6 +110,7 @@ func (r *realtime) moveWriting(from, to string, isDir bool) {
 	for p := range moved {
 		r.writing[p] = struct{}{}
 	}
+	r.s.writingMu.Unlock()
 	r.thr.cancel(from)
 	if isDir {
 		r.thr.cancelWithin(from)
@@ -104,7 +126,7 @@ func (r *realtime) isWriting(rel string) bool {
 // folded into one trailing upsert (flushDue) so the last state is never lost.
 func (r *realtime) modified(rel string, now time.Time) {
 	if !r.plain {
-		r.writing[rel] = struct{}{}
+		r.setWriting(rel, true)
 	}
 	if r.thr.modify(rel, now) {
 		r.upsert(rel, !r.plain)

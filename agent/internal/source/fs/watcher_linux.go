@@ -222,7 +222,7 @@ func (w *inotify) handle(wd int, mask, cookie uint32, name string, now time.Time
 		w.remove(rel, isDir)
 	case mask&unix.IN_CLOSE_WRITE != 0:
 		w.thr.cancel(rel)
-		delete(w.writing, rel)
+		w.setWriting(rel, false)
 		w.upsert(rel, false)
 	case mask&unix.IN_MODIFY != 0:
 		w.modified(rel, now)
@@ -262,7 +262,7 @@ func (w *inotify) created(rel string, isDir, movedIn bool) {
 	}
 	partial := !movedIn && st.typ == typeRegular && st.nlink <= 1
 	if partial {
-		w.writing[rel] = struct{}{}
+		w.setWriting(rel, true)
 	}
 	w.upsertStat(rel, st, partial)
 }
