@@ -2,6 +2,7 @@ package fs
 
 import (
 	"fmt"
+	"path"
 	"runtime"
 	"testing"
 
@@ -107,7 +108,8 @@ func BenchmarkStats(b *testing.B) {
 
 func BenchmarkFind(b *testing.B) {
 	v := bigView(b)
-	for _, m := range []Matcher{{Name: "data_0249.dat"}, {Glob: "data_01*.dat"}} {
+	submission := path.Base(path.Dir(benchRows(1)[0].Parent)) // one submission's uuid directory
+	for _, m := range []Matcher{{Name: "data_0249.dat"}, {Name: submission}, {Glob: "data_01*.dat"}} {
 		b.Run(m.Name+m.Glob, func(b *testing.B) {
 			for b.Loop() {
 				if _, _, err := v.Find("/", m, 1000); err != nil {

@@ -3,7 +3,6 @@ package fs
 import (
 	"container/heap"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/fustor/fustor/sdk/fspath"
@@ -137,7 +136,5 @@ func sortedWithin[V any](m map[string]V, root string, limit int) ([]string, bool
 
 // sortPaths orders paths as the tree walks them: by components.
 func sortPaths(ps []string) {
-	slices.SortFunc(ps, func(a, b string) int {
-		return strings.Compare(strings.ReplaceAll(a, "/", "\x00"), strings.ReplaceAll(b, "/", "\x00"))
-	})
+	slices.SortFunc(ps, comparePaths)
 }

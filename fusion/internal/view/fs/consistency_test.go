@@ -3,6 +3,7 @@ package fs
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -312,4 +313,44 @@ func TestRealtimeRowsSampleTheClockOthersDoNot(t *testing.T) {
 		t.Fatalf("samples %d", v.clock.Samples())
 	}
 	_ = errors.New
+}
+
+// TestFindByNameMatchesAWalk checks the per-directory index lookup of exact-name finds against
+// a full walk on random trees.
+func TestFindByNameMatchesAWalk(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	v, c := newClockedView(t)
+	for range 5000 {
+		randomOp(t, r, v, c)
+	}
+	for _, root := range []string{"/", "/n1", "/n2/n3"} {
+		if _, err := v.Stat(root); err != nil {
+			continue
+		}
+		for _, m := range []Matcher{{Name: "n4"}, {Name: "n0", DirsOnly: true}, {Name: "n5", FilesOnly: true}, {Name: "absent"}} {
+			var want []string
+			_ = v.Walk(root, 0, func(e Entry) bool {
+				if e.Name == m.Name && !(m.DirsOnly && !e.IsDir) && !(m.FilesOnly && e.IsDir) {
+					want = append(want, e.Path)
+				}
+				return true
+			})
+			got, truncated, err := v.Find(root, m, 1000)
+			if err != nil || truncated {
+				t.Fatal(err, truncated)
+			}
+			var paths []string
+			for _, e := range got {
+				paths = append(paths, e.Path)
+			}
+			if !slices.Equal(paths, want) {
+				t.Fatalf("Find(%s, %+v) = %v\nwalk: %v", root, m, paths, want)
+			}
+			if len(want) > 2 {
+				if got, truncated, _ := v.Find(root, m, 2); len(got) != 2 || !truncated || got[0].Path != want[0] {
+					t.Fatalf("limited find %v %v", got, truncated)
+				}
+			}
+		}
+	}
 }

@@ -187,6 +187,10 @@ func (v *View) Find(root string, m Matcher, limit int) (entries []Entry, truncat
 	if err != nil {
 		return nil, false, err
 	}
+	if m.Name != "" {
+		entries, truncated = v.findName(id, m, limit)
+		return entries, truncated, nil
+	}
 	w := &walker{v: v, maxDepth: int(^uint(0) >> 1), fn: func(id uint32, p string) bool {
 		n := v.a.get(id)
 		if !m.match(v.a.name(n), n.isDir()) {
@@ -201,6 +205,69 @@ func (v *View) Find(root string, m Matcher, limit int) (entries []Entry, truncat
 	}}
 	w.walk(id, root, 1, nil)
 	return entries, truncated, nil
+}
+
+// findName finds an exact basename with one child-index lookup per directory of the subtree
+// instead of visiting every node: directories are a small fraction of a file tree.
+func (v *View) findName(root uint32, m Matcher, limit int) ([]Entry, bool) {
+	if fspath.ValidName(m.Name) != nil {
+		return nil, false
+	}
+	type hit struct {
+		id   uint32
+		path string
+	}
+	var hits []hit
+	for dir := range v.dirs {
+		if !v.isWithin(dir, root) {
+			continue
+		}
+		if id := v.idx.lookup(v.a, dir, m.Name); id != 0 && m.match(v.a.name(v.a.get(id)), v.a.get(id).isDir()) {
+			hits = append(hits, hit{id, v.pathOf(id)})
+		}
+	}
+	slices.SortFunc(hits, func(a, b hit) int { return comparePaths(a.path, b.path) })
+	truncated := len(hits) > limit
+	if truncated {
+		hits = hits[:limit]
+	}
+	entries := make([]Entry, len(hits))
+	for i, h := range hits {
+		entries[i] = v.entry(h.id, h.path)
+	}
+	return entries, truncated
+}
+
+// isWithin reports whether node id is root or below it.
+func (v *View) isWithin(id, root uint32) bool {
+	for ; id != 0; id = v.a.get(id).parent {
+		if id == root {
+			return true
+		}
+	}
+	return false
+}
+
+// comparePaths orders paths as the tree walk does: component by component, i.e. as if "/"
+// sorted before every other byte.
+func comparePaths(a, b string) int {
+	for i := 0; i < len(a) && i < len(b); i++ {
+		ca, cb := a[i], b[i]
+		if ca == cb {
+			continue
+		}
+		if ca == '/' {
+			return -1
+		}
+		if cb == '/' {
+			return 1
+		}
+		if ca < cb {
+			return -1
+		}
+		return 1
+	}
+	return len(a) - len(b)
 }
 
 // Stats returns the aggregates of the subtree at p (a file counts itself).
