@@ -253,6 +253,7 @@ func (s *session) audit(sessCtx, ctx context.Context, cache *fs.AuditCache) {
 		}
 		_ = s.emit(sessCtx, outItem{control: &fustorv1.PushRequest{Payload: &fustorv1.PushRequest_AuditEnd{AuditEnd: end}}})
 	}()
+	start := time.Now()
 	st, err := s.p.src.Audit(ctx, cache, func(evs []fs.Event) error {
 		s.progressed()
 		return s.emit(ctx, outItem{source: fustorv1.MessageSource_MESSAGE_SOURCE_AUDIT, events: evs})
@@ -263,8 +264,12 @@ func (s *session) audit(sessCtx, ctx context.Context, cache *fs.AuditCache) {
 		return
 	}
 	s.p.audits.Add(1)
-	s.p.log.Info("audit sent", zap.Uint64("dirs", st.Dirs), zap.Uint64("silent_dirs", st.Silent), zap.Uint64("files", st.Files), zap.Uint64("skipped", st.Skipped))
+	s.p.log.Info("audit sent", zap.Uint64("dirs", st.Dirs), zap.Uint64("silent_dirs", st.Silent), zap.Uint64("files", st.Files), zap.Uint64("skipped", st.Skipped),
+		zap.Float64("duration_ms", msSince(start)))
 }
+
+// msSince is the wall time since start in ms, logged so benchmarks can read walk times.
+func msSince(start time.Time) float64 { return float64(time.Since(start).Microseconds()) / 1e3 }
 
 // snapshot walks the whole source and sends it between snapshot start and end markers. It
 // never fails the session: a failed walk is reported in the end marker.
@@ -277,6 +282,7 @@ func (s *session) snapshot(ctx context.Context) {
 		return
 	}
 	var rows uint64
+	start := time.Now()
 	st, err := s.p.src.Snapshot(ctx, fspath.Root, fs.KindSnapshot, func(evs []fs.Event) error {
 		s.progressed()
 		rows += uint64(len(evs))
@@ -290,7 +296,8 @@ func (s *session) snapshot(ctx context.Context) {
 		end.Failed, end.Error = true, err.Error()
 		s.p.log.Error("snapshot failed", zap.Error(err))
 	} else {
-		s.p.log.Info("snapshot sent", zap.Uint64("rows", rows), zap.Uint64("dirs", st.Dirs), zap.Uint64("files", st.Files), zap.Uint64("skipped", st.Skipped))
+		s.p.log.Info("snapshot sent", zap.Uint64("rows", rows), zap.Uint64("dirs", st.Dirs), zap.Uint64("files", st.Files), zap.Uint64("skipped", st.Skipped),
+			zap.Float64("duration_ms", msSince(start)))
 	}
 	_ = s.emit(ctx, outItem{control: &fustorv1.PushRequest{Payload: &fustorv1.PushRequest_SnapshotEnd{SnapshotEnd: end}}})
 }

@@ -44,6 +44,7 @@ type Fusion struct {
 	sentinel map[string]time.Duration // pipe → sentinel interval
 	sweep    time.Duration
 	panics   atomic.Uint64
+	debug    *server.Debug // nil unless server.debug_listen is set
 }
 
 // New builds Fusion and binds its listener.
@@ -103,6 +104,12 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Fusion, error) {
 		return nil, err
 	}
 	f.srv = srv
+	if cfg.Server.DebugListen != "" {
+		if f.debug, err = server.NewDebug(log, cfg.Server.DebugListen); err != nil {
+			srv.Close()
+			return nil, err
+		}
+	}
 	rcv := receiver.New(log, f.sessions, infos)
 	fustorv1.RegisterSessionServiceServer(srv.GRPC(), rcv)
 	fustorv1.RegisterPushServiceServer(srv.GRPC(), rcv)
@@ -127,6 +134,9 @@ func (f *Fusion) Run(ctx context.Context) error {
 		}
 	}
 	g.Go(func() error { return f.srv.Run(gctx) })
+	if f.debug != nil {
+		g.Go(func() error { return f.debug.Run(gctx) })
+	}
 	err := g.Wait()
 	f.sessions.CloseAll("fusion shutting down")
 	return err

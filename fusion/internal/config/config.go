@@ -32,6 +32,9 @@ type Server struct {
 	MaxSessions int `koanf:"max_sessions"`
 	// MaxRecvMsgBytes bounds one incoming gRPC message.
 	MaxRecvMsgBytes int `koanf:"max_recv_msg_bytes"`
+	// DebugListen, when set, serves /debug/pprof/ and /debug/memstats over plain HTTP on this
+	// address (keep it on loopback): profiles and heap figures for operators and benchmarks.
+	DebugListen string `koanf:"debug_listen"`
 }
 
 // Log configures zap.
@@ -152,6 +155,11 @@ func (c *Config) Validate() error {
 	var errs []error
 	if _, _, err := net.SplitHostPort(c.Server.Listen); err != nil {
 		errs = append(errs, fmt.Errorf("server.listen %q: %w", c.Server.Listen, err))
+	}
+	if c.Server.DebugListen != "" {
+		if _, _, err := net.SplitHostPort(c.Server.DebugListen); err != nil {
+			errs = append(errs, fmt.Errorf("server.debug_listen %q: %w", c.Server.DebugListen, err))
+		}
 	}
 	if c.Server.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("server.shutdown_timeout must be positive"))

@@ -127,3 +127,6 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Close releases the listener of a server that will not Run.
+func (s *Server) Close() { _ = s.lis.Close() }

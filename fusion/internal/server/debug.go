@@ -1,0 +1,110 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Debug serves /debug/pprof/ and /debug/memstats over plain HTTP. It is off unless
+// server.debug_listen is set, and meant for loopback: profiles are how a missed performance
+// target is investigated, and memstats is how benchmarks read the heap per file.
+type Debug struct {
+	log *zap.Logger
+	ln  net.Listener
+	srv *http.Server
+}
+
+// MemStats is the JSON document of /debug/memstats. With ?gc=1 a collection runs first, so
+// heap_inuse is what live data holds.
+type MemStats struct {
+	HeapAlloc  uint64 `json:"heap_alloc"`
+	HeapInuse  uint64 `json:"heap_inuse"`
+	HeapSys    uint64 `json:"heap_sys"`
+	Sys        uint64 `json:"sys"`
+	NumGC      uint32 `json:"num_gc"`
+	Goroutines int    `json:"goroutines"`
+	// RSS is the resident set from /proc/self/status (0 where unavailable).
+	RSS uint64 `json:"rss"`
+}
+
+// NewDebug binds addr.
+func NewDebug(log *zap.Logger, addr string) (*Debug, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen debug %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("/debug/memstats", serveMemStats)
+	return &Debug{log: log, ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}, nil
+}
+
+// Addr returns the bound address.
+func (d *Debug) Addr() net.Addr { return d.ln.Addr() }
+
+// Run serves until ctx is done; it returns nil on cancel.
+func (d *Debug) Run(ctx context.Context) error {
+	d.log.Info("debug endpoint listening", zap.String("addr", d.ln.Addr().String()))
+	errc := make(chan error, 1)
+	go func() { errc <- d.srv.Serve(d.ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve debug: %w", err)
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if err := d.srv.Shutdown(sctx); err != nil {
+			_ = d.srv.Close()
+		}
+		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve debug: %w", err)
+		}
+		return nil
+	}
+}
+
+func serveMemStats(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Query().Get("gc") == "1" {
+		runtime.GC()
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	out := MemStats{HeapAlloc: ms.HeapAlloc, HeapInuse: ms.HeapInuse, HeapSys: ms.HeapSys, Sys: ms.Sys,
+		NumGC: ms.NumGC, Goroutines: runtime.NumGoroutine(), RSS: selfRSS()}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(out)
+}
+
+// selfRSS reads VmRSS from /proc/self/status in bytes.
+func selfRSS() uint64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
