@@ -5,6 +5,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -165,6 +166,11 @@ type cluster struct {
 	realtime bool
 	// agentAddr is where the agent sends (Fusion itself, or a proxy in front of it).
 	agentAddr string
+	// maxWatches is the agent's watch budget (0 = none); auditEvery overrides auditInterval.
+	maxWatches int
+	auditEvery string
+	// sessionTimeout overrides the pipe's 3 s session timeout.
+	sessionTimeout string
 }
 
 func newCluster(t testing.TB, root string) *cluster {
@@ -198,19 +204,19 @@ receivers:
     api_keys:
       - {key: ingest-key, pipe: main}
 pipes:
-  main: {receiver: default, views: [files], session_timeout: 3s}
+  main: {receiver: default, views: [files], session_timeout: %s}
 views:
   files: {driver: fs, live: true, query_keys: [query-key]}
-`, c.addr)
+`, c.addr, cmp.Or(c.sessionTimeout, "3s"))
 	agentCfg := fmt.Sprintf(`agent_id: e2e-agent
 log: {level: debug}
 sources:
-  data: {root: %s, modify_throttle: 200ms, disable_realtime: %v}
+  data: {root: %s, modify_throttle: 200ms, disable_realtime: %v, max_watches: %d}
 senders:
   fusion: {address: %s, api_key: ingest-key}
 pipes:
   main: {source: data, sender: fusion, batch_size: 500, backoff_min: 100ms, backoff_max: 500ms, audit_interval: %s}
-`, c.root, !c.realtime, c.agentAddr, auditInterval)
+`, c.root, !c.realtime, c.maxWatches, c.agentAddr, cmp.Or(c.auditEvery, auditInterval))
 	must(t, os.WriteFile(filepath.Join(c.cfgDir, "fusion.yaml"), []byte(fusionCfg), 0o644))
 	must(t, os.WriteFile(filepath.Join(c.cfgDir, "agent.yaml"), []byte(agentCfg), 0o644))
 }

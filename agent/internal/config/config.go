@@ -46,6 +46,10 @@ type Source struct {
 	HotThreshold time.Duration `koanf:"hot_threshold"`
 	// BusCapacity bounds the events buffered for slow pipes.
 	BusCapacity int `koanf:"bus_capacity"`
+	// MaxWatches is the watch budget: at most this many directories are watched in real time,
+	// the most recently active first; the rest are left to audit (0 = as many as the kernel's
+	// fs.inotify.max_user_watches allows; hitting that limit lowers the budget, never fails).
+	MaxWatches int `koanf:"max_watches"`
 	// DisableRealtime turns watching off: the pipes run degraded (can_realtime=false), kept
 	// consistent by snapshot, audits and on-demand scans. For mounts where watching is useless.
 	DisableRealtime bool `koanf:"disable_realtime"`
@@ -160,8 +164,8 @@ func (c *Config) Validate() error {
 		default:
 			errs = append(errs, fmt.Errorf("sources.%s: unknown driver %q (want fs or journal)", id, s.Driver))
 		}
-		if s.ScanWorkers < 0 || s.BusCapacity <= 0 || s.ModifyThrottle < 0 {
-			errs = append(errs, fmt.Errorf("sources.%s: scan_workers, bus_capacity and modify_throttle must not be negative", id))
+		if s.ScanWorkers < 0 || s.BusCapacity <= 0 || s.ModifyThrottle < 0 || s.MaxWatches < 0 {
+			errs = append(errs, fmt.Errorf("sources.%s: scan_workers, bus_capacity, modify_throttle and max_watches must not be negative", id))
 		}
 	}
 	for _, id := range slices.Sorted(maps.Keys(c.Senders)) {

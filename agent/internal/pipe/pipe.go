@@ -257,7 +257,10 @@ func (s *session) realtimeFrom(committed uint64) (func(context.Context) error, b
 	r := s.p.resumer()
 	if r == nil {
 		sub := s.p.bus.Subscribe()
-		return func(ctx context.Context) error { return s.realtime(ctx, sub) }, false, nil
+		return func(ctx context.Context) error {
+			defer sub.Close()
+			return s.realtime(ctx, sub)
+		}, false, nil
 	}
 	from, resumed := committed, committed > 0
 	if !resumed {
@@ -345,6 +348,11 @@ func (p *Pipe) progress() *fustorv1.Progress {
 		if len(k) > 8 && k[:8] == "skipped_" {
 			skipped += v
 		}
+	}
+	if p.bus != nil {
+		b := p.bus.Stats()
+		c["bus_published"], c["bus_rejected"], c["bus_lost"] = b.Published, b.Rejected, b.Lost
+		c["bus_splits"], c["bus_merges"], c["bus_lanes"] = b.Splits, b.Merges, uint64(b.Lanes)
 	}
 	return &fustorv1.Progress{SnapshotRunning: p.snapshotRunning.Load(), AuditRunning: p.auditRunning.Load(), EventsSent: p.eventsSent.Load(),
 		ErrorsSkipped: skipped, Watches: c["watches"], Counters: c}

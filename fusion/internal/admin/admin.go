@@ -66,7 +66,7 @@ func (s *Service) ListSessions(_ context.Context, req *fustorv1.ListSessionsRequ
 			SessionId: ss.ID, PipeId: ss.Pipe.ID, Views: ss.Pipe.Views, Role: ss.Role(),
 			AgentId: ss.Info.AgentID, TaskId: ss.Info.TaskID, SourceUri: ss.Info.SourceURI,
 			CanRealtime: ss.CanRealtime(), CreatedAt: timestamppb.New(ss.Created),
-			LastHeartbeat: timestamppb.New(ss.LastSeen()), Counters: ss.Counters(),
+			LastHeartbeat: timestamppb.New(ss.LastSeen()), Counters: ss.Counters(), Progress: ss.Progress(),
 		})
 	}
 	return out, nil

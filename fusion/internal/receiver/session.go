@@ -106,7 +106,7 @@ func (r *Receiver) Heartbeat(ctx context.Context, req *fustorv1.HeartbeatRequest
 		return nil, err
 	}
 	r.sessions.Touch(s)
-	if _, err := r.sessions.Heartbeat(s.ID, req.GetCanRealtime()); err != nil {
+	if _, err := r.sessions.Heartbeat(s.ID, req.GetCanRealtime(), req.GetProgress()); err != nil {
 		return nil, err
 	}
 	s.Count("heartbeats", 1)

@@ -52,6 +52,7 @@ type Session struct {
 	lastSeen    atomic.Int64 // unix ns, Fusion clock
 	leader      atomic.Bool
 	canRealtime atomic.Bool
+	progress    atomic.Pointer[fustorv1.Progress]
 
 	// Out carries control messages (role changes, commands) to the push stream's sender.
 	// Bounded: when full, new messages are dropped and counted, which is safe because every
@@ -221,16 +222,22 @@ func (m *Manager) Get(id string) (*Session, error) {
 // Touch refreshes a session's liveness.
 func (m *Manager) Touch(s *Session) { s.lastSeen.Store(m.now().UnixNano()) }
 
-// Heartbeat refreshes a session and records its capability.
-func (m *Manager) Heartbeat(id string, canRealtime bool) (*Session, error) {
+// Heartbeat refreshes a session and records its capability and progress (nil keeps the last).
+func (m *Manager) Heartbeat(id string, canRealtime bool, progress *fustorv1.Progress) (*Session, error) {
 	s, err := m.Get(id)
 	if err != nil {
 		return nil, err
 	}
 	m.Touch(s)
 	s.canRealtime.Store(canRealtime)
+	if progress != nil {
+		s.progress.Store(progress)
+	}
 	return s, nil
 }
+
+// Progress returns the agent's status from its last heartbeat (nil before the first).
+func (s *Session) Progress() *fustorv1.Progress { return s.progress.Load() }
 
 // Close ends a session explicitly.
 func (m *Manager) Close(id string) error {

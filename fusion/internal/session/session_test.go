@@ -58,7 +58,7 @@ func TestExpiryPromotesFollowerAndIdlesView(t *testing.T) {
 	// The follower keeps heartbeating; the leader stops.
 	for range 3 {
 		c.Add(4 * time.Second)
-		if _, err := m.Heartbeat(f.ID, true); err != nil {
+		if _, err := m.Heartbeat(f.ID, true, nil); err != nil {
 			t.Fatal(err)
 		}
 		m.Sweep()

@@ -302,7 +302,10 @@ type SessionInfo struct {
 	// counters are per-session figures (batches, rows, snapshots, audits, rejected, ...).
 	Counters map[string]uint64 `protobuf:"bytes,10,rep,name=counters,proto3" json:"counters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	// source_uri is the agent's source description.
-	SourceUri     string `protobuf:"bytes,11,opt,name=source_uri,json=sourceUri,proto3" json:"source_uri,omitempty"`
+	SourceUri string `protobuf:"bytes,11,opt,name=source_uri,json=sourceUri,proto3" json:"source_uri,omitempty"`
+	// progress is the agent pipe's status from its last heartbeat: activity, rows sent, watches,
+	// and its source's counters (skips by reason, overflows, watch budget, bus, clock drift).
+	Progress      *Progress `protobuf:"bytes,12,opt,name=progress,proto3" json:"progress,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -412,6 +415,13 @@ func (x *SessionInfo) GetSourceUri() string {
 		return x.SourceUri
 	}
 	return ""
+}
+
+func (x *SessionInfo) GetProgress() *Progress {
+	if x != nil {
+		return x.Progress
+	}
+	return nil
 }
 
 // ListSessionsResponse lists sessions.
@@ -721,7 +731,7 @@ var File_fustor_v1_admin_proto protoreflect.FileDescriptor
 
 const file_fustor_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x15fustor/v1/admin.proto\x12\tfustor.v1\x1a\x16fustor/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n" +
+	"\x15fustor/v1/admin.proto\x12\tfustor.v1\x1a\x16fustor/v1/common.proto\x1a\x17fustor/v1/session.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n" +
 	"\x10ListPipesRequest\"\xbc\x02\n" +
 	"\bPipeInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
@@ -738,7 +748,7 @@ const file_fustor_v1_admin_proto_rawDesc = "" +
 	"\x11ListPipesResponse\x12)\n" +
 	"\x05pipes\x18\x01 \x03(\v2\x13.fustor.v1.PipeInfoR\x05pipes\")\n" +
 	"\x13ListSessionsRequest\x12\x12\n" +
-	"\x04view\x18\x01 \x01(\tR\x04view\"\xf3\x03\n" +
+	"\x04view\x18\x01 \x01(\tR\x04view\"\xa4\x04\n" +
 	"\vSessionInfo\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x17\n" +
@@ -754,7 +764,8 @@ const file_fustor_v1_admin_proto_rawDesc = "" +
 	"\bcounters\x18\n" +
 	" \x03(\v2$.fustor.v1.SessionInfo.CountersEntryR\bcounters\x12\x1d\n" +
 	"\n" +
-	"source_uri\x18\v \x01(\tR\tsourceUri\x1a;\n" +
+	"source_uri\x18\v \x01(\tR\tsourceUri\x12/\n" +
+	"\bprogress\x18\f \x01(\v2\x13.fustor.v1.ProgressR\bprogress\x1a;\n" +
 	"\rCountersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"J\n" +
@@ -810,7 +821,8 @@ var file_fustor_v1_admin_proto_goTypes = []any{
 	nil,                                   // 11: fustor.v1.SessionInfo.CountersEntry
 	(Role)(0),                             // 12: fustor.v1.Role
 	(*timestamppb.Timestamp)(nil),         // 13: google.protobuf.Timestamp
-	(*ViewMeta)(nil),                      // 14: fustor.v1.ViewMeta
+	(*Progress)(nil),                      // 14: fustor.v1.Progress
+	(*ViewMeta)(nil),                      // 15: fustor.v1.ViewMeta
 }
 var file_fustor_v1_admin_proto_depIdxs = []int32{
 	1,  // 0: fustor.v1.ListPipesResponse.pipes:type_name -> fustor.v1.PipeInfo
@@ -818,22 +830,23 @@ var file_fustor_v1_admin_proto_depIdxs = []int32{
 	13, // 2: fustor.v1.SessionInfo.created_at:type_name -> google.protobuf.Timestamp
 	13, // 3: fustor.v1.SessionInfo.last_heartbeat:type_name -> google.protobuf.Timestamp
 	11, // 4: fustor.v1.SessionInfo.counters:type_name -> fustor.v1.SessionInfo.CountersEntry
-	4,  // 5: fustor.v1.ListSessionsResponse.sessions:type_name -> fustor.v1.SessionInfo
-	14, // 6: fustor.v1.AdminViewInfo.meta:type_name -> fustor.v1.ViewMeta
-	7,  // 7: fustor.v1.AdminServiceListViewsResponse.views:type_name -> fustor.v1.AdminViewInfo
-	0,  // 8: fustor.v1.AdminService.ListPipes:input_type -> fustor.v1.ListPipesRequest
-	3,  // 9: fustor.v1.AdminService.ListSessions:input_type -> fustor.v1.ListSessionsRequest
-	6,  // 10: fustor.v1.AdminService.ListViews:input_type -> fustor.v1.AdminServiceListViewsRequest
-	9,  // 11: fustor.v1.AdminService.Reload:input_type -> fustor.v1.ReloadRequest
-	2,  // 12: fustor.v1.AdminService.ListPipes:output_type -> fustor.v1.ListPipesResponse
-	5,  // 13: fustor.v1.AdminService.ListSessions:output_type -> fustor.v1.ListSessionsResponse
-	8,  // 14: fustor.v1.AdminService.ListViews:output_type -> fustor.v1.AdminServiceListViewsResponse
-	10, // 15: fustor.v1.AdminService.Reload:output_type -> fustor.v1.ReloadResponse
-	12, // [12:16] is the sub-list for method output_type
-	8,  // [8:12] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	14, // 5: fustor.v1.SessionInfo.progress:type_name -> fustor.v1.Progress
+	4,  // 6: fustor.v1.ListSessionsResponse.sessions:type_name -> fustor.v1.SessionInfo
+	15, // 7: fustor.v1.AdminViewInfo.meta:type_name -> fustor.v1.ViewMeta
+	7,  // 8: fustor.v1.AdminServiceListViewsResponse.views:type_name -> fustor.v1.AdminViewInfo
+	0,  // 9: fustor.v1.AdminService.ListPipes:input_type -> fustor.v1.ListPipesRequest
+	3,  // 10: fustor.v1.AdminService.ListSessions:input_type -> fustor.v1.ListSessionsRequest
+	6,  // 11: fustor.v1.AdminService.ListViews:input_type -> fustor.v1.AdminServiceListViewsRequest
+	9,  // 12: fustor.v1.AdminService.Reload:input_type -> fustor.v1.ReloadRequest
+	2,  // 13: fustor.v1.AdminService.ListPipes:output_type -> fustor.v1.ListPipesResponse
+	5,  // 14: fustor.v1.AdminService.ListSessions:output_type -> fustor.v1.ListSessionsResponse
+	8,  // 15: fustor.v1.AdminService.ListViews:output_type -> fustor.v1.AdminServiceListViewsResponse
+	10, // 16: fustor.v1.AdminService.Reload:output_type -> fustor.v1.ReloadResponse
+	13, // [13:17] is the sub-list for method output_type
+	9,  // [9:13] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_fustor_v1_admin_proto_init() }
@@ -842,6 +855,7 @@ func file_fustor_v1_admin_proto_init() {
 		return
 	}
 	file_fustor_v1_common_proto_init()
+	file_fustor_v1_session_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

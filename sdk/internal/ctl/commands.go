@@ -245,12 +245,15 @@ func (c *client) sessions(ctx context.Context) error {
 		return err
 	}
 	return c.print(resp, func(w io.Writer) {
-		fmt.Fprintln(w, "SESSION\tPIPE\tAGENT\tROLE\tREALTIME\tLAST HEARTBEAT\tROWS")
+		fmt.Fprintln(w, "SESSION\tPIPE\tAGENT\tROLE\tREALTIME\tLAST HEARTBEAT\tROWS\tWATCHES\tLEFT TO AUDIT\tSKIPPED\tOVERFLOWS")
 		for _, s := range resp.GetSessions() {
 			role := strings.ToLower(strings.TrimPrefix(s.GetRole().String(), "ROLE_"))
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%v\t%s\t%d\n", s.GetSessionId(), s.GetPipeId(), s.GetAgentId(), role,
-				s.GetCanRealtime(), ts(s.GetLastHeartbeat()), s.GetCounters()["rows"])
+			pr := s.GetProgress()
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%v\t%s\t%d\t%d\t%d\t%d\t%d\n", s.GetSessionId(), s.GetPipeId(), s.GetAgentId(), role,
+				s.GetCanRealtime(), ts(s.GetLastHeartbeat()), s.GetCounters()["rows"], pr.GetWatches(),
+				pr.GetCounters()["dirs_left_to_audit"], pr.GetErrorsSkipped(), pr.GetCounters()["overflows"])
 		}
+		fmt.Fprintln(w, "(every agent counter: fustorctl sessions --json, under progress)")
 	})
 }
 

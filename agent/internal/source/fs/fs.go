@@ -24,6 +24,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/fustor/fustor/agent/internal/eventtime"
 	"github.com/fustor/fustor/sdk/fsbatch"
 	"github.com/fustor/fustor/sdk/fspath"
 )
@@ -62,7 +63,7 @@ type Event struct {
 	Flags   uint32
 	Size    uint64
 	MtimeNs int64
-	// Index is the event time in ms from Config.Now.
+	// Index is the event time in ms from the source's corrected clock (Config.Clock).
 	Index uint64
 	// ParentMtimeNs is the parent directory's mtime; only audit walks fill it.
 	ParentMtimeNs int64
@@ -100,9 +101,15 @@ type Config struct {
 	HotThreshold time.Duration
 	// BatchSize bounds the events of one Snapshot emit (0 = DefaultBatchSize).
 	BatchSize int
-	// Now is the event clock (nil = time.Now); Event.Index = Now().UnixMilli(). The caller
-	// plugs its drift-corrected clock in here.
+	// Now is the agent's wall clock (nil = time.Now), read through Clock.
 	Now func() time.Time
+	// Clock is the one drift-corrected event clock every event's index comes from (nil = a new
+	// one on Now). Watch estimates its drift at the pre-scan.
+	Clock *eventtime.Clock
+	// MaxWatches is the watch budget: at most this many directories are watched, the most
+	// recently active first (0 = no budget of our own; the kernel's limit still applies and
+	// lowers the budget when hit). Unwatched directories are left to audit.
+	MaxWatches int
 	// OnOverflow is called (on the watcher's goroutine) when the kernel dropped events; the
 	// caller should schedule an audit. See also Source.SetOnOverflow.
 	OnOverflow func()
@@ -125,6 +132,9 @@ func (c *Config) Default() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.Clock == nil {
+		c.Clock = eventtime.New(c.Now)
+	}
 }
 
 // Validate reports every invalid setting. Zero values are valid (Default fills them).
@@ -138,6 +148,9 @@ func (c Config) Validate() error {
 	}
 	if c.Workers < 0 {
 		errs = append(errs, fmt.Errorf("workers %d is negative", c.Workers))
+	}
+	if c.MaxWatches < 0 {
+		errs = append(errs, fmt.Errorf("max watches %d is negative", c.MaxWatches))
 	}
 	if c.BatchSize < 0 {
 		errs = append(errs, fmt.Errorf("batch size %d is negative", c.BatchSize))
@@ -241,13 +254,10 @@ func (s *Source) abs(rel string) string {
 	return s.rootPrefix + filepath.FromSlash(rel)
 }
 
-func (s *Source) index() uint64 {
-	ms := s.cfg.Now().UnixMilli()
-	if ms < 0 {
-		return 0
-	}
-	return uint64(ms)
-}
+func (s *Source) index() uint64 { return s.cfg.Clock.Index() }
+
+// Clock returns the source's event clock.
+func (s *Source) Clock() *eventtime.Clock { return s.cfg.Clock }
 
 // excluded reports whether the entry at rel (never the root) matches an exclude pattern.
 func (s *Source) excluded(rel string) bool {
@@ -325,14 +335,17 @@ func (s *Source) skip(r skipReason, rel string, err error) {
 }
 
 type counters struct {
-	skipped                    [numSkipReasons]atomic.Uint64
-	symlinks                   atomic.Uint64
-	watches                    atomic.Int64
-	watchNoSpace, watchErrors  atomic.Uint64
-	overflows, events          atomic.Uint64
-	modifyCoalesced, unknownWd atomic.Uint64
-	movesPaired, movesUnpaired atomic.Uint64
-	snapshotRows, panics       atomic.Uint64
+	skipped                     [numSkipReasons]atomic.Uint64
+	symlinks                    atomic.Uint64
+	watches                     atomic.Int64
+	watchNoSpace, watchErrors   atomic.Uint64
+	overflows, events           atomic.Uint64
+	modifyCoalesced, unknownWd  atomic.Uint64
+	movesPaired, movesUnpaired  atomic.Uint64
+	snapshotRows, panics        atomic.Uint64
+	watchBudget                 atomic.Int64
+	watchesEvicted, leftToAudit atomic.Uint64
+	budgetLowered               atomic.Uint64
 }
 
 // Counters returns the source's counters; every key is always present.
@@ -353,5 +366,11 @@ func (s *Source) Counters() map[string]uint64 {
 	m["moves_unpaired"] = s.c.movesUnpaired.Load()
 	m["snapshot_rows"] = s.c.snapshotRows.Load()
 	m["panics"] = s.c.panics.Load()
+	m["watch_budget"] = uint64(max(s.c.watchBudget.Load(), 0))
+	m["watches_evicted"] = s.c.watchesEvicted.Load()
+	m["watch_budget_lowered"] = s.c.budgetLowered.Load()
+	m["dirs_left_to_audit"] = s.c.leftToAudit.Load()
+	m["clock_drift_ms"] = uint64(max(s.cfg.Clock.Drift().Milliseconds(), 0))
+	m["clock_index_held"] = s.cfg.Clock.Held()
 	return m
 }

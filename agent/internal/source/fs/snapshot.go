@@ -134,7 +134,7 @@ func (s *Source) walk(ctx context.Context, rel string, kind Kind, cache *AuditCa
 	}
 	w := &walker{s: s, kind: kind, batch: s.cfg.BatchSize, cache: cache}
 	if kind == KindSnapshot && s.cfg.HotThreshold > 0 {
-		w.hotAfter = s.cfg.Now().Add(-s.cfg.HotThreshold).UnixNano()
+		w.hotAfter = s.cfg.Clock.Now().Add(-s.cfg.HotThreshold).UnixNano()
 	}
 	if st.typ != typeDir {
 		if st.typ == typeSymlink {

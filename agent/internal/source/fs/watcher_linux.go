@@ -48,7 +48,9 @@ func (s *Source) Watch(ctx context.Context, emit func(Event)) (err error) {
 	f := os.NewFile(uintptr(fd), "inotify")
 	defer f.Close()
 	w := &inotify{realtime: newRealtime(s, emit), fd: fd, wds: map[int]string{}, paths: map[string]int{}, rootWd: -1,
-		addWatch: unix.InotifyAddWatch}
+		addWatch: unix.InotifyAddWatch, budget: s.cfg.MaxWatches}
+	w.lru.init()
+	s.c.watchBudget.Store(int64(w.budget))
 	defer func() { s.c.watches.Add(-int64(len(w.wds))) }()
 	if err := w.watchInitial(ctx); err != nil {
 		return err
@@ -73,7 +75,10 @@ type inotify struct {
 	rootWd   int
 	moves    []pendingMove // IN_MOVED_FROM waiting for its IN_MOVED_TO, oldest first
 	rootGone error
-	full     bool // the watch limit was hit; logged once
+	// budget is the most watches held at once, the root's included (0 = no limit of ours);
+	// ENOSPC lowers it. lru orders the other watched directories by activity (budget_linux.go).
+	budget int
+	lru    watchLRU
 	// rewatch is set by an overflow: directories created in the lost events have no watch.
 	rewatch bool
 	// addWatch is unix.InotifyAddWatch; tests replace it to hit the watch limit.
@@ -115,9 +120,9 @@ func (w *inotify) loop(ctx context.Context, f *os.File) error {
 		}
 		if w.rewatch {
 			// Content is the audit's job (OnOverflow); keeping realtime alive is ours.
-			w.rewatch, w.full = false, false
+			w.rewatch = false
 			before := len(w.wds)
-			w.watchTree(ctx)
+			w.rebalance(w.watchTree(ctx), false)
 			w.s.log.Info("watches refreshed after overflow", zap.Int("watches", len(w.wds)), zap.Int("added", len(w.wds)-before))
 		}
 		w.expireMoves(now, false)
@@ -182,6 +187,7 @@ func (w *inotify) handle(wd int, mask, cookie uint32, name string, now time.Time
 		w.s.c.unknownWd.Add(1)
 		return
 	}
+	w.lru.touch(wd, now.UnixNano())
 	if name == "" {
 		// Events about a watched directory itself also reach its parent, with a name.
 		if wd == w.rootWd && mask&(unix.IN_DELETE_SELF|unix.IN_MOVE_SELF|unix.IN_UNMOUNT) != 0 {
@@ -330,28 +336,34 @@ func (w *inotify) watchInitial(ctx context.Context) error {
 	}
 	w.rootWd = wd
 	w.bind(wd, fspath.Root)
-	w.watchTree(ctx)
+	w.rebalance(w.watchTree(ctx), true)
 	return nil
 }
 
-// watchTree adds the watches missing below the root; it emits nothing.
-func (w *inotify) watchTree(ctx context.Context) {
+// watchTree adds the watches missing below the root while the budget lasts, each before its
+// directory is listed, and returns every directory it met with its mtime (the pre-scan that
+// rebalance ranks and estimates the drift from). It emits nothing.
+func (w *inotify) watchTree(ctx context.Context) []dirSeen {
+	var seen []dirSeen
 	stack := []string{fspath.Root}
 	for len(stack) > 0 && ctx.Err() == nil {
 		dir := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		if dir != fspath.Root && !w.watchDir(dir) {
-			if w.full {
-				// Every further add would fail the same way; audit covers the rest.
-				return
+		wd, ok := w.paths[dir]
+		if !ok {
+			wd = -1
+			if !w.atBudget() {
+				wd = w.addDirWatch(dir, false)
 			}
-			continue
 		}
 		abs := w.s.abs(dir)
 		d, err := openDir(abs, dir == fspath.Root)
 		if err != nil {
 			w.s.skip(classify(err), dir, err)
 			continue
+		}
+		if st, err := d.lstat("."); err == nil {
+			seen = append(seen, dirSeen{rel: dir, mtimeNs: st.mtimeNs, wd: wd})
 		}
 		for {
 			// DirEntry types come from getdents (d_type): no lstat per file here.
@@ -373,34 +385,25 @@ func (w *inotify) watchTree(ctx context.Context) {
 		}
 		d.close()
 	}
+	return seen
 }
 
-func (w *inotify) watchNew(rel string) { w.watchDir(rel) }
+func (w *inotify) watchNew(rel string) {
+	if _, ok := w.paths[rel]; ok {
+		return
+	}
+	if w.addDirWatch(rel, true) < 0 && w.atBudget() {
+		w.s.c.leftToAudit.Add(1)
+	}
+}
 
-// watchDir adds a watch on the directory rel and reports whether it could.
-func (w *inotify) watchDir(rel string) bool {
-	wd, err := w.addWatch(w.fd, w.s.abs(rel), watchMask)
-	if err == nil {
-		w.bind(wd, rel)
-		return true
+// watchFailed counts and logs a watch refused for another reason than the kernel's limit.
+func (w *inotify) watchFailed(rel string, err error) {
+	r := classify(err)
+	if r == skipError {
+		w.s.c.watchErrors.Add(1)
 	}
-	switch r := classify(err); {
-	case errors.Is(err, unix.ENOSPC):
-		w.s.c.watchNoSpace.Add(1)
-		if !w.full {
-			w.full = true
-			w.s.log.Warn("inotify watch limit reached; directories without a watch rely on audit",
-				zap.String("path", rel), zap.Int64("watches", w.s.c.watches.Load()), zap.Error(err))
-		} else {
-			w.s.log.Debug("no watch for directory", zap.String("path", rel), zap.Error(err))
-		}
-	default:
-		if r == skipError {
-			w.s.c.watchErrors.Add(1)
-		}
-		w.s.skip(r, rel, err)
-	}
-	return false
+	w.s.skip(r, rel, err)
 }
 
 // bind records that wd watches rel. inotify returns the existing descriptor for an inode it
@@ -433,6 +436,7 @@ func (w *inotify) unbind(wd int, rmWatch bool) {
 	if w.paths[rel] == wd {
 		delete(w.paths, rel)
 	}
+	w.lru.remove(wd)
 	w.s.c.watches.Add(-1)
 	if rmWatch {
 		// EINVAL when the kernel already dropped it; either way it is gone.

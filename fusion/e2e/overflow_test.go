@@ -1,0 +1,73 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestQueueOverflowConvergesThroughAudit pauses the agent (SIGSTOP: its inotify reader stops)
+// while far more events than the kernel queues (fs.inotify.max_queued_events, 16384 by default)
+// are produced. On SIGCONT the watcher reads IN_Q_OVERFLOW, reports it, and the triggered audit
+// brings the view to the tree's state. Periodic audits are an hour apart and the session
+// outlives the pause, so only the overflow's audit can deliver the lost events.
+func TestQueueOverflowConvergesThroughAudit(t *testing.T) {
+	limit := 16384
+	if b, err := os.ReadFile("/proc/sys/fs/inotify/max_queued_events"); err == nil {
+		_, _ = fmt.Sscan(string(b), &limit)
+	}
+	if limit > 100_000 {
+		t.Skipf("max_queued_events is %d: too many files to overflow it here", limit)
+	}
+	root := makeTree(t)
+	c := newCluster(t, root)
+	c.auditEvery, c.sessionTimeout = "1h", "20s"
+	c.writeConfigs()
+	c.startFusion()
+	c.startAgent()
+	c.waitFiles(60*time.Second, "/", 1000)
+	first, err := c.sessionOf("e2e-agent")
+	must(t, err)
+
+	// Each new file queues IN_CREATE, IN_MODIFY and IN_CLOSE_WRITE.
+	files := limit/3 + 2000
+	burst := filepath.Join(root, "burst")
+	must(t, os.Mkdir(burst, 0o755))
+	c.waitFiles(10*time.Second, "/", 1000) // the directory's own event is in before the pause
+	must(t, c.agent.cmd.Process.Signal(syscall.SIGSTOP))
+	for i := range files {
+		if err := os.WriteFile(filepath.Join(burst, fmt.Sprintf("f%05d", i)), []byte("x"), 0o644); err != nil {
+			_ = c.agent.cmd.Process.Signal(syscall.SIGCONT)
+			t.Fatal(err)
+		}
+	}
+	must(t, c.agent.cmd.Process.Signal(syscall.SIGCONT))
+
+	c.waitFiles(60*time.Second, "/", uint64(1000+files))
+	eventually(t, 30*time.Second, "the overflow reported in the agent's status", func() error {
+		s, err := c.sessionOf("e2e-agent")
+		if err != nil {
+			return err
+		}
+		if s.ID != first.ID {
+			t.Fatalf("the session was replaced during the pause (%s → %s): a snapshot, not the audit, repaired the view", first.ID, s.ID)
+		}
+		doc, err := c.ctlWith("admin-key", "sessions")
+		if err != nil {
+			return err
+		}
+		ss, _ := doc["sessions"].([]any)
+		pr, _ := ss[0].(map[string]any)["progress"].(map[string]any)
+		cs, _ := pr["counters"].(map[string]any)
+		if num(cs["overflows"]) < 1 {
+			return fmt.Errorf("counters %v", cs)
+		}
+		return nil
+	})
+	if err := c.agentLogContains("realtime events were lost; auditing now"); err != nil {
+		t.Fatal(err)
+	}
+}
