@@ -19,6 +19,7 @@ import (
 	"github.com/fustor/fustor/agent/internal/sender"
 	"github.com/fustor/fustor/agent/internal/source/fs"
 	"github.com/fustor/fustor/agent/internal/source/journal"
+	"github.com/fustor/fustor/sdk/debughttp"
 )
 
 // Options are test hooks; the zero value is production.
@@ -45,6 +46,7 @@ type Agent struct {
 	senders []*sender.GRPC
 	pipes   map[string]*pipe.Pipe
 	retry   time.Duration
+	debug   *debughttp.Debug // nil unless debug_listen is set
 }
 
 // New builds the agent; nothing runs until Run.
@@ -59,6 +61,13 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Agent, error) {
 	a := &Agent{log: log, sources: map[string]*source{}, pipes: map[string]*pipe.Pipe{}, retry: opts.WatchRetry}
 	if a.retry == 0 {
 		a.retry = 30 * time.Second
+	}
+	if cfg.DebugListen != "" {
+		d, err := debughttp.New(log, cfg.DebugListen)
+		if err != nil {
+			return nil, err
+		}
+		a.debug = d
 	}
 	for id, sc := range cfg.Sources {
 		s, err := newSource(log.With(zap.String("source", id)), id, sc)
@@ -118,6 +127,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		p := a.pipes[id]
 		g.Go(func() error { return p.Run(gctx) })
 	}
+	if a.debug != nil {
+		g.Go(func() error { return a.debug.Run(gctx) })
+	}
 	return g.Wait()
 }
 
@@ -156,6 +168,9 @@ func (a *Agent) watch(ctx context.Context, s *source) error {
 }
 
 func (a *Agent) close() {
+	if a.debug != nil {
+		a.debug.Close()
+	}
 	for _, s := range a.senders {
 		_ = s.Close()
 	}

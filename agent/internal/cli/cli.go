@@ -38,6 +38,7 @@ func Main(args, environ []string, stderr io.Writer) int {
 	demo := fs.String("demo", "", "watch this directory with the built-in demo configuration")
 	def := config.Default()
 	fs.String("agent_id", "", "globally unique agent id (default: host name)")
+	fs.String("debug_listen", "", "serve /debug/pprof/ and /debug/memstats on this HTTP address (off when empty)")
 	fs.String("log.level", def.Log.Level, "log level: debug, info, warn, error")
 	fs.String("log.format", def.Log.Format, "log format: console or json")
 	if err := fs.Parse(args); err != nil {
@@ -58,6 +59,9 @@ func Main(args, environ []string, stderr io.Writer) int {
 	// agent_id is a top-level key: its flag is mapped by hand (config flags contain a dot).
 	if f := fs.Lookup("agent_id"); f.Changed {
 		cfg.AgentID = f.Value.String()
+	}
+	if f := fs.Lookup("debug_listen"); f.Changed {
+		cfg.DebugListen = f.Value.String()
 	}
 	log, err := logging.New(cfg.Log.Level, cfg.Log.Format)
 	if err != nil {

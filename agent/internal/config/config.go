@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"os"
 	"slices"
 	"time"
@@ -19,6 +20,9 @@ type Config struct {
 	Sources map[string]Source `koanf:"sources"`
 	Senders map[string]Sender `koanf:"senders"`
 	Pipes   map[string]Pipe   `koanf:"pipes"`
+	// DebugListen, when set, serves /debug/pprof/ and /debug/memstats over plain HTTP on this
+	// address (keep it on loopback).
+	DebugListen string `koanf:"debug_listen"`
 }
 
 // Log configures zap.
@@ -149,6 +153,11 @@ func (c *Config) Validate() error {
 	var errs []error
 	if c.AgentID == "" {
 		errs = append(errs, errors.New("agent_id is empty and the host name is unknown"))
+	}
+	if c.DebugListen != "" {
+		if _, _, err := net.SplitHostPort(c.DebugListen); err != nil {
+			errs = append(errs, fmt.Errorf("debug_listen %q: %w", c.DebugListen, err))
+		}
 	}
 	for _, id := range slices.Sorted(maps.Keys(c.Sources)) {
 		s := c.Sources[id]

@@ -23,6 +23,7 @@ import (
 	"github.com/fustor/fustor/fusion/internal/session"
 	"github.com/fustor/fustor/fusion/internal/view"
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
+	"github.com/fustor/fustor/sdk/debughttp"
 )
 
 // Options are test hooks; the zero value is production.
@@ -44,7 +45,7 @@ type Fusion struct {
 	sentinel map[string]time.Duration // pipe → sentinel interval
 	sweep    time.Duration
 	panics   atomic.Uint64
-	debug    *server.Debug // nil unless server.debug_listen is set
+	debug    *debughttp.Debug // nil unless server.debug_listen is set
 }
 
 // New builds Fusion and binds its listener.
@@ -105,7 +106,7 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Fusion, error) {
 	}
 	f.srv = srv
 	if cfg.Server.DebugListen != "" {
-		if f.debug, err = server.NewDebug(log, cfg.Server.DebugListen); err != nil {
+		if f.debug, err = debughttp.New(log, cfg.Server.DebugListen); err != nil {
 			srv.Close()
 			return nil, err
 		}

@@ -362,15 +362,26 @@ func (w *inotify) watchTree(ctx context.Context) []dirSeen {
 			w.s.skip(classify(err), dir, err)
 			continue
 		}
+		// A directory's nlink is 2 + its subdirectories on ext4, xfs and NFS: a leaf (nlink 2)
+		// is not listed at all, and a listing stops once every subdirectory is found. The
+		// leaves hold nearly all the files, so the pre-scan reads few entries. Where nlink
+		// means something else (btrfs reports 1) every directory is read whole.
+		subdirs := -1
 		if st, err := d.lstat("."); err == nil {
 			seen = append(seen, dirSeen{rel: dir, mtimeNs: st.mtimeNs, wd: wd})
+			if st.nlink >= 2 {
+				subdirs = int(st.nlink) - 2
+			}
 		}
-		for {
+		for found := 0; subdirs != 0; {
 			// DirEntry types come from getdents (d_type): no lstat per file here.
 			ents, err := d.entries(readChunk)
 			for _, e := range ents {
 				if !e.IsDir() {
 					continue
+				}
+				if found++; found == subdirs {
+					subdirs = 0 // the last one: this chunk's remaining entries are files
 				}
 				rel := fspath.Join(dir, e.Name())
 				if r, skip := w.hidden(e.Name(), rel); skip {

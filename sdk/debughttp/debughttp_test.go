@@ -1,14 +1,18 @@
-package server
+package debughttp
 
 import (
 	"context"
 	"encoding/json"
 	"net/http"
 	"testing"
+
+	"go.uber.org/goleak"
 )
 
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
 func TestDebugServesMemStatsAndPprof(t *testing.T) {
-	d, err := NewDebug(nil, "127.0.0.1:0")
+	d, err := New(nil, "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,6 @@
-package server
+// Package debughttp is the optional debug endpoint of Fusion and the agent: /debug/pprof/ and
+// /debug/memstats over plain HTTP.
+package debughttp
 
 import (
 	"context"
@@ -17,9 +19,9 @@ import (
 	"go.uber.org/zap"
 )
 
-// Debug serves /debug/pprof/ and /debug/memstats over plain HTTP. It is off unless
-// server.debug_listen is set, and meant for loopback: profiles are how a missed performance
-// target is investigated, and memstats is how benchmarks read the heap per file.
+// Debug serves /debug/pprof/ and /debug/memstats over plain HTTP. It runs only when a
+// debug_listen address is configured, and is meant for loopback: profiles are how a missed
+// performance target is investigated, and memstats is how benchmarks read heap and RSS.
 type Debug struct {
 	log *zap.Logger
 	ln  net.Listener
@@ -39,8 +41,8 @@ type MemStats struct {
 	RSS uint64 `json:"rss"`
 }
 
-// NewDebug binds addr.
-func NewDebug(log *zap.Logger, addr string) (*Debug, error) {
+// New binds addr.
+func New(log *zap.Logger, addr string) (*Debug, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -108,3 +110,6 @@ func selfRSS() uint64 {
 	}
 	return 0
 }
+
+// Close releases the listener of an endpoint that will not Run.
+func (d *Debug) Close() { _ = d.ln.Close() }
