@@ -460,12 +460,25 @@ func findTime(t *testing.T, s string) int64 {
 }
 
 // BenchmarkSnapshotDir walks FUSTOR_FS_FIND_DIR (skipped when unset) with several worker
-// counts, emitting into a counter only.
+// counts, emitting into a counter only, after timing `find -printf '%P|%y|%s|%T@\n'` (output
+// to /dev/null) on the same tree.
 func BenchmarkSnapshotDir(b *testing.B) {
 	root := os.Getenv("FUSTOR_FS_FIND_DIR")
 	if root == "" {
 		b.Skip("FUSTOR_FS_FIND_DIR not set")
 	}
+	// find with the same fields as a snapshot row, in the same run and equally warm.
+	b.Run("find", func(b *testing.B) {
+		if _, err := exec.LookPath("find"); err != nil {
+			b.Skip("no find")
+		}
+		for b.Loop() {
+			cmd := exec.Command("find", root, "-printf", "%P|%y|%s|%T@\n")
+			if err := cmd.Run(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	for _, workers := range []int{1, 2, 4, 8, 16} {
 		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
 			s := newSource(b, root, func(c *Config) { c.Workers = workers })
