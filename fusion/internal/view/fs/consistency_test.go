@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"path"
 	"slices"
 	"testing"
 	"time"
@@ -327,10 +328,15 @@ func TestFindByNameMatchesAWalk(t *testing.T) {
 		if _, err := v.Stat(root); err != nil {
 			continue
 		}
-		for _, m := range []Matcher{{Name: "n4"}, {Name: "n0", DirsOnly: true}, {Name: "n5", FilesOnly: true}, {Name: "absent"}} {
+		for _, m := range []Matcher{{Name: "n4"}, {Name: "n0", DirsOnly: true}, {Name: "n5", FilesOnly: true}, {Name: "absent"},
+			{Glob: "n*"}, {Glob: "*4"}, {Glob: "n[0-2]", DirsOnly: true}, {Glob: "?3", FilesOnly: true}, {Glob: "n\\5"}, {Glob: "x*"}} {
 			var want []string
 			_ = v.Walk(root, 0, func(e Entry) bool {
-				if e.Name == m.Name && !(m.DirsOnly && !e.IsDir) && !(m.FilesOnly && e.IsDir) {
+				ok := e.Name == m.Name
+				if m.Glob != "" {
+					ok, _ = path.Match(m.Glob, e.Name)
+				}
+				if ok && !(m.DirsOnly && !e.IsDir) && !(m.FilesOnly && e.IsDir) {
 					want = append(want, e.Path)
 				}
 				return true

@@ -6,6 +6,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"unsafe"
 
 	"github.com/fustor/fustor/sdk/fspath"
 )
@@ -170,7 +171,8 @@ func (m *Matcher) match(name []byte, dir bool) bool {
 	if m.Name != "" {
 		return string(name) == m.Name
 	}
-	ok, _ := path.Match(m.Glob, string(name))
+	// The name is only read during the call (the view's read lock is held): no copy.
+	ok, _ := path.Match(m.Glob, unsafe.String(unsafe.SliceData(name), len(name)))
 	return ok
 }
 
@@ -187,55 +189,119 @@ func (v *View) Find(root string, m Matcher, limit int) (entries []Entry, truncat
 	if err != nil {
 		return nil, false, err
 	}
-	if m.Name != "" {
-		entries, truncated = v.findName(id, m, limit)
-		return entries, truncated, nil
-	}
-	w := &walker{v: v, maxDepth: int(^uint(0) >> 1), fn: func(id uint32, p string) bool {
-		n := v.a.get(id)
-		if !m.match(v.a.name(n), n.isDir()) {
-			return true
-		}
-		if len(entries) == limit {
-			truncated = true
-			return false
-		}
-		entries = append(entries, v.entry(id, p))
-		return true
-	}}
-	w.walk(id, root, 1, nil)
+	entries, truncated = v.findDFS(id, m, limit)
 	return entries, truncated, nil
 }
 
-// findName finds an exact basename with one child-index lookup per directory of the subtree
-// instead of visiting every node: directories are a small fraction of a file tree.
-func (v *View) findName(root uint32, m Matcher, limit int) ([]Entry, bool) {
-	if fspath.ValidName(m.Name) != nil {
+// findDFS finds entries by basename without building a path or sorting a listing for every
+// node: it walks the directories only, in the order List and Walk use, asks each directory for
+// its matching children (an exact name is one child-index lookup; a glob scans the children
+// unsorted, literal prefix and suffix first), sorts just those, and stops at limit. A
+// directory without subdirectories (its aggregate says so) is never scanned for them.
+func (v *View) findDFS(root uint32, m Matcher, limit int) ([]Entry, bool) {
+	if m.Name != "" && fspath.ValidName(m.Name) != nil {
 		return nil, false
 	}
-	type hit struct {
-		id   uint32
-		path string
-	}
-	var hits []hit
-	for dir := range v.dirs {
-		if !v.isWithin(dir, root) {
-			continue
+	pre, suf := globLiterals(m.Glob)
+	var hits []uint32
+	hitsIn := func(dir uint32) []uint32 {
+		hits = hits[:0]
+		if m.Name != "" {
+			if id := v.idx.lookup(v.a, dir, m.Name); id != 0 {
+				if n := v.a.get(id); m.match(v.a.name(n), n.isDir()) {
+					hits = append(hits, id)
+				}
+			}
+			return hits
 		}
-		if id := v.idx.lookup(v.a, dir, m.Name); id != 0 && m.match(v.a.name(v.a.get(id)), v.a.get(id).isDir()) {
-			hits = append(hits, hit{id, v.pathOf(id)})
+		for ch := v.a.get(dir).firstChild; ch != 0; ch = v.a.get(ch).nextSib {
+			n := v.a.get(ch)
+			name := v.a.name(n)
+			if !bytes.HasPrefix(name, pre) || !bytes.HasSuffix(name, suf) || !m.match(name, n.isDir()) {
+				continue
+			}
+			hits = append(hits, ch)
 		}
+		if len(hits) > 1 {
+			slices.SortFunc(hits, func(x, y uint32) int { return bytes.Compare(v.a.name(v.a.get(x)), v.a.name(v.a.get(y))) })
+		}
+		return hits
 	}
-	slices.SortFunc(hits, func(a, b hit) int { return comparePaths(a.path, b.path) })
-	truncated := len(hits) > limit
-	if truncated {
-		hits = hits[:limit]
+	var entries []Entry
+	truncated := false
+	buf := make([]byte, 0, 256)
+	if root != v.root {
+		buf = append(buf, v.pathOf(root)...)
 	}
-	entries := make([]Entry, len(hits))
-	for i, h := range hits {
-		entries[i] = v.entry(h.id, h.path)
+	var visit func(dir uint32) bool
+	visit = func(dir uint32) bool {
+		base := len(buf)
+		defer func() { buf = buf[:base] }()
+		found := slices.Clone(hitsIn(dir))
+		emit := func(id uint32) bool {
+			if len(entries) == limit {
+				truncated = true
+				return false
+			}
+			buf = append(append(buf[:base], '/'), v.a.name(v.a.get(id))...)
+			entries = append(entries, v.entry(id, string(buf)))
+			return true
+		}
+		if v.dirs[dir].dirs > 0 {
+			for _, sub := range v.sortedSubdirs(dir) {
+				sn := v.a.name(v.a.get(sub))
+				// Pre-order: matches named before sub, then sub itself if it matches, then its subtree.
+				for len(found) > 0 && (found[0] == sub || bytes.Compare(v.a.name(v.a.get(found[0])), sn) < 0) {
+					if !emit(found[0]) {
+						return false
+					}
+					found = found[1:]
+				}
+				buf = append(append(buf[:base], '/'), sn...)
+				if !visit(sub) {
+					return false
+				}
+			}
+		}
+		for _, id := range found {
+			if !emit(id) {
+				return false
+			}
+		}
+		return true
 	}
+	visit(root)
 	return entries, truncated
+}
+
+// globLiterals returns a glob's literal prefix and suffix: every match starts and ends with
+// them, so most names are rejected without running the matcher. The suffix is kept only for
+// globs without classes or escapes, where it is plainly literal.
+func globLiterals(glob string) (prefix, suffix []byte) {
+	if glob == "" {
+		return nil, nil
+	}
+	i := strings.IndexAny(glob, `*?[\`)
+	if i < 0 {
+		return []byte(glob), []byte(glob)
+	}
+	prefix = []byte(glob[:i])
+	if !strings.ContainsAny(glob, `[\`) {
+		suffix = []byte(glob[strings.LastIndexAny(glob, "*?")+1:])
+	}
+	return prefix, suffix
+}
+
+// sortedSubdirs returns a directory's subdirectories ordered by name.
+func (v *View) sortedSubdirs(dir uint32) []uint32 {
+	var out []uint32
+	for ch := v.a.get(dir).firstChild; ch != 0; ch = v.a.get(ch).nextSib {
+		if v.a.get(ch).isDir() {
+			out = append(out, ch)
+		}
+	}
+	slices.SortFunc(out, func(x, y uint32) int { return bytes.Compare(v.a.name(v.a.get(x)), v.a.name(v.a.get(y))) })
+	return out
 }
 
 // isWithin reports whether node id is root or below it.
