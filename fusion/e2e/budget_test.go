@@ -33,16 +33,10 @@ func TestWatchBudgetLeavesColdDirectoriesToAudit(t *testing.T) {
 	c.startAgent()
 	c.waitFiles(60*time.Second, "/", 1000)
 	eventually(t, 30*time.Second, "the agent reports its watch budget", func() error {
-		doc, err := c.ctlWith("admin-key", "sessions")
+		pr, cs, err := c.agentProgress()
 		if err != nil {
 			return err
 		}
-		ss, _ := doc["sessions"].([]any)
-		if len(ss) != 1 {
-			return fmt.Errorf("%d sessions", len(ss))
-		}
-		pr, _ := ss[0].(map[string]any)["progress"].(map[string]any)
-		cs, _ := pr["counters"].(map[string]any)
 		if num(pr["watches"]) != 10 || num(cs["watch_budget"]) != 10 || num(cs["dirs_left_to_audit"]) != 991 {
 			return fmt.Errorf("progress %v", pr)
 		}

@@ -37,6 +37,22 @@ func (c *cluster) sessions() ([]sessionInfo, error) {
 	return out, nil
 }
 
+// agentProgress returns the one session's last heartbeat progress and its source counters, as
+// fustorctl sessions --json prints them.
+func (c *cluster) agentProgress() (progress, counters map[string]any, err error) {
+	doc, err := c.ctlWith("admin-key", "sessions")
+	if err != nil {
+		return nil, nil, err
+	}
+	ss, _ := doc["sessions"].([]any)
+	if len(ss) != 1 {
+		return nil, nil, fmt.Errorf("%d sessions", len(ss))
+	}
+	progress, _ = ss[0].(map[string]any)["progress"].(map[string]any)
+	counters, _ = progress["counters"].(map[string]any)
+	return progress, counters, nil
+}
+
 func (c *cluster) sessionOf(agent string) (sessionInfo, error) {
 	list, err := c.sessions()
 	if err != nil {
