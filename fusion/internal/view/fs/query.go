@@ -214,6 +214,9 @@ func (v *View) findDFS(root uint32, m Matcher, limit int) ([]Entry, bool) {
 			}
 			return hits
 		}
+		if len(pre) > 0 && !v.mayHoldPrefix(dir, pre) {
+			return hits
+		}
 		for ch := v.a.get(dir).firstChild; ch != 0; ch = v.a.get(ch).nextSib {
 			n := v.a.get(ch)
 			name := v.a.name(n)
@@ -272,6 +275,35 @@ func (v *View) findDFS(root uint32, m Matcher, limit int) ([]Entry, bool) {
 	}
 	visit(root)
 	return entries, truncated
+}
+
+// mayHoldPrefix reports whether a child of dir can have a name starting with pre, from the
+// directory's name range. Called under the read lock: a stale range is recomputed and stored
+// atomically (readers racing here compute the same values).
+func (v *View) mayHoldPrefix(dir uint32, pre []byte) bool {
+	g := v.dirs[dir]
+	if g.children == 0 {
+		return false
+	}
+	if g.rangeStale.Load() {
+		var mn, mx uint32
+		for ch := v.a.get(dir).firstChild; ch != 0; ch = v.a.get(ch).nextSib {
+			nm := v.a.name(v.a.get(ch))
+			if mn == 0 || bytes.Compare(nm, v.a.name(v.a.get(mn))) < 0 {
+				mn = ch
+			}
+			if mx == 0 || bytes.Compare(nm, v.a.name(v.a.get(mx))) > 0 {
+				mx = ch
+			}
+		}
+		g.minName.Store(mn)
+		g.maxName.Store(mx)
+		g.rangeStale.Store(false)
+	}
+	lo, hi := v.a.name(v.a.get(g.minName.Load())), v.a.name(v.a.get(g.maxName.Load()))
+	// Names with the prefix form one interval starting at pre; the directory's names lie in
+	// [lo, hi]. They miss each other when hi < pre, or when lo > pre without starting with it.
+	return bytes.Compare(hi, pre) >= 0 && (bytes.Compare(lo, pre) <= 0 || bytes.HasPrefix(lo, pre))
 }
 
 // globLiterals returns a glob's literal prefix and suffix: every match starts and ends with

@@ -4,8 +4,10 @@
 package fs
 
 import (
+	"bytes"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -70,6 +72,12 @@ type dirAgg struct {
 	maxMtime          int64
 	children          int32
 	dirty             bool // maxMtime must be recomputed (a max was removed or lowered)
+	// minName and maxName are the children with the smallest and largest names (0: none), so
+	// a glob's literal prefix can rule a whole directory out without reading its children.
+	// Removing either only marks the range stale; the next query that needs it recomputes it
+	// under the read lock, hence atomics (concurrent readers store the same values).
+	minName, maxName atomic.Uint32
+	rangeStale       atomic.Bool
 }
 
 // View is one fs view.
@@ -182,7 +190,17 @@ func (v *View) insert(parent uint32, name string, dir bool, size, mtime int64, f
 		n.nextSib = p.firstChild
 	}
 	p.firstChild = id
-	v.dirs[parent].children++
+	g := v.dirs[parent]
+	g.children++
+	if !g.rangeStale.Load() {
+		nm := v.a.name(n)
+		if mn := g.minName.Load(); mn == 0 || bytes.Compare(nm, v.a.name(v.a.get(mn))) < 0 {
+			g.minName.Store(id)
+		}
+		if mx := g.maxName.Load(); mx == 0 || bytes.Compare(nm, v.a.name(v.a.get(mx))) > 0 {
+			g.maxName.Store(id)
+		}
+	}
 	v.idx.insert(v.a, id)
 	v.size++
 	var df, dd int64 = 1, 0
@@ -256,7 +274,15 @@ func (v *View) remove(id uint32) {
 	if n.nextSib != 0 {
 		v.a.get(n.nextSib).prevSib = n.prevSib
 	}
-	v.dirs[parent].children--
+	g := v.dirs[parent]
+	g.children--
+	if g.children == 0 {
+		g.minName.Store(0)
+		g.maxName.Store(0)
+		g.rangeStale.Store(false)
+	} else if g.minName.Load() == id || g.maxName.Load() == id {
+		g.rangeStale.Store(true)
+	}
 	v.forgetFlagged(id)
 	// free the subtree iteratively: deep trees must not overflow the stack
 	stack := []uint32{id}

@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -324,7 +325,24 @@ func checkInvariants(t testing.TB, v *View) {
 			t.Fatalf("dir %d has no aggregate", id)
 		}
 		if g.files != files || g.dirs != dirs || g.size != size || g.children != children {
-			t.Fatalf("dir %d aggregate %+v; recount files %d dirs %d size %d children %d", id, *g, files, dirs, size, children)
+			t.Fatalf("dir %d aggregate files %d dirs %d size %d children %d; recount files %d dirs %d size %d children %d",
+				id, g.files, g.dirs, g.size, g.children, files, dirs, size, children)
+		}
+		if !g.rangeStale.Load() {
+			var lo, hi []byte
+			for ch := v.a.get(id).firstChild; ch != 0; ch = v.a.get(ch).nextSib {
+				nm := v.a.name(v.a.get(ch))
+				if lo == nil || bytes.Compare(nm, lo) < 0 {
+					lo = nm
+				}
+				if hi == nil || bytes.Compare(nm, hi) > 0 {
+					hi = nm
+				}
+			}
+			mn, mx := g.minName.Load(), g.maxName.Load()
+			if (mn == 0) != (lo == nil) || (mn != 0 && (!bytes.Equal(v.a.name(v.a.get(mn)), lo) || !bytes.Equal(v.a.name(v.a.get(mx)), hi))) {
+				t.Fatalf("dir %d name range (%d, %d) is not its children's [%q, %q]", id, mn, mx, lo, hi)
+			}
 		}
 		v.aggMu.Lock()
 		m := v.maxMtimeLocked(id)
