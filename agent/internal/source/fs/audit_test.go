@@ -107,18 +107,26 @@ func BenchmarkAuditUnchanged(b *testing.B) {
 	}
 	var full, audit time.Duration
 	var fullRows, auditRows int
+	var walkRSS, auditRSS float64
 	for b.Loop() {
+		resetPeakRSS()
 		d, n := walk(func(emit func([]Event) error) (WalkStats, error) {
 			return s.Snapshot(context.Background(), "/", KindSnapshot, emit)
 		})
 		full, fullRows = full+d, n
+		walkRSS = max(walkRSS, peakRSSMB())
 		cache := NewAuditCache()
 		if _, err := s.Audit(context.Background(), cache, func([]Event) error { return nil }); err != nil {
 			b.Fatal(err)
 		}
+		resetPeakRSS()
 		d, n = walk(func(emit func([]Event) error) (WalkStats, error) { return s.Audit(context.Background(), cache, emit) })
 		audit, auditRows = audit+d, n
+		auditRSS = max(auditRSS, peakRSSMB())
 	}
+	// Peak RSS of the whole test process during each walk (events are counted, not kept).
+	b.ReportMetric(walkRSS, "MiB-peak-rss-walk")
+	b.ReportMetric(auditRSS, "MiB-peak-rss-audit")
 	b.ReportMetric(float64(full.Microseconds())/1000/float64(b.N), "ms/full-walk")
 	b.ReportMetric(float64(audit.Microseconds())/1000/float64(b.N), "ms/unchanged-audit")
 	b.ReportMetric(100*float64(audit)/float64(full), "%-of-full")
