@@ -171,6 +171,8 @@ type cluster struct {
 	auditEvery string
 	// sessionTimeout overrides the pipe's 3 s session timeout.
 	sessionTimeout string
+	// debugListen, when set, is Fusion's server.debug_listen.
+	debugListen string
 }
 
 func newCluster(t testing.TB, root string) *cluster {
@@ -198,6 +200,7 @@ func (c *cluster) writeConfigs() {
   listen: %s
   admin_keys: [admin-key]
   shutdown_timeout: 2s
+  debug_listen: "%s"
 log: {level: debug}
 receivers:
   default:
@@ -207,7 +210,7 @@ pipes:
   main: {receiver: default, views: [files], session_timeout: %s}
 views:
   files: {driver: fs, live: true, query_keys: [query-key]}
-`, c.addr, cmp.Or(c.sessionTimeout, "3s"))
+`, c.addr, c.debugListen, cmp.Or(c.sessionTimeout, "3s"))
 	agentCfg := fmt.Sprintf(`agent_id: e2e-agent
 log: {level: debug}
 sources:

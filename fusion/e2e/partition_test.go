@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -22,6 +23,20 @@ type proxy struct {
 	lis   net.Listener
 	conns map[net.Conn]struct{}
 	wg    sync.WaitGroup
+	// up counts the bytes forwarded from clients to the target.
+	up atomic.Int64
+}
+
+// countingWriter adds what passes through it to n.
+type countingWriter struct {
+	w io.Writer
+	n *atomic.Int64
+}
+
+func (c countingWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 func newProxy(t testing.TB, target string) *proxy {
@@ -56,11 +71,15 @@ func (p *proxy) restore() {
 			p.mu.Lock()
 			p.conns[in], p.conns[out] = struct{}{}, struct{}{}
 			p.mu.Unlock()
-			for _, pair := range [][2]net.Conn{{in, out}, {out, in}} {
+			for i, pair := range [][2]net.Conn{{out, in}, {in, out}} {
+				var dst io.Writer = pair[0]
+				if i == 0 {
+					dst = countingWriter{pair[0], &p.up}
+				}
 				p.wg.Add(1)
 				go func() {
 					defer p.wg.Done()
-					_, _ = io.Copy(pair[0], pair[1])
+					_, _ = io.Copy(dst, pair[1])
 					pair[0].Close()
 					pair[1].Close()
 				}()
