@@ -174,4 +174,3 @@ func fusionMem(b *testing.B, addr string) memStats {
 	http.DefaultClient.CloseIdleConnections()
 	return ms
 }
-
