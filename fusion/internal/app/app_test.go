@@ -23,12 +23,12 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // harness runs a real Fusion on 127.0.0.1:0 and a gRPC client to it.
 type harness struct {
-	t    *testing.T
+	t    testing.TB
 	conn *grpc.ClientConn
 	f    *Fusion
 }
 
-func start(t *testing.T, mutate func(*config.Config)) *harness {
+func start(t testing.TB, mutate func(*config.Config)) *harness {
 	t.Helper()
 	cfg := config.Demo()
 	cfg.Server.Listen = "127.0.0.1:0"
@@ -80,7 +80,7 @@ type agent struct {
 	cancel context.CancelFunc
 }
 
-func (h *harness) connect(t *testing.T) *agent {
+func (h *harness) connect(t testing.TB) *agent {
 	t.Helper()
 	ctx := withKey("demo-ingest-key")
 	resp, err := h.session().CreateSession(ctx, &fustorv1.CreateSessionRequest{AgentId: "test-agent", SchemaName: "fs", SchemaVersion: 1})
@@ -113,7 +113,7 @@ func (a *agent) send(m *fustorv1.PushRequest) error {
 }
 
 // ack waits for the Ack of the last message sent.
-func (a *agent) ack(t *testing.T) *fustorv1.Ack {
+func (a *agent) ack(t testing.TB) *fustorv1.Ack {
 	t.Helper()
 	for {
 		m, err := a.stream.Recv()
