@@ -157,10 +157,7 @@ func (s *Service) ListDirectory(ctx context.Context, req *fustorv1.ListDirectory
 	}
 	out := &fustorv1.ListDirectoryResponse{Meta: s.meta(v, pending), Directory: toProto(dir, false),
 		NextPageToken: encodeToken(next)}
-	out.Entries = make([]*fustorv1.Entry, len(entries))
-	for i := range entries {
-		out.Entries[i] = toProto(entries[i], req.GetOnlyPaths())
-	}
+	out.Entries = toProtos(entries, req.GetOnlyPaths())
 	return out, nil
 }
 
@@ -192,10 +189,7 @@ func (s *Service) GetTree(req *fustorv1.GetTreeRequest, stream fustorv1.ViewServ
 			return err
 		}
 		sent += uint64(len(entries))
-		chunk := &fustorv1.GetTreeResponse{Entries: make([]*fustorv1.Entry, len(entries))}
-		for i := range entries {
-			chunk.Entries[i] = toProto(entries[i], req.GetOnlyPaths())
-		}
+		chunk := &fustorv1.GetTreeResponse{Entries: toProtos(entries, req.GetOnlyPaths())}
 		if first {
 			chunk.Meta = s.meta(v, false)
 			first = false
@@ -252,12 +246,7 @@ func (s *Service) Find(ctx context.Context, req *fustorv1.FindRequest) (*fustorv
 	if err != nil {
 		return nil, err
 	}
-	out := &fustorv1.FindResponse{Meta: s.meta(v, pending), Truncated: truncated,
-		Entries: make([]*fustorv1.Entry, len(entries))}
-	for i := range entries {
-		out.Entries[i] = toProto(entries[i], false)
-	}
-	return out, nil
+	return &fustorv1.FindResponse{Meta: s.meta(v, pending), Truncated: truncated, Entries: toProtos(entries, false)}, nil
 }
 
 // GetStats returns subtree figures.
@@ -341,6 +330,44 @@ func toProto(e fs.Entry, onlyPaths bool) *fustorv1.Entry {
 	}
 	if e.LastUpdatedAtNs != 0 {
 		out.LastUpdatedAt = timestamppb.New(time.Unix(0, e.LastUpdatedAtNs))
+	}
+	return out
+}
+
+// toProtos converts a listing with three allocations instead of three per entry: entries and
+// their timestamps live in two slices the messages point into. Listings are the hot answers.
+func toProtos(entries []fs.Entry, onlyPaths bool) []*fustorv1.Entry {
+	out := make([]*fustorv1.Entry, len(entries))
+	msgs := make([]fustorv1.Entry, len(entries))
+	var stamps []timestamppb.Timestamp
+	if !onlyPaths {
+		stamps = make([]timestamppb.Timestamp, 2*len(entries))
+	}
+	for i := range entries {
+		e, m := &entries[i], &msgs[i]
+		out[i] = m
+		m.Path, m.IsDir = e.Path, e.IsDir
+		if onlyPaths {
+			continue
+		}
+		m.Name, m.Size, m.ChildCount = e.Name, e.Size, uint64(e.ChildCount)
+		m.IntegritySuspect, m.KnownByAgent, m.AuditSkipped = e.Suspect, e.KnownByAgent, e.AuditSkipped
+		if e.MtimeNs != 0 {
+			ts := &stamps[2*i]
+			ts.Seconds, ts.Nanos = e.MtimeNs/1e9, int32(e.MtimeNs%1e9)
+			if ts.Nanos < 0 {
+				ts.Seconds, ts.Nanos = ts.Seconds-1, ts.Nanos+1e9
+			}
+			m.Mtime = ts
+		}
+		if e.LastUpdatedAtNs != 0 {
+			ts := &stamps[2*i+1]
+			ts.Seconds, ts.Nanos = e.LastUpdatedAtNs/1e9, int32(e.LastUpdatedAtNs%1e9)
+			if ts.Nanos < 0 {
+				ts.Seconds, ts.Nanos = ts.Seconds-1, ts.Nanos+1e9
+			}
+			m.LastUpdatedAt = ts
+		}
 	}
 	return out
 }
