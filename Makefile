@@ -59,6 +59,12 @@ test-short:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x ./sdk/... ./fusion/... ./agent/...
 
+# The end-to-end benchmark: generates (or reuses) a 1,000,000-file tree in bench-data/, runs
+# both daemons on it, measures them against find(1) and writes report.txt/.json/.html under
+# bench-out/<timestamp>/. Flags go in ARGS, e.g. make bench-e2e ARGS='--files 100000'.
+bench-e2e: build
+	$(GO) run ./sdk/cmd/fustor-bench --bin $(BIN) $(ARGS)
+
 # Starts Fusion and an agent on demo-data/ (created with sample files if missing) with the
 # built-in demo configuration; Ctrl-C stops both.
 demo: build
