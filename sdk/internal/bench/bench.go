@@ -1,0 +1,265 @@
+// Package bench is fustor-bench: it generates (or reuses) a tree of N files laid out like a
+// submission store, runs the real fustor-fusion and fustor-agent binaries on it, measures
+// snapshot time, ingest rate, memory, query and realtime latency, wire bytes and the agent's
+// walks against find(1) on the same tree in the same run, and writes report.txt, report.json
+// and report.html.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// Phases, in the order they run. The tree phase (snapshot: P1, P3, P6 and the agent's walk)
+// runs whenever any of audit, queries or realtime is asked for, as they need its loaded view.
+var allPhases = []string{"snapshot", "audit", "queries", "realtime", "ingest"}
+
+// Options are fustor-bench's flags.
+type Options struct {
+	Dir            string
+	Out            string
+	Bin            string
+	Files          int
+	Phases         []string
+	IngestDuration time.Duration
+	Clients        int
+	Queries        int
+	RealtimeFiles  int
+	AuditInterval  time.Duration
+	FindRuns       int
+	Keep           bool
+	// Command is the command line, printed in the report.
+	Command string
+	// Stderr receives progress and log lines; TTY selects the one-line progress display.
+	Stderr io.Writer
+	TTY    bool
+}
+
+// DefaultOptions are the flags' defaults.
+func DefaultOptions() Options {
+	return Options{Dir: "./bench-data/tree", Out: "./bench-out", Bin: "./bin", Files: 1_000_000,
+		Phases: allPhases, IngestDuration: 10 * time.Second, Clients: 20, Queries: 2000, RealtimeFiles: 1000,
+		AuditInterval: 15 * time.Second, FindRuns: 3, Stderr: io.Discard}
+}
+
+const usage = `fustor-bench: the end-to-end benchmark of Fustor with the real binaries.
+
+Usage: fustor-bench [flags]
+
+Generates (or reuses) a tree of --files files laid out like
+upload/submit/aa/bb/<uuid>/sub_k/data_NNNN.dat (1,000 files per submission: 4 x 250),
+starts fustor-fusion and fustor-agent from --bin on it, measures, and writes report.txt,
+report.json and report.html into --out/<timestamp>/.
+
+It refuses to write into a non-empty --dir it did not create (exit 2).
+
+Flags:
+`
+
+// Main runs fustor-bench with command-line args and returns the exit code: 0 done (targets
+// may have failed: see the report), 1 a phase or the run failed, 2 usage or a foreign --dir.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool) int {
+	o := DefaultOptions()
+	fs := pflag.NewFlagSet("fustor-bench", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage+fs.FlagUsages()) }
+	phases := strings.Join(allPhases, ",")
+	fs.StringVar(&o.Dir, "dir", o.Dir, "tree directory (created; reused when it holds the same N)")
+	fs.StringVar(&o.Out, "out", o.Out, "report directory; each run writes a <timestamp> directory in it")
+	fs.StringVar(&o.Bin, "bin", o.Bin, "directory holding fustor-fusion and fustor-agent (make build)")
+	fs.IntVar(&o.Files, "files", o.Files, "N, the number of files in the tree (1,000 per submission)")
+	fs.StringVar(&phases, "phases", "all", "comma-separated phases: all or "+phases)
+	fs.DurationVar(&o.IngestDuration, "ingest-duration", o.IngestDuration, "how long P2 pushes rows")
+	fs.IntVar(&o.Clients, "clients", o.Clients, "concurrent query clients (P4)")
+	fs.IntVar(&o.Queries, "queries", o.Queries, "measured queries per kind (P4)")
+	fs.IntVar(&o.RealtimeFiles, "realtime-files", o.RealtimeFiles, "files written for the realtime latency (P5)")
+	fs.DurationVar(&o.AuditInterval, "audit-interval", o.AuditInterval, "the agent's audit interval (two audits are awaited)")
+	fs.IntVar(&o.FindRuns, "find-runs", o.FindRuns, "timed runs of each find baseline, after one warm-up (best is reported)")
+	fs.BoolVar(&o.Keep, "keep", false, "keep the daemons' configs and logs in the report directory")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "fustor-bench: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	if phases != "all" {
+		o.Phases = nil
+		for p := range strings.SplitSeq(phases, ",") {
+			if p = strings.TrimSpace(p); !slices.Contains(allPhases, p) {
+				fmt.Fprintf(stderr, "fustor-bench: unknown phase %q (want all or %s)\n", p, strings.Join(allPhases, ","))
+				return 2
+			}
+			o.Phases = append(o.Phases, p)
+		}
+	}
+	o.Command = "fustor-bench " + strings.Join(args, " ")
+	o.Stderr, o.TTY = stderr, tty
+	rep, dir, err := Run(ctx, o)
+	if errors.Is(err, ErrForeignDir) || errors.Is(err, errUsage) {
+		fmt.Fprintf(stderr, "fustor-bench: %v\n", err)
+		return 2
+	}
+	if rep != nil {
+		_ = rep.WriteText(stdout)
+		fmt.Fprintf(stdout, "\nreport: %s\n", filepath.Join(dir, "report.html"))
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "fustor-bench: %v\n", err)
+		return 1
+	}
+	if len(rep.Errors) > 0 {
+		return 1
+	}
+	return 0
+}
+
+var errUsage = errors.New("usage")
+
+// Run runs the phases of o and writes the report into a new directory under o.Out, which it
+// returns. A phase that fails is recorded in Report.Errors and the others still run; the
+// error is for failures that leave no report (bad options, a foreign --dir, Ctrl-C).
+func Run(ctx context.Context, o Options) (*Report, string, error) {
+	if o.Files <= 0 || o.Clients <= 0 || o.Queries <= 0 || o.RealtimeFiles < 0 || o.FindRuns <= 0 || o.AuditInterval <= 0 {
+		return nil, "", fmt.Errorf("check options: %w: --files, --clients, --queries, --find-runs and --audit-interval must be positive", errUsage)
+	}
+	if o.Stderr == nil {
+		o.Stderr = io.Discard
+	}
+	r := &runner{o: o, prog: NewProgress(o.Stderr, o.TTY)}
+	for _, name := range []string{"fustor-fusion", "fustor-agent"} {
+		if st, err := os.Stat(filepath.Join(o.Bin, name)); err != nil || st.IsDir() {
+			return nil, "", fmt.Errorf("find %s in --bin %s (run make build): %w", name, o.Bin, errUsage)
+		}
+	}
+	var err error
+	if r.o.Bin, err = filepath.Abs(o.Bin); err != nil {
+		return nil, "", fmt.Errorf("resolve --bin: %w", err)
+	}
+	if r.o.Dir, err = filepath.Abs(o.Dir); err != nil {
+		return nil, "", fmt.Errorf("resolve --dir: %w", err)
+	}
+	if r.out, err = newRunDir(o.Out); err != nil {
+		return nil, "", err
+	}
+	r.logs = filepath.Join(r.out, "logs")
+	if err := os.MkdirAll(r.logs, 0o755); err != nil {
+		return nil, "", fmt.Errorf("create report directory: %w", err)
+	}
+	r.rep = &Report{Title: "fustor-bench report", Date: time.Now().Format(time.RFC3339), Command: o.Command,
+		Machine: DescribeMachine()}
+	err = r.run(ctx)
+	if errors.Is(err, ErrForeignDir) {
+		// Nothing was measured or written: leave no report directory behind either.
+		_ = os.RemoveAll(r.out)
+		return nil, "", err
+	}
+	// A partial report (Ctrl-C, a failed step) is still written: it says what was measured.
+	if werr := r.rep.WriteFiles(r.out); werr != nil && err == nil {
+		err = werr
+	}
+	if !o.Keep && err == nil && len(r.rep.Errors) == 0 {
+		_ = os.RemoveAll(r.logs)
+	}
+	return r.rep, r.out, err
+}
+
+// newRunDir creates out/<timestamp>, with a suffix when a run in the same second has it.
+func newRunDir(out string) (string, error) {
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return "", fmt.Errorf("create report directory: %w", err)
+	}
+	base := filepath.Join(out, time.Now().Format("20060102-150405"))
+	for i := 1; ; i++ {
+		dir := base
+		if i > 1 {
+			dir = fmt.Sprintf("%s-%d", base, i)
+		}
+		err := os.Mkdir(dir, 0o755)
+		if err == nil {
+			return dir, nil
+		}
+		if !errors.Is(err, os.ErrExist) {
+			return "", fmt.Errorf("create report directory: %w", err)
+		}
+	}
+}
+
+// runner holds one run's state.
+type runner struct {
+	o          Options
+	prog       *Progress
+	out, logs  string
+	rep        *Report
+	tree       *Tree
+	findSnapMs float64
+}
+
+func (r *runner) want(phase string) bool { return slices.Contains(r.o.Phases, phase) }
+
+func (r *runner) fail(phase string, err error) {
+	r.rep.Errors = append(r.rep.Errors, fmt.Sprintf("%s: %v", phase, err))
+	r.prog.Logf("phase %s failed: %v", phase, err)
+}
+
+func (r *runner) run(ctx context.Context) error {
+	start := time.Now()
+	r.prog.Logf("tree %s, %s files", r.o.Dir, commas(int64(r.o.Files)))
+	t, err := Prepare(ctx, r.o.Dir, r.o.Files, r.prog)
+	if err != nil {
+		return err
+	}
+	r.tree = t
+	r.rep.Tree = TreeInfo{Root: t.Root, Files: t.Files, Dirs: t.Dirs, Layout: LayoutName, Reused: t.Reused}
+	if t.Reused {
+		r.prog.Logf("reusing the tree at %s (its %s says %s files)", t.Root, MarkerName, commas(int64(t.Files)))
+	} else {
+		r.rep.Tree.GenerateSecs = time.Since(start).Seconds()
+		r.prog.Logf("generated %s files in %s", commas(int64(t.Files)), time.Since(start).Round(time.Second))
+	}
+	needTree := r.want("snapshot") || r.want("audit") || r.want("queries") || r.want("realtime")
+	if needTree {
+		// Counting with find checks the tree and warms the page cache for find and the agent
+		// alike.
+		cstart := time.Now()
+		r.prog.Start("counting the tree with find (warms the cache)", 0, nil)
+		files, dirs, err := countTree(ctx, t.Root)
+		r.prog.Stop()
+		if err != nil {
+			return err
+		}
+		r.rep.Tree.FindCountSecs = time.Since(cstart).Seconds()
+		if files != t.Files || dirs != t.Dirs {
+			return fmt.Errorf("check tree %s: find counts %d files and %d directories, the layout has %d and %d; delete the directory to regenerate it",
+				t.Root, files, dirs, t.Files, t.Dirs)
+		}
+		if err := r.treePhases(ctx); err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			r.fail("snapshot", err)
+		}
+	}
+	if r.want("ingest") {
+		if err := r.ingest(ctx); err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			r.fail("ingest", err)
+		}
+	}
+	r.rep.Notes = append(r.rep.Notes, notes(r.o)...)
+	return ctx.Err()
+}

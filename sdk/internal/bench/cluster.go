@@ -1,0 +1,165 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
+	"github.com/fustor/fustor/sdk/debughttp"
+)
+
+// Keys and names of the bench's own configuration; loopback only.
+const (
+	ingestKey = "bench-ingest-key"
+	queryKey  = "bench-query-key"
+	adminKey  = "bench-admin-key"
+	pipeName  = "bench"
+)
+
+// fusionProc is a running Fusion with one pipe feeding one view.
+type fusionProc struct {
+	*proc
+	addr, debug, view string
+	conn              *grpc.ClientConn
+}
+
+// startFusion writes name.yaml into dir and starts Fusion with one view.
+func startFusion(ctx context.Context, bin, dir, name, view string) (*fusionProc, error) {
+	addr, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	debug, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cfg := fmt.Sprintf(`server:
+  listen: %s
+  admin_keys: [%s]
+  shutdown_timeout: 5s
+  debug_listen: %s
+log: {level: info, format: json}
+receivers:
+  default:
+    api_keys:
+      - {key: %s, pipe: %s}
+pipes:
+  %s: {receiver: default, views: [%s], session_timeout: 30s}
+views:
+  %s: {driver: fs, schema: fs, live: true, query_keys: [%s]}
+`, addr, adminKey, debug, ingestKey, pipeName, pipeName, view, view, queryKey)
+	path := filepath.Join(dir, name+".yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		return nil, fmt.Errorf("write fusion config: %w", err)
+	}
+	p, err := startProc(filepath.Join(bin, "fustor-fusion"), name, dir, "--config", path, "--log.format", "json")
+	if err != nil {
+		return nil, err
+	}
+	f := &fusionProc{proc: p, addr: addr, debug: debug, view: view}
+	if f.conn, err = dial(addr); err != nil {
+		_ = f.stop(time.Second)
+		return nil, err
+	}
+	// Ready when it answers; a daemon that dies on start is reported with its log.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := fustorv1.NewViewServiceClient(f.conn).ListViews(withKey(ctx, queryKey), &fustorv1.ListViewsRequest{})
+		if err == nil {
+			return f, nil
+		}
+		if p.exited() || time.Now().After(deadline) || ctx.Err() != nil {
+			_ = f.close()
+			return nil, fmt.Errorf("start fusion: not answering (%v); see %s", err, p.logPath)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (f *fusionProc) close() error {
+	if f == nil {
+		return nil
+	}
+	if f.conn != nil {
+		_ = f.conn.Close()
+	}
+	return f.stop(15 * time.Second)
+}
+
+func (f *fusionProc) views() fustorv1.ViewServiceClient { return fustorv1.NewViewServiceClient(f.conn) }
+
+// nodes is the view's node count from the admin API: it answers while the first snapshot is
+// still running, when ViewService queries are UNAVAILABLE, so it drives the progress display.
+func (f *fusionProc) nodes(ctx context.Context) int64 {
+	resp, err := fustorv1.NewAdminServiceClient(f.conn).ListViews(withKey(ctx, adminKey), &fustorv1.AdminServiceListViewsRequest{})
+	if err != nil {
+		return 0
+	}
+	for _, v := range resp.GetViews() {
+		if v.GetId() == f.view {
+			return int64(v.GetNodes())
+		}
+	}
+	return 0
+}
+
+// memStats reads Fusion's /debug/memstats after a forced GC.
+func (f *fusionProc) memStats(ctx context.Context) (debughttp.MemStats, error) {
+	var ms debughttp.MemStats
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+f.debug+"/debug/memstats?gc=1", nil)
+	if err != nil {
+		return ms, fmt.Errorf("read fusion memstats: %w", err)
+	}
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Do(req)
+	if err != nil {
+		return ms, fmt.Errorf("read fusion memstats: %w", err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&ms); err != nil {
+		return ms, fmt.Errorf("decode fusion memstats: %w", err)
+	}
+	return ms, nil
+}
+
+// startAgent writes agent.yaml into dir and starts an agent on root sending to addr.
+func startAgent(bin, dir, root, addr string, auditInterval time.Duration) (*proc, error) {
+	// The marker is the bench's, not part of the measured tree. Audits are the leader's
+	// periodic walks; their interval is the bench's to choose.
+	cfg := fmt.Sprintf(`agent_id: fustor-bench-agent
+log: {level: info, format: json}
+sources:
+  tree: {driver: fs, root: %q, excludes: [%q]}
+senders:
+  fusion: {driver: grpc, address: %s, api_key: %s}
+pipes:
+  %s: {source: tree, sender: fusion, audit_interval: %s, backoff_min: 200ms, backoff_max: 2s}
+`, root, MarkerName, addr, ingestKey, pipeName, auditInterval)
+	path := filepath.Join(dir, "agent.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		return nil, fmt.Errorf("write agent config: %w", err)
+	}
+	return startProc(filepath.Join(bin, "fustor-agent"), "agent", dir, "--config", path, "--log.format", "json")
+}
+
+func dial(addr string) (*grpc.ClientConn, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	return conn, nil
+}
+
+func withKey(ctx context.Context, key string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+key)
+}

@@ -1,0 +1,340 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+
+	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
+)
+
+// Query names, also the keys of their figures.
+const (
+	qLs        = "ls"
+	qStatsSub  = "stats_submission"
+	qStatsRoot = "stats_root"
+	qFindName  = "find_name"
+	qFindGlob  = "find_glob"
+	findName   = "data_0042.dat"
+	findGlob   = "data_00[0-4]?.dat"
+	// globLimit is Fusion's default Find limit; find(1) is stopped at the same count.
+	globLimit = 1000
+	// nameLimit is Fusion's largest Find limit: the exact-name answer is complete, like find's.
+	nameLimit = 100_000
+)
+
+// queryKind is one P4 query: how to ask Fusion, and the equivalent find.
+type queryKind struct {
+	name, label string
+	target      float64 // p99 bound, ms
+	ask         func(ctx context.Context, c fustorv1.ViewServiceClient, rnd *rand.Rand) error
+	find        func(ctx context.Context, rnd *rand.Rand) (time.Duration, error)
+}
+
+func (r *runner) queryKinds(view string) []queryKind {
+	t := r.tree
+	root := t.Root
+	subm := func(rnd *rand.Rand) string { return t.Submissions[rnd.IntN(len(t.Submissions))] }
+	leaf := func(rnd *rand.Rand) string {
+		return fmt.Sprintf("%s/sub_0", subm(rnd)) // sub_0 is full in every submission
+	}
+	local := func(p string) string { return filepath.Join(root, filepath.FromSlash(p)) }
+	runs := r.o.FindRuns
+	return []queryKind{
+		{name: qLs, label: "list a 250-entry directory", target: 1,
+			ask: func(ctx context.Context, c fustorv1.ViewServiceClient, rnd *rand.Rand) error {
+				resp, err := c.ListDirectory(ctx, &fustorv1.ListDirectoryRequest{View: view, Path: leaf(rnd)})
+				if err == nil && len(resp.GetEntries()) == 0 {
+					err = errors.New("empty listing")
+				}
+				return err
+			},
+			find: func(ctx context.Context, rnd *rand.Rand) (time.Duration, error) {
+				return timeFindLines(ctx, runs, 0, nil, local(leaf(rnd)), "-mindepth", "1", "-maxdepth", "1", "-printf", `%P|%y|%s|%T@\n`)
+			}},
+		{name: qStatsSub, label: "subtree stats of one submission", target: 1,
+			ask: func(ctx context.Context, c fustorv1.ViewServiceClient, rnd *rand.Rand) error {
+				resp, err := c.GetStats(ctx, &fustorv1.GetStatsRequest{View: view, Path: subm(rnd)})
+				if err == nil && resp.GetFileCount() == 0 {
+					err = errors.New("no files")
+				}
+				return err
+			},
+			find: func(ctx context.Context, rnd *rand.Rand) (time.Duration, error) {
+				var total uint64
+				return timeFindLines(ctx, runs, 0, sumSizes(&total), local(subm(rnd)), "-printf", `%s\n`)
+			}},
+		{name: qStatsRoot, label: "subtree stats of the root", target: 1,
+			ask: func(ctx context.Context, c fustorv1.ViewServiceClient, _ *rand.Rand) error {
+				resp, err := c.GetStats(ctx, &fustorv1.GetStatsRequest{View: view, Path: "/"})
+				if err == nil && resp.GetFileCount() < uint64(t.Files) {
+					err = fmt.Errorf("root stats say %d files", resp.GetFileCount())
+				}
+				return err
+			},
+			find: func(ctx context.Context, _ *rand.Rand) (time.Duration, error) {
+				var total uint64
+				return timeFindLines(ctx, runs, 0, sumSizes(&total), root, "-printf", `%s\n`)
+			}},
+		{name: qFindName, label: "find by exact name under the root (complete answer)", target: 20,
+			ask: func(ctx context.Context, c fustorv1.ViewServiceClient, _ *rand.Rand) error {
+				resp, err := c.Find(ctx, &fustorv1.FindRequest{View: view, Path: "/", Name: findName, Limit: nameLimit})
+				if err == nil && len(resp.GetEntries()) == 0 {
+					err = errors.New("no match")
+				}
+				return err
+			},
+			find: func(ctx context.Context, _ *rand.Rand) (time.Duration, error) {
+				return timeFindLines(ctx, runs, 0, nil, root, "-name", findName)
+			}},
+		{name: qFindGlob, label: fmt.Sprintf("find by glob under the root (first %d)", globLimit), target: 20,
+			ask: func(ctx context.Context, c fustorv1.ViewServiceClient, _ *rand.Rand) error {
+				resp, err := c.Find(ctx, &fustorv1.FindRequest{View: view, Path: "/", Glob: findGlob, Limit: globLimit})
+				if err == nil && len(resp.GetEntries()) == 0 {
+					err = errors.New("no match")
+				}
+				return err
+			},
+			find: func(ctx context.Context, _ *rand.Rand) (time.Duration, error) {
+				return timeFindLines(ctx, runs, globLimit, nil, root, "-name", findGlob)
+			}},
+	}
+}
+
+// queries is P4: for each kind, Clients goroutines, each with its own connection (as separate
+// client processes would have), run Queries queries in all after a warm-up; then the
+// equivalent find is timed.
+func (r *runner) queries(ctx context.Context, fusion *fusionProc) error {
+	conns := make([]*grpc.ClientConn, r.o.Clients)
+	defer func() {
+		for _, c := range conns {
+			if c != nil {
+				_ = c.Close()
+			}
+		}
+	}()
+	for i := range conns {
+		c, err := dial(fusion.addr)
+		if err != nil {
+			return err
+		}
+		conns[i] = c
+	}
+	qctx := withKey(ctx, queryKey)
+	for _, k := range r.queryKinds(fusion.view) {
+		var done atomic.Int64
+		r.prog.Start("queries: "+k.name, int64(r.o.Queries), done.Load)
+		lat, errs, cpu, err := r.hammer(qctx, conns, k, &done, fusion.pid())
+		r.prog.Stop()
+		if err != nil {
+			return fmt.Errorf("query %s: %w", k.name, err)
+		}
+		// One client alone: the service time without queueing behind the others.
+		solo := make([]time.Duration, 0, soloQueries)
+		c, rnd := fustorv1.NewViewServiceClient(conns[0]), rand.New(rand.NewPCG(3, 4))
+		for range soloQueries {
+			start := time.Now()
+			if err := k.ask(qctx, c, rnd); err == nil {
+				solo = append(solo, time.Since(start))
+			}
+		}
+		soloP50 := ms(Percentile(sorted(solo), 50))
+		findD, err := k.find(ctx, rand.New(rand.NewPCG(1, 2)))
+		if err != nil {
+			return err
+		}
+		s := Summarise(lat)
+		findMs := ms(findD)
+		r.rep.Latency = append(r.rep.Latency, Series{Name: k.name, Lat: s, FindMs: findMs, Target: k.target,
+			ServerCPUus: cpu.server, ClientCPUus: cpu.client})
+		r.rep.Add("P4", k.name+"_p50_ms", k.label+" p50", s.P50, "ms", nil,
+			fmt.Sprintf("%d clients; CPU per query: Fusion %.0f µs, bench client %.0f µs", r.o.Clients, cpu.server, cpu.client))
+		r.rep.Add("P4", k.name+"_p99_ms", k.label+" p99", s.P99, "ms", Below(k.target), "")
+		r.rep.Add("P4", k.name+"_solo_p50_ms", k.label+" p50, one client alone", soloP50, "ms", nil, fmt.Sprintf("%d queries", len(solo)))
+		r.rep.Add("P4", k.name+"_find_ms", k.label+": find equivalent", findMs, "ms", nil, fmt.Sprintf("best of %d", r.o.FindRuns))
+		r.rep.Add("P4", k.name+"_speedup", k.label+": find ÷ Fusion p50", findMs/s.P50, "x", AtLeast(100),
+			fmt.Sprintf("÷ p99: %s×", trimFloat(findMs/s.P99, 1)))
+		if errs > 0 {
+			r.rep.Add("P4", k.name+"_errors", k.label+": failed queries", float64(errs), "", AtMost(0), "")
+		}
+	}
+	return nil
+}
+
+// hammer runs one query kind on every connection at once and returns the measured latencies.
+// soloQueries are run by one client alone after the concurrent ones.
+const soloQueries = 200
+
+func sorted(ds []time.Duration) []time.Duration {
+	slices.Sort(ds)
+	return ds
+}
+
+// queryCPU is the CPU time per measured query, in µs, of Fusion and of the bench itself
+// (the clients share the machine with the server, so their cost shows in the latencies).
+type queryCPU struct{ server, client float64 }
+
+func (r *runner) hammer(ctx context.Context, conns []*grpc.ClientConn, k queryKind, done *atomic.Int64, serverPid int) ([]time.Duration, int64, queryCPU, error) {
+	per := (r.o.Queries + len(conns) - 1) / len(conns)
+	warm := max(10, per/10)
+	results := make([][]time.Duration, len(conns))
+	var errs atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	ready := make(chan struct{})
+	var warmed sync.WaitGroup
+	warmed.Add(len(conns))
+	for i, conn := range conns {
+		wg.Go(func() {
+			c := fustorv1.NewViewServiceClient(conn)
+			rnd := rand.New(rand.NewPCG(uint64(i), 7))
+			for range warm {
+				_ = k.ask(ctx, c, rnd)
+			}
+			warmed.Done()
+			<-ready
+			out := make([]time.Duration, 0, per)
+			for range per {
+				start := time.Now()
+				err := k.ask(ctx, c, rnd)
+				d := time.Since(start)
+				if ctx.Err() != nil {
+					return
+				}
+				if err != nil {
+					errs.Add(1)
+					firstErr.CompareAndSwap(nil, err)
+					continue
+				}
+				out = append(out, d)
+				done.Add(1)
+			}
+			results[i] = out
+		})
+	}
+	// Every client starts measuring together, so all of them run concurrently throughout.
+	warmed.Wait()
+	srv0, cli0 := cpuTime(serverPid), selfCPU()
+	close(ready)
+	wg.Wait()
+	srv, cli := cpuTime(serverPid)-srv0, selfCPU()-cli0
+	if err := ctx.Err(); err != nil {
+		return nil, 0, queryCPU{}, err
+	}
+	var all []time.Duration
+	for _, rs := range results {
+		all = append(all, rs...)
+	}
+	if len(all) == 0 {
+		return nil, errs.Load(), queryCPU{}, fmt.Errorf("every query failed: %v", firstErr.Load())
+	}
+	n := float64(per * len(conns))
+	return all, errs.Load(), queryCPU{server: float64(srv.Microseconds()) / n, client: float64(cli.Microseconds()) / n}, nil
+}
+
+// realtime is P5: in a directory the agent watches, write and close a small file, then poll
+// Stat until Fusion shows it with the right size; latency = visible − close.
+func (r *runner) realtime(ctx context.Context, fusion *fusionProc) (err error) {
+	if r.o.RealtimeFiles == 0 {
+		return nil
+	}
+	dir := filepath.Join(r.tree.Root, RealtimeDir)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return fmt.Errorf("create realtime directory: %w", err)
+	}
+	defer func() {
+		if rerr := os.RemoveAll(dir); rerr != nil && err == nil {
+			err = fmt.Errorf("remove realtime directory: %w", rerr)
+		}
+	}()
+	views := fusion.views()
+	qctx := withKey(ctx, queryKey)
+	stat := func(p string) (*fustorv1.StatResponse, error) {
+		return views.Stat(qctx, &fustorv1.StatRequest{View: fusion.view, Path: p})
+	}
+	// The agent watches a new directory once it sees it; files are written only after the
+	// directory is visible, so none is created before its watch exists.
+	if _, err := pollUntil(ctx, 30*time.Second, func() bool { _, err := stat("/" + RealtimeDir); return err == nil }); err != nil {
+		return fmt.Errorf("wait for the realtime directory in the view: %w", err)
+	}
+	var done atomic.Int64
+	r.prog.Start("realtime: write, close, visible", int64(r.o.RealtimeFiles), done.Load)
+	defer r.prog.Stop()
+	lat := make([]time.Duration, 0, r.o.RealtimeFiles)
+	missed := 0
+	buf := make([]byte, 1024)
+	for i := range r.o.RealtimeFiles {
+		name := fmt.Sprintf("rt_%05d.dat", i)
+		size := 1 + i%len(buf)
+		closed, err := writeFile(filepath.Join(dir, name), buf[:size])
+		if err != nil {
+			return err
+		}
+		p := path.Join("/", RealtimeDir, name)
+		seen, err := pollUntil(ctx, 5*time.Second, func() bool {
+			resp, err := stat(p)
+			return err == nil && resp.GetEntry().GetSize() == uint64(size)
+		})
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			missed++
+			continue
+		}
+		lat = append(lat, seen.Sub(closed))
+		done.Add(1)
+	}
+	s := Summarise(lat)
+	r.rep.Latency = append(r.rep.Latency, Series{Name: "realtime", Lat: s, Target: 20})
+	r.rep.Add("P5", "p5_realtime_p50_ms", "write+close → visible through Stat, p50", s.P50, "ms", nil, fmt.Sprintf("%d files", s.Count))
+	r.rep.Add("P5", "p5_realtime_p99_ms", "write+close → visible through Stat, p99", s.P99, "ms", AtMost(20), "")
+	r.rep.Add("P5", "p5_realtime_max_ms", "write+close → visible through Stat, max", s.Max, "ms", nil, "")
+	if missed > 0 {
+		r.rep.Add("P5", "p5_realtime_missed", "files not visible within 5 s", float64(missed), "", AtMost(0), "")
+	}
+	return nil
+}
+
+// writeFile creates, writes and closes a file and returns when the close returned.
+func writeFile(p string, data []byte) (time.Time, error) {
+	f, err := os.Create(p)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("create file: %w", err)
+	}
+	if _, err := f.Write(data); err != nil {
+		_ = f.Close()
+		return time.Time{}, fmt.Errorf("write file: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return time.Time{}, fmt.Errorf("close file: %w", err)
+	}
+	return time.Now(), nil
+}
+
+// pollUntil calls cond in a tight loop (each call is a gRPC round trip, so it does not spin
+// on the CPU alone) and returns when it first held.
+func pollUntil(ctx context.Context, within time.Duration, cond func() bool) (time.Time, error) {
+	deadline := time.Now().Add(within)
+	for {
+		if cond() {
+			return time.Now(), nil
+		}
+		if err := ctx.Err(); err != nil {
+			return time.Time{}, err
+		}
+		if time.Now().After(deadline) {
+			return time.Time{}, fmt.Errorf("not within %v", within)
+		}
+	}
+}
