@@ -25,6 +25,8 @@ const (
 	qStatsRoot = "stats_root"
 	qFindName  = "find_name"
 	qFindGlob  = "find_glob"
+	qFindSub   = "find_submission"
+	qGlobSub   = "glob_submission"
 	findName   = "data_0042.dat"
 	findGlob   = "data_00[0-4]?.dat"
 	// globLimit is Fusion's default Find limit; find(1) is stopped at the same count.
@@ -96,6 +98,30 @@ func (r *runner) queryKinds(view string) []queryKind {
 			},
 			find: func(ctx context.Context, _ *rand.Rand) (time.Duration, error) {
 				return timeFindLines(ctx, runs, 0, nil, root, "-name", findName)
+			}},
+		// The product's question, "where did submission X land": its directory's name, exactly
+		// and by the first 8 characters of its uuid.
+		{name: qFindSub, label: "find a submission by exact name under the root", target: 20,
+			ask: func(ctx context.Context, c fustorv1.ViewServiceClient, rnd *rand.Rand) error {
+				resp, err := c.Find(ctx, &fustorv1.FindRequest{View: view, Path: "/", Name: path.Base(subm(rnd))})
+				if err == nil && len(resp.GetEntries()) != 1 {
+					err = fmt.Errorf("%d matches; want 1", len(resp.GetEntries()))
+				}
+				return err
+			},
+			find: func(ctx context.Context, rnd *rand.Rand) (time.Duration, error) {
+				return timeFindLines(ctx, runs, 0, nil, root, "-name", path.Base(subm(rnd)))
+			}},
+		{name: qGlobSub, label: "find a submission by glob (uuid prefix*) under the root", target: 20,
+			ask: func(ctx context.Context, c fustorv1.ViewServiceClient, rnd *rand.Rand) error {
+				resp, err := c.Find(ctx, &fustorv1.FindRequest{View: view, Path: "/", Glob: path.Base(subm(rnd))[:8] + "*"})
+				if err == nil && len(resp.GetEntries()) == 0 {
+					err = errors.New("no match")
+				}
+				return err
+			},
+			find: func(ctx context.Context, rnd *rand.Rand) (time.Duration, error) {
+				return timeFindLines(ctx, runs, 0, nil, root, "-name", path.Base(subm(rnd))[:8]+"*")
 			}},
 		{name: qFindGlob, label: fmt.Sprintf("find by glob under the root (first %d)", globLimit), target: 20,
 			ask: func(ctx context.Context, c fustorv1.ViewServiceClient, _ *rand.Rand) error {
