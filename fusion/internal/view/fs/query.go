@@ -194,9 +194,9 @@ func (v *View) Find(root string, m Matcher, limit int) (entries []Entry, truncat
 }
 
 // findDFS finds entries by basename without building a path or sorting a listing for every
-// node: it walks the directories only, in the order List and Walk use, asks each directory for
-// its matching children (an exact name is one child-index lookup; a glob scans the children
-// unsorted, literal prefix and suffix first), sorts just those, and stops at limit. A
+// node: it asks each directory for its matching children (an exact name is one child-index lookup; a glob scans the children
+// unsorted, literal prefix and suffix first). Few matches are sorted by path; many are taken
+// by a walk of the directories in the order List and Walk use, which stops at limit. A
 // directory without subdirectories (its aggregate says so) is never scanned for them.
 func (v *View) findDFS(root uint32, m Matcher, limit int) ([]Entry, bool) {
 	if m.Name != "" && fspath.ValidName(m.Name) != nil {
@@ -230,6 +230,39 @@ func (v *View) findDFS(root uint32, m Matcher, limit int) ([]Entry, bool) {
 		}
 		return hits
 	}
+	// First, unordered: every directory of the subtree asked once, no listing sorted. When the
+	// matches are few (the common case: a name or prefix that is rare), only they get paths and
+	// are sorted; when they are many, the ordered walk below builds their paths incrementally
+	// and stops at the limit.
+	const sortFew = 256
+	var found []uint32
+	fits := true
+	for dir := range v.dirs {
+		if root != v.root && !v.isWithin(dir, root) {
+			continue
+		}
+		if found = append(found, hitsIn(dir)...); len(found) > min(limit, sortFew) {
+			fits = false
+			break
+		}
+	}
+	if fits {
+		type hit struct {
+			id   uint32
+			path string
+		}
+		hs := make([]hit, len(found))
+		for i, id := range found {
+			hs[i] = hit{id, v.pathOf(id)}
+		}
+		slices.SortFunc(hs, func(a, b hit) int { return comparePaths(a.path, b.path) })
+		entries := make([]Entry, len(hs))
+		for i, h := range hs {
+			entries[i] = v.entry(h.id, h.path)
+		}
+		return entries, false
+	}
+
 	var entries []Entry
 	truncated := false
 	buf := make([]byte, 0, 256)
