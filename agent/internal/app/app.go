@@ -1,12 +1,17 @@
 // Package app composes the agent from its configuration: one fs source, watcher and event bus
-// per source; one sender per sender; one AgentPipe per pipe. main only loads config and runs it.
+// per source signature (DESIGN.md §4.2), shared by every source id naming the same tree; one
+// sender per sender; one AgentPipe per pipe. main only loads config and runs it.
 package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
+	"path/filepath"
+	"reflect"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -29,7 +34,8 @@ type Options struct {
 }
 
 type source struct {
-	id    string
+	// ids are the configured source ids sharing this source, sorted.
+	ids   []string
 	uri   string
 	watch bool
 	src   pipe.Source
@@ -37,12 +43,17 @@ type source struct {
 	fs       *fs.Source
 	bus      *bus.Bus[fs.Event]
 	realtime atomic.Bool
+	// pipes are every pipe on any of ids: an overflow asks each of them for an audit.
+	pipes []*pipe.Pipe
 }
+
+// name is how logs refer to the source.
+func (s *source) name() string { return strings.Join(s.ids, ",") }
 
 // Agent is the running agent.
 type Agent struct {
 	log     *zap.Logger
-	sources map[string]*source
+	sources map[string]*source // by signature
 	senders []*sender.GRPC
 	pipes   map[string]*pipe.Pipe
 	retry   time.Duration
@@ -62,19 +73,50 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Agent, error) {
 	if a.retry == 0 {
 		a.retry = 30 * time.Second
 	}
+	// Two watchers on one tree would double the inotify watches and the events for nothing, so
+	// ids with the same signature share one source; they must then agree on its settings.
+	groups := map[string][]string{} // signature -> source ids, sorted
+	for _, id := range slices.Sorted(maps.Keys(cfg.Sources)) {
+		sig, err := signature(cfg.Sources[id])
+		if err != nil {
+			return nil, fmt.Errorf("source %s: %w", id, err)
+		}
+		groups[sig] = append(groups[sig], id)
+	}
+	var errs []error
+	for _, sig := range slices.Sorted(maps.Keys(groups)) {
+		ids := groups[sig]
+		for _, id := range ids[1:] {
+			if !sameSettings(cfg.Sources[ids[0]], cfg.Sources[id]) {
+				errs = append(errs, fmt.Errorf("sources %s and %s watch the same tree %s with different settings", ids[0], id, sig))
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	byID := map[string]*source{}
+	for _, sig := range slices.Sorted(maps.Keys(groups)) {
+		ids := groups[sig]
+		if len(ids) > 1 {
+			log.Info("sources share one watcher and bus", zap.Strings("source_ids", ids), zap.String("signature", sig))
+		}
+		s, err := newSource(log.With(zap.String("source", strings.Join(ids, ","))), ids, sig, cfg.Sources[ids[0]])
+		if err != nil {
+			return nil, fmt.Errorf("create source %s: %w", strings.Join(ids, ","), err)
+		}
+		a.sources[sig] = s
+		for _, id := range ids {
+			byID[id] = s
+		}
+	}
+	// Created after the sources (which hold no resources) so a failing source leaks no listener.
 	if cfg.DebugListen != "" {
 		d, err := debughttp.New(log, cfg.DebugListen)
 		if err != nil {
 			return nil, err
 		}
 		a.debug = d
-	}
-	for id, sc := range cfg.Sources {
-		s, err := newSource(log.With(zap.String("source", id)), id, sc)
-		if err != nil {
-			return nil, fmt.Errorf("create source %s: %w", id, err)
-		}
-		a.sources[id] = s
 	}
 	senders := map[string]*sender.GRPC{}
 	for id, sc := range cfg.Senders {
@@ -86,25 +128,23 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Agent, error) {
 		senders[id] = s
 		a.senders = append(a.senders, s)
 	}
-	for id, pc := range cfg.Pipes {
-		src := a.sources[pc.Source]
-		a.pipes[id] = pipe.New(log, pipe.Config{ID: id, AgentID: cfg.AgentID, SourceURI: src.uri,
+	for _, id := range slices.Sorted(maps.Keys(cfg.Pipes)) {
+		pc := cfg.Pipes[id]
+		src := byID[pc.Source]
+		p := pipe.New(log, pipe.Config{ID: id, AgentID: cfg.AgentID, SourceURI: src.uri,
 			BatchSize: pc.BatchSize, TimeoutHint: pc.TimeoutHint, BackoffMin: pc.BackoffMin, BackoffMax: pc.BackoffMax, AuditInterval: pc.AuditInterval, StuckAfter: pc.StuckAfter},
 			src.src, src.bus, senders[pc.Sender], src.realtime.Load)
+		a.pipes[id] = p
+		src.pipes = append(src.pipes, p)
 	}
-	// A queue overflow is a known loss of realtime events: every pipe on the source audits.
+	// A queue overflow is a known loss of realtime events: every pipe on the source, whichever
+	// of its ids the pipe names, audits.
 	for _, src := range a.sources {
 		if src.fs == nil {
 			continue
 		}
-		var ps []*pipe.Pipe
-		for _, id := range slices.Sorted(maps.Keys(cfg.Pipes)) {
-			if cfg.Pipes[id].Source == src.id {
-				ps = append(ps, a.pipes[id])
-			}
-		}
 		src.fs.SetOnOverflow(func() {
-			for _, p := range ps {
+			for _, p := range src.pipes {
 				p.RequestAudit()
 			}
 		})
@@ -140,7 +180,7 @@ func (a *Agent) watch(ctx context.Context, s *source) error {
 		return nil // a log source delivers realtime per session (Follow)
 	}
 	if !s.watch {
-		a.log.Info("realtime disabled by configuration; running degraded", zap.String("source", s.id))
+		a.log.Info("realtime disabled by configuration; running degraded", zap.String("source", s.name()))
 		<-ctx.Done()
 		return nil
 	}
@@ -149,14 +189,14 @@ func (a *Agent) watch(ctx context.Context, s *source) error {
 		err := s.fs.Watch(ctx, func(ev fs.Event) {
 			if s.bus.Publish(ev) > 0 {
 				// The index comes from a monotonic clock: this is a bug, counted in bus_rejected.
-				a.log.Error("event index regressed; rejected by the bus", zap.String("source", s.id), zap.String("path", ev.Path))
+				a.log.Error("event index regressed; rejected by the bus", zap.String("source", s.name()), zap.String("path", ev.Path))
 			}
 		})
 		s.realtime.Store(false)
 		if ctx.Err() != nil {
 			return nil
 		}
-		a.log.Error("realtime watching failed; running degraded", zap.String("source", s.id), zap.Duration("retry_in", a.retry), zap.Error(err))
+		a.log.Error("realtime watching failed; running degraded", zap.String("source", s.name()), zap.Duration("retry_in", a.retry), zap.Error(err))
 		t := time.NewTimer(a.retry)
 		select {
 		case <-ctx.Done():
@@ -176,13 +216,40 @@ func (a *Agent) close() {
 	}
 }
 
-func newSource(log *zap.Logger, id string, sc config.Source) (*source, error) {
+// signature identifies what a source reads (DESIGN.md §4.2: driver, uri, credential; neither
+// driver has a credential): the driver and the cleaned absolute root or journal path, so
+// "/mnt/x" and "/mnt/x/" are one tree. It doubles as the source URI sent to Fusion.
+func signature(sc config.Source) (string, error) {
+	p := sc.Root
+	if sc.Driver == "journal" {
+		p = sc.Path
+	}
+	abs, err := filepath.Abs(p) // Abs cleans the path
+	if err != nil {
+		return "", err
+	}
+	return sc.Driver + "://" + abs, nil
+}
+
+// sameSettings reports whether two sources with one signature agree on everything else, so
+// sharing one source between them changes neither. DeepEqual covers fields added later too;
+// Excludes is compared apart so that an empty list equals a missing one.
+func sameSettings(x, y config.Source) bool {
+	if !slices.Equal(x.Excludes, y.Excludes) {
+		return false
+	}
+	x.Root, x.Path, x.Excludes = "", "", nil
+	y.Root, y.Path, y.Excludes = "", "", nil
+	return reflect.DeepEqual(x, y)
+}
+
+func newSource(log *zap.Logger, ids []string, sig string, sc config.Source) (*source, error) {
 	if sc.Driver == "journal" {
 		j, err := journal.New(log, sc.Path)
 		if err != nil {
 			return nil, err
 		}
-		s := &source{id: id, uri: "journal://" + sc.Path, src: j}
+		s := &source{ids: ids, uri: sig, src: j}
 		s.realtime.Store(true)
 		return s, nil
 	}
@@ -191,5 +258,5 @@ func newSource(log *zap.Logger, id string, sc config.Source) (*source, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &source{id: id, uri: "fs://" + sc.Root, src: f, fs: f, bus: bus.New(sc.BusCapacity, func(e fs.Event) uint64 { return e.Index }), watch: !sc.DisableRealtime}, nil
+	return &source{ids: ids, uri: sig, src: f, fs: f, bus: bus.New(sc.BusCapacity, func(e fs.Event) uint64 { return e.Index }), watch: !sc.DisableRealtime}, nil
 }

@@ -1,0 +1,119 @@
+package app
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/fustor/fustor/agent/internal/bus"
+	"github.com/fustor/fustor/agent/internal/config"
+	"github.com/fustor/fustor/agent/internal/source/fs"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// TestNewSharesSourcePerSignature checks DESIGN.md §4.2: ids naming the same tree share one
+// source, watcher and bus; different trees do not; the same tree with different settings is
+// a configuration error.
+func TestNewSharesSourcePerSignature(t *testing.T) {
+	x, y := t.TempDir(), t.TempDir()
+	tests := []struct {
+		name    string
+		sources map[string]config.Source
+		// groups are the source ids expected to share one source, each sorted.
+		groups  [][]string
+		wantErr []string // substrings of New's error; nil = no error
+	}{
+		{
+			name: "same root, one with a trailing slash",
+			sources: map[string]config.Source{
+				"alpha": {Driver: "fs", Root: x},
+				"beta":  {Driver: "fs", Root: x + "/"},
+			},
+			groups: [][]string{{"alpha", "beta"}},
+		},
+		{
+			name: "different roots",
+			sources: map[string]config.Source{
+				"alpha": {Driver: "fs", Root: x},
+				"beta":  {Driver: "fs", Root: y},
+			},
+			groups: [][]string{{"alpha"}, {"beta"}},
+		},
+		{
+			name: "same root, different excludes",
+			sources: map[string]config.Source{
+				"alpha": {Driver: "fs", Root: x, Excludes: []string{"*.tmp"}},
+				"beta":  {Driver: "fs", Root: x + "/"},
+			},
+			wantErr: []string{"alpha", "beta", "same tree"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := config.Default()
+			cfg.AgentID = "test-agent"
+			// New must not dial: grpc.NewClient connects lazily, on the first call.
+			cfg.Senders["fusion"] = config.Sender{Address: "127.0.0.1:1", APIKey: "k"}
+			for id, sc := range tt.sources {
+				cfg.Sources[id] = sc
+				cfg.Pipes["pipe-"+id] = config.Pipe{Source: id, Sender: "fusion"}
+			}
+			core, logs := observer.New(zap.InfoLevel)
+			a, err := New(zap.New(core), cfg, Options{})
+			if tt.wantErr != nil {
+				if err == nil {
+					a.close()
+					t.Fatal("New succeeded, want an error")
+				}
+				for _, want := range tt.wantErr {
+					if !strings.Contains(err.Error(), want) {
+						t.Errorf("error %q does not mention %q", err, want)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("New: %v", err)
+			}
+			defer a.close()
+
+			if len(a.sources) != len(tt.groups) {
+				t.Fatalf("got %d sources, want %d", len(a.sources), len(tt.groups))
+			}
+			buses := map[*bus.Bus[fs.Event]]bool{}
+			for _, ids := range tt.groups {
+				var s *source
+				for _, c := range a.sources {
+					if slices.Equal(c.ids, ids) {
+						s = c
+					}
+				}
+				if s == nil {
+					t.Fatalf("no source shared by exactly %v", ids)
+				}
+				if s.bus == nil || buses[s.bus] {
+					t.Fatalf("source %v: bus %p is nil or shared with another source", ids, s.bus)
+				}
+				buses[s.bus] = true
+				// Every pipe on any of the ids reads this source (and is audited on overflow).
+				if len(s.pipes) != len(ids) {
+					t.Errorf("source %v feeds %d pipes, want %d", ids, len(s.pipes), len(ids))
+				}
+				for _, id := range ids {
+					if !slices.Contains(s.pipes, a.Pipe("pipe-"+id)) {
+						t.Errorf("pipe-%s does not read the source of %v", id, ids)
+					}
+				}
+			}
+			merged := logs.FilterMessage("sources share one watcher and bus").Len()
+			if want := len(tt.sources) - len(tt.groups); merged != want {
+				t.Errorf("logged %d merges, want %d", merged, want)
+			}
+		})
+	}
+}
