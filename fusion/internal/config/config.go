@@ -112,8 +112,11 @@ const (
 	DefaultQueueSize        = 256
 	DefaultSentinelInterval = 5 * time.Minute
 	DefaultMaxNodes         = 100_000_000
-	DefaultHotThreshold     = 30 * time.Second
-	DefaultTombstoneTTL     = time.Hour
+	// MaxNodesLimit is the most nodes an fs view can index (27-bit ids; fs.MaxIndexedNodes-1,
+	// checked by a test there).
+	MaxNodesLimit       = 1<<27 - 3
+	DefaultHotThreshold = 30 * time.Second
+	DefaultTombstoneTTL = time.Hour
 )
 
 // Normalize fills per-entry defaults of pipes and views.
@@ -217,8 +220,8 @@ func (c *Config) Validate() error {
 		if v.Schema != "fs" {
 			errs = append(errs, fmt.Errorf("views.%s: driver fs accepts schema fs, not %q", vid, v.Schema))
 		}
-		if v.MaxNodes <= 0 {
-			errs = append(errs, fmt.Errorf("views.%s: max_nodes must be positive", vid))
+		if v.MaxNodes <= 0 || v.MaxNodes > MaxNodesLimit {
+			errs = append(errs, fmt.Errorf("views.%s: max_nodes must be between 1 and %d", vid, MaxNodesLimit))
 		}
 		if v.HotThreshold < time.Second || v.TombstoneTTL < time.Second {
 			errs = append(errs, fmt.Errorf("views.%s: hot_threshold and tombstone_ttl must be at least 1s", vid))

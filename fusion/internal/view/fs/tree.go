@@ -112,6 +112,8 @@ func New(log *zap.Logger, opts Options) *View {
 	if opts.MaxNodes <= 0 {
 		opts.MaxNodes = 100_000_000
 	}
+	// Node ids (the root's included) must fit an index slot.
+	opts.MaxNodes = min(opts.MaxNodes, MaxIndexedNodes-1)
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}

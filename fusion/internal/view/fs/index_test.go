@@ -1,0 +1,73 @@
+package fs
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/fustor/fustor/fusion/internal/config"
+)
+
+// TestIndexTagsAndRemoval fills the index past several grows with names that share parents
+// and prefixes, removes every third entry, and checks each lookup against a plain map: tags
+// must never hide a present key or admit an absent one.
+func TestIndexTagsAndRemoval(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		parents int
+		perDir  int
+	}{
+		{"one wide directory", 1, 20_000},
+		{"many small directories", 5_000, 4},
+		{"mixed", 200, 150},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, x := newArena(), newIndex()
+			want := map[string]uint32{}
+			key := func(p uint32, n string) string { return fmt.Sprintf("%d/%s", p, n) }
+			var ids []uint32
+			for p := range tc.parents {
+				for c := range tc.perDir {
+					id := a.alloc()
+					n := a.get(id)
+					name := fmt.Sprintf("data_%04d.dat", c)
+					n.parent, n.nameRef, n.nameLen = uint32(p+1), a.putName(name), uint16(len(name))
+					x.insert(a, id)
+					want[key(n.parent, name)] = id
+					ids = append(ids, id)
+				}
+			}
+			for i, id := range ids {
+				if i%3 == 0 {
+					n := a.get(id)
+					x.remove(a, id)
+					delete(want, key(n.parent, a.nameString(n)))
+				}
+			}
+			if x.count != len(want) {
+				t.Fatalf("count %d, want %d", x.count, len(want))
+			}
+			for i, id := range ids {
+				n := a.get(id)
+				got := x.lookup(a, n.parent, a.nameString(n))
+				if i%3 == 0 && got != 0 {
+					t.Fatalf("removed %s found as %d", a.nameString(n), got)
+				}
+				if i%3 != 0 && got != id {
+					t.Fatalf("lookup %d/%s = %d, want %d", n.parent, a.nameString(n), got, id)
+				}
+			}
+			if got := x.lookup(a, 1, "absent.dat"); got != 0 {
+				t.Fatalf("absent name found as %d", got)
+			}
+		})
+	}
+}
+
+func TestMaxNodesLimitFitsTheIndex(t *testing.T) {
+	if config.MaxNodesLimit != MaxIndexedNodes-1 {
+		t.Fatalf("config.MaxNodesLimit %d, want fs.MaxIndexedNodes-1 = %d", config.MaxNodesLimit, MaxIndexedNodes-1)
+	}
+	if v := New(nil, Options{MaxNodes: 1 << 30}); v.opts.MaxNodes > MaxIndexedNodes-1 {
+		t.Fatalf("MaxNodes %d not capped", v.opts.MaxNodes)
+	}
+}
