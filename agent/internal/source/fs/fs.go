@@ -174,7 +174,7 @@ type Source struct {
 	cfg        Config
 	root       string // absolute and clean
 	rootPrefix string // root without a trailing separator: abs = rootPrefix + rel
-	excludes   []string
+	excludes   []exclude
 	onOverflow atomic.Pointer[func()]
 	c          counters
 
@@ -205,8 +205,7 @@ func New(logger *zap.Logger, cfg Config) (*Source, error) {
 	}
 	s := &Source{log: logger, cfg: cfg, root: root, rootPrefix: strings.TrimSuffix(root, string(filepath.Separator))}
 	for _, p := range cfg.Excludes {
-		// A leading "/" anchors nothing extra: relative paths are matched without it.
-		s.excludes = append(s.excludes, strings.TrimPrefix(p, "/"))
+		s.excludes = append(s.excludes, compileExclude(p))
 	}
 	if cfg.OnOverflow != nil {
 		f := cfg.OnOverflow
@@ -260,20 +259,40 @@ func (s *Source) index() uint64 { return s.cfg.Clock.Index() }
 func (s *Source) Clock() *eventtime.Clock { return s.cfg.Clock }
 
 // excluded reports whether the entry at rel (never the root) matches an exclude pattern.
+// path.Match's wildcards never match "/", so a pattern without one can match only the
+// basename (for a top-level entry that is the whole relative path too) and a pattern with
+// one only the relative path; literal patterns are compared as strings. This runs for every
+// entry of every walk, so each pattern is tried once, the cheapest way.
 func (s *Source) excluded(rel string) bool {
 	if len(s.excludes) == 0 || rel == fspath.Root {
 		return false
 	}
 	_, base := fspath.Split(rel)
 	for _, p := range s.excludes {
-		if ok, _ := path.Match(p, base); ok {
-			return true
+		subject := base
+		if p.slash {
+			subject = rel[1:]
 		}
-		if ok, _ := path.Match(p, rel[1:]); ok {
+		if p.literal {
+			if p.pattern == subject {
+				return true
+			}
+		} else if ok, _ := path.Match(p.pattern, subject); ok {
 			return true
 		}
 	}
 	return false
+}
+
+// exclude is one compiled exclude pattern.
+type exclude struct {
+	pattern        string
+	slash, literal bool
+}
+
+func compileExclude(p string) exclude {
+	p = strings.TrimPrefix(p, "/") // a leading "/" anchors nothing extra
+	return exclude{pattern: p, slash: strings.Contains(p, "/"), literal: !strings.ContainsAny(p, `*?[\`)}
 }
 
 // validName reports whether the wire can carry name: the typed fs batch is protobuf, whose

@@ -96,7 +96,7 @@ func TestConfigDefaultValidate(t *testing.T) {
 }
 
 func TestExcluded(t *testing.T) {
-	s := newSource(t, "/r", func(c *Config) { c.Excludes = []string{"*.tmp", ".git", "/build/out", "cache/*/x"} })
+	s := newSource(t, "/r", func(c *Config) { c.Excludes = []string{"*.tmp", ".git", "/build/out", "cache/*/x", `lit\*`} })
 	tests := []struct {
 		rel  string
 		want bool
@@ -112,6 +112,10 @@ func TestExcluded(t *testing.T) {
 		{"/x/build/out", false},
 		{"/cache/k/x", true},
 		{"/cache/k/y", false},
+		{"/.gitx", false},
+		{"/sub/.git/config", false}, // the directory is excluded, so the walk never gets here
+		{"/d/lit*", true},           // an escaped wildcard is matched, not compared
+		{"/d/litx", false},
 	}
 	for _, tt := range tests {
 		if got := s.excluded(tt.rel); got != tt.want {
