@@ -6,6 +6,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/fustor/fustor/sdk/fspath"
@@ -38,13 +39,29 @@ func (v *View) entry(id uint32, p string) Entry {
 	return e
 }
 
-// sortedChildren returns a directory's children ordered by name.
+// sortedChildren returns a directory's children ordered by name. The slice is shared: callers
+// must not modify it.
 func (v *View) sortedChildren(dir uint32) []uint32 {
-	out := make([]uint32, 0, v.dirs[dir].children)
+	return v.sortedCached(&v.dirs[dir].sorted, dir, false)
+}
+
+// sortedCached returns the cached ordered children of dir (only subdirectories when onlyDirs),
+// building and storing them when the cache is empty. Readers racing here build equal slices.
+func (v *View) sortedCached(cache *atomic.Pointer[[]uint32], dir uint32, onlyDirs bool) []uint32 {
+	if p := cache.Load(); p != nil {
+		return *p
+	}
+	var out []uint32
+	if !onlyDirs {
+		out = make([]uint32, 0, v.dirs[dir].children)
+	}
 	for ch := v.a.get(dir).firstChild; ch != 0; ch = v.a.get(ch).nextSib {
-		out = append(out, ch)
+		if !onlyDirs || v.a.get(ch).isDir() {
+			out = append(out, ch)
+		}
 	}
 	slices.SortFunc(out, func(x, y uint32) int { return bytes.Compare(v.a.name(v.a.get(x)), v.a.name(v.a.get(y))) })
+	cache.Store(&out)
 	return out
 }
 
@@ -357,16 +374,9 @@ func globLiterals(glob string) (prefix, suffix []byte) {
 	return prefix, suffix
 }
 
-// sortedSubdirs returns a directory's subdirectories ordered by name.
+// sortedSubdirs returns a directory's subdirectories ordered by name (shared, read-only).
 func (v *View) sortedSubdirs(dir uint32) []uint32 {
-	var out []uint32
-	for ch := v.a.get(dir).firstChild; ch != 0; ch = v.a.get(ch).nextSib {
-		if v.a.get(ch).isDir() {
-			out = append(out, ch)
-		}
-	}
-	slices.SortFunc(out, func(x, y uint32) int { return bytes.Compare(v.a.name(v.a.get(x)), v.a.name(v.a.get(y))) })
-	return out
+	return v.sortedCached(&v.dirs[dir].sortedDirs, dir, true)
 }
 
 // isWithin reports whether node id is root or below it.

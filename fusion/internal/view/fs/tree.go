@@ -78,6 +78,21 @@ type dirAgg struct {
 	// under the read lock, hence atomics (concurrent readers store the same values).
 	minName, maxName atomic.Uint32
 	rangeStale       atomic.Bool
+	// sorted and sortedDirs cache the children (all, and the subdirectories) ordered by name
+	// for listings and ordered finds, which would otherwise sort them on every query. Built
+	// by the first query that needs them (under the read lock, hence atomics), dropped by
+	// any change to the directory's children. At most 4 bytes per child of a listed directory.
+	sorted, sortedDirs atomic.Pointer[[]uint32]
+}
+
+// childrenChanged drops the sorted caches.
+func (g *dirAgg) childrenChanged() {
+	if g.sorted.Load() != nil {
+		g.sorted.Store(nil)
+	}
+	if g.sortedDirs.Load() != nil {
+		g.sortedDirs.Store(nil)
+	}
 }
 
 // View is one fs view.
@@ -194,6 +209,7 @@ func (v *View) insert(parent uint32, name string, dir bool, size, mtime int64, f
 	p.firstChild = id
 	g := v.dirs[parent]
 	g.children++
+	g.childrenChanged()
 	if !g.rangeStale.Load() {
 		nm := v.a.name(n)
 		if mn := g.minName.Load(); mn == 0 || bytes.Compare(nm, v.a.name(v.a.get(mn))) < 0 {
@@ -278,6 +294,7 @@ func (v *View) remove(id uint32) {
 	}
 	g := v.dirs[parent]
 	g.children--
+	g.childrenChanged()
 	if g.children == 0 {
 		g.minName.Store(0)
 		g.maxName.Store(0)

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -253,6 +255,12 @@ func randomOp(t testing.TB, r *rand.Rand, v *View, c *clocks) {
 	case k < 10:
 		c.advance(time.Duration(r.IntN(20)) * time.Second)
 		v.Tick()
+	case k < 13:
+		// Queries fill the sorted-children caches that later changes must drop.
+		rw := randomRow(r, c)
+		dir := rw.Path()
+		_, _, _ = v.List(dir[:strings.LastIndexByte(dir, '/')+1], 1+r.IntN(3), "", 100)
+		_, _, _ = v.Find("/", Matcher{Name: fmt.Sprintf("n%d", r.IntN(6))}, 1+r.IntN(300))
 	default:
 		_, _, _ = v.Apply(Source(1+r.IntN(4)), []fsbatch.Row{randomRow(r, c)})
 	}
@@ -327,6 +335,24 @@ func checkInvariants(t testing.TB, v *View) {
 		if g.files != files || g.dirs != dirs || g.size != size || g.children != children {
 			t.Fatalf("dir %d aggregate files %d dirs %d size %d children %d; recount files %d dirs %d size %d children %d",
 				id, g.files, g.dirs, g.size, g.children, files, dirs, size, children)
+		}
+		for _, c := range []struct {
+			cache    *[]uint32
+			onlyDirs bool
+		}{{g.sorted.Load(), false}, {g.sortedDirs.Load(), true}} {
+			if c.cache == nil {
+				continue
+			}
+			var want []uint32
+			for ch := v.a.get(id).firstChild; ch != 0; ch = v.a.get(ch).nextSib {
+				if !c.onlyDirs || v.a.get(ch).isDir() {
+					want = append(want, ch)
+				}
+			}
+			slices.SortFunc(want, func(x, y uint32) int { return bytes.Compare(v.a.name(v.a.get(x)), v.a.name(v.a.get(y))) })
+			if !slices.Equal(*c.cache, want) {
+				t.Fatalf("dir %d sorted cache (dirs only %v) %v; children sorted %v", id, c.onlyDirs, *c.cache, want)
+			}
 		}
 		if !g.rangeStale.Load() {
 			var lo, hi []byte
