@@ -31,7 +31,7 @@ func (v *View) entry(id uint32, p string) Entry {
 	e := Entry{Path: p, IsDir: n.isDir(), Size: uint64(n.size), MtimeNs: n.mtime, LastUpdatedAtNs: n.lastUpdated,
 		Suspect: n.flags&flagSuspect != 0, KnownByAgent: n.flags&flagKnown != 0, AuditSkipped: n.flags&flagAuditSkipped != 0}
 	if id != v.root {
-		e.Name = v.a.nameString(n)
+		e.Name = p[len(p)-int(n.nameLen):] // p ends with the name: no copy of its own
 	}
 	if e.IsDir {
 		e.ChildCount = int(v.dirs[id].children)
@@ -65,10 +65,40 @@ func (v *View) sortedCached(cache *atomic.Pointer[[]uint32], dir uint32, onlyDir
 	return out
 }
 
+// pathBuf hands out path strings carved from shared chunks, so a listing allocates per chunk
+// rather than per entry. A chunk is only ever appended to, never reallocated, so the strings
+// already handed out stay valid.
+type pathBuf struct{ chunk []byte }
+
+func (b *pathBuf) join(prefix string, name []byte) string {
+	if prefix == fspath.Root {
+		prefix = ""
+	}
+	start := b.reserve(len(prefix) + 1 + len(name))
+	b.chunk = append(append(append(b.chunk, prefix...), '/'), name...)
+	return unsafe.String(&b.chunk[start], len(b.chunk)-start)
+}
+
+// copy returns p as a string carved from the chunks.
+func (b *pathBuf) copy(p []byte) string {
+	start := b.reserve(len(p))
+	b.chunk = append(b.chunk, p...)
+	return unsafe.String(&b.chunk[start], len(p))
+}
+
+// reserve makes room for n bytes and returns where they will start.
+func (b *pathBuf) reserve(n int) int {
+	if cap(b.chunk)-len(b.chunk) < n {
+		b.chunk = make([]byte, 0, max(16<<10, n))
+	}
+	return len(b.chunk)
+}
+
 // walker visits a subtree depth-first, children sorted by name, optionally resuming after a
 // path (paging) without visiting what comes before it.
 type walker struct {
 	v        *View
+	paths    pathBuf
 	maxDepth int
 	fn       func(id uint32, p string) bool
 }
@@ -78,8 +108,8 @@ type walker struct {
 func (w *walker) walk(dir uint32, prefix string, depth int, after []string) bool {
 	for _, ch := range w.v.sortedChildren(dir) {
 		n := w.v.a.get(ch)
-		name := w.v.a.nameString(n)
-		p := fspath.Join(prefix, name)
+		p := w.paths.join(prefix, w.v.a.name(n))
+		name := p[len(p)-int(n.nameLen):]
 		var sub []string
 		if len(after) > 0 {
 			switch c := strings.Compare(name, after[0]); {
@@ -143,6 +173,9 @@ func (v *View) List(dir string, maxDepth int, after string, limit int) (entries 
 		resume = strings.Split(strings.TrimPrefix(rel, "/"), "/")
 	}
 	more := false
+	if maxDepth <= 1 {
+		entries = make([]Entry, 0, min(limit, int(v.dirs[id].children)))
+	}
 	w := &walker{v: v, maxDepth: max(maxDepth, 1), fn: func(id uint32, p string) bool {
 		if len(entries) == limit {
 			more = true
@@ -283,6 +316,7 @@ func (v *View) findDFS(root uint32, m Matcher, limit int) ([]Entry, bool) {
 	var entries []Entry
 	truncated := false
 	buf := make([]byte, 0, 256)
+	var paths pathBuf
 	if root != v.root {
 		buf = append(buf, v.pathOf(root)...)
 	}
@@ -297,7 +331,7 @@ func (v *View) findDFS(root uint32, m Matcher, limit int) ([]Entry, bool) {
 				return false
 			}
 			buf = append(append(buf[:base], '/'), v.a.name(v.a.get(id))...)
-			entries = append(entries, v.entry(id, string(buf)))
+			entries = append(entries, v.entry(id, paths.copy(buf)))
 			return true
 		}
 		if v.dirs[dir].dirs > 0 {
