@@ -33,10 +33,13 @@ type Options struct {
 	IngestDuration time.Duration
 	Clients        int
 	Queries        int
-	RealtimeFiles  int
-	AuditInterval  time.Duration
-	FindRuns       int
-	Keep           bool
+	// Load is the paced P4 rate as a fraction of each kind's back-to-back throughput.
+	Load          float64
+	PacedFor      time.Duration
+	RealtimeFiles int
+	AuditInterval time.Duration
+	FindRuns      int
+	Keep          bool
 	// Command is the command line, printed in the report.
 	Command string
 	// Stderr receives progress and log lines; TTY selects the one-line progress display.
@@ -47,7 +50,7 @@ type Options struct {
 // DefaultOptions are the flags' defaults.
 func DefaultOptions() Options {
 	return Options{Dir: "./bench-data/tree", Out: "./bench-out", Bin: "./bin", Files: 1_000_000,
-		Phases: allPhases, IngestDuration: 10 * time.Second, Clients: 20, Queries: 2000, RealtimeFiles: 1000,
+		Phases: allPhases, IngestDuration: 10 * time.Second, Clients: 20, Queries: 2000, Load: 0.25, PacedFor: 10 * time.Second, RealtimeFiles: 1000,
 		AuditInterval: 15 * time.Second, FindRuns: 3, Stderr: io.Discard}
 }
 
@@ -80,7 +83,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool
 	fs.StringVar(&phases, "phases", "all", "comma-separated phases: all or "+phases)
 	fs.DurationVar(&o.IngestDuration, "ingest-duration", o.IngestDuration, "how long P2 pushes rows")
 	fs.IntVar(&o.Clients, "clients", o.Clients, "concurrent query clients (P4)")
-	fs.IntVar(&o.Queries, "queries", o.Queries, "measured queries per kind (P4)")
+	fs.IntVar(&o.Queries, "queries", o.Queries, "measured queries per kind, clients back to back (P4)")
+	fs.Float64Var(&o.Load, "load", o.Load, "paced P4 rate, as a fraction of each kind's back-to-back throughput (0 < load <= 1)")
+	fs.DurationVar(&o.PacedFor, "paced-for", o.PacedFor, "how long each paced P4 run lasts")
 	fs.IntVar(&o.RealtimeFiles, "realtime-files", o.RealtimeFiles, "files written for the realtime latency (P5)")
 	fs.DurationVar(&o.AuditInterval, "audit-interval", o.AuditInterval, "the agent's audit interval (two audits are awaited)")
 	fs.IntVar(&o.FindRuns, "find-runs", o.FindRuns, "timed runs of each find baseline, after one warm-up (best is reported)")
@@ -132,8 +137,9 @@ var errUsage = errors.New("usage")
 // returns. A phase that fails is recorded in Report.Errors and the others still run; the
 // error is for failures that leave no report (bad options, a foreign --dir, Ctrl-C).
 func Run(ctx context.Context, o Options) (*Report, string, error) {
-	if o.Files <= 0 || o.Clients <= 0 || o.Queries <= 0 || o.RealtimeFiles < 0 || o.FindRuns <= 0 || o.AuditInterval <= 0 {
-		return nil, "", fmt.Errorf("check options: %w: --files, --clients, --queries, --find-runs and --audit-interval must be positive", errUsage)
+	if o.Files <= 0 || o.Clients <= 0 || o.Queries <= 0 || o.RealtimeFiles < 0 || o.FindRuns <= 0 || o.AuditInterval <= 0 ||
+		o.Load <= 0 || o.Load > 1 || o.PacedFor <= 0 {
+		return nil, "", fmt.Errorf("check options: %w: --files, --clients, --queries, --find-runs, --audit-interval and --paced-for must be positive, --load in (0, 1]", errUsage)
 	}
 	if o.Stderr == nil {
 		o.Stderr = io.Discard

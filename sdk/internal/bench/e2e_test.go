@@ -31,6 +31,7 @@ func TestEndToEnd(t *testing.T) {
 	o.Dir, o.Out, o.Bin, o.Files = dir, out, bin, 2_000
 	o.IngestDuration, o.AuditInterval = time.Second, 2*time.Second
 	o.Queries, o.RealtimeFiles, o.FindRuns = 200, 50, 1
+	o.PacedFor = 500 * time.Millisecond
 	o.Command = "fustor-bench (TestEndToEnd)"
 	var stderr syncBuffer
 	o.Stderr = &stderr
@@ -76,6 +77,8 @@ func TestEndToEnd(t *testing.T) {
 		positive(q+"_p99_ms", 1e-3, anyTime)
 		positive(q+"_find_ms", 1e-3, anyTime)
 		positive(q+"_speedup", 1e-6, 1e9)
+		positive(q+"_sat_qps", 1, 1e9)
+		positive(q+"_sat_p99_ms", 1e-3, anyTime)
 		if _, ok := rep.Figure(q + "_errors"); ok {
 			t.Errorf("%s queries failed", q)
 		}
@@ -87,8 +90,9 @@ func TestEndToEnd(t *testing.T) {
 	}
 	positive("p2_ingest_rows_per_s", 1_000, 1e9)
 	positive("p2_sustained_s", 0.9, 30)
-	if len(rep.Latency) != 8 {
-		t.Errorf("latency series: %d; want 7 query kinds and realtime", len(rep.Latency))
+	positive("wake_lateness_p99_ms", 0, anyTime)
+	if len(rep.Latency) != 15 {
+		t.Errorf("latency series: %d; want 7 query kinds paced and back to back, and realtime", len(rep.Latency))
 	}
 	for _, name := range []string{"report.txt", "report.json", "report.html"} {
 		if st, err := os.Stat(filepath.Join(repDir, name)); err != nil || st.Size() == 0 {
