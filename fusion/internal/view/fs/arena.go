@@ -1,5 +1,7 @@
 package fs
 
+import "unsafe"
+
 // The tree is stored for tens of millions of files: nodes live in fixed-size chunks addressed by
 // uint32 ids (growth never copies a huge slice), names in chunked byte arenas, and children are
 // found through one open-addressing index (index.go) instead of a Go map per directory.
@@ -21,7 +23,7 @@ const (
 	flagBlindAdd  // recorded as a blind-spot addition
 )
 
-// node is 48 bytes.
+// node is 56 bytes.
 type node struct {
 	size        int64
 	mtime       int64
@@ -33,6 +35,8 @@ type node struct {
 	nameRef     uint32 // chunk<<20 | offset in names
 	nameLen     uint16
 	flags       uint16
+	// nextSame and prevSame chain the nodes sharing this name (names.go).
+	nextSame, prevSame uint32
 }
 
 func (n *node) isDir() bool { return n.flags&flagDir != 0 }
@@ -117,5 +121,5 @@ func (a *arena) compact() {
 }
 
 func (a *arena) memory() uint64 {
-	return uint64(len(a.chunks))*chunkSize*48 + uint64(len(a.names))*nameChunk + uint64(cap(a.free))*4
+	return uint64(len(a.chunks))*chunkSize*uint64(unsafe.Sizeof(node{})) + uint64(len(a.names))*nameChunk + uint64(cap(a.free))*4
 }

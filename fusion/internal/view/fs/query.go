@@ -252,6 +252,11 @@ func (v *View) findDFS(root uint32, m Matcher, limit int) ([]Entry, bool) {
 	if m.Name != "" && fspath.ValidName(m.Name) != nil {
 		return nil, false
 	}
+	if m.Name != "" {
+		if entries, truncated, ok := v.findByName(root, m, limit); ok {
+			return entries, truncated
+		}
+	}
 	pre, suf := globLiterals(m.Glob)
 	var hits []uint32
 	hitsIn := func(dir uint32) []uint32 {
@@ -359,6 +364,66 @@ func (v *View) findDFS(root uint32, m Matcher, limit int) ([]Entry, bool) {
 	}
 	visit(root)
 	return entries, truncated
+}
+
+// nameChainVisits bounds the nodes findByName reads on a name's chain before it leaves the
+// answer to the ordered walk, which stops at the limit: a name carried by millions of nodes
+// must not be collected whole to return its first thousand.
+const nameChainVisits = 1 << 17
+
+// nameSortMax is the most matches findByName sorts by path; past it the ordered directory walk
+// (sorted children cached) is cheaper than building and sorting every match's path.
+const nameSortMax = 1024
+
+// findByName answers an exact-name find from the name's chain: its nodes below root, sorted
+// by path. ok is false when the chain is too long to read whole, or holds more matches than
+// limit or nameSortMax: the ordered walk then answers, stopping at the limit.
+func (v *View) findByName(root uint32, m Matcher, limit int) (entries []Entry, truncated, ok bool) {
+	var found []uint32
+	visits := 0
+	for id := v.names.head(v.a, m.Name); id != 0; id = v.a.get(id).nextSame {
+		if visits++; visits > nameChainVisits {
+			return nil, false, false
+		}
+		n := v.a.get(id)
+		if id != root && m.match(v.a.name(n), n.isDir()) && (root == v.root || v.isWithin(id, root)) {
+			if len(found) == min(limit, nameSortMax) {
+				return nil, false, false
+			}
+			found = append(found, id)
+		}
+	}
+	// Sort keys are the paths with "/" as NUL (names never hold one), so a plain byte compare
+	// orders them as the walk does.
+	type hit struct {
+		id  uint32
+		key string
+	}
+	var keys pathBuf
+	var buf []byte
+	hs := make([]hit, len(found))
+	for i, id := range found {
+		buf = v.appendPath(buf[:0], id)
+		for j, c := range buf {
+			if c == '/' {
+				buf[j] = 0
+			}
+		}
+		hs[i] = hit{id, keys.copy(buf)}
+	}
+	slices.SortFunc(hs, func(a, b hit) int { return strings.Compare(a.key, b.key) })
+	var paths pathBuf
+	entries = make([]Entry, len(hs))
+	for i, h := range hs {
+		buf = append(buf[:0], h.key...)
+		for j, c := range buf {
+			if c == 0 {
+				buf[j] = '/'
+			}
+		}
+		entries[i] = v.entry(h.id, paths.copy(buf))
+	}
+	return entries, false, true
 }
 
 // mayHoldPrefix reports whether a child of dir can have a name starting with pre, from the

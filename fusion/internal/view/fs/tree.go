@@ -100,12 +100,14 @@ type View struct {
 	log  *zap.Logger
 	opts Options
 
-	mu   sync.RWMutex
-	a    *arena
-	idx  *index
-	dirs map[uint32]*dirAgg
-	root uint32
-	size int // nodes, root excluded
+	mu  sync.RWMutex
+	a   *arena
+	idx *index
+	// names chains the nodes by basename, for exact-name finds.
+	names *names
+	dirs  map[uint32]*dirAgg
+	root  uint32
+	size  int // nodes, root excluded
 
 	// aggMu serialises lazy max-mtime recomputation among readers (writers hold mu).
 	aggMu sync.Mutex
@@ -148,7 +150,7 @@ func New(log *zap.Logger, opts Options) *View {
 }
 
 func (v *View) init() {
-	v.a, v.idx, v.dirs, v.size = newArena(), newIndex(), map[uint32]*dirAgg{}, 0
+	v.a, v.idx, v.names, v.dirs, v.size = newArena(), newIndex(), newNames(), map[uint32]*dirAgg{}, 0
 	v.root = v.a.alloc()
 	r := v.a.get(v.root)
 	r.flags = flagDir | flagLive | flagKnown
@@ -183,7 +185,7 @@ func (v *View) Rejected() uint64 {
 func (v *View) MemoryBytes() uint64 {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
-	return v.a.memory() + v.idx.memory() + uint64(len(v.dirs))*96
+	return v.a.memory() + v.idx.memory() + v.names.memory() + uint64(len(v.dirs))*96
 }
 
 // insert creates a child node and updates the ancestors' aggregates.
@@ -220,6 +222,7 @@ func (v *View) insert(parent uint32, name string, dir bool, size, mtime int64, f
 		}
 	}
 	v.idx.insert(v.a, id)
+	v.names.add(v.a, id)
 	v.size++
 	var df, dd int64 = 1, 0
 	if dir {
@@ -316,6 +319,7 @@ func (v *View) remove(id uint32) {
 			delete(v.dirs, cur)
 		}
 		v.idx.remove(v.a, cur)
+		v.names.remove(v.a, cur)
 		v.a.release(cur)
 		v.size--
 	}
@@ -351,16 +355,20 @@ func (v *View) pathOf(id uint32) string {
 	if id == v.root {
 		return "/"
 	}
-	var parts []string
+	return string(v.appendPath(nil, id))
+}
+
+// appendPath appends the path of id (not the root) to b.
+func (v *View) appendPath(b []byte, id uint32) []byte {
+	var stack [32]uint32
+	chain := stack[:0]
 	for cur := id; cur != v.root && cur != 0; cur = v.a.get(cur).parent {
-		parts = append(parts, v.a.nameString(v.a.get(cur)))
+		chain = append(chain, cur)
 	}
-	var b []byte
-	for i := len(parts) - 1; i >= 0; i-- {
-		b = append(b, '/')
-		b = append(b, parts[i]...)
+	for i := len(chain) - 1; i >= 0; i-- {
+		b = append(append(b, '/'), v.a.name(v.a.get(chain[i]))...)
 	}
-	return string(b)
+	return b
 }
 
 // maxMtimeLocked returns a directory's latest subtree mtime, recomputing dirty ones. Callers

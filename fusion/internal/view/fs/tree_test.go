@@ -260,7 +260,23 @@ func randomOp(t testing.TB, r *rand.Rand, v *View, c *clocks) {
 		rw := randomRow(r, c)
 		dir := rw.Path()
 		_, _, _ = v.List(dir[:strings.LastIndexByte(dir, '/')+1], 1+r.IntN(3), "", 100)
-		_, _, _ = v.Find("/", Matcher{Name: fmt.Sprintf("n%d", r.IntN(6))}, 1+r.IntN(300))
+		// An exact name is answered from the name chains; the same literal as a glob takes the
+		// directory walk. Both must give the same answer.
+		name, root, limit := fmt.Sprintf("n%d", r.IntN(6)), dir[:strings.LastIndexByte(dir, '/')+1], 1+r.IntN(300)
+		if root != "/" {
+			root = strings.TrimSuffix(root, "/")
+		}
+		byName, tn, errN := v.Find(root, Matcher{Name: name}, limit)
+		byGlob, tg, errG := v.Find(root, Matcher{Glob: name}, limit)
+		if (errN == nil) != (errG == nil) || tn != tg || len(byName) != len(byGlob) {
+			t.Fatalf("find %q under %s limit %d: by name %d entries (truncated %v, %v), by glob %d (%v, %v)",
+				name, root, limit, len(byName), tn, errN, len(byGlob), tg, errG)
+		}
+		for i := range byName {
+			if byName[i] != byGlob[i] {
+				t.Fatalf("find %q under %s: entry %d by name %+v, by glob %+v", name, root, i, byName[i], byGlob[i])
+			}
+		}
 	default:
 		_, _, _ = v.Apply(Source(1+r.IntN(4)), []fsbatch.Row{randomRow(r, c)})
 	}
@@ -379,6 +395,34 @@ func checkInvariants(t testing.TB, v *View) {
 		return files, dirs, size, maxM
 	}
 	visit(v.root)
+	// Every node but the root is on its name's chain, each chain is reachable from its slot.
+	chained := 0
+	for _, s := range v.names.slots {
+		if s == 0 {
+			continue
+		}
+		head := s & idMask
+		name := v.a.name(v.a.get(head))
+		if v.a.get(head).prevSame != 0 {
+			t.Fatalf("chain head %d has a predecessor", head)
+		}
+		if v.names.head(v.a, string(name)) != head {
+			t.Fatalf("slot of %q unreachable by lookup", name)
+		}
+		for id := head; id != 0; id = v.a.get(id).nextSame {
+			n := v.a.get(id)
+			if n.flags&flagLive == 0 || !bytes.Equal(v.a.name(n), name) {
+				t.Fatalf("node %d on the chain of %q is dead or named %q", id, name, v.a.name(n))
+			}
+			if nx := n.nextSame; nx != 0 && v.a.get(nx).prevSame != id {
+				t.Fatalf("chain of %q: %d → %d has no back link", name, id, nx)
+			}
+			chained++
+		}
+	}
+	if chained != count {
+		t.Fatalf("%d nodes on name chains, %d in the tree", chained, count)
+	}
 	if len(v.c.heap) != len(v.c.suspects) {
 		t.Fatalf("suspect heap %d, table %d", len(v.c.heap), len(v.c.suspects))
 	}

@@ -1,0 +1,121 @@
+package fs
+
+import "hash/maphash"
+
+// names finds nodes by basename alone, for find by exact name: every node with a name is on
+// that name's doubly linked chain (node.nextSame/prevSame), and an open-addressing table maps
+// the name to the chain's head. An exact-name find then costs its matches, not one child-index
+// probe per directory of the subtree. Same layout as index: a slot holds the head's id and a
+// hash tag; the key is read from the head node.
+type names struct {
+	seed  maphash.Seed
+	slots []uint32
+	count int // distinct names
+}
+
+func newNames() *names { return &names{seed: maphash.MakeSeed(), slots: make([]uint32, 256)} }
+
+func (x *names) hash(name []byte) uint64 { return maphash.Bytes(x.seed, name) }
+
+// slot returns the position of name's slot, or of the empty slot where it would go.
+func (x *names) slot(a *arena, name []byte, h uint64) uint64 {
+	mask := uint64(len(x.slots) - 1)
+	tag := tagOf(h)
+	for i := h & mask; ; i = (i + 1) & mask {
+		s := x.slots[i]
+		if s == 0 || (s&^idMask == tag && string(a.name(a.get(s&idMask))) == string(name)) {
+			return i
+		}
+	}
+}
+
+// head returns the first node named name (0: none).
+func (x *names) head(a *arena, name string) uint32 {
+	b := []byte(name)
+	return x.slots[x.slot(a, b, x.hash(b))] & idMask
+}
+
+// add puts id, whose name is set, at the head of its name's chain.
+func (x *names) add(a *arena, id uint32) {
+	if (x.count+1)*4 > len(x.slots)*3 {
+		x.grow(a)
+	}
+	n := a.get(id)
+	h := x.hash(a.name(n))
+	i := x.slot(a, a.name(n), h)
+	if old := x.slots[i] & idMask; old != 0 {
+		n.nextSame = old
+		a.get(old).prevSame = id
+	} else {
+		x.count++
+	}
+	n.prevSame = 0
+	x.slots[i] = id | tagOf(h)
+}
+
+// remove unlinks id from its name's chain.
+func (x *names) remove(a *arena, id uint32) {
+	n := a.get(id)
+	prev, next := n.prevSame, n.nextSame
+	n.prevSame, n.nextSame = 0, 0
+	if next != 0 {
+		a.get(next).prevSame = prev
+	}
+	if prev != 0 {
+		a.get(prev).nextSame = next
+		return
+	}
+	// id was the head.
+	h := x.hash(a.name(n))
+	i := x.slot(a, a.name(n), h)
+	if x.slots[i]&idMask != id {
+		return // not indexed (cannot happen for a live node)
+	}
+	if next != 0 {
+		x.slots[i] = next | tagOf(h)
+		return
+	}
+	x.count--
+	x.deleteSlot(a, i)
+}
+
+// deleteSlot empties slot i with backward-shift deletion.
+func (x *names) deleteSlot(a *arena, i uint64) {
+	mask := uint64(len(x.slots) - 1)
+	for {
+		x.slots[i] = 0
+		j := i
+		for {
+			j = (j + 1) & mask
+			if x.slots[j] == 0 {
+				return
+			}
+			home := x.hash(a.name(a.get(x.slots[j]&idMask))) & mask
+			// Move slot j back to i unless its home lies cyclically in (i, j].
+			if (j > i && (home <= i || home > j)) || (j < i && (home <= i && home > j)) {
+				x.slots[i] = x.slots[j]
+				i = j
+				break
+			}
+		}
+	}
+}
+
+func (x *names) grow(a *arena) {
+	old := x.slots
+	x.slots = make([]uint32, len(old)*2)
+	mask := uint64(len(x.slots) - 1)
+	for _, s := range old {
+		if s == 0 {
+			continue
+		}
+		h := x.hash(a.name(a.get(s & idMask)))
+		i := h & mask
+		for x.slots[i] != 0 {
+			i = (i + 1) & mask
+		}
+		x.slots[i] = s
+	}
+}
+
+func (x *names) memory() uint64 { return uint64(len(x.slots)) * 4 }
