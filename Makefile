@@ -45,10 +45,13 @@ lint: $(TOOLS)/buf
 	$(GO) vet $(addprefix ./,$(addsuffix /...,$(MODULES)))
 
 # The test command of README.md: vet, then every module's tests with the race detector, the
-# end-to-end tests with real binaries included, and a short run of each fuzz test.
+# end-to-end tests with real binaries included, the fsnotify fallback watcher's tests, and a
+# short run of each fuzz test.
 test: $(TOOLS)/grpcurl
 	$(GO) vet $(addprefix ./,$(addsuffix /...,$(MODULES)))
 	$(GO) test -race -count=1 -timeout 20m $(addprefix ./,$(addsuffix /...,$(MODULES)))
+	# the portable fsnotify watcher, which other systems use, on this machine too
+	$(GO) test -race -count=1 -tags fustor_fsnotify ./agent/internal/source/fs
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 10s ./sdk/fsbatch
 	$(GO) test -run '^$$' -fuzz '^FuzzApply$$' -fuzztime 10s ./fusion/internal/view/fs
 	$(GO) test -run '^$$' -fuzz '^FuzzWatermarkIsMode$$' -fuzztime 5s ./sdk/clock
