@@ -356,3 +356,25 @@ func selfCPU() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// machineCPU is the machine's busy and total CPU time so far, all cores, from /proc/stat.
+func machineCPU() (busy, total time.Duration) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		return 0, 0
+	}
+	var idle uint64
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseUint(v, 10, 64)
+		total += time.Duration(n) * time.Second / 100
+		if i == 3 || i == 4 { // idle, iowait
+			idle += n
+		}
+	}
+	return total - time.Duration(idle)*time.Second/100, total
+}

@@ -44,6 +44,8 @@ func (r *runner) treePhases(ctx context.Context) (err error) {
 	}
 	defer px.close()
 
+	fusionCPU0 := cpuTime(fusion.pid())
+	busy0, total0 := machineCPU()
 	start := time.Now()
 	agent, err := startAgent(r.o.Bin, r.logs, t.Root, px.addr(), r.o.AuditInterval)
 	if err != nil {
@@ -70,6 +72,14 @@ func (r *runner) treePhases(ctx context.Context) (err error) {
 		st, err := views.GetStats(withKey(pctx, queryKey), &fustorv1.GetStatsRequest{View: fusion.view, Path: "/"})
 		if err == nil && st.GetFileCount() == uint64(t.Files) {
 			snapDur = time.Since(start)
+			agentCPU, fusionCPU := cpuTime(agent.pid()), cpuTime(fusion.pid())-fusionCPU0
+			busy1, total1 := machineCPU()
+			r.rep.Add("A", "p1_agent_cpu_s", "agent CPU (user+system), start → view complete", agentCPU.Seconds(), "s", nil, "")
+			r.rep.Add("A", "p1_fusion_cpu_s", "Fusion CPU (user+system), agent start → view complete", fusionCPU.Seconds(), "s", nil, "")
+			if total1 > total0 {
+				r.rep.Add("A", "p1_machine_busy_pct", "machine CPU busy (all cores), agent start → view complete", 100*float64(busy1-busy0)/float64(total1-total0), "%", nil,
+					fmt.Sprintf("%.1f of %.1f core-seconds", (busy1-busy0).Seconds(), (total1-total0).Seconds()))
+			}
 			inView.Store(int64(t.Files + t.Dirs + 1))
 			break
 		}
