@@ -89,7 +89,8 @@ func (b *pathBuf) copy(p []byte) string {
 // reserve makes room for n bytes and returns where they will start.
 func (b *pathBuf) reserve(n int) int {
 	if cap(b.chunk)-len(b.chunk) < n {
-		b.chunk = make([]byte, 0, max(16<<10, n))
+		// Chunks double from 256 bytes to 16 KiB: a one-match answer stays small.
+		b.chunk = make([]byte, 0, max(n, min(16<<10, max(256, 2*cap(b.chunk)))))
 	}
 	return len(b.chunk)
 }
