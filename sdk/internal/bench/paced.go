@@ -25,9 +25,7 @@ const pacedMinPerClient = 5
 func (r *runner) paced(ctx context.Context, conns []*grpc.ClientConn, k queryKind, rate float64, done *atomic.Int64) ([]time.Duration, int64, error) {
 	perClient := rate / float64(len(conns))
 	per := max(pacedMinPerClient, int(perClient*r.o.PacedFor.Seconds()))
-	results := make([][]time.Duration, len(conns))
-	var errs atomic.Int64
-	var firstErr atomic.Value
+	t := newTally(len(conns))
 	var wg sync.WaitGroup
 	start := time.Now()
 	for i, conn := range conns {
@@ -35,48 +33,67 @@ func (r *runner) paced(ctx context.Context, conns []*grpc.ClientConn, k queryKin
 			c := fustorv1.NewViewServiceClient(conn)
 			rnd := rand.New(rand.NewPCG(uint64(i), 11))
 			gap := func() time.Duration { return time.Duration(rnd.ExpFloat64() / perClient * float64(time.Second)) }
-			out := make([]time.Duration, 0, per)
 			next := start.Add(gap())
 			for range per {
 				if d := time.Until(next); d > 0 {
-					t := time.NewTimer(d)
+					tm := time.NewTimer(d)
 					select {
 					case <-ctx.Done():
-						t.Stop()
+						tm.Stop()
 						return
-					case <-t.C:
+					case <-tm.C:
 					}
 				}
 				sent := time.Now()
 				err := k.ask(ctx, c, rnd)
-				lat := time.Since(sent)
 				next = next.Add(gap())
-				if ctx.Err() != nil {
+				if !t.record(ctx, i, time.Since(sent), err, done) {
 					return
 				}
-				if err != nil {
-					errs.Add(1)
-					firstErr.CompareAndSwap(nil, err)
-					continue
-				}
-				out = append(out, lat)
-				done.Add(1)
 			}
-			results[i] = out
 		})
 	}
 	wg.Wait()
+	return t.merge(ctx)
+}
+
+// tally gathers the latencies and failures of a run's clients, one slice per client.
+type tally struct {
+	results  [][]time.Duration
+	errs     atomic.Int64
+	firstErr atomic.Value
+}
+
+func newTally(clients int) *tally { return &tally{results: make([][]time.Duration, clients)} }
+
+// record notes one query of client i; false once ctx is done (the run is abandoned).
+func (t *tally) record(ctx context.Context, i int, d time.Duration, err error, done *atomic.Int64) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	if err != nil {
+		t.errs.Add(1)
+		t.firstErr.CompareAndSwap(nil, err)
+		return true
+	}
+	t.results[i] = append(t.results[i], d)
+	done.Add(1)
+	return true
+}
+
+// merge returns every latency recorded and the failure count.
+func (t *tally) merge(ctx context.Context) ([]time.Duration, int64, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, 0, err
 	}
 	var all []time.Duration
-	for _, rs := range results {
+	for _, rs := range t.results {
 		all = append(all, rs...)
 	}
 	if len(all) == 0 {
-		return nil, errs.Load(), fmt.Errorf("every query failed: %v", firstErr.Load())
+		return nil, t.errs.Load(), fmt.Errorf("every query failed: %v", t.firstErr.Load())
 	}
-	return all, errs.Load(), nil
+	return all, t.errs.Load(), nil
 }
 
 // wakeLateness measures how late a goroutine sleeping 1 ms wakes on this machine: on a VM an

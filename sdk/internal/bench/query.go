@@ -236,9 +236,7 @@ type hammered struct {
 func (r *runner) hammer(ctx context.Context, conns []*grpc.ClientConn, k queryKind, done *atomic.Int64, serverPid int) (hammered, error) {
 	per := (r.o.Queries + len(conns) - 1) / len(conns)
 	warm := max(10, per/10)
-	results := make([][]time.Duration, len(conns))
-	var errs atomic.Int64
-	var firstErr atomic.Value
+	t := newTally(len(conns))
 	var wg sync.WaitGroup
 	ready := make(chan struct{})
 	var warmed sync.WaitGroup
@@ -252,23 +250,13 @@ func (r *runner) hammer(ctx context.Context, conns []*grpc.ClientConn, k queryKi
 			}
 			warmed.Done()
 			<-ready
-			out := make([]time.Duration, 0, per)
 			for range per {
 				start := time.Now()
 				err := k.ask(ctx, c, rnd)
-				d := time.Since(start)
-				if ctx.Err() != nil {
+				if !t.record(ctx, i, time.Since(start), err, done) {
 					return
 				}
-				if err != nil {
-					errs.Add(1)
-					firstErr.CompareAndSwap(nil, err)
-					continue
-				}
-				out = append(out, d)
-				done.Add(1)
 			}
-			results[i] = out
 		})
 	}
 	// Every client starts measuring together, so all of them run concurrently throughout.
@@ -279,18 +267,12 @@ func (r *runner) hammer(ctx context.Context, conns []*grpc.ClientConn, k queryKi
 	wg.Wait()
 	elapsed := time.Since(began)
 	srv, cli := cpuTime(serverPid)-srv0, selfCPU()-cli0
-	if err := ctx.Err(); err != nil {
-		return hammered{}, err
-	}
-	var all []time.Duration
-	for _, rs := range results {
-		all = append(all, rs...)
-	}
-	if len(all) == 0 {
-		return hammered{errs: errs.Load()}, fmt.Errorf("every query failed: %v", firstErr.Load())
+	all, errs, err := t.merge(ctx)
+	if err != nil {
+		return hammered{errs: errs}, err
 	}
 	n := float64(per * len(conns))
-	return hammered{lat: all, errs: errs.Load(), qps: float64(len(all)) / elapsed.Seconds(),
+	return hammered{lat: all, errs: errs, qps: float64(len(all)) / elapsed.Seconds(),
 		cpu: queryCPU{server: float64(srv.Microseconds()) / n, client: float64(cli.Microseconds()) / n}}, nil
 }
 

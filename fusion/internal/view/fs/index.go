@@ -100,19 +100,28 @@ func (x *index) remove(a *arena, id uint32) {
 		i = (i + 1) & mask
 	}
 	x.count--
+	backShift(x.slots, i, func(s uint32) uint64 {
+		m := a.get(s & idMask)
+		return x.hash(m.parent, a.name(m))
+	})
+}
+
+// backShift empties slot i of a linear-probing table and moves later entries of its cluster
+// back into the gap, so no tombstones slow later probes; home gives an entry's hash.
+func backShift(slots []uint32, i uint64, home func(uint32) uint64) {
+	mask := uint64(len(slots) - 1)
 	for {
-		x.slots[i] = 0
+		slots[i] = 0
 		j := i
 		for {
 			j = (j + 1) & mask
-			if x.slots[j] == 0 {
+			if slots[j] == 0 {
 				return
 			}
-			m := a.get(x.slots[j] & idMask)
-			home := x.hash(m.parent, a.name(m)) & mask
+			h := home(slots[j]) & mask
 			// Move slot j back to i unless its home lies cyclically in (i, j].
-			if (j > i && (home <= i || home > j)) || (j < i && (home <= i && home > j)) {
-				x.slots[i] = x.slots[j]
+			if (j > i && (h <= i || h > j)) || (j < i && (h <= i && h > j)) {
+				slots[i] = slots[j]
 				i = j
 				break
 			}

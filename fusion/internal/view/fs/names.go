@@ -76,29 +76,7 @@ func (x *names) remove(a *arena, id uint32) {
 		return
 	}
 	x.count--
-	x.deleteSlot(a, i)
-}
-
-// deleteSlot empties slot i with backward-shift deletion.
-func (x *names) deleteSlot(a *arena, i uint64) {
-	mask := uint64(len(x.slots) - 1)
-	for {
-		x.slots[i] = 0
-		j := i
-		for {
-			j = (j + 1) & mask
-			if x.slots[j] == 0 {
-				return
-			}
-			home := x.hash(a.name(a.get(x.slots[j]&idMask))) & mask
-			// Move slot j back to i unless its home lies cyclically in (i, j].
-			if (j > i && (home <= i || home > j)) || (j < i && (home <= i && home > j)) {
-				x.slots[i] = x.slots[j]
-				i = j
-				break
-			}
-		}
-	}
+	backShift(x.slots, i, func(s uint32) uint64 { return x.hash(a.name(a.get(s & idMask))) })
 }
 
 func (x *names) grow(a *arena) {
