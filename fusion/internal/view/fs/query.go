@@ -373,10 +373,9 @@ func (v *View) findDFS(root uint32, m Matcher, limit int) ([]Entry, bool) {
 const nameChainVisits = 1 << 17
 
 // nameSortMax is the most matches findByName sorts by path; past it the ordered directory walk
-// (sorted children cached), which stops at the limit, is left to answer. At 4,000 matches in a
-// 1M-file view sorting still wins: 1.8 ms against 2.8 ms alone, 177 against 145–153 complete
-// answers a second under 20 clients.
-const nameSortMax = 1 << 14
+// (sorted children cached), which stops at the limit, answers. Sorting up to 16,384 instead
+// made no consistent difference at 4,000 matches (docs/benchmarks.md).
+const nameSortMax = 1024
 
 // findByName answers an exact-name find from the name's chain: its nodes below root, sorted
 // by path. ok is false when the chain is too long to read whole, or holds more matches than
