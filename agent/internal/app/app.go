@@ -128,9 +128,17 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Agent, error) {
 		senders[id] = s
 		a.senders = append(a.senders, s)
 	}
+	// DESIGN.md §2: a <source, sender> pair runs at most one pipe; merged ids are one source.
+	pairs := map[[2]string]string{} // {signature, sender} -> pipe id
 	for _, id := range slices.Sorted(maps.Keys(cfg.Pipes)) {
 		pc := cfg.Pipes[id]
 		src := byID[pc.Source]
+		pair := [2]string{src.uri, pc.Sender}
+		if other, ok := pairs[pair]; ok {
+			a.close()
+			return nil, fmt.Errorf("pipes %s and %s both send the tree %s to sender %s: one pipe per source and sender", other, id, src.uri, pc.Sender)
+		}
+		pairs[pair] = id
 		p := pipe.New(log, pipe.Config{ID: id, AgentID: cfg.AgentID, SourceURI: src.uri,
 			BatchSize: pc.BatchSize, TimeoutHint: pc.TimeoutHint, BackoffMin: pc.BackoffMin, BackoffMax: pc.BackoffMax, AuditInterval: pc.AuditInterval, StuckAfter: pc.StuckAfter},
 			src.src, src.bus, senders[pc.Sender], src.realtime.Load)

@@ -27,6 +27,8 @@ func TestNewSharesSourcePerSignature(t *testing.T) {
 		// groups are the source ids expected to share one source, each sorted.
 		groups  [][]string
 		wantErr []string // substrings of New's error; nil = no error
+		// oneSender sends every pipe to the same sender (else each to its own).
+		oneSender bool
 	}{
 		{
 			name: "same root, one with a trailing slash",
@@ -52,16 +54,29 @@ func TestNewSharesSourcePerSignature(t *testing.T) {
 			},
 			wantErr: []string{"alpha", "beta", "same tree"},
 		},
+		{
+			name: "same root and the same sender twice",
+			sources: map[string]config.Source{
+				"alpha": {Driver: "fs", Root: x},
+				"beta":  {Driver: "fs", Root: x + "/"},
+			},
+			oneSender: true,
+			wantErr:   []string{"pipe-alpha", "pipe-beta", "one pipe per source and sender"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := config.Default()
 			cfg.AgentID = "test-agent"
 			// New must not dial: grpc.NewClient connects lazily, on the first call.
-			cfg.Senders["fusion"] = config.Sender{Address: "127.0.0.1:1", APIKey: "k"}
 			for id, sc := range tt.sources {
+				snd := "fusion-" + id
+				if tt.oneSender {
+					snd = "fusion"
+				}
+				cfg.Senders[snd] = config.Sender{Address: "127.0.0.1:1", APIKey: "k"}
 				cfg.Sources[id] = sc
-				cfg.Pipes["pipe-"+id] = config.Pipe{Source: id, Sender: "fusion"}
+				cfg.Pipes["pipe-"+id] = config.Pipe{Source: id, Sender: snd}
 			}
 			core, logs := observer.New(zap.InfoLevel)
 			a, err := New(zap.New(core), cfg, Options{})

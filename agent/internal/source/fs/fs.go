@@ -258,27 +258,38 @@ func (s *Source) index() uint64 { return s.cfg.Clock.Index() }
 // Clock returns the source's event clock.
 func (s *Source) Clock() *eventtime.Clock { return s.cfg.Clock }
 
-// excluded reports whether the entry at rel (never the root) matches an exclude pattern.
-// path.Match's wildcards never match "/", so a pattern without one can match only the
-// basename (for a top-level entry that is the whole relative path too) and a pattern with
-// one only the relative path; literal patterns are compared as strings. This runs for every
-// entry of every walk, so each pattern is tried once, the cheapest way.
+// excluded reports whether the entry at rel (never the root) matches an exclude pattern,
+// against its basename or its relative path. path.Match's "*" and "?" never match "/", so a
+// pattern without "/" or a class can match only the basename (for a top-level entry that is
+// the whole relative path too) and one with "/" only the relative path; a class ("[^x]") can
+// match "/", so such a pattern is tried on both. Literal patterns are compared as strings.
+// This runs for every entry of every walk, so each pattern is tried the cheapest way.
 func (s *Source) excluded(rel string) bool {
 	if len(s.excludes) == 0 || rel == fspath.Root {
 		return false
 	}
 	_, base := fspath.Split(rel)
 	for _, p := range s.excludes {
-		subject := base
-		if p.slash {
-			subject = rel[1:]
-		}
-		if p.literal {
-			if p.pattern == subject {
+		switch {
+		case p.literal:
+			if p.slash && p.pattern == rel[1:] || !p.slash && p.pattern == base {
 				return true
 			}
-		} else if ok, _ := path.Match(p.pattern, subject); ok {
-			return true
+		case p.class:
+			if ok, _ := path.Match(p.pattern, base); ok {
+				return true
+			}
+			if ok, _ := path.Match(p.pattern, rel[1:]); ok {
+				return true
+			}
+		default:
+			subject := base
+			if p.slash {
+				subject = rel[1:]
+			}
+			if ok, _ := path.Match(p.pattern, subject); ok {
+				return true
+			}
 		}
 	}
 	return false
@@ -286,13 +297,14 @@ func (s *Source) excluded(rel string) bool {
 
 // exclude is one compiled exclude pattern.
 type exclude struct {
-	pattern        string
-	slash, literal bool
+	pattern               string
+	slash, literal, class bool
 }
 
 func compileExclude(p string) exclude {
 	p = strings.TrimPrefix(p, "/") // a leading "/" anchors nothing extra
-	return exclude{pattern: p, slash: strings.Contains(p, "/"), literal: !strings.ContainsAny(p, `*?[\`)}
+	return exclude{pattern: p, slash: strings.Contains(p, "/"), literal: !strings.ContainsAny(p, `*?[\`),
+		class: strings.Contains(p, "[")}
 }
 
 // validName reports whether the wire can carry name: the typed fs batch is protobuf, whose

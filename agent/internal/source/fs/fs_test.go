@@ -96,7 +96,9 @@ func TestConfigDefaultValidate(t *testing.T) {
 }
 
 func TestExcluded(t *testing.T) {
-	s := newSource(t, "/r", func(c *Config) { c.Excludes = []string{"*.tmp", ".git", "/build/out", "cache/*/x", `lit\*`} })
+	s := newSource(t, "/r", func(c *Config) {
+		c.Excludes = []string{"*.tmp", ".git", "/build/out", "cache/*/x", `lit\*`, "src[^x]y", "[^/]q"}
+	})
 	tests := []struct {
 		rel  string
 		want bool
@@ -116,6 +118,9 @@ func TestExcluded(t *testing.T) {
 		{"/sub/.git/config", false}, // the directory is excluded, so the walk never gets here
 		{"/d/lit*", true},           // an escaped wildcard is matched, not compared
 		{"/d/litx", false},
+		{"/src/y", true}, // a class can match "/": tried on the relative path too
+		{"/d/kq", true},  // a "/" inside a class: still tried on the basename
+		{"/d/kk", false},
 	}
 	for _, tt := range tests {
 		if got := s.excluded(tt.rel); got != tt.want {

@@ -174,7 +174,7 @@ func (v *View) List(dir string, maxDepth int, after string, limit int) (entries 
 		resume = strings.Split(strings.TrimPrefix(rel, "/"), "/")
 	}
 	more := false
-	if maxDepth <= 1 {
+	if maxDepth <= 1 && limit > 0 {
 		entries = make([]Entry, 0, min(limit, int(v.dirs[id].children)))
 	}
 	w := &walker{v: v, maxDepth: max(maxDepth, 1), fn: func(id uint32, p string) bool {
