@@ -13,8 +13,14 @@ import (
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
 )
 
-// pacedMinPerClient is the fewest queries each client sends in a paced run.
-const pacedMinPerClient = 5
+// A paced run lasts --paced-for, or longer — up to pacedMaxFor — until it holds pacedQueries
+// queries, so a slow kind's p99 is not read off a few hundred samples; and each client sends
+// at least pacedMinPerClient.
+const (
+	pacedQueries      = 1000
+	pacedMaxFor       = time.Minute
+	pacedMinPerClient = 5
+)
 
 // paced is P4's open-loop run: every client sends its queries on its own Poisson schedule, the
 // clients together at rate queries/s, for about r.o.PacedFor, whatever the answers' speed.
@@ -24,7 +30,8 @@ const pacedMinPerClient = 5
 // reported apart as the machine's wake-up lateness) is not the server's.
 func (r *runner) paced(ctx context.Context, conns []*grpc.ClientConn, k queryKind, rate float64, done *atomic.Int64) ([]time.Duration, int64, error) {
 	perClient := rate / float64(len(conns))
-	per := max(pacedMinPerClient, int(perClient*r.o.PacedFor.Seconds()))
+	total := max(rate*r.o.PacedFor.Seconds(), min(pacedQueries, rate*pacedMaxFor.Seconds()))
+	per := max(pacedMinPerClient, int(total/float64(len(conns))))
 	t := newTally(len(conns))
 	var wg sync.WaitGroup
 	start := time.Now()
