@@ -88,7 +88,8 @@ func (v *View) applyRow(ac *applyCtx, r *fsbatch.Row) error {
 		return err
 	}
 	dir := r.IsDir()
-	id := v.idx.lookup(v.a, parent, r.Name)
+	h := v.idx.hashString(parent, r.Name)
+	id := v.idx.lookupHashed(v.a, parent, r.Name, h)
 	compensating := ac.src == SourceAudit || ac.src == SourceOnDemand
 	if compensating {
 		if id != 0 && v.a.get(id).isDir() == dir && v.a.get(id).mtime >= r.MtimeNs && r.Flags&fsbatch.FlagAuditSkipped == 0 {
@@ -113,7 +114,7 @@ func (v *View) applyRow(ac *applyCtx, r *fsbatch.Row) error {
 		if compensating {
 			flags = 0
 		}
-		if id, err = v.insert(parent, r.Name, dir, int64(r.Size), r.MtimeNs, flags); err != nil {
+		if id, err = v.insert(parent, r.Name, h, dir, int64(r.Size), r.MtimeNs, flags); err != nil {
 			return err
 		}
 	} else {
@@ -267,14 +268,15 @@ func (v *View) ensureDir(p string) (uint32, error) {
 			if err := fspath.ValidName(part); err != nil {
 				return 0, err
 			}
-			child := v.idx.lookup(v.a, id, part)
+			h := v.idx.hashString(id, part)
+			child := v.idx.lookupHashed(v.a, id, part, h)
 			if child != 0 && !v.a.get(child).isDir() {
 				v.remove(child)
 				child = 0
 			}
 			if child == 0 {
 				var err error
-				if child, err = v.insert(id, part, true, 0, 0, flagKnown); err != nil {
+				if child, err = v.insert(id, part, h, true, 0, 0, flagKnown); err != nil {
 					return 0, err
 				}
 			}

@@ -26,20 +26,28 @@ const (
 
 func newIndex() *index { return &index{seed: maphash.MakeSeed(), slots: make([]uint32, 1024)} }
 
+// A key's hash is the name's hash (seeded, shared with names) mixed with its parent id, so a
+// row hashes its name once for both tables: the name's own hash is key hash ^ parentMix.
 func (x *index) hash(parent uint32, name []byte) uint64 {
-	return maphash.Bytes(x.seed, name) ^ (uint64(parent) * 0x9E3779B97F4A7C15)
+	return maphash.Bytes(x.seed, name) ^ parentMix(parent)
 }
 
 func (x *index) hashString(parent uint32, name string) uint64 {
-	return maphash.String(x.seed, name) ^ (uint64(parent) * 0x9E3779B97F4A7C15)
+	return maphash.String(x.seed, name) ^ parentMix(parent)
 }
+
+func parentMix(parent uint32) uint64 { return uint64(parent) * 0x9E3779B97F4A7C15 }
 
 // tagOf takes the hash's top bits, which the slot position (its low bits) never uses.
 func tagOf(h uint64) uint32 { return uint32(h>>(64-(32-idBits))) << idBits }
 
 func (x *index) lookup(a *arena, parent uint32, name string) uint32 {
+	return x.lookupHashed(a, parent, name, x.hashString(parent, name))
+}
+
+// lookupHashed is lookup with h = hashString(parent, name) already known.
+func (x *index) lookupHashed(a *arena, parent uint32, name string, h uint64) uint32 {
 	mask := uint64(len(x.slots) - 1)
-	h := x.hashString(parent, name)
 	tag := tagOf(h)
 	for i := h & mask; ; i = (i + 1) & mask {
 		s := x.slots[i]
@@ -57,12 +65,12 @@ func (x *index) lookup(a *arena, parent uint32, name string) uint32 {
 	}
 }
 
-func (x *index) insert(a *arena, id uint32) {
+// insert adds id, whose key hashes to h.
+func (x *index) insert(a *arena, id uint32, h uint64) {
 	if (x.count+1)*4 > len(x.slots)*3 {
 		x.grow(a)
 	}
-	n := a.get(id)
-	x.place(x.hash(n.parent, a.name(n)), id)
+	x.place(h, id)
 	x.count++
 }
 

@@ -31,7 +31,7 @@ func TestIndexTagsAndRemoval(t *testing.T) {
 					n := a.get(id)
 					name := fmt.Sprintf("data_%04d.dat", c)
 					n.parent, n.nameRef, n.nameLen = uint32(p+1), a.putName(name), uint16(len(name))
-					x.insert(a, id)
+					x.insert(a, id, x.hash(n.parent, a.name(n)))
 					want[key(n.parent, name)] = id
 					ids = append(ids, id)
 				}

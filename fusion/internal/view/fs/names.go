@@ -13,7 +13,8 @@ type names struct {
 	count int // distinct names
 }
 
-func newNames() *names { return &names{seed: maphash.MakeSeed(), slots: make([]uint32, 256)} }
+// newNames shares the index's seed, so a name's hash comes from the row's key hash.
+func newNames(seed maphash.Seed) *names { return &names{seed: seed, slots: make([]uint32, 256)} }
 
 func (x *names) hash(name []byte) uint64 { return maphash.Bytes(x.seed, name) }
 
@@ -35,13 +36,12 @@ func (x *names) head(a *arena, name string) uint32 {
 	return x.slots[x.slot(a, b, x.hash(b))] & idMask
 }
 
-// add puts id, whose name is set, at the head of its name's chain.
-func (x *names) add(a *arena, id uint32) {
+// add puts id, whose name is set and hashes to h, at the head of its name's chain.
+func (x *names) add(a *arena, id uint32, h uint64) {
 	if (x.count+1)*4 > len(x.slots)*3 {
 		x.grow(a)
 	}
 	n := a.get(id)
-	h := x.hash(a.name(n))
 	i := x.slot(a, a.name(n), h)
 	if old := x.slots[i] & idMask; old != 0 {
 		n.nextSame = old

@@ -119,6 +119,9 @@ type View struct {
 	// last resolved parent of Apply: consecutive rows mostly share it.
 	lastParent   string
 	lastParentID uint32
+	// chainDir's aggregates and its ancestors' (ancestors); 0 = none kept.
+	chainDir uint32
+	chain    []*dirAgg
 }
 
 // New returns an empty view.
@@ -150,13 +153,14 @@ func New(log *zap.Logger, opts Options) *View {
 }
 
 func (v *View) init() {
-	v.a, v.idx, v.names, v.dirs, v.size = newArena(), newIndex(), newNames(), map[uint32]*dirAgg{}, 0
+	v.a, v.idx, v.dirs, v.size = newArena(), newIndex(), map[uint32]*dirAgg{}, 0
+	v.names = newNames(v.idx.seed)
 	v.root = v.a.alloc()
 	r := v.a.get(v.root)
 	r.flags = flagDir | flagLive | flagKnown
 	r.nameRef = v.a.putName("")
 	v.dirs[v.root] = &dirAgg{}
-	v.lastParent, v.lastParentID = "", 0
+	v.lastParent, v.lastParentID, v.chainDir = "", 0, 0
 	v.c = newConsistency()
 }
 
@@ -188,8 +192,9 @@ func (v *View) MemoryBytes() uint64 {
 	return v.a.memory() + v.idx.memory() + v.names.memory() + uint64(len(v.dirs))*96
 }
 
-// insert creates a child node and updates the ancestors' aggregates.
-func (v *View) insert(parent uint32, name string, dir bool, size, mtime int64, flags uint16) (uint32, error) {
+// insert creates a child node and updates the ancestors' aggregates; h is the key's index
+// hash, v.idx.hashString(parent, name), which the caller's lookup computed.
+func (v *View) insert(parent uint32, name string, h uint64, dir bool, size, mtime int64, flags uint16) (uint32, error) {
 	if v.size >= v.opts.MaxNodes {
 		return 0, ErrFull
 	}
@@ -221,8 +226,8 @@ func (v *View) insert(parent uint32, name string, dir bool, size, mtime int64, f
 			g.maxName.Store(id)
 		}
 	}
-	v.idx.insert(v.a, id)
-	v.names.add(v.a, id)
+	v.idx.insert(v.a, id, h)
+	v.names.add(v.a, id, h^parentMix(parent))
 	v.size++
 	var df, dd int64 = 1, 0
 	if dir {
@@ -232,10 +237,23 @@ func (v *View) insert(parent uint32, name string, dir bool, size, mtime int64, f
 	return id, nil
 }
 
+// ancestors returns the aggregates of dir and of every directory above it. A snapshot or a
+// burst of writes adds many files to one directory in a row, so the chain of the last
+// directory is kept (v.chainDir); a removal, which can free directories, drops it.
+func (v *View) ancestors(dir uint32) []*dirAgg {
+	if dir != v.chainDir || dir == 0 {
+		v.chain = v.chain[:0]
+		for id := dir; id != 0; id = v.a.get(id).parent {
+			v.chain = append(v.chain, v.dirs[id])
+		}
+		v.chainDir = dir
+	}
+	return v.chain
+}
+
 // propagate adds count and size deltas to every ancestor from dir up, and raises max mtimes.
 func (v *View) propagate(dir uint32, files, dirs, size, mtime int64) {
-	for id := dir; id != 0; id = v.a.get(id).parent {
-		g := v.dirs[id]
+	for _, g := range v.ancestors(dir) {
 		g.files += files
 		g.dirs += dirs
 		g.size += size
@@ -306,7 +324,9 @@ func (v *View) remove(id uint32) {
 		g.rangeStale.Store(true)
 	}
 	v.forgetFlagged(id)
-	// free the subtree iteratively: deep trees must not overflow the stack
+	// free the subtree iteratively: deep trees must not overflow the stack. The kept ancestor
+	// chain may hold directories freed here, whose ids can be reused.
+	v.chainDir = 0
 	stack := []uint32{id}
 	for len(stack) > 0 {
 		cur := stack[len(stack)-1]
