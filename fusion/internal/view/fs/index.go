@@ -10,7 +10,7 @@ import (
 // A slot holds the node id in its low idBits and a tag (the hash's top bits) above them. A
 // probe compares tags first and reads a node only when they agree, so walking a cluster on a
 // miss — every insert of a new name — touches the slots array alone instead of fetching a
-// 48-byte node (a cache miss at millions of nodes) per occupied slot.
+// 56-byte node (a cache miss at millions of nodes) per occupied slot.
 type index struct {
 	seed  maphash.Seed
 	slots []uint32
@@ -75,13 +75,16 @@ func (x *index) insert(a *arena, id uint32, h uint64) {
 }
 
 // place puts id in the first free slot from h's home.
-func (x *index) place(h uint64, id uint32) {
-	mask := uint64(len(x.slots) - 1)
+func (x *index) place(h uint64, id uint32) { placeSlot(x.slots, h, id|tagOf(h)) }
+
+// placeSlot stores slot value s in the first free slot of a linear-probing table from h's home.
+func placeSlot(slots []uint32, h uint64, s uint32) {
+	mask := uint64(len(slots) - 1)
 	i := h & mask
-	for x.slots[i] != 0 {
+	for slots[i] != 0 {
 		i = (i + 1) & mask
 	}
-	x.slots[i] = id | tagOf(h)
+	slots[i] = s
 }
 
 func (x *index) grow(a *arena) {

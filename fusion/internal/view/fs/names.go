@@ -82,17 +82,10 @@ func (x *names) remove(a *arena, id uint32) {
 func (x *names) grow(a *arena) {
 	old := x.slots
 	x.slots = make([]uint32, len(old)*2)
-	mask := uint64(len(x.slots) - 1)
 	for _, s := range old {
-		if s == 0 {
-			continue
+		if s != 0 {
+			placeSlot(x.slots, x.hash(a.name(a.get(s&idMask))), s)
 		}
-		h := x.hash(a.name(a.get(s & idMask)))
-		i := h & mask
-		for x.slots[i] != 0 {
-			i = (i + 1) & mask
-		}
-		x.slots[i] = s
 	}
 }
 

@@ -405,27 +405,27 @@ func (v *View) findByName(root uint32, m Matcher, limit int) (entries []Entry, t
 	var buf []byte
 	hs := make([]hit, len(found))
 	for i, id := range found {
-		buf = v.appendPath(buf[:0], id)
-		for j, c := range buf {
-			if c == '/' {
-				buf[j] = 0
-			}
-		}
+		buf = swapByte(v.appendPath(buf[:0], id), '/', 0)
 		hs[i] = hit{id, keys.copy(buf)}
 	}
 	slices.SortFunc(hs, func(a, b hit) int { return strings.Compare(a.key, b.key) })
 	var paths pathBuf
 	entries = make([]Entry, len(hs))
 	for i, h := range hs {
-		buf = append(buf[:0], h.key...)
-		for j, c := range buf {
-			if c == 0 {
-				buf[j] = '/'
-			}
-		}
+		buf = swapByte(append(buf[:0], h.key...), 0, '/')
 		entries[i] = v.entry(h.id, paths.copy(buf))
 	}
 	return entries, false, true
+}
+
+// swapByte replaces every from in b by to, in place.
+func swapByte(b []byte, from, to byte) []byte {
+	for i, c := range b {
+		if c == from {
+			b[i] = to
+		}
+	}
+	return b
 }
 
 // mayHoldPrefix reports whether a child of dir can have a name starting with pre, from the
