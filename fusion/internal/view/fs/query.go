@@ -372,15 +372,21 @@ func (v *View) findDFS(root uint32, m Matcher, limit int) ([]Entry, bool) {
 // must not be collected whole to return its first thousand.
 const nameChainVisits = 1 << 17
 
-// nameSortMax is the most matches findByName sorts by path; past it the ordered directory walk
-// (sorted children cached), which stops at the limit, answers. Sorting up to 16,384 instead
-// made no consistent difference at 4,000 matches (docs/benchmarks.md).
+// nameSortMax is the most matches findByName sorts by path; past it the matches are emitted by
+// a walk of only the directories that hold them (sorted children cached), which stops at the
+// limit and makes no child-index lookup.
 const nameSortMax = 1024
 
-// findByName answers an exact-name find from the name's chain: its nodes below root, sorted
-// by path. ok is false when the chain is too long to read whole, or holds more matches than
-// limit or nameSortMax: the ordered walk then answers, stopping at the limit.
+// findByName answers an exact-name find from the name's chain: its nodes below root, in path
+// order. ok is false when the chain is too long to read whole: the ordered walk of every
+// directory then answers, stopping at the limit.
 func (v *View) findByName(root uint32, m Matcher, limit int) (entries []Entry, truncated, ok bool) {
+	return v.findNamed(root, m, limit, nameSortMax)
+}
+
+// findNamed is findByName with the most matches it sorts by path; more are ordered by
+// walkToMatches. Tests pass a small sortMax to run both ways on small trees.
+func (v *View) findNamed(root uint32, m Matcher, limit, sortMax int) (entries []Entry, truncated, ok bool) {
 	var found []uint32
 	visits := 0
 	for id := v.names.head(v.a, m.Name); id != 0; id = v.a.get(id).nextSame {
@@ -389,11 +395,12 @@ func (v *View) findByName(root uint32, m Matcher, limit int) (entries []Entry, t
 		}
 		n := v.a.get(id)
 		if id != root && m.match(v.a.name(n), n.isDir()) && (root == v.root || v.isWithin(id, root)) {
-			if len(found) == min(limit, nameSortMax) {
-				return nil, false, false
-			}
 			found = append(found, id)
 		}
+	}
+	if len(found) > sortMax {
+		entries, truncated = v.walkToMatches(root, found, limit)
+		return entries, truncated, true
 	}
 	// Sort keys are the paths with "/" as NUL (names never hold one), so a plain byte compare
 	// orders them as the walk does.
@@ -409,13 +416,88 @@ func (v *View) findByName(root uint32, m Matcher, limit int) (entries []Entry, t
 		hs[i] = hit{id, keys.copy(buf)}
 	}
 	slices.SortFunc(hs, func(a, b hit) int { return strings.Compare(a.key, b.key) })
+	if len(hs) > limit {
+		hs, truncated = hs[:limit], true
+	}
 	var paths pathBuf
 	entries = make([]Entry, len(hs))
 	for i, h := range hs {
 		buf = swapByte(append(buf[:0], h.key...), 0, '/')
 		entries[i] = v.entry(h.id, paths.copy(buf))
 	}
-	return entries, false, true
+	return entries, truncated, true
+}
+
+// walkToMatches emits found, nodes of one name below root, in path order: a walk of the sorted
+// subdirectories that descends only into directories holding a match below them, stopping at
+// limit. It reads a few nodes per match instead of probing the child index of every directory
+// of the subtree, which under concurrent queries was most of a large answer's cost.
+func (v *View) walkToMatches(root uint32, found []uint32, limit int) ([]Entry, bool) {
+	// marks holds every directory on the way from root to a match: the match it holds (a name
+	// is unique within a directory) or noMatch when the matches are further down.
+	const noMatch = ^uint32(0)
+	marks := make(map[uint32]uint32, len(found)+len(found)/2)
+	for _, id := range found {
+		d := v.a.get(id).parent
+		marks[d] = id
+		for d != root {
+			if d = v.a.get(d).parent; d == 0 {
+				break
+			}
+			if _, seen := marks[d]; seen {
+				break
+			}
+			marks[d] = noMatch
+		}
+	}
+	entries := make([]Entry, 0, min(limit, len(found)))
+	truncated := false
+	buf := make([]byte, 0, 256)
+	var paths pathBuf
+	if root != v.root {
+		buf = append(buf, v.pathOf(root)...)
+	}
+	var visit func(dir uint32) bool
+	visit = func(dir uint32) bool {
+		base := len(buf)
+		defer func() { buf = buf[:base] }()
+		hit := marks[dir]
+		if hit == noMatch {
+			hit = 0
+		}
+		emit := func() bool {
+			if len(entries) == limit {
+				truncated = true
+				return false
+			}
+			buf = append(append(buf[:base], '/'), v.a.name(v.a.get(hit))...)
+			entries = append(entries, v.entry(hit, paths.copy(buf)))
+			hit = 0
+			return true
+		}
+		var subs []uint32
+		if g := v.dirs[dir]; g.dirs > 0 {
+			subs = v.sortedCached(&g.sortedDirs, dir, true)
+		}
+		for _, sub := range subs {
+			// Pre-order: the match if named before sub (or sub itself), then sub's subtree.
+			if hit != 0 && (hit == sub || bytes.Compare(v.a.name(v.a.get(hit)), v.a.name(v.a.get(sub))) < 0) {
+				if !emit() {
+					return false
+				}
+			}
+			if _, ok := marks[sub]; !ok {
+				continue
+			}
+			buf = append(append(buf[:base], '/'), v.a.name(v.a.get(sub))...)
+			if !visit(sub) {
+				return false
+			}
+		}
+		return hit == 0 || emit()
+	}
+	visit(root)
+	return entries, truncated
 }
 
 // swapByte replaces every from in b by to, in place.

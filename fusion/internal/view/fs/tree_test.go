@@ -277,6 +277,14 @@ func randomOp(t testing.TB, r *rand.Rand, v *View, c *clocks) {
 				t.Fatalf("find %q under %s: entry %d by name %+v, by glob %+v", name, root, i, byName[i], byGlob[i])
 			}
 		}
+		// The same chain ordered by the walk to its matches instead of by a sort of their paths.
+		if id, err := v.dir(root); errN == nil && err == nil {
+			walked, tw, ok := v.findNamed(id, Matcher{Name: name}, limit, 0)
+			if !ok || tw != tn || !slices.Equal(walked, byName) {
+				t.Fatalf("find %q under %s limit %d: walked to matches %d entries (truncated %v, ok %v), sorted %d (%v)",
+					name, root, limit, len(walked), tw, ok, len(byName), tn)
+			}
+		}
 	default:
 		_, _, _ = v.Apply(Source(1+r.IntN(4)), []fsbatch.Row{randomRow(r, c)})
 	}
