@@ -10,12 +10,14 @@ if [ ! -d "$DATA" ]; then
   echo "partial upload" >"$DATA/upload/submit/aa/cc/run-0002/sub_1/data_0001.dat"
   echo "Files here are watched by the demo agent. Add, change or remove some, then query again." >"$DATA/docs/README.txt"
 fi
-if command -v ss >/dev/null && ss -ltn 2>/dev/null | grep -q '127.0.0.1:7070 '; then
-  echo "demo: 127.0.0.1:7070 is already in use; stop whatever listens there first" >&2
-  exit 1
-fi
+for port in 7070 7071; do
+  if command -v ss >/dev/null && ss -ltn 2>/dev/null | grep -q "127.0.0.1:$port "; then
+    echo "demo: 127.0.0.1:$port is already in use; stop whatever listens there first" >&2
+    exit 1
+  fi
+done
 mkdir -p "$BIN/demo-logs"
-"$BIN/fustor-fusion" --demo >"$BIN/demo-logs/fusion.log" 2>&1 &
+"$BIN/fustor-fusion" --demo --server.metrics_listen 127.0.0.1:7071 >"$BIN/demo-logs/fusion.log" 2>&1 &
 FUSION=$!
 "$BIN/fustor-agent" --demo "$DATA" >"$BIN/demo-logs/agent.log" 2>&1 &
 AGENT=$!
@@ -51,6 +53,8 @@ Query it from another terminal:
   $BIN/fustorctl --key demo-key sessions
 or with grpcurl (reflection is on):
   grpcurl -plaintext -H 'authorization: Bearer demo-key' -d '{"view":"demo","path":"/"}' 127.0.0.1:7070 fustor.v1.ViewService/GetStats
+
+Prometheus metrics (views, pipes, gRPC calls and their timings): curl -s 127.0.0.1:7071/metrics
 
 Change files under $DATA and query again: changes show up within a second.
 Logs: $BIN/demo-logs/. Press Ctrl-C to stop.

@@ -1,5 +1,6 @@
-// Package debughttp is the optional debug endpoint of Fusion and the agent: /debug/pprof/ and
-// /debug/memstats over plain HTTP.
+// Package debughttp serves the optional HTTP endpoints of Fusion and the agent over plain
+// HTTP: the debug endpoint (/debug/pprof/, /debug/memstats, and /metrics when given) and the
+// metrics endpoint (/metrics only).
 package debughttp
 
 import (
@@ -41,15 +42,9 @@ type MemStats struct {
 	RSS uint64 `json:"rss"`
 }
 
-// New binds addr.
-func New(log *zap.Logger, addr string) (*Debug, error) {
-	if log == nil {
-		log = zap.NewNop()
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen debug %s: %w", addr, err)
-	}
+// New binds addr and serves /debug/pprof/, /debug/memstats and routes (pattern → handler,
+// e.g. /metrics).
+func New(log *zap.Logger, addr string, routes map[string]http.Handler) (*Debug, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -57,7 +52,27 @@ func New(log *zap.Logger, addr string) (*Debug, error) {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("/debug/memstats", serveMemStats)
-	return &Debug{log: log, ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}, nil
+	return listen(log, addr, "debug", mux, routes)
+}
+
+// NewRoutes binds addr and serves only routes: the metrics endpoint, which is safe to expose
+// to a scraper, unlike the profiles.
+func NewRoutes(log *zap.Logger, addr string, routes map[string]http.Handler) (*Debug, error) {
+	return listen(log, addr, "metrics", http.NewServeMux(), routes)
+}
+
+func listen(log *zap.Logger, addr, what string, mux *http.ServeMux, routes map[string]http.Handler) (*Debug, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	for pattern, h := range routes {
+		mux.Handle(pattern, h)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s %s: %w", what, addr, err)
+	}
+	return &Debug{log: log.With(zap.String("endpoint", what)), ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}, nil
 }
 
 // Addr returns the bound address.
@@ -65,12 +80,12 @@ func (d *Debug) Addr() net.Addr { return d.ln.Addr() }
 
 // Run serves until ctx is done; it returns nil on cancel.
 func (d *Debug) Run(ctx context.Context) error {
-	d.log.Info("debug endpoint listening", zap.String("addr", d.ln.Addr().String()))
+	d.log.Info("http endpoint listening", zap.String("addr", d.ln.Addr().String()))
 	errc := make(chan error, 1)
 	go func() { errc <- d.srv.Serve(d.ln) }()
 	select {
 	case err := <-errc:
-		return fmt.Errorf("serve debug: %w", err)
+		return fmt.Errorf("serve http %s: %w", d.ln.Addr(), err)
 	case <-ctx.Done():
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
@@ -78,7 +93,7 @@ func (d *Debug) Run(ctx context.Context) error {
 			_ = d.srv.Close()
 		}
 		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("serve debug: %w", err)
+			return fmt.Errorf("serve http %s: %w", d.ln.Addr(), err)
 		}
 		return nil
 	}

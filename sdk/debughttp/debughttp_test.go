@@ -3,7 +3,10 @@ package debughttp
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -12,7 +15,8 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestDebugServesMemStatsAndPprof(t *testing.T) {
-	d, err := New(nil, "127.0.0.1:0")
+	route := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("m 1\n")) })
+	d, err := New(nil, "127.0.0.1:0", map[string]http.Handler{"/metrics": route})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,9 +45,50 @@ func TestDebugServesMemStatsAndPprof(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("pprof index: %s", resp.Status)
 	}
+	if got := get(t, base+"/metrics"); got != "200 m 1\n" {
+		t.Errorf("/metrics on the debug endpoint: %q", got)
+	}
 	http.DefaultClient.CloseIdleConnections()
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Run after cancel: %v", err)
 	}
+}
+
+// TestRoutesServeOnlyTheirRoutes: the metrics endpoint must not expose profiles.
+func TestRoutesServeOnlyTheirRoutes(t *testing.T) {
+	route := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("m 1\n")) })
+	d, err := NewRoutes(nil, "127.0.0.1:0", map[string]http.Handler{"/metrics": route})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	base := "http://" + d.Addr().String()
+	for path, want := range map[string]string{"/metrics": "200 m 1\n", "/debug/pprof/": "404", "/debug/memstats": "404"} {
+		if got := get(t, base+path); !strings.HasPrefix(got, want) {
+			t.Errorf("GET %s = %q; want %q", path, got, want)
+		}
+	}
+	http.DefaultClient.CloseIdleConnections()
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run after cancel: %v", err)
+	}
+}
+
+// get returns "<status code> <body>".
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strconv.Itoa(resp.StatusCode) + " " + string(b)
 }

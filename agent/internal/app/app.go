@@ -112,7 +112,7 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Agent, error) {
 	}
 	// Created after the sources (which hold no resources) so a failing source leaks no listener.
 	if cfg.DebugListen != "" {
-		d, err := debughttp.New(log, cfg.DebugListen)
+		d, err := debughttp.New(log, cfg.DebugListen, nil)
 		if err != nil {
 			return nil, err
 		}

@@ -6,10 +6,12 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"slices"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
@@ -46,6 +48,7 @@ type Fusion struct {
 	sweep    time.Duration
 	panics   atomic.Uint64
 	debug    *debughttp.Debug // nil unless server.debug_listen is set
+	metrics  *debughttp.Debug // nil unless server.metrics_listen is set
 }
 
 // New builds Fusion and binds its listener.
@@ -100,14 +103,25 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Fusion, error) {
 		infos[id] = receiver.PipeInfo{Pipe: p, Schema: vs[0].Cfg.Schema,
 			Session: session.Pipe{ID: id, Views: pc.Views, Timeout: pc.SessionTimeout}}
 	}
-	srv, err := server.New(log, cfg.Server, server.NewKeys(&cfg), func() { f.panics.Add(1) })
+	reg := newRegistry(f)
+	srv, err := server.New(log, cfg.Server, server.NewKeys(&cfg), func() { f.panics.Add(1) }, server.NewMetrics(reg))
 	if err != nil {
 		return nil, err
 	}
 	f.srv = srv
+	routes := map[string]http.Handler{"/metrics": promhttp.HandlerFor(reg, promhttp.HandlerOpts{})}
 	if cfg.Server.DebugListen != "" {
-		if f.debug, err = debughttp.New(log, cfg.Server.DebugListen); err != nil {
+		if f.debug, err = debughttp.New(log, cfg.Server.DebugListen, routes); err != nil {
 			srv.Close()
+			return nil, err
+		}
+	}
+	if cfg.Server.MetricsListen != "" {
+		if f.metrics, err = debughttp.NewRoutes(log, cfg.Server.MetricsListen, routes); err != nil {
+			srv.Close()
+			if f.debug != nil {
+				f.debug.Close()
+			}
 			return nil, err
 		}
 	}
@@ -122,6 +136,14 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Fusion, error) {
 // Addr returns the gRPC listen address.
 func (f *Fusion) Addr() net.Addr { return f.srv.Addr() }
 
+// MetricsAddr returns the metrics endpoint's address (nil unless server.metrics_listen is set).
+func (f *Fusion) MetricsAddr() net.Addr {
+	if f.metrics == nil {
+		return nil
+	}
+	return f.metrics.Addr()
+}
+
 // Run serves until ctx is done; it returns nil on cancel.
 func (f *Fusion) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
@@ -135,8 +157,10 @@ func (f *Fusion) Run(ctx context.Context) error {
 		}
 	}
 	g.Go(func() error { return f.srv.Run(gctx) })
-	if f.debug != nil {
-		g.Go(func() error { return f.debug.Run(gctx) })
+	for _, d := range []*debughttp.Debug{f.debug, f.metrics} {
+		if d != nil {
+			g.Go(func() error { return d.Run(gctx) })
+		}
 	}
 	err := g.Wait()
 	f.sessions.CloseAll("fusion shutting down")

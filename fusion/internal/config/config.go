@@ -35,6 +35,9 @@ type Server struct {
 	// DebugListen, when set, serves /debug/pprof/ and /debug/memstats over plain HTTP on this
 	// address (keep it on loopback): profiles and heap figures for operators and benchmarks.
 	DebugListen string `koanf:"debug_listen"`
+	// MetricsListen, when set, serves Prometheus metrics at /metrics over plain HTTP on this
+	// address. The debug endpoint serves them too.
+	MetricsListen string `koanf:"metrics_listen"`
 }
 
 // Log configures zap.
@@ -162,6 +165,11 @@ func (c *Config) Validate() error {
 	if c.Server.DebugListen != "" {
 		if _, _, err := net.SplitHostPort(c.Server.DebugListen); err != nil {
 			errs = append(errs, fmt.Errorf("server.debug_listen %q: %w", c.Server.DebugListen, err))
+		}
+	}
+	if c.Server.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.Server.MetricsListen); err != nil {
+			errs = append(errs, fmt.Errorf("server.metrics_listen %q: %w", c.Server.MetricsListen, err))
 		}
 	}
 	if c.Server.ShutdownTimeout <= 0 {

@@ -106,6 +106,10 @@ func (p *Pipe) ResetCommitted() { p.committed.Store(0) }
 // Committed returns the highest index applied.
 func (p *Pipe) Committed() uint64 { return p.committed.Load() }
 
+// CountRejected adds rows the receiver rejected before they reached the pipe (bad rows, wrong
+// schema, a follower's snapshot rows), so the pipe's count holds every row refused on it.
+func (p *Pipe) CountRejected(n int) { p.rowsRejected.Add(uint64(n)) }
+
 // Stats returns the pipe's counters.
 func (p *Pipe) Stats() Stats {
 	return Stats{QueueLen: len(p.q), QueueCap: cap(p.q), Batches: p.batches.Load(),

@@ -227,6 +227,7 @@ func (st *stream) batch(ctx context.Context, seq uint64, b *fustorv1.EventBatch)
 	}
 	reject := func(n int, why string) error {
 		st.s.Count("rows_rejected", uint64(n))
+		st.pi.Pipe.CountRejected(n)
 		st.ack(&fustorv1.Ack{Seq: seq, CommittedIndex: st.pi.Pipe.Committed(), RowsRejected: uint32(n), Error: why})
 		return nil
 	}
@@ -259,6 +260,7 @@ func (st *stream) batch(ctx context.Context, seq uint64, b *fustorv1.EventBatch)
 	st.s.Count("batches", 1)
 	st.s.Count("rows", uint64(len(rows)))
 	st.s.Count("rows_rejected", uint64(rejected))
+	st.pi.Pipe.CountRejected(rejected)
 	return st.submit(ctx, &pipe.Item{Session: st.s, Kind: pipe.KindBatch, Source: src, Rows: rows, MaxIndex: maxIndex}, seq, rejected, firstErr)
 }
 

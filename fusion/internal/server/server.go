@@ -1,5 +1,5 @@
 // Package server runs Fusion's one gRPC server: one interceptor chain (recovery, logging,
-// error mapping, API-key auth), server reflection and the standard health service.
+// metrics, error mapping, API-key auth), server reflection and the standard health service.
 package server
 
 import (
@@ -35,8 +35,9 @@ type Server struct {
 }
 
 // New builds the server and binds its listener now, so callers know the address (":0" in tests)
-// before Run. onPanic, if not nil, is called for every recovered panic (a counter).
-func New(log *zap.Logger, cfg config.Server, keys *Keys, onPanic func()) (*Server, error) {
+// before Run. onPanic, if not nil, is called for every recovered panic (a counter); metrics, if
+// not nil, counts and times every call.
+func New(log *zap.Logger, cfg config.Server, keys *Keys, onPanic func(), metrics *Metrics) (*Server, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -70,11 +71,18 @@ func New(log *zap.Logger, cfg config.Server, keys *Keys, onPanic func()) (*Serve
 		}
 	})
 	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall), logging.WithLevels(codeLevel)}
+	// Metrics sit outside the error mapping, so they count the status codes clients see.
+	unary := []grpc.UnaryServerInterceptor{recovery.UnaryServerInterceptor(rec), logging.UnaryServerInterceptor(lg, logOpts...)}
+	stream := []grpc.StreamServerInterceptor{recovery.StreamServerInterceptor(rec), logging.StreamServerInterceptor(lg, logOpts...)}
+	if metrics != nil {
+		unary, stream = append(unary, metrics.unary()), append(stream, metrics.stream())
+	}
+	unary, stream = append(unary, errorsUnary(), keys.unary()), append(stream, errorsStream(), keys.stream())
 	s.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgBytes),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		grpc.ChainUnaryInterceptor(recovery.UnaryServerInterceptor(rec), logging.UnaryServerInterceptor(lg, logOpts...), errorsUnary(), keys.unary()),
-		grpc.ChainStreamInterceptor(recovery.StreamServerInterceptor(rec), logging.StreamServerInterceptor(lg, logOpts...), errorsStream(), keys.stream()),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
 	)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)

@@ -369,3 +369,36 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+func TestHandlingHistogram(t *testing.T) {
+	text := `# HELP fustor_grpc_server_handling_seconds x
+fustor_grpc_server_handling_seconds_bucket{method="/fustor.v1.ViewService/GetStats",le="0.0001"} 10
+fustor_grpc_server_handling_seconds_bucket{method="/fustor.v1.ViewService/GetStats",le="0.0002"} 90
+fustor_grpc_server_handling_seconds_bucket{method="/fustor.v1.ViewService/GetStats",le="0.001"} 100
+fustor_grpc_server_handling_seconds_bucket{method="/fustor.v1.ViewService/GetStats",le="+Inf"} 100
+fustor_grpc_server_handling_seconds_bucket{method="/fustor.v1.ViewService/Find",le="0.0001"} 7
+fustor_grpc_server_handling_seconds_count{method="/fustor.v1.ViewService/GetStats"} 100
+`
+	h, err := parseHandling(strings.NewReader(text), "/fustor.v1.ViewService/GetStats")
+	if err != nil || len(h.bounds) != 4 || h.count() != 100 {
+		t.Fatalf("parse: %+v %v", h, err)
+	}
+	old := histogram{bounds: h.bounds, counts: []float64{0, 40, 50, 50}}
+	d := h.since(old)
+	for _, c := range []struct{ q, want float64 }{
+		{0.5, 0.0001 + 0.0001*(25.0-10)/(50-10)}, // rank 25 of 50, in (0.1 ms, 0.2 ms]
+		{0.1, 0.0001 * 5 / 10},                   // rank 5 in the first bucket, from 0
+		{1, 0.0002},                              // every later observation fell before 0.2 ms
+	} {
+		if got := d.quantile(c.q); math.Abs(got-c.want) > 1e-12 {
+			t.Errorf("quantile(%v) = %v; want %v", c.q, got, c.want)
+		}
+	}
+	if !math.IsNaN((histogram{}).quantile(0.5)) {
+		t.Error("quantile of nothing is not NaN")
+	}
+	inf := histogram{bounds: []float64{0.001, math.Inf(1)}, counts: []float64{1, 10}}
+	if got := inf.quantile(0.99); got != 0.001 {
+		t.Errorf("quantile in +Inf = %v; want the highest finite bound", got)
+	}
+}

@@ -33,11 +33,16 @@ const (
 	globLimit = 1000
 	// nameLimit is Fusion's largest Find limit: the exact-name answer is complete, like find's.
 	nameLimit = 100_000
+
+	mList  = "/fustor.v1.ViewService/ListDirectory"
+	mStats = "/fustor.v1.ViewService/GetStats"
+	mFind  = "/fustor.v1.ViewService/Find"
 )
 
 // queryKind is one P4 query: how to ask Fusion, and the equivalent find.
 type queryKind struct {
 	name, label string
+	method      string  // the gRPC method, for Fusion's own handling time
 	target      float64 // p99 bound, ms
 	ask         func(ctx context.Context, c fustorv1.ViewServiceClient, rnd *rand.Rand) error
 	find        func(ctx context.Context, rnd *rand.Rand) (time.Duration, error)
@@ -53,7 +58,7 @@ func (r *runner) queryKinds(view string) []queryKind {
 	local := func(p string) string { return filepath.Join(root, filepath.FromSlash(p)) }
 	runs := r.o.FindRuns
 	return []queryKind{
-		{name: qLs, label: "list a 250-entry directory", target: 1,
+		{name: qLs, label: "list a 250-entry directory", method: mList, target: 1,
 			ask: func(ctx context.Context, c fustorv1.ViewServiceClient, rnd *rand.Rand) error {
 				resp, err := c.ListDirectory(ctx, &fustorv1.ListDirectoryRequest{View: view, Path: leaf(rnd)})
 				if err == nil && len(resp.GetEntries()) == 0 {
@@ -64,7 +69,7 @@ func (r *runner) queryKinds(view string) []queryKind {
 			find: func(ctx context.Context, rnd *rand.Rand) (time.Duration, error) {
 				return timeFindLines(ctx, runs, 0, nil, local(leaf(rnd)), "-mindepth", "1", "-maxdepth", "1", "-printf", `%P|%y|%s|%T@\n`)
 			}},
-		{name: qStatsSub, label: "subtree stats of one submission", target: 1,
+		{name: qStatsSub, label: "subtree stats of one submission", method: mStats, target: 1,
 			ask: func(ctx context.Context, c fustorv1.ViewServiceClient, rnd *rand.Rand) error {
 				resp, err := c.GetStats(ctx, &fustorv1.GetStatsRequest{View: view, Path: subm(rnd)})
 				if err == nil && resp.GetFileCount() == 0 {
@@ -76,7 +81,7 @@ func (r *runner) queryKinds(view string) []queryKind {
 				var total uint64
 				return timeFindLines(ctx, runs, 0, sumSizes(&total), local(subm(rnd)), "-printf", `%s\n`)
 			}},
-		{name: qStatsRoot, label: "subtree stats of the root", target: 1,
+		{name: qStatsRoot, label: "subtree stats of the root", method: mStats, target: 1,
 			ask: func(ctx context.Context, c fustorv1.ViewServiceClient, _ *rand.Rand) error {
 				resp, err := c.GetStats(ctx, &fustorv1.GetStatsRequest{View: view, Path: "/"})
 				if err == nil && resp.GetFileCount() < uint64(t.Files) {
@@ -88,7 +93,7 @@ func (r *runner) queryKinds(view string) []queryKind {
 				var total uint64
 				return timeFindLines(ctx, runs, 0, sumSizes(&total), root, "-printf", `%s\n`)
 			}},
-		{name: qFindName, label: "find by exact name under the root (complete answer)", target: 20,
+		{name: qFindName, label: "find by exact name under the root (complete answer)", method: mFind, target: 20,
 			ask: func(ctx context.Context, c fustorv1.ViewServiceClient, _ *rand.Rand) error {
 				resp, err := c.Find(ctx, &fustorv1.FindRequest{View: view, Path: "/", Name: findName, Limit: nameLimit})
 				if err == nil && len(resp.GetEntries()) == 0 {
@@ -101,7 +106,7 @@ func (r *runner) queryKinds(view string) []queryKind {
 			}},
 		// The product's question, "where did submission X land": its directory's name, exactly
 		// and by the first 8 characters of its uuid.
-		{name: qFindSub, label: "find a submission by exact name under the root", target: 20,
+		{name: qFindSub, label: "find a submission by exact name under the root", method: mFind, target: 20,
 			ask: func(ctx context.Context, c fustorv1.ViewServiceClient, rnd *rand.Rand) error {
 				resp, err := c.Find(ctx, &fustorv1.FindRequest{View: view, Path: "/", Name: path.Base(subm(rnd))})
 				if err == nil && len(resp.GetEntries()) != 1 {
@@ -112,7 +117,7 @@ func (r *runner) queryKinds(view string) []queryKind {
 			find: func(ctx context.Context, rnd *rand.Rand) (time.Duration, error) {
 				return timeFindLines(ctx, runs, 0, nil, root, "-name", path.Base(subm(rnd)))
 			}},
-		{name: qGlobSub, label: "find a submission by glob (uuid prefix*) under the root", target: 20,
+		{name: qGlobSub, label: "find a submission by glob (uuid prefix*) under the root", method: mFind, target: 20,
 			ask: func(ctx context.Context, c fustorv1.ViewServiceClient, rnd *rand.Rand) error {
 				resp, err := c.Find(ctx, &fustorv1.FindRequest{View: view, Path: "/", Glob: path.Base(subm(rnd))[:8] + "*"})
 				if err == nil && len(resp.GetEntries()) == 0 {
@@ -123,7 +128,7 @@ func (r *runner) queryKinds(view string) []queryKind {
 			find: func(ctx context.Context, rnd *rand.Rand) (time.Duration, error) {
 				return timeFindLines(ctx, runs, 0, nil, root, "-name", path.Base(subm(rnd))[:8]+"*")
 			}},
-		{name: qFindGlob, label: fmt.Sprintf("find by glob under the root (first %d)", globLimit), target: 20,
+		{name: qFindGlob, label: fmt.Sprintf("find by glob under the root (first %d)", globLimit), method: mFind, target: 20,
 			ask: func(ctx context.Context, c fustorv1.ViewServiceClient, _ *rand.Rand) error {
 				resp, err := c.Find(ctx, &fustorv1.FindRequest{View: view, Path: "/", Glob: findGlob, Limit: globLimit})
 				if err == nil && len(resp.GetEntries()) == 0 {
@@ -170,11 +175,19 @@ func (r *runner) queries(ctx context.Context, fusion *fusionProc) error {
 		}
 		rate := r.o.Load * h.qps
 		var pdone atomic.Int64
+		before, herr := fusion.handling(ctx, k.method)
 		r.prog.Start(fmt.Sprintf("queries paced at %.0f/s: %s", rate, k.name), 0, pdone.Load)
 		plat, perrs, err := r.paced(qctx, conns, k, rate, &pdone)
 		r.prog.Stop()
 		if err != nil {
 			return fmt.Errorf("query %s paced: %w", k.name, err)
+		}
+		var server histogram
+		if herr == nil {
+			var after histogram
+			if after, herr = fusion.handling(ctx, k.method); herr == nil {
+				server = after.since(before)
+			}
 		}
 		// One client alone: the service time without queueing behind the others.
 		solo := make([]time.Duration, 0, soloQueries)
@@ -197,6 +210,13 @@ func (r *runner) queries(ctx context.Context, fusion *fusionProc) error {
 		paced := fmt.Sprintf("%d clients, Poisson arrivals at %.0f queries/s (%.0f%% of the back-to-back throughput)", r.o.Clients, rate, 100*r.o.Load)
 		r.rep.Add("P4", k.name+"_p50_ms", k.label+" p50", p.P50, "ms", nil, paced)
 		r.rep.Add("P4", k.name+"_p99_ms", k.label+" p99", p.P99, "ms", Below(k.target), fmt.Sprintf("%d queries", p.Count))
+		if herr != nil || server.count() == 0 {
+			r.rep.Errors = append(r.rep.Errors, fmt.Sprintf("P4 %s: Fusion's handling time: %v", k.name, herr))
+		} else {
+			note := fmt.Sprintf("Fusion's own metrics (%s), the same paced run: from authentication to the answer built, its encoding and sending excluded; %.0f calls", k.method, server.count())
+			r.rep.Add("P4", k.name+"_server_p50_ms", k.label+": Fusion's handling time p50", 1000*server.quantile(0.5), "ms", nil, note)
+			r.rep.Add("P4", k.name+"_server_p99_ms", k.label+": Fusion's handling time p99", 1000*server.quantile(0.99), "ms", nil, "bucket-interpolated")
+		}
 		r.rep.Add("P4", k.name+"_sat_qps", k.label+": throughput, clients back to back", h.qps, "q/s", nil,
 			fmt.Sprintf("%d clients; CPU per query: Fusion %.0f µs, bench client %.0f µs", r.o.Clients, h.cpu.server, h.cpu.client))
 		r.rep.Add("P4", k.name+"_sat_p50_ms", k.label+" p50, clients back to back", sat.P50, "ms", nil, "")

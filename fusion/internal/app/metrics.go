@@ -1,0 +1,106 @@
+package app
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// collector reads Fusion's views, pipes and sessions at scrape time, so the figures cost
+// nothing between scrapes and are never out of date.
+type collector struct {
+	f *Fusion
+
+	viewNodes, viewFiles, viewDirs, viewBytes, viewMemory  *prometheus.Desc
+	suspects, additions, deletions, tombstones, auditCycle *prometheus.Desc
+	auditRunning, snapshotComplete, hasLeader              *prometheus.Desc
+	queueLen, queueCap, batches, rowsApplied, rowsRejected *prometheus.Desc
+	pipePanics, sessions, panics                           *prometheus.Desc
+}
+
+func newCollector(f *Fusion) *collector {
+	view, pipe := []string{"view"}, []string{"pipe"}
+	d := func(name, help string, labels []string) *prometheus.Desc {
+		return prometheus.NewDesc("fustor_"+name, help, labels, nil)
+	}
+	return &collector{f: f,
+		viewNodes:        d("view_nodes", "Nodes (files and directories) the view holds.", view),
+		viewFiles:        d("view_files", "Files in the view.", view),
+		viewDirs:         d("view_dirs", "Directories in the view.", view),
+		viewBytes:        d("view_size_bytes", "Total size of the view's files as the agents reported them.", view),
+		viewMemory:       d("view_memory_bytes", "Memory the view's tree and indexes take.", view),
+		suspects:         d("view_suspects", "Files that may still be being written (integrity_suspect).", view),
+		additions:        d("view_blind_spot_additions", "Files found by audits that no agent saw in real time.", view),
+		deletions:        d("view_blind_spot_deletions", "Deletions found by audits or the sentinel that no agent saw in real time.", view),
+		tombstones:       d("view_tombstones", "Realtime deletions remembered against stale snapshot and audit rows.", view),
+		auditCycle:       d("view_audit_cycles_total", "Audits completed on the view.", view),
+		auditRunning:     d("view_audit_running", "1 while an audit is open on the view.", view),
+		snapshotComplete: d("view_snapshot_complete", "1 once the leader's snapshot has been applied.", view),
+		hasLeader:        d("view_has_leader", "1 while the view has a leader session.", view),
+		queueLen:         d("pipe_queue_length", "Batches waiting in the pipe's queue.", pipe),
+		queueCap:         d("pipe_queue_capacity", "The pipe's queue bound.", pipe),
+		batches:          d("pipe_batches_applied_total", "Batches the pipe applied.", pipe),
+		rowsApplied:      d("pipe_rows_applied_total", "Rows the pipe applied to its views.", pipe),
+		rowsRejected:     d("pipe_rows_rejected_total", "Rows refused on the pipe: malformed rows, a wrong schema, a follower's snapshot rows, rows the views rejected.", pipe),
+		pipePanics:       d("pipe_panics_total", "Panics recovered while applying the pipe's batches.", pipe),
+		sessions:         d("pipe_sessions", "Live agent sessions on the pipe.", pipe),
+		panics:           d("grpc_server_panics_total", "Panics recovered in gRPC handlers.", nil),
+	}
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(c, ch) }
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	}
+	b := func(x bool) float64 {
+		if x {
+			return 1
+		}
+		return 0
+	}
+	for _, v := range c.f.views.All() {
+		st, cs := v.State(), v.FS.Consistency()
+		gauge(c.viewNodes, float64(v.FS.Len()), v.Name)
+		if s, err := v.FS.Stats("/"); err == nil {
+			gauge(c.viewFiles, float64(s.Files), v.Name)
+			gauge(c.viewDirs, float64(s.Dirs), v.Name)
+			gauge(c.viewBytes, float64(s.TotalSize), v.Name)
+		}
+		gauge(c.viewMemory, float64(v.FS.MemoryBytes()), v.Name)
+		gauge(c.suspects, float64(cs.Suspects), v.Name)
+		gauge(c.additions, float64(cs.Additions), v.Name)
+		gauge(c.deletions, float64(cs.Deletions), v.Name)
+		gauge(c.tombstones, float64(cs.Tombstones), v.Name)
+		counter(c.auditCycle, float64(cs.AuditCycles), v.Name)
+		gauge(c.auditRunning, b(cs.AuditRunning), v.Name)
+		gauge(c.snapshotComplete, b(st.SnapshotComplete), v.Name)
+		gauge(c.hasLeader, b(st.Leader != ""), v.Name)
+	}
+	live := map[string]int{}
+	for _, s := range c.f.sessions.List() {
+		live[s.Pipe.ID]++
+	}
+	for id, p := range c.f.pipes {
+		st := p.Stats()
+		gauge(c.queueLen, float64(st.QueueLen), id)
+		gauge(c.queueCap, float64(st.QueueCap), id)
+		counter(c.batches, float64(st.Batches), id)
+		counter(c.rowsApplied, float64(st.RowsApplied), id)
+		counter(c.rowsRejected, float64(st.RowsRejected), id)
+		counter(c.pipePanics, float64(st.Panics), id)
+		gauge(c.sessions, float64(live[id]), id)
+	}
+	counter(c.panics, float64(c.f.panics.Load()))
+}
+
+// newRegistry holds Fusion's metrics: the gRPC server's, the collector's, and the Go runtime's
+// and process's.
+func newRegistry(f *Fusion) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newCollector(f))
+	return reg
+}

@@ -1,0 +1,123 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// handlingMetric is Fusion's per-method histogram of the time a unary call spends in its
+// interceptors and handler (authentication, the query, building the answer): the server's
+// share of a query's latency, without the answer's encoding, the client, the network and the
+// machine's scheduling of either side.
+const handlingMetric = "fustor_grpc_server_handling_seconds_bucket"
+
+// histogram is one method's cumulative bucket counts, by upper bound in seconds (+Inf last).
+type histogram struct {
+	bounds []float64
+	counts []float64
+}
+
+// handling scrapes Fusion's /metrics (on its debug endpoint) for method's histogram.
+func (f *fusionProc) handling(ctx context.Context, method string) (histogram, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+f.debug+"/metrics", nil)
+	if err != nil {
+		return histogram{}, fmt.Errorf("scrape fusion metrics: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return histogram{}, fmt.Errorf("scrape fusion metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return histogram{}, fmt.Errorf("scrape fusion metrics: %s", resp.Status)
+	}
+	return parseHandling(resp.Body, method)
+}
+
+// parseHandling reads method's buckets of handlingMetric from the Prometheus text format.
+func parseHandling(r io.Reader, method string) (histogram, error) {
+	var h histogram
+	want := `method="` + method + `"`
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		rest, ok := strings.CutPrefix(line, handlingMetric+"{")
+		if !ok {
+			continue
+		}
+		labels, value, ok := strings.Cut(rest, "} ")
+		if !ok || !slices.Contains(strings.Split(labels, ","), want) {
+			continue
+		}
+		_, le, ok := strings.Cut(labels, `le="`)
+		if !ok {
+			continue
+		}
+		le, _, _ = strings.Cut(le, `"`)
+		bound, err := strconv.ParseFloat(le, 64) // "+Inf" parses as +Inf
+		if err != nil {
+			return histogram{}, fmt.Errorf("parse bucket bound %q: %w", le, err)
+		}
+		n, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		if err != nil {
+			return histogram{}, fmt.Errorf("parse bucket count %q: %w", value, err)
+		}
+		h.bounds, h.counts = append(h.bounds, bound), append(h.counts, n)
+	}
+	if err := sc.Err(); err != nil {
+		return histogram{}, fmt.Errorf("read fusion metrics: %w", err)
+	}
+	return h, nil
+}
+
+// since returns the observations made after old, a scrape of the same histogram.
+func (h histogram) since(old histogram) histogram {
+	out := histogram{bounds: h.bounds, counts: slices.Clone(h.counts)}
+	if len(old.counts) == len(h.counts) {
+		for i := range out.counts {
+			out.counts[i] -= old.counts[i]
+		}
+	}
+	return out
+}
+
+// count is the number of observations.
+func (h histogram) count() float64 {
+	if len(h.counts) == 0 {
+		return 0
+	}
+	return h.counts[len(h.counts)-1]
+}
+
+// quantile estimates the q-quantile in seconds as Prometheus's histogram_quantile does: linear
+// within the bucket that holds it (from 0 for the first). NaN without observations; the
+// highest finite bound when it falls in +Inf.
+func (h histogram) quantile(q float64) float64 {
+	total := h.count()
+	if total == 0 {
+		return math.NaN()
+	}
+	rank := q * total
+	lower, below := 0.0, 0.0
+	for i, c := range h.counts {
+		if c >= rank {
+			if math.IsInf(h.bounds[i], 1) {
+				return lower
+			}
+			if c == below {
+				return h.bounds[i]
+			}
+			return lower + (h.bounds[i]-lower)*(rank-below)/(c-below)
+		}
+		lower, below = h.bounds[i], c
+	}
+	return lower
+}
