@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
+	"net/http"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -15,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
@@ -58,6 +61,7 @@ type Agent struct {
 	pipes   map[string]*pipe.Pipe
 	retry   time.Duration
 	debug   *debughttp.Debug // nil unless debug_listen is set
+	metrics *debughttp.Debug // nil unless metrics_listen is set
 }
 
 // New builds the agent; nothing runs until Run.
@@ -111,12 +115,22 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Agent, error) {
 		}
 	}
 	// Created after the sources (which hold no resources) so a failing source leaks no listener.
+	// The collector reads a.sources and a.pipes only at scrape time, once Run serves.
+	routes := map[string]http.Handler{"/metrics": promhttp.HandlerFor(newRegistry(a), promhttp.HandlerOpts{})}
 	if cfg.DebugListen != "" {
-		d, err := debughttp.New(log, cfg.DebugListen, nil)
+		d, err := debughttp.New(log, cfg.DebugListen, routes)
 		if err != nil {
 			return nil, err
 		}
 		a.debug = d
+	}
+	if cfg.MetricsListen != "" {
+		m, err := debughttp.NewRoutes(log, cfg.MetricsListen, routes)
+		if err != nil {
+			a.close()
+			return nil, err
+		}
+		a.metrics = m
 	}
 	senders := map[string]*sender.GRPC{}
 	for id, sc := range cfg.Senders {
@@ -163,6 +177,14 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Agent, error) {
 // Pipe returns a pipe by id (for status and tests).
 func (a *Agent) Pipe(id string) *pipe.Pipe { return a.pipes[id] }
 
+// MetricsAddr returns the metrics endpoint's address (nil unless metrics_listen is set).
+func (a *Agent) MetricsAddr() net.Addr {
+	if a.metrics == nil {
+		return nil
+	}
+	return a.metrics.Addr()
+}
+
 // Run runs every watcher and pipe until ctx is done; it returns nil on cancel.
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.close()
@@ -175,8 +197,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		p := a.pipes[id]
 		g.Go(func() error { return p.Run(gctx) })
 	}
-	if a.debug != nil {
-		g.Go(func() error { return a.debug.Run(gctx) })
+	for _, d := range []*debughttp.Debug{a.debug, a.metrics} {
+		if d != nil {
+			g.Go(func() error { return d.Run(gctx) })
+		}
 	}
 	return g.Wait()
 }
@@ -216,8 +240,10 @@ func (a *Agent) watch(ctx context.Context, s *source) error {
 }
 
 func (a *Agent) close() {
-	if a.debug != nil {
-		a.debug.Close()
+	for _, d := range []*debughttp.Debug{a.debug, a.metrics} {
+		if d != nil {
+			d.Close()
+		}
 	}
 	for _, s := range a.senders {
 		_ = s.Close()

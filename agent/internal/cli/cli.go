@@ -38,7 +38,8 @@ func Main(args, environ []string, stderr io.Writer) int {
 	demo := fs.String("demo", "", "watch this directory with the built-in demo configuration")
 	def := config.Default()
 	fs.String("agent_id", "", "globally unique agent id (default: host name)")
-	fs.String("debug_listen", "", "serve /debug/pprof/ and /debug/memstats on this HTTP address (off when empty)")
+	fs.String("debug_listen", "", "serve /debug/pprof/, /debug/memstats and /metrics on this HTTP address (off when empty)")
+	fs.String("metrics_listen", "", "serve Prometheus /metrics only on this HTTP address (off when empty)")
 	fs.String("log.level", def.Log.Level, "log level: debug, info, warn, error")
 	fs.String("log.format", def.Log.Format, "log format: console or json")
 	if err := fs.Parse(args); err != nil {
@@ -56,12 +57,15 @@ func Main(args, environ []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "fustor-agent: %v\n", err)
 		return 2
 	}
-	// agent_id is a top-level key: its flag is mapped by hand (config flags contain a dot).
+	// Top-level keys' flags are mapped by hand (config flags contain a dot).
 	if f := fs.Lookup("agent_id"); f.Changed {
 		cfg.AgentID = f.Value.String()
 	}
 	if f := fs.Lookup("debug_listen"); f.Changed {
 		cfg.DebugListen = f.Value.String()
+	}
+	if f := fs.Lookup("metrics_listen"); f.Changed {
+		cfg.MetricsListen = f.Value.String()
 	}
 	log, err := logging.New(cfg.Log.Level, cfg.Log.Format)
 	if err != nil {

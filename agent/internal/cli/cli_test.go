@@ -29,6 +29,7 @@ func TestMainExitCodes(t *testing.T) {
 		{"unknown flag", []string{"--nope"}, nil, 2, "unknown flag"},
 		{"missing config file", []string{"--config", filepath.Join(dir, "none.yaml")}, nil, 2, "read config"},
 		{"invalid config from FUSTOR_CONFIG", nil, []string{"FUSTOR_CONFIG=" + bad}, 1, `unknown source`},
+		{"bad metrics address", []string{"--metrics_listen", "nohostport"}, nil, 1, `metrics_listen "nohostport"`},
 		{"bad log level", []string{"--log.level", "loud"}, nil, 2, "log level"},
 	}
 	for _, tt := range tests {

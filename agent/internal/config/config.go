@@ -20,9 +20,12 @@ type Config struct {
 	Sources map[string]Source `koanf:"sources"`
 	Senders map[string]Sender `koanf:"senders"`
 	Pipes   map[string]Pipe   `koanf:"pipes"`
-	// DebugListen, when set, serves /debug/pprof/ and /debug/memstats over plain HTTP on this
-	// address (keep it on loopback).
+	// DebugListen, when set, serves /debug/pprof/, /debug/memstats and /metrics over plain
+	// HTTP on this address (keep it on loopback).
 	DebugListen string `koanf:"debug_listen"`
+	// MetricsListen, when set, serves only the Prometheus /metrics over plain HTTP on this
+	// address: unlike the profiles, it is safe to expose to a scraper.
+	MetricsListen string `koanf:"metrics_listen"`
 }
 
 // Log configures zap.
@@ -157,6 +160,11 @@ func (c *Config) Validate() error {
 	if c.DebugListen != "" {
 		if _, _, err := net.SplitHostPort(c.DebugListen); err != nil {
 			errs = append(errs, fmt.Errorf("debug_listen %q: %w", c.DebugListen, err))
+		}
+	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			errs = append(errs, fmt.Errorf("metrics_listen %q: %w", c.MetricsListen, err))
 		}
 	}
 	for _, id := range slices.Sorted(maps.Keys(c.Sources)) {

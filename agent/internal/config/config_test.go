@@ -21,6 +21,8 @@ func TestValidate(t *testing.T) {
 		{"unknown sender", func(c *Config) { p := c.Pipes["demo"]; p.Sender = "x"; c.Pipes["demo"] = p }, `unknown sender "x"`},
 		{"batch size", func(c *Config) { p := c.Pipes["demo"]; p.BatchSize = -1; c.Pipes["demo"] = p }, "batch_size"},
 		{"no address", func(c *Config) { s := c.Senders["fusion"]; s.Address = ""; c.Senders["fusion"] = s }, "address is required"},
+		{"metrics address", func(c *Config) { c.MetricsListen = "localhost" }, `metrics_listen "localhost"`},
+		{"metrics address set", func(c *Config) { c.MetricsListen = "127.0.0.1:0" }, ""},
 		{"pair used twice", func(c *Config) { c.Pipes["other"] = c.Pipes["demo"] }, "already paired"},
 	}
 	for _, tt := range tests {

@@ -75,7 +75,7 @@ type Pipe struct {
 	auditReq                                          chan struct{}
 	walkProgress                                      atomic.Int64
 	committed                                         atomic.Uint64
-	snapshotRunning, auditRunning                     atomic.Bool
+	snapshotRunning, auditRunning, connected          atomic.Bool
 	role                                              atomic.Int32
 	mu                                                sync.Mutex
 	sessionID                                         string
@@ -104,6 +104,9 @@ func New(log *zap.Logger, cfg Config, src Source, b *bus.Bus[fs.Event], snd send
 
 func (p *Pipe) now() time.Time { return p.cfg.Now() }
 
+// ID returns the pipe's configured id.
+func (p *Pipe) ID() string { return p.cfg.ID }
+
 // RequestAudit asks the leader for an audit now (after a known loss of realtime events, such as
 // an inotify queue overflow). Requests coalesce; a follower ignores them.
 func (p *Pipe) RequestAudit() {
@@ -124,6 +127,11 @@ type Status struct {
 	StuckRestarts   uint64
 	Committed       uint64
 	SnapshotRunning bool
+	AuditRunning    bool
+	// Failures counts sessions that could not be created or ended in an error.
+	Failures uint64
+	// Connected is true from a session's creation until it ends.
+	Connected bool
 }
 
 // Status returns the pipe's state.
@@ -133,7 +141,7 @@ func (p *Pipe) Status() Status {
 	p.mu.Unlock()
 	return Status{SessionID: id, Role: fustorv1.Role(p.role.Load()), Sessions: p.sessions.Load(),
 		EventsSent: p.eventsSent.Load(), Snapshots: p.snapshots.Load(), Audits: p.audits.Load(), StuckRestarts: p.stuckRestarts.Load(), Committed: p.committed.Load(),
-		SnapshotRunning: p.snapshotRunning.Load()}
+		SnapshotRunning: p.snapshotRunning.Load(), AuditRunning: p.auditRunning.Load(), Failures: p.failures.Load(), Connected: p.connected.Load()}
 }
 
 // Run keeps a session alive until ctx is done; it never gives up (DESIGN.md §4.1 step 7).
@@ -202,6 +210,8 @@ func (p *Pipe) runSession(ctx context.Context) (established bool, err error) {
 		return false, fmt.Errorf("create session: %w", err)
 	}
 	p.sessions.Add(1)
+	p.connected.Store(true)
+	defer p.connected.Store(false)
 	p.committed.Store(resp.GetCommittedIndex())
 	p.role.Store(int32(resp.GetRole()))
 	p.mu.Lock()

@@ -1,0 +1,160 @@
+package app
+
+import (
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
+)
+
+// sourceMetric is how one key of a source's Counters (the figures its heartbeat reports) is
+// exposed. scale converts the counter's unit to the metric's base unit.
+type sourceMetric struct {
+	desc  *prometheus.Desc
+	typ   prometheus.ValueType
+	scale float64
+}
+
+// collector reads the agent's pipes, sources and buses at scrape time, the same figures the
+// heartbeats carry, so they cost nothing between scrapes and are never out of date.
+type collector struct {
+	a *Agent
+
+	pipeInfo, sessionUp, leader, sessions, failures, rowsSent *prometheus.Desc
+	snapshots, audits, stuck, snapshotRunning, auditRunning   *prometheus.Desc
+	committed, realtime, skipped                              *prometheus.Desc
+	busPublished, busRejected, busLost, busSplits, busMerges  *prometheus.Desc
+	busLanes, busSubscribers                                  *prometheus.Desc
+	bySourceKey                                               map[string]sourceMetric
+}
+
+// skippedPrefix marks the Counters keys of entries skipped, by reason (skipped_<reason>).
+const skippedPrefix = "skipped_"
+
+func newCollector(a *Agent) *collector {
+	pipe, src := []string{"pipe"}, []string{"source"}
+	d := func(name, help string, labels []string) *prometheus.Desc {
+		return prometheus.NewDesc("fustor_agent_"+name, help, labels, nil)
+	}
+	counter := func(name, help string) sourceMetric {
+		return sourceMetric{d("source_"+name, help, src), prometheus.CounterValue, 1}
+	}
+	gauge := func(name, help string) sourceMetric {
+		return sourceMetric{d("source_"+name, help, src), prometheus.GaugeValue, 1}
+	}
+	drift := gauge("clock_drift_seconds", "Estimated file-system clock minus agent clock, corrected in event indexes.")
+	drift.scale = 1e-3
+	return &collector{a: a,
+		pipeInfo:        d("pipe_info", "Always 1; names the source the pipe reads.", []string{"pipe", "source"}),
+		sessionUp:       d("pipe_session_up", "1 while the pipe holds a session with Fusion.", pipe),
+		leader:          d("pipe_leader", "1 while the pipe's session is its view's leader (it snapshots and audits).", pipe),
+		sessions:        d("pipe_sessions_total", "Sessions the pipe created.", pipe),
+		failures:        d("pipe_session_failures_total", "Sessions that could not be created or ended in an error (each is followed by a backoff).", pipe),
+		rowsSent:        d("pipe_rows_sent_total", "Rows the pipe pushed to Fusion: snapshot, audit, realtime and on-demand.", pipe),
+		snapshots:       d("pipe_snapshots_total", "Snapshots the pipe started.", pipe),
+		audits:          d("pipe_audits_total", "Audits the pipe completed.", pipe),
+		stuck:           d("pipe_stuck_restarts_total", "Snapshots and audits restarted for making no progress.", pipe),
+		snapshotRunning: d("pipe_snapshot_running", "1 while a snapshot walk runs.", pipe),
+		auditRunning:    d("pipe_audit_running", "1 while an audit walk runs.", pipe),
+		committed:       d("pipe_committed_index", "Highest event index Fusion reported applied (ms on the event clock).", pipe),
+		realtime:        d("source_realtime", "1 while the source delivers realtime events; 0 while it runs degraded.", src),
+		skipped:         d("source_entries_skipped_total", "Entries left out of walks and realtime, by reason (excluded is expected, the rest are problems).", []string{"source", "reason"}),
+		busPublished:    d("bus_published_total", "Realtime events the source's bus accepted.", src),
+		busRejected:     d("bus_rejected_total", "Realtime events the bus refused because their index regressed (a bug).", src),
+		busLost:         d("bus_lost_total", "Reads of pipes that fell behind the bus and lost events (each asks for a snapshot).", src),
+		busSplits:       d("bus_splits_total", "Slow subscribers moved to a lane of their own.", src),
+		busMerges:       d("bus_merges_total", "Subscribers moved back from their own lane.", src),
+		busLanes:        d("bus_lanes", "Subscribers on a lane of their own now.", src),
+		busSubscribers:  d("bus_subscribers", "Open subscribers of the bus (one per pipe session).", src),
+		bySourceKey: map[string]sourceMetric{
+			"symlinks":             counter("symlinks_total", "Symbolic links seen by walks."),
+			"watches":              gauge("watches", "Directories watched in real time."),
+			"watch_budget":         gauge("watch_budget", "Most directories the source may watch (max_watches, or the kernel's limit)."),
+			"dirs_left_to_audit":   gauge("dirs_left_to_audit", "Directories left unwatched by the watch budget: only audits see their changes."),
+			"watch_nospace":        counter("watch_nospace_total", "Watches the kernel refused for lack of inotify watches."),
+			"watch_errors":         counter("watch_errors_total", "Watches refused for another reason than the kernel's limit."),
+			"watches_evicted":      counter("watches_evicted_total", "Watches dropped for more recently active directories."),
+			"watch_budget_lowered": counter("watch_budget_lowered_total", "Times the kernel's limit lowered the watch budget."),
+			"overflows":            counter("queue_overflows_total", "Kernel event queue overflows: realtime events lost, each asks for an audit."),
+			"events":               counter("events_total", "Realtime events the watcher produced."),
+			"modify_coalesced":     counter("modify_coalesced_total", "Writes folded into a later event by modify_throttle."),
+			"unknown_wd":           counter("unknown_wd_total", "Kernel events for watches already removed."),
+			"moves_paired":         counter("moves_paired_total", "Renames inside the tree."),
+			"moves_unpaired":       counter("moves_unpaired_total", "Moves into or out of the tree."),
+			"snapshot_rows":        counter("walk_rows_total", "Rows handed on by walks: snapshots, audits and on-demand scans."),
+			"panics":               counter("panics_total", "Panics recovered in the watcher and walks."),
+			"clock_drift_ms":       drift,
+			"clock_index_held":     counter("clock_index_held_total", "Event indexes held at their last value because corrected time went backwards."),
+			"journal_lines":        counter("journal_lines_total", "Valid lines the journal source read."),
+			"journal_replays":      counter("journal_replays_total", "Times the journal source replayed its log from a committed index."),
+		},
+	}
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(c, ch) }
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	}
+	b := func(x bool) float64 {
+		if x {
+			return 1
+		}
+		return 0
+	}
+	for _, s := range c.a.sources {
+		name := s.name()
+		gauge(c.realtime, b(s.realtime.Load()), name)
+		for k, v := range s.src.Counters() {
+			if reason, ok := strings.CutPrefix(k, skippedPrefix); ok {
+				counter(c.skipped, float64(v), name, reason)
+			} else if m, ok := c.bySourceKey[k]; ok {
+				ch <- prometheus.MustNewConstMetric(m.desc, m.typ, float64(v)*m.scale, name)
+			}
+		}
+		for _, p := range s.pipes {
+			gauge(c.pipeInfo, 1, p.ID(), name)
+		}
+		if s.bus == nil {
+			continue // a journal source has no bus: it follows its log per session
+		}
+		st := s.bus.Stats()
+		counter(c.busPublished, float64(st.Published), name)
+		counter(c.busRejected, float64(st.Rejected), name)
+		counter(c.busLost, float64(st.Lost), name)
+		counter(c.busSplits, float64(st.Splits), name)
+		counter(c.busMerges, float64(st.Merges), name)
+		gauge(c.busLanes, float64(st.Lanes), name)
+		gauge(c.busSubscribers, float64(st.Subscribers), name)
+	}
+	for _, id := range slices.Sorted(maps.Keys(c.a.pipes)) {
+		st := c.a.pipes[id].Status()
+		gauge(c.sessionUp, b(st.Connected), id)
+		gauge(c.leader, b(st.Role == fustorv1.Role_ROLE_LEADER), id)
+		counter(c.sessions, float64(st.Sessions), id)
+		counter(c.failures, float64(st.Failures), id)
+		counter(c.rowsSent, float64(st.EventsSent), id)
+		counter(c.snapshots, float64(st.Snapshots), id)
+		counter(c.audits, float64(st.Audits), id)
+		counter(c.stuck, float64(st.StuckRestarts), id)
+		gauge(c.snapshotRunning, b(st.SnapshotRunning), id)
+		gauge(c.auditRunning, b(st.AuditRunning), id)
+		gauge(c.committed, float64(st.Committed), id)
+	}
+}
+
+// newRegistry holds the agent's metrics: the collector's, and the Go runtime's and process's.
+// It is not the global registry, so two agents in one process (tests) do not collide.
+func newRegistry(a *Agent) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newCollector(a))
+	return reg
+}
