@@ -453,3 +453,33 @@ func TestListDirectoryPaging(t *testing.T) {
 		t.Fatalf("pages = %v", got)
 	}
 }
+
+// TestFindOnlyPaths: only_paths answers the same matches with nothing but path and is_dir.
+func TestFindOnlyPaths(t *testing.T) {
+	h := start(t, nil)
+	h.connect(t).snapshot(t, map[string]uint64{"/a/x.dat": 10, "/b/x.dat": 20, "/b/y.dat": 30})
+	ctx := withKey("demo-key")
+	full, err := h.views().Find(ctx, &fustorv1.FindRequest{View: "demo", Path: "/", Name: "x.dat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths, err := h.views().Find(ctx, &fustorv1.FindRequest{View: "demo", Path: "/", Name: "x.dat", OnlyPaths: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(full.GetEntries()) != 2 || len(paths.GetEntries()) != 2 {
+		t.Fatalf("matches: full %d, only paths %d; want 2", len(full.GetEntries()), len(paths.GetEntries()))
+	}
+	for i, e := range paths.GetEntries() {
+		f := full.GetEntries()[i]
+		if e.GetPath() != f.GetPath() || e.GetIsDir() != f.GetIsDir() {
+			t.Errorf("entry %d: only paths %v, full %v", i, e, f)
+		}
+		if e.GetName() != "" || e.GetSize() != 0 || e.GetMtime() != nil || e.GetKnownByAgent() {
+			t.Errorf("only_paths entry %d carries more than path and is_dir: %v", i, e)
+		}
+		if f.GetSize() == 0 || f.GetMtime() == nil || f.GetName() != "x.dat" {
+			t.Errorf("full entry %d lacks its fields: %v", i, f)
+		}
+	}
+}

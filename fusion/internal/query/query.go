@@ -246,7 +246,7 @@ func (s *Service) Find(ctx context.Context, req *fustorv1.FindRequest) (*fustorv
 	if err != nil {
 		return nil, err
 	}
-	return &fustorv1.FindResponse{Meta: s.meta(v, pending), Truncated: truncated, Entries: toProtos(entries, false)}, nil
+	return &fustorv1.FindResponse{Meta: s.meta(v, pending), Truncated: truncated, Entries: toProtos(entries, req.GetOnlyPaths())}, nil
 }
 
 // GetStats returns subtree figures.

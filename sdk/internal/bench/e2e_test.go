@@ -75,7 +75,7 @@ func TestEndToEnd(t *testing.T) {
 	positive("audit_unchanged_ms", 0.001, anyTime)
 	positive("audit_unchanged_pct", 0, 1e4)
 	positive("agent_rss_audits_mib", 1, 4096)
-	for _, q := range []string{qLs, qStatsSub, qStatsRoot, qFindName, qFindSub, qGlobSub, qFindGlob} {
+	for _, q := range []string{qLs, qStatsSub, qStatsRoot, qFindName, qFindNameFull, qFindSub, qGlobSub, qFindGlob} {
 		positive(q+"_p50_ms", 1e-3, anyTime)
 		positive(q+"_p99_ms", 1e-3, anyTime)
 		positive(q+"_find_ms", 1e-3, anyTime)
@@ -94,8 +94,8 @@ func TestEndToEnd(t *testing.T) {
 	positive("p2_ingest_rows_per_s", 1_000, 1e9)
 	positive("p2_sustained_s", 0.9, 30)
 	positive("wake_lateness_p99_ms", 0, anyTime)
-	if len(rep.Latency) != 15 {
-		t.Errorf("latency series: %d; want 7 query kinds paced and back to back, and realtime", len(rep.Latency))
+	if len(rep.Latency) != 17 {
+		t.Errorf("latency series: %d; want 8 query kinds paced and back to back, and realtime", len(rep.Latency))
 	}
 	for _, name := range []string{"report.txt", "report.json", "report.html"} {
 		if st, err := os.Stat(filepath.Join(repDir, name)); err != nil || st.Size() == 0 {

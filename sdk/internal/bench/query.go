@@ -20,15 +20,16 @@ import (
 
 // Query names, also the keys of their figures.
 const (
-	qLs        = "ls"
-	qStatsSub  = "stats_submission"
-	qStatsRoot = "stats_root"
-	qFindName  = "find_name"
-	qFindGlob  = "find_glob"
-	qFindSub   = "find_submission"
-	qGlobSub   = "glob_submission"
-	findName   = "data_0042.dat"
-	findGlob   = "data_00[0-4]?.dat"
+	qLs           = "ls"
+	qStatsSub     = "stats_submission"
+	qStatsRoot    = "stats_root"
+	qFindName     = "find_name"
+	qFindNameFull = "find_name_full"
+	qFindGlob     = "find_glob"
+	qFindSub      = "find_submission"
+	qGlobSub      = "glob_submission"
+	findName      = "data_0042.dat"
+	findGlob      = "data_00[0-4]?.dat"
 	// globLimit is Fusion's default Find limit; find(1) is stopped at the same count.
 	globLimit = 1000
 	// nameLimit is Fusion's largest Find limit: the exact-name answer is complete, like find's.
@@ -93,9 +94,11 @@ func (r *runner) queryKinds(view string) []queryKind {
 				var total uint64
 				return timeFindLines(ctx, runs, 0, sumSizes(&total), root, "-printf", `%s\n`)
 			}},
-		{name: qFindName, label: "find by exact name under the root (complete answer)", method: mFind, target: 20,
+		// find(1) prints paths, so the finds ask for paths only (only_paths), except this one,
+		// which takes every field of the 4,000 entries: the largest answer of P4.
+		{name: qFindName, label: "find by exact name under the root (complete answer, paths)", method: mFind, target: 20,
 			ask: func(ctx context.Context, c fustorv1.ViewServiceClient, _ *rand.Rand) error {
-				resp, err := c.Find(ctx, &fustorv1.FindRequest{View: view, Path: "/", Name: findName, Limit: nameLimit})
+				resp, err := c.Find(ctx, &fustorv1.FindRequest{View: view, Path: "/", Name: findName, Limit: nameLimit, OnlyPaths: true})
 				if err == nil && len(resp.GetEntries()) == 0 {
 					err = errors.New("no match")
 				}
@@ -104,11 +107,22 @@ func (r *runner) queryKinds(view string) []queryKind {
 			find: func(ctx context.Context, _ *rand.Rand) (time.Duration, error) {
 				return timeFindLines(ctx, runs, 0, nil, root, "-name", findName)
 			}},
+		{name: qFindNameFull, label: "find by exact name under the root (complete answer, full entries)", method: mFind, target: 20,
+			ask: func(ctx context.Context, c fustorv1.ViewServiceClient, _ *rand.Rand) error {
+				resp, err := c.Find(ctx, &fustorv1.FindRequest{View: view, Path: "/", Name: findName, Limit: nameLimit})
+				if err == nil && (len(resp.GetEntries()) == 0 || resp.GetEntries()[0].GetMtime() == nil) {
+					err = errors.New("no match, or entries without their fields")
+				}
+				return err
+			},
+			find: func(ctx context.Context, _ *rand.Rand) (time.Duration, error) {
+				return timeFindLines(ctx, runs, 0, nil, root, "-name", findName, "-printf", `%P|%y|%s|%T@\n`)
+			}},
 		// The product's question, "where did submission X land": its directory's name, exactly
 		// and by the first 8 characters of its uuid.
 		{name: qFindSub, label: "find a submission by exact name under the root", method: mFind, target: 20,
 			ask: func(ctx context.Context, c fustorv1.ViewServiceClient, rnd *rand.Rand) error {
-				resp, err := c.Find(ctx, &fustorv1.FindRequest{View: view, Path: "/", Name: path.Base(subm(rnd))})
+				resp, err := c.Find(ctx, &fustorv1.FindRequest{View: view, Path: "/", Name: path.Base(subm(rnd)), OnlyPaths: true})
 				if err == nil && len(resp.GetEntries()) != 1 {
 					err = fmt.Errorf("%d matches; want 1", len(resp.GetEntries()))
 				}
@@ -119,7 +133,7 @@ func (r *runner) queryKinds(view string) []queryKind {
 			}},
 		{name: qGlobSub, label: "find a submission by glob (uuid prefix*) under the root", method: mFind, target: 20,
 			ask: func(ctx context.Context, c fustorv1.ViewServiceClient, rnd *rand.Rand) error {
-				resp, err := c.Find(ctx, &fustorv1.FindRequest{View: view, Path: "/", Glob: path.Base(subm(rnd))[:8] + "*"})
+				resp, err := c.Find(ctx, &fustorv1.FindRequest{View: view, Path: "/", Glob: path.Base(subm(rnd))[:8] + "*", OnlyPaths: true})
 				if err == nil && len(resp.GetEntries()) == 0 {
 					err = errors.New("no match")
 				}
@@ -130,7 +144,7 @@ func (r *runner) queryKinds(view string) []queryKind {
 			}},
 		{name: qFindGlob, label: fmt.Sprintf("find by glob under the root (first %d)", globLimit), method: mFind, target: 20,
 			ask: func(ctx context.Context, c fustorv1.ViewServiceClient, _ *rand.Rand) error {
-				resp, err := c.Find(ctx, &fustorv1.FindRequest{View: view, Path: "/", Glob: findGlob, Limit: globLimit})
+				resp, err := c.Find(ctx, &fustorv1.FindRequest{View: view, Path: "/", Glob: findGlob, Limit: globLimit, OnlyPaths: true})
 				if err == nil && len(resp.GetEntries()) == 0 {
 					err = errors.New("no match")
 				}

@@ -166,7 +166,7 @@ func (c *client) find(ctx context.Context, p string) error {
 		return fmt.Errorf("%w: find needs exactly one of --name and --glob", errUsage)
 	}
 	req := &fustorv1.FindRequest{View: c.o.view, Path: p, Name: c.o.name, Glob: c.o.glob, Limit: uint32(c.o.limit),
-		ForceRealTime: c.force()}
+		ForceRealTime: c.force(), OnlyPaths: c.o.paths}
 	switch c.o.typ {
 	case "":
 	case "f":
@@ -181,7 +181,13 @@ func (c *client) find(ctx context.Context, p string) error {
 		return err
 	}
 	return c.print(resp, func(w io.Writer) {
-		entryLines(w, resp.GetEntries())
+		if c.o.paths {
+			for _, e := range resp.GetEntries() {
+				fmt.Fprintln(w, e.GetPath())
+			}
+		} else {
+			entryLines(w, resp.GetEntries())
+		}
 		if resp.GetTruncated() {
 			fmt.Fprintf(w, "… truncated: raise --limit\n")
 		}

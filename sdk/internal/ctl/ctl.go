@@ -30,8 +30,8 @@ Commands:
   tree PATH [--depth N] [--limit N]
                                  stream a whole subtree
   stat PATH                      describe one path
-  find PATH (--name NAME | --glob GLOB) [--limit N] [--type f|d]
-                                 find entries by basename
+  find PATH (--name NAME | --glob GLOB) [--limit N] [--type f|d] [--paths]
+                                 find entries by basename (--paths: one path per line)
   stats [PATH]                   subtree figures (default /)
   suspects [PATH] [--limit N]    files that may still be being written
   blind-spots [PATH] [--limit N] changes found by audits only
@@ -59,7 +59,7 @@ var errUsage = errors.New("usage")
 type options struct {
 	server, key, view, typ, name, glob string
 	timeout                            time.Duration
-	json, force, tls, all              bool
+	json, force, tls, all, paths       bool
 	depth, pageSize, limit             int
 }
 
@@ -77,6 +77,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	fs.BoolVar(&o.force, "force-real-time", false, "")
 	fs.BoolVar(&o.tls, "tls", false, "")
 	fs.BoolVar(&o.all, "all", false, "")
+	fs.BoolVar(&o.paths, "paths", false, "")
 	fs.IntVar(&o.depth, "depth", 0, "")
 	fs.IntVar(&o.pageSize, "page-size", 0, "")
 	fs.IntVar(&o.limit, "limit", 0, "")

@@ -169,6 +169,14 @@ func TestCommands(t *testing.T) {
 				t.Fatalf("output %q", out)
 			}
 		}},
+		{"find --paths prints one path per line", []string{"--key", "k", "find", "/", "--name", "x.dat", "--paths"}, func(t *testing.T, req any, out string) {
+			if r := req.(*fustorv1.FindRequest); !r.GetOnlyPaths() || r.GetName() != "x.dat" {
+				t.Fatalf("request %v", r)
+			}
+			if lines := strings.Split(strings.TrimSpace(out), "\n"); lines[0] != "/x.dat" {
+				t.Fatalf("output %q", out)
+			}
+		}},
 		{"stats defaults to the root", []string{"--key", "k", "stats"}, func(t *testing.T, req any, out string) {
 			if req.(*fustorv1.GetStatsRequest).GetPath() != "/" || !strings.Contains(out, "files:") || !strings.Contains(out, "7") {
 				t.Fatalf("req %v out %q", req, out)

@@ -2,8 +2,10 @@ package fs
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"path"
 	"runtime"
+	"slices"
 	"testing"
 
 	"github.com/fustor/fustor/sdk/fsbatch"
@@ -77,9 +79,21 @@ func BenchmarkMemoryPerFile(b *testing.B) {
 	}
 }
 
+// bigView holds the 1M-file layout with its directories applied in a shuffled order, as an
+// agent's parallel walk of hash-ordered directories delivers them: siblings then lie apart in
+// memory, as in a real view, and queries pay the cache misses they pay there (applied in name
+// order instead, the complete 4,000-match find measured 0.8 ms here against 3.5 ms in Fusion).
 func bigView(b *testing.B) *View {
+	rows := benchRows(1_000_000)
+	dirs := slices.Chunk(rows, 250) // every directory's files are contiguous in benchRows
+	var order [][]fsbatch.Row
+	for d := range dirs {
+		order = append(order, d)
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	r.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 	v := New(nil, Options{})
-	applyAll(b, v, SourceSnapshot, benchRows(1_000_000))
+	applyAll(b, v, SourceSnapshot, slices.Concat(order...))
 	return v
 }
 
