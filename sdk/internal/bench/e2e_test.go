@@ -82,6 +82,9 @@ func TestEndToEnd(t *testing.T) {
 		positive(q+"_speedup", 1e-6, 1e9)
 		positive(q+"_sat_qps", 1, 1e9)
 		positive(q+"_sat_p99_ms", 1e-3, anyTime)
+		positive(q+"_solo_p99_ms", 1e-3, anyTime)
+		positive(q+"_idle_p99_ms", 1e-3, anyTime)
+		positive(q+"_server_p99_ms", 1e-4, anyTime)
 		if _, ok := rep.Figure(q + "_errors"); ok {
 			t.Errorf("%s queries failed", q)
 		}

@@ -213,6 +213,7 @@ func (r *runner) queries(ctx context.Context, fusion *fusionProc) error {
 			}
 		}
 		soloP50, soloP99 := ms(Percentile(sorted(solo), 50)), ms(Percentile(solo, 99))
+		idle := idleClient(qctx, c, k, rnd, soloP50)
 		findD, err := k.find(ctx, rand.New(rand.NewPCG(1, 2)))
 		if err != nil {
 			return err
@@ -237,6 +238,10 @@ func (r *runner) queries(ctx context.Context, fusion *fusionProc) error {
 		r.rep.Add("P4", k.name+"_sat_p99_ms", k.label+" p99, clients back to back", sat.P99, "ms", nil, "")
 		r.rep.Add("P4", k.name+"_solo_p50_ms", k.label+" p50, one client alone", soloP50, "ms", nil, fmt.Sprintf("%d queries, back to back", len(solo)))
 		r.rep.Add("P4", k.name+"_solo_p99_ms", k.label+" p99, one client alone", soloP99, "ms", nil, "")
+		if idle.Count > 0 {
+			r.rep.Add("P4", k.name+"_idle_p99_ms", k.label+" p99, one client alone, mostly idle", idle.P99, "ms", nil,
+				fmt.Sprintf("%d queries, Poisson arrivals at %.0f%% of its back-to-back rate: the machine wakes for each", idle.Count, 100*idleLoad))
+		}
 		r.rep.Add("P4", k.name+"_find_ms", k.label+": find equivalent", findMs, "ms", nil, fmt.Sprintf("best of %d", r.o.FindRuns))
 		r.rep.Add("P4", k.name+"_speedup", k.label+": find ÷ Fusion p50", findMs/p.P50, "x", AtLeast(100),
 			fmt.Sprintf("÷ p99: %s×", trimFloat(findMs/p.P99, 1)))
@@ -250,6 +255,40 @@ func (r *runner) queries(ctx context.Context, fusion *fusionProc) error {
 // hammer runs one query kind on every connection at once and returns the measured latencies.
 // soloQueries are run by one client alone after the concurrent ones.
 const soloQueries = 500
+
+// idleLoad is the rate of idleClient as a fraction of one client's back-to-back rate, and
+// idleFor bounds its run.
+const (
+	idleLoad = 0.1
+	idleFor  = 5 * time.Second
+)
+
+// idleClient runs one client on a Poisson schedule at idleLoad of its own back-to-back rate
+// (1/p50), up to soloQueries or idleFor: the machine is idle between queries, so each one pays
+// for waking it. Against the back-to-back p99 of the same client this separates the cost of
+// this machine's wake-ups from the server's.
+func idleClient(ctx context.Context, c fustorv1.ViewServiceClient, k queryKind, rnd *rand.Rand, p50ms float64) Latencies {
+	if p50ms <= 0 {
+		return Latencies{}
+	}
+	gap := time.Duration(p50ms / idleLoad * float64(time.Millisecond))
+	n := min(soloQueries, int(idleFor/gap))
+	lat := make([]time.Duration, 0, n)
+	for range n {
+		t := time.NewTimer(time.Duration(rnd.ExpFloat64() * float64(gap)))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return Summarise(lat)
+		case <-t.C:
+		}
+		start := time.Now()
+		if err := k.ask(ctx, c, rnd); err == nil {
+			lat = append(lat, time.Since(start))
+		}
+	}
+	return Summarise(lat)
+}
 
 func sorted(ds []time.Duration) []time.Duration {
 	slices.Sort(ds)
