@@ -14,16 +14,33 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func TestDebugServesMemStatsAndPprof(t *testing.T) {
-	route := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("m 1\n")) })
-	d, err := New(nil, "127.0.0.1:0", map[string]http.Handler{"/metrics": route})
+// metricsRoute stands for the /metrics handler the daemons pass.
+var metricsRoute = map[string]http.Handler{"/metrics": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	_, _ = w.Write([]byte("m 1\n"))
+})}
+
+// serve runs d until the test ends and returns its base URL.
+func serve(t *testing.T, d *Debug, err error) string {
+	t.Helper()
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
-	base := "http://" + d.Addr().String()
+	t.Cleanup(func() {
+		http.DefaultClient.CloseIdleConnections()
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run after cancel: %v", err)
+		}
+	})
+	return "http://" + d.Addr().String()
+}
+
+func TestDebugServesMemStatsAndPprof(t *testing.T) {
+	d, err := New(nil, "127.0.0.1:0", metricsRoute)
+	base := serve(t, d, err)
 	resp, err := http.Get(base + "/debug/memstats?gc=1")
 	if err != nil {
 		t.Fatal(err)
@@ -48,33 +65,16 @@ func TestDebugServesMemStatsAndPprof(t *testing.T) {
 	if got := get(t, base+"/metrics"); got != "200 m 1\n" {
 		t.Errorf("/metrics on the debug endpoint: %q", got)
 	}
-	http.DefaultClient.CloseIdleConnections()
-	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("Run after cancel: %v", err)
-	}
 }
 
 // TestRoutesServeOnlyTheirRoutes: the metrics endpoint must not expose profiles.
 func TestRoutesServeOnlyTheirRoutes(t *testing.T) {
-	route := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("m 1\n")) })
-	d, err := NewRoutes(nil, "127.0.0.1:0", map[string]http.Handler{"/metrics": route})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	base := "http://" + d.Addr().String()
+	d, err := NewRoutes(nil, "127.0.0.1:0", metricsRoute)
+	base := serve(t, d, err)
 	for path, want := range map[string]string{"/metrics": "200 m 1\n", "/debug/pprof/": "404", "/debug/memstats": "404"} {
 		if got := get(t, base+path); !strings.HasPrefix(got, want) {
 			t.Errorf("GET %s = %q; want %q", path, got, want)
 		}
-	}
-	http.DefaultClient.CloseIdleConnections()
-	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("Run after cancel: %v", err)
 	}
 }
 

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"maps"
 	"net"
-	"net/http"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -17,7 +16,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
@@ -28,6 +26,7 @@ import (
 	"github.com/fustor/fustor/agent/internal/source/fs"
 	"github.com/fustor/fustor/agent/internal/source/journal"
 	"github.com/fustor/fustor/sdk/debughttp"
+	"github.com/fustor/fustor/sdk/metrics"
 )
 
 // Options are test hooks; the zero value is production.
@@ -116,7 +115,7 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Agent, error) {
 	}
 	// Created after the sources (which hold no resources) so a failing source leaks no listener.
 	// The collector reads a.sources and a.pipes only at scrape time, once Run serves.
-	routes := map[string]http.Handler{"/metrics": promhttp.HandlerFor(newRegistry(a), promhttp.HandlerOpts{})}
+	routes := metrics.Routes(newRegistry(a))
 	if cfg.DebugListen != "" {
 		d, err := debughttp.New(log, cfg.DebugListen, routes)
 		if err != nil {

@@ -6,9 +6,9 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
+	"github.com/fustor/fustor/sdk/metrics"
 )
 
 // sourceMetric is how one key of a source's Counters (the figures its heartbeat reports) is
@@ -98,18 +98,8 @@ func newCollector(a *Agent) *collector {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(c, ch) }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
-	counter := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
-	}
-	b := func(x bool) float64 {
-		if x {
-			return 1
-		}
-		return 0
-	}
+	e, b := metrics.Emitter(ch), metrics.Bool
+	gauge, counter := e.Gauge, e.Counter
 	for _, s := range c.a.sources {
 		name := s.name()
 		gauge(c.realtime, b(s.realtime.Load()), name)
@@ -152,9 +142,4 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // newRegistry holds the agent's metrics: the collector's, and the Go runtime's and process's.
-// It is not the global registry, so two agents in one process (tests) do not collide.
-func newRegistry(a *Agent) *prometheus.Registry {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newCollector(a))
-	return reg
-}
+func newRegistry(a *Agent) *prometheus.Registry { return metrics.NewRegistry(newCollector(a)) }

@@ -6,12 +6,10 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"slices"
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
@@ -26,6 +24,7 @@ import (
 	"github.com/fustor/fustor/fusion/internal/view"
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
 	"github.com/fustor/fustor/sdk/debughttp"
+	"github.com/fustor/fustor/sdk/metrics"
 )
 
 // Options are test hooks; the zero value is production.
@@ -109,7 +108,7 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Fusion, error) {
 		return nil, err
 	}
 	f.srv = srv
-	routes := map[string]http.Handler{"/metrics": promhttp.HandlerFor(reg, promhttp.HandlerOpts{})}
+	routes := metrics.Routes(reg)
 	if cfg.Server.DebugListen != "" {
 		if f.debug, err = debughttp.New(log, cfg.Server.DebugListen, routes); err != nil {
 			srv.Close()

@@ -2,7 +2,8 @@ package app
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/fustor/fustor/sdk/metrics"
 )
 
 // collector reads Fusion's views, pipes and sessions at scrape time, so the figures cost
@@ -50,18 +51,8 @@ func newCollector(f *Fusion) *collector {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(c, ch) }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
-	counter := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
-	}
-	b := func(x bool) float64 {
-		if x {
-			return 1
-		}
-		return 0
-	}
+	e, b := metrics.Emitter(ch), metrics.Bool
+	gauge, counter := e.Gauge, e.Counter
 	for _, v := range c.f.views.All() {
 		st, cs := v.State(), v.FS.Consistency()
 		gauge(c.viewNodes, float64(v.FS.Len()), v.Name)
@@ -97,10 +88,6 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.panics, float64(c.f.panics.Load()))
 }
 
-// newRegistry holds Fusion's metrics: the gRPC server's, the collector's, and the Go runtime's
-// and process's.
-func newRegistry(f *Fusion) *prometheus.Registry {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newCollector(f))
-	return reg
-}
+// newRegistry holds Fusion's metrics: the collector's, and the Go runtime's and process's (the
+// gRPC server registers its own).
+func newRegistry(f *Fusion) *prometheus.Registry { return metrics.NewRegistry(newCollector(f)) }

@@ -319,18 +319,31 @@ func (v *View) findDFS(root uint32, m Matcher, limit int) ([]Entry, bool) {
 		return entries, false
 	}
 
-	var entries []Entry
+	return v.orderedFind(root, limit, 0, func(dst []uint32, dir uint32) []uint32 { return append(dst, hitsIn(dir)...) },
+		func(uint32) bool { return true })
+}
+
+// orderedFind emits matches below root in the order List and Walk use, stopping at limit:
+// hits appends a directory's matches sorted by name, and the walk descends only into the
+// subdirectories descend accepts. Paths are built incrementally; a directory without
+// subdirectories (its aggregate says so) is never scanned for them.
+func (v *View) orderedFind(root uint32, limit, sizeHint int, hits func(dst []uint32, dir uint32) []uint32, descend func(sub uint32) bool) ([]Entry, bool) {
+	entries := make([]Entry, 0, sizeHint)
 	truncated := false
 	buf := make([]byte, 0, 256)
 	var paths pathBuf
 	if root != v.root {
 		buf = append(buf, v.pathOf(root)...)
 	}
+	// Every directory on the way down keeps its pending matches on one stack; a deeper
+	// directory's appends may move the stack, but never change what is below its own start.
+	var stack []uint32
 	var visit func(dir uint32) bool
 	visit = func(dir uint32) bool {
-		base := len(buf)
-		defer func() { buf = buf[:base] }()
-		found := slices.Clone(hitsIn(dir))
+		base, start := len(buf), len(stack)
+		defer func() { buf, stack = buf[:base], stack[:start] }()
+		stack = hits(stack, dir)
+		found := stack[start:]
 		emit := func(id uint32) bool {
 			if len(entries) == limit {
 				truncated = true
@@ -349,6 +362,9 @@ func (v *View) findDFS(root uint32, m Matcher, limit int) ([]Entry, bool) {
 						return false
 					}
 					found = found[1:]
+				}
+				if !descend(sub) {
+					continue
 				}
 				buf = append(append(buf[:base], '/'), sn...)
 				if !visit(sub) {
@@ -450,54 +466,14 @@ func (v *View) walkToMatches(root uint32, found []uint32, limit int) ([]Entry, b
 			marks[d] = noMatch
 		}
 	}
-	entries := make([]Entry, 0, min(limit, len(found)))
-	truncated := false
-	buf := make([]byte, 0, 256)
-	var paths pathBuf
-	if root != v.root {
-		buf = append(buf, v.pathOf(root)...)
-	}
-	var visit func(dir uint32) bool
-	visit = func(dir uint32) bool {
-		base := len(buf)
-		defer func() { buf = buf[:base] }()
-		hit := marks[dir]
-		if hit == noMatch {
-			hit = 0
-		}
-		emit := func() bool {
-			if len(entries) == limit {
-				truncated = true
-				return false
+	return v.orderedFind(root, limit, min(limit, len(found)),
+		func(dst []uint32, dir uint32) []uint32 {
+			if hit, ok := marks[dir]; ok && hit != noMatch {
+				dst = append(dst, hit)
 			}
-			buf = append(append(buf[:base], '/'), v.a.name(v.a.get(hit))...)
-			entries = append(entries, v.entry(hit, paths.copy(buf)))
-			hit = 0
-			return true
-		}
-		var subs []uint32
-		if g := v.dirs[dir]; g.dirs > 0 {
-			subs = v.sortedCached(&g.sortedDirs, dir, true)
-		}
-		for _, sub := range subs {
-			// Pre-order: the match if named before sub (or sub itself), then sub's subtree.
-			if hit != 0 && (hit == sub || bytes.Compare(v.a.name(v.a.get(hit)), v.a.name(v.a.get(sub))) < 0) {
-				if !emit() {
-					return false
-				}
-			}
-			if _, ok := marks[sub]; !ok {
-				continue
-			}
-			buf = append(append(buf[:base], '/'), v.a.name(v.a.get(sub))...)
-			if !visit(sub) {
-				return false
-			}
-		}
-		return hit == 0 || emit()
-	}
-	visit(root)
-	return entries, truncated
+			return dst
+		},
+		func(sub uint32) bool { _, ok := marks[sub]; return ok })
 }
 
 // swapByte replaces every from in b by to, in place.
