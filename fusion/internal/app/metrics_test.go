@@ -3,6 +3,7 @@ package app
 import (
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -56,6 +57,14 @@ func TestMetricsEndpoint(t *testing.T) {
 	} {
 		if !strings.Contains(text, want+"\n") && !strings.Contains(text, want) {
 			t.Errorf("metrics lack %q", want)
+		}
+	}
+	// The push stream's bytes, framing included, count on the listener.
+	for _, name := range []string{"fustor_grpc_server_received_bytes_total", "fustor_grpc_server_sent_bytes_total"} {
+		_, rest, ok := strings.Cut(text, "\n"+name+" ")
+		v, err := strconv.ParseFloat(strings.Fields(rest + " x")[0], 64)
+		if !ok || err != nil || v < 100 {
+			t.Errorf("%s: %q %v; want the bytes of the session's calls", name, strings.Fields(rest + " x")[0], err)
 		}
 	}
 	if t.Failed() {

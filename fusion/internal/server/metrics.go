@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"net"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -9,11 +10,13 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// Metrics counts and times the calls the server handles, per method and status code.
+// Metrics counts and times the calls the server handles, per method and status code, and the
+// bytes its connections carry.
 type Metrics struct {
 	handled  *prometheus.CounterVec
 	handling *prometheus.HistogramVec
 	streams  *prometheus.GaugeVec
+	rx, tx   prometheus.Counter
 }
 
 // handlingBuckets resolve the sub-millisecond answers the query targets are about
@@ -31,9 +34,45 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: handlingBuckets}, []string{"method"}),
 		streams: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "fustor_grpc_server_open_streams",
 			Help: "Streaming RPCs in progress, by method (push streams are one per agent session)."}, []string{"method"}),
+		rx: prometheus.NewCounter(prometheus.CounterOpts{Name: "fustor_grpc_server_received_bytes_total",
+			Help: "Bytes read from clients on the gRPC listener: TLS and HTTP/2 framing included, every connection."}),
+		tx: prometheus.NewCounter(prometheus.CounterOpts{Name: "fustor_grpc_server_sent_bytes_total",
+			Help: "Bytes written to clients on the gRPC listener: TLS and HTTP/2 framing included, every connection."}),
 	}
-	reg.MustRegister(m.handled, m.handling, m.streams)
+	reg.MustRegister(m.handled, m.handling, m.streams, m.rx, m.tx)
 	return m
+}
+
+// countingListener counts what its connections read and write: the wire cost of the push
+// protocol, as an operator sizing links (and the benchmark's P6) sees it.
+type countingListener struct {
+	net.Listener
+	m *Metrics
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return countingConn{c, l.m}, nil
+}
+
+type countingConn struct {
+	net.Conn
+	m *Metrics
+}
+
+func (c countingConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.m.rx.Add(float64(n))
+	return n, err
+}
+
+func (c countingConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	c.m.tx.Add(float64(n))
+	return n, err
 }
 
 func (m *Metrics) unary() grpc.UnaryServerInterceptor {

@@ -46,6 +46,9 @@ func New(log *zap.Logger, cfg config.Server, keys *Keys, onPanic func(), metrics
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	s := &Server{log: log, cfg: cfg, lis: lis, panics: onPanic, started: make(chan struct{})}
+	if metrics != nil {
+		s.lis = countingListener{lis, metrics}
+	}
 	rec := recovery.WithRecoveryHandler(func(p any) error {
 		log.Error("handler panicked", zap.Any("panic", p), zap.Stack("stack"))
 		if s.panics != nil {

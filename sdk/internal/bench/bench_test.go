@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"math"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -308,40 +307,13 @@ func TestProgressPlainLines(t *testing.T) {
 	}
 }
 
-func TestCountingProxy(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+func TestParseCounter(t *testing.T) {
+	text := "# TYPE fustor_grpc_server_received_bytes_total counter\nfustor_grpc_server_received_bytes_total 2.5547492e+07\nfustor_grpc_server_received_bytes_total_x 1\n"
+	if v, err := parseCounter(strings.NewReader(text), receivedMetric); err != nil || v != 25547492 {
+		t.Fatalf("parseCounter = %v, %v; want 25547492", v, err)
 	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		_, _ = io.Copy(c, c) // echo
-	}()
-	px, err := newProxy(ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := net.Dial("tcp", px.addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	msg := []byte("hello, fusion")
-	if _, err := c.Write(msg); err != nil {
-		t.Fatal(err)
-	}
-	back := make([]byte, len(msg))
-	if _, err := io.ReadFull(c, back); err != nil || string(back) != string(msg) {
-		t.Fatalf("echo through the proxy: %q, %v", back, err)
-	}
-	_ = c.Close()
-	px.close()
-	if got := px.up.Load(); got != int64(len(msg)) {
-		t.Fatalf("proxy counted %d client→server bytes; want %d", got, len(msg))
+	if _, err := parseCounter(strings.NewReader("other 1\n"), receivedMetric); err == nil {
+		t.Fatal("a missing metric parsed")
 	}
 }
 

@@ -41,6 +41,44 @@ func (f *fusionProc) handling(ctx context.Context, method string) (histogram, er
 	return parseHandling(resp.Body, method)
 }
 
+// receivedMetric is Fusion's count of the bytes read on its gRPC listener, HTTP/2 framing
+// included: P6's numerator, without a proxy in the agent's path (which would cost P1 a copy of
+// every byte through this process).
+const receivedMetric = "fustor_grpc_server_received_bytes_total"
+
+// counter scrapes Fusion's /metrics for a metric without labels.
+func (f *fusionProc) counter(ctx context.Context, name string) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+f.debug+"/metrics", nil)
+	if err != nil {
+		return 0, fmt.Errorf("scrape fusion metrics: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("scrape fusion metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	return parseCounter(resp.Body, name)
+}
+
+// parseCounter reads the value of an unlabelled metric from the Prometheus text format.
+func parseCounter(r io.Reader, name string) (float64, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			n, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				return 0, fmt.Errorf("parse %s %q: %w", name, v, err)
+			}
+			return n, nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, fmt.Errorf("read fusion metrics: %w", err)
+	}
+	return 0, fmt.Errorf("fusion metrics have no %s", name)
+}
+
 // parseHandling reads method's buckets of handlingMetric from the Prometheus text format.
 func parseHandling(r io.Reader, method string) (histogram, error) {
 	var h histogram

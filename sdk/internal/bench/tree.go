@@ -10,7 +10,7 @@ import (
 )
 
 // treePhases runs Fusion and an agent on the tree: P1 (agent start → view complete vs find),
-// P6 (wire bytes per row through a counting proxy), P3 (Fusion memory per file), the agent's
+// P6 (wire bytes per row, as Fusion counts them on its listener), P3 (Fusion memory per file), the agent's
 // walk against find, then the audits, P4 and P5 as asked. Processes are stopped on every way
 // out.
 func (r *runner) treePhases(ctx context.Context) (err error) {
@@ -38,16 +38,15 @@ func (r *runner) treePhases(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	px, err := newProxy(fusion.addr)
+	rx0, err := fusion.counter(ctx, receivedMetric)
 	if err != nil {
 		return err
 	}
-	defer px.close()
 
 	fusionCPU0 := cpuTime(fusion.pid())
 	busy0, total0 := machineCPU()
 	start := time.Now()
-	agent, err := startAgent(r.o.Bin, r.logs, t.Root, px.addr(), r.o.AuditInterval)
+	agent, err := startAgent(r.o.Bin, r.logs, t.Root, fusion.addr, r.o.AuditInterval)
 	if err != nil {
 		return err
 	}
@@ -68,11 +67,17 @@ func (r *runner) treePhases(ctx context.Context) (err error) {
 	views := fusion.views()
 	lastNodes := time.Time{}
 	var snapDur time.Duration
+	var wire int64
 	for {
 		st, err := views.GetStats(withKey(pctx, queryKey), &fustorv1.GetStatsRequest{View: fusion.view, Path: "/"})
 		if err == nil && st.GetFileCount() == uint64(t.Files) {
 			snapDur = time.Since(start)
 			agentCPU, fusionCPU := cpuTime(agent.pid()), cpuTime(fusion.pid())-fusionCPU0
+			rx1, rerr := fusion.counter(pctx, receivedMetric)
+			if rerr != nil {
+				return rerr
+			}
+			wire = int64(rx1 - rx0)
 			busy1, total1 := machineCPU()
 			r.rep.Add("A", "p1_agent_cpu_s", "agent CPU (user+system), start → view complete", agentCPU.Seconds(), "s", nil, "")
 			r.rep.Add("A", "p1_fusion_cpu_s", "Fusion CPU (user+system), agent start → view complete", fusionCPU.Seconds(), "s", nil, "")
@@ -94,7 +99,6 @@ func (r *runner) treePhases(ctx context.Context) (err error) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	r.prog.Stop()
-	wire := px.up.Load()
 	snapPeak := max(rss.take(), hwm(agent.pid()))
 	_ = resetHWM(agent.pid())
 
@@ -112,7 +116,7 @@ func (r *runner) treePhases(ctx context.Context) (err error) {
 	r.rep.Add("A", "agent_walk_ratio", "agent snapshot walk ÷ find", walk/r.findSnapMs, "x", AtMost(1), "")
 	r.rep.Add("A", "agent_rss_snapshot_mib", "agent peak RSS during the snapshot", float64(snapPeak)/1024, "MiB", nil, "")
 	if rows > 0 {
-		r.rep.Add("P6", "p6_wire_bytes_per_event", "client→server bytes on the agent's connection per snapshot row", float64(wire)/rows, "B/event",
+		r.rep.Add("P6", "p6_wire_bytes_per_event", "client→server bytes per snapshot row (Fusion's count on its listener)", float64(wire)/rows, "B/event",
 			AtMost(30), fmt.Sprintf("%s bytes / %s rows", commas(wire), commas(int64(rows))))
 	}
 
