@@ -7,9 +7,10 @@ import "unsafe"
 // found through one open-addressing index (index.go) instead of a Go map per directory.
 
 const (
-	chunkBits = 16
+	chunkBits = 18
 	chunkSize = 1 << chunkBits
-	nameChunk = 1 << 20
+	nameBits  = 22
+	nameChunk = 1 << nameBits
 )
 
 // Node flag bits.
@@ -32,7 +33,7 @@ type node struct {
 	firstChild  uint32
 	nextSib     uint32
 	prevSib     uint32
-	nameRef     uint32 // chunk<<20 | offset in names
+	nameRef     uint32 // chunk<<nameBits | offset in names
 	nameLen     uint16
 	flags       uint16
 	// nextSame and prevSame chain the nodes sharing this name (names.go).
@@ -67,7 +68,9 @@ func (a *arena) alloc() uint32 {
 	id := a.next
 	a.next++
 	if int(id>>chunkBits) >= len(a.chunks) {
-		a.chunks = append(a.chunks, make([]node, chunkSize))
+		c := make([]node, chunkSize)
+		adviseHuge(unsafe.Pointer(&c[0]), chunkSize*unsafe.Sizeof(node{}))
+		a.chunks = append(a.chunks, c)
 	}
 	return id
 }
@@ -81,7 +84,7 @@ func (a *arena) release(id uint32) {
 }
 
 func (a *arena) name(n *node) []byte {
-	c := a.names[n.nameRef>>20]
+	c := a.names[n.nameRef>>nameBits]
 	off := n.nameRef & (nameChunk - 1)
 	return c[off : off+uint32(n.nameLen)]
 }
@@ -92,13 +95,15 @@ func (a *arena) nameString(n *node) string { return string(a.name(n)) }
 func (a *arena) putName(name string) uint32 {
 	last := len(a.names) - 1
 	if last < 0 || len(a.names[last])+len(name) > nameChunk {
-		a.names = append(a.names, make([]byte, 0, nameChunk))
+		c := make([]byte, 0, nameChunk)
+		adviseHuge(unsafe.Pointer(unsafe.SliceData(c)), nameChunk)
+		a.names = append(a.names, c)
 		last++
 	}
 	off := len(a.names[last])
 	a.names[last] = append(a.names[last], name...)
 	a.liveBytes += len(name)
-	return uint32(last)<<20 | uint32(off)
+	return uint32(last)<<nameBits | uint32(off)
 }
 
 // compact rewrites the name arenas when deleted names outweigh live ones, so churn cannot grow
@@ -114,7 +119,7 @@ func (a *arena) compact() {
 		if n.flags&flagLive == 0 {
 			continue
 		}
-		c := old[n.nameRef>>20]
+		c := old[n.nameRef>>nameBits]
 		off := n.nameRef & (nameChunk - 1)
 		n.nameRef = a.putName(string(c[off : off+uint32(n.nameLen)]))
 	}

@@ -2,6 +2,7 @@ package fs
 
 import (
 	"hash/maphash"
+	"unsafe"
 )
 
 // index maps (parent id, name) to a child id with linear probing over a []uint32; keys are
@@ -90,6 +91,7 @@ func placeSlot(slots []uint32, h uint64, s uint32) {
 func (x *index) grow(a *arena) {
 	old := x.slots
 	x.slots = make([]uint32, len(old)*2)
+	adviseHuge(unsafe.Pointer(&x.slots[0]), uintptr(len(x.slots))*4)
 	for _, s := range old {
 		if s == 0 {
 			continue

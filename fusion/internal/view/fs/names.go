@@ -1,6 +1,9 @@
 package fs
 
-import "hash/maphash"
+import (
+	"hash/maphash"
+	"unsafe"
+)
 
 // names finds nodes by basename alone, for find by exact name: every node with a name is on
 // that name's doubly linked chain (node.nextSame/prevSame), and an open-addressing table maps
@@ -82,6 +85,7 @@ func (x *names) remove(a *arena, id uint32) {
 func (x *names) grow(a *arena) {
 	old := x.slots
 	x.slots = make([]uint32, len(old)*2)
+	adviseHuge(unsafe.Pointer(&x.slots[0]), uintptr(len(x.slots))*4)
 	for _, s := range old {
 		if s != 0 {
 			placeSlot(x.slots, x.hash(a.name(a.get(s&idMask))), s)
