@@ -67,6 +67,7 @@ func TestEndToEnd(t *testing.T) {
 	positive("agent_rss_snapshot_mib", 1, 4096)
 	positive("p1_agent_cpu_s", 1e-3, 1e4)
 	positive("p1_fusion_cpu_s", 0, 1e4)
+	positive("p1_fusion_faults", 1, 1e9)
 	positive("p1_machine_busy_pct", 0, 100)
 	positive("p6_wire_bytes_per_event", 5, 500)
 	positive("p3_heap_inuse_per_file", 1, 1e6)

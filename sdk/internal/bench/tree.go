@@ -43,7 +43,7 @@ func (r *runner) treePhases(ctx context.Context) (err error) {
 		return err
 	}
 
-	fusionCPU0 := cpuTime(fusion.pid())
+	fusionCPU0, fusionFaults0 := cpuTime(fusion.pid()), minorFaults(fusion.pid())
 	busy0, total0 := machineCPU()
 	start := time.Now()
 	agent, err := startAgent(r.o.Bin, r.logs, t.Root, fusion.addr, r.o.AuditInterval)
@@ -81,6 +81,8 @@ func (r *runner) treePhases(ctx context.Context) (err error) {
 			busy1, total1 := machineCPU()
 			r.rep.Add("A", "p1_agent_cpu_s", "agent CPU (user+system), start → view complete", agentCPU.Seconds(), "s", nil, "")
 			r.rep.Add("A", "p1_fusion_cpu_s", "Fusion CPU (user+system), agent start → view complete", fusionCPU.Seconds(), "s", nil, "")
+			r.rep.Add("A", "p1_fusion_faults", "Fusion minor page faults, agent start → view complete", float64(minorFaults(fusion.pid())-fusionFaults0), "", nil, "")
+			r.rep.Add("A", "p1_agent_faults", "agent minor page faults, start → view complete", float64(minorFaults(agent.pid())), "", nil, "")
 			if total1 > total0 {
 				r.rep.Add("A", "p1_machine_busy_pct", "machine CPU busy (all cores), agent start → view complete", 100*float64(busy1-busy0)/float64(total1-total0), "%", nil,
 					fmt.Sprintf("%.1f of %.1f core-seconds", (busy1-busy0).Seconds(), (total1-total0).Seconds()))
