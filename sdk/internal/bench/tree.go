@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -15,15 +16,35 @@ import (
 // out.
 func (r *runner) treePhases(ctx context.Context) (err error) {
 	t := r.tree
-	// find first, so the agent meets a cache at least as warm as find did.
+	// P1 and its find baseline are sampled alternately, FindRuns times each, and the best of
+	// each is compared: this class of VM drifts in speed over minutes, and a baseline timed
+	// only before the run would compare two different machines. find goes first (after a
+	// warm-up), so the agent meets a cache at least as warm as find did. All but the last P1
+	// sample are trials with a Fusion and an agent of their own; the last is the run below,
+	// which goes on to measure everything else.
 	r.prog.Start("timing find -printf on the tree", 0, nil)
-	findSnap, err := timeFind(ctx, r.o.FindRuns, snapshotFindArgs(t.Root)...)
+	findSnap, err := timeFind(ctx, 1, snapshotFindArgs(t.Root)...)
 	r.prog.Stop()
 	if err != nil {
 		return err
 	}
+	var trials []time.Duration
+	for range r.o.FindRuns - 1 {
+		r.prog.Start("P1 trial: agent start → view complete", 0, nil)
+		d, err := r.p1Trial(ctx)
+		r.prog.Stop()
+		if err != nil {
+			return err
+		}
+		trials = append(trials, d)
+		f, err := timeFind(ctx, 0, snapshotFindArgs(t.Root)...)
+		if err != nil {
+			return err
+		}
+		findSnap = min(findSnap, f)
+	}
 	r.findSnapMs = ms(findSnap)
-	r.prog.Logf("find -printf: %s (best of %d after a warm-up)", findSnap.Round(time.Millisecond), r.o.FindRuns)
+	r.prog.Logf("find -printf: %s (best of %d, alternating with P1)", findSnap.Round(time.Millisecond), r.o.FindRuns)
 
 	fusion, err := startFusion(ctx, r.o.Bin, r.logs, "fusion", "tree")
 	if err != nil {
@@ -110,10 +131,16 @@ func (r *runner) treePhases(ctx context.Context) (err error) {
 	}
 	rows := num(sent[0], "rows")
 	walk := num(sent[0], "duration_ms")
-	r.rep.Add("P1", "p1_snapshot_ms", "agent start → view stats report N files", ms(snapDur), "ms", nil, "")
+	best, samples := snapDur, []string{commas(int64(ms(snapDur)))}
+	for _, d := range trials {
+		best = min(best, d)
+		samples = append([]string{commas(int64(ms(d)))}, samples...)
+	}
+	r.rep.Add("P1", "p1_snapshot_ms", "agent start → view stats report N files", ms(best), "ms", nil,
+		fmt.Sprintf("best of %d (%s ms, in order; CPU, faults and memory are the last run's)", len(samples), strings.Join(samples, ", ")))
 	r.rep.Add("P1", "p1_find_ms", "find -printf '%P|%y|%s|%T@\\n' on the same tree", r.findSnapMs, "ms", nil,
-		fmt.Sprintf("best of %d, warm", r.o.FindRuns))
-	r.rep.Add("P1", "p1_ratio", "agent start → view complete ÷ find", ms(snapDur)/r.findSnapMs, "x", AtMost(1), "")
+		fmt.Sprintf("best of %d, warm, alternating with P1", r.o.FindRuns))
+	r.rep.Add("P1", "p1_ratio", "agent start → view complete ÷ find", ms(best)/r.findSnapMs, "x", AtMost(1), "best ÷ best")
 	r.rep.Add("A", "agent_walk_ms", "agent snapshot walk (its log: walk + send)", walk, "ms", nil, fmt.Sprintf("%s rows", commas(int64(rows))))
 	r.rep.Add("A", "agent_walk_ratio", "agent snapshot walk ÷ find", walk/r.findSnapMs, "x", AtMost(1), "")
 	r.rep.Add("A", "agent_rss_snapshot_mib", "agent peak RSS during the snapshot", float64(snapPeak)/1024, "MiB", nil, "")
@@ -212,4 +239,39 @@ func (r *runner) audits(ctx context.Context, agent *proc, rss *rssSampler) error
 func hwm(pid int) uint64 {
 	kb, _ := procStatusKB(pid, "VmHWM")
 	return kb
+}
+
+// p1Trial is one more P1 sample: a Fusion and an agent of their own, from agent start until
+// the view reports every file; both are stopped before it returns.
+func (r *runner) p1Trial(ctx context.Context) (_ time.Duration, err error) {
+	fusion, err := startFusion(ctx, r.o.Bin, r.logs, "fusion-p1", "tree")
+	if err != nil {
+		return 0, err
+	}
+	defer func() {
+		if cerr := fusion.close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	start := time.Now()
+	agent, err := startAgent(r.o.Bin, r.logs, r.tree.Root, fusion.addr, r.o.AuditInterval)
+	if err != nil {
+		return 0, err
+	}
+	defer func() {
+		if cerr := agent.stop(15 * time.Second); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	views := fusion.views()
+	for {
+		st, err := views.GetStats(withKey(ctx, queryKey), &fustorv1.GetStatsRequest{View: fusion.view, Path: "/"})
+		if err == nil && st.GetFileCount() == uint64(r.tree.Files) {
+			return time.Since(start), nil
+		}
+		if ctx.Err() != nil || agent.exited() || fusion.exited() {
+			return 0, fmt.Errorf("P1 trial: the view did not reach %d files (last answer: %v); see %s", r.tree.Files, err, r.logs)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
