@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -115,20 +116,30 @@ func (f *fusionProc) nodes(ctx context.Context) int64 {
 // memStats reads Fusion's /debug/memstats after a forced GC.
 func (f *fusionProc) memStats(ctx context.Context) (debughttp.MemStats, error) {
 	var ms debughttp.MemStats
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+f.debug+"/debug/memstats?gc=1", nil)
+	err := f.debugGet(ctx, "/debug/memstats?gc=1", func(r io.Reader) error { return json.NewDecoder(r).Decode(&ms) })
+	return ms, err
+}
+
+// debugGet reads path from Fusion's debug endpoint with read. Connections are not kept: the
+// bench's own idle connections must not outlive a run.
+func (f *fusionProc) debugGet(ctx context.Context, path string, read func(io.Reader) error) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+f.debug+path, nil)
 	if err != nil {
-		return ms, fmt.Errorf("read fusion memstats: %w", err)
+		return fmt.Errorf("get fusion %s: %w", path, err)
 	}
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 	resp, err := client.Do(req)
 	if err != nil {
-		return ms, fmt.Errorf("read fusion memstats: %w", err)
+		return fmt.Errorf("get fusion %s: %w", path, err)
 	}
 	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(&ms); err != nil {
-		return ms, fmt.Errorf("decode fusion memstats: %w", err)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("get fusion %s: %s", path, resp.Status)
 	}
-	return ms, nil
+	if err := read(resp.Body); err != nil {
+		return fmt.Errorf("read fusion %s: %w", path, err)
+	}
+	return nil
 }
 
 // startAgent writes agent.yaml into dir and starts an agent on root sending to addr.

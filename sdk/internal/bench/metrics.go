@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,20 +24,9 @@ type histogram struct {
 }
 
 // handling scrapes Fusion's /metrics (on its debug endpoint) for method's histogram.
-func (f *fusionProc) handling(ctx context.Context, method string) (histogram, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+f.debug+"/metrics", nil)
-	if err != nil {
-		return histogram{}, fmt.Errorf("scrape fusion metrics: %w", err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return histogram{}, fmt.Errorf("scrape fusion metrics: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return histogram{}, fmt.Errorf("scrape fusion metrics: %s", resp.Status)
-	}
-	return parseHandling(resp.Body, method)
+func (f *fusionProc) handling(ctx context.Context, method string) (h histogram, err error) {
+	err = f.debugGet(ctx, "/metrics", func(r io.Reader) (err error) { h, err = parseHandling(r, method); return err })
+	return h, err
 }
 
 // receivedMetric is Fusion's count of the bytes read on its gRPC listener, HTTP/2 framing
@@ -47,17 +35,9 @@ func (f *fusionProc) handling(ctx context.Context, method string) (histogram, er
 const receivedMetric = "fustor_grpc_server_received_bytes_total"
 
 // counter scrapes Fusion's /metrics for a metric without labels.
-func (f *fusionProc) counter(ctx context.Context, name string) (float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+f.debug+"/metrics", nil)
-	if err != nil {
-		return 0, fmt.Errorf("scrape fusion metrics: %w", err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("scrape fusion metrics: %w", err)
-	}
-	defer resp.Body.Close()
-	return parseCounter(resp.Body, name)
+func (f *fusionProc) counter(ctx context.Context, name string) (v float64, err error) {
+	err = f.debugGet(ctx, "/metrics", func(r io.Reader) (err error) { v, err = parseCounter(r, name); return err })
+	return v, err
 }
 
 // parseCounter reads the value of an unlabelled metric from the Prometheus text format.
