@@ -42,14 +42,8 @@ func (r *runner) paced(ctx context.Context, conns []*grpc.ClientConn, k queryKin
 			gap := func() time.Duration { return time.Duration(rnd.ExpFloat64() / perClient * float64(time.Second)) }
 			next := start.Add(gap())
 			for range per {
-				if d := time.Until(next); d > 0 {
-					tm := time.NewTimer(d)
-					select {
-					case <-ctx.Done():
-						tm.Stop()
-						return
-					case <-tm.C:
-					}
+				if !sleep(ctx, time.Until(next)) {
+					return
 				}
 				sent := time.Now()
 				err := k.ask(ctx, c, rnd)
@@ -114,6 +108,51 @@ func wakeLateness(ctx context.Context, n int) Latencies {
 		start := time.Now()
 		time.Sleep(time.Millisecond)
 		lat = append(lat, time.Since(start)-time.Millisecond)
+	}
+	return Summarise(lat)
+}
+
+// sleep waits d (nothing when d <= 0); false if ctx ended first.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// idleLoad is the rate of idleClient as a fraction of one client's back-to-back rate, and
+// idleFor bounds its run.
+const (
+	idleLoad = 0.1
+	idleFor  = 5 * time.Second
+)
+
+// idleClient runs one client on a Poisson schedule at idleLoad of its own back-to-back rate
+// (1/p50), up to soloQueries or idleFor: the machine is idle between queries, so each one pays
+// for waking it. Against the back-to-back p99 of the same client this separates the cost of
+// this machine's wake-ups from the server's.
+func idleClient(ctx context.Context, c fustorv1.ViewServiceClient, k queryKind, rnd *rand.Rand, p50ms float64) Latencies {
+	if p50ms <= 0 {
+		return Latencies{}
+	}
+	gap := time.Duration(p50ms / idleLoad * float64(time.Millisecond))
+	n := min(soloQueries, int(idleFor/gap))
+	lat := make([]time.Duration, 0, n)
+	for range n {
+		if !sleep(ctx, time.Duration(rnd.ExpFloat64()*float64(gap))) {
+			break
+		}
+		start := time.Now()
+		if err := k.ask(ctx, c, rnd); err == nil {
+			lat = append(lat, time.Since(start))
+		}
 	}
 	return Summarise(lat)
 }

@@ -256,40 +256,6 @@ func (r *runner) queries(ctx context.Context, fusion *fusionProc) error {
 // soloQueries are run by one client alone after the concurrent ones.
 const soloQueries = 500
 
-// idleLoad is the rate of idleClient as a fraction of one client's back-to-back rate, and
-// idleFor bounds its run.
-const (
-	idleLoad = 0.1
-	idleFor  = 5 * time.Second
-)
-
-// idleClient runs one client on a Poisson schedule at idleLoad of its own back-to-back rate
-// (1/p50), up to soloQueries or idleFor: the machine is idle between queries, so each one pays
-// for waking it. Against the back-to-back p99 of the same client this separates the cost of
-// this machine's wake-ups from the server's.
-func idleClient(ctx context.Context, c fustorv1.ViewServiceClient, k queryKind, rnd *rand.Rand, p50ms float64) Latencies {
-	if p50ms <= 0 {
-		return Latencies{}
-	}
-	gap := time.Duration(p50ms / idleLoad * float64(time.Millisecond))
-	n := min(soloQueries, int(idleFor/gap))
-	lat := make([]time.Duration, 0, n)
-	for range n {
-		t := time.NewTimer(time.Duration(rnd.ExpFloat64() * float64(gap)))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return Summarise(lat)
-		case <-t.C:
-		}
-		start := time.Now()
-		if err := k.ask(ctx, c, rnd); err == nil {
-			lat = append(lat, time.Since(start))
-		}
-	}
-	return Summarise(lat)
-}
-
 func sorted(ds []time.Duration) []time.Duration {
 	slices.Sort(ds)
 	return ds
