@@ -245,10 +245,11 @@ func (v *View) Find(root string, m Matcher, limit int) (entries []Entry, truncat
 }
 
 // findDFS finds entries by basename without building a path or sorting a listing for every
-// node: it asks each directory for its matching children (an exact name is one child-index lookup; a glob scans the children
-// unsorted, literal prefix and suffix first). Few matches are sorted by path; many are taken
-// by a walk of the directories in the order List and Walk use, which stops at limit. A
-// directory without subdirectories (its aggregate says so) is never scanned for them.
+// node. An exact name is answered from its name chain (findByName) unless the chain is too
+// long to read whole; otherwise each directory is asked for its matching children (an exact
+// name is one child-index lookup; a glob scans the children unsorted, literal prefix and
+// suffix first). Few matches are sorted by path; many are taken by orderedFind, which stops at
+// limit.
 func (v *View) findDFS(root uint32, m Matcher, limit int) ([]Entry, bool) {
 	if m.Name != "" && fspath.ValidName(m.Name) != nil {
 		return nil, false
