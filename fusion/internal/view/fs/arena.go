@@ -75,6 +75,22 @@ func (a *arena) alloc() uint32 {
 	return id
 }
 
+// each calls f for every live node in id order, reading the chunks sequentially.
+func (a *arena) each(f func(id uint32, n *node)) {
+	for c, chunk := range a.chunks {
+		base := uint32(c) << chunkBits
+		for i := range chunk {
+			id := base + uint32(i)
+			if id >= a.next {
+				return
+			}
+			if n := &chunk[i]; n.flags&flagLive != 0 {
+				f(id, n)
+			}
+		}
+	}
+}
+
 func (a *arena) release(id uint32) {
 	n := a.get(id)
 	a.deadBytes += int(n.nameLen)

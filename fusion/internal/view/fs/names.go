@@ -40,10 +40,8 @@ func (x *names) head(a *arena, name string) uint32 {
 }
 
 // add puts id, whose name is set and hashes to h, at the head of its name's chain.
+// It grows the table after linking id, so a grow that scans the arena sees id's chain whole.
 func (x *names) add(a *arena, id uint32, h uint64) {
-	if (x.count+1)*4 > len(x.slots)*3 {
-		x.grow(a)
-	}
 	n := a.get(id)
 	i := x.slot(a, a.name(n), h)
 	if old := x.slots[i] & idMask; old != 0 {
@@ -54,6 +52,9 @@ func (x *names) add(a *arena, id uint32, h uint64) {
 	}
 	n.prevSame = 0
 	x.slots[i] = id | tagOf(h)
+	if x.count*4 > len(x.slots)*3 {
+		x.grow(a)
+	}
 }
 
 // remove unlinks id from its name's chain.
@@ -82,15 +83,28 @@ func (x *names) remove(a *arena, id uint32) {
 	backShift(x.slots, i, func(s uint32) uint64 { return x.hash(a.name(a.get(s & idMask))) })
 }
 
+// grow doubles the table. When most nodes have names of their own it rehashes the chain heads
+// found by scanning the arena in id order, as index.grow does, instead of reading one random
+// node and name per old slot; when names repeat (data_0001.dat in every directory) the old
+// slots are far fewer than the nodes and it reads those.
 func (x *names) grow(a *arena) {
 	old := x.slots
 	x.slots = make([]uint32, len(old)*2)
 	adviseHuge(unsafe.Pointer(&x.slots[0]), uintptr(len(x.slots))*4)
-	for _, s := range old {
-		if s != 0 {
-			placeSlot(x.slots, x.hash(a.name(a.get(s&idMask))), s)
+	if x.count*4 < int(a.next) {
+		for _, s := range old {
+			if s != 0 {
+				placeSlot(x.slots, x.hash(a.name(a.get(s&idMask))), s)
+			}
 		}
+		return
 	}
+	a.each(func(id uint32, n *node) {
+		if n.prevSame == 0 && n.parent != 0 {
+			h := x.hash(a.name(n))
+			placeSlot(x.slots, h, id|tagOf(h))
+		}
+	})
 }
 
 func (x *names) memory() uint64 { return uint64(len(x.slots)) * 4 }
