@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/fustor/fustor/fusion/internal/config"
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
@@ -480,6 +483,52 @@ func TestFindOnlyPaths(t *testing.T) {
 		}
 		if f.GetSize() == 0 || f.GetMtime() == nil || f.GetName() != "x.dat" {
 			t.Errorf("full entry %d lacks its fields: %v", i, f)
+		}
+	}
+}
+
+// TestFindPackedPaths: packed_paths answers the same matches, in the same order, as one
+// NUL-ended byte string, with the directories' positions beside it.
+func TestFindPackedPaths(t *testing.T) {
+	h := start(t, nil)
+	h.connect(t).snapshot(t, map[string]uint64{"/a/x.dat": 10, "/b/x.dat": 20, "/b/y.dat": 30})
+	ctx := withKey("demo-key")
+	for _, req := range []*fustorv1.FindRequest{
+		{View: "demo", Path: "/", Glob: "*"},
+		{View: "demo", Path: "/", Name: "x.dat"},
+		{View: "demo", Path: "/b", Glob: "*.dat", Limit: 1},
+		{View: "demo", Path: "/", Name: "absent"},
+	} {
+		full, err := h.views().Find(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		packedReq := proto.Clone(req).(*fustorv1.FindRequest)
+		packedReq.PackedPaths = true
+		packed, err := h.views().Find(ctx, packedReq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []string
+		var wantDirs []uint32
+		for i, e := range full.GetEntries() {
+			want = append(want, e.GetPath())
+			if e.GetIsDir() {
+				wantDirs = append(wantDirs, uint32(i))
+			}
+		}
+		var got []string
+		if b := packed.GetPackedPaths(); len(b) > 0 {
+			if b[len(b)-1] != 0 {
+				t.Fatalf("%v: packed paths %q do not end with NUL", req, b)
+			}
+			got = strings.Split(string(b[:len(b)-1]), "\x00")
+		}
+		if !slices.Equal(got, want) || !slices.Equal(packed.GetDirIndexes(), wantDirs) || len(packed.GetEntries()) != 0 {
+			t.Errorf("%v: packed %q dirs %v (+%d entries); want %q dirs %v", req, got, packed.GetDirIndexes(), len(packed.GetEntries()), want, wantDirs)
+		}
+		if packed.GetTruncated() != full.GetTruncated() {
+			t.Errorf("%v: truncated %v, want %v", req, packed.GetTruncated(), full.GetTruncated())
 		}
 	}
 }

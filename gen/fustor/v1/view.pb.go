@@ -782,7 +782,11 @@ type FindRequest struct {
 	ForceRealTime *ForceRealTime `protobuf:"bytes,8,opt,name=force_real_time,json=forceRealTime,proto3" json:"force_real_time,omitempty"`
 	// only_paths leaves every Entry field but path and is_dir empty: what find(1) prints, at
 	// a fraction of the answer's size for large match sets.
-	OnlyPaths     bool `protobuf:"varint,9,opt,name=only_paths,json=onlyPaths,proto3" json:"only_paths,omitempty"`
+	OnlyPaths bool `protobuf:"varint,9,opt,name=only_paths,json=onlyPaths,proto3" json:"only_paths,omitempty"`
+	// packed_paths asks for the matches as FindResponse.packed_paths, one byte string, instead
+	// of one Entry message each: a client decodes a 4,000-match answer ~6x faster, with 2
+	// allocations instead of 8,000 (docs/benchmarks.md). It implies only_paths.
+	PackedPaths   bool `protobuf:"varint,10,opt,name=packed_paths,json=packedPaths,proto3" json:"packed_paths,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -880,6 +884,13 @@ func (x *FindRequest) GetOnlyPaths() bool {
 	return false
 }
 
+func (x *FindRequest) GetPackedPaths() bool {
+	if x != nil {
+		return x.PackedPaths
+	}
+	return false
+}
+
 // FindResponse lists matches sorted by path.
 type FindResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -888,7 +899,14 @@ type FindResponse struct {
 	// entries are the matches.
 	Entries []*Entry `protobuf:"bytes,2,rep,name=entries,proto3" json:"entries,omitempty"`
 	// truncated is true when limit was hit.
-	Truncated     bool `protobuf:"varint,3,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	Truncated bool `protobuf:"varint,3,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	// packed_paths holds the matches' paths in order, each followed by a NUL byte (as find
+	// -print0 writes them; a name never holds a NUL), when the request set packed_paths; entries
+	// is empty then.
+	PackedPaths []byte `protobuf:"bytes,4,opt,name=packed_paths,json=packedPaths,proto3" json:"packed_paths,omitempty"`
+	// dir_indexes lists, ascending, the positions in packed_paths of the matches that are
+	// directories.
+	DirIndexes    []uint32 `protobuf:"varint,5,rep,packed,name=dir_indexes,json=dirIndexes,proto3" json:"dir_indexes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -942,6 +960,20 @@ func (x *FindResponse) GetTruncated() bool {
 		return x.Truncated
 	}
 	return false
+}
+
+func (x *FindResponse) GetPackedPaths() []byte {
+	if x != nil {
+		return x.PackedPaths
+	}
+	return nil
+}
+
+func (x *FindResponse) GetDirIndexes() []uint32 {
+	if x != nil {
+		return x.DirIndexes
+	}
+	return nil
 }
 
 // GetStatsRequest asks for subtree figures.
@@ -1533,7 +1565,7 @@ const file_fustor_v1_view_proto_rawDesc = "" +
 	"\x0fforce_real_time\x18\x03 \x01(\v2\x18.fustor.v1.ForceRealTimeR\rforceRealTime\"_\n" +
 	"\fStatResponse\x12'\n" +
 	"\x04meta\x18\x01 \x01(\v2\x13.fustor.v1.ViewMetaR\x04meta\x12&\n" +
-	"\x05entry\x18\x02 \x01(\v2\x10.fustor.v1.EntryR\x05entry\"\x90\x02\n" +
+	"\x05entry\x18\x02 \x01(\v2\x10.fustor.v1.EntryR\x05entry\"\xb3\x02\n" +
 	"\vFindRequest\x12\x12\n" +
 	"\x04view\x18\x01 \x01(\tR\x04view\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
@@ -1545,11 +1577,16 @@ const file_fustor_v1_view_proto_rawDesc = "" +
 	"files_only\x18\a \x01(\bR\tfilesOnly\x12@\n" +
 	"\x0fforce_real_time\x18\b \x01(\v2\x18.fustor.v1.ForceRealTimeR\rforceRealTime\x12\x1d\n" +
 	"\n" +
-	"only_paths\x18\t \x01(\bR\tonlyPaths\"\x81\x01\n" +
+	"only_paths\x18\t \x01(\bR\tonlyPaths\x12!\n" +
+	"\fpacked_paths\x18\n" +
+	" \x01(\bR\vpackedPaths\"\xc5\x01\n" +
 	"\fFindResponse\x12'\n" +
 	"\x04meta\x18\x01 \x01(\v2\x13.fustor.v1.ViewMetaR\x04meta\x12*\n" +
 	"\aentries\x18\x02 \x03(\v2\x10.fustor.v1.EntryR\aentries\x12\x1c\n" +
-	"\ttruncated\x18\x03 \x01(\bR\ttruncated\"{\n" +
+	"\ttruncated\x18\x03 \x01(\bR\ttruncated\x12!\n" +
+	"\fpacked_paths\x18\x04 \x01(\fR\vpackedPaths\x12\x1f\n" +
+	"\vdir_indexes\x18\x05 \x03(\rR\n" +
+	"dirIndexes\"{\n" +
 	"\x0fGetStatsRequest\x12\x12\n" +
 	"\x04view\x18\x01 \x01(\tR\x04view\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12@\n" +

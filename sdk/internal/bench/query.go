@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -94,12 +95,13 @@ func (r *runner) queryKinds(view string) []queryKind {
 				var total uint64
 				return timeFindLines(ctx, runs, 0, sumSizes(&total), root, "-printf", `%s\n`)
 			}},
-		// find(1) prints paths, so the finds ask for paths only (only_paths), except this one,
-		// which takes every field of the 4,000 entries: the largest answer of P4.
+		// find(1) prints paths, so the finds ask for paths only, packed as fustorctl find --paths
+		// asks for them (packed_paths), except the next one, which takes every field of the
+		// 4,000 entries: the largest answer of P4.
 		{name: qFindName, label: "find by exact name under the root (complete answer, paths)", method: mFind, target: 20,
 			ask: func(ctx context.Context, c fustorv1.ViewServiceClient, _ *rand.Rand) error {
-				resp, err := c.Find(ctx, &fustorv1.FindRequest{View: view, Path: "/", Name: findName, Limit: nameLimit, OnlyPaths: true})
-				if err == nil && len(resp.GetEntries()) == 0 {
+				resp, err := c.Find(ctx, &fustorv1.FindRequest{View: view, Path: "/", Name: findName, Limit: nameLimit, PackedPaths: true})
+				if err == nil && packedCount(resp) == 0 {
 					err = errors.New("no match")
 				}
 				return err
@@ -122,9 +124,9 @@ func (r *runner) queryKinds(view string) []queryKind {
 		// and by the first 8 characters of its uuid.
 		{name: qFindSub, label: "find a submission by exact name under the root", method: mFind, target: 20,
 			ask: func(ctx context.Context, c fustorv1.ViewServiceClient, rnd *rand.Rand) error {
-				resp, err := c.Find(ctx, &fustorv1.FindRequest{View: view, Path: "/", Name: path.Base(subm(rnd)), OnlyPaths: true})
-				if err == nil && len(resp.GetEntries()) != 1 {
-					err = fmt.Errorf("%d matches; want 1", len(resp.GetEntries()))
+				resp, err := c.Find(ctx, &fustorv1.FindRequest{View: view, Path: "/", Name: path.Base(subm(rnd)), PackedPaths: true})
+				if n := packedCount(resp); err == nil && n != 1 {
+					err = fmt.Errorf("%d matches; want 1", n)
 				}
 				return err
 			},
@@ -133,8 +135,8 @@ func (r *runner) queryKinds(view string) []queryKind {
 			}},
 		{name: qGlobSub, label: "find a submission by glob (uuid prefix*) under the root", method: mFind, target: 20,
 			ask: func(ctx context.Context, c fustorv1.ViewServiceClient, rnd *rand.Rand) error {
-				resp, err := c.Find(ctx, &fustorv1.FindRequest{View: view, Path: "/", Glob: path.Base(subm(rnd))[:8] + "*", OnlyPaths: true})
-				if err == nil && len(resp.GetEntries()) == 0 {
+				resp, err := c.Find(ctx, &fustorv1.FindRequest{View: view, Path: "/", Glob: path.Base(subm(rnd))[:8] + "*", PackedPaths: true})
+				if err == nil && packedCount(resp) == 0 {
 					err = errors.New("no match")
 				}
 				return err
@@ -144,8 +146,8 @@ func (r *runner) queryKinds(view string) []queryKind {
 			}},
 		{name: qFindGlob, label: fmt.Sprintf("find by glob under the root (first %d)", globLimit), method: mFind, target: 20,
 			ask: func(ctx context.Context, c fustorv1.ViewServiceClient, _ *rand.Rand) error {
-				resp, err := c.Find(ctx, &fustorv1.FindRequest{View: view, Path: "/", Glob: findGlob, Limit: globLimit, OnlyPaths: true})
-				if err == nil && len(resp.GetEntries()) == 0 {
+				resp, err := c.Find(ctx, &fustorv1.FindRequest{View: view, Path: "/", Glob: findGlob, Limit: globLimit, PackedPaths: true})
+				if err == nil && packedCount(resp) == 0 {
 					err = errors.New("no match")
 				}
 				return err
@@ -154,6 +156,11 @@ func (r *runner) queryKinds(view string) []queryKind {
 				return timeFindLines(ctx, runs, globLimit, nil, root, "-name", findGlob)
 			}},
 	}
+}
+
+// packedCount is the number of matches in a packed_paths answer.
+func packedCount(resp *fustorv1.FindResponse) int {
+	return bytes.Count(resp.GetPackedPaths(), []byte{0})
 }
 
 // queries is P4: for each kind, Clients goroutines, each with its own connection (as separate

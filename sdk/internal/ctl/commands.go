@@ -1,6 +1,7 @@
 package ctl
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -167,6 +168,9 @@ func (c *client) find(ctx context.Context, p string) error {
 	}
 	req := &fustorv1.FindRequest{View: c.o.view, Path: p, Name: c.o.name, Glob: c.o.glob, Limit: uint32(c.o.limit),
 		ForceRealTime: c.force(), OnlyPaths: c.o.paths}
+	// One path per line comes packed (a large answer decodes ~10x faster); --json keeps
+	// entries, which read better than a base64 blob.
+	req.PackedPaths = c.o.paths && !c.o.json
 	switch c.o.typ {
 	case "":
 	case "f":
@@ -184,6 +188,14 @@ func (c *client) find(ctx context.Context, p string) error {
 		if c.o.paths {
 			for _, e := range resp.GetEntries() {
 				fmt.Fprintln(w, e.GetPath())
+			}
+			for p := resp.GetPackedPaths(); len(p) > 0; {
+				i := bytes.IndexByte(p, 0)
+				if i < 0 {
+					i = len(p) - 1 // a server that forgot the last NUL: print what is there
+				}
+				fmt.Fprintf(w, "%s\n", p[:i])
+				p = p[i+1:]
 			}
 		} else {
 			entryLines(w, resp.GetEntries())

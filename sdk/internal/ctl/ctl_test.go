@@ -78,6 +78,9 @@ func (s *server) Find(ctx context.Context, req *fustorv1.FindRequest) (*fustorv1
 	if err := s.record(ctx, req); err != nil {
 		return nil, err
 	}
+	if req.GetPackedPaths() {
+		return &fustorv1.FindResponse{PackedPaths: []byte("/x.dat\x00/y dir\x00"), DirIndexes: []uint32{1}, Truncated: true}, nil
+	}
 	return &fustorv1.FindResponse{Entries: []*fustorv1.Entry{{Path: "/x.dat"}}, Truncated: true}, nil
 }
 
@@ -170,10 +173,18 @@ func TestCommands(t *testing.T) {
 			}
 		}},
 		{"find --paths prints one path per line", []string{"--key", "k", "find", "/", "--name", "x.dat", "--paths"}, func(t *testing.T, req any, out string) {
-			if r := req.(*fustorv1.FindRequest); !r.GetOnlyPaths() || r.GetName() != "x.dat" {
+			if r := req.(*fustorv1.FindRequest); !r.GetOnlyPaths() || !r.GetPackedPaths() || r.GetName() != "x.dat" {
 				t.Fatalf("request %v", r)
 			}
-			if lines := strings.Split(strings.TrimSpace(out), "\n"); lines[0] != "/x.dat" {
+			if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 3 || lines[0] != "/x.dat" || lines[1] != "/y dir" {
+				t.Fatalf("output %q", out)
+			}
+		}},
+		{"find --paths --json keeps entries", []string{"--key", "k", "--json", "find", "/", "--name", "x.dat", "--paths"}, func(t *testing.T, req any, out string) {
+			if r := req.(*fustorv1.FindRequest); !r.GetOnlyPaths() || r.GetPackedPaths() {
+				t.Fatalf("request %v", r)
+			}
+			if !strings.Contains(out, `"/x.dat"`) {
 				t.Fatalf("output %q", out)
 			}
 		}},
