@@ -354,8 +354,10 @@ func (v *View) orderedFind(root uint32, limit, sizeHint int, hits func(dst []uin
 			entries = append(entries, v.entry(id, paths.copy(buf)))
 			return true
 		}
-		if v.dirs[dir].dirs > 0 {
-			for _, sub := range v.sortedSubdirs(dir) {
+		// One lookup of the directory's aggregate serves both: a walk of the whole view visits
+		// every directory, and each lookup is a likely cache miss.
+		if g := v.dirs[dir]; g.dirs > 0 {
+			for _, sub := range v.sortedCached(&g.sortedDirs, dir, true) {
 				sn := v.a.name(v.a.get(sub))
 				// Pre-order: matches named before sub, then sub itself if it matches, then its subtree.
 				for len(found) > 0 && (found[0] == sub || bytes.Compare(v.a.name(v.a.get(found[0])), sn) < 0) {
