@@ -18,9 +18,10 @@ import (
 // can wait on a network or a server for as long as the server takes: NFS, SMB, FUSE and
 // everything not listed stay ordinary calls.
 type dirHandle struct {
-	f   *os.File
-	fd  int
-	raw bool
+	f    *os.File
+	fd   int
+	raw  bool
+	cbuf []byte // rawFstatat's name buffer
 }
 
 // localFS tells whether a file system type (statfs f_type) answers lookups from local
@@ -69,7 +70,7 @@ func (d *dirHandle) lstat(name string) (fileStat, error) {
 	for {
 		var err error
 		if d.raw {
-			err = rawFstatat(d.fd, name, &st)
+			err = rawFstatat(d.fd, name, &st, &d.cbuf)
 		} else {
 			err = unix.Fstatat(d.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
 		}

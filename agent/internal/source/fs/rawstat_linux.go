@@ -3,19 +3,22 @@
 package fs
 
 import (
+	"strings"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
 // rawFstatat is fstatat(fd, name, st, AT_SYMLINK_NOFOLLOW) without the scheduler's
-// entersyscall/exitsyscall; see dirHandle.
-func rawFstatat(fd int, name string, st *unix.Stat_t) error {
-	p, err := unix.BytePtrFromString(name)
-	if err != nil {
-		return err
+// entersyscall/exitsyscall; see dirHandle. cbuf holds the NUL-ended name, reused across calls
+// (one allocation per directory, not per entry).
+func rawFstatat(fd int, name string, st *unix.Stat_t, cbuf *[]byte) error {
+	if strings.IndexByte(name, 0) >= 0 {
+		return unix.EINVAL
 	}
-	_, _, e := unix.RawSyscall6(unix.SYS_NEWFSTATAT, uintptr(fd), uintptr(unsafe.Pointer(p)), uintptr(unsafe.Pointer(st)),
+	b := append(append((*cbuf)[:0], name...), 0)
+	*cbuf = b
+	_, _, e := unix.RawSyscall6(unix.SYS_NEWFSTATAT, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(unsafe.Pointer(st)),
 		unix.AT_SYMLINK_NOFOLLOW, 0, 0)
 	if e != 0 {
 		return e

@@ -5,6 +5,6 @@ package fs
 import "golang.org/x/sys/unix"
 
 // rawFstatat is an ordinary fstatat where the raw call is not newfstatat (32-bit kernels).
-func rawFstatat(fd int, name string, st *unix.Stat_t) error {
+func rawFstatat(fd int, name string, st *unix.Stat_t, _ *[]byte) error {
 	return unix.Fstatat(fd, name, st, unix.AT_SYMLINK_NOFOLLOW)
 }
