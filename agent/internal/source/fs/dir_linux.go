@@ -1,7 +1,14 @@
 package fs
 
 import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	iofs "io/fs"
 	"os"
+	"path/filepath"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -9,7 +16,8 @@ import (
 // dirHandle is one open directory. On Linux entries are lstat-ed relative to the directory's
 // descriptor (fstatat), which spares the kernel a full path walk per entry.
 //
-// On a local file system (localFS) that lstat is a raw system call, which the Go scheduler
+// On a local file system (localFS) that lstat, and the listing's getdents64, are raw system
+// calls, which the Go scheduler
 // does not track: a million of them, each a few microseconds, otherwise keep its monitor
 // thread waking every 20 µs to hand the walkers' processors to other threads and back (on this
 // VM 0.7–1.1 CPU-s of a 1M-file snapshot; the agent's whole snapshot CPU fell 7.9–9.4 →
@@ -22,7 +30,17 @@ type dirHandle struct {
 	fd   int
 	raw  bool
 	cbuf []byte // rawFstatat's name buffer
+
+	// The listing: getdents64 records in buf[pos:end]; eof once a read returned nothing.
+	buf      *[]byte
+	pos, end int
+	eof      bool
 }
+
+// direntBuf is one getdents64 read: a 250-file directory fits in one (os.File reads 8 KiB).
+const direntBuf = 32 << 10
+
+var direntPool = sync.Pool{New: func() any { b := make([]byte, direntBuf); return &b }}
 
 // localFS tells whether a file system type (statfs f_type) answers lookups from local
 // memory or a local disk only.
@@ -61,9 +79,136 @@ func openDir(abs string, follow bool) (*dirHandle, error) {
 	return d, nil
 }
 
-func (d *dirHandle) names(n int) ([]string, error) { return d.f.Readdirnames(n) }
+// next returns the next entry's name and d_type, "." and ".." left out; io.EOF at the end.
+// The name is valid until the next call.
+func (d *dirHandle) next() (name []byte, typ uint8, err error) {
+	for {
+		if d.pos >= d.end {
+			if d.eof {
+				return nil, 0, io.EOF
+			}
+			if err := d.fill(); err != nil {
+				return nil, 0, err
+			}
+			continue
+		}
+		// struct linux_dirent64: u64 d_ino, s64 d_off, u16 d_reclen, u8 d_type, name NUL-ended.
+		b := (*d.buf)[d.pos:d.end]
+		if len(b) < 19 {
+			return nil, 0, d.corrupt()
+		}
+		reclen := int(binary.NativeEndian.Uint16(b[16:18]))
+		if reclen < 19 || reclen > len(b) {
+			return nil, 0, d.corrupt()
+		}
+		d.pos += reclen
+		name, typ = b[19:reclen], b[18]
+		if i := bytes.IndexByte(name, 0); i >= 0 {
+			name = name[:i]
+		}
+		if binary.NativeEndian.Uint64(b[0:8]) == 0 || string(name) == "." || string(name) == ".." {
+			continue // ino 0: an entry being deleted, which os.File skips too
+		}
+		return name, typ, nil
+	}
+}
 
-func (d *dirHandle) entries(n int) ([]os.DirEntry, error) { return d.f.ReadDir(n) }
+// fill reads the next records; a raw call on a local file system (see dirHandle).
+func (d *dirHandle) fill() error {
+	if d.buf == nil {
+		d.buf = direntPool.Get().(*[]byte)
+	}
+	for {
+		n, err := getdents(d.fd, *d.buf, d.raw)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			d.eof = true
+			return &os.PathError{Op: "readdirent", Path: d.f.Name(), Err: err}
+		}
+		if n <= 0 {
+			d.eof = true
+			return io.EOF
+		}
+		d.pos, d.end = 0, n
+		return nil
+	}
+}
+
+func (d *dirHandle) corrupt() error {
+	d.eof, d.pos, d.end = true, 0, 0
+	return &os.PathError{Op: "readdirent", Path: d.f.Name(), Err: fmt.Errorf("malformed dirent record")}
+}
+
+// names returns up to n names, with io.EOF (possibly beside the last names) at the end.
+func (d *dirHandle) names(n int) ([]string, error) {
+	var out []string
+	for len(out) < n {
+		name, _, err := d.next()
+		if err != nil {
+			return out, err
+		}
+		out = append(out, string(name))
+	}
+	return out, nil
+}
+
+// entries is names with each entry's type, from d_type, or from an lstat where the file
+// system reports DT_UNKNOWN (as os.File.ReadDir does).
+func (d *dirHandle) entries(n int) ([]os.DirEntry, error) {
+	var out []os.DirEntry
+	for len(out) < n {
+		name, typ, err := d.next()
+		if err != nil {
+			return out, err
+		}
+		e := dirent{name: string(name), dir: d.f.Name()}
+		switch typ {
+		case unix.DT_DIR:
+			e.typ = iofs.ModeDir
+		case unix.DT_REG:
+		case unix.DT_LNK:
+			e.typ = iofs.ModeSymlink
+		case unix.DT_FIFO:
+			e.typ = iofs.ModeNamedPipe
+		case unix.DT_SOCK:
+			e.typ = iofs.ModeSocket
+		case unix.DT_CHR:
+			e.typ = iofs.ModeDevice | iofs.ModeCharDevice
+		case unix.DT_BLK:
+			e.typ = iofs.ModeDevice
+		case unix.DT_UNKNOWN:
+			st, err := d.lstat(e.name)
+			if err != nil {
+				continue // gone since getdents
+			}
+			switch st.typ {
+			case typeDir:
+				e.typ = iofs.ModeDir
+			case typeSymlink:
+				e.typ = iofs.ModeSymlink
+			case typeOther:
+				e.typ = iofs.ModeIrregular
+			}
+		default:
+			e.typ = iofs.ModeIrregular
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// dirent is an os.DirEntry from getdents.
+type dirent struct {
+	name, dir string
+	typ       iofs.FileMode
+}
+
+func (e dirent) Name() string                 { return e.name }
+func (e dirent) IsDir() bool                  { return e.typ.IsDir() }
+func (e dirent) Type() iofs.FileMode          { return e.typ }
+func (e dirent) Info() (iofs.FileInfo, error) { return os.Lstat(filepath.Join(e.dir, e.name)) }
 
 func (d *dirHandle) lstat(name string) (fileStat, error) {
 	var st unix.Stat_t
@@ -83,7 +228,13 @@ func (d *dirHandle) lstat(name string) (fileStat, error) {
 	}
 }
 
-func (d *dirHandle) close() { _ = d.f.Close() }
+func (d *dirHandle) close() {
+	if d.buf != nil {
+		direntPool.Put(d.buf)
+		d.buf = nil
+	}
+	_ = d.f.Close()
+}
 
 // lstatPath lstat-s abs, or stats it (following a symlink) when follow is set.
 func lstatPath(abs string, follow bool) (fileStat, error) {

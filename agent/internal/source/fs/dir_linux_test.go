@@ -1,9 +1,14 @@
 package fs
 
 import (
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"syscall"
 	"testing"
 
@@ -79,5 +84,119 @@ func mustOK(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDirHandleListsLikeReadDir lists real directories, one larger than a getdents buffer,
+// through names and entries, raw and ordinary, in small and large rounds, against os.ReadDir.
+func TestDirHandleListsLikeReadDir(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		files int
+		round int
+	}{
+		{"empty", 0, 10},
+		{"one buffer", 250, 1024},
+		{"several buffers", 3000, 1024},
+		{"small rounds", 300, 7},
+	} {
+		dir := t.TempDir()
+		for i := range tc.files {
+			// Long names, so 3,000 entries take several reads.
+			mustOK(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("file-%04d-0123456789abcdef0123456789.dat", i)), nil, 0o644))
+		}
+		mustOK(t, os.Mkdir(filepath.Join(dir, "sub"), 0o755))
+		mustOK(t, os.Symlink("sub", filepath.Join(dir, "link")))
+		mustOK(t, syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o644))
+		want, err := os.ReadDir(dir)
+		mustOK(t, err)
+		for _, raw := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/raw=%v", tc.name, raw), func(t *testing.T) {
+				d, err := openDir(dir, false)
+				mustOK(t, err)
+				d.raw = raw
+				var names []string
+				for {
+					chunk, err := d.names(tc.round)
+					if len(chunk) > tc.round {
+						t.Fatalf("a round of %d names, asked for %d", len(chunk), tc.round)
+					}
+					names = append(names, chunk...)
+					if err == io.EOF {
+						break
+					}
+					mustOK(t, err)
+				}
+				d.close()
+				sort.Strings(names)
+				if !slices.EqualFunc(names, want, func(n string, e os.DirEntry) bool { return n == e.Name() }) {
+					t.Fatalf("names: %d, want %d", len(names), len(want))
+				}
+				d, err = openDir(dir, false)
+				mustOK(t, err)
+				defer d.close()
+				d.raw = raw
+				var got []os.DirEntry
+				for {
+					chunk, err := d.entries(tc.round)
+					got = append(got, chunk...)
+					if err == io.EOF {
+						break
+					}
+					mustOK(t, err)
+				}
+				sort.Slice(got, func(i, j int) bool { return got[i].Name() < got[j].Name() })
+				if len(got) != len(want) {
+					t.Fatalf("entries: %d, want %d", len(got), len(want))
+				}
+				for i := range got {
+					if got[i].Name() != want[i].Name() || got[i].Type() != want[i].Type() || got[i].IsDir() != want[i].IsDir() {
+						t.Fatalf("entry %d: %s %v, want %s %v", i, got[i].Name(), got[i].Type(), want[i].Name(), want[i].Type())
+					}
+				}
+				link := got[slices.IndexFunc(got, func(e os.DirEntry) bool { return e.Name() == "link" })]
+				if fi, err := link.Info(); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+					t.Fatalf("link Info: %v, %v", fi, err)
+				}
+			})
+		}
+	}
+}
+
+// TestDirHandleRefusesMalformedRecords feeds next records whose lengths lie: it reports an
+// error and stops, never reading past the buffer.
+func TestDirHandleRefusesMalformedRecords(t *testing.T) {
+	rec := func(reclen uint16, name string) []byte {
+		b := make([]byte, 19, 20+len(name))
+		binary.NativeEndian.PutUint64(b[0:8], 1)
+		binary.NativeEndian.PutUint16(b[16:18], reclen)
+		return append(append(b, name...), 0)
+	}
+	good := rec(24, "ok.d")
+	for _, tc := range []struct {
+		name string
+		buf  []byte
+	}{
+		{"record past the end", append(slices.Clone(good), rec(500, "x")...)},
+		{"record shorter than its header", append(slices.Clone(good), rec(3, "x")...)},
+		{"truncated header", append(slices.Clone(good), 1, 2, 3)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := openDir(t.TempDir(), false)
+			mustOK(t, err)
+			defer d.close()
+			buf := slices.Clone(tc.buf)
+			d.buf, d.pos, d.end, d.eof = &buf, 0, len(buf), true
+			if name, _, err := d.next(); err != nil || string(name) != "ok.d" {
+				t.Fatalf("first record: %q, %v", name, err)
+			}
+			if _, _, err := d.next(); err == nil || errors.Is(err, io.EOF) {
+				t.Fatalf("malformed record: %v, want a readdirent error", err)
+			}
+			if _, _, err := d.next(); !errors.Is(err, io.EOF) {
+				t.Fatalf("after the error: %v, want io.EOF", err)
+			}
+			d.buf = nil // not the pool's
+		})
 	}
 }

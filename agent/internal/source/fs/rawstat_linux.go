@@ -25,3 +25,15 @@ func rawFstatat(fd int, name string, st *unix.Stat_t, cbuf *[]byte) error {
 	}
 	return nil
 }
+
+// getdents is getdents64, raw when raw is set; see dirHandle.
+func getdents(fd int, buf []byte, raw bool) (int, error) {
+	if !raw {
+		return unix.Getdents(fd, buf)
+	}
+	n, _, e := unix.RawSyscall(unix.SYS_GETDENTS64, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
