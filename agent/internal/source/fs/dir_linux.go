@@ -16,15 +16,17 @@ import (
 // dirHandle is one open directory. On Linux entries are lstat-ed relative to the directory's
 // descriptor (fstatat), which spares the kernel a full path walk per entry.
 //
-// On a local file system (localFS) that lstat, and the listing's getdents64, are raw system
-// calls, which the Go scheduler
+// On a local file system (localFS) the listing's getdents64, and the lstat of every entry that
+// getdents says is not a directory, are raw system calls, which the Go scheduler
 // does not track: a million of them, each a few microseconds, otherwise keep its monitor
 // thread waking every 20 µs to hand the walkers' processors to other threads and back (on this
 // VM 0.7–1.1 CPU-s of a 1M-file snapshot; the agent's whole snapshot CPU fell 7.9–9.4 →
 // 7.2–7.5 CPU-s, docs/benchmarks.md). A raw call holds its processor and delays a garbage
 // collection's stop-the-world until it returns, so it is kept off file systems whose lookups
 // can wait on a network or a server for as long as the server takes: NFS, SMB, FUSE and
-// everything not listed stay ordinary calls.
+// everything not listed stay ordinary calls. So are directories and entries of unknown type
+// even on a local file system: an lstat of a mount point answers from the file system mounted
+// there, which may be NFS.
 type dirHandle struct {
 	f    *os.File
 	fd   int
@@ -141,15 +143,16 @@ func (d *dirHandle) corrupt() error {
 	return &os.PathError{Op: "readdirent", Path: d.f.Name(), Err: fmt.Errorf("malformed dirent record")}
 }
 
-// names returns up to n names, with io.EOF (possibly beside the last names) at the end.
-func (d *dirHandle) names(n int) ([]string, error) {
-	var out []string
+// names returns up to n names with their d_type, with io.EOF (possibly beside the last
+// names) at the end.
+func (d *dirHandle) names(n int) ([]dirName, error) {
+	var out []dirName
 	for len(out) < n {
-		name, _, err := d.next()
+		name, typ, err := d.next()
 		if err != nil {
 			return out, err
 		}
-		out = append(out, string(name))
+		out = append(out, dirName{string(name), typ})
 	}
 	return out, nil
 }
@@ -210,11 +213,23 @@ func (e dirent) IsDir() bool                  { return e.typ.IsDir() }
 func (e dirent) Type() iofs.FileMode          { return e.typ }
 func (e dirent) Info() (iofs.FileInfo, error) { return os.Lstat(filepath.Join(e.dir, e.name)) }
 
-func (d *dirHandle) lstat(name string) (fileStat, error) {
+// rawFor tells whether an entry of d_type typ is lstat-ed with a raw call.
+func (d *dirHandle) rawFor(typ uint8) bool {
+	return d.raw && typ != unix.DT_DIR && typ != unix.DT_UNKNOWN
+}
+
+// lstat lstat-s a directory's entry with an ordinary call.
+func (d *dirHandle) lstat(name string) (fileStat, error) { return d.lstatEntry(dirName{name: name}) }
+
+// lstatEntry lstat-s a listed entry, with a raw call when the directory is local and getdents
+// said the entry is neither a directory nor of unknown type.
+func (d *dirHandle) lstatEntry(e dirName) (fileStat, error) {
 	var st unix.Stat_t
+	name := e.name
+	raw := d.rawFor(e.typ)
 	for {
 		var err error
-		if d.raw {
+		if raw {
 			err = rawFstatat(d.fd, name, &st, &d.cbuf)
 		} else {
 			err = unix.Fstatat(d.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW)

@@ -47,8 +47,12 @@ func TestRawLstatMatchesFstatat(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, raw := range []bool{false, true} {
-				d.raw = raw
+				// DT_REG takes the raw call whatever the entry is; lstat is the ordinary one.
 				st, err := d.lstat(tc.name)
+				if raw {
+					d.raw = true
+					st, err = d.lstatEntry(dirName{tc.name, unix.DT_REG})
+				}
 				if !errors.Is(err, tc.err) {
 					t.Fatalf("raw %v: err %v, want %v", raw, err, tc.err)
 				}
@@ -62,6 +66,25 @@ func TestRawLstatMatchesFstatat(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRawOnlyForListedNonDirectories: a directory entry (a possible mount point of a remote
+// file system) and one of unknown type are never lstat-ed raw, nor anything off a local one.
+func TestRawOnlyForListedNonDirectories(t *testing.T) {
+	for _, tc := range []struct {
+		local bool
+		typ   uint8
+		raw   bool
+	}{
+		{true, unix.DT_REG, true}, {true, unix.DT_LNK, true}, {true, unix.DT_FIFO, true},
+		{true, unix.DT_DIR, false}, {true, unix.DT_UNKNOWN, false},
+		{false, unix.DT_REG, false}, {false, unix.DT_DIR, false},
+	} {
+		d := &dirHandle{raw: tc.local}
+		if got := d.rawFor(tc.typ); got != tc.raw {
+			t.Errorf("local %v, d_type %d: raw %v, want %v", tc.local, tc.typ, got, tc.raw)
+		}
 	}
 }
 
@@ -121,7 +144,9 @@ func TestDirHandleListsLikeReadDir(t *testing.T) {
 					if len(chunk) > tc.round {
 						t.Fatalf("a round of %d names, asked for %d", len(chunk), tc.round)
 					}
-					names = append(names, chunk...)
+					for _, e := range chunk {
+						names = append(names, e.name)
+					}
 					if err == io.EOF {
 						break
 					}

@@ -35,9 +35,18 @@ func openDir(abs string, follow bool) (*dirHandle, error) {
 	return &dirHandle{f: f, abs: abs}, nil
 }
 
-func (d *dirHandle) names(n int) ([]string, error) { return d.f.Readdirnames(n) }
+func (d *dirHandle) names(n int) ([]dirName, error) {
+	names, err := d.f.Readdirnames(n)
+	out := make([]dirName, len(names))
+	for i, name := range names {
+		out[i] = dirName{name: name}
+	}
+	return out, err
+}
 
 func (d *dirHandle) entries(n int) ([]os.DirEntry, error) { return d.f.ReadDir(n) }
+
+func (d *dirHandle) lstatEntry(e dirName) (fileStat, error) { return d.lstat(e.name) }
 
 func (d *dirHandle) lstat(name string) (fileStat, error) {
 	return lstatPath(filepath.Join(d.abs, name), false)

@@ -487,7 +487,8 @@ func (s *Source) listDir(d *dirHandle, abs, rel string, ws *WalkStats, fn func(n
 		if len(names) > 0 && s.testHookListed != nil {
 			s.testHookListed(abs)
 		}
-		for _, name := range names {
+		for _, e := range names {
+			name := e.name
 			crel := fspath.Join(rel, name)
 			if !validName(name) {
 				s.skip(skipInvalidName, crel, nil)
@@ -499,7 +500,7 @@ func (s *Source) listDir(d *dirHandle, abs, rel string, ws *WalkStats, fn func(n
 				ws.Excluded++
 				continue
 			}
-			st, err := d.lstat(name)
+			st, err := d.lstatEntry(e)
 			if err != nil {
 				s.skip(classify(err), crel, err)
 				ws.Skipped++

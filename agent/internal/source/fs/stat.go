@@ -16,3 +16,10 @@ type fileStat struct {
 	nlink   uint64
 	typ     fileType
 }
+
+// dirName is a listed entry: its name and, where the platform's listing says, its type
+// (a DT_ value; 0, DT_UNKNOWN, when it does not).
+type dirName struct {
+	name string
+	typ  uint8
+}
