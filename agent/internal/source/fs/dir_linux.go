@@ -73,12 +73,45 @@ func openDir(abs string, follow bool) (*dirHandle, error) {
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: abs, Err: err}
 	}
-	d := &dirHandle{f: os.NewFile(uintptr(fd), abs), fd: fd}
-	var sfs unix.Statfs_t
-	if unix.Fstatfs(fd, &sfs) == nil {
-		d.raw = localFS(int64(sfs.Type))
+	return &dirHandle{f: os.NewFile(uintptr(fd), abs), fd: fd}, nil
+}
+
+// localDevs remembers, per device (st_dev), whether its file system is local: one fstatfs
+// per file system met, not per directory (on NFS each statfs is a round trip to the server).
+type localDevs struct {
+	mu sync.Mutex
+	m  map[uint64]bool
+}
+
+// maxDevs bounds the map; past it a device is looked up each time.
+const maxDevs = 4096
+
+// local tells whether d, a directory on device dev, is on a local file system.
+func (l *localDevs) local(dev uint64, d *dirHandle) bool {
+	if dev != 0 {
+		l.mu.Lock()
+		v, ok := l.m[dev]
+		l.mu.Unlock()
+		if ok {
+			return v
+		}
 	}
-	return d, nil
+	var sfs unix.Statfs_t
+	if unix.Fstatfs(d.fd, &sfs) != nil {
+		return false
+	}
+	v := localFS(int64(sfs.Type))
+	if dev != 0 {
+		l.mu.Lock()
+		if l.m == nil {
+			l.m = map[uint64]bool{}
+		}
+		if len(l.m) < maxDevs {
+			l.m[dev] = v
+		}
+		l.mu.Unlock()
+	}
+	return v
 }
 
 // next returns the next entry's name and d_type, "." and ".." left out; io.EOF at the end.
@@ -271,7 +304,7 @@ func lstatPath(abs string, follow bool) (fileStat, error) {
 }
 
 func statOf(st *unix.Stat_t) fileStat {
-	fs := fileStat{size: uint64(max(st.Size, 0)), mtimeNs: st.Mtim.Nano(), nlink: uint64(st.Nlink)}
+	fs := fileStat{size: uint64(max(st.Size, 0)), mtimeNs: st.Mtim.Nano(), nlink: uint64(st.Nlink), dev: uint64(st.Dev)}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFDIR:
 		fs.typ = typeDir

@@ -14,6 +14,7 @@ var errLoop error = syscall.ELOOP
 type dirHandle struct {
 	f   *os.File
 	abs string
+	raw bool // unused off Linux
 }
 
 // openDir opens abs as a directory. Without O_NOFOLLOW the symlink check is an lstat first,
@@ -78,3 +79,8 @@ func lstatPath(abs string, follow bool) (fileStat, error) {
 	}
 	return fs, nil
 }
+
+// localDevs is Linux's raw-call choice; elsewhere every call is an ordinary one.
+type localDevs struct{}
+
+func (*localDevs) local(uint64, *dirHandle) bool { return false }

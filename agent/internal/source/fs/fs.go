@@ -177,6 +177,7 @@ type Source struct {
 	excludes   []exclude
 	onOverflow atomic.Pointer[func()]
 	c          counters
+	devs       localDevs // which file systems the walk may use raw calls on (dir_linux.go)
 
 	// writingMu guards writing, the running watcher's set of files with a write in progress:
 	// the watcher goroutine changes it under the lock, snapshots read it.

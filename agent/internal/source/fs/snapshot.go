@@ -150,7 +150,7 @@ func (s *Source) walk(ctx context.Context, rel string, kind Kind, cache *AuditCa
 	w.cancel = cancel
 	w.out = make(chan []Event, 2*workers)
 	w.q.init(queueCap)
-	w.q.put([]dirItem{{rel: rel, abs: abs, row: top, follow: follow, nlink: st.nlink}})
+	w.q.put([]dirItem{{rel: rel, abs: abs, row: top, follow: follow, nlink: st.nlink, dev: st.dev}})
 	stopQueue := context.AfterFunc(wctx, w.q.stop)
 	defer stopQueue()
 
@@ -226,6 +226,7 @@ type dirItem struct {
 	// nlink of the directory: on POSIX file systems 2 + its number of subdirectories, which
 	// lets a silent audit skip listing leaves (< 2 = unknown, e.g. btrfs).
 	nlink uint64
+	dev   uint64 // its st_dev, from the same lstat
 }
 
 type walker struct {
@@ -354,6 +355,9 @@ func (w *walker) dir(ctx context.Context, it dirItem, ws *WalkStats) []dirItem {
 		return nil
 	}
 	d, err := openDir(it.abs, it.follow)
+	if err == nil {
+		d.raw = s.devs.local(it.dev, d)
+	}
 	if err != nil {
 		r := classify(err)
 		s.skip(r, it.rel, err)
@@ -392,7 +396,7 @@ func (w *walker) dir(ctx context.Context, it dirItem, ws *WalkStats) []dirItem {
 			ev := s.event(w.kind, rel, st, idx)
 			ev.ParentMtimeNs = parentMtime
 			if st.typ == typeDir {
-				subs = append(subs, dirItem{rel: rel, abs: s.abs(rel), row: ev, nlink: st.nlink})
+				subs = append(subs, dirItem{rel: rel, abs: s.abs(rel), row: ev, nlink: st.nlink, dev: st.dev})
 				return true
 			}
 			if silent {
@@ -464,7 +468,7 @@ func (w *walker) subdirs(d *dirHandle, it dirItem, ws *WalkStats, idx uint64, pa
 			}
 			ev := s.event(w.kind, rel, st, idx)
 			ev.ParentMtimeNs = parentMtime
-			subs = append(subs, dirItem{rel: rel, abs: s.abs(rel), row: ev, nlink: st.nlink})
+			subs = append(subs, dirItem{rel: rel, abs: s.abs(rel), row: ev, nlink: st.nlink, dev: st.dev})
 			if want > 0 && uint64(len(subs)) == want {
 				return subs // every subdirectory found: the rest are files
 			}

@@ -14,6 +14,7 @@ type fileStat struct {
 	size    uint64
 	mtimeNs int64
 	nlink   uint64
+	dev     uint64 // st_dev: which file system the entry lives on (0 where unknown)
 	typ     fileType
 }
 
