@@ -130,15 +130,11 @@ func (a *arena) compact() {
 	}
 	old := a.names
 	a.names, a.liveBytes, a.deadBytes = nil, 0, 0
-	for id := uint32(1); id < a.next; id++ {
-		n := a.get(id)
-		if n.flags&flagLive == 0 {
-			continue
-		}
+	a.each(func(_ uint32, n *node) {
 		c := old[n.nameRef>>nameBits]
 		off := n.nameRef & (nameChunk - 1)
 		n.nameRef = a.putName(string(c[off : off+uint32(n.nameLen)]))
-	}
+	})
 }
 
 func (a *arena) memory() uint64 {

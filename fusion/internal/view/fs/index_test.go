@@ -108,3 +108,33 @@ func TestTablesGrowFromTheArena(t *testing.T) {
 		})
 	}
 }
+
+// TestArenaCompactKeepsLiveNames frees most of a name arena's bytes and compacts it: every
+// live node keeps its name, and the dead bytes are gone.
+func TestArenaCompactKeepsLiveNames(t *testing.T) {
+	a := newArena()
+	want := map[uint32]string{}
+	for i := range 80_000 {
+		id := a.alloc()
+		n := a.get(id)
+		name := fmt.Sprintf("%06d-%058d", i, i) // 65 bytes: 80,000 of them fill more than a chunk
+		n.flags, n.nameRef, n.nameLen = flagLive, a.putName(name), uint16(len(name))
+		want[id] = name
+	}
+	for id := range want {
+		if id%10 != 0 {
+			a.release(id)
+			delete(want, id)
+		}
+	}
+	before := len(a.names)
+	a.compact()
+	if a.deadBytes != 0 || len(a.names) >= before {
+		t.Fatalf("after compact: %d dead bytes, %d name chunks (before %d)", a.deadBytes, len(a.names), before)
+	}
+	for id, name := range want {
+		if got := a.nameString(a.get(id)); got != name {
+			t.Fatalf("node %d named %q after compact, want %q", id, got, name)
+		}
+	}
+}
