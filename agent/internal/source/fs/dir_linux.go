@@ -86,6 +86,9 @@ type localDevs struct {
 // maxDevs bounds the map; past it a device is looked up each time.
 const maxDevs = 4096
 
+// mark lets d, a directory on device dev, make raw calls when its file system is local.
+func (l *localDevs) mark(dev uint64, d *dirHandle) { d.raw = l.local(dev, d) }
+
 // local tells whether d, a directory on device dev, is on a local file system.
 func (l *localDevs) local(dev uint64, d *dirHandle) bool {
 	if dev != 0 {

@@ -14,7 +14,6 @@ var errLoop error = syscall.ELOOP
 type dirHandle struct {
 	f   *os.File
 	abs string
-	raw bool // unused off Linux
 }
 
 // openDir opens abs as a directory. Without O_NOFOLLOW the symlink check is an lstat first,
@@ -83,4 +82,4 @@ func lstatPath(abs string, follow bool) (fileStat, error) {
 // localDevs is Linux's raw-call choice; elsewhere every call is an ordinary one.
 type localDevs struct{}
 
-func (*localDevs) local(uint64, *dirHandle) bool { return false }
+func (*localDevs) mark(uint64, *dirHandle) {}

@@ -355,9 +355,6 @@ func (w *walker) dir(ctx context.Context, it dirItem, ws *WalkStats) []dirItem {
 		return nil
 	}
 	d, err := openDir(it.abs, it.follow)
-	if err == nil {
-		d.raw = s.devs.local(it.dev, d)
-	}
 	if err != nil {
 		r := classify(err)
 		s.skip(r, it.rel, err)
@@ -370,6 +367,7 @@ func (w *walker) dir(ctx context.Context, it dirItem, ws *WalkStats) []dirItem {
 		return nil
 	}
 	defer d.close()
+	s.devs.mark(it.dev, d)
 	ws.Dirs++
 	silent := w.cache != nil && w.cache.silent(it.rel, it.row.MtimeNs)
 	if silent {
