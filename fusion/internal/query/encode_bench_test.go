@@ -51,3 +51,14 @@ func BenchmarkFindAnswer(b *testing.B) {
 		})
 	}
 }
+
+// packPaths joins the entries' paths, each NUL-ended, as View.FindPaths answers them.
+func packPaths(entries []fs.Entry) (packed []byte, dirs []uint32) {
+	for i := range entries {
+		packed = append(append(packed, entries[i].Path...), 0)
+		if entries[i].IsDir {
+			dirs = append(dirs, uint32(i))
+		}
+	}
+	return packed, dirs
+}

@@ -241,34 +241,19 @@ func (s *Service) Find(ctx context.Context, req *fustorv1.FindRequest) (*fustorv
 			return nil, err
 		}
 	}
-	entries, truncated, err := v.FS.Find(p, fs.Matcher{Name: req.GetName(), Glob: req.GetGlob(),
-		DirsOnly: req.GetDirsOnly(), FilesOnly: req.GetFilesOnly()}, limitOf(req.GetLimit()))
+	m := fs.Matcher{Name: req.GetName(), Glob: req.GetGlob(), DirsOnly: req.GetDirsOnly(), FilesOnly: req.GetFilesOnly()}
+	if req.GetPackedPaths() {
+		packed, dirs, truncated, err := v.FS.FindPaths(p, m, limitOf(req.GetLimit()))
+		if err != nil {
+			return nil, err
+		}
+		return &fustorv1.FindResponse{Meta: s.meta(v, pending), Truncated: truncated, PackedPaths: packed, DirIndexes: dirs}, nil
+	}
+	entries, truncated, err := v.FS.Find(p, m, limitOf(req.GetLimit()))
 	if err != nil {
 		return nil, err
 	}
-	out := &fustorv1.FindResponse{Meta: s.meta(v, pending), Truncated: truncated}
-	if req.GetPackedPaths() {
-		out.PackedPaths, out.DirIndexes = packPaths(entries)
-	} else {
-		out.Entries = toProtos(entries, req.GetOnlyPaths())
-	}
-	return out, nil
-}
-
-// packPaths joins the entries' paths, each NUL-ended, and lists which are directories.
-func packPaths(entries []fs.Entry) (packed []byte, dirs []uint32) {
-	n := 0
-	for i := range entries {
-		n += len(entries[i].Path) + 1
-	}
-	packed = make([]byte, 0, n)
-	for i := range entries {
-		packed = append(append(packed, entries[i].Path...), 0)
-		if entries[i].IsDir {
-			dirs = append(dirs, uint32(i))
-		}
-	}
-	return packed, dirs
+	return &fustorv1.FindResponse{Meta: s.meta(v, pending), Truncated: truncated, Entries: toProtos(entries, req.GetOnlyPaths())}, nil
 }
 
 // GetStats returns subtree figures.

@@ -135,21 +135,31 @@ func BenchmarkFind(b *testing.B) {
 	submission := path.Base(path.Dir(benchRows(1)[0].Parent)) // one submission's uuid directory
 	// "complete" asks for every match (4,000 files carry that name); the others for the first
 	// 1,000. The last glob matches one file in the whole view: the walk cannot stop early.
+	// "paths" is FindPaths, the answer of FindRequest.packed_paths.
 	for _, c := range []struct {
 		label string
 		m     Matcher
 		limit int
+		paths bool
 	}{
-		{"data_0249.dat", Matcher{Name: "data_0249.dat"}, 1000},
-		{"data_0249.dat complete", Matcher{Name: "data_0249.dat"}, 100_000},
-		{submission, Matcher{Name: submission}, 1000},
-		{"data_01*.dat", Matcher{Glob: "data_01*.dat"}, 1000},
-		{submission[:12] + "*", Matcher{Glob: submission[:12] + "*"}, 1000},
-		{"*.log", Matcher{Glob: "*.log"}, 1000},
+		{"data_0249.dat", Matcher{Name: "data_0249.dat"}, 1000, false},
+		{"data_0249.dat complete", Matcher{Name: "data_0249.dat"}, 100_000, false},
+		{"data_0249.dat complete paths", Matcher{Name: "data_0249.dat"}, 100_000, true},
+		{submission, Matcher{Name: submission}, 1000, false},
+		{"data_01*.dat", Matcher{Glob: "data_01*.dat"}, 1000, false},
+		{"data_01*.dat paths", Matcher{Glob: "data_01*.dat"}, 1000, true},
+		{submission[:12] + "*", Matcher{Glob: submission[:12] + "*"}, 1000, false},
+		{"*.log", Matcher{Glob: "*.log"}, 1000, false},
 	} {
 		b.Run(c.label, func(b *testing.B) {
 			for b.Loop() {
-				if _, _, err := v.Find("/", c.m, c.limit); err != nil {
+				var err error
+				if c.paths {
+					_, _, _, err = v.FindPaths("/", c.m, c.limit)
+				} else {
+					_, _, err = v.Find("/", c.m, c.limit)
+				}
+				if err != nil {
 					b.Fatal(err)
 				}
 			}

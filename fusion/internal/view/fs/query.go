@@ -229,19 +229,67 @@ func (m *Matcher) match(name []byte, dir bool) bool {
 
 // Find returns up to limit entries below root whose basename matches, sorted by path.
 func (v *View) Find(root string, m Matcher, limit int) (entries []Entry, truncated bool, err error) {
+	var paths pathBuf
+	truncated, err = v.find(root, m, limit, findSink{add: func(id uint32, p []byte) {
+		entries = append(entries, v.entry(id, paths.copy(p)))
+	}})
+	return entries, truncated, err
+}
+
+// FindPaths is Find answering only paths: each NUL-ended in packed (names never hold a NUL),
+// in the same order, and dirs the positions of the directories among them. A large answer
+// costs one growing byte slice instead of an Entry and a string per match.
+func (v *View) FindPaths(root string, m Matcher, limit int) (packed []byte, dirs []uint32, truncated bool, err error) {
+	n, expected := uint32(0), 0
+	truncated, err = v.find(root, m, limit, findSink{
+		expect: func(k int) { expected = k },
+		add: func(id uint32, p []byte) {
+			if v.a.get(id).isDir() {
+				dirs = append(dirs, n)
+			}
+			if cap(packed)-len(packed) < len(p)+1 {
+				// Sized once from the first path when the count is known (paths below one
+				// root are mostly alike in length), else doubling rather than append's 1.25×:
+				// fresh memory is most of a large answer's cost.
+				grow := max(len(p)+1, cap(packed), 4<<10)
+				if n == 0 && expected > 0 {
+					grow = expected * (len(p) + 1) * 9 / 8
+				}
+				packed = slices.Grow(packed, grow)
+			}
+			packed = append(append(packed, p...), 0)
+			n++
+		},
+	})
+	return packed, dirs, truncated, err
+}
+
+// findSink receives a find's matches in path order: add with each, its path valid only
+// during the call; expect, when set, first with how many will come at most, when known.
+type findSink struct {
+	add    func(id uint32, path []byte)
+	expect func(n int)
+}
+
+func (s findSink) hint(n int) {
+	if s.expect != nil {
+		s.expect(n)
+	}
+}
+
+func (v *View) find(root string, m Matcher, limit int, sink findSink) (truncated bool, err error) {
 	if m.Glob != "" {
 		if _, err := path.Match(m.Glob, ""); err != nil {
-			return nil, false, fmt.Errorf("%w: glob %q: %w", fspath.ErrInvalid, m.Glob, err)
+			return false, fmt.Errorf("%w: glob %q: %w", fspath.ErrInvalid, m.Glob, err)
 		}
 	}
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	id, err := v.dir(root)
 	if err != nil {
-		return nil, false, err
+		return false, err
 	}
-	entries, truncated = v.findDFS(id, m, limit)
-	return entries, truncated, nil
+	return v.findDFS(id, m, limit, sink), nil
 }
 
 // findDFS finds entries by basename without building a path or sorting a listing for every
@@ -250,13 +298,13 @@ func (v *View) Find(root string, m Matcher, limit int) (entries []Entry, truncat
 // name is one child-index lookup; a glob scans the children unsorted, literal prefix and
 // suffix first). Few matches are sorted by path; many are taken by orderedFind, which stops at
 // limit.
-func (v *View) findDFS(root uint32, m Matcher, limit int) ([]Entry, bool) {
+func (v *View) findDFS(root uint32, m Matcher, limit int, sink findSink) (truncated bool) {
 	if m.Name != "" && fspath.ValidName(m.Name) != nil {
-		return nil, false
+		return false
 	}
 	if m.Name != "" {
-		if entries, truncated, ok := v.findByName(root, m, limit); ok {
-			return entries, truncated
+		if truncated, ok := v.findByName(root, m, limit, sink); ok {
+			return truncated
 		}
 	}
 	pre, suf := globLiterals(m.Glob)
@@ -313,26 +361,24 @@ func (v *View) findDFS(root uint32, m Matcher, limit int) ([]Entry, bool) {
 			hs[i] = hit{id, v.pathOf(id)}
 		}
 		slices.SortFunc(hs, func(a, b hit) int { return comparePaths(a.path, b.path) })
-		entries := make([]Entry, len(hs))
-		for i, h := range hs {
-			entries[i] = v.entry(h.id, h.path)
+		sink.hint(len(hs))
+		for _, h := range hs {
+			sink.add(h.id, unsafe.Slice(unsafe.StringData(h.path), len(h.path)))
 		}
-		return entries, false
+		return false
 	}
 
-	return v.orderedFind(root, limit, 0, func(dst []uint32, dir uint32) []uint32 { return append(dst, hitsIn(dir)...) },
-		func(uint32) bool { return true })
+	return v.orderedFind(root, limit, func(dst []uint32, dir uint32) []uint32 { return append(dst, hitsIn(dir)...) },
+		func(uint32) bool { return true }, sink)
 }
 
 // orderedFind emits matches below root in the order List and Walk use, stopping at limit:
 // hits appends a directory's matches sorted by name, and the walk descends only into the
 // subdirectories descend accepts. Paths are built incrementally; a directory without
 // subdirectories (its aggregate says so) is never scanned for them.
-func (v *View) orderedFind(root uint32, limit, sizeHint int, hits func(dst []uint32, dir uint32) []uint32, descend func(sub uint32) bool) ([]Entry, bool) {
-	entries := make([]Entry, 0, sizeHint)
-	truncated := false
+func (v *View) orderedFind(root uint32, limit int, hits func(dst []uint32, dir uint32) []uint32, descend func(sub uint32) bool, sink findSink) (truncated bool) {
+	emitted := 0
 	buf := make([]byte, 0, 256)
-	var paths pathBuf
 	if root != v.root {
 		buf = append(buf, v.pathOf(root)...)
 	}
@@ -346,12 +392,13 @@ func (v *View) orderedFind(root uint32, limit, sizeHint int, hits func(dst []uin
 		stack = hits(stack, dir)
 		found := stack[start:]
 		emit := func(id uint32) bool {
-			if len(entries) == limit {
+			if emitted == limit {
 				truncated = true
 				return false
 			}
 			buf = append(append(buf[:base], '/'), v.a.name(v.a.get(id))...)
-			entries = append(entries, v.entry(id, paths.copy(buf)))
+			sink.add(id, buf)
+			emitted++
 			return true
 		}
 		// One lookup of the directory's aggregate serves both: a walk of the whole view visits
@@ -383,7 +430,7 @@ func (v *View) orderedFind(root uint32, limit, sizeHint int, hits func(dst []uin
 		return true
 	}
 	visit(root)
-	return entries, truncated
+	return truncated
 }
 
 // nameChainVisits bounds the nodes findByName reads on a name's chain before it leaves the
@@ -399,18 +446,18 @@ const nameSortMax = 1024
 // findByName answers an exact-name find from the name's chain: its nodes below root, in path
 // order. ok is false when the chain is too long to read whole: the ordered walk of every
 // directory then answers, stopping at the limit.
-func (v *View) findByName(root uint32, m Matcher, limit int) (entries []Entry, truncated, ok bool) {
-	return v.findNamed(root, m, limit, nameSortMax)
+func (v *View) findByName(root uint32, m Matcher, limit int, sink findSink) (truncated, ok bool) {
+	return v.findNamed(root, m, limit, nameSortMax, sink)
 }
 
 // findNamed is findByName with the most matches it sorts by path; more are ordered by
 // walkToMatches. Tests pass a small sortMax to run both ways on small trees.
-func (v *View) findNamed(root uint32, m Matcher, limit, sortMax int) (entries []Entry, truncated, ok bool) {
+func (v *View) findNamed(root uint32, m Matcher, limit, sortMax int, sink findSink) (truncated, ok bool) {
 	var found []uint32
 	visits := 0
 	for id := v.names.head(v.a, m.Name); id != 0; id = v.a.get(id).nextSame {
 		if visits++; visits > nameChainVisits {
-			return nil, false, false
+			return false, false
 		}
 		n := v.a.get(id)
 		if id != root && m.match(v.a.name(n), n.isDir()) && (root == v.root || v.isWithin(id, root)) {
@@ -418,8 +465,7 @@ func (v *View) findNamed(root uint32, m Matcher, limit, sortMax int) (entries []
 		}
 	}
 	if len(found) > sortMax {
-		entries, truncated = v.walkToMatches(root, found, limit)
-		return entries, truncated, true
+		return v.walkToMatches(root, found, limit, sink), true
 	}
 	// Sort keys are the paths with "/" as NUL (names never hold one), so a plain byte compare
 	// orders them as the walk does.
@@ -438,20 +484,19 @@ func (v *View) findNamed(root uint32, m Matcher, limit, sortMax int) (entries []
 	if len(hs) > limit {
 		hs, truncated = hs[:limit], true
 	}
-	var paths pathBuf
-	entries = make([]Entry, len(hs))
-	for i, h := range hs {
+	sink.hint(len(hs))
+	for _, h := range hs {
 		buf = swapByte(append(buf[:0], h.key...), 0, '/')
-		entries[i] = v.entry(h.id, paths.copy(buf))
+		sink.add(h.id, buf)
 	}
-	return entries, truncated, true
+	return truncated, true
 }
 
 // walkToMatches emits found, nodes of one name below root, in path order: a walk of the sorted
 // subdirectories that descends only into directories holding a match below them, stopping at
 // limit. It reads a few nodes per match instead of probing the child index of every directory
 // of the subtree, which under concurrent queries was most of a large answer's cost.
-func (v *View) walkToMatches(root uint32, found []uint32, limit int) ([]Entry, bool) {
+func (v *View) walkToMatches(root uint32, found []uint32, limit int, sink findSink) bool {
 	// marks holds every directory on the way from root to a match: the match it holds (a name
 	// is unique within a directory) or noMatch when the matches are further down.
 	const noMatch = ^uint32(0)
@@ -469,14 +514,15 @@ func (v *View) walkToMatches(root uint32, found []uint32, limit int) ([]Entry, b
 			marks[d] = noMatch
 		}
 	}
-	return v.orderedFind(root, limit, min(limit, len(found)),
+	sink.hint(min(limit, len(found)))
+	return v.orderedFind(root, limit,
 		func(dst []uint32, dir uint32) []uint32 {
 			if hit, ok := marks[dir]; ok && hit != noMatch {
 				dst = append(dst, hit)
 			}
 			return dst
 		},
-		func(sub uint32) bool { _, ok := marks[sub]; return ok })
+		func(sub uint32) bool { _, ok := marks[sub]; return ok }, sink)
 }
 
 // swapByte replaces every from in b by to, in place.

@@ -277,9 +277,19 @@ func randomOp(t testing.TB, r *rand.Rand, v *View, c *clocks) {
 				t.Fatalf("find %q under %s: entry %d by name %+v, by glob %+v", name, root, i, byName[i], byGlob[i])
 			}
 		}
+		// Paths only, as packed_paths answers: the same matches, order, directories and truncation.
+		for _, m := range []Matcher{{Name: name}, {Glob: name}} {
+			packed, dirs, tp, errP := v.FindPaths(root, m, limit)
+			if (errP == nil) != (errN == nil) || tp != tn {
+				t.Fatalf("find paths %+v under %s limit %d: truncated %v, %v; entries: %v, %v", m, root, limit, tp, errP, tn, errN)
+			}
+			checkPacked(t, byName, packed, dirs)
+		}
 		// The same chain ordered by the walk to its matches instead of by a sort of their paths.
 		if id, err := v.dir(root); errN == nil && err == nil {
-			walked, tw, ok := v.findNamed(id, Matcher{Name: name}, limit, 0)
+			var walked []Entry
+			var paths pathBuf
+			tw, ok := v.findNamed(id, Matcher{Name: name}, limit, 0, findSink{add: func(id uint32, p []byte) { walked = append(walked, v.entry(id, paths.copy(p))) }})
 			if !ok || tw != tn || !slices.Equal(walked, byName) {
 				t.Fatalf("find %q under %s limit %d: walked to matches %d entries (truncated %v, ok %v), sorted %d (%v)",
 					name, root, limit, len(walked), tw, ok, len(byName), tn)
@@ -466,4 +476,28 @@ func FuzzApply(f *testing.F) {
 		}
 		checkInvariants(t, v)
 	})
+}
+
+// checkPacked fails unless packed (NUL-ended paths) and dirs are entries' paths and directories.
+func checkPacked(t testing.TB, entries []Entry, packed []byte, dirs []uint32) {
+	t.Helper()
+	var paths []string
+	for len(packed) > 0 {
+		i := bytes.IndexByte(packed, 0)
+		if i < 0 {
+			t.Fatalf("packed paths end without a NUL: %q", packed)
+		}
+		paths, packed = append(paths, string(packed[:i])), packed[i+1:]
+	}
+	var wantDirs []uint32
+	want := make([]string, len(entries))
+	for i, e := range entries {
+		want[i] = e.Path
+		if e.IsDir {
+			wantDirs = append(wantDirs, uint32(i))
+		}
+	}
+	if !slices.Equal(paths, want) || !slices.Equal(dirs, wantDirs) {
+		t.Fatalf("packed paths %q dirs %v, want %q dirs %v", paths, dirs, want, wantDirs)
+	}
 }
