@@ -6,7 +6,6 @@ import (
 	"path"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"unsafe"
 
 	"github.com/fustor/fustor/sdk/fspath"
@@ -39,30 +38,64 @@ func (v *View) entry(id uint32, p string) Entry {
 	return e
 }
 
-// sortedChildren returns a directory's children ordered by name. The slice is shared: callers
-// must not modify it.
+// sortedChildren returns a directory's children ordered by name, from its cache or built and
+// cached (readers racing here build equal slices). The slice is shared: callers must not
+// modify it.
 func (v *View) sortedChildren(dir uint32) []uint32 {
-	return v.sortedCached(&v.dirs[dir].sorted, dir, false)
-}
-
-// sortedCached returns the cached ordered children of dir (only subdirectories when onlyDirs),
-// building and storing them when the cache is empty. Readers racing here build equal slices.
-func (v *View) sortedCached(cache *atomic.Pointer[[]uint32], dir uint32, onlyDirs bool) []uint32 {
+	cache := &v.dirs[dir].sorted
 	if p := cache.Load(); p != nil {
 		return *p
 	}
-	var out []uint32
-	if !onlyDirs {
-		out = make([]uint32, 0, v.dirs[dir].children)
-	}
+	out := make([]uint32, 0, v.dirs[dir].children)
 	for ch := v.a.get(dir).firstChild; ch != 0; ch = v.a.get(ch).nextSib {
-		if !onlyDirs || v.a.get(ch).isDir() {
-			out = append(out, ch)
-		}
+		out = append(out, ch)
 	}
-	slices.SortFunc(out, func(x, y uint32) int { return bytes.Compare(v.a.name(v.a.get(x)), v.a.name(v.a.get(y))) })
+	v.sortByName(out)
 	cache.Store(&out)
 	return out
+}
+
+func (v *View) sortByName(ids []uint32) {
+	slices.SortFunc(ids, func(x, y uint32) int { return bytes.Compare(v.a.name(v.a.get(x)), v.a.name(v.a.get(y))) })
+}
+
+// subdirList is a directory's subdirectories ordered by name, their names copied side by side:
+// an ordered find reads them from one place instead of from each child's node and name, two
+// cache misses per subdirectory that were a third of a large find's time.
+type subdirList struct {
+	ids   []uint32
+	ends  []uint32 // ids[i]'s name is names[ends[i-1]:ends[i]]
+	names []byte
+}
+
+func (l *subdirList) name(i int) []byte {
+	start := uint32(0)
+	if i > 0 {
+		start = l.ends[i-1]
+	}
+	return l.names[start:l.ends[i]]
+}
+
+// subdirs returns dir's subdirList (g is its aggregate), from its cache or built and cached
+// like sortedChildren's.
+func (v *View) subdirs(g *dirAgg, dir uint32) *subdirList {
+	if p := g.sortedDirs.Load(); p != nil {
+		return p
+	}
+	l := &subdirList{ids: make([]uint32, 0, g.dirs)}
+	for ch := v.a.get(dir).firstChild; ch != 0; ch = v.a.get(ch).nextSib {
+		if v.a.get(ch).isDir() {
+			l.ids = append(l.ids, ch)
+		}
+	}
+	v.sortByName(l.ids)
+	l.ends = make([]uint32, len(l.ids))
+	for i, id := range l.ids {
+		l.names = append(l.names, v.a.name(v.a.get(id))...)
+		l.ends[i] = uint32(len(l.names))
+	}
+	g.sortedDirs.Store(l)
+	return l
 }
 
 // pathBuf hands out path strings carved from shared chunks, so a listing allocates per chunk
@@ -404,8 +437,9 @@ func (v *View) orderedFind(root uint32, limit int, hits func(dst []uint32, dir u
 		// One lookup of the directory's aggregate serves both: a walk of the whole view visits
 		// every directory, and each lookup is a likely cache miss.
 		if g := v.dirs[dir]; g.dirs > 0 {
-			for _, sub := range v.sortedCached(&g.sortedDirs, dir, true) {
-				sn := v.a.name(v.a.get(sub))
+			subs := v.subdirs(g, dir)
+			for i, sub := range subs.ids {
+				sn := subs.name(i)
 				// Pre-order: matches named before sub, then sub itself if it matches, then its subtree.
 				for len(found) > 0 && (found[0] == sub || bytes.Compare(v.a.name(v.a.get(found[0])), sn) < 0) {
 					if !emit(found[0]) {
@@ -580,11 +614,6 @@ func globLiterals(glob string) (prefix, suffix []byte) {
 		suffix = []byte(glob[strings.LastIndexAny(glob, "*?")+1:])
 	}
 	return prefix, suffix
-}
-
-// sortedSubdirs returns a directory's subdirectories ordered by name (shared, read-only).
-func (v *View) sortedSubdirs(dir uint32) []uint32 {
-	return v.sortedCached(&v.dirs[dir].sortedDirs, dir, true)
 }
 
 // isWithin reports whether node id is root or below it.

@@ -78,11 +78,13 @@ type dirAgg struct {
 	// under the read lock, hence atomics (concurrent readers store the same values).
 	minName, maxName atomic.Uint32
 	rangeStale       atomic.Bool
-	// sorted and sortedDirs cache the children (all, and the subdirectories) ordered by name
-	// for listings and ordered finds, which would otherwise sort them on every query. Built
-	// by the first query that needs them (under the read lock, hence atomics), dropped by
-	// any change to the directory's children. At most 4 bytes per child of a listed directory.
-	sorted, sortedDirs atomic.Pointer[[]uint32]
+	// sorted and sortedDirs cache the children (all, and the subdirectories with their names)
+	// ordered by name for listings and ordered finds, which would otherwise sort them on every
+	// query. Built by the first query that needs them (under the read lock, hence atomics),
+	// dropped by any change to the directory's children. At most 4 bytes per child of a listed
+	// directory, and 8 plus its name per subdirectory of a directory a find walked.
+	sorted     atomic.Pointer[[]uint32]
+	sortedDirs atomic.Pointer[subdirList]
 }
 
 // childrenChanged drops the sorted caches.

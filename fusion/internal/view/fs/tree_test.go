@@ -370,22 +370,28 @@ func checkInvariants(t testing.TB, v *View) {
 			t.Fatalf("dir %d aggregate files %d dirs %d size %d children %d; recount files %d dirs %d size %d children %d",
 				id, g.files, g.dirs, g.size, g.children, files, dirs, size, children)
 		}
-		for _, c := range []struct {
-			cache    *[]uint32
-			onlyDirs bool
-		}{{g.sorted.Load(), false}, {g.sortedDirs.Load(), true}} {
-			if c.cache == nil {
-				continue
-			}
+		sortedKids := func(onlyDirs bool) []uint32 {
 			var want []uint32
 			for ch := v.a.get(id).firstChild; ch != 0; ch = v.a.get(ch).nextSib {
-				if !c.onlyDirs || v.a.get(ch).isDir() {
+				if !onlyDirs || v.a.get(ch).isDir() {
 					want = append(want, ch)
 				}
 			}
 			slices.SortFunc(want, func(x, y uint32) int { return bytes.Compare(v.a.name(v.a.get(x)), v.a.name(v.a.get(y))) })
-			if !slices.Equal(*c.cache, want) {
-				t.Fatalf("dir %d sorted cache (dirs only %v) %v; children sorted %v", id, c.onlyDirs, *c.cache, want)
+			return want
+		}
+		if c := g.sorted.Load(); c != nil && !slices.Equal(*c, sortedKids(false)) {
+			t.Fatalf("dir %d sorted cache %v; children sorted %v", id, *c, sortedKids(false))
+		}
+		if l := g.sortedDirs.Load(); l != nil {
+			want := sortedKids(true)
+			if !slices.Equal(l.ids, want) || len(l.ends) != len(want) {
+				t.Fatalf("dir %d subdirectory cache %v; subdirectories sorted %v", id, l.ids, want)
+			}
+			for i, sub := range want {
+				if got := l.name(i); !bytes.Equal(got, v.a.name(v.a.get(sub))) {
+					t.Fatalf("dir %d subdirectory cache: name %d is %q, node %d is named %q", id, i, got, sub, v.a.name(v.a.get(sub)))
+				}
 			}
 		}
 		if !g.rangeStale.Load() {
