@@ -63,7 +63,10 @@ func (v *View) sortByName(ids []uint32) {
 // an ordered find reads them from one place instead of from each child's node and name, two
 // cache misses per subdirectory that were a third of a large find's time.
 type subdirList struct {
-	ids   []uint32
+	ids []uint32
+	// aggs[i] is ids[i]'s aggregate, fixed for the life of its node; removing the node drops
+	// this list with the parent's other caches.
+	aggs  []*dirAgg
 	ends  []uint32 // ids[i]'s name is names[ends[i-1]:ends[i]]
 	names []byte
 }
@@ -89,10 +92,11 @@ func (v *View) subdirs(g *dirAgg, dir uint32) *subdirList {
 		}
 	}
 	v.sortByName(l.ids)
-	l.ends = make([]uint32, len(l.ids))
+	l.ends, l.aggs = make([]uint32, len(l.ids)), make([]*dirAgg, len(l.ids))
 	for i, id := range l.ids {
 		l.names = append(l.names, v.a.name(v.a.get(id))...)
 		l.ends[i] = uint32(len(l.names))
+		l.aggs[i] = v.dirs[id]
 	}
 	g.sortedDirs.Store(l)
 	return l
@@ -249,7 +253,7 @@ type Matcher struct {
 }
 
 func (m *Matcher) match(name []byte, dir bool) bool {
-	if (m.DirsOnly && !dir) || (m.FilesOnly && dir) {
+	if !m.matchType(dir) {
 		return false
 	}
 	if m.Name != "" {
@@ -259,6 +263,9 @@ func (m *Matcher) match(name []byte, dir bool) bool {
 	ok, _ := path.Match(m.Glob, unsafe.String(unsafe.SliceData(name), len(name)))
 	return ok
 }
+
+// matchType applies DirsOnly and FilesOnly alone.
+func (m *Matcher) matchType(dir bool) bool { return !(m.DirsOnly && !dir) && !(m.FilesOnly && dir) }
 
 // Find returns up to limit entries below root whose basename matches, sorted by path.
 func (v *View) Find(root string, m Matcher, limit int) (entries []Entry, truncated bool, err error) {
@@ -401,15 +408,22 @@ func (v *View) findDFS(root uint32, m Matcher, limit int, sink findSink) (trunca
 		return false
 	}
 
-	return v.orderedFind(root, limit, func(dst []uint32, dir uint32) []uint32 { return append(dst, hitsIn(dir)...) },
+	return v.orderedFind(root, limit, nil, func(dst []uint32, dir uint32) []uint32 { return append(dst, hitsIn(dir)...) },
 		func(uint32) bool { return true }, sink)
 }
 
 // orderedFind emits matches below root in the order List and Walk use, stopping at limit:
 // hits appends a directory's matches sorted by name, and the walk descends only into the
 // subdirectories descend accepts. Paths are built incrementally; a directory without
-// subdirectories (its aggregate says so) is never scanned for them.
-func (v *View) orderedFind(root uint32, limit int, hits func(dst []uint32, dir uint32) []uint32, descend func(sub uint32) bool, sink findSink) (truncated bool) {
+// subdirectories (its aggregate says so) is never scanned for them. name, when not nil, is
+// every match's name (an exact-name find), so no match's node or name is read for it.
+func (v *View) orderedFind(root uint32, limit int, name []byte, hits func(dst []uint32, dir uint32) []uint32, descend func(sub uint32) bool, sink findSink) (truncated bool) {
+	nameOf := func(id uint32) []byte {
+		if name != nil {
+			return name
+		}
+		return v.a.name(v.a.get(id))
+	}
 	emitted := 0
 	buf := make([]byte, 0, 256)
 	if root != v.root {
@@ -418,8 +432,8 @@ func (v *View) orderedFind(root uint32, limit int, hits func(dst []uint32, dir u
 	// Every directory on the way down keeps its pending matches on one stack; a deeper
 	// directory's appends may move the stack, but never change what is below its own start.
 	var stack []uint32
-	var visit func(dir uint32) bool
-	visit = func(dir uint32) bool {
+	var visit func(dir uint32, g *dirAgg) bool
+	visit = func(dir uint32, g *dirAgg) bool {
 		base, start := len(buf), len(stack)
 		defer func() { buf, stack = buf[:base], stack[:start] }()
 		stack = hits(stack, dir)
@@ -429,19 +443,19 @@ func (v *View) orderedFind(root uint32, limit int, hits func(dst []uint32, dir u
 				truncated = true
 				return false
 			}
-			buf = append(append(buf[:base], '/'), v.a.name(v.a.get(id))...)
+			buf = append(append(buf[:base], '/'), nameOf(id)...)
 			sink.add(id, buf)
 			emitted++
 			return true
 		}
-		// One lookup of the directory's aggregate serves both: a walk of the whole view visits
-		// every directory, and each lookup is a likely cache miss.
-		if g := v.dirs[dir]; g.dirs > 0 {
+		// The aggregate comes from the parent's subdirectory list, not a lookup in v.dirs: a
+		// walk of the whole view visits every directory, and each lookup is a likely cache miss.
+		if g.dirs > 0 {
 			subs := v.subdirs(g, dir)
 			for i, sub := range subs.ids {
 				sn := subs.name(i)
 				// Pre-order: matches named before sub, then sub itself if it matches, then its subtree.
-				for len(found) > 0 && (found[0] == sub || bytes.Compare(v.a.name(v.a.get(found[0])), sn) < 0) {
+				for len(found) > 0 && (found[0] == sub || bytes.Compare(nameOf(found[0]), sn) < 0) {
 					if !emit(found[0]) {
 						return false
 					}
@@ -451,7 +465,7 @@ func (v *View) orderedFind(root uint32, limit int, hits func(dst []uint32, dir u
 					continue
 				}
 				buf = append(append(buf[:base], '/'), sn...)
-				if !visit(sub) {
+				if !visit(sub, subs.aggs[i]) {
 					return false
 				}
 			}
@@ -463,7 +477,7 @@ func (v *View) orderedFind(root uint32, limit int, hits func(dst []uint32, dir u
 		}
 		return true
 	}
-	visit(root)
+	visit(root, v.dirs[root])
 	return truncated
 }
 
@@ -493,13 +507,15 @@ func (v *View) findNamed(root uint32, m Matcher, limit, sortMax int, sink findSi
 		if visits++; visits > nameChainVisits {
 			return false, false
 		}
+		// Every node on the chain carries the name (the table compares names, not hashes):
+		// only the type filter is left to check, and the matches' names are never read.
 		n := v.a.get(id)
-		if id != root && m.match(v.a.name(n), n.isDir()) && (root == v.root || v.isWithin(id, root)) {
+		if id != root && m.matchType(n.isDir()) && (root == v.root || v.isWithin(id, root)) {
 			found = append(found, id)
 		}
 	}
 	if len(found) > sortMax {
-		return v.walkToMatches(root, found, limit, sink), true
+		return v.walkToMatches(root, found, []byte(m.Name), limit, sink), true
 	}
 	// Sort keys are the paths with "/" as NUL (names never hold one), so a plain byte compare
 	// orders them as the walk does.
@@ -530,7 +546,7 @@ func (v *View) findNamed(root uint32, m Matcher, limit, sortMax int, sink findSi
 // subdirectories that descends only into directories holding a match below them, stopping at
 // limit. It reads a few nodes per match instead of probing the child index of every directory
 // of the subtree, which under concurrent queries was most of a large answer's cost.
-func (v *View) walkToMatches(root uint32, found []uint32, limit int, sink findSink) bool {
+func (v *View) walkToMatches(root uint32, found []uint32, name []byte, limit int, sink findSink) bool {
 	// marks holds every directory on the way from root to a match: the match it holds (a name
 	// is unique within a directory) or noMatch when the matches are further down.
 	const noMatch = ^uint32(0)
@@ -549,14 +565,27 @@ func (v *View) walkToMatches(root uint32, found []uint32, limit int, sink findSi
 		}
 	}
 	sink.hint(min(limit, len(found)))
-	return v.orderedFind(root, limit,
+	// The walk asks descend(sub) and then, on entering sub, hits(sub): the mark found for the
+	// first answers the second without another lookup.
+	var lastDir, lastHit uint32
+	return v.orderedFind(root, limit, name,
 		func(dst []uint32, dir uint32) []uint32 {
-			if hit, ok := marks[dir]; ok && hit != noMatch {
+			hit, ok := lastHit, dir == lastDir && dir != 0
+			if !ok {
+				hit, ok = marks[dir]
+			}
+			if ok && hit != noMatch {
 				dst = append(dst, hit)
 			}
 			return dst
 		},
-		func(sub uint32) bool { _, ok := marks[sub]; return ok }, sink)
+		func(sub uint32) bool {
+			hit, ok := marks[sub]
+			if ok {
+				lastDir, lastHit = sub, hit
+			}
+			return ok
+		}, sink)
 }
 
 // swapByte replaces every from in b by to, in place.

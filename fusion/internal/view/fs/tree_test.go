@@ -385,10 +385,13 @@ func checkInvariants(t testing.TB, v *View) {
 		}
 		if l := g.sortedDirs.Load(); l != nil {
 			want := sortedKids(true)
-			if !slices.Equal(l.ids, want) || len(l.ends) != len(want) {
+			if !slices.Equal(l.ids, want) || len(l.ends) != len(want) || len(l.aggs) != len(want) {
 				t.Fatalf("dir %d subdirectory cache %v; subdirectories sorted %v", id, l.ids, want)
 			}
 			for i, sub := range want {
+				if l.aggs[i] != v.dirs[sub] {
+					t.Fatalf("dir %d subdirectory cache: aggregate %d is not node %d's", id, i, sub)
+				}
 				if got := l.name(i); !bytes.Equal(got, v.a.name(v.a.get(sub))) {
 					t.Fatalf("dir %d subdirectory cache: name %d is %q, node %d is named %q", id, i, got, sub, v.a.name(v.a.get(sub)))
 				}
