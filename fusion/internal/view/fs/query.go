@@ -348,6 +348,13 @@ func (v *View) findDFS(root uint32, m Matcher, limit int, sink findSink) (trunca
 		}
 	}
 	pre, suf := globLiterals(m.Glob)
+	const sortFew = 256
+	if m.Glob != "" && !v.walkGlobs {
+		if found, ok := v.globByNames(root, m, pre, suf, min(limit, sortFew)); ok {
+			v.emitSorted(found, sink)
+			return false
+		}
+	}
 	var hits []uint32
 	hitsIn := func(dir uint32) []uint32 {
 		hits = hits[:0]
@@ -379,7 +386,6 @@ func (v *View) findDFS(root uint32, m Matcher, limit int, sink findSink) (trunca
 	// matches are few (the common case: a name or prefix that is rare), only they get paths and
 	// are sorted; when they are many, the ordered walk below builds their paths incrementally
 	// and stops at the limit.
-	const sortFew = 256
 	var found []uint32
 	fits := true
 	for dir := range v.dirs {
@@ -392,24 +398,76 @@ func (v *View) findDFS(root uint32, m Matcher, limit int, sink findSink) (trunca
 		}
 	}
 	if fits {
-		type hit struct {
-			id   uint32
-			path string
-		}
-		hs := make([]hit, len(found))
-		for i, id := range found {
-			hs[i] = hit{id, v.pathOf(id)}
-		}
-		slices.SortFunc(hs, func(a, b hit) int { return comparePaths(a.path, b.path) })
-		sink.hint(len(hs))
-		for _, h := range hs {
-			sink.add(h.id, unsafe.Slice(unsafe.StringData(h.path), len(h.path)))
-		}
+		v.emitSorted(found, sink)
 		return false
 	}
 
 	return v.orderedFind(root, limit, nil, func(dst []uint32, dir uint32) []uint32 { return append(dst, hitsIn(dir)...) },
 		func(uint32) bool { return true }, sink)
+}
+
+// emitSorted emits a few matches (found holds them all) in path order.
+func (v *View) emitSorted(found []uint32, sink findSink) {
+	type hit struct {
+		id   uint32
+		path string
+	}
+	hs := make([]hit, len(found))
+	for i, id := range found {
+		hs[i] = hit{id, v.pathOf(id)}
+	}
+	slices.SortFunc(hs, func(a, b hit) int { return comparePaths(a.path, b.path) })
+	sink.hint(len(hs))
+	for _, h := range hs {
+		sink.add(h.id, unsafe.Slice(unsafe.StringData(h.path), len(h.path)))
+	}
+}
+
+// globByNames answers a glob from the name table when that is the smaller thing to read: each
+// distinct name is read once and only the matching names' chains are followed, instead of
+// asking every directory of the subtree (and, without a literal prefix to rule directories
+// out, reading every name in it). Repeated file names, as instruments write data_0001.dat into
+// every run's directory, keep the table small; where names are mostly unique it is as large as
+// the tree and the directory walk answers. ok is false when the table is the larger or its
+// chains run past that budget, or when more than most nodes match (the ordered walk then stops
+// at the limit instead).
+func (v *View) globByNames(root uint32, m Matcher, pre, suf []byte, most int) (found []uint32, ok bool) {
+	budget := len(v.dirs)
+	if len(pre) == 0 {
+		g := v.dirs[root]
+		budget = int(g.files + g.dirs)
+	}
+	if v.names.count > budget {
+		return nil, false
+	}
+	visits := 0
+	for _, s := range v.names.slots {
+		if s == 0 {
+			continue
+		}
+		head := s & idMask
+		name := v.a.name(v.a.get(head))
+		if !bytes.HasPrefix(name, pre) || !bytes.HasSuffix(name, suf) {
+			continue
+		}
+		if ok, _ := path.Match(m.Glob, unsafe.String(unsafe.SliceData(name), len(name))); !ok {
+			continue
+		}
+		for id := head; id != 0; id = v.a.get(id).nextSame {
+			if visits++; visits > budget {
+				return nil, false
+			}
+			n := v.a.get(id)
+			if id == root || !m.matchType(n.isDir()) || (root != v.root && !v.isWithin(id, root)) {
+				continue
+			}
+			if len(found) == most {
+				return nil, false
+			}
+			found = append(found, id)
+		}
+	}
+	return found, true
 }
 
 // orderedFind emits matches below root in the order List and Walk use, stopping at limit:

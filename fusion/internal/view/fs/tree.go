@@ -124,6 +124,9 @@ type View struct {
 	// chainDir's aggregates and its ancestors' (ancestors); 0 = none kept.
 	chainDir uint32
 	chain    []*dirAgg
+
+	// walkGlobs makes every glob find walk the directories (tests compare both plans).
+	walkGlobs bool
 }
 
 // New returns an empty view.

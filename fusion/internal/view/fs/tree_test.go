@@ -277,6 +277,18 @@ func randomOp(t testing.TB, r *rand.Rand, v *View, c *clocks) {
 				t.Fatalf("find %q under %s: entry %d by name %+v, by glob %+v", name, root, i, byName[i], byGlob[i])
 			}
 		}
+		// A glob is answered from the name table or by walking the directories, whichever is
+		// smaller to read: both plans must give the same answer.
+		for _, g := range []string{name, "n[0-2]", "*", "n*", "*3"} {
+			byTable, tt, errT := v.Find(root, Matcher{Glob: g}, limit)
+			v.walkGlobs = true
+			byWalk, tw, errW := v.Find(root, Matcher{Glob: g}, limit)
+			v.walkGlobs = false
+			if (errT == nil) != (errW == nil) || tt != tw || !slices.Equal(byTable, byWalk) {
+				t.Fatalf("glob %q under %s limit %d: name table %d entries (truncated %v, %v), directory walk %d (%v, %v)",
+					g, root, limit, len(byTable), tt, errT, len(byWalk), tw, errW)
+			}
+		}
 		// Paths only, as packed_paths answers: the same matches, order, directories and truncation.
 		for _, m := range []Matcher{{Name: name}, {Glob: name}} {
 			packed, dirs, tp, errP := v.FindPaths(root, m, limit)
