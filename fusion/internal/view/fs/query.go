@@ -334,10 +334,11 @@ func (v *View) find(root string, m Matcher, limit int, sink findSink) (truncated
 
 // findDFS finds entries by basename without building a path or sorting a listing for every
 // node. An exact name is answered from its name chain (findByName) unless the chain is too
-// long to read whole; otherwise each directory is asked for its matching children (an exact
-// name is one child-index lookup; a glob scans the children unsorted, literal prefix and
-// suffix first). Few matches are sorted by path; many are taken by orderedFind, which stops at
-// limit.
+// long to read whole, and a glob from the name table when that is smaller than the walk
+// (globByNames) and few match; otherwise each directory is asked for its matching children
+// (an exact name is one child-index lookup; a glob scans the children unsorted, literal prefix
+// and suffix first). Few matches are sorted by path; many are taken by orderedFind, which
+// stops at limit.
 func (v *View) findDFS(root uint32, m Matcher, limit int, sink findSink) (truncated bool) {
 	if m.Name != "" && fspath.ValidName(m.Name) != nil {
 		return false
