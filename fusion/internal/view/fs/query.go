@@ -609,7 +609,18 @@ func (v *View) walkToMatches(root uint32, found []uint32, name []byte, limit int
 	// marks holds every directory on the way from root to a match: the match it holds (a name
 	// is unique within a directory) or noMatch when the matches are further down.
 	const noMatch = ^uint32(0)
-	marks := make(map[uint32]uint32, len(found)+len(found)/2)
+	marks, _ := v.marks.Get().(map[uint32]uint32)
+	if marks == nil {
+		marks = make(map[uint32]uint32, len(found)+len(found)/2)
+	}
+	defer func() {
+		// Kept for the next large find (a map reused keeps its groups: no growth, less for the
+		// collector), unless this one was outsized.
+		if len(marks) <= maxPooledMarks {
+			clear(marks)
+			v.marks.Put(marks)
+		}
+	}()
 	for _, id := range found {
 		d := v.a.get(id).parent
 		marks[d] = id
@@ -646,6 +657,9 @@ func (v *View) walkToMatches(root uint32, found []uint32, name []byte, limit int
 			return ok
 		}, sink)
 }
+
+// maxPooledMarks bounds the mark maps walkToMatches keeps for reuse.
+const maxPooledMarks = 1 << 16
 
 // swapByte replaces every from in b by to, in place.
 func swapByte(b []byte, from, to byte) []byte {

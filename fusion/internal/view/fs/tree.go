@@ -125,6 +125,9 @@ type View struct {
 	chainDir uint32
 	chain    []*dirAgg
 
+	// marks pools walkToMatches' maps; concurrent finds each take their own.
+	marks sync.Pool
+
 	// walkGlobs makes every glob find walk the directories (tests compare both plans).
 	walkGlobs bool
 }
