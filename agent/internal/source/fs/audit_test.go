@@ -154,6 +154,7 @@ func TestSnapshotDefersHotFiles(t *testing.T) {
 	}
 	s := newSource(t, root, func(c *Config) { c.HotThreshold = time.Minute; c.Now = time.Now })
 	s.writing = map[string]struct{}{"/writing": {}} // as the watcher records a write in progress
+	s.writingChanged()
 	var order []string
 	ws, err := s.Snapshot(context.Background(), "/", KindSnapshot, func(evs []Event) error {
 		for _, e := range evs {

@@ -28,8 +28,8 @@ import (
 // even on a local file system: an lstat of a mount point answers from the file system mounted
 // there, which may be NFS.
 type dirHandle struct {
-	f    *os.File
-	fd   int
+	name string // the directory's path, for errors
+	fd   int    // a bare descriptor: os.NewFile would cost an fcntl per directory
 	raw  bool
 	cbuf []byte // rawFstatat's name buffer
 
@@ -73,7 +73,7 @@ func openDir(abs string, follow bool) (*dirHandle, error) {
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: abs, Err: err}
 	}
-	return &dirHandle{f: os.NewFile(uintptr(fd), abs), fd: fd}, nil
+	return &dirHandle{name: abs, fd: fd}, nil
 }
 
 // localDevs remembers, per device (st_dev), whether its file system is local: one fstatfs
@@ -163,7 +163,7 @@ func (d *dirHandle) fill() error {
 		}
 		if err != nil {
 			d.eof = true
-			return &os.PathError{Op: "readdirent", Path: d.f.Name(), Err: err}
+			return &os.PathError{Op: "readdirent", Path: d.name, Err: err}
 		}
 		if n <= 0 {
 			d.eof = true
@@ -176,7 +176,7 @@ func (d *dirHandle) fill() error {
 
 func (d *dirHandle) corrupt() error {
 	d.eof, d.pos, d.end = true, 0, 0
-	return &os.PathError{Op: "readdirent", Path: d.f.Name(), Err: fmt.Errorf("malformed dirent record")}
+	return &os.PathError{Op: "readdirent", Path: d.name, Err: fmt.Errorf("malformed dirent record")}
 }
 
 // names returns up to n names with their d_type, with io.EOF (possibly beside the last
@@ -202,7 +202,7 @@ func (d *dirHandle) entries(n int) ([]os.DirEntry, error) {
 		if err != nil {
 			return out, err
 		}
-		e := dirent{name: string(name), dir: d.f.Name()}
+		e := dirent{name: string(name), dir: d.name}
 		switch typ {
 		case unix.DT_DIR:
 			e.typ = iofs.ModeDir
@@ -284,7 +284,7 @@ func (d *dirHandle) close() {
 		direntPool.Put(d.buf)
 		d.buf = nil
 	}
-	_ = d.f.Close()
+	_ = unix.Close(d.fd)
 }
 
 // lstatPath lstat-s abs, or stats it (following a symlink) when follow is set.

@@ -183,6 +183,7 @@ type Source struct {
 	// the watcher goroutine changes it under the lock, snapshots read it.
 	writingMu sync.RWMutex
 	writing   map[string]struct{}
+	nWriting  atomic.Int64 // len(writing), stored under writingMu
 
 	// testHookListed runs between listing a directory and lstat-ing its entries, so tests can
 	// make entries vanish in that window.
@@ -220,11 +221,19 @@ const DefaultHotThreshold = 30 * time.Second
 
 // beingWritten reports whether the watcher saw a write to rel without its close yet.
 func (s *Source) beingWritten(rel string) bool {
+	// Most walks meet no write in progress: one atomic load per file, not a lock whose reader
+	// count every walk worker's core writes in turn.
+	if s.nWriting.Load() == 0 {
+		return false
+	}
 	s.writingMu.RLock()
 	defer s.writingMu.RUnlock()
 	_, ok := s.writing[rel]
 	return ok
 }
+
+// writingChanged publishes len(writing); callers hold writingMu.
+func (s *Source) writingChanged() { s.nWriting.Store(int64(len(s.writing))) }
 
 // Root returns the absolute root directory.
 func (s *Source) Root() string { return s.root }

@@ -31,6 +31,7 @@ func newRealtime(s *Source, emit func(Event)) *realtime {
 		writing: map[string]struct{}{}}
 	s.writingMu.Lock()
 	s.writing = r.writing
+	s.writingChanged()
 	s.writingMu.Unlock()
 	return r
 }
@@ -44,6 +45,7 @@ func (r *realtime) setWriting(rel string, on bool) {
 	} else {
 		delete(r.writing, rel)
 	}
+	r.s.writingChanged()
 	r.s.writingMu.Unlock()
 }
 
@@ -91,6 +93,7 @@ func (r *realtime) forget(rel string, isDir bool) {
 			}
 		}
 	}
+	r.s.writingChanged()
 	r.s.writingMu.Unlock()
 	if isDir {
 		r.thr.cancelWithin(rel)
@@ -110,6 +113,7 @@ func (r *realtime) moveWriting(from, to string, isDir bool) {
 	for p := range moved {
 		r.writing[p] = struct{}{}
 	}
+	r.s.writingChanged()
 	r.s.writingMu.Unlock()
 	r.thr.cancel(from)
 	if isDir {
