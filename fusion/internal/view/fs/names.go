@@ -39,6 +39,15 @@ func (x *names) head(a *arena, name string) uint32 {
 	return x.slots[x.slot(a, b, x.hash(b))] & idMask
 }
 
+// heads yields the first node of every name's chain, one per distinct name.
+func (x *names) heads(yield func(uint32) bool) {
+	for _, s := range x.slots {
+		if s != 0 && !yield(s&idMask) {
+			return
+		}
+	}
+}
+
 // add puts id, whose name is set and hashes to h, at the head of its name's chain.
 // It grows the table after linking id, so a grow that scans the arena sees id's chain whole.
 func (x *names) add(a *arena, id uint32, h uint64) {

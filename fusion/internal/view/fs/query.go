@@ -442,11 +442,7 @@ func (v *View) globByNames(root uint32, m Matcher, pre, suf []byte, most int) (f
 		return nil, false
 	}
 	visits := 0
-	for _, s := range v.names.slots {
-		if s == 0 {
-			continue
-		}
-		head := s & idMask
+	for head := range v.names.heads {
 		name := v.a.name(v.a.get(head))
 		if !bytes.HasPrefix(name, pre) || !bytes.HasSuffix(name, suf) {
 			continue

@@ -436,11 +436,7 @@ func checkInvariants(t testing.TB, v *View) {
 	visit(v.root)
 	// Every node but the root is on its name's chain, each chain is reachable from its slot.
 	chained := 0
-	for _, s := range v.names.slots {
-		if s == 0 {
-			continue
-		}
-		head := s & idMask
+	for head := range v.names.heads {
 		name := v.a.name(v.a.get(head))
 		if v.a.get(head).prevSame != 0 {
 			t.Fatalf("chain head %d has a predecessor", head)
