@@ -401,7 +401,7 @@ func (v *View) walkToMatches(root uint32, found []uint32, name []byte, limit int
 	var lastDir, lastHit uint32
 	return v.orderedFind(root, limit, name,
 		func(dst []uint32, dir uint32) []uint32 {
-			hit, ok := lastHit, dir == lastDir && dir != 0
+			hit, ok := lastHit, dir == lastDir // ids start at 1: the zero lastDir matches none
 			if !ok {
 				hit, ok = marks[dir]
 			}
