@@ -11,6 +11,9 @@ import (
 	"github.com/fustor/fustor/sdk/fspath"
 )
 
+// applyAhead is how many rows ahead Apply prefetches a row's child-index slot.
+const applyAhead = 8
+
 // applyCtx holds the clocks read once per Apply call.
 type applyCtx struct {
 	src        Source
@@ -33,6 +36,12 @@ func (v *View) Apply(src Source, rows []fsbatch.Row) (applied, rejected int, fir
 		mono: v.opts.Mono(), threshold: v.opts.HotThreshold}
 	ac.hotCutoffs = ac.watermark - int64(ac.threshold)
 	for i := range rows {
+		// Every new row's lookup misses in a table of megabytes; start loading the slot of the
+		// row applyAhead rows on while this one is applied. Only rows under the last parent
+		// are prefetched: their parent id is known without a lookup.
+		if j := i + applyAhead; j < len(rows) && v.lastParentID != 0 && rows[j].Parent == v.lastParent {
+			v.idx.prefetchHome(v.idx.hashString(v.lastParentID, rows[j].Name))
+		}
 		if err := v.applyRow(&ac, &rows[i]); err != nil {
 			rejected++
 			v.rejected++

@@ -93,15 +93,37 @@ func placeSlot(slots []uint32, h uint64, s uint32) {
 // slots in hash order: every indexed node is live with a parent (only the root has none), and
 // reading nodes and names sequentially instead of one random node and name per slot cut
 // Fusion's CPU for a 1M-file snapshot from 2.03–2.27 to 1.60–1.96 CPU-s (docs/benchmarks.md).
+// The slots are written at random, so each node's slot is prefetched growAhead nodes before it
+// is placed.
 func (x *index) grow(a *arena) {
 	x.slots = make([]uint32, len(x.slots)*2)
 	adviseHuge(unsafe.Pointer(&x.slots[0]), uintptr(len(x.slots))*4)
+	mask := uint64(len(x.slots) - 1)
+	var hs [growAhead]uint64
+	var ids [growAhead]uint32
+	k := 0
 	a.each(func(id uint32, n *node) {
-		if n.parent != 0 {
-			x.place(x.hash(n.parent, a.name(n)), id)
+		if n.parent == 0 {
+			return
 		}
+		h := x.hash(n.parent, a.name(n))
+		prefetch(&x.slots[h&mask])
+		j := k % growAhead
+		if k >= growAhead {
+			x.place(hs[j], ids[j])
+		}
+		hs[j], ids[j] = h, id
+		k++
 	})
+	for i := max(0, k-growAhead); i < k; i++ {
+		x.place(hs[i%growAhead], ids[i%growAhead])
+	}
 }
+
+const growAhead = 16
+
+// prefetchHome starts loading the home slot of hash h, for a lookup a few rows later.
+func (x *index) prefetchHome(h uint64) { prefetch(&x.slots[h&uint64(len(x.slots)-1)]) }
 
 // remove deletes id with backward-shift deletion, so no tombstones slow later probes.
 func (x *index) remove(a *arena, id uint32) {
