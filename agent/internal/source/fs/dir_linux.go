@@ -44,6 +44,14 @@ const direntBuf = 32 << 10
 
 var direntPool = sync.Pool{New: func() any { b := make([]byte, direntBuf); return &b }}
 
+// nameScratch is where names gathers one call's names before they become one string.
+type nameScratch struct {
+	buf  []byte
+	ends []int
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(nameScratch) }}
+
 // localFS tells whether a file system type (statfs f_type) answers lookups from local
 // memory or a local disk only.
 func localFS(t int64) bool {
@@ -179,18 +187,34 @@ func (d *dirHandle) corrupt() error {
 	return &os.PathError{Op: "readdirent", Path: d.name, Err: fmt.Errorf("malformed dirent record")}
 }
 
-// names returns up to n names with their d_type, with io.EOF (possibly beside the last
-// names) at the end.
-func (d *dirHandle) names(n int) ([]dirName, error) {
-	var out []dirName
-	for len(out) < n {
-		name, typ, err := d.next()
-		if err != nil {
-			return out, err
+// names appends up to n names with their d_type to dst, with io.EOF (possibly beside the
+// last names) at the end.
+//
+// The names are carved out of one string per call instead of one each: a 1M-file walk
+// spent a tenth of its user time allocating strings.
+func (d *dirHandle) names(dst []dirName, n int) ([]dirName, error) {
+	out := dst
+	var err error
+	sc := scratchPool.Get().(*nameScratch)
+	defer scratchPool.Put(sc)
+	buf, ends := sc.buf[:0], sc.ends[:0]
+	for len(out)-len(dst) < n {
+		name, typ, e := d.next()
+		if e != nil {
+			err = e
+			break
 		}
-		out = append(out, dirName{string(name), typ})
+		buf = append(buf, name...)
+		ends = append(ends, len(buf))
+		out = append(out, dirName{typ: typ})
 	}
-	return out, nil
+	all, start := string(buf), 0
+	for i, end := range ends {
+		out[len(dst)+i].name = all[start:end]
+		start = end
+	}
+	sc.buf, sc.ends = buf, ends
+	return out, err
 }
 
 // entries is names with each entry's type, from d_type, or from an lstat where the file

@@ -35,13 +35,12 @@ func openDir(abs string, follow bool) (*dirHandle, error) {
 	return &dirHandle{f: f, abs: abs}, nil
 }
 
-func (d *dirHandle) names(n int) ([]dirName, error) {
+func (d *dirHandle) names(dst []dirName, n int) ([]dirName, error) {
 	names, err := d.f.Readdirnames(n)
-	out := make([]dirName, len(names))
-	for i, name := range names {
-		out[i] = dirName{name: name}
+	for _, name := range names {
+		dst = append(dst, dirName{name: name})
 	}
-	return out, err
+	return dst, err
 }
 
 func (d *dirHandle) entries(n int) ([]os.DirEntry, error) { return d.f.ReadDir(n) }
