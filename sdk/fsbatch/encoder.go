@@ -1,6 +1,8 @@
 package fsbatch
 
 import (
+	"strings"
+
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
 	"github.com/fustor/fustor/sdk/fspath"
 )
@@ -111,7 +113,9 @@ func (e *Encoder) dirID(dir string) uint32 {
 	pid := e.dirID(parent)
 	id := e.next
 	e.next++
-	e.ids[dir] = id
+	// dir is usually a slice of a row's path, which may share its memory with many other
+	// paths (the agent's walk cuts a listing's paths from one block): keep a copy.
+	e.ids[strings.Clone(dir)] = id
 	e.batch.Dirs = append(e.batch.Dirs, &fustorv1.FsDir{Id: id, ParentId: pid, Name: name})
 	return id
 }

@@ -1,6 +1,8 @@
 package fsbatch
 
 import (
+	"unsafe"
+
 	"errors"
 	"fmt"
 	"testing"
@@ -193,4 +195,24 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("decoder table %d over bound", dec.Dirs())
 		}
 	})
+}
+
+// TestEncoderCopiesDirectoryKeys: the agent cuts many paths out of one block, so a
+// declaration table keyed by slices of them would keep every block alive. The table must
+// hold its own copies: rewriting the bytes behind a path the encoder saw changes nothing.
+func TestEncoderCopiesDirectoryKeys(t *testing.T) {
+	buf := []byte("/a/b/c1")
+	enc := NewEncoder(0)
+	enc.Add(unsafe.String(&buf[0], len(buf)), 0, 1, 1, 1, 0)
+	enc.Flush()
+	copy(buf, "/x/y/c1")
+	for dir := range enc.ids {
+		if dir != "/" && dir != "/a" && dir != "/a/b" {
+			t.Fatalf("declaration table holds %q: it aliases the caller's path", dir)
+		}
+	}
+	enc.Add("/a/b/c2", 0, 1, 1, 2, 0)
+	if b, _ := enc.Flush(); len(b.Dirs) != 0 {
+		t.Fatalf("second batch declares %d dirs, want 0", len(b.Dirs))
+	}
 }

@@ -423,8 +423,8 @@ func (w *walker) dir(ctx context.Context, it dirItem, ws *WalkStats) []dirItem {
 		subs = w.subdirs(d, it, ws, idx, parentMtime, want)
 	} else {
 		s.listDir(d, it.abs, it.rel, ws, func(_, rel string, st fileStat) bool {
-			if st.typ == typeDir || (w.hotAfter != 0 && st.mtimeNs > w.hotAfter) {
-				// Kept past the batch: its own string, not a share of the listing's block.
+			if st.typ != typeDir && w.hotAfter != 0 && st.mtimeNs > w.hotAfter {
+				// Deferred past the walk: its own string, not a share of the listing's block.
 				rel = strings.Clone(rel)
 			}
 			ev := s.event(w.kind, rel, st, idx)
@@ -559,6 +559,12 @@ func (s *Source) listDir(d *dirHandle, abs, rel string, ws *WalkStats, fn func(n
 			if st.typ == typeSymlink {
 				s.c.symlinks.Add(1)
 			}
+			if st.typ == typeDir {
+				// A directory's path outlives the listing (work queue, watches, audit cache):
+				// its own string, so it does not keep the listing's block alive.
+				crel = strings.Clone(crel)
+				name = crel[len(crel)-len(name):]
+			}
 			if !fn(name, crel, st) {
 				return
 			}
@@ -584,8 +590,10 @@ type listScratch struct {
 var listPool = sync.Pool{New: func() any { return new(listScratch) }}
 
 // joinAll appends fspath.Join(dir, name) for each of names to dst, carving every path out of
-// one allocation: a string allocation per entry was 4 % of the agent's snapshot CPU. The
-// paths share that block's lifetime, which is the batch of events they travel in.
+// one allocation: a string allocation per entry was 4 % of the agent's snapshot CPU. Any one
+// path keeps the whole block alive, so whatever keeps a path longer than its event's trip
+// to the sender must copy it (listDir does for directories, fsbatch.Encoder for the
+// directory names it declares).
 func joinAll(dst []string, dir string, names []dirName) []string {
 	prefix := len(dir) + 1
 	if dir == fspath.Root {

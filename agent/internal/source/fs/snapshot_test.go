@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/fustor/fustor/sdk/fsbatch"
 	"github.com/fustor/fustor/sdk/fspath"
@@ -494,5 +495,52 @@ func BenchmarkSnapshotDir(b *testing.B) {
 			}
 			b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
 		})
+	}
+}
+
+// TestSnapshotDirectoryPathsOwnTheirMemory: a listing's file paths are cut from one block
+// (joinAll), so a directory's path, which outlives the listing in the work queue, the
+// watches and the audit cache, must not be one of those cuts, or it would pin the block.
+func TestSnapshotDirectoryPathsOwnTheirMemory(t *testing.T) {
+	root := t.TempDir()
+	for i := range 3 {
+		if err := os.Mkdir(filepath.Join(root, fmt.Sprintf("sub%d", i)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 50 {
+		writeFile(t, filepath.Join(root, fmt.Sprintf("f%02d", i)), "x")
+	}
+	s := newSource(t, root, nil)
+	var files, dirs []string
+	if _, err := s.Snapshot(context.Background(), "/", KindSnapshot, func(evs []Event) error {
+		for _, e := range evs {
+			switch {
+			case e.Path == "/":
+			case e.IsDir():
+				dirs = append(dirs, e.Path)
+			default:
+				files = append(files, e.Path)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 50 || len(dirs) != 3 {
+		t.Fatalf("%d files and %d dirs, want 50 and 3", len(files), len(dirs))
+	}
+	lo, hi := uintptr(^uint(0)), uintptr(0)
+	for _, f := range files {
+		p := uintptr(unsafe.Pointer(unsafe.StringData(f)))
+		lo, hi = min(lo, p), max(hi, p+uintptr(len(f)))
+	}
+	if hi-lo > 50*16 {
+		t.Fatalf("the 50 file paths span %d bytes: not cut from one block, the test lost its point", hi-lo)
+	}
+	for _, d := range dirs {
+		if p := uintptr(unsafe.Pointer(unsafe.StringData(d))); p >= lo && p < hi {
+			t.Errorf("directory path %q lies inside the listing's block of file paths", d)
+		}
 	}
 }
