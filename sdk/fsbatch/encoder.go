@@ -17,6 +17,24 @@ type Encoder struct {
 	batch   *fustorv1.FsBatch
 	mtime   int64
 	index   uint64
+
+	// Columns: the last flushed batch's (until Recycle), and those a new batch reuses.
+	flushed     *fustorv1.FsBatch
+	flushedCols columns
+	spare       columns
+	// rowsHint sizes a new batch's columns when there are none to reuse: the last batch's rows.
+	rowsHint int
+}
+
+// columns are an FsBatch's per-row slices, kept whole: Flush drops all-zero ones from the
+// message, not from here.
+type columns struct {
+	parentIDs, flags []uint32
+	names            []string
+	sizes            []uint64
+	mtimeDeltas      []int64
+	indexDeltas      []uint64
+	parentMtimes     []int64
 }
 
 // NewEncoder returns an encoder whose declaration table holds about maxDirs directories
@@ -78,6 +96,9 @@ func (e *Encoder) Flush() (*fustorv1.FsBatch, uint64) {
 		return nil, 0
 	}
 	e.batch = nil
+	e.flushed = b
+	e.flushedCols = columns{b.ParentIds, b.Flags, b.Names, b.Sizes, b.MtimeDeltas, b.IndexDeltas, b.ParentMtimes}
+	e.rowsHint = len(b.Names)
 	base := b.IndexDeltas[0]
 	b.IndexDeltas[0] = 0
 	trimZeros(&b.IndexDeltas)
@@ -86,6 +107,19 @@ func (e *Encoder) Flush() (*fustorv1.FsBatch, uint64) {
 	trimZeros(&b.ParentMtimes)
 	trimZeros(&b.MtimeDeltas)
 	return b, base
+}
+
+// Recycle hands back the batch the last Flush returned, once it has been sent (marshalled):
+// the next batch appends into its columns instead of allocating them. Without it every batch
+// allocates its columns, sized from the one before. The caller must not use b afterwards;
+// any other batch is ignored.
+func (e *Encoder) Recycle(b *fustorv1.FsBatch) {
+	if b == nil || b != e.flushed {
+		return
+	}
+	e.flushed = nil
+	clear(e.flushedCols.names) // no name stays alive through a kept column
+	e.spare, e.flushedCols = e.flushedCols, columns{}
 }
 
 func (e *Encoder) cur(mtimeNs int64, index uint64) *fustorv1.FsBatch {
@@ -97,7 +131,16 @@ func (e *Encoder) cur(mtimeNs int64, index uint64) *fustorv1.FsBatch {
 			e.ids = map[string]uint32{fspath.Root: RootID}
 			e.next = RootID + 1
 		}
-		e.batch = &fustorv1.FsBatch{MtimeBase: mtimeNs, ResetDirs: reset}
+		c := e.spare
+		e.spare = columns{}
+		if c.names == nil {
+			n := e.rowsHint
+			c = columns{make([]uint32, 0, n), make([]uint32, 0, n), make([]string, 0, n), make([]uint64, 0, n),
+				make([]int64, 0, n), make([]uint64, 0, n), make([]int64, 0, n)}
+		}
+		e.batch = &fustorv1.FsBatch{MtimeBase: mtimeNs, ResetDirs: reset,
+			ParentIds: c.parentIDs[:0], Flags: c.flags[:0], Names: c.names[:0], Sizes: c.sizes[:0],
+			MtimeDeltas: c.mtimeDeltas[:0], IndexDeltas: c.indexDeltas[:0], ParentMtimes: c.parentMtimes[:0]}
 		e.mtime = mtimeNs
 		// The first index delta is relative to 0 and becomes the batch index in Flush.
 		e.index = 0

@@ -216,3 +216,41 @@ func TestEncoderCopiesDirectoryKeys(t *testing.T) {
 		t.Fatalf("second batch declares %d dirs, want 0", len(b.Dirs))
 	}
 }
+
+// TestEncoderRecycleReusesColumns: a recycled batch's columns carry the next batch, whose
+// rows decode the same as from fresh columns, and a batch not the last flushed is ignored.
+func TestEncoderRecycleReusesColumns(t *testing.T) {
+	enc, dec := NewEncoder(0), NewDecoder(0)
+	for i := range 100 {
+		enc.Add(fmt.Sprintf("/d/f%03d", i), 0, uint64(i), int64(1000+i), uint64(10+i), 0)
+	}
+	b1, i1 := enc.Flush()
+	rows1, _, _, err := dec.Decode(b1, i1, nil)
+	if err != nil || len(rows1) != 100 {
+		t.Fatalf("first batch: %d rows, %v", len(rows1), err)
+	}
+	names := &b1.Names[:1][0]
+	enc.Recycle(b1)
+	enc.Recycle(b1) // twice: ignored
+	for i := range 3 {
+		enc.Add(fmt.Sprintf("/d/g%d", i), FlagPartialWrite, 7, 5, uint64(500+i), 0)
+	}
+	b2, i2 := enc.Flush()
+	if &b2.Names[:1][0] != names {
+		t.Fatal("the second batch did not reuse the first one's names column")
+	}
+	rows2, _, _, err := dec.Decode(b2, i2, nil)
+	if err != nil || len(rows2) != 3 {
+		t.Fatalf("second batch: %d rows, %v", len(rows2), err)
+	}
+	for i, r := range rows2 {
+		if r.Path() != fmt.Sprintf("/d/g%d", i) || r.Flags != FlagPartialWrite || r.Size != 7 || r.MtimeNs != 5 || r.Index != uint64(500+i) {
+			t.Fatalf("row %d = %+v", i, r)
+		}
+	}
+	enc.Recycle(b1) // not the last flushed: ignored
+	enc.Add("/d/h", 0, 1, 1, 1, 0)
+	if b3, _ := enc.Flush(); &b3.Names[:1][0] == &b2.Names[:1][0] {
+		t.Fatal("a stale Recycle handed out the columns of a batch still in use")
+	}
+}

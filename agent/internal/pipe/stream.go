@@ -68,6 +68,10 @@ func (s *session) send(ctx context.Context, stream fustorv1.PushService_PushClie
 			if err != nil {
 				return err
 			}
+			// Send has marshalled b; grpc-go keeps a message past Send only for stats
+			// handlers and tracing, and this connection has none (sender/grpc.go). Its
+			// columns become the next batch's.
+			enc.Recycle(b)
 			s.p.eventsSent.Add(uint64(len(chunk)))
 		}
 	}

@@ -40,6 +40,10 @@ func (k apiKey) GetRequestMetadata(context.Context, ...string) (map[string]strin
 func (apiKey) RequireTransportSecurity() bool { return false }
 
 // NewGRPC returns a sender for cfg. It does not connect until the first call.
+//
+// The connection has no stats handler or interceptor that reads a message after Send
+// returns: the push stream reuses a sent batch's columns (pipe/stream.go). Adding one
+// means dropping that reuse.
 func NewGRPC(cfg config.Sender) (*GRPC, error) {
 	conn, err := grpc.NewClient(cfg.Address,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
