@@ -60,13 +60,27 @@ func (v *View) FindPaths(root string, m Matcher, limit int) (packed []byte, dirs
 				if n == 0 && expected > 0 {
 					grow = expected * (len(p) + 1) * 9 / 8
 				}
-				packed = slices.Grow(packed, grow)
+				packed = growNoZero(packed, grow)
 			}
 			packed = append(append(packed, p...), 0)
 			n++
 		},
 	})
 	return packed, dirs, truncated, err
+}
+
+// growNoZero returns b with room for n more bytes. The room is not cleared first, unlike
+// slices.Grow's: clearing each complete answer's 280 KB before writing it was 6 % of
+// Fusion's CPU under 20 clients (docs/benchmarks.md). strings.Builder is the one public way
+// to such memory; the builder's string is dropped at once, so nothing aliases the bytes
+// when they are written.
+func growNoZero(b []byte, n int) []byte {
+	var sb strings.Builder
+	sb.Grow(len(b) + n)
+	sb.Write(b)
+	sb.WriteByte(0) // a non-empty string, so its data pointer is the buffer's
+	s := sb.String()
+	return unsafe.Slice(unsafe.StringData(s), sb.Cap())[:len(b)]
 }
 
 // findSink receives a find's matches in path order: add with each, its path valid only
@@ -369,30 +383,28 @@ func (v *View) findNamed(root uint32, m Matcher, limit, sortMax int, sink findSi
 func (v *View) walkToMatches(root uint32, found []uint32, name []byte, limit int, sink findSink) bool {
 	// marks holds every directory on the way from root to a match: the match it holds (a name
 	// is unique within a directory) or noMatch when the matches are further down.
-	const noMatch = ^uint32(0)
-	marks, _ := v.marks.Get().(map[uint32]uint32)
+	marks, _ := v.marks.Get().(*markTable)
 	if marks == nil {
-		marks = make(map[uint32]uint32, len(found)+len(found)/2)
+		marks = new(markTable)
 	}
+	marks.reset(len(found) + len(found)/2)
 	defer func() {
-		// Kept for the next large find (a map reused keeps its groups: no growth, less for the
-		// collector), unless this one was outsized.
-		if len(marks) <= maxPooledMarks {
-			clear(marks)
+		// Kept for the next large find, unless this one was outsized.
+		if len(marks.slots) <= maxPooledMarkSlots {
 			v.marks.Put(marks)
 		}
 	}()
 	for _, id := range found {
 		d := v.a.get(id).parent
-		marks[d] = id
+		marks.put(d, id)
 		for d != root {
 			if d = v.a.get(d).parent; d == 0 {
 				break
 			}
-			if _, seen := marks[d]; seen {
+			if _, seen := marks.get(d); seen {
 				break
 			}
-			marks[d] = noMatch
+			marks.put(d, noMatch)
 		}
 	}
 	sink.hint(min(limit, len(found)))
@@ -403,7 +415,7 @@ func (v *View) walkToMatches(root uint32, found []uint32, name []byte, limit int
 		func(dst []uint32, dir uint32) []uint32 {
 			hit, ok := lastHit, dir == lastDir // ids start at 1: the zero lastDir matches none
 			if !ok {
-				hit, ok = marks[dir]
+				hit, ok = marks.get(dir)
 			}
 			if ok && hit != noMatch {
 				dst = append(dst, hit)
@@ -411,16 +423,13 @@ func (v *View) walkToMatches(root uint32, found []uint32, name []byte, limit int
 			return dst
 		},
 		func(sub uint32) bool {
-			hit, ok := marks[sub]
+			hit, ok := marks.get(sub)
 			if ok {
 				lastDir, lastHit = sub, hit
 			}
 			return ok
 		}, sink)
 }
-
-// maxPooledMarks bounds the mark maps walkToMatches keeps for reuse.
-const maxPooledMarks = 1 << 16
 
 // swapByte replaces every from in b by to, in place.
 func swapByte(b []byte, from, to byte) []byte {
