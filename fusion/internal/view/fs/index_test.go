@@ -2,6 +2,7 @@ package fs
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/fustor/fustor/fusion/internal/config"
@@ -136,5 +137,37 @@ func TestArenaCompactKeepsLiveNames(t *testing.T) {
 		if got := a.nameString(a.get(id)); got != name {
 			t.Fatalf("node %d named %q after compact, want %q", id, got, name)
 		}
+	}
+}
+
+// TestMarkTableAgreesWithAMap: random puts (new ids and overwrites) past several growths,
+// then every id a map holds is found with its value and ids never put are absent; a reset
+// table is empty.
+func TestMarkTableAgreesWithAMap(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 9))
+	var mt markTable
+	for _, n := range []int{0, 10, 5000} {
+		mt.reset(n / 4)
+		want := map[uint32]uint32{}
+		for range n {
+			id := 1 + rng.Uint32N(uint32(2*n+1))
+			v := rng.Uint32()
+			mt.put(id, v)
+			want[id] = v
+		}
+		if mt.count != len(want) {
+			t.Fatalf("n=%d: count %d, want %d", n, mt.count, len(want))
+		}
+		for id := uint32(1); id <= uint32(2*n+1); id++ {
+			got, ok := mt.get(id)
+			w, wok := want[id]
+			if ok != wok || got != w {
+				t.Fatalf("n=%d: get(%d) = %d, %v; want %d, %v", n, id, got, ok, w, wok)
+			}
+		}
+	}
+	mt.reset(1)
+	if _, ok := mt.get(1); ok || mt.count != 0 {
+		t.Fatal("a reset table still holds marks")
 	}
 }

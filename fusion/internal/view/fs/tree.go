@@ -125,7 +125,7 @@ type View struct {
 	chainDir uint32
 	chain    []*dirAgg
 
-	// marks pools walkToMatches' maps; concurrent finds each take their own.
+	// marks pools walkToMatches' mark tables; concurrent finds each take their own.
 	marks sync.Pool
 
 	// walkGlobs makes every glob find walk the directories (tests compare both plans).
