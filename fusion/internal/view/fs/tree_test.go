@@ -540,3 +540,36 @@ func TestGrowNoZero(t *testing.T) {
 		})
 	}
 }
+
+// TestFindPathsLargeNameAnswerKnowsItsDirectories: past nameSortMax matches an exact name is
+// answered by walking to its matches, which tell FindPaths which are directories without
+// reading them again; every fourth match here is a directory, and the packed answer must
+// say so in the same places as Find's entries.
+func TestFindPathsLargeNameAnswerKnowsItsDirectories(t *testing.T) {
+	v := newView(t)
+	var rows []fsbatch.Row
+	for i := range nameSortMax + 200 {
+		d := fmt.Sprintf("/t%d/d%04d", i%3, i)
+		rows = append(rows, row(d, fsbatch.FlagDir, 0, 1))
+		if i%4 == 0 {
+			rows = append(rows, row(d+"/x", fsbatch.FlagDir, 0, 2))
+		} else {
+			rows = append(rows, row(d+"/x", 0, 1, 2))
+		}
+	}
+	apply(t, v, SourceRealtime, rows...)
+	for _, limit := range []int{nameSortMax + 200, 700} {
+		entries, tr, err := v.Find("/", Matcher{Name: "x"}, limit)
+		if err != nil || len(entries) != limit || tr != (limit < nameSortMax+200) {
+			t.Fatalf("Find limit %d: %d entries, truncated %v, %v", limit, len(entries), tr, err)
+		}
+		packed, dirs, ptr, err := v.FindPaths("/", Matcher{Name: "x"}, limit)
+		if err != nil || ptr != tr {
+			t.Fatalf("FindPaths limit %d: truncated %v, %v", limit, ptr, err)
+		}
+		checkPacked(t, entries, packed, dirs)
+		if len(dirs) == 0 {
+			t.Fatal("no directory among the matches: the test lost its point")
+		}
+	}
+}
