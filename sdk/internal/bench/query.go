@@ -186,6 +186,7 @@ func (r *runner) queries(ctx context.Context, fusion *fusionProc) error {
 	w := wakeLateness(ctx, 500)
 	r.rep.Add("M", "wake_lateness_p50_ms", "machine: a goroutine sleeping 1 ms wakes this late, p50", w.P50, "ms", nil, "500 sleeps")
 	r.rep.Add("M", "wake_lateness_p99_ms", "machine: a goroutine sleeping 1 ms wakes this late, p99", w.P99, "ms", nil, "")
+	r.rpcFloor(qctx, fustorv1.NewViewServiceClient(conns[0]))
 	for _, k := range r.queryKinds(fusion.view) {
 		var done atomic.Int64
 		r.prog.Start("queries back to back: "+k.name, int64(r.o.Queries), done.Load)
@@ -211,14 +212,8 @@ func (r *runner) queries(ctx context.Context, fusion *fusionProc) error {
 			}
 		}
 		// One client alone: the service time without queueing behind the others.
-		solo := make([]time.Duration, 0, soloQueries)
 		c, rnd := fustorv1.NewViewServiceClient(conns[0]), rand.New(rand.NewPCG(3, 4))
-		for range soloQueries {
-			start := time.Now()
-			if err := k.ask(qctx, c, rnd); err == nil {
-				solo = append(solo, time.Since(start))
-			}
-		}
+		solo := soloClient(qctx, c, k, rnd)
 		soloP50, soloP99 := ms(Percentile(sorted(solo), 50)), ms(Percentile(solo, 99))
 		idle := idleClient(qctx, c, k, rnd, soloP50)
 		findD, err := k.find(ctx, rand.New(rand.NewPCG(1, 2)))
@@ -260,6 +255,43 @@ func (r *runner) queries(ctx context.Context, fusion *fusionProc) error {
 }
 
 // hammer runs one query kind on every connection at once and returns the measured latencies.
+// soloClient runs soloQueries of k back to back on one connection and returns their latencies.
+func soloClient(ctx context.Context, c fustorv1.ViewServiceClient, k queryKind, rnd *rand.Rand) []time.Duration {
+	solo := make([]time.Duration, 0, soloQueries)
+	for range soloQueries {
+		start := time.Now()
+		if err := k.ask(ctx, c, rnd); err == nil {
+			solo = append(solo, time.Since(start))
+		}
+	}
+	return solo
+}
+
+// rpcFloor reports the smallest call Fusion answers (ListViews: no view is read) from one
+// client alone, back to back and mostly idle: what any P4 query pays on this machine before
+// Fusion does its work, against which the sub-millisecond targets can be read.
+func (r *runner) rpcFloor(ctx context.Context, c fustorv1.ViewServiceClient) {
+	k := queryKind{ask: func(ctx context.Context, c fustorv1.ViewServiceClient, _ *rand.Rand) error {
+		_, err := c.ListViews(ctx, &fustorv1.ListViewsRequest{})
+		return err
+	}}
+	rnd := rand.New(rand.NewPCG(5, 6))
+	solo := soloClient(ctx, c, k, rnd)
+	if len(solo) == 0 {
+		r.rep.Errors = append(r.rep.Errors, "M: ListViews failed on every call")
+		return
+	}
+	p50 := ms(Percentile(sorted(solo), 50))
+	idle := idleClient(ctx, c, k, rnd, p50)
+	note := fmt.Sprintf("ListViews, one client alone: %d calls back to back", len(solo))
+	r.rep.Add("M", "rpc_floor_p50_ms", "machine: the smallest RPC (ListViews), one client, p50", p50, "ms", nil, note)
+	r.rep.Add("M", "rpc_floor_p99_ms", "machine: the smallest RPC (ListViews), one client, p99", ms(Percentile(solo, 99)), "ms", nil, "")
+	if idle.Count > 0 {
+		r.rep.Add("M", "rpc_floor_idle_p99_ms", "machine: the smallest RPC (ListViews), one client mostly idle, p99", idle.P99, "ms", nil,
+			fmt.Sprintf("%d calls, Poisson arrivals at %.0f%% of its back-to-back rate", idle.Count, 100*idleLoad))
+	}
+}
+
 // soloQueries are run by one client alone after the concurrent ones.
 const soloQueries = 500
 
