@@ -33,7 +33,7 @@ type stream struct {
 	acks  chan *fustorv1.PushResponse
 	slots chan struct{}
 	// rows holds the row slices of applied batches for the next batches to decode into: a
-	// snapshot's batches would otherwise allocate (and the GC sweep) 70 MB of rows per
+	// snapshot's batches would otherwise allocate (and the GC sweep) 55–72 MB of rows per
 	// million files. A decoded batch is applied before the next few are decoded, so a
 	// handful of slices (pooledBatches, each of at most maxPooledRows rows) is enough.
 	rows chan []fsbatch.Row

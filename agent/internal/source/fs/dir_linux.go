@@ -190,8 +190,8 @@ func (d *dirHandle) corrupt() error {
 // names appends up to n names with their d_type to dst, with io.EOF (possibly beside the
 // last names) at the end.
 //
-// The names are carved out of one string per call instead of one each: a 1M-file walk
-// spent a tenth of its user time allocating strings.
+// The names are carved out of one string per call instead of one each: a string per name
+// and a path per entry were most of a 1M-file walk's 2.1M allocations (BenchmarkSnapshotDir).
 func (d *dirHandle) names(dst []dirName, n int) ([]dirName, error) {
 	out := dst
 	var err error
