@@ -521,19 +521,18 @@ func (w *walker) subdirs(d *dirHandle, it dirItem, ws *WalkStats, idx uint64, pa
 // hides; the rest is counted and skipped. fn returns false to stop early.
 func (s *Source) listDir(d *dirHandle, abs, rel string, ws *WalkStats, fn func(name, rel string, st fileStat) bool) {
 	sc := listPool.Get().(*listScratch)
+	used := 0 // the most entries a round filled: what the pooled slices must drop
 	defer func() {
-		clear(sc.names)
-		clear(sc.paths)
+		clear(sc.names[:used])
+		clear(sc.paths[:used])
 		listPool.Put(sc)
 	}()
 	for {
-		clear(sc.names)
 		names, err := d.names(sc.names[:0], readChunk)
-		sc.names = names
+		sc.names, used = names, max(used, len(names))
 		if len(names) > 0 && s.testHookListed != nil {
 			s.testHookListed(abs)
 		}
-		clear(sc.paths)
 		paths := joinAll(sc.paths[:0], rel, names)
 		sc.paths = paths
 		for i, e := range names {
@@ -581,7 +580,8 @@ func (s *Source) listDir(d *dirHandle, abs, rel string, ws *WalkStats, fn func(n
 }
 
 // listScratch holds one listing's names and paths; pooled, as each directory needs them.
-// Both are cleared before reuse so a pooled slice keeps no listing's strings alive.
+// listDir clears what it filled before putting them back, so a pooled slice keeps no
+// listing's strings alive.
 type listScratch struct {
 	names []dirName
 	paths []string
