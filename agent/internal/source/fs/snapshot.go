@@ -529,12 +529,12 @@ func (s *Source) listDir(d *dirHandle, abs, rel string, ws *WalkStats, fn func(n
 	}()
 	for {
 		names, err := d.names(sc.names[:0], readChunk)
-		sc.names, used = names, max(used, len(names))
+		paths := joinAll(sc.paths[:0], rel, names)
+		// Both hold len(names) now; a panic further on (a hook, fn) still clears them.
+		sc.names, sc.paths, used = names, paths, max(used, len(names))
 		if len(names) > 0 && s.testHookListed != nil {
 			s.testHookListed(abs)
 		}
-		paths := joinAll(sc.paths[:0], rel, names)
-		sc.paths = paths
 		for i, e := range names {
 			crel := paths[i]
 			name := crel[len(crel)-len(e.name):]
