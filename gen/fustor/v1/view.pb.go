@@ -9,6 +9,7 @@ package fustorv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -21,6 +22,64 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+// VerifyDifferenceKind says how a path differs.
+type VerifyDifferenceKind int32
+
+const (
+	// VERIFY_DIFFERENCE_KIND_UNSPECIFIED is never sent.
+	VerifyDifferenceKind_VERIFY_DIFFERENCE_KIND_UNSPECIFIED VerifyDifferenceKind = 0
+	// VERIFY_DIFFERENCE_KIND_MISSING: on the storage, not in the view.
+	VerifyDifferenceKind_VERIFY_DIFFERENCE_KIND_MISSING VerifyDifferenceKind = 1
+	// VERIFY_DIFFERENCE_KIND_EXTRA: in the view, not on the storage.
+	VerifyDifferenceKind_VERIFY_DIFFERENCE_KIND_EXTRA VerifyDifferenceKind = 2
+	// VERIFY_DIFFERENCE_KIND_DIFFERENT: in both, with another type, or (files) another size or
+	// mtime.
+	VerifyDifferenceKind_VERIFY_DIFFERENCE_KIND_DIFFERENT VerifyDifferenceKind = 3
+)
+
+// Enum value maps for VerifyDifferenceKind.
+var (
+	VerifyDifferenceKind_name = map[int32]string{
+		0: "VERIFY_DIFFERENCE_KIND_UNSPECIFIED",
+		1: "VERIFY_DIFFERENCE_KIND_MISSING",
+		2: "VERIFY_DIFFERENCE_KIND_EXTRA",
+		3: "VERIFY_DIFFERENCE_KIND_DIFFERENT",
+	}
+	VerifyDifferenceKind_value = map[string]int32{
+		"VERIFY_DIFFERENCE_KIND_UNSPECIFIED": 0,
+		"VERIFY_DIFFERENCE_KIND_MISSING":     1,
+		"VERIFY_DIFFERENCE_KIND_EXTRA":       2,
+		"VERIFY_DIFFERENCE_KIND_DIFFERENT":   3,
+	}
+)
+
+func (x VerifyDifferenceKind) Enum() *VerifyDifferenceKind {
+	p := new(VerifyDifferenceKind)
+	*p = x
+	return p
+}
+
+func (x VerifyDifferenceKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (VerifyDifferenceKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_fustor_v1_view_proto_enumTypes[0].Descriptor()
+}
+
+func (VerifyDifferenceKind) Type() protoreflect.EnumType {
+	return &file_fustor_v1_view_proto_enumTypes[0]
+}
+
+func (x VerifyDifferenceKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use VerifyDifferenceKind.Descriptor instead.
+func (VerifyDifferenceKind) EnumDescriptor() ([]byte, []int) {
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{0}
+}
 
 // Entry is one node of a view.
 type Entry struct {
@@ -1505,11 +1564,370 @@ func (x *ListBlindSpotsResponse) GetTruncated() bool {
 	return false
 }
 
+// VerifyRequest asks for a verification of a subtree.
+type VerifyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// view is the view to verify.
+	View string `protobuf:"bytes,1,opt,name=view,proto3" json:"view,omitempty"`
+	// path is the subtree to verify ("" or "/" for the whole view).
+	Path string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	// repair applies the walk after the comparison: what the walk saw is applied as an
+	// on-demand scan (a blind-spot addition where it differs) and entries the walk did not find
+	// are removed as blind-spot deletions. The counts still describe the view before repair.
+	Repair bool `protobuf:"varint,3,opt,name=repair,proto3" json:"repair,omitempty"`
+	// timeout bounds the walk (0 = 5 minutes, at most 1 hour).
+	Timeout *durationpb.Duration `protobuf:"bytes,4,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	// max_examples bounds the differences listed (0 = 20, at most 1000).
+	MaxExamples   uint32 `protobuf:"varint,5,opt,name=max_examples,json=maxExamples,proto3" json:"max_examples,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyRequest) Reset() {
+	*x = VerifyRequest{}
+	mi := &file_fustor_v1_view_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyRequest) ProtoMessage() {}
+
+func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fustor_v1_view_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyRequest.ProtoReflect.Descriptor instead.
+func (*VerifyRequest) Descriptor() ([]byte, []int) {
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *VerifyRequest) GetView() string {
+	if x != nil {
+		return x.View
+	}
+	return ""
+}
+
+func (x *VerifyRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *VerifyRequest) GetRepair() bool {
+	if x != nil {
+		return x.Repair
+	}
+	return false
+}
+
+func (x *VerifyRequest) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
+func (x *VerifyRequest) GetMaxExamples() uint32 {
+	if x != nil {
+		return x.MaxExamples
+	}
+	return 0
+}
+
+// VerifyDifference is one path where the view and the storage differ.
+type VerifyDifference struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// path is the path from the view root.
+	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// kind says how it differs.
+	Kind VerifyDifferenceKind `protobuf:"varint,2,opt,name=kind,proto3,enum=fustor.v1.VerifyDifferenceKind" json:"kind,omitempty"`
+	// storage is what the walk saw (unset for EXTRA).
+	Storage *VerifyEntry `protobuf:"bytes,3,opt,name=storage,proto3" json:"storage,omitempty"`
+	// view is what the view held (unset for MISSING).
+	View          *VerifyEntry `protobuf:"bytes,4,opt,name=view,proto3" json:"view,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyDifference) Reset() {
+	*x = VerifyDifference{}
+	mi := &file_fustor_v1_view_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyDifference) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyDifference) ProtoMessage() {}
+
+func (x *VerifyDifference) ProtoReflect() protoreflect.Message {
+	mi := &file_fustor_v1_view_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyDifference.ProtoReflect.Descriptor instead.
+func (*VerifyDifference) Descriptor() ([]byte, []int) {
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *VerifyDifference) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *VerifyDifference) GetKind() VerifyDifferenceKind {
+	if x != nil {
+		return x.Kind
+	}
+	return VerifyDifferenceKind_VERIFY_DIFFERENCE_KIND_UNSPECIFIED
+}
+
+func (x *VerifyDifference) GetStorage() *VerifyEntry {
+	if x != nil {
+		return x.Storage
+	}
+	return nil
+}
+
+func (x *VerifyDifference) GetView() *VerifyEntry {
+	if x != nil {
+		return x.View
+	}
+	return nil
+}
+
+// VerifyEntry is the compared attributes of one side.
+type VerifyEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// is_dir is true for a directory.
+	IsDir bool `protobuf:"varint,1,opt,name=is_dir,json=isDir,proto3" json:"is_dir,omitempty"`
+	// size is the size in bytes (files).
+	Size uint64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	// mtime_ns is the mtime in ns since the Unix epoch.
+	MtimeNs       int64 `protobuf:"varint,3,opt,name=mtime_ns,json=mtimeNs,proto3" json:"mtime_ns,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyEntry) Reset() {
+	*x = VerifyEntry{}
+	mi := &file_fustor_v1_view_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyEntry) ProtoMessage() {}
+
+func (x *VerifyEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_fustor_v1_view_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyEntry.ProtoReflect.Descriptor instead.
+func (*VerifyEntry) Descriptor() ([]byte, []int) {
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *VerifyEntry) GetIsDir() bool {
+	if x != nil {
+		return x.IsDir
+	}
+	return false
+}
+
+func (x *VerifyEntry) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *VerifyEntry) GetMtimeNs() int64 {
+	if x != nil {
+		return x.MtimeNs
+	}
+	return 0
+}
+
+// VerifyResponse reports how the view differs from the storage. Directories are compared by
+// type; files by type, size and mtime. Entries a realtime event changed while the walk ran are
+// counted in changed_during_walk and not judged.
+type VerifyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// meta is the view's state.
+	Meta *ViewMeta `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	// path is the verified subtree.
+	Path string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	// walked counts the entries the walk reported (the subtree's top included).
+	Walked uint64 `protobuf:"varint,3,opt,name=walked,proto3" json:"walked,omitempty"`
+	// missing counts paths on the storage that the view lacks.
+	Missing uint64 `protobuf:"varint,4,opt,name=missing,proto3" json:"missing,omitempty"`
+	// extra counts paths in the view that the storage lacks (a directory counts with its subtree).
+	Extra uint64 `protobuf:"varint,5,opt,name=extra,proto3" json:"extra,omitempty"`
+	// different counts paths in both whose attributes differ.
+	Different uint64 `protobuf:"varint,6,opt,name=different,proto3" json:"different,omitempty"`
+	// changed_during_walk counts entries a realtime event touched during the walk (not judged).
+	ChangedDuringWalk uint64 `protobuf:"varint,7,opt,name=changed_during_walk,json=changedDuringWalk,proto3" json:"changed_during_walk,omitempty"`
+	// examples lists up to max_examples differences, sorted by path.
+	Examples []*VerifyDifference `protobuf:"bytes,8,rep,name=examples,proto3" json:"examples,omitempty"`
+	// repaired is true when the walk was applied to the view (repair was asked).
+	Repaired bool `protobuf:"varint,9,opt,name=repaired,proto3" json:"repaired,omitempty"`
+	// took is the time from the request to the answer.
+	Took *durationpb.Duration `protobuf:"bytes,10,opt,name=took,proto3" json:"took,omitempty"`
+	// agent_id is the agent whose walk was compared.
+	AgentId       string `protobuf:"bytes,11,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyResponse) Reset() {
+	*x = VerifyResponse{}
+	mi := &file_fustor_v1_view_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyResponse) ProtoMessage() {}
+
+func (x *VerifyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fustor_v1_view_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyResponse.ProtoReflect.Descriptor instead.
+func (*VerifyResponse) Descriptor() ([]byte, []int) {
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *VerifyResponse) GetMeta() *ViewMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *VerifyResponse) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *VerifyResponse) GetWalked() uint64 {
+	if x != nil {
+		return x.Walked
+	}
+	return 0
+}
+
+func (x *VerifyResponse) GetMissing() uint64 {
+	if x != nil {
+		return x.Missing
+	}
+	return 0
+}
+
+func (x *VerifyResponse) GetExtra() uint64 {
+	if x != nil {
+		return x.Extra
+	}
+	return 0
+}
+
+func (x *VerifyResponse) GetDifferent() uint64 {
+	if x != nil {
+		return x.Different
+	}
+	return 0
+}
+
+func (x *VerifyResponse) GetChangedDuringWalk() uint64 {
+	if x != nil {
+		return x.ChangedDuringWalk
+	}
+	return 0
+}
+
+func (x *VerifyResponse) GetExamples() []*VerifyDifference {
+	if x != nil {
+		return x.Examples
+	}
+	return nil
+}
+
+func (x *VerifyResponse) GetRepaired() bool {
+	if x != nil {
+		return x.Repaired
+	}
+	return false
+}
+
+func (x *VerifyResponse) GetTook() *durationpb.Duration {
+	if x != nil {
+		return x.Took
+	}
+	return nil
+}
+
+func (x *VerifyResponse) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
 var File_fustor_v1_view_proto protoreflect.FileDescriptor
 
 const file_fustor_v1_view_proto_rawDesc = "" +
 	"\n" +
-	"\x14fustor/v1/view.proto\x12\tfustor.v1\x1a\x16fustor/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe9\x02\n" +
+	"\x14fustor/v1/view.proto\x12\tfustor.v1\x1a\x16fustor/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe9\x02\n" +
 	"\x05Entry\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x15\n" +
@@ -1628,7 +2046,40 @@ const file_fustor_v1_view_proto_rawDesc = "" +
 	"\x04meta\x18\x01 \x01(\v2\x13.fustor.v1.ViewMetaR\x04meta\x12.\n" +
 	"\tadditions\x18\x02 \x03(\v2\x10.fustor.v1.EntryR\tadditions\x12\x1c\n" +
 	"\tdeletions\x18\x03 \x03(\tR\tdeletions\x12\x1c\n" +
-	"\ttruncated\x18\x04 \x01(\bR\ttruncated2\xcc\x04\n" +
+	"\ttruncated\x18\x04 \x01(\bR\ttruncated\"\xa7\x01\n" +
+	"\rVerifyRequest\x12\x12\n" +
+	"\x04view\x18\x01 \x01(\tR\x04view\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12\x16\n" +
+	"\x06repair\x18\x03 \x01(\bR\x06repair\x123\n" +
+	"\atimeout\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12!\n" +
+	"\fmax_examples\x18\x05 \x01(\rR\vmaxExamples\"\xb9\x01\n" +
+	"\x10VerifyDifference\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x123\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x1f.fustor.v1.VerifyDifferenceKindR\x04kind\x120\n" +
+	"\astorage\x18\x03 \x01(\v2\x16.fustor.v1.VerifyEntryR\astorage\x12*\n" +
+	"\x04view\x18\x04 \x01(\v2\x16.fustor.v1.VerifyEntryR\x04view\"S\n" +
+	"\vVerifyEntry\x12\x15\n" +
+	"\x06is_dir\x18\x01 \x01(\bR\x05isDir\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x04R\x04size\x12\x19\n" +
+	"\bmtime_ns\x18\x03 \x01(\x03R\amtimeNs\"\x82\x03\n" +
+	"\x0eVerifyResponse\x12'\n" +
+	"\x04meta\x18\x01 \x01(\v2\x13.fustor.v1.ViewMetaR\x04meta\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12\x16\n" +
+	"\x06walked\x18\x03 \x01(\x04R\x06walked\x12\x18\n" +
+	"\amissing\x18\x04 \x01(\x04R\amissing\x12\x14\n" +
+	"\x05extra\x18\x05 \x01(\x04R\x05extra\x12\x1c\n" +
+	"\tdifferent\x18\x06 \x01(\x04R\tdifferent\x12.\n" +
+	"\x13changed_during_walk\x18\a \x01(\x04R\x11changedDuringWalk\x127\n" +
+	"\bexamples\x18\b \x03(\v2\x1b.fustor.v1.VerifyDifferenceR\bexamples\x12\x1a\n" +
+	"\brepaired\x18\t \x01(\bR\brepaired\x12-\n" +
+	"\x04took\x18\n" +
+	" \x01(\v2\x19.google.protobuf.DurationR\x04took\x12\x19\n" +
+	"\bagent_id\x18\v \x01(\tR\aagentId*\xaa\x01\n" +
+	"\x14VerifyDifferenceKind\x12&\n" +
+	"\"VERIFY_DIFFERENCE_KIND_UNSPECIFIED\x10\x00\x12\"\n" +
+	"\x1eVERIFY_DIFFERENCE_KIND_MISSING\x10\x01\x12 \n" +
+	"\x1cVERIFY_DIFFERENCE_KIND_EXTRA\x10\x02\x12$\n" +
+	" VERIFY_DIFFERENCE_KIND_DIFFERENT\x10\x032\x8b\x05\n" +
 	"\vViewService\x12F\n" +
 	"\tListViews\x12\x1b.fustor.v1.ListViewsRequest\x1a\x1c.fustor.v1.ListViewsResponse\x12R\n" +
 	"\rListDirectory\x12\x1f.fustor.v1.ListDirectoryRequest\x1a .fustor.v1.ListDirectoryResponse\x12B\n" +
@@ -1637,7 +2088,8 @@ const file_fustor_v1_view_proto_rawDesc = "" +
 	"\x04Find\x12\x16.fustor.v1.FindRequest\x1a\x17.fustor.v1.FindResponse\x12C\n" +
 	"\bGetStats\x12\x1a.fustor.v1.GetStatsRequest\x1a\x1b.fustor.v1.GetStatsResponse\x12O\n" +
 	"\fListSuspects\x12\x1e.fustor.v1.ListSuspectsRequest\x1a\x1f.fustor.v1.ListSuspectsResponse\x12U\n" +
-	"\x0eListBlindSpots\x12 .fustor.v1.ListBlindSpotsRequest\x1a!.fustor.v1.ListBlindSpotsResponseB\x90\x01\n" +
+	"\x0eListBlindSpots\x12 .fustor.v1.ListBlindSpotsRequest\x1a!.fustor.v1.ListBlindSpotsResponse\x12=\n" +
+	"\x06Verify\x12\x18.fustor.v1.VerifyRequest\x1a\x19.fustor.v1.VerifyResponseB\x90\x01\n" +
 	"\rcom.fustor.v1B\tViewProtoP\x01Z/github.com/fustor/fustor/gen/fustor/v1;fustorv1\xa2\x02\x03FXX\xaa\x02\tFustor.V1\xca\x02\tFustor\\V1\xe2\x02\x15Fustor\\V1\\GPBMetadata\xea\x02\n" +
 	"Fustor::V1b\x06proto3"
 
@@ -1653,78 +2105,94 @@ func file_fustor_v1_view_proto_rawDescGZIP() []byte {
 	return file_fustor_v1_view_proto_rawDescData
 }
 
-var file_fustor_v1_view_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_fustor_v1_view_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_fustor_v1_view_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_fustor_v1_view_proto_goTypes = []any{
-	(*Entry)(nil),                  // 0: fustor.v1.Entry
-	(*ViewInfo)(nil),               // 1: fustor.v1.ViewInfo
-	(*ListViewsRequest)(nil),       // 2: fustor.v1.ListViewsRequest
-	(*ListViewsResponse)(nil),      // 3: fustor.v1.ListViewsResponse
-	(*ListDirectoryRequest)(nil),   // 4: fustor.v1.ListDirectoryRequest
-	(*ListDirectoryResponse)(nil),  // 5: fustor.v1.ListDirectoryResponse
-	(*GetTreeRequest)(nil),         // 6: fustor.v1.GetTreeRequest
-	(*GetTreeResponse)(nil),        // 7: fustor.v1.GetTreeResponse
-	(*StatRequest)(nil),            // 8: fustor.v1.StatRequest
-	(*StatResponse)(nil),           // 9: fustor.v1.StatResponse
-	(*FindRequest)(nil),            // 10: fustor.v1.FindRequest
-	(*FindResponse)(nil),           // 11: fustor.v1.FindResponse
-	(*GetStatsRequest)(nil),        // 12: fustor.v1.GetStatsRequest
-	(*GetStatsResponse)(nil),       // 13: fustor.v1.GetStatsResponse
-	(*ListSuspectsRequest)(nil),    // 14: fustor.v1.ListSuspectsRequest
-	(*Suspect)(nil),                // 15: fustor.v1.Suspect
-	(*ListSuspectsResponse)(nil),   // 16: fustor.v1.ListSuspectsResponse
-	(*ListBlindSpotsRequest)(nil),  // 17: fustor.v1.ListBlindSpotsRequest
-	(*ListBlindSpotsResponse)(nil), // 18: fustor.v1.ListBlindSpotsResponse
-	(*timestamppb.Timestamp)(nil),  // 19: google.protobuf.Timestamp
-	(*ViewMeta)(nil),               // 20: fustor.v1.ViewMeta
-	(*ForceRealTime)(nil),          // 21: fustor.v1.ForceRealTime
+	(VerifyDifferenceKind)(0),      // 0: fustor.v1.VerifyDifferenceKind
+	(*Entry)(nil),                  // 1: fustor.v1.Entry
+	(*ViewInfo)(nil),               // 2: fustor.v1.ViewInfo
+	(*ListViewsRequest)(nil),       // 3: fustor.v1.ListViewsRequest
+	(*ListViewsResponse)(nil),      // 4: fustor.v1.ListViewsResponse
+	(*ListDirectoryRequest)(nil),   // 5: fustor.v1.ListDirectoryRequest
+	(*ListDirectoryResponse)(nil),  // 6: fustor.v1.ListDirectoryResponse
+	(*GetTreeRequest)(nil),         // 7: fustor.v1.GetTreeRequest
+	(*GetTreeResponse)(nil),        // 8: fustor.v1.GetTreeResponse
+	(*StatRequest)(nil),            // 9: fustor.v1.StatRequest
+	(*StatResponse)(nil),           // 10: fustor.v1.StatResponse
+	(*FindRequest)(nil),            // 11: fustor.v1.FindRequest
+	(*FindResponse)(nil),           // 12: fustor.v1.FindResponse
+	(*GetStatsRequest)(nil),        // 13: fustor.v1.GetStatsRequest
+	(*GetStatsResponse)(nil),       // 14: fustor.v1.GetStatsResponse
+	(*ListSuspectsRequest)(nil),    // 15: fustor.v1.ListSuspectsRequest
+	(*Suspect)(nil),                // 16: fustor.v1.Suspect
+	(*ListSuspectsResponse)(nil),   // 17: fustor.v1.ListSuspectsResponse
+	(*ListBlindSpotsRequest)(nil),  // 18: fustor.v1.ListBlindSpotsRequest
+	(*ListBlindSpotsResponse)(nil), // 19: fustor.v1.ListBlindSpotsResponse
+	(*VerifyRequest)(nil),          // 20: fustor.v1.VerifyRequest
+	(*VerifyDifference)(nil),       // 21: fustor.v1.VerifyDifference
+	(*VerifyEntry)(nil),            // 22: fustor.v1.VerifyEntry
+	(*VerifyResponse)(nil),         // 23: fustor.v1.VerifyResponse
+	(*timestamppb.Timestamp)(nil),  // 24: google.protobuf.Timestamp
+	(*ViewMeta)(nil),               // 25: fustor.v1.ViewMeta
+	(*ForceRealTime)(nil),          // 26: fustor.v1.ForceRealTime
+	(*durationpb.Duration)(nil),    // 27: google.protobuf.Duration
 }
 var file_fustor_v1_view_proto_depIdxs = []int32{
-	19, // 0: fustor.v1.Entry.mtime:type_name -> google.protobuf.Timestamp
-	19, // 1: fustor.v1.Entry.last_updated_at:type_name -> google.protobuf.Timestamp
-	20, // 2: fustor.v1.ViewInfo.meta:type_name -> fustor.v1.ViewMeta
-	1,  // 3: fustor.v1.ListViewsResponse.views:type_name -> fustor.v1.ViewInfo
-	21, // 4: fustor.v1.ListDirectoryRequest.force_real_time:type_name -> fustor.v1.ForceRealTime
-	20, // 5: fustor.v1.ListDirectoryResponse.meta:type_name -> fustor.v1.ViewMeta
-	0,  // 6: fustor.v1.ListDirectoryResponse.entries:type_name -> fustor.v1.Entry
-	0,  // 7: fustor.v1.ListDirectoryResponse.directory:type_name -> fustor.v1.Entry
-	20, // 8: fustor.v1.GetTreeResponse.meta:type_name -> fustor.v1.ViewMeta
-	0,  // 9: fustor.v1.GetTreeResponse.entries:type_name -> fustor.v1.Entry
-	21, // 10: fustor.v1.StatRequest.force_real_time:type_name -> fustor.v1.ForceRealTime
-	20, // 11: fustor.v1.StatResponse.meta:type_name -> fustor.v1.ViewMeta
-	0,  // 12: fustor.v1.StatResponse.entry:type_name -> fustor.v1.Entry
-	21, // 13: fustor.v1.FindRequest.force_real_time:type_name -> fustor.v1.ForceRealTime
-	20, // 14: fustor.v1.FindResponse.meta:type_name -> fustor.v1.ViewMeta
-	0,  // 15: fustor.v1.FindResponse.entries:type_name -> fustor.v1.Entry
-	21, // 16: fustor.v1.GetStatsRequest.force_real_time:type_name -> fustor.v1.ForceRealTime
-	20, // 17: fustor.v1.GetStatsResponse.meta:type_name -> fustor.v1.ViewMeta
-	19, // 18: fustor.v1.GetStatsResponse.latest_mtime:type_name -> google.protobuf.Timestamp
-	19, // 19: fustor.v1.GetStatsResponse.last_audit_end:type_name -> google.protobuf.Timestamp
-	0,  // 20: fustor.v1.Suspect.entry:type_name -> fustor.v1.Entry
-	20, // 21: fustor.v1.ListSuspectsResponse.meta:type_name -> fustor.v1.ViewMeta
-	15, // 22: fustor.v1.ListSuspectsResponse.suspects:type_name -> fustor.v1.Suspect
-	20, // 23: fustor.v1.ListBlindSpotsResponse.meta:type_name -> fustor.v1.ViewMeta
-	0,  // 24: fustor.v1.ListBlindSpotsResponse.additions:type_name -> fustor.v1.Entry
-	2,  // 25: fustor.v1.ViewService.ListViews:input_type -> fustor.v1.ListViewsRequest
-	4,  // 26: fustor.v1.ViewService.ListDirectory:input_type -> fustor.v1.ListDirectoryRequest
-	6,  // 27: fustor.v1.ViewService.GetTree:input_type -> fustor.v1.GetTreeRequest
-	8,  // 28: fustor.v1.ViewService.Stat:input_type -> fustor.v1.StatRequest
-	10, // 29: fustor.v1.ViewService.Find:input_type -> fustor.v1.FindRequest
-	12, // 30: fustor.v1.ViewService.GetStats:input_type -> fustor.v1.GetStatsRequest
-	14, // 31: fustor.v1.ViewService.ListSuspects:input_type -> fustor.v1.ListSuspectsRequest
-	17, // 32: fustor.v1.ViewService.ListBlindSpots:input_type -> fustor.v1.ListBlindSpotsRequest
-	3,  // 33: fustor.v1.ViewService.ListViews:output_type -> fustor.v1.ListViewsResponse
-	5,  // 34: fustor.v1.ViewService.ListDirectory:output_type -> fustor.v1.ListDirectoryResponse
-	7,  // 35: fustor.v1.ViewService.GetTree:output_type -> fustor.v1.GetTreeResponse
-	9,  // 36: fustor.v1.ViewService.Stat:output_type -> fustor.v1.StatResponse
-	11, // 37: fustor.v1.ViewService.Find:output_type -> fustor.v1.FindResponse
-	13, // 38: fustor.v1.ViewService.GetStats:output_type -> fustor.v1.GetStatsResponse
-	16, // 39: fustor.v1.ViewService.ListSuspects:output_type -> fustor.v1.ListSuspectsResponse
-	18, // 40: fustor.v1.ViewService.ListBlindSpots:output_type -> fustor.v1.ListBlindSpotsResponse
-	33, // [33:41] is the sub-list for method output_type
-	25, // [25:33] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	24, // 0: fustor.v1.Entry.mtime:type_name -> google.protobuf.Timestamp
+	24, // 1: fustor.v1.Entry.last_updated_at:type_name -> google.protobuf.Timestamp
+	25, // 2: fustor.v1.ViewInfo.meta:type_name -> fustor.v1.ViewMeta
+	2,  // 3: fustor.v1.ListViewsResponse.views:type_name -> fustor.v1.ViewInfo
+	26, // 4: fustor.v1.ListDirectoryRequest.force_real_time:type_name -> fustor.v1.ForceRealTime
+	25, // 5: fustor.v1.ListDirectoryResponse.meta:type_name -> fustor.v1.ViewMeta
+	1,  // 6: fustor.v1.ListDirectoryResponse.entries:type_name -> fustor.v1.Entry
+	1,  // 7: fustor.v1.ListDirectoryResponse.directory:type_name -> fustor.v1.Entry
+	25, // 8: fustor.v1.GetTreeResponse.meta:type_name -> fustor.v1.ViewMeta
+	1,  // 9: fustor.v1.GetTreeResponse.entries:type_name -> fustor.v1.Entry
+	26, // 10: fustor.v1.StatRequest.force_real_time:type_name -> fustor.v1.ForceRealTime
+	25, // 11: fustor.v1.StatResponse.meta:type_name -> fustor.v1.ViewMeta
+	1,  // 12: fustor.v1.StatResponse.entry:type_name -> fustor.v1.Entry
+	26, // 13: fustor.v1.FindRequest.force_real_time:type_name -> fustor.v1.ForceRealTime
+	25, // 14: fustor.v1.FindResponse.meta:type_name -> fustor.v1.ViewMeta
+	1,  // 15: fustor.v1.FindResponse.entries:type_name -> fustor.v1.Entry
+	26, // 16: fustor.v1.GetStatsRequest.force_real_time:type_name -> fustor.v1.ForceRealTime
+	25, // 17: fustor.v1.GetStatsResponse.meta:type_name -> fustor.v1.ViewMeta
+	24, // 18: fustor.v1.GetStatsResponse.latest_mtime:type_name -> google.protobuf.Timestamp
+	24, // 19: fustor.v1.GetStatsResponse.last_audit_end:type_name -> google.protobuf.Timestamp
+	1,  // 20: fustor.v1.Suspect.entry:type_name -> fustor.v1.Entry
+	25, // 21: fustor.v1.ListSuspectsResponse.meta:type_name -> fustor.v1.ViewMeta
+	16, // 22: fustor.v1.ListSuspectsResponse.suspects:type_name -> fustor.v1.Suspect
+	25, // 23: fustor.v1.ListBlindSpotsResponse.meta:type_name -> fustor.v1.ViewMeta
+	1,  // 24: fustor.v1.ListBlindSpotsResponse.additions:type_name -> fustor.v1.Entry
+	27, // 25: fustor.v1.VerifyRequest.timeout:type_name -> google.protobuf.Duration
+	0,  // 26: fustor.v1.VerifyDifference.kind:type_name -> fustor.v1.VerifyDifferenceKind
+	22, // 27: fustor.v1.VerifyDifference.storage:type_name -> fustor.v1.VerifyEntry
+	22, // 28: fustor.v1.VerifyDifference.view:type_name -> fustor.v1.VerifyEntry
+	25, // 29: fustor.v1.VerifyResponse.meta:type_name -> fustor.v1.ViewMeta
+	21, // 30: fustor.v1.VerifyResponse.examples:type_name -> fustor.v1.VerifyDifference
+	27, // 31: fustor.v1.VerifyResponse.took:type_name -> google.protobuf.Duration
+	3,  // 32: fustor.v1.ViewService.ListViews:input_type -> fustor.v1.ListViewsRequest
+	5,  // 33: fustor.v1.ViewService.ListDirectory:input_type -> fustor.v1.ListDirectoryRequest
+	7,  // 34: fustor.v1.ViewService.GetTree:input_type -> fustor.v1.GetTreeRequest
+	9,  // 35: fustor.v1.ViewService.Stat:input_type -> fustor.v1.StatRequest
+	11, // 36: fustor.v1.ViewService.Find:input_type -> fustor.v1.FindRequest
+	13, // 37: fustor.v1.ViewService.GetStats:input_type -> fustor.v1.GetStatsRequest
+	15, // 38: fustor.v1.ViewService.ListSuspects:input_type -> fustor.v1.ListSuspectsRequest
+	18, // 39: fustor.v1.ViewService.ListBlindSpots:input_type -> fustor.v1.ListBlindSpotsRequest
+	20, // 40: fustor.v1.ViewService.Verify:input_type -> fustor.v1.VerifyRequest
+	4,  // 41: fustor.v1.ViewService.ListViews:output_type -> fustor.v1.ListViewsResponse
+	6,  // 42: fustor.v1.ViewService.ListDirectory:output_type -> fustor.v1.ListDirectoryResponse
+	8,  // 43: fustor.v1.ViewService.GetTree:output_type -> fustor.v1.GetTreeResponse
+	10, // 44: fustor.v1.ViewService.Stat:output_type -> fustor.v1.StatResponse
+	12, // 45: fustor.v1.ViewService.Find:output_type -> fustor.v1.FindResponse
+	14, // 46: fustor.v1.ViewService.GetStats:output_type -> fustor.v1.GetStatsResponse
+	17, // 47: fustor.v1.ViewService.ListSuspects:output_type -> fustor.v1.ListSuspectsResponse
+	19, // 48: fustor.v1.ViewService.ListBlindSpots:output_type -> fustor.v1.ListBlindSpotsResponse
+	23, // 49: fustor.v1.ViewService.Verify:output_type -> fustor.v1.VerifyResponse
+	41, // [41:50] is the sub-list for method output_type
+	32, // [32:41] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_fustor_v1_view_proto_init() }
@@ -1738,13 +2206,14 @@ func file_fustor_v1_view_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fustor_v1_view_proto_rawDesc), len(file_fustor_v1_view_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   19,
+			NumEnums:      1,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_fustor_v1_view_proto_goTypes,
 		DependencyIndexes: file_fustor_v1_view_proto_depIdxs,
+		EnumInfos:         file_fustor_v1_view_proto_enumTypes,
 		MessageInfos:      file_fustor_v1_view_proto_msgTypes,
 	}.Build()
 	File_fustor_v1_view_proto = out.File

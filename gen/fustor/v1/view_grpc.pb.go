@@ -27,6 +27,7 @@ const (
 	ViewService_GetStats_FullMethodName       = "/fustor.v1.ViewService/GetStats"
 	ViewService_ListSuspects_FullMethodName   = "/fustor.v1.ViewService/ListSuspects"
 	ViewService_ListBlindSpots_FullMethodName = "/fustor.v1.ViewService/ListBlindSpots"
+	ViewService_Verify_FullMethodName         = "/fustor.v1.ViewService/Verify"
 )
 
 // ViewServiceClient is the client API for ViewService service.
@@ -57,6 +58,12 @@ type ViewServiceClient interface {
 	ListSuspects(ctx context.Context, in *ListSuspectsRequest, opts ...grpc.CallOption) (*ListSuspectsResponse, error)
 	// ListBlindSpots lists changes that audits found and no agent saw in real time.
 	ListBlindSpots(ctx context.Context, in *ListBlindSpotsRequest, opts ...grpc.CallOption) (*ListBlindSpotsResponse, error)
+	// Verify asks the view's leader agent for a deep walk of a subtree (every directory listed,
+	// every entry stat'ed) and compares it with the view, changing nothing unless repair is set.
+	// It is the operator's proof that the view equals the storage. A query key of the view or an
+	// admin key may call it. One verify runs per view at a time (ABORTED while another runs); a
+	// walk that does not end within the timeout is DEADLINE_EXCEEDED.
+	Verify(ctx context.Context, in *VerifyRequest, opts ...grpc.CallOption) (*VerifyResponse, error)
 }
 
 type viewServiceClient struct {
@@ -156,6 +163,16 @@ func (c *viewServiceClient) ListBlindSpots(ctx context.Context, in *ListBlindSpo
 	return out, nil
 }
 
+func (c *viewServiceClient) Verify(ctx context.Context, in *VerifyRequest, opts ...grpc.CallOption) (*VerifyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VerifyResponse)
+	err := c.cc.Invoke(ctx, ViewService_Verify_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ViewServiceServer is the server API for ViewService service.
 // All implementations must embed UnimplementedViewServiceServer
 // for forward compatibility.
@@ -184,6 +201,12 @@ type ViewServiceServer interface {
 	ListSuspects(context.Context, *ListSuspectsRequest) (*ListSuspectsResponse, error)
 	// ListBlindSpots lists changes that audits found and no agent saw in real time.
 	ListBlindSpots(context.Context, *ListBlindSpotsRequest) (*ListBlindSpotsResponse, error)
+	// Verify asks the view's leader agent for a deep walk of a subtree (every directory listed,
+	// every entry stat'ed) and compares it with the view, changing nothing unless repair is set.
+	// It is the operator's proof that the view equals the storage. A query key of the view or an
+	// admin key may call it. One verify runs per view at a time (ABORTED while another runs); a
+	// walk that does not end within the timeout is DEADLINE_EXCEEDED.
+	Verify(context.Context, *VerifyRequest) (*VerifyResponse, error)
 	mustEmbedUnimplementedViewServiceServer()
 }
 
@@ -217,6 +240,9 @@ func (UnimplementedViewServiceServer) ListSuspects(context.Context, *ListSuspect
 }
 func (UnimplementedViewServiceServer) ListBlindSpots(context.Context, *ListBlindSpotsRequest) (*ListBlindSpotsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListBlindSpots not implemented")
+}
+func (UnimplementedViewServiceServer) Verify(context.Context, *VerifyRequest) (*VerifyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Verify not implemented")
 }
 func (UnimplementedViewServiceServer) mustEmbedUnimplementedViewServiceServer() {}
 func (UnimplementedViewServiceServer) testEmbeddedByValue()                     {}
@@ -376,6 +402,24 @@ func _ViewService_ListBlindSpots_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ViewService_Verify_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VerifyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ViewServiceServer).Verify(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ViewService_Verify_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ViewServiceServer).Verify(ctx, req.(*VerifyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ViewService_ServiceDesc is the grpc.ServiceDesc for ViewService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -410,6 +454,10 @@ var ViewService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListBlindSpots",
 			Handler:    _ViewService_ListBlindSpots_Handler,
+		},
+		{
+			MethodName: "Verify",
+			Handler:    _ViewService_Verify_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
