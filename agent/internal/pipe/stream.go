@@ -301,7 +301,7 @@ func (s *session) snapshot(ctx context.Context) {
 		s.p.log.Error("snapshot failed", zap.Error(err))
 	} else {
 		s.p.log.Info("snapshot sent", zap.Uint64("rows", rows), zap.Uint64("dirs", st.Dirs), zap.Uint64("files", st.Files), zap.Uint64("skipped", st.Skipped),
-			zap.Float64("duration_ms", msSince(start)))
+			zap.Uint64("being_written", st.Writing), zap.Float64("duration_ms", msSince(start)))
 	}
 	_ = s.emit(ctx, outItem{control: &fustorv1.PushRequest{Payload: &fustorv1.PushRequest_SnapshotEnd{SnapshotEnd: end}}})
 }

@@ -135,7 +135,8 @@ func BenchmarkAuditUnchanged(b *testing.B) {
 }
 
 // TestSnapshotDefersHotFiles: files younger than the hot threshold are sent after the cold
-// ones; a file with a write in progress is left to realtime.
+// ones; a file with a write in progress is sent at once, flagged as being written, never left
+// out (its close-write may never come).
 func TestSnapshotDefersHotFiles(t *testing.T) {
 	root := t.TempDir()
 	old := time.Now().Add(-time.Hour)
@@ -156,19 +157,46 @@ func TestSnapshotDefersHotFiles(t *testing.T) {
 	s.writing = map[string]struct{}{"/writing": {}} // as the watcher records a write in progress
 	s.writingChanged()
 	var order []string
+	partial := map[string]bool{}
 	ws, err := s.Snapshot(context.Background(), "/", KindSnapshot, func(evs []Event) error {
 		for _, e := range evs {
 			order = append(order, e.Path)
+			partial[e.Path] = e.Flags&fsbatch.FlagPartialWrite != 0
 		}
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(order) != 4 || order[len(order)-1] != "/hot" || slices.Contains(order, "/writing") {
+	if len(order) != 5 || order[len(order)-1] != "/hot" || !slices.Contains(order, "/writing") {
 		t.Fatalf("order %v", order)
 	}
-	if ws.Deferred != 1 || ws.LeftToRealtime != 1 || ws.Files != 3 {
+	for p, isPartial := range partial {
+		if isPartial != (p == "/writing") {
+			t.Errorf("%s: partial-write flag %v", p, isPartial)
+		}
+	}
+	if ws.Deferred != 1 || ws.Writing != 1 || ws.Files != 4 {
 		t.Fatalf("stats %+v", ws)
+	}
+
+	// A hot file whose write starts while the walk holds it back is sent flagged too.
+	s.writingMu.Lock()
+	s.writing["/hot"] = struct{}{}
+	s.writingChanged()
+	s.writingMu.Unlock()
+	var hot Event
+	if ws, err = s.Snapshot(context.Background(), "/", KindSnapshot, func(evs []Event) error {
+		for _, e := range evs {
+			if e.Path == "/hot" {
+				hot = e
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if hot.Flags&fsbatch.FlagPartialWrite == 0 || ws.Writing != 2 || ws.Files != 4 {
+		t.Fatalf("hot file being written: %+v, stats %+v", hot, ws)
 	}
 }

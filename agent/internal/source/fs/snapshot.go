@@ -28,9 +28,11 @@ type WalkStats struct {
 	Excluded uint64
 	// Silent counts directories an audit found unchanged (sent audit_skipped, files not sent).
 	Silent uint64
-	// LeftToRealtime counts files a snapshot skipped because a write to them is in progress:
-	// their close-write will carry them.
-	LeftToRealtime uint64
+	// Writing counts files a snapshot sent while the watcher saw a write to them without its
+	// close (a writer holding it open, a truncate): sent flagged fsbatch.FlagPartialWrite, so
+	// Fusion holds them suspect, rather than left out. A close-write that never comes, or
+	// comes while no session is up, would otherwise keep them out of the view for good.
+	Writing uint64
 	// Deferred counts hot files a snapshot sent last, after re-checking them.
 	Deferred uint64
 }
@@ -41,7 +43,7 @@ func (w *WalkStats) add(o WalkStats) {
 	w.Skipped += o.Skipped
 	w.Excluded += o.Excluded
 	w.Silent += o.Silent
-	w.LeftToRealtime += o.LeftToRealtime
+	w.Writing += o.Writing
 	w.Deferred += o.Deferred
 }
 
@@ -183,7 +185,7 @@ func (s *Source) walk(ctx context.Context, rel string, kind Kind, cache *AuditCa
 }
 
 // sendDeferred re-checks the hot files the walk held back and sends them after the cold ones;
-// one that is being written by now is left to realtime, one that vanished is skipped.
+// one that is being written by now is sent flagged as such, one that vanished is skipped.
 func (w *walker) sendDeferred(ctx context.Context, ws *WalkStats, emit func([]Event) error) error {
 	slices.Sort(w.deferred)
 	idx := w.s.index()
@@ -191,10 +193,6 @@ func (w *walker) sendDeferred(ctx context.Context, ws *WalkStats, emit func([]Ev
 	for _, rel := range w.deferred {
 		if ctx.Err() != nil {
 			return ctx.Err()
-		}
-		if w.s.beingWritten(rel) {
-			ws.LeftToRealtime++
-			continue
 		}
 		st, err := lstatPath(w.s.abs(rel), false)
 		if err != nil {
@@ -204,7 +202,12 @@ func (w *walker) sendDeferred(ctx context.Context, ws *WalkStats, emit func([]Ev
 		}
 		ws.Files++
 		ws.Deferred++
-		if out = append(out, w.s.event(w.kind, rel, st, idx)); len(out) == w.batch {
+		ev := w.s.event(w.kind, rel, st, idx)
+		if w.s.beingWritten(rel) {
+			ev.Flags |= fsbatch.FlagPartialWrite
+			ws.Writing++
+		}
+		if out = append(out, ev); len(out) == w.batch {
 			if err := w.emit(emit, out); err != nil {
 				return err
 			}
@@ -438,10 +441,11 @@ func (w *walker) dir(ctx context.Context, it dirItem, ws *WalkStats) []dirItem {
 			}
 			if w.kind == KindSnapshot {
 				if s.beingWritten(rel) {
-					ws.LeftToRealtime++ // its close-write will carry it
-					return true
-				}
-				if w.hotAfter != 0 && st.mtimeNs > w.hotAfter {
+					// Sent now, flagged: deferring cannot make it any less in progress, and
+					// leaving it to its close-write loses it if that never comes.
+					ev.Flags |= fsbatch.FlagPartialWrite
+					ws.Writing++
+				} else if w.hotAfter != 0 && st.mtimeNs > w.hotAfter {
 					w.deferMu.Lock()
 					w.deferred = append(w.deferred, rel)
 					w.deferMu.Unlock()

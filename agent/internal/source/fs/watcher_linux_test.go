@@ -339,3 +339,35 @@ func TestInotifyWatchLimit(t *testing.T) {
 		t.Errorf("calls %d counters %v wds %v", calls, c, w.wds)
 	}
 }
+
+// TestSnapshotSendsATruncatedFile: a truncate is a write with no close (IN_MODIFY alone), so
+// the watcher holds the file as being written until a close that never comes. A snapshot must
+// still send it, flagged, or the view would lack it for good.
+func TestSnapshotSendsATruncatedFile(t *testing.T) {
+	root := t.TempDir()
+	writeFile(t, filepath.Join(root, "cut"), "0123456789")
+	writeFile(t, filepath.Join(root, "plain"), "p")
+	s := newSource(t, root, nil)
+	rec := startWatch(t, s)
+	if err := os.Truncate(filepath.Join(root, "cut"), 4); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitPath(t, "/cut", func(ev Event) bool { return isPartial(ev) && ev.Size == 4 })
+	got := map[string]Event{}
+	ws, err := s.Snapshot(context.Background(), "/", KindSnapshot, func(evs []Event) error {
+		for _, e := range evs {
+			got[e.Path] = e
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut, ok := got["/cut"]
+	if !ok || !isPartial(cut) || cut.Size != 4 {
+		t.Fatalf("truncated file in the snapshot: %+v, %v", cut, ok)
+	}
+	if isPartial(got["/plain"]) || ws.Writing != 1 || ws.Files != 2 {
+		t.Fatalf("plain %+v, stats %+v", got["/plain"], ws)
+	}
+}
