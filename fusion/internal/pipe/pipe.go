@@ -32,6 +32,8 @@ const (
 	KindAuditEnd
 	KindSentinel
 	KindCommandResult
+	// KindVerify carries rows of a verify walk: compared with one view, not applied.
+	KindVerify
 )
 
 // Item is one unit of work for the loop.
@@ -42,6 +44,11 @@ type Item struct {
 	Rows    []fsbatch.Row
 	// MaxIndex is the highest event index of the rows (0 for control items).
 	MaxIndex uint64
+	// ScanStartNs is when the on-demand scan that produced the rows was asked for (Fusion
+	// physical time; 0 = unknown): realtime evidence newer than it wins (DESIGN.md §5.4).
+	ScanStartNs int64
+	// View names the view a verify walk is compared with (KindVerify).
+	View string
 	// Failed marks an audit end whose walk stopped early: nothing is judged missing.
 	Failed bool
 	// Sentinel holds sentinel feedback items (KindSentinel).
@@ -163,7 +170,7 @@ func (p *Pipe) apply(it *Item) (res Result) {
 	switch it.Kind {
 	case KindBatch:
 		for _, v := range p.Views {
-			a, r, err := v.FS.Apply(it.Source, it.Rows)
+			a, r, err := v.FS.ApplyScan(it.Source, it.ScanStartNs, it.Rows)
 			// Views see the same rows; report the first view's figures, and any error.
 			if res.Err == nil && err != nil {
 				res.Err = err
@@ -179,13 +186,24 @@ func (p *Pipe) apply(it *Item) (res Result) {
 			p.committed.Store(it.MaxIndex)
 		}
 	case KindSnapshotEnd:
+		// A complete snapshot reconciles: what it did not report is gone (DESIGN.md §5.1).
 		for _, v := range p.Views {
+			if gone := v.FS.SnapshotEnd(it.Session.ID, it.Failed); len(gone) > 0 {
+				p.log.Info("snapshot found missing paths", zap.String("view", v.Name), zap.Int("deleted", len(gone)))
+			}
 			v.SnapshotEnded(it.Session.ID)
 		}
 	case KindSnapshotStart:
 		for _, v := range p.Views {
-			v.FS.SnapshotStart()
+			v.FS.SnapshotStart(it.Session.ID)
 		}
+	case KindVerify:
+		for _, v := range p.Views {
+			if v.Name == it.View {
+				res.Applied, res.Rejected, res.Err = v.FS.VerifyRows(it.CommandID, it.Rows)
+			}
+		}
+		p.batches.Add(1)
 	case KindAuditStart:
 		for _, v := range p.Views {
 			v.FS.AuditStart()

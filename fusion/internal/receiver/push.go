@@ -195,7 +195,7 @@ func (st *stream) handle(ctx context.Context, m *fustorv1.PushRequest) error {
 		return st.control(ctx, seq, &pipe.Item{Kind: pipe.KindSnapshotStart}, "snapshot")
 	case *fustorv1.PushRequest_SnapshotEnd:
 		st.s.Count("snapshots", 1)
-		return st.control(ctx, seq, &pipe.Item{Kind: pipe.KindSnapshotEnd}, "snapshot")
+		return st.control(ctx, seq, &pipe.Item{Kind: pipe.KindSnapshotEnd, Failed: p.SnapshotEnd.GetFailed()}, "snapshot")
 	case *fustorv1.PushRequest_AuditStart:
 		return st.control(ctx, seq, &pipe.Item{Kind: pipe.KindAuditStart}, "audit")
 	case *fustorv1.PushRequest_AuditEnd:
@@ -277,7 +277,17 @@ func (st *stream) batch(ctx context.Context, seq uint64, b *fustorv1.EventBatch)
 	st.s.Count("rows", uint64(len(rows)))
 	st.s.Count("rows_rejected", uint64(rejected))
 	st.pi.Pipe.CountRejected(rejected)
-	return st.submit(ctx, &pipe.Item{Session: st.s, Kind: pipe.KindBatch, Source: src, Rows: rows, MaxIndex: maxIndex}, seq, rejected, firstErr)
+	it := &pipe.Item{Session: st.s, Kind: pipe.KindBatch, Source: src, Rows: rows, MaxIndex: maxIndex}
+	if cid := b.GetCommandId(); cid != "" && src == fs.SourceOnDemand && st.pi.Pipe.Commands != nil {
+		// Rows answering a command: a verify walk's are compared, never applied; a scan's
+		// carry when it was asked for, which decides against realtime evidence.
+		if started, verify, ok := st.pi.Pipe.Commands.Lookup(cid); verify != "" {
+			it.Kind, it.View, it.CommandID, it.MaxIndex = pipe.KindVerify, verify, cid, 0
+		} else if ok {
+			it.ScanStartNs = started.UnixNano()
+		}
+	}
+	return st.submit(ctx, it, seq, rejected, firstErr)
 }
 
 func (st *stream) submit(ctx context.Context, it *pipe.Item, seq uint64, rejected int, firstErr string) error {

@@ -20,6 +20,8 @@ var (
 	ErrInvalidArgument = errors.New("invalid argument")
 	ErrPermission      = errors.New("permission denied")
 	ErrPrecondition    = errors.New("failed precondition")
+	ErrAborted         = errors.New("aborted")
+	ErrUnavailable     = errors.New("unavailable")
 )
 
 // ToStatus maps a domain error to a gRPC status: the one place where that mapping lives.
@@ -42,8 +44,10 @@ func codeOf(err error) codes.Code {
 		return codes.NotFound
 	case errors.Is(err, fs.ErrNotDir), errors.Is(err, ErrPrecondition):
 		return codes.FailedPrecondition
-	case errors.Is(err, view.ErrNotReady):
+	case errors.Is(err, view.ErrNotReady), errors.Is(err, ErrUnavailable):
 		return codes.Unavailable
+	case errors.Is(err, ErrAborted):
+		return codes.Aborted
 	case errors.Is(err, session.ErrTooMany):
 		return codes.ResourceExhausted
 	case errors.Is(err, ErrPermission):

@@ -13,6 +13,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
@@ -255,6 +256,55 @@ func (c *client) blindSpots(ctx context.Context, p string) error {
 			fmt.Fprintf(w, "deleted\t%s\n", d)
 		}
 	})
+}
+
+// errDiffer makes verify exit with 3 once its answer is printed: the view differs.
+var errDiffer = errors.New("the view differs from the storage")
+
+func (c *client) verify(ctx context.Context, p string) error {
+	// The server bounds the walk a little inside the call's own deadline, so a slow walk is
+	// answered DEADLINE_EXCEEDED by Fusion, with its message, rather than cut by the client.
+	walk := c.o.timeout - c.o.timeout/20
+	resp, err := c.views.Verify(ctx, &fustorv1.VerifyRequest{View: c.o.view, Path: p, Repair: c.o.repair,
+		Timeout: durationpb.New(walk), MaxExamples: uint32(c.o.limit)})
+	if err != nil {
+		return err
+	}
+	if err := c.print(resp, func(w io.Writer) {
+		kv(w, "view", resp.GetMeta().GetView())
+		kv(w, "path", resp.GetPath())
+		kv(w, "agent", resp.GetAgentId())
+		kv(w, "walked", resp.GetWalked())
+		kv(w, "missing", resp.GetMissing())
+		kv(w, "extra", resp.GetExtra())
+		kv(w, "different", resp.GetDifferent())
+		kv(w, "changed_during_walk", resp.GetChangedDuringWalk())
+		kv(w, "repaired", resp.GetRepaired())
+		kv(w, "took", resp.GetTook().AsDuration().Round(time.Millisecond))
+		if len(resp.GetExamples()) > 0 {
+			fmt.Fprintln(w, "KIND\tSTORAGE\tVIEW\tPATH")
+			for _, d := range resp.GetExamples() {
+				kind := strings.ToLower(strings.TrimPrefix(d.GetKind().String(), "VERIFY_DIFFERENCE_KIND_"))
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", kind, side(d.GetStorage()), side(d.GetView()), d.GetPath())
+			}
+		}
+	}); err != nil {
+		return err
+	}
+	if resp.GetMissing()+resp.GetExtra()+resp.GetDifferent() > 0 {
+		return errDiffer
+	}
+	return nil
+}
+
+func side(e *fustorv1.VerifyEntry) string {
+	switch {
+	case e == nil:
+		return "-"
+	case e.GetIsDir():
+		return "dir"
+	}
+	return fmt.Sprintf("%dB@%s", e.GetSize(), time.Unix(0, e.GetMtimeNs()).UTC().Format(time.RFC3339Nano))
 }
 
 func (c *client) sessions(ctx context.Context) error {

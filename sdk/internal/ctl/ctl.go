@@ -35,6 +35,10 @@ Commands:
   stats [PATH]                   subtree figures (default /)
   suspects [PATH] [--limit N]    files that may still be being written
   blind-spots [PATH] [--limit N] changes found by audits only
+  verify [PATH] [--repair] [--limit N]
+                                 have the leader agent walk PATH deeply and compare it with
+                                 the view (query or admin key); exit 3 when they differ.
+                                 --repair applies the walk; --limit bounds the examples
   sessions                       live agent sessions (admin key)
   pipes                          Fusion pipes (admin key)
 
@@ -42,7 +46,7 @@ Global flags:
   --server ADDR      Fusion address (default 127.0.0.1:7070, env FUSTOR_SERVER)
   --key KEY          API key (env FUSTOR_KEY)
   --view VIEW        view to query (env FUSTOR_VIEW; default: the only view the key can read)
-  --timeout D        per-call timeout (default 10s)
+  --timeout D        per-call timeout (default 10s; verify: 10m)
   --json             print one JSON document
   --force-real-time  ask the leader agent to re-scan the path first
   --tls              use TLS with the system roots
@@ -60,6 +64,7 @@ type options struct {
 	server, key, view, typ, name, glob string
 	timeout                            time.Duration
 	json, force, tls, all, paths       bool
+	repair, timeoutSet                 bool
 	depth, pageSize, limit             int
 }
 
@@ -84,11 +89,13 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	fs.StringVar(&o.typ, "type", "", "")
 	fs.StringVar(&o.name, "name", "", "")
 	fs.StringVar(&o.glob, "glob", "", "")
+	fs.BoolVar(&o.repair, "repair", false, "")
 	help := fs.BoolP("help", "h", false, "")
 	if err := fs.Parse(args); err != nil {
 		fmt.Fprintf(stderr, "fustorctl: %v\n\n%s", err, usage)
 		return 2
 	}
+	o.timeoutSet = fs.Changed("timeout")
 	rest := fs.Args()
 	if *help || len(rest) == 0 || rest[0] == "help" {
 		fmt.Fprint(stdout, usage)
@@ -102,6 +109,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	switch {
 	case err == nil:
 		return 0
+	case errors.Is(err, errDiffer):
+		return 3
 	case errors.Is(err, errUsage):
 		fmt.Fprintf(stderr, "fustorctl: %v\n", err)
 		return 2
@@ -166,7 +175,7 @@ func pathArg(args []string, def string) (string, error) {
 
 func (c *client) run(parent context.Context, cmd string, args []string) error {
 	known := map[string]bool{"views": true, "ls": true, "tree": true, "stat": true, "find": true, "stats": true,
-		"suspects": true, "blind-spots": true, "sessions": true, "pipes": true}
+		"suspects": true, "blind-spots": true, "sessions": true, "pipes": true, "verify": true}
 	if !known[cmd] {
 		return fmt.Errorf("%w: unknown command %q (see fustorctl help)", errUsage, cmd)
 	}
@@ -174,6 +183,9 @@ func (c *client) run(parent context.Context, cmd string, args []string) error {
 		return err
 	}
 	defer c.conn.Close()
+	if cmd == "verify" && !c.o.timeoutSet {
+		c.o.timeout = 10 * time.Minute // a deep walk of millions of files takes minutes on NFS
+	}
 	ctx, cancel := c.ctx(parent)
 	defer cancel()
 	switch cmd {
@@ -188,7 +200,7 @@ func (c *client) run(parent context.Context, cmd string, args []string) error {
 		return err
 	}
 	def := ""
-	if cmd == "stats" || cmd == "suspects" || cmd == "blind-spots" {
+	if cmd == "stats" || cmd == "suspects" || cmd == "blind-spots" || cmd == "verify" {
 		def = "/"
 	}
 	p, err := pathArg(args, def)
@@ -208,6 +220,8 @@ func (c *client) run(parent context.Context, cmd string, args []string) error {
 		return c.stats(ctx, p)
 	case "suspects":
 		return c.suspects(ctx, p)
+	case "verify":
+		return c.verify(ctx, p)
 	default:
 		return c.blindSpots(ctx, p)
 	}

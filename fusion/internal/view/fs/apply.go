@@ -22,6 +22,11 @@ type applyCtx struct {
 	mono       int64
 	threshold  time.Duration
 	hotCutoffs int64 // rows with mtime above this are younger than the hot threshold
+	// scanStart is the Fusion physical time the scan that produced the rows started
+	// (snapshot, audit, on-demand): a node a realtime event touched at or after it holds
+	// fresher evidence than the row (DESIGN.md §5.4). 0 = unknown: any realtime-confirmed
+	// node is kept.
+	scanStart int64
 }
 
 // Apply applies rows from one source under one write lock, by the arbitration rules of
@@ -29,12 +34,25 @@ type applyCtx struct {
 // none can panic the view. Rows dropped by arbitration (zombies, stale audit rows) count as
 // applied: they were valid and were judged.
 func (v *View) Apply(src Source, rows []fsbatch.Row) (applied, rejected int, firstErr error) {
+	return v.ApplyScan(src, 0, rows)
+}
+
+// ApplyScan is Apply for rows of a scan that started at scanStartNs (Fusion physical time),
+// such as an on-demand scan whose command was sent then. For snapshot and audit rows the
+// open snapshot's or audit's own start is used; scanStartNs only fills in when none is open.
+func (v *View) ApplyScan(src Source, scanStartNs int64, rows []fsbatch.Row) (applied, rejected int, firstErr error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.expireSuspects()
 	ac := applyCtx{src: src, watermark: v.clock.Watermark().UnixNano(), now: v.opts.Now().UnixNano(),
-		mono: v.opts.Mono(), threshold: v.opts.HotThreshold}
+		mono: v.opts.Mono(), threshold: v.opts.HotThreshold, scanStart: scanStartNs}
 	ac.hotCutoffs = ac.watermark - int64(ac.threshold)
+	switch {
+	case src == SourceSnapshot && v.c.snap != nil:
+		ac.scanStart = v.c.snap.startNs
+	case src == SourceAudit && v.c.audit != nil:
+		ac.scanStart = v.c.audit.startNs
+	}
 	for i := range rows {
 		// Every new row's lookup misses in a table of megabytes; start loading the slot of the
 		// row applyAhead rows on while this one is applied. Only rows under the last parent
@@ -66,6 +84,7 @@ func (v *View) applyRow(ac *applyCtx, r *fsbatch.Row) error {
 		root := v.a.get(v.root)
 		v.setAttrs(v.root, int64(r.Size), r.MtimeNs)
 		setAuditSkipped(root, ac.src, r)
+		v.snapSeen(ac, v.root, r)
 		v.auditSeen(ac, v.root, fspath.Root, r)
 		return nil
 	}
@@ -92,7 +111,11 @@ func (v *View) applyRow(ac *applyCtx, r *fsbatch.Row) error {
 			}
 		}
 	}
-	parent, err := v.ensureDir(r.Parent)
+	var stamp int64
+	if realtime {
+		stamp = ac.now // a realtime event confirms the directories it implies
+	}
+	parent, err := v.ensureDir(r.Parent, stamp)
 	if err != nil {
 		return err
 	}
@@ -100,16 +123,20 @@ func (v *View) applyRow(ac *applyCtx, r *fsbatch.Row) error {
 	h := v.idx.hashString(parent, r.Name)
 	id := v.idx.lookupHashed(v.a, parent, r.Name, h)
 	compensating := ac.src == SourceAudit || ac.src == SourceOnDemand
-	if compensating {
-		if id != 0 && v.a.get(id).isDir() == dir && v.a.get(id).mtime >= r.MtimeNs && r.Flags&fsbatch.FlagAuditSkipped == 0 {
-			// Memory is as new as the scan: keep it.
+	if !realtime && id != 0 {
+		if n := v.a.get(id); n.lastUpdated != 0 && n.lastUpdated >= ac.scanStart {
+			// The freshest evidence wins (DESIGN.md §5.4): a realtime event touched the node
+			// since the scan started, so the scan's stat may predate it. Otherwise the row
+			// replaces the node whatever the direction of its mtime (touch -d, cp -p).
+			v.snapSeen(ac, id, r)
 			v.auditSeen(ac, id, "", r)
+			setAuditSkipped(n, ac.src, r)
 			return nil
 		}
-		if id == 0 && r.ParentMtimeNs != 0 && v.a.get(parent).mtime > r.ParentMtimeNs {
-			// The parent changed after the scan listed it: the row is older than memory.
-			return nil
-		}
+	}
+	if compensating && id == 0 && r.ParentMtimeNs != 0 && v.a.get(parent).mtime > r.ParentMtimeNs {
+		// The parent changed after the scan listed it: the row is older than memory.
+		return nil
 	}
 	if id != 0 && v.a.get(id).isDir() != dir {
 		// A file became a directory or the reverse: the old node and its subtree go.
@@ -117,7 +144,7 @@ func (v *View) applyRow(ac *applyCtx, r *fsbatch.Row) error {
 		id = 0
 	}
 	isNew := id == 0
-	var oldMtime int64
+	var oldMtime, oldSize int64
 	if isNew {
 		flags := uint16(flagKnown)
 		if compensating {
@@ -127,7 +154,7 @@ func (v *View) applyRow(ac *applyCtx, r *fsbatch.Row) error {
 			return err
 		}
 	} else {
-		oldMtime = v.a.get(id).mtime
+		oldMtime, oldSize = v.a.get(id).mtime, v.a.get(id).size
 		v.setAttrs(id, int64(r.Size), r.MtimeNs)
 	}
 	n := v.a.get(id)
@@ -136,9 +163,16 @@ func (v *View) applyRow(ac *applyCtx, r *fsbatch.Row) error {
 		v.applyRealtimeUpsert(ac, id, r)
 	case SourceSnapshot:
 		n.flags |= flagKnown
-		v.hotCheck(ac, id, r)
+		v.snapSeen(ac, id, r)
+		if !dir && r.Flags&fsbatch.FlagPartialWrite != 0 {
+			// The agent saw a write without its close: sent, never skipped, and suspect
+			// until it settles (DESIGN.md §5.3).
+			v.suspectFor(id, r.Path(), ac.mono, ac.threshold)
+		} else {
+			v.hotCheck(ac, id, r)
+		}
 	case SourceAudit, SourceOnDemand:
-		if !dir && (isNew || oldMtime != r.MtimeNs) {
+		if !dir && (isNew || oldMtime != r.MtimeNs || oldSize != int64(r.Size)) {
 			n.flags &^= flagKnown
 			n.flags |= flagBlindAdd
 			v.c.additions[r.Path()] = struct{}{}
@@ -262,9 +296,9 @@ func (v *View) resolve(p string) (uint32, error) {
 	return id, nil
 }
 
-// ensureDir resolves a directory path, creating missing directories (mtime 0) and replacing
-// files that stand where a directory must be.
-func (v *View) ensureDir(p string) (uint32, error) {
+// ensureDir resolves a directory path, creating missing directories (mtime 0, last updated at
+// stamp) and replacing files that stand where a directory must be.
+func (v *View) ensureDir(p string, stamp int64) (uint32, error) {
 	if p == v.lastParent && v.lastParentID != 0 {
 		return v.lastParentID, nil
 	}
@@ -288,6 +322,7 @@ func (v *View) ensureDir(p string) (uint32, error) {
 				if child, err = v.insert(id, part, h, true, 0, 0, flagKnown); err != nil {
 					return 0, err
 				}
+				v.a.get(child).lastUpdated = stamp
 			}
 			id = child
 		}

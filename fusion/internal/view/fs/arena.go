@@ -19,9 +19,11 @@ const (
 	flagSuspect
 	flagKnown
 	flagAuditSkipped
-	flagLive      // set while the id is in use
-	flagAuditSeen // reported by the open audit
-	flagBlindAdd  // recorded as a blind-spot addition
+	flagLive       // set while the id is in use
+	flagAuditSeen  // reported by the open audit
+	flagBlindAdd   // recorded as a blind-spot addition
+	flagSnapSeen   // reported by the open snapshot (reconcile.go)
+	flagVerifySeen // reported by the open verify walk (verify.go)
 )
 
 // node is 56 bytes.
@@ -87,6 +89,19 @@ func (a *arena) each(f func(id uint32, n *node)) {
 			if n := &chunk[i]; n.flags&flagLive != 0 {
 				f(id, n)
 			}
+		}
+	}
+}
+
+// clearFlag clears flag on every node, reading the chunks sequentially.
+func (a *arena) clearFlag(flag uint16) {
+	for c, chunk := range a.chunks {
+		n := min(uint32(len(chunk)), a.next-uint32(c)<<chunkBits)
+		for i := range chunk[:n] {
+			chunk[i].flags &^= flag
+		}
+		if n < uint32(len(chunk)) {
+			return
 		}
 	}
 }

@@ -16,9 +16,7 @@ type auditState struct {
 func (v *View) AuditStart() {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	for id := uint32(1); id < v.a.next; id++ {
-		v.a.get(id).flags &^= flagAuditSeen
-	}
+	v.a.clearFlag(flagAuditSeen)
 	v.c.audit = &auditState{startNs: v.opts.Now().UnixNano()}
 }
 
@@ -72,19 +70,6 @@ func (v *View) AuditEnd(failed bool) []string {
 func (v *View) removeCompensating(id uint32, p string) {
 	v.remove(id)
 	v.c.deletions[p] = struct{}{}
-}
-
-// SnapshotStart starts a new session sequence's baseline: blind spots are reset.
-func (v *View) SnapshotStart() {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	for p := range v.c.additions {
-		if id, _ := v.resolve(p); id != 0 {
-			v.a.get(id).flags &^= flagBlindAdd
-		}
-	}
-	clear(v.c.additions)
-	clear(v.c.deletions)
 }
 
 // SentinelItem is what an agent saw at a suspect path.

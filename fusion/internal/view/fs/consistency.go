@@ -56,6 +56,8 @@ type consistency struct {
 	deletions map[string]struct{}
 
 	audit       *auditState
+	snap        *snapState
+	verify      *verifyState
 	auditCycles uint64
 	lastAuditNs int64
 }

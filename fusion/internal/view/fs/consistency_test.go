@@ -294,7 +294,7 @@ func TestAudit(t *testing.T) {
 	t.Run("snapshot start resets blind spots", func(t *testing.T) {
 		v, c := newClockedView(t)
 		apply(t, v, SourceAudit, row("/n", 0, 1, ago(c, time.Hour)))
-		v.SnapshotStart()
+		v.SnapshotStart("s1")
 		if st := v.Consistency(); st.HasBlindSpot() {
 			t.Fatalf("blind spots survived %+v", st)
 		}

@@ -248,7 +248,7 @@ func randomOp(t testing.TB, r *rand.Rand, v *View, c *clocks) {
 	case k < 4:
 		v.AuditEnd(r.IntN(4) == 0)
 	case k < 5:
-		v.SnapshotStart()
+		v.SnapshotStart("s1")
 	case k < 7:
 		rw := randomRow(r, c)
 		v.SentinelFeedback([]SentinelItem{{Path: rw.Path(), Exists: r.IntN(2) == 0, Size: rw.Size, MtimeNs: rw.MtimeNs}})

@@ -1,0 +1,150 @@
+package fs
+
+import (
+	"github.com/fustor/fustor/sdk/fsbatch"
+	"github.com/fustor/fustor/sdk/fspath"
+)
+
+// A snapshot is a complete listing of the tree (DESIGN.md §5.1): what it did not report is
+// gone, unless newer evidence says otherwise. Without this, a leader that restarts before its
+// old session expires (so the view is never reset) upserts the tree again and every file
+// deleted while it was down stays in the view for ever.
+
+// maxUnlisted bounds the directories one snapshot may report as not listed (permission
+// denied, I/O error); past it the snapshot judges nothing.
+const maxUnlisted = 1 << 16
+
+// snapState is the open snapshot.
+type snapState struct {
+	owner   string // the session whose snapshot it is
+	startNs int64  // Fusion physical time at SnapshotStart
+	// unlisted holds directories the walk reported without listing them (FlagAuditSkipped on
+	// a snapshot row): their children are unknown, so not judged.
+	unlisted map[string]struct{}
+	overflow bool
+}
+
+// SnapshotStart opens the snapshot of owner (a session id) and starts a new session
+// sequence's baseline: blind spots are reset. A snapshot already open is abandoned: it judges
+// nothing.
+func (v *View) SnapshotStart(owner string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for p := range v.c.additions {
+		if id, _ := v.resolve(p); id != 0 {
+			v.a.get(id).flags &^= flagBlindAdd
+		}
+	}
+	clear(v.c.additions)
+	clear(v.c.deletions)
+	v.a.clearFlag(flagSnapSeen)
+	v.c.snap = &snapState{owner: owner, startNs: v.opts.Now().UnixNano(), unlisted: map[string]struct{}{}}
+}
+
+// snapSeen marks a node reported by the open snapshot.
+func (v *View) snapSeen(ac *applyCtx, id uint32, r *fsbatch.Row) {
+	if ac.src != SourceSnapshot || v.c.snap == nil {
+		return
+	}
+	n := v.a.get(id)
+	n.flags |= flagSnapSeen
+	if n.isDir() && r.Flags&fsbatch.FlagAuditSkipped != 0 {
+		if len(v.c.snap.unlisted) >= maxUnlisted {
+			v.c.snap.overflow = true
+			return
+		}
+		v.c.snap.unlisted[r.Path()] = struct{}{}
+	}
+}
+
+// SnapshotEnd closes owner's snapshot. Its caller guarantees every row sent before it was
+// applied (the pipe queue is ordered). Unless the walk failed, every node the snapshot did not
+// report is removed and recorded as a blind-spot deletion — except nodes a realtime event
+// touched since the snapshot started, nodes under a tombstone, and the content of directories
+// the walk could not list. It returns the paths removed (a directory stands for its subtree).
+func (v *View) SnapshotEnd(owner string, failed bool) []string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	sn := v.c.snap
+	if sn == nil || sn.owner != owner {
+		return nil
+	}
+	v.c.snap = nil
+	if failed || sn.overflow || v.a.get(v.root).flags&flagSnapSeen == 0 {
+		return nil
+	}
+	if _, ok := sn.unlisted[fspath.Root]; ok {
+		return nil
+	}
+	var gone []string
+	v.judgeUnseen(v.root, fspath.Root, flagSnapSeen, sn.startNs, sn.unlisted, func(id uint32, p string) {
+		v.removeCompensating(id, p)
+		gone = append(gone, p)
+	})
+	return gone
+}
+
+// judgeUnseen walks the subtree of dir (seen, fully listed) and calls gone for each child
+// the walk did not report (no seen flag) that is not protected: touched by a realtime event
+// at or after startNs, or under a tombstone. A directory that is not protected itself but
+// holds protected nodes is kept and judged inside. Seen directories are descended into
+// unless their path is in unlisted. gone may remove the node it is given.
+func (v *View) judgeUnseen(dir uint32, dirPath string, seen uint16, startNs int64, unlisted map[string]struct{}, gone func(id uint32, p string)) {
+	type frame struct {
+		id uint32
+		p  string
+	}
+	stack := []frame{{dir, dirPath}}
+	var victims []frame
+	for len(stack) > 0 {
+		f := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		victims = victims[:0]
+		for ch := v.a.get(f.id).firstChild; ch != 0; ch = v.a.get(ch).nextSib {
+			n := v.a.get(ch)
+			seenIt := n.flags&seen != 0
+			if !seenIt && n.lastUpdated != 0 && n.lastUpdated >= startNs {
+				continue // created or confirmed in real time during the walk
+			}
+			p := fspath.Join(f.p, v.a.nameString(n))
+			if seenIt {
+				if n.isDir() && n.firstChild != 0 {
+					if _, ok := unlisted[p]; !ok {
+						stack = append(stack, frame{ch, p})
+					}
+				}
+				continue
+			}
+			if _, _, ok := v.c.tombstoned(p); ok {
+				continue // a realtime delete covers it: the delete's own rules apply
+			}
+			if n.isDir() && v.holdsFresh(ch, startNs) {
+				stack = append(stack, frame{ch, p})
+				continue
+			}
+			victims = append(victims, frame{ch, p})
+		}
+		for _, x := range victims {
+			gone(x.id, x.p)
+		}
+	}
+}
+
+// holdsFresh reports whether a node below dir was touched by a realtime event at or after ns.
+func (v *View) holdsFresh(dir uint32, ns int64) bool {
+	stack := []uint32{dir}
+	for len(stack) > 0 {
+		cur := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		for ch := v.a.get(cur).firstChild; ch != 0; ch = v.a.get(ch).nextSib {
+			n := v.a.get(ch)
+			if n.lastUpdated != 0 && n.lastUpdated >= ns {
+				return true
+			}
+			if n.isDir() {
+				stack = append(stack, ch)
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,263 @@
+package fs
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/fustor/fustor/sdk/fsbatch"
+	"github.com/fustor/fustor/sdk/fspath"
+)
+
+// Verification (DESIGN.md §5.6): the leader's deep walk of a subtree is compared with the
+// view, row by row in the apply loop (so in order with the realtime rows around it), and what
+// the walk did not report is found at the end through a seen mark, as snapshot reconciliation
+// does. Nothing changes unless the caller asked for a repair.
+
+// ErrVerifyRunning is returned when a verify of the view is already open.
+var ErrVerifyRunning = errors.New("a verify of this view is already running")
+
+// DiffKind says how a path differs between the view and the storage.
+type DiffKind int
+
+// Difference kinds.
+const (
+	DiffMissing   DiffKind = iota + 1 // on the storage, not in the view
+	DiffExtra                         // in the view, not on the storage
+	DiffDifferent                     // in both, other type, size or mtime
+)
+
+// Attrs are the compared attributes of one side.
+type Attrs struct {
+	IsDir   bool
+	Size    uint64
+	MtimeNs int64
+}
+
+// Diff is one difference.
+type Diff struct {
+	Path          string
+	Kind          DiffKind
+	Storage, View Attrs
+}
+
+// VerifyResult is what a verify found.
+type VerifyResult struct {
+	Root                                       string
+	Walked, Missing, Extra, Different, Changed uint64
+	Examples                                   []Diff
+	Repaired                                   bool
+}
+
+type verifyState struct {
+	id       string // the command whose walk this is
+	root     string
+	startNs  int64
+	repair   bool
+	max      int
+	unlisted map[string]struct{}
+	overflow bool
+	res      VerifyResult
+}
+
+// VerifyStart opens a verify of the subtree at root for the walk answering command id. With
+// repair, the walk's rows are applied as an on-demand scan after they are compared and the
+// extra entries are removed at the end.
+func (v *View) VerifyStart(id, root string, maxExamples int, repair bool) error {
+	root, err := fspath.Clean(root)
+	if err != nil {
+		return err
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.c.verify != nil {
+		return fmt.Errorf("%w (view %s, path %s)", ErrVerifyRunning, v.opts.Name, v.c.verify.root)
+	}
+	v.a.clearFlag(flagVerifySeen)
+	v.c.verify = &verifyState{id: id, root: root, startNs: v.opts.Now().UnixNano(), repair: repair,
+		max: maxExamples, unlisted: map[string]struct{}{}, res: VerifyResult{Root: root}}
+	return nil
+}
+
+// VerifyAbort drops the verify of command id, if it is the open one.
+func (v *View) VerifyAbort(id string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.c.verify != nil && v.c.verify.id == id {
+		v.c.verify = nil
+	}
+}
+
+// VerifyRows compares rows of the walk answering command id with the view. Rows of another
+// command (an aborted verify) are ignored. It returns how many rows were compared and how many
+// were invalid.
+func (v *View) VerifyRows(id string, rows []fsbatch.Row) (compared, rejected int, firstErr error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	vs := v.c.verify
+	if vs == nil || vs.id != id {
+		return 0, 0, nil
+	}
+	var ac applyCtx
+	if vs.repair {
+		// The same rows are applied as the on-demand scan they are, under the same evidence
+		// rule: a node realtime touched since the walk started keeps its state.
+		v.expireSuspects()
+		ac = applyCtx{src: SourceOnDemand, watermark: v.clock.Watermark().UnixNano(), now: v.opts.Now().UnixNano(),
+			mono: v.opts.Mono(), threshold: v.opts.HotThreshold, scanStart: vs.startNs}
+		ac.hotCutoffs = ac.watermark - int64(ac.threshold)
+	}
+	for i := range rows {
+		r := &rows[i]
+		err := v.verifyRow(vs, r)
+		if err == nil && vs.repair {
+			if err = v.applyRow(&ac, r); err == nil {
+				if id, _ := v.resolve(r.Path()); id != 0 {
+					v.a.get(id).flags |= flagVerifySeen // repaired: not extra at the end
+				}
+			}
+		}
+		if err != nil {
+			rejected++
+			if firstErr == nil {
+				firstErr = fmt.Errorf("row %d (%s): %w", i, r.Path(), err)
+			}
+			continue
+		}
+		compared++
+	}
+	return compared, rejected, firstErr
+}
+
+func (v *View) verifyRow(vs *verifyState, r *fsbatch.Row) error {
+	if r.IsDelete() {
+		return fmt.Errorf("a walk reports no deletes")
+	}
+	p := r.Path()
+	if r.Name != "" {
+		if err := fspath.ValidName(r.Name); err != nil {
+			return err
+		}
+	}
+	if !fspath.IsWithin(p, vs.root) {
+		return fmt.Errorf("%s is outside the verified subtree %s", p, vs.root)
+	}
+	vs.res.Walked++
+	storage := Attrs{IsDir: r.IsDir(), Size: r.Size, MtimeNs: r.MtimeNs}
+	if r.IsDir() && r.Flags&fsbatch.FlagAuditSkipped != 0 {
+		if len(vs.unlisted) >= maxUnlisted {
+			vs.overflow = true
+		} else {
+			vs.unlisted[p] = struct{}{}
+		}
+	}
+	id, err := v.resolve(p)
+	if err != nil {
+		return err
+	}
+	if id == 0 {
+		if t, _, ok := v.c.tombstoned(p); ok && t.physicalNs >= vs.startNs {
+			vs.res.Changed++ // deleted in real time since the walk started
+			return nil
+		}
+		v.verifyDiff(vs, Diff{Path: p, Kind: DiffMissing, Storage: storage})
+		return nil
+	}
+	n := v.a.get(id)
+	n.flags |= flagVerifySeen
+	if n.lastUpdated != 0 && n.lastUpdated >= vs.startNs {
+		vs.res.Changed++
+		return nil
+	}
+	view := Attrs{IsDir: n.isDir(), MtimeNs: n.mtime}
+	if !n.isDir() {
+		view.Size = uint64(n.size)
+	}
+	switch {
+	case view.IsDir != storage.IsDir:
+	case storage.IsDir:
+		return nil // directories are compared by type: their mtime is not a file's content
+	case view.Size == storage.Size && view.MtimeNs == storage.MtimeNs:
+		return nil
+	}
+	v.verifyDiff(vs, Diff{Path: p, Kind: DiffDifferent, Storage: storage, View: view})
+	return nil
+}
+
+func (v *View) verifyDiff(vs *verifyState, d Diff) {
+	switch d.Kind {
+	case DiffMissing:
+		vs.res.Missing++
+	case DiffExtra:
+		vs.res.Extra++
+	case DiffDifferent:
+		vs.res.Different++
+	}
+	if len(vs.res.Examples) < vs.max {
+		vs.res.Examples = append(vs.res.Examples, d)
+	}
+}
+
+// VerifyEnd closes the verify of command id once its walk's rows are applied, finds what the
+// walk did not report and, with repair, removes it.
+func (v *View) VerifyEnd(id string) (VerifyResult, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	vs := v.c.verify
+	if vs == nil || vs.id != id {
+		return VerifyResult{}, fmt.Errorf("%w: the verify was abandoned", ErrNotFound)
+	}
+	v.c.verify = nil
+	if vs.overflow {
+		return VerifyResult{}, fmt.Errorf("verify %s: more than %d directories could not be listed", vs.root, maxUnlisted)
+	}
+	top, err := v.resolve(vs.root)
+	if err != nil {
+		return VerifyResult{}, err
+	}
+	_, topUnlisted := vs.unlisted[vs.root]
+	switch {
+	case top == 0 || topUnlisted:
+	case v.a.get(top).flags&flagVerifySeen == 0:
+		// The walk did not even report its top: the whole subtree is extra.
+		v.verifyExtra(vs, top, vs.root)
+	case v.a.get(top).isDir():
+		var extra []Diff
+		var ids []uint32
+		v.judgeUnseen(top, vs.root, flagVerifySeen, vs.startNs, vs.unlisted, func(id uint32, p string) {
+			ids = append(ids, id)
+			extra = append(extra, Diff{Path: p})
+		})
+		for i, id := range ids {
+			v.verifyExtra(vs, id, extra[i].Path)
+		}
+	}
+	if vs.repair {
+		vs.res.Repaired = true
+	}
+	sortDiffs(vs.res.Examples)
+	return vs.res, nil
+}
+
+// verifyExtra counts a node (and its subtree) the walk did not report, and removes it when
+// the verify repairs.
+func (v *View) verifyExtra(vs *verifyState, id uint32, p string) {
+	n := v.a.get(id)
+	d := Diff{Path: p, Kind: DiffExtra, View: Attrs{IsDir: n.isDir(), MtimeNs: n.mtime}}
+	count := uint64(1)
+	if n.isDir() {
+		g := v.dirs[id]
+		count += uint64(g.files + g.dirs)
+	} else {
+		d.View.Size = uint64(n.size)
+	}
+	v.verifyDiff(vs, d)
+	vs.res.Extra += count - 1
+	if vs.repair && id != v.root {
+		v.removeCompensating(id, p)
+	}
+}
+
+func sortDiffs(ds []Diff) {
+	slices.SortFunc(ds, func(a, b Diff) int { return comparePaths(a.Path, b.Path) })
+}
