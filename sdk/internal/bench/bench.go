@@ -20,8 +20,8 @@ import (
 )
 
 // Phases, in the order they run. The tree phase (snapshot: P1, P3, P6 and the agent's walk)
-// runs whenever any of audit, queries or realtime is asked for, as they need its loaded view.
-var allPhases = []string{"snapshot", "audit", "queries", "realtime", "ingest"}
+// runs whenever any of audit, verify, queries or realtime is asked for, as they need its loaded view.
+var allPhases = []string{"snapshot", "audit", "verify", "queries", "realtime", "ingest"}
 
 // Options are fustor-bench's flags.
 type Options struct {
@@ -235,7 +235,7 @@ func (r *runner) run(ctx context.Context) error {
 		r.rep.Tree.GenerateSecs = time.Since(start).Seconds()
 		r.prog.Logf("generated %s files in %s", commas(int64(t.Files)), time.Since(start).Round(time.Second))
 	}
-	needTree := r.want("snapshot") || r.want("audit") || r.want("queries") || r.want("realtime")
+	needTree := r.want("snapshot") || r.want("audit") || r.want("verify") || r.want("queries") || r.want("realtime")
 	if needTree {
 		// Counting with find checks the tree and warms the page cache for find and the agent
 		// alike.

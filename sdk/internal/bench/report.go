@@ -41,7 +41,7 @@ type TreeInfo struct {
 
 // Figure is one line of the report: a value, its unit and, when the issue sets one, a target.
 type Figure struct {
-	// ID groups figures by the issue's numbering (P1..P6, A for the agent walk and audit).
+	// ID groups figures by the issue's numbering (P1..P6, A for the agent walk and audit, V for verify).
 	ID     string  `json:"id"`
 	Key    string  `json:"key"`
 	Name   string  `json:"name"`

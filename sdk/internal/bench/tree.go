@@ -172,6 +172,14 @@ func (r *runner) treePhases(ctx context.Context) (err error) {
 			r.fail("audit", err)
 		}
 	}
+	if r.want("verify") {
+		if err := r.verify(ctx, fusion); err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			r.fail("verify", err)
+		}
+	}
 	if r.want("queries") {
 		if err := r.queries(ctx, fusion); err != nil {
 			if ctx.Err() != nil {
