@@ -152,9 +152,7 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Agent, error) {
 			return nil, fmt.Errorf("pipes %s and %s both send the tree %s to sender %s: one pipe per source and sender", other, id, src.uri, pc.Sender)
 		}
 		pairs[pair] = id
-		p := pipe.New(log, pipe.Config{ID: id, AgentID: cfg.AgentID, SourceURI: src.uri,
-			BatchSize: pc.BatchSize, TimeoutHint: pc.TimeoutHint, BackoffMin: pc.BackoffMin, BackoffMax: pc.BackoffMax, AuditInterval: pc.AuditInterval, StuckAfter: pc.StuckAfter},
-			src.src, src.bus, senders[pc.Sender], src.realtime.Load)
+		p := pipe.New(log, pipeConfig(id, cfg.AgentID, src.uri, pc), src.src, src.bus, senders[pc.Sender], src.realtime.Load)
 		a.pipes[id] = p
 		src.pipes = append(src.pipes, p)
 	}
@@ -171,6 +169,14 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Agent, error) {
 		})
 	}
 	return a, nil
+}
+
+// pipeConfig is a pipe's settings from its normalised configuration (every optional one set).
+func pipeConfig(id, agentID, uri string, pc config.Pipe) pipe.Config {
+	return pipe.Config{ID: id, AgentID: agentID, SourceURI: uri,
+		BatchSize: pc.BatchSize, TimeoutHint: pc.TimeoutHint, BackoffMin: pc.BackoffMin, BackoffMax: pc.BackoffMax,
+		AuditInterval: pc.AuditInterval, StuckAfter: pc.StuckAfter,
+		AuditRollingShare: *pc.AuditRollingShare, AuditDeepEvery: *pc.AuditDeepEvery}
 }
 
 // Pipe returns a pipe by id (for status and tests).

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -130,5 +131,41 @@ func TestNewSharesSourcePerSignature(t *testing.T) {
 				t.Errorf("logged %d merges, want %d", merged, want)
 			}
 		})
+	}
+}
+
+// TestPipeConfigCarriesEverySetting: every key of a configured pipe but its source and sender
+// reaches the pipe under the same name, so no documented setting is read and then dropped.
+func TestPipeConfigCarriesEverySetting(t *testing.T) {
+	pc := config.Pipe{Source: "s", Sender: "f"}
+	v := reflect.ValueOf(&pc).Elem()
+	for i := range v.NumField() {
+		f := v.Field(i)
+		if f.Kind() == reflect.Pointer {
+			f.Set(reflect.New(f.Type().Elem()))
+			f = f.Elem()
+		}
+		switch f.Kind() { // a distinct, non-default value per field
+		case reflect.Int, reflect.Int64:
+			f.SetInt(int64(1000 + i))
+		case reflect.Float64:
+			f.SetFloat(0.01 * float64(i))
+		}
+	}
+	got := reflect.ValueOf(pipeConfig("p", "a", "fs:///x", pc))
+	for i := range v.NumField() {
+		name := v.Type().Field(i).Name
+		if name == "Source" || name == "Sender" {
+			continue
+		}
+		want := reflect.Indirect(v.Field(i))
+		g := got.FieldByName(name)
+		if !g.IsValid() {
+			t.Errorf("pipe.Config has no %s", name)
+			continue
+		}
+		if !g.Equal(want) {
+			t.Errorf("%s: pipe got %v, configured %v", name, g, want)
+		}
 	}
 }

@@ -82,6 +82,15 @@ type Pipe struct {
 	TimeoutHint time.Duration `koanf:"timeout_hint"`
 	// AuditInterval is the leader's audit period; 0 turns audits off.
 	AuditInterval time.Duration `koanf:"audit_interval"`
+	// AuditRollingShare is the part of the directories an audit finds unchanged (mtime as
+	// cached: "true silence") that it lists and stats in full anyway, so that files rewritten
+	// in place, which leave their directory's mtime alone, are found: each such directory is
+	// re-checked within ceil(1/share) audits. 0 = pure true silence, 1 = every audit deep.
+	// Unset = DefaultAuditRollingShare (a pointer, as 0 is a setting of its own).
+	AuditRollingShare *float64 `koanf:"audit_rolling_share"`
+	// AuditDeepEvery makes every Nth audit deep: every directory listed and every entry
+	// stat'ed whatever the mtime cache says. 0 = never; unset = DefaultAuditDeepEvery.
+	AuditDeepEvery *int `koanf:"audit_deep_every"`
 	// StuckAfter restarts a snapshot or audit that made no progress for this long.
 	StuckAfter time.Duration `koanf:"stuck_after"`
 	// BackoffMin and BackoffMax bound the reconnect backoff.
@@ -104,6 +113,12 @@ const (
 	DefaultBackoffMax     = 60 * time.Second
 	DefaultAuditInterval  = 12 * time.Hour
 	DefaultStuckAfter     = 10 * time.Minute
+	// DefaultAuditRollingShare re-checks every file in a silent directory within two audits:
+	// once a day at the default 12 h audit_interval.
+	DefaultAuditRollingShare = 0.5
+	// DefaultAuditDeepEvery: a deep audit every 10th (5 days at 12 h) bounds what the rolling
+	// share cannot: a share set small for a huge tree, or audits that keep failing part-way.
+	DefaultAuditDeepEvery = 10
 )
 
 // Normalize fills per-entry defaults.
@@ -146,6 +161,12 @@ func (c *Config) Normalize() {
 		}
 		if p.StuckAfter == 0 {
 			p.StuckAfter = DefaultStuckAfter
+		}
+		if p.AuditRollingShare == nil {
+			p.AuditRollingShare = ptr(DefaultAuditRollingShare)
+		}
+		if p.AuditDeepEvery == nil {
+			p.AuditDeepEvery = ptr(DefaultAuditDeepEvery)
 		}
 		c.Pipes[id] = p
 	}
@@ -214,6 +235,13 @@ func (c *Config) Validate() error {
 		if p.BackoffMin <= 0 || p.BackoffMax < p.BackoffMin {
 			errs = append(errs, fmt.Errorf("pipes.%s: need 0 < backoff_min <= backoff_max", id))
 		}
+		// !(x >= 0 && x <= 1) rejects NaN too.
+		if v := p.AuditRollingShare; v != nil && !(*v >= 0 && *v <= 1) {
+			errs = append(errs, fmt.Errorf("pipes.%s: audit_rolling_share %v must be in [0, 1]", id, *v))
+		}
+		if v := p.AuditDeepEvery; v != nil && *v < 0 {
+			errs = append(errs, fmt.Errorf("pipes.%s: audit_deep_every %d must not be negative", id, *v))
+		}
 	}
 	// DESIGN.md §2: a <source, sender> pair runs at most one pipe.
 	seen := map[[2]string]string{}
@@ -237,3 +265,6 @@ func Demo(root string) Config {
 	c.Normalize()
 	return c
 }
+
+// ptr returns a pointer to a copy of v, for the settings whose zero is a value of its own.
+func ptr[T any](v T) *T { return &v }

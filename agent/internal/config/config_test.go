@@ -1,10 +1,15 @@
 package config
 
 import (
+	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"go.uber.org/goleak"
+
+	sdkconfig "github.com/fustor/fustor/sdk/config"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -24,6 +29,13 @@ func TestValidate(t *testing.T) {
 		{"metrics address", func(c *Config) { c.MetricsListen = "localhost" }, `metrics_listen "localhost"`},
 		{"metrics address set", func(c *Config) { c.MetricsListen = "127.0.0.1:0" }, ""},
 		{"pair used twice", func(c *Config) { c.Pipes["other"] = c.Pipes["demo"] }, "already paired"},
+		{"rolling share 0", func(c *Config) { p := c.Pipes["demo"]; p.AuditRollingShare = ptr(0.0); c.Pipes["demo"] = p }, ""},
+		{"rolling share 1", func(c *Config) { p := c.Pipes["demo"]; p.AuditRollingShare = ptr(1.0); c.Pipes["demo"] = p }, ""},
+		{"rolling share above 1", func(c *Config) { p := c.Pipes["demo"]; p.AuditRollingShare = ptr(1.5); c.Pipes["demo"] = p }, "audit_rolling_share 1.5"},
+		{"rolling share negative", func(c *Config) { p := c.Pipes["demo"]; p.AuditRollingShare = ptr(-0.1); c.Pipes["demo"] = p }, "audit_rolling_share -0.1"},
+		{"rolling share NaN", func(c *Config) { p := c.Pipes["demo"]; p.AuditRollingShare = ptr(math.NaN()); c.Pipes["demo"] = p }, "audit_rolling_share NaN"},
+		{"deep every 0", func(c *Config) { p := c.Pipes["demo"]; p.AuditDeepEvery = ptr(0); c.Pipes["demo"] = p }, ""},
+		{"deep every negative", func(c *Config) { p := c.Pipes["demo"]; p.AuditDeepEvery = ptr(-1); c.Pipes["demo"] = p }, "audit_deep_every -1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -40,5 +52,57 @@ func TestValidate(t *testing.T) {
 				t.Fatalf("Validate() = %v; want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestPipeAuditKeys: the audit keys load from YAML and the environment, an explicit 0 stays 0
+// (it is a setting: pure true silence, never deep), and unset keys take their defaults.
+func TestPipeAuditKeys(t *testing.T) {
+	root := t.TempDir()
+	file := filepath.Join(t.TempDir(), "agent.yaml")
+	yaml := `agent_id: a
+sources: {src: {root: ` + root + `}}
+senders: {fusion: {address: "127.0.0.1:7070"}}
+pipes:
+  zero: {source: src, sender: fusion, audit_rolling_share: 0, audit_deep_every: 0}
+  set: {source: src, sender: fusion, audit_rolling_share: 0.25, audit_deep_every: 4}
+  unset: {source: src, sender: fusion}
+`
+	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The three pipes pair one source with one sender: give each its own sender.
+	env := []string{"FUSTOR_SENDERS__F2__ADDRESS=127.0.0.1:7070", "FUSTOR_SENDERS__F3__ADDRESS=127.0.0.1:7070",
+		"FUSTOR_PIPES__SET__SENDER=f2", "FUSTOR_PIPES__UNSET__SENDER=f3", "FUSTOR_PIPES__SET__AUDIT_DEEP_EVERY=6"}
+	c := Default()
+	if err := sdkconfig.Load(&c, sdkconfig.Source{Path: file, Environ: func() []string { return env }}); err != nil {
+		t.Fatal(err)
+	}
+	c.Normalize()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]struct {
+		share float64
+		every int
+	}{"zero": {0, 0}, "set": {0.25, 6}, "unset": {DefaultAuditRollingShare, DefaultAuditDeepEvery}} {
+		p := c.Pipes[id]
+		if p.AuditRollingShare == nil || *p.AuditRollingShare != want.share || p.AuditDeepEvery == nil || *p.AuditDeepEvery != want.every {
+			t.Errorf("pipes.%s: share %v, deep every %v; want %v, %v", id, p.AuditRollingShare, p.AuditDeepEvery, want.share, want.every)
+		}
+	}
+}
+
+// TestPipeAuditKeysOverDefaults: over a configuration that already holds them (the demo's,
+// normalised, as the command line starts from), the environment still sets the pointer keys.
+func TestPipeAuditKeysOverDefaults(t *testing.T) {
+	c := Demo(t.TempDir())
+	env := []string{"FUSTOR_PIPES__DEMO__AUDIT_ROLLING_SHARE=0", "FUSTOR_PIPES__DEMO__AUDIT_DEEP_EVERY=3"}
+	if err := sdkconfig.Load(&c, sdkconfig.Source{Environ: func() []string { return env }}); err != nil {
+		t.Fatal(err)
+	}
+	c.Normalize()
+	if p := c.Pipes["demo"]; *p.AuditRollingShare != 0 || *p.AuditDeepEvery != 3 {
+		t.Fatalf("share %v, deep every %v; want 0, 3", *p.AuditRollingShare, *p.AuditDeepEvery)
 	}
 }

@@ -29,7 +29,7 @@ var errObsoleted = errors.New("session obsoleted")
 // Source is what the pipe needs from its source.
 type Source interface {
 	Snapshot(ctx context.Context, rel string, kind fs.Kind, emit func([]fs.Event) error) (fs.WalkStats, error)
-	Audit(ctx context.Context, cache *fs.AuditCache, emit func([]fs.Event) error) (fs.WalkStats, error)
+	Audit(ctx context.Context, cache *fs.AuditCache, opts fs.AuditOptions, emit func([]fs.Event) error) (fs.WalkStats, error)
 	Sentinel(paths []string) []fs.SentinelItem
 	Counters() map[string]uint64
 }
@@ -51,6 +51,12 @@ type Config struct {
 	AuditInterval time.Duration
 	// StuckAfter restarts a snapshot or audit that handed no rows on for this long (0 = never).
 	StuckAfter time.Duration
+	// AuditRollingShare is the part of the silent directories each audit lists in full anyway,
+	// so files rewritten in place are found within ceil(1/share) audits (fs.AuditOptions.Share;
+	// 0 = pure true silence). Taken as is: the agent's config holds the default.
+	AuditRollingShare float64
+	// AuditDeepEvery makes every Nth audit of the pipe deep (0 = never).
+	AuditDeepEvery int
 	// RequestedAuditBackoff is the least time between audits requested by RequestAudit
 	// (0 = 1 min).
 	RequestedAuditBackoff time.Duration
@@ -72,6 +78,7 @@ type Pipe struct {
 
 	sessions, eventsSent, snapshots, failures, audits atomic.Uint64
 	stuckRestarts                                     atomic.Uint64
+	auditCycle                                        atomic.Uint64 // audits started, numbering them
 	auditReq                                          chan struct{}
 	walkProgress                                      atomic.Int64
 	committed                                         atomic.Uint64

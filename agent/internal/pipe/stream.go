@@ -237,13 +237,24 @@ func (s *session) duties(sessCtx, ctx context.Context, snapshot bool) {
 			}
 			s.p.log.Warn("realtime events were lost; auditing now")
 		}
-		s.supervise(ctx, "audit", func(ctx context.Context) { s.audit(sessCtx, ctx, cache) })
+		opts := s.p.nextAudit()
+		s.supervise(ctx, "audit", func(ctx context.Context) { s.audit(sessCtx, ctx, cache, opts) })
 	}
+}
+
+// nextAudit numbers the next audit and says how deep it looks: the cycle moves the rolling
+// verification's cursor, and every AuditDeepEvery-th audit is deep. The count is the pipe's,
+// not the leadership's, so short leaderships still reach the deep one (each starts with an
+// empty cache, a full audit anyway).
+func (p *Pipe) nextAudit() fs.AuditOptions {
+	n := p.auditCycle.Add(1)
+	every := uint64(max(p.cfg.AuditDeepEvery, 0))
+	return fs.AuditOptions{Cycle: n, Share: p.cfg.AuditRollingShare, Deep: every > 0 && n%every == 0}
 }
 
 // audit sends one audit between explicit start and end markers; the end is sent on every way
 // out, failure and cancellation included, on the session's context (DESIGN.md §9.6).
-func (s *session) audit(sessCtx, ctx context.Context, cache *fs.AuditCache) {
+func (s *session) audit(sessCtx, ctx context.Context, cache *fs.AuditCache, opts fs.AuditOptions) {
 	s.p.auditRunning.Store(true)
 	defer s.p.auditRunning.Store(false)
 	if err := s.emit(ctx, outItem{control: &fustorv1.PushRequest{Payload: &fustorv1.PushRequest_AuditStart{
@@ -258,7 +269,7 @@ func (s *session) audit(sessCtx, ctx context.Context, cache *fs.AuditCache) {
 		_ = s.emit(sessCtx, outItem{control: &fustorv1.PushRequest{Payload: &fustorv1.PushRequest_AuditEnd{AuditEnd: end}}})
 	}()
 	start := time.Now()
-	st, err := s.p.src.Audit(ctx, cache, func(evs []fs.Event) error {
+	st, err := s.p.src.Audit(ctx, cache, opts, func(evs []fs.Event) error {
 		s.progressed()
 		return s.emit(ctx, outItem{source: fustorv1.MessageSource_MESSAGE_SOURCE_AUDIT, events: evs})
 	})
@@ -268,8 +279,8 @@ func (s *session) audit(sessCtx, ctx context.Context, cache *fs.AuditCache) {
 		return
 	}
 	s.p.audits.Add(1)
-	s.p.log.Info("audit sent", zap.Uint64("dirs", st.Dirs), zap.Uint64("silent_dirs", st.Silent), zap.Uint64("files", st.Files), zap.Uint64("skipped", st.Skipped),
-		zap.Float64("duration_ms", msSince(start)))
+	s.p.log.Info("audit sent", zap.Uint64("cycle", opts.Cycle), zap.Bool("deep", opts.Deep), zap.Uint64("dirs", st.Dirs), zap.Uint64("silent_dirs", st.Silent),
+		zap.Uint64("rolled_dirs", st.Rolled), zap.Uint64("files", st.Files), zap.Uint64("skipped", st.Skipped), zap.Float64("duration_ms", msSince(start)))
 }
 
 // msSince is the wall time since start in ms, logged so benchmarks can read walk times.

@@ -31,7 +31,7 @@ func TestAuditTrueSilence(t *testing.T) {
 	audit := func() map[string]Event {
 		t.Helper()
 		got := map[string]Event{}
-		if _, err := s.Audit(context.Background(), cache, func(evs []Event) error {
+		if _, err := s.Audit(context.Background(), cache, AuditOptions{}, func(evs []Event) error {
 			for _, e := range evs {
 				if e.Kind != KindAudit {
 					t.Errorf("%s: kind %v", e.Path, e.Kind)
@@ -116,11 +116,13 @@ func BenchmarkAuditUnchanged(b *testing.B) {
 		full, fullRows = full+d, n
 		walkRSS = max(walkRSS, peakRSSMB())
 		cache := NewAuditCache()
-		if _, err := s.Audit(context.Background(), cache, func([]Event) error { return nil }); err != nil {
+		if _, err := s.Audit(context.Background(), cache, AuditOptions{}, func([]Event) error { return nil }); err != nil {
 			b.Fatal(err)
 		}
 		resetPeakRSS()
-		d, n = walk(func(emit func([]Event) error) (WalkStats, error) { return s.Audit(context.Background(), cache, emit) })
+		d, n = walk(func(emit func([]Event) error) (WalkStats, error) {
+			return s.Audit(context.Background(), cache, AuditOptions{}, emit)
+		})
 		audit, auditRows = audit+d, n
 		auditRSS = max(auditRSS, peakRSSMB())
 	}

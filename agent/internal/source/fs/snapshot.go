@@ -28,6 +28,9 @@ type WalkStats struct {
 	Excluded uint64
 	// Silent counts directories an audit found unchanged (sent audit_skipped, files not sent).
 	Silent uint64
+	// Rolled counts directories an audit found unchanged but listed in full anyway, as a deep
+	// audit or by the rolling verification (AuditOptions); not counted in Silent.
+	Rolled uint64
 	// Writing counts files a snapshot sent while the watcher saw a write to them without its
 	// close (a writer holding it open, a truncate): sent flagged fsbatch.FlagPartialWrite, so
 	// Fusion holds them suspect, rather than left out. A close-write that never comes, or
@@ -43,6 +46,7 @@ func (w *WalkStats) add(o WalkStats) {
 	w.Skipped += o.Skipped
 	w.Excluded += o.Excluded
 	w.Silent += o.Silent
+	w.Rolled += o.Rolled
 	w.Writing += o.Writing
 	w.Deferred += o.Deferred
 }
@@ -63,55 +67,10 @@ const readChunk = 1024
 // returned; so is a cancelled ctx. A directory's row is always in the same batch as its
 // children's rows or an earlier one. Audit rows carry their parent's mtime.
 func (s *Source) Snapshot(ctx context.Context, rel string, kind Kind, emit func([]Event) error) (WalkStats, error) {
-	return s.walk(ctx, rel, kind, nil, emit)
+	return s.walk(ctx, rel, kind, nil, AuditOptions{}, emit)
 }
 
-// Audit walks the whole tree as an audit with "true silence" (DESIGN.md §4.3): a directory
-// whose mtime equals the one cache holds is sent as an audit_skipped row and its files are not
-// sent (Fusion protects them), but its subdirectories are still walked. The cache is updated
-// per directory as soon as its rows are handed to emit.
-func (s *Source) Audit(ctx context.Context, cache *AuditCache, emit func([]Event) error) (WalkStats, error) {
-	return s.walk(ctx, fspath.Root, KindAudit, cache, emit)
-}
-
-// AuditCache remembers each directory's mtime at the last audit that listed it. A new cache
-// (or Reset) makes the next audit a full one, as after a promotion. Safe for concurrent use.
-type AuditCache struct {
-	mu sync.Mutex
-	m  map[string]int64
-}
-
-// NewAuditCache returns an empty cache.
-func NewAuditCache() *AuditCache { return &AuditCache{m: map[string]int64{}} }
-
-// Reset forgets every directory.
-func (c *AuditCache) Reset() {
-	c.mu.Lock()
-	clear(c.m)
-	c.mu.Unlock()
-}
-
-// Len returns how many directories the cache holds.
-func (c *AuditCache) Len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.m)
-}
-
-func (c *AuditCache) silent(rel string, mtime int64) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	m, ok := c.m[rel]
-	return ok && m == mtime
-}
-
-func (c *AuditCache) set(rel string, mtime int64) {
-	c.mu.Lock()
-	c.m[rel] = mtime
-	c.mu.Unlock()
-}
-
-func (s *Source) walk(ctx context.Context, rel string, kind Kind, cache *AuditCache, emit func([]Event) error) (WalkStats, error) {
+func (s *Source) walk(ctx context.Context, rel string, kind Kind, cache *AuditCache, opts AuditOptions, emit func([]Event) error) (WalkStats, error) {
 	var ws WalkStats
 	if kind != KindSnapshot && kind != KindAudit && kind != KindOnDemand {
 		return ws, fmt.Errorf("snapshot: %v is not a walk kind", kind)
@@ -136,7 +95,10 @@ func (s *Source) walk(ctx context.Context, rel string, kind Kind, cache *AuditCa
 			top.ParentMtimeNs = pst.mtimeNs
 		}
 	}
-	w := &walker{s: s, kind: kind, batch: s.cfg.BatchSize, cache: cache}
+	w := &walker{s: s, kind: kind, batch: s.cfg.BatchSize, cache: cache, deep: opts.Deep}
+	if k := opts.RollBuckets(); k > 0 && !opts.Deep {
+		w.rollK, w.rollBucket = k, opts.Cycle%k
+	}
 	if kind == KindSnapshot && s.cfg.HotThreshold > 0 {
 		w.hotAfter = s.cfg.Clock.Now().Add(-s.cfg.HotThreshold).UnixNano()
 	}
@@ -239,6 +201,10 @@ type walker struct {
 	s     *Source
 	kind  Kind
 	cache *AuditCache // audits only; nil = list every directory
+	// deep lists every directory of an audit anyway; else the silent ones whose path hashes
+	// to rollBucket modulo rollK (0 = none) are (AuditOptions).
+	deep              bool
+	rollK, rollBucket uint64
 	// hotAfter: snapshot files with an mtime after it are deferred (0 = none).
 	hotAfter int64
 	deferMu  sync.Mutex
@@ -379,7 +345,8 @@ func (w *walker) work(ctx context.Context) (ws WalkStats) {
 // rows their own worker sends.
 func (w *walker) dir(ctx context.Context, it dirItem, ws *WalkStats) []dirItem {
 	s := w.s
-	if w.cache != nil && it.nlink == 2 && w.cache.silent(it.rel, it.row.MtimeNs) {
+	silent, rolled := w.silence(it)
+	if silent && it.nlink == 2 {
 		// A silent leaf: nothing below it to walk, not even a listing to read.
 		ws.Dirs++
 		ws.Silent++
@@ -404,7 +371,9 @@ func (w *walker) dir(ctx context.Context, it dirItem, ws *WalkStats) []dirItem {
 	defer d.close()
 	s.devs.mark(it.dev, d)
 	ws.Dirs++
-	silent := w.cache != nil && w.cache.silent(it.rel, it.row.MtimeNs)
+	if rolled {
+		ws.Rolled++
+	}
 	if silent {
 		it.row.Flags |= fsbatch.FlagAuditSkipped
 		ws.Silent++

@@ -236,8 +236,9 @@ func (s *Source) Snapshot(ctx context.Context, rel string, kind fs.Kind, emit fu
 	return ws, nil
 }
 
-// Audit is a full snapshot with audit rows: a journal has no directory mtimes to skip by.
-func (s *Source) Audit(ctx context.Context, _ *fs.AuditCache, emit func([]fs.Event) error) (fs.WalkStats, error) {
+// Audit is a full snapshot with audit rows: a journal has no directory mtimes to skip by, so
+// every audit is deep whatever the options say.
+func (s *Source) Audit(ctx context.Context, _ *fs.AuditCache, _ fs.AuditOptions, emit func([]fs.Event) error) (fs.WalkStats, error) {
 	return s.Snapshot(ctx, fspath.Root, fs.KindAudit, emit)
 }
 
