@@ -325,7 +325,7 @@ func TestFindByNameMatchesAWalk(t *testing.T) {
 		randomOp(t, r, v, c)
 	}
 	for _, root := range []string{"/", "/n1", "/n2/n3"} {
-		if _, err := v.Stat(root); err != nil {
+		if e, err := v.Stat(root); err != nil || !e.IsDir {
 			continue
 		}
 		for _, m := range []Matcher{{Name: "n4"}, {Name: "n0", DirsOnly: true}, {Name: "n5", FilesOnly: true}, {Name: "absent"},

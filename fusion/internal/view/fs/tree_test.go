@@ -249,7 +249,20 @@ func randomOp(t testing.TB, r *rand.Rand, v *View, c *clocks) {
 		v.AuditEnd(r.IntN(4) == 0)
 	case k < 5:
 		v.SnapshotStart("s1")
+	case k < 6:
+		v.SnapshotEnd("s1", r.IntN(4) == 0)
 	case k < 7:
+		// A verify walk: the rows are compared (and, with repair, applied), the end judged.
+		if v.VerifyStart("v1", "/", 5, r.IntN(2) == 0) == nil {
+			rows := make([]fsbatch.Row, r.IntN(8))
+			for i := range rows {
+				rows[i] = randomRow(r, c)
+				rows[i].Flags &^= fsbatch.FlagDelete
+			}
+			v.VerifyRows("v1", rows)
+			_, _ = v.VerifyEnd("v1")
+		}
+	case k < 8:
 		rw := randomRow(r, c)
 		v.SentinelFeedback([]SentinelItem{{Path: rw.Path(), Exists: r.IntN(2) == 0, Size: rw.Size, MtimeNs: rw.MtimeNs}})
 	case k < 10:
