@@ -38,8 +38,10 @@ type Options struct {
 	PacedFor      time.Duration
 	RealtimeFiles int
 	AuditInterval time.Duration
-	FindRuns      int
-	Keep          bool
+	// AuditShare is the agent's audit_rolling_share (0 = pure true silence).
+	AuditShare float64
+	FindRuns   int
+	Keep       bool
 	// Command is the command line, printed in the report.
 	Command string
 	// Stderr receives progress and log lines; TTY selects the one-line progress display.
@@ -51,7 +53,7 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{Dir: "./bench-data/tree", Out: "./bench-out", Bin: "./bin", Files: 1_000_000,
 		Phases: allPhases, IngestDuration: 10 * time.Second, Clients: 20, Queries: 2000, Load: 0.25, PacedFor: 10 * time.Second, RealtimeFiles: 1000,
-		AuditInterval: 15 * time.Second, FindRuns: 3, Stderr: io.Discard}
+		AuditInterval: 15 * time.Second, AuditShare: 0.5, FindRuns: 3, Stderr: io.Discard}
 }
 
 const usage = `fustor-bench: the end-to-end benchmark of Fustor with the real binaries.
@@ -87,7 +89,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool
 	fs.Float64Var(&o.Load, "load", o.Load, "paced P4 rate, as a fraction of each kind's back-to-back throughput (0 < load <= 1)")
 	fs.DurationVar(&o.PacedFor, "paced-for", o.PacedFor, "how long each paced P4 run lasts")
 	fs.IntVar(&o.RealtimeFiles, "realtime-files", o.RealtimeFiles, "files written for the realtime latency (P5)")
-	fs.DurationVar(&o.AuditInterval, "audit-interval", o.AuditInterval, "the agent's audit interval (two audits are awaited)")
+	fs.DurationVar(&o.AuditInterval, "audit-interval", o.AuditInterval, "the agent's audit interval (three audits are awaited: full, unchanged, deep)")
+	fs.Float64Var(&o.AuditShare, "audit-share", o.AuditShare, "the agent's audit_rolling_share: the part of silent directories each audit re-lists (0 = pure true silence)")
 	fs.IntVar(&o.FindRuns, "find-runs", o.FindRuns, "timed runs of each find baseline, after one warm-up (best is reported)")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the daemons' configs and logs in the report directory")
 	if err := fs.Parse(args); err != nil {
@@ -137,9 +140,9 @@ var errUsage = errors.New("usage")
 // returns. A phase that fails is recorded in Report.Errors and the others still run; the
 // error is for failures that leave no report (bad options, a foreign --dir, Ctrl-C).
 func Run(ctx context.Context, o Options) (*Report, string, error) {
-	if o.Files <= 0 || o.Clients <= 0 || o.Queries <= 0 || o.RealtimeFiles < 0 || o.FindRuns <= 0 || o.AuditInterval <= 0 ||
+	if o.Files <= 0 || o.Clients <= 0 || o.Queries <= 0 || o.RealtimeFiles < 0 || o.FindRuns <= 0 || o.AuditInterval <= 0 || o.AuditShare < 0 || o.AuditShare > 1 ||
 		o.Load <= 0 || o.Load > 1 || o.PacedFor <= 0 {
-		return nil, "", fmt.Errorf("check options: %w: --files, --clients, --queries, --find-runs, --audit-interval and --paced-for must be positive, --load in (0, 1]", errUsage)
+		return nil, "", fmt.Errorf("check options: %w: --files, --clients, --queries, --find-runs, --audit-interval and --paced-for must be positive, --load and --audit-share in (0, 1] and [0, 1]", errUsage)
 	}
 	if o.Stderr == nil {
 		o.Stderr = io.Discard

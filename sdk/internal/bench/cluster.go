@@ -143,9 +143,10 @@ func (f *fusionProc) debugGet(ctx context.Context, path string, read func(io.Rea
 }
 
 // startAgent writes agent.yaml into dir and starts an agent on root sending to addr.
-func startAgent(bin, dir, root, addr string, auditInterval time.Duration) (*proc, error) {
+func startAgent(bin, dir, root, addr string, auditInterval time.Duration, auditShare float64) (*proc, error) {
 	// The marker is the bench's, not part of the measured tree. Audits are the leader's
-	// periodic walks; their interval is the bench's to choose.
+	// periodic walks; their interval and rolling share are the bench's to choose, and every
+	// third is deep, so the three awaited are full (empty cache), unchanged and deep.
 	cfg := fmt.Sprintf(`agent_id: fustor-bench-agent
 log: {level: info, format: json}
 sources:
@@ -153,8 +154,8 @@ sources:
 senders:
   fusion: {driver: grpc, address: %s, api_key: %s}
 pipes:
-  %s: {source: tree, sender: fusion, audit_interval: %s, backoff_min: 200ms, backoff_max: 2s}
-`, root, MarkerName, addr, ingestKey, pipeName, auditInterval)
+  %s: {source: tree, sender: fusion, audit_interval: %s, audit_rolling_share: %g, audit_deep_every: 3, backoff_min: 200ms, backoff_max: 2s}
+`, root, MarkerName, addr, ingestKey, pipeName, auditInterval, auditShare)
 	path := filepath.Join(dir, "agent.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return nil, fmt.Errorf("write agent config: %w", err)

@@ -78,6 +78,11 @@ func TestEndToEnd(t *testing.T) {
 	positive("audit_full_ms", 0.001, anyTime)
 	positive("audit_unchanged_ms", 0.001, anyTime)
 	positive("audit_unchanged_pct", 0, 1e4)
+	positive("audit_deep_ms", 0.001, anyTime)
+	positive("verify_ms", 0.01, anyTime)
+	if f, ok := rep.Figure("verify_differences"); !ok || f.Value != 0 {
+		t.Errorf("verify of the unchanged tree: %+v", f)
+	}
 	positive("agent_rss_audits_mib", 1, 4096)
 	for _, q := range []string{qLs, qStatsSub, qStatsRoot, qFindName, qFindNameFull, qFindSub, qGlobSub, qFindGlob} {
 		positive(q+"_p50_ms", 1e-3, anyTime)
