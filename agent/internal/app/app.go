@@ -176,7 +176,7 @@ func pipeConfig(id, agentID, uri string, pc config.Pipe) pipe.Config {
 	return pipe.Config{ID: id, AgentID: agentID, SourceURI: uri,
 		BatchSize: pc.BatchSize, TimeoutHint: pc.TimeoutHint, BackoffMin: pc.BackoffMin, BackoffMax: pc.BackoffMax,
 		AuditInterval: pc.AuditInterval, StuckAfter: pc.StuckAfter,
-		AuditRollingShare: *pc.AuditRollingShare, AuditDeepEvery: *pc.AuditDeepEvery}
+		AuditRollingShare: *pc.AuditRollingShare, AuditDeepEvery: *pc.AuditDeepEvery, OverflowAuditDelay: *pc.OverflowAuditDelay}
 }
 
 // Pipe returns a pipe by id (for status and tests).

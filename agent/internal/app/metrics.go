@@ -25,7 +25,8 @@ type collector struct {
 	a *Agent
 
 	pipeInfo, sessionUp, leader, sessions, failures, rowsSent *prometheus.Desc
-	snapshots, audits, stuck, snapshotRunning, auditRunning   *prometheus.Desc
+	snapshots, audits, recoveryAudits, stuck                  *prometheus.Desc
+	snapshotRunning, auditRunning                             *prometheus.Desc
 	committed, realtime, skipped                              *prometheus.Desc
 	busPublished, busRejected, busLost, busSplits, busMerges  *prometheus.Desc
 	busLanes, busSubscribers                                  *prometheus.Desc
@@ -57,6 +58,7 @@ func newCollector(a *Agent) *collector {
 		rowsSent:        d("pipe_rows_sent_total", "Rows the pipe pushed to Fusion: snapshot, audit, realtime and on-demand.", pipe),
 		snapshots:       d("pipe_snapshots_total", "Snapshots the pipe started.", pipe),
 		audits:          d("pipe_audits_total", "Audits the pipe completed.", pipe),
+		recoveryAudits:  d("pipe_recovery_audits_total", "Deep audits the pipe completed to repair a known loss of realtime events (queue overflow); counted in audits too.", pipe),
 		stuck:           d("pipe_stuck_restarts_total", "Snapshots and audits restarted for making no progress.", pipe),
 		snapshotRunning: d("pipe_snapshot_running", "1 while a snapshot walk runs.", pipe),
 		auditRunning:    d("pipe_audit_running", "1 while an audit walk runs.", pipe),
@@ -134,6 +136,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.rowsSent, float64(st.EventsSent), id)
 		counter(c.snapshots, float64(st.Snapshots), id)
 		counter(c.audits, float64(st.Audits), id)
+		counter(c.recoveryAudits, float64(st.RecoveryAudits), id)
 		counter(c.stuck, float64(st.StuckRestarts), id)
 		gauge(c.snapshotRunning, b(st.SnapshotRunning), id)
 		gauge(c.auditRunning, b(st.AuditRunning), id)

@@ -230,6 +230,7 @@ func TestMetricsEndpoint(t *testing.T) {
 		`fustor_agent_pipe_rows_sent_total{pipe="p"}`:                                 6,
 		`fustor_agent_pipe_snapshots_total{pipe="p"}`:                                 1,
 		`fustor_agent_pipe_audits_total{pipe="p"}`:                                    0,
+		`fustor_agent_pipe_recovery_audits_total{pipe="p"}`:                           0,
 		`fustor_agent_pipe_audit_running{pipe="p"}`:                                   0,
 		`fustor_agent_pipe_committed_index{pipe="p"}`:                                 float64(committed),
 		`fustor_agent_source_realtime{source="src"}`:                                  1,
@@ -250,6 +251,14 @@ func TestMetricsEndpoint(t *testing.T) {
 	if got["go_goroutines"] == 0 || got["process_start_time_seconds"] == 0 {
 		t.Error("the Go and process collectors are missing")
 	}
+
+	// A queue overflow (what the watcher's overflow handler calls) is repaired by a deep audit
+	// at once, counted apart.
+	a.Pipe("p").RequestAudit()
+	waitMetrics(t, client, url, map[string]float64{
+		`fustor_agent_pipe_audits_total{pipe="p"}`:          1,
+		`fustor_agent_pipe_recovery_audits_total{pipe="p"}`: 1,
+	})
 
 	// The metrics endpoint serves /metrics only; the debug endpoint serves it besides profiles.
 	if _, code, _ := scrape(t, client, "http://"+a.MetricsAddr().String()+"/debug/pprof/"); code != http.StatusNotFound {

@@ -91,6 +91,11 @@ type Pipe struct {
 	// AuditDeepEvery makes every Nth audit deep: every directory listed and every entry
 	// stat'ed whatever the mtime cache says. 0 = never; unset = DefaultAuditDeepEvery.
 	AuditDeepEvery *int `koanf:"audit_deep_every"`
+	// OverflowAuditDelay spaces the deep recovery audits that follow realtime queue overflows
+	// (lost events): the first one starts at once, the next no sooner than this after the
+	// previous one ended, every overflow in between folded into it — none is dropped.
+	// 0 = no spacing; unset = DefaultOverflowAuditDelay.
+	OverflowAuditDelay *time.Duration `koanf:"overflow_audit_delay"`
 	// StuckAfter restarts a snapshot or audit that made no progress for this long.
 	StuckAfter time.Duration `koanf:"stuck_after"`
 	// BackoffMin and BackoffMax bound the reconnect backoff.
@@ -119,6 +124,9 @@ const (
 	// DefaultAuditDeepEvery: a deep audit every 10th (5 days at 12 h) bounds what the rolling
 	// share cannot: a share set small for a huge tree, or audits that keep failing part-way.
 	DefaultAuditDeepEvery = 10
+	// DefaultOverflowAuditDelay keeps a watcher that overflows over and over from walking the
+	// tree back to back, while a loss is repaired within seconds of the last audit.
+	DefaultOverflowAuditDelay = 10 * time.Second
 )
 
 // Normalize fills per-entry defaults.
@@ -167,6 +175,9 @@ func (c *Config) Normalize() {
 		}
 		if p.AuditDeepEvery == nil {
 			p.AuditDeepEvery = ptr(DefaultAuditDeepEvery)
+		}
+		if p.OverflowAuditDelay == nil {
+			p.OverflowAuditDelay = ptr(DefaultOverflowAuditDelay)
 		}
 		c.Pipes[id] = p
 	}
@@ -241,6 +252,9 @@ func (c *Config) Validate() error {
 		}
 		if v := p.AuditDeepEvery; v != nil && *v < 0 {
 			errs = append(errs, fmt.Errorf("pipes.%s: audit_deep_every %d must not be negative", id, *v))
+		}
+		if v := p.OverflowAuditDelay; v != nil && *v < 0 {
+			errs = append(errs, fmt.Errorf("pipes.%s: overflow_audit_delay %v must not be negative", id, *v))
 		}
 	}
 	// DESIGN.md §2: a <source, sender> pair runs at most one pipe.

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -35,6 +36,12 @@ func TestValidate(t *testing.T) {
 		{"rolling share negative", func(c *Config) { p := c.Pipes["demo"]; p.AuditRollingShare = ptr(-0.1); c.Pipes["demo"] = p }, "audit_rolling_share -0.1"},
 		{"rolling share NaN", func(c *Config) { p := c.Pipes["demo"]; p.AuditRollingShare = ptr(math.NaN()); c.Pipes["demo"] = p }, "audit_rolling_share NaN"},
 		{"deep every 0", func(c *Config) { p := c.Pipes["demo"]; p.AuditDeepEvery = ptr(0); c.Pipes["demo"] = p }, ""},
+		{"overflow delay 0", func(c *Config) {
+			p := c.Pipes["demo"]
+			p.OverflowAuditDelay = ptr(time.Duration(0))
+			c.Pipes["demo"] = p
+		}, ""},
+		{"overflow delay negative", func(c *Config) { p := c.Pipes["demo"]; p.OverflowAuditDelay = ptr(-time.Second); c.Pipes["demo"] = p }, "overflow_audit_delay -1s"},
 		{"deep every negative", func(c *Config) { p := c.Pipes["demo"]; p.AuditDeepEvery = ptr(-1); c.Pipes["demo"] = p }, "audit_deep_every -1"},
 	}
 	for _, tt := range tests {
@@ -64,8 +71,8 @@ func TestPipeAuditKeys(t *testing.T) {
 sources: {src: {root: ` + root + `}}
 senders: {fusion: {address: "127.0.0.1:7070"}}
 pipes:
-  zero: {source: src, sender: fusion, audit_rolling_share: 0, audit_deep_every: 0}
-  set: {source: src, sender: fusion, audit_rolling_share: 0.25, audit_deep_every: 4}
+  zero: {source: src, sender: fusion, audit_rolling_share: 0, audit_deep_every: 0, overflow_audit_delay: 0s}
+  set: {source: src, sender: fusion, audit_rolling_share: 0.25, audit_deep_every: 4, overflow_audit_delay: 3s}
   unset: {source: src, sender: fusion}
 `
 	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
@@ -73,7 +80,8 @@ pipes:
 	}
 	// The three pipes pair one source with one sender: give each its own sender.
 	env := []string{"FUSTOR_SENDERS__F2__ADDRESS=127.0.0.1:7070", "FUSTOR_SENDERS__F3__ADDRESS=127.0.0.1:7070",
-		"FUSTOR_PIPES__SET__SENDER=f2", "FUSTOR_PIPES__UNSET__SENDER=f3", "FUSTOR_PIPES__SET__AUDIT_DEEP_EVERY=6"}
+		"FUSTOR_PIPES__SET__SENDER=f2", "FUSTOR_PIPES__UNSET__SENDER=f3", "FUSTOR_PIPES__SET__AUDIT_DEEP_EVERY=6",
+		"FUSTOR_PIPES__SET__OVERFLOW_AUDIT_DELAY=2500ms"}
 	c := Default()
 	if err := sdkconfig.Load(&c, sdkconfig.Source{Path: file, Environ: func() []string { return env }}); err != nil {
 		t.Fatal(err)
@@ -85,10 +93,14 @@ pipes:
 	for id, want := range map[string]struct {
 		share float64
 		every int
-	}{"zero": {0, 0}, "set": {0.25, 6}, "unset": {DefaultAuditRollingShare, DefaultAuditDeepEvery}} {
+		delay time.Duration
+	}{"zero": {0, 0, 0}, "set": {0.25, 6, 2500 * time.Millisecond},
+		"unset": {DefaultAuditRollingShare, DefaultAuditDeepEvery, DefaultOverflowAuditDelay}} {
 		p := c.Pipes[id]
-		if p.AuditRollingShare == nil || *p.AuditRollingShare != want.share || p.AuditDeepEvery == nil || *p.AuditDeepEvery != want.every {
-			t.Errorf("pipes.%s: share %v, deep every %v; want %v, %v", id, p.AuditRollingShare, p.AuditDeepEvery, want.share, want.every)
+		if p.AuditRollingShare == nil || *p.AuditRollingShare != want.share || p.AuditDeepEvery == nil || *p.AuditDeepEvery != want.every ||
+			p.OverflowAuditDelay == nil || *p.OverflowAuditDelay != want.delay {
+			t.Errorf("pipes.%s: share %v, deep every %v, overflow delay %v; want %v, %v, %v", id, deref(p.AuditRollingShare),
+				deref(p.AuditDeepEvery), deref(p.OverflowAuditDelay), want.share, want.every, want.delay)
 		}
 	}
 }
@@ -97,12 +109,20 @@ pipes:
 // normalised, as the command line starts from), the environment still sets the pointer keys.
 func TestPipeAuditKeysOverDefaults(t *testing.T) {
 	c := Demo(t.TempDir())
-	env := []string{"FUSTOR_PIPES__DEMO__AUDIT_ROLLING_SHARE=0", "FUSTOR_PIPES__DEMO__AUDIT_DEEP_EVERY=3"}
+	env := []string{"FUSTOR_PIPES__DEMO__AUDIT_ROLLING_SHARE=0", "FUSTOR_PIPES__DEMO__AUDIT_DEEP_EVERY=3", "FUSTOR_PIPES__DEMO__OVERFLOW_AUDIT_DELAY=0"}
 	if err := sdkconfig.Load(&c, sdkconfig.Source{Environ: func() []string { return env }}); err != nil {
 		t.Fatal(err)
 	}
 	c.Normalize()
-	if p := c.Pipes["demo"]; *p.AuditRollingShare != 0 || *p.AuditDeepEvery != 3 {
-		t.Fatalf("share %v, deep every %v; want 0, 3", *p.AuditRollingShare, *p.AuditDeepEvery)
+	if p := c.Pipes["demo"]; *p.AuditRollingShare != 0 || *p.AuditDeepEvery != 3 || *p.OverflowAuditDelay != 0 {
+		t.Fatalf("share %v, deep every %v, overflow delay %v; want 0, 3, 0", *p.AuditRollingShare, *p.AuditDeepEvery, *p.OverflowAuditDelay)
 	}
+}
+
+// deref shows a pointer setting's value, or nil.
+func deref[T any](p *T) any {
+	if p == nil {
+		return nil
+	}
+	return *p
 }

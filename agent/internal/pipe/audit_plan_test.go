@@ -32,21 +32,21 @@ func TestAuditOptionsFollowTheConfig(t *testing.T) {
 // looked, with the silent directories it re-listed.
 func TestAuditPassesItsOptions(t *testing.T) {
 	opts := make(chan fs.AuditOptions, 1)
-	src := walkSource{opts: opts, stats: fs.WalkStats{Dirs: 10, Silent: 6, Rolled: 3, Files: 40}}
+	src := walkSource{onAudit: func(o fs.AuditOptions) { opts <- o }, stats: fs.WalkStats{Dirs: 10, Silent: 6, Rolled: 3, Files: 40}}
 	core, logs := observer.New(zap.InfoLevel)
 	p := New(zap.New(core), Config{ID: "p", BatchSize: 10}, src, nil, nil, nil)
 	s := &session{p: p, out: make(chan outItem, 16)}
 	want := fs.AuditOptions{Cycle: 5, Share: 0.25, Deep: true}
-	s.audit(context.Background(), context.Background(), fs.NewAuditCache(), want)
+	s.audit(context.Background(), context.Background(), fs.NewAuditCache(), want, true)
 	if got := <-opts; got != want {
 		t.Fatalf("source got %+v; want %+v", got, want)
 	}
 	sent := logs.FilterMessage("audit sent").All()
-	if len(sent) != 1 {
-		t.Fatalf("%d audit sent logs", len(sent))
+	if len(sent) != 1 || p.Status().RecoveryAudits != 1 {
+		t.Fatalf("%d audit sent logs, %d recovery audits; want 1 each", len(sent), p.Status().RecoveryAudits)
 	}
 	f := sent[0].ContextMap()
-	if f["deep"] != true || f["rolled_dirs"] != uint64(3) || f["silent_dirs"] != uint64(6) || f["cycle"] != uint64(5) {
+	if f["deep"] != true || f["recovery"] != true || f["rolled_dirs"] != uint64(3) || f["silent_dirs"] != uint64(6) || f["cycle"] != uint64(5) {
 		t.Fatalf("audit sent fields %v", f)
 	}
 }

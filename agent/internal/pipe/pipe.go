@@ -57,11 +57,15 @@ type Config struct {
 	AuditRollingShare float64
 	// AuditDeepEvery makes every Nth audit of the pipe deep (0 = never).
 	AuditDeepEvery int
-	// RequestedAuditBackoff is the least time between audits requested by RequestAudit
-	// (0 = 1 min).
-	RequestedAuditBackoff time.Duration
+	// OverflowAuditDelay is the least time from the end of one recovery audit (RequestAudit)
+	// to the start of the next; requests inside it coalesce into one audit run when it is up
+	// (0 = none: each runs as soon as the audit before it ends). Taken as is: the agent's
+	// config holds the default.
+	OverflowAuditDelay time.Duration
 	// Now is the clock (nil = time.Now).
 	Now func() time.Time
+	// After is the timer the recovery audit's delay waits on (nil = time.After).
+	After func(time.Duration) <-chan time.Time
 	// CriticalAfter is the number of failures in a row after which each failure is logged at
 	// error level as critical (default 5).
 	CriticalAfter int
@@ -77,6 +81,7 @@ type Pipe struct {
 	canRealtime func() bool
 
 	sessions, eventsSent, snapshots, failures, audits atomic.Uint64
+	recoveryAudits                                    atomic.Uint64
 	stuckRestarts                                     atomic.Uint64
 	auditCycle                                        atomic.Uint64 // audits started, numbering them
 	auditReq                                          chan struct{}
@@ -102,9 +107,6 @@ func New(log *zap.Logger, cfg Config, src Source, b *bus.Bus[fs.Event], snd send
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.RequestedAuditBackoff == 0 {
-		cfg.RequestedAuditBackoff = time.Minute
-	}
 	return &Pipe{log: log.With(zap.String("pipe", cfg.ID)), cfg: cfg, src: src, bus: b, snd: snd, canRealtime: canRealtime,
 		auditReq: make(chan struct{}, 1)}
 }
@@ -114,23 +116,17 @@ func (p *Pipe) now() time.Time { return p.cfg.Now() }
 // ID returns the pipe's configured id.
 func (p *Pipe) ID() string { return p.cfg.ID }
 
-// RequestAudit asks the leader for an audit now (after a known loss of realtime events, such as
-// an inotify queue overflow). Requests coalesce; a follower ignores them.
-func (p *Pipe) RequestAudit() {
-	select {
-	case p.auditReq <- struct{}{}:
-	default:
-	}
-}
-
 // Status is a pipe's state for operators and tests.
 type Status struct {
-	SessionID       string
-	Role            fustorv1.Role
-	Sessions        uint64
-	EventsSent      uint64
-	Snapshots       uint64
-	Audits          uint64
+	SessionID  string
+	Role       fustorv1.Role
+	Sessions   uint64
+	EventsSent uint64
+	Snapshots  uint64
+	Audits     uint64
+	// RecoveryAudits counts the deep audits completed for a known loss of realtime events
+	// (RequestAudit); they count in Audits too.
+	RecoveryAudits  uint64
 	StuckRestarts   uint64
 	Committed       uint64
 	SnapshotRunning bool
@@ -147,7 +143,7 @@ func (p *Pipe) Status() Status {
 	id := p.sessionID
 	p.mu.Unlock()
 	return Status{SessionID: id, Role: fustorv1.Role(p.role.Load()), Sessions: p.sessions.Load(),
-		EventsSent: p.eventsSent.Load(), Snapshots: p.snapshots.Load(), Audits: p.audits.Load(), StuckRestarts: p.stuckRestarts.Load(), Committed: p.committed.Load(),
+		EventsSent: p.eventsSent.Load(), Snapshots: p.snapshots.Load(), Audits: p.audits.Load(), RecoveryAudits: p.recoveryAudits.Load(), StuckRestarts: p.stuckRestarts.Load(), Committed: p.committed.Load(),
 		SnapshotRunning: p.snapshotRunning.Load(), AuditRunning: p.auditRunning.Load(), Failures: p.failures.Load(), Connected: p.connected.Load()}
 }
 
@@ -360,6 +356,10 @@ func (s *session) heartbeat(ctx context.Context) error {
 
 func (p *Pipe) progress() *fustorv1.Progress {
 	c := p.src.Counters()
+	if c == nil {
+		c = map[string]uint64{}
+	}
+	c["recovery_audits"] = p.recoveryAudits.Load()
 	var skipped uint64
 	for k, v := range c {
 		if len(k) > 8 && k[:8] == "skipped_" {

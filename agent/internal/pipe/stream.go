@@ -208,93 +208,19 @@ func (s *session) startDuties(ctx context.Context, snapshot bool) (context.Cance
 	return cancel, done
 }
 
-// duties runs the snapshot (once per session) and then periodic audits until cancelled. Each
-// leadership starts with an empty audit cache, so its first audit is a full scan.
-func (s *session) duties(sessCtx, ctx context.Context, snapshot bool) {
-	if snapshot {
-		s.supervise(ctx, "snapshot", s.snapshot)
-	}
-	cache := fs.NewAuditCache()
-	var tick <-chan time.Time
-	if s.p.cfg.AuditInterval > 0 {
-		t := time.NewTicker(s.p.cfg.AuditInterval)
-		defer t.Stop()
-		tick = t.C
-	}
-	var lastRequested time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick:
-		case <-s.p.auditReq:
-			// Lost realtime events (queue overflow): audit now, but not more often than the
-			// backoff, so an overflowing watcher cannot loop the walk.
-			if now := s.p.now(); !lastRequested.IsZero() && now.Sub(lastRequested) < s.p.cfg.RequestedAuditBackoff {
-				continue
-			} else {
-				lastRequested = now
-			}
-			s.p.log.Warn("realtime events were lost; auditing now")
-		}
-		opts := s.p.nextAudit()
-		s.supervise(ctx, "audit", func(ctx context.Context) { s.audit(sessCtx, ctx, cache, opts) })
-	}
-}
-
-// nextAudit numbers the next audit and says how deep it looks: the cycle moves the rolling
-// verification's cursor, and every AuditDeepEvery-th audit is deep. The count is the pipe's,
-// not the leadership's, so short leaderships still reach the deep one (each starts with an
-// empty cache, a full audit anyway).
-func (p *Pipe) nextAudit() fs.AuditOptions {
-	n := p.auditCycle.Add(1)
-	every := uint64(max(p.cfg.AuditDeepEvery, 0))
-	return fs.AuditOptions{Cycle: n, Share: p.cfg.AuditRollingShare, Deep: every > 0 && n%every == 0}
-}
-
-// audit sends one audit between explicit start and end markers; the end is sent on every way
-// out, failure and cancellation included, on the session's context (DESIGN.md §9.6).
-func (s *session) audit(sessCtx, ctx context.Context, cache *fs.AuditCache, opts fs.AuditOptions) {
-	s.p.auditRunning.Store(true)
-	defer s.p.auditRunning.Store(false)
-	if err := s.emit(ctx, outItem{control: &fustorv1.PushRequest{Payload: &fustorv1.PushRequest_AuditStart{
-		AuditStart: &fustorv1.AuditStart{}}}}); err != nil {
-		return
-	}
-	end := &fustorv1.AuditEnd{}
-	defer func() {
-		if r := recover(); r != nil {
-			end.Failed, end.Error = true, fmt.Sprintf("audit panicked: %v", r)
-		}
-		_ = s.emit(sessCtx, outItem{control: &fustorv1.PushRequest{Payload: &fustorv1.PushRequest_AuditEnd{AuditEnd: end}}})
-	}()
-	start := time.Now()
-	st, err := s.p.src.Audit(ctx, cache, opts, func(evs []fs.Event) error {
-		s.progressed()
-		return s.emit(ctx, outItem{source: fustorv1.MessageSource_MESSAGE_SOURCE_AUDIT, events: evs})
-	})
-	if err != nil {
-		end.Failed, end.Error = true, err.Error()
-		s.p.log.Warn("audit failed", zap.Error(err))
-		return
-	}
-	s.p.audits.Add(1)
-	s.p.log.Info("audit sent", zap.Uint64("cycle", opts.Cycle), zap.Bool("deep", opts.Deep), zap.Uint64("dirs", st.Dirs), zap.Uint64("silent_dirs", st.Silent),
-		zap.Uint64("rolled_dirs", st.Rolled), zap.Uint64("files", st.Files), zap.Uint64("skipped", st.Skipped), zap.Float64("duration_ms", msSince(start)))
-}
-
 // msSince is the wall time since start in ms, logged so benchmarks can read walk times.
 func msSince(start time.Time) float64 { return float64(time.Since(start).Microseconds()) / 1e3 }
 
 // snapshot walks the whole source and sends it between snapshot start and end markers. It
-// never fails the session: a failed walk is reported in the end marker.
-func (s *session) snapshot(ctx context.Context) {
+// never fails the session: a failed walk is reported in the end marker. It reports whether the
+// walk completed.
+func (s *session) snapshot(ctx context.Context) bool {
 	s.p.snapshotRunning.Store(true)
 	defer s.p.snapshotRunning.Store(false)
 	s.p.snapshots.Add(1)
 	if err := s.emit(ctx, outItem{control: &fustorv1.PushRequest{Payload: &fustorv1.PushRequest_SnapshotStart{
 		SnapshotStart: &fustorv1.SnapshotStart{}}}}); err != nil {
-		return
+		return false
 	}
 	var rows uint64
 	start := time.Now()
@@ -304,7 +230,7 @@ func (s *session) snapshot(ctx context.Context) {
 		return s.emit(ctx, outItem{source: fustorv1.MessageSource_MESSAGE_SOURCE_SNAPSHOT, events: evs})
 	})
 	if ctx.Err() != nil {
-		return
+		return false
 	}
 	end := &fustorv1.SnapshotEnd{Rows: rows, Skipped: st.Skipped}
 	if err != nil {
@@ -315,6 +241,7 @@ func (s *session) snapshot(ctx context.Context) {
 			zap.Uint64("being_written", st.Writing), zap.Float64("duration_ms", msSince(start)))
 	}
 	_ = s.emit(ctx, outItem{control: &fustorv1.PushRequest{Payload: &fustorv1.PushRequest_SnapshotEnd{SnapshotEnd: end}}})
+	return err == nil
 }
 
 // commands runs Fusion's commands one at a time, in any state — leader or follower, with or

@@ -17,18 +17,20 @@ import (
 // produced on demand by a real tree.
 type walkSource struct {
 	audit func(ctx context.Context, emit func([]fs.Event) error) error
-	// opts, when set, receives each audit's options; stats is what each audit returns.
-	opts  chan<- fs.AuditOptions
-	stats fs.WalkStats
+	// onAudit, when set, is given each audit's options; stats is what each audit returns.
+	onAudit func(fs.AuditOptions)
+	stats   fs.WalkStats
+	// snapErr is what every snapshot returns.
+	snapErr error
 }
 
-func (walkSource) Snapshot(context.Context, string, fs.Kind, func([]fs.Event) error) (fs.WalkStats, error) {
-	return fs.WalkStats{}, nil
+func (w walkSource) Snapshot(context.Context, string, fs.Kind, func([]fs.Event) error) (fs.WalkStats, error) {
+	return fs.WalkStats{}, w.snapErr
 }
 
 func (w walkSource) Audit(ctx context.Context, _ *fs.AuditCache, opts fs.AuditOptions, emit func([]fs.Event) error) (fs.WalkStats, error) {
-	if w.opts != nil {
-		w.opts <- opts
+	if w.onAudit != nil {
+		w.onAudit(opts)
 	}
 	if w.audit == nil {
 		return w.stats, nil
@@ -72,7 +74,7 @@ func TestAuditEndIsSentOnEveryWayOut(t *testing.T) {
 			src := walkSource{audit: func(ctx context.Context, emit func([]fs.Event) error) error { return tc.walk(ctx, cancel, emit) }}
 			p := New(nil, Config{ID: "p", BatchSize: 10}, src, nil, nil, nil)
 			s := &session{p: p, out: make(chan outItem, 16)}
-			s.audit(context.Background(), walkCtx, fs.NewAuditCache(), fs.AuditOptions{})
+			s.audit(context.Background(), walkCtx, fs.NewAuditCache(), fs.AuditOptions{}, false)
 			close(s.out)
 			var kinds []string
 			var end *fustorv1.AuditEnd
