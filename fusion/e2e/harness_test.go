@@ -173,6 +173,12 @@ type cluster struct {
 	sessionTimeout string
 	// debugListen, when set, is Fusion's server.debug_listen.
 	debugListen string
+	// storage, when set, is the directory the view must equal (viewEqualsTree) when root is a
+	// client mount of it; empty means root itself.
+	storage string
+	// auditRollingShare and auditDeepEvery, when set, are the agent pipe's audit_rolling_share
+	// and audit_deep_every (empty = the agent's defaults).
+	auditRollingShare, auditDeepEvery string
 }
 
 func newCluster(t testing.TB, root string) *cluster {
@@ -218,10 +224,22 @@ sources:
 senders:
   fusion: {address: %s, api_key: ingest-key}
 pipes:
-  main: {source: data, sender: fusion, batch_size: 500, backoff_min: 100ms, backoff_max: 500ms, audit_interval: %s}
-`, c.root, !c.realtime, c.maxWatches, c.agentAddr, cmp.Or(c.auditEvery, auditInterval))
+  main: {source: data, sender: fusion, batch_size: 500, backoff_min: 100ms, backoff_max: 500ms, audit_interval: %s%s}
+`, c.root, !c.realtime, c.maxWatches, c.agentAddr, cmp.Or(c.auditEvery, auditInterval), c.auditKeys())
 	must(t, os.WriteFile(filepath.Join(c.cfgDir, "fusion.yaml"), []byte(fusionCfg), 0o644))
 	must(t, os.WriteFile(filepath.Join(c.cfgDir, "agent.yaml"), []byte(agentCfg), 0o644))
+}
+
+// auditKeys is the optional audit settings of the agent's pipe, as flow-map entries.
+func (c *cluster) auditKeys() string {
+	var b strings.Builder
+	if c.auditRollingShare != "" {
+		fmt.Fprintf(&b, ", audit_rolling_share: %s", c.auditRollingShare)
+	}
+	if c.auditDeepEvery != "" {
+		fmt.Fprintf(&b, ", audit_deep_every: %s", c.auditDeepEvery)
+	}
+	return b.String()
 }
 
 func (c *cluster) startFusion() {
