@@ -362,8 +362,12 @@ func (w *walker) dir(ctx context.Context, it dirItem, ws *WalkStats) []dirItem {
 		s.skip(r, it.rel, err)
 		ws.Skipped++
 		if r == skipPermission || r == skipError {
-			// The directory exists; only its content is unknown.
+			// The directory exists; only its content is unknown. It goes as not listed
+			// (audit_skipped), in every walk, so Fusion judges none of its children missing:
+			// a snapshot's or audit's missing detection, or a verify, would otherwise take
+			// what it could not read for deleted.
 			ws.Dirs++
+			it.row.Flags |= fsbatch.FlagAuditSkipped
 			w.send(ctx, []Event{it.row})
 		}
 		return nil

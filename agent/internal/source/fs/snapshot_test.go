@@ -284,7 +284,7 @@ func TestSnapshotPermissionDenied(t *testing.T) {
 	s := newSource(t, root, nil)
 	batches, st := collect(t, s, "/", KindSnapshot)
 	got := checkOrder(t, batches, DefaultBatchSize)
-	if _, ok := got["/locked"]; !ok || len(got) != 3 || st.Skipped != 1 || s.Counters()["skipped_permission"] != 1 {
+	if e, ok := got["/locked"]; !ok || e.Flags&fsbatch.FlagAuditSkipped == 0 || len(got) != 3 || st.Skipped != 1 || s.Counters()["skipped_permission"] != 1 {
 		t.Errorf("rows %v stats %+v counters %v", got, st, s.Counters())
 	}
 }
