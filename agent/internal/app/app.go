@@ -132,8 +132,9 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Agent, error) {
 		a.metrics = m
 	}
 	senders := map[string]*sender.GRPC{}
+	backoffs := senderBackoffs(cfg)
 	for id, sc := range cfg.Senders {
-		s, err := sender.NewGRPC(sc)
+		s, err := sender.NewGRPC(sc, backoffs[id])
 		if err != nil {
 			a.close()
 			return nil, fmt.Errorf("create sender %s: %w", id, err)
@@ -169,6 +170,21 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Agent, error) {
 		})
 	}
 	return a, nil
+}
+
+// senderBackoffs returns, per sender, the smallest reconnect backoff of the pipes it carries:
+// they share its connection, so the most eager one decides how soon it is retried. A sender
+// no pipe uses keeps gRPC's defaults (zero).
+func senderBackoffs(cfg config.Config) map[string]sender.Backoff {
+	out := map[string]sender.Backoff{}
+	for _, pc := range cfg.Pipes {
+		b, ok := out[pc.Sender]
+		if !ok {
+			b = sender.Backoff{Min: pc.BackoffMin, Max: pc.BackoffMax}
+		}
+		out[pc.Sender] = sender.Backoff{Min: min(b.Min, pc.BackoffMin), Max: min(b.Max, pc.BackoffMax)}
+	}
+	return out
 }
 
 // pipeConfig is a pipe's settings from its normalised configuration (every optional one set).

@@ -34,6 +34,11 @@ type Source interface {
 	Counters() map[string]uint64
 }
 
+// backoffResetter is a sender whose transport waits between connection attempts of its own
+// (gRPC): the pipe resets that wait before each retry, so its own backoff is the one that
+// applies.
+type backoffResetter interface{ ResetConnectBackoff() }
+
 // Resumer is a source that can continue from a committed index (a replayable log), unlike
 // inotify, whose position is lost on restart.
 type Resumer interface {
@@ -178,6 +183,9 @@ func (p *Pipe) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 		backoff = min(backoff*2, p.cfg.BackoffMax)
+		if r, ok := p.snd.(backoffResetter); ok {
+			r.ResetConnectBackoff()
+		}
 	}
 }
 

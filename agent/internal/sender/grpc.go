@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 
@@ -22,8 +23,16 @@ type Sender interface {
 	Push(ctx context.Context) (fustorv1.PushService_PushClient, error)
 }
 
+// Backoff is the reconnect backoff of the pipes a sender carries (backoff_min, backoff_max).
+type Backoff struct {
+	Min, Max time.Duration
+}
+
 // GRPC is the gRPC sender. One client connection is shared by every call; gRPC reconnects it
 // by itself, and calls made while it is down fail at once so the pipe's own backoff decides.
+// gRPC's connection backoff is bounded by the pipes' (Backoff), and a pipe resets it before
+// each retry (ResetConnectBackoff): left alone, it grows to 120 s, and a pipe retrying every
+// backoff_max would only find the connection still waiting between attempts.
 type GRPC struct {
 	conn    *grpc.ClientConn
 	session fustorv1.SessionServiceClient
@@ -39,15 +48,17 @@ func (k apiKey) GetRequestMetadata(context.Context, ...string) (map[string]strin
 
 func (apiKey) RequireTransportSecurity() bool { return false }
 
-// NewGRPC returns a sender for cfg. It does not connect until the first call.
+// NewGRPC returns a sender for cfg whose connection retries no slower than b (zero = gRPC's
+// defaults). It does not connect until the first call.
 //
 // The connection has no stats handler or interceptor that reads a message after Send
 // returns: the push stream reuses a sent batch's columns (pipe/stream.go). Adding one
 // means dropping that reuse.
-func NewGRPC(cfg config.Sender) (*GRPC, error) {
+func NewGRPC(cfg config.Sender, b Backoff) (*GRPC, error) {
 	conn, err := grpc.NewClient(cfg.Address,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithPerRPCCredentials(apiKey(cfg.APIKey)),
+		grpc.WithConnectParams(connectParams(b)),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 20 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(16<<20)),
 	)
@@ -77,6 +88,28 @@ func (g *GRPC) CloseSession(ctx context.Context, id string) error {
 func (g *GRPC) Push(ctx context.Context) (fustorv1.PushService_PushClient, error) {
 	return g.push.Push(ctx)
 }
+
+// ResetConnectBackoff makes a connection waiting between attempts try again at once.
+func (g *GRPC) ResetConnectBackoff() { g.conn.ResetConnectBackoff() }
+
+// connectParams bounds gRPC's connection backoff by the pipes': never longer than backoff_max
+// between attempts, the first retry no later than backoff_min (nor than gRPC's own 1 s), with
+// gRPC's growth and jitter. An attempt still gets gRPC's 20 s to connect: ConnectParams' zero
+// would cut it to the backoff delay, too short for a slow link.
+func connectParams(b Backoff) grpc.ConnectParams {
+	bc := backoff.DefaultConfig
+	if b.Max > 0 {
+		bc.MaxDelay = b.Max
+		bc.BaseDelay = min(bc.BaseDelay, b.Max)
+		if b.Min > 0 {
+			bc.BaseDelay = min(bc.BaseDelay, b.Min)
+		}
+	}
+	return grpc.ConnectParams{Backoff: bc, MinConnectTimeout: minConnectTimeout}
+}
+
+// minConnectTimeout is gRPC's default for one connection attempt.
+const minConnectTimeout = 20 * time.Second
 
 // Close releases the connection.
 func (g *GRPC) Close() error { return g.conn.Close() }
