@@ -61,7 +61,9 @@ func (v *View) snapSeen(ac *applyCtx, id uint32, r *fsbatch.Row) {
 // applied (the pipe queue is ordered). Unless the walk failed, every node the snapshot did not
 // report is removed and recorded as a blind-spot deletion — except nodes a realtime event
 // touched since the snapshot started, nodes under a tombstone, and the content of directories
-// the walk could not list. It returns the paths removed (a directory stands for its subtree).
+// the walk could not list. A snapshot that did not report its top (the root row every walk
+// sends first) judges nothing either: it cannot have been a complete listing. It returns the
+// paths removed (a directory stands for its subtree).
 func (v *View) SnapshotEnd(owner string, failed bool) []string {
 	v.mu.Lock()
 	defer v.mu.Unlock()
