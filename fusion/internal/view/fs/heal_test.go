@@ -148,6 +148,17 @@ func TestSnapshotReconciles(t *testing.T) {
 		}
 		checkInvariants(t, v)
 	})
+	t.Run("a directory only implied by reported children is kept and judged inside", func(t *testing.T) {
+		v, c := base(t)
+		v.SnapshotStart("s1")
+		snapshot(v, c, row("/a/keep", 0, 1, old(c))) // no row of /a itself
+		gone := v.SnapshotEnd("s1", false)
+		slices.Sort(gone)
+		if want := []string{"/a/gone", "/gonedir", "/locked", "/rm"}; !slices.Equal(gone, want) || !exists(v, "/a/keep") {
+			t.Fatalf("removed %v, want %v", gone, want)
+		}
+		checkInvariants(t, v)
+	})
 	for _, tc := range []struct {
 		name  string
 		end   func(v *View) []string

@@ -89,7 +89,7 @@ func (v *View) SnapshotEnd(owner string, failed bool) []string {
 // judgeUnseen walks the subtree of dir (seen, fully listed) and calls gone for each child
 // the walk did not report (no seen flag) that is not protected: touched by a realtime event
 // at or after startNs, or under a tombstone. A directory that is not protected itself but
-// holds protected nodes is kept and judged inside. Seen directories are descended into
+// holds seen or protected nodes is kept and judged inside. Seen directories are descended into
 // unless their path is in unlisted. gone may remove the node it is given.
 func (v *View) judgeUnseen(dir uint32, dirPath string, seen uint16, startNs int64, unlisted map[string]struct{}, gone func(id uint32, p string)) {
 	type frame struct {
@@ -108,19 +108,22 @@ func (v *View) judgeUnseen(dir uint32, dirPath string, seen uint16, startNs int6
 			if !seenIt && n.lastUpdated != 0 && n.lastUpdated >= startNs {
 				continue // created or confirmed in real time during the walk
 			}
+			if seenIt && (!n.isDir() || n.firstChild == 0) {
+				continue // reported, nothing below: no path to build
+			}
 			p := fspath.Join(f.p, v.a.nameString(n))
 			if seenIt {
-				if n.isDir() && n.firstChild != 0 {
-					if _, ok := unlisted[p]; !ok {
-						stack = append(stack, frame{ch, p})
-					}
+				if _, ok := unlisted[p]; !ok {
+					stack = append(stack, frame{ch, p})
 				}
 				continue
 			}
 			if _, _, ok := v.c.tombstoned(p); ok {
 				continue // a realtime delete covers it: the delete's own rules apply
 			}
-			if n.isDir() && v.holdsFresh(ch, startNs) {
+			if n.isDir() && v.holdsKept(ch, seen, startNs) {
+				// Not reported itself, yet the walk or realtime saw something below it (a
+				// parent only implied by its children's rows): it exists; judge inside.
 				stack = append(stack, frame{ch, p})
 				continue
 			}
@@ -132,15 +135,16 @@ func (v *View) judgeUnseen(dir uint32, dirPath string, seen uint16, startNs int6
 	}
 }
 
-// holdsFresh reports whether a node below dir was touched by a realtime event at or after ns.
-func (v *View) holdsFresh(dir uint32, ns int64) bool {
+// holdsKept reports whether a node below dir was seen by the walk or touched by a realtime
+// event at or after ns.
+func (v *View) holdsKept(dir uint32, seen uint16, ns int64) bool {
 	stack := []uint32{dir}
 	for len(stack) > 0 {
 		cur := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
 		for ch := v.a.get(cur).firstChild; ch != 0; ch = v.a.get(ch).nextSib {
 			n := v.a.get(ch)
-			if n.lastUpdated != 0 && n.lastUpdated >= ns {
+			if n.flags&seen != 0 || n.lastUpdated != 0 && n.lastUpdated >= ns {
 				return true
 			}
 			if n.isDir() {
