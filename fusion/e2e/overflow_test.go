@@ -64,7 +64,7 @@ func TestQueueOverflowConvergesThroughAudit(t *testing.T) {
 		}
 		return nil
 	})
-	if err := c.agentLogContains("realtime events were lost; auditing now"); err != nil {
+	if err := c.agentLogContains("realtime events were lost; deep audit now"); err != nil {
 		t.Fatal(err)
 	}
 }
