@@ -68,7 +68,7 @@ func TestEndToEnd(t *testing.T) {
 	positive("agent_walk_ms", 0.01, anyTime)
 	positive("agent_walk_ratio", 1e-4, 1e4)
 	positive("agent_rss_snapshot_mib", 1, 4096)
-	positive("p1_agent_cpu_s", 1e-3, 1e4)
+	positive("p1_agent_cpu_s", 0, 1e4) // clock ticks: a 2,000-file start can read 0
 	positive("p1_fusion_cpu_s", 0, 1e4)
 	positive("p1_fusion_faults", 1, 1e9)
 	positive("p1_machine_busy_pct", 0, 100)
