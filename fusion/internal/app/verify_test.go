@@ -150,3 +150,49 @@ func TestSnapshotReconcilesOverTheProtocol(t *testing.T) {
 		t.Fatalf("blind-spot deletions %v %v", bs.GetDeletions(), err)
 	}
 }
+
+// TestVerifyOfAPathGoneFromTheStorage: the agent's walk fails because its top no longer exists:
+// everything the view holds there is extra. Any other failure is UNAVAILABLE.
+func TestVerifyOfAPathGoneFromTheStorage(t *testing.T) {
+	h := start(t, nil)
+	a := h.connect(t)
+	a.snapshot(t, map[string]uint64{"/d/x": 1, "/keep": 1})
+	for _, tc := range []struct {
+		agentErr string
+		code     codes.Code
+		extra    uint64
+	}{
+		{"snapshot /d: lstat /data/d: no such file or directory", codes.OK, 2},
+		{"snapshot /d: open /data/d: permission denied", codes.Unavailable, 0},
+	} {
+		done := make(chan error, 1)
+		var r *fustorv1.VerifyResponse
+		go func() {
+			var err error
+			r, err = h.views().Verify(withKey("demo-key"), &fustorv1.VerifyRequest{View: "demo", Path: "/d"})
+			done <- err
+		}()
+		for {
+			m, err := a.stream.Recv()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c := m.GetCommand(); c.GetScan() != nil {
+				must(t, a.send(&fustorv1.PushRequest{Payload: &fustorv1.PushRequest_CommandResult{CommandResult: &fustorv1.CommandResult{
+					CommandId: c.GetId(), Error: tc.agentErr}}}))
+				break
+			}
+		}
+		err := <-done
+		if status.Code(err) != tc.code || r.GetExtra() != tc.extra {
+			t.Fatalf("agent error %q: verify %+v, %v", tc.agentErr, r, err)
+		}
+	}
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"syscall"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -79,7 +81,9 @@ func (s *Service) Verify(ctx context.Context, req *fustorv1.VerifyRequest) (*fus
 	defer t.Stop()
 	select {
 	case r := <-result:
-		if !r.OK {
+		// A walk whose top is gone from the storage is an answer, not a failure: whatever
+		// the view holds there is extra (the agent's error carries the lstat's ENOENT text).
+		if !r.OK && !strings.Contains(r.Error, syscall.ENOENT.Error()) {
 			v.FS.VerifyAbort(id)
 			return nil, fmt.Errorf("%w: the agent's walk of %s failed: %s", server.ErrUnavailable, path, r.Error)
 		}
