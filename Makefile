@@ -5,7 +5,7 @@ GO ?= go
 BIN := $(CURDIR)/bin
 TOOLS := $(BIN)/tools
 export PATH := $(TOOLS):$(PATH)
-MODULES := gen sdk agent fusion
+MODULES := gen sdk agent fusion tools
 
 BUF_VERSION := v1.75.0
 PROTOC_GEN_GO_VERSION := v1.36.12
@@ -68,7 +68,7 @@ bench:
 # both daemons on it, measures them against find(1) and writes report.txt/.json/.html under
 # bench-out/<timestamp>/. Flags go in ARGS, e.g. make bench-e2e ARGS='--files 100000'.
 bench-e2e: build
-	$(GO) run ./sdk/cmd/fustor-bench --bin $(BIN) $(ARGS)
+	$(GO) run ./tools/cmd/fustor-bench --bin $(BIN) $(ARGS)
 
 # Starts Fusion and an agent on demo-data/ (created with sample files if missing) with the
 # built-in demo configuration; Ctrl-C stops both.

@@ -7,15 +7,17 @@ import (
 	"testing"
 )
 
-// TestModuleDirection enforces gen ← sdk ← agent, fusion: gen and sdk never import agent or
-// fusion, agent and fusion never import each other (tests included).
+// TestModuleDirection enforces gen ← sdk ← agent, fusion, tools: gen and sdk never import agent,
+// fusion or tools, agent and fusion never import each other or tools, and tools (the end-to-end
+// benchmark, which runs the daemons as binaries) imports neither daemon (tests included).
 func TestModuleDirection(t *testing.T) {
 	const prefix = "github.com/fustor/fustor/"
 	forbidden := map[string][]string{
-		"gen":    {"sdk", "agent", "fusion"},
-		"sdk":    {"agent", "fusion"},
-		"agent":  {"fusion"},
-		"fusion": {"agent"},
+		"gen":    {"sdk", "agent", "fusion", "tools"},
+		"sdk":    {"agent", "fusion", "tools"},
+		"agent":  {"fusion", "tools"},
+		"fusion": {"agent", "tools"},
+		"tools":  {"agent", "fusion"},
 	}
 	root := repoRoot(t)
 	for mod, bad := range forbidden {

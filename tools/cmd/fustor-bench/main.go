@@ -9,7 +9,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/fustor/fustor/sdk/internal/bench"
+	"github.com/fustor/fustor/tools/internal/bench"
 )
 
 func main() {

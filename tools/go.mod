@@ -1,0 +1,26 @@
+module github.com/fustor/fustor/tools
+
+go 1.26.0
+
+require (
+	github.com/fustor/fustor/gen v0.0.0
+	github.com/fustor/fustor/sdk v0.0.0
+	github.com/spf13/pflag v1.0.10
+	go.uber.org/goleak v1.3.0
+	google.golang.org/grpc v1.85.0
+	google.golang.org/protobuf v1.36.12
+)
+
+require (
+	go.uber.org/multierr v1.10.0 // indirect
+	go.uber.org/zap v1.28.0 // indirect
+	golang.org/x/net v0.60.0 // indirect
+	golang.org/x/sys v0.49.0 // indirect
+	golang.org/x/text v0.42.0 // indirect
+	google.golang.org/genproto/googleapis/rpc v0.0.0-20260817212433-ac3dfec99bb1 // indirect
+)
+
+replace (
+	github.com/fustor/fustor/gen => ../gen
+	github.com/fustor/fustor/sdk => ../sdk
+)
