@@ -29,8 +29,12 @@ const EnvPrefix = "FUSTOR_"
 
 // Source says where configuration comes from.
 type Source struct {
-	// Path is a YAML file or a directory of YAML files; empty means $FUSTOR_CONFIG, or none.
+	// Path is a YAML file or a directory of YAML files; empty means $FUSTOR_CONFIG, else the
+	// component's file in the Fustor home directory ($FUSTOR_HOME/<Name>.yaml, see Home) when
+	// Name is set and that file exists, else none.
 	Path string
+	// Name is the component (fusion, agent) whose file the home directory may hold.
+	Name string
 	// Environ returns the environment (nil = os.Environ).
 	Environ func() []string
 	// Flags are parsed command-line flags; only flags the user set override, and only those
@@ -50,12 +54,22 @@ func Load(dst any, src Source) error {
 	if environ == nil {
 		environ = os.Environ
 	}
+	getenv := func(key string) string {
+		v := ""
+		for _, kv := range environ() {
+			if x, ok := strings.CutPrefix(kv, key+"="); ok {
+				v = x
+			}
+		}
+		return v
+	}
 	path := src.Path
 	if path == "" {
-		for _, kv := range environ() {
-			if v, ok := strings.CutPrefix(kv, EnvPrefix+"CONFIG="); ok {
-				path = v
-			}
+		path = getenv(EnvPrefix + "CONFIG")
+	}
+	if path == "" && src.Name != "" {
+		if p := filepath.Join(Home(getenv), src.Name+".yaml"); fileExists(p) {
+			path = p
 		}
 	}
 	files, err := yamlFiles(path)
@@ -118,7 +132,12 @@ func yamlFiles(path string) ([]string, error) {
 	return out, nil
 }
 
-// Home returns the Fustor home directory: $FUSTOR_HOME, else ~/.fustor.
+func fileExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && !st.IsDir()
+}
+
+// Home returns the Fustor home directory (DESIGN.md §7): $FUSTOR_HOME, else ~/.fustor.
 func Home(getenv func(string) string) string {
 	if h := getenv("FUSTOR_HOME"); h != "" {
 		return h

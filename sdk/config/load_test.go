@@ -83,6 +83,33 @@ func TestHome(t *testing.T) {
 	}
 }
 
+// TestLoadFromHome: with neither a path nor $FUSTOR_CONFIG, $FUSTOR_HOME/<name>.yaml is read
+// when it exists; an explicit path or $FUSTOR_CONFIG wins; no file there is no error.
+func TestLoadFromHome(t *testing.T) {
+	home := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(home, "fusion.yaml"), []byte("keep: from-home\n"), 0o644))
+	other := filepath.Join(t.TempDir(), "other.yaml")
+	must(t, os.WriteFile(other, []byte("keep: from-config\n"), 0o644))
+	for _, tc := range []struct {
+		name, cfgName string
+		env           []string
+		want          string
+	}{
+		{"home file", "fusion", []string{"FUSTOR_HOME=" + home}, "from-home"},
+		{"FUSTOR_CONFIG wins", "fusion", []string{"FUSTOR_HOME=" + home, "FUSTOR_CONFIG=" + other}, "from-config"},
+		{"no file for this component", "agent", []string{"FUSTOR_HOME=" + home}, "default"},
+		{"no name: the home is not read", "", []string{"FUSTOR_HOME=" + home}, "default"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testCfg{Keep: "default"}
+			must(t, Load(&cfg, Source{Name: tc.cfgName, Environ: func() []string { return tc.env }}))
+			if cfg.Keep != tc.want {
+				t.Fatalf("keep = %q, want %q", cfg.Keep, tc.want)
+			}
+		})
+	}
+}
+
 func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {

@@ -24,7 +24,8 @@ const usage = `fustor-agent: watch and scan directories and stream their metadat
 Usage: fustor-agent [--config FILE|DIR] [--demo DIR] [--agent_id ID] [--log.level LEVEL]
 
 Configuration comes from the built-in defaults, then the YAML file or directory of files given by
---config (or $FUSTOR_CONFIG), then FUSTOR_* variables (FUSTOR_AGENT_ID=...), then flags.
+--config (or $FUSTOR_CONFIG, else $FUSTOR_HOME/agent.yaml if it exists; FUSTOR_HOME defaults to
+~/.fustor), then FUSTOR_* variables (FUSTOR_AGENT_ID=...), then flags.
 --demo DIR starts from the built-in demo configuration: watch DIR and send to Fusion on
 127.0.0.1:7070 with the demo ingest key.
 `
@@ -53,7 +54,13 @@ func Main(args, environ []string, stderr io.Writer) int {
 	if *demo != "" {
 		cfg = config.Demo(*demo)
 	}
-	if err := sdkconfig.Load(&cfg, sdkconfig.Source{Path: *cfgPath, Environ: func() []string { return environ }, Flags: fs}); err != nil {
+	// The home directory's file ($FUSTOR_HOME/agent.yaml) is read unless a path is given; the demo
+	// stays the demo.
+	home := "agent"
+	if *demo != "" {
+		home = ""
+	}
+	if err := sdkconfig.Load(&cfg, sdkconfig.Source{Path: *cfgPath, Name: home, Environ: func() []string { return environ }, Flags: fs}); err != nil {
 		fmt.Fprintf(stderr, "fustor-agent: %v\n", err)
 		return 2
 	}

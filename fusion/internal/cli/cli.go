@@ -24,7 +24,8 @@ const usage = `fustor-fusion: merge agents' event streams into views and serve q
 Usage: fustor-fusion [--config FILE|DIR] [--demo] [--server.listen ADDR] [--log.level LEVEL]
 
 Configuration comes from the built-in defaults, then the YAML file or directory of files given by
---config (or $FUSTOR_CONFIG), then FUSTOR_* variables (FUSTOR_SERVER__LISTEN=...), then flags.
+--config (or $FUSTOR_CONFIG, else $FUSTOR_HOME/fusion.yaml if it exists; FUSTOR_HOME defaults to
+~/.fustor), then FUSTOR_* variables (FUSTOR_SERVER__LISTEN=...), then flags.
 --demo starts from the built-in demo configuration (view "demo", query key "demo-key").
 `
 
@@ -52,7 +53,13 @@ func Main(args, environ []string, stderr io.Writer) int {
 	if *demo {
 		cfg = config.Demo()
 	}
-	if err := sdkconfig.Load(&cfg, sdkconfig.Source{Path: *cfgPath, Environ: func() []string { return environ }, Flags: fs}); err != nil {
+	// The home directory's file ($FUSTOR_HOME/fusion.yaml) is read unless a path is given; the demo
+	// stays the demo.
+	home := "fusion"
+	if *demo {
+		home = ""
+	}
+	if err := sdkconfig.Load(&cfg, sdkconfig.Source{Path: *cfgPath, Name: home, Environ: func() []string { return environ }, Flags: fs}); err != nil {
 		fmt.Fprintf(stderr, "fustor-fusion: %v\n", err)
 		return 2
 	}
