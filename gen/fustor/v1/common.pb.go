@@ -76,8 +76,10 @@ func (Role) EnumDescriptor() ([]byte, []int) {
 	return file_fustor_v1_common_proto_rawDescGZIP(), []int{0}
 }
 
-// MessageSource says which agent activity produced a batch; it decides the batch's authority
-// tier in arbitration (DESIGN.md §5.4): realtime > snapshot > audit = on-demand.
+// MessageSource is a batch's origin: which agent activity produced it. The agent and Fusion
+// call this concept "origin" (agent source.Origin, Fusion view.Origin); the enum keeps its wire
+// name. It decides the batch's authority tier in arbitration (DESIGN.md §5.4): realtime >
+// snapshot > audit = on-demand.
 type MessageSource int32
 
 const (

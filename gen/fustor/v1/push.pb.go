@@ -212,10 +212,10 @@ func (*PushRequest_SentinelFeedback) isPushRequest_Payload() {}
 
 func (*PushRequest_CommandResult) isPushRequest_Payload() {}
 
-// EventBatch is a batch of events of one schema from one message source.
+// EventBatch is a batch of events of one schema and one origin.
 type EventBatch struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// source is the activity that produced the rows.
+	// source is the rows' origin: the activity that produced them.
 	Source MessageSource `protobuf:"varint,1,opt,name=source,proto3,enum=fustor.v1.MessageSource" json:"source,omitempty"`
 	// schema_name is the data contract of the rows ("fs" uses fs; others use generic).
 	SchemaName string `protobuf:"bytes,2,opt,name=schema_name,json=schemaName,proto3" json:"schema_name,omitempty"`
