@@ -40,7 +40,7 @@ const (
 type Item struct {
 	Session *session.Session
 	Kind    Kind
-	Source  fs.Source
+	Origin  fs.Origin
 	Rows    []fsbatch.Row
 	// MaxIndex is the highest event index of the rows (0 for control items).
 	MaxIndex uint64
@@ -170,7 +170,7 @@ func (p *Pipe) apply(it *Item) (res Result) {
 	switch it.Kind {
 	case KindBatch:
 		for _, v := range p.Views {
-			a, r, err := v.FS.ApplyScan(it.Source, it.ScanStartNs, it.Rows)
+			a, r, err := v.FS.ApplyScan(it.Origin, it.ScanStartNs, it.Rows)
 			// Views see the same rows; report the first view's figures, and any error.
 			if res.Err == nil && err != nil {
 				res.Err = err

@@ -46,10 +46,10 @@ func TestRunAppliesInOrderAndCommits(t *testing.T) {
 	sess := &session.Session{ID: "s"}
 	v.SetLeader("s")
 	items := []*Item{
-		{Session: sess, Kind: KindBatch, Source: fs.SourceSnapshot, MaxIndex: 7,
+		{Session: sess, Kind: KindBatch, Origin: fs.OriginSnapshot, MaxIndex: 7,
 			Rows: []fsbatch.Row{{Parent: "/", Name: "a"}, {Parent: "/", Name: "../x"}}},
 		{Session: sess, Kind: KindSnapshotEnd},
-		{Session: sess, Kind: KindBatch, Source: fs.SourceRealtime, MaxIndex: 5, Rows: []fsbatch.Row{{Parent: "/", Name: "b"}}},
+		{Session: sess, Kind: KindBatch, Origin: fs.OriginRealtime, MaxIndex: 5, Rows: []fsbatch.Row{{Parent: "/", Name: "b"}}},
 	}
 	for _, it := range items {
 		it.Done = func(r Result) { results <- r }

@@ -231,7 +231,7 @@ func (st *stream) control(ctx context.Context, seq uint64, it *pipe.Item, what s
 }
 
 func (st *stream) batch(ctx context.Context, seq uint64, b *fustorv1.EventBatch) error {
-	src, err := sourceOf(b.GetSource())
+	origin, err := originOf(b.GetSource())
 	if err != nil {
 		<-st.slots
 		return fmt.Errorf("%w: batch seq %d: %w", server.ErrInvalidArgument, seq, err)
@@ -249,7 +249,7 @@ func (st *stream) batch(ctx context.Context, seq uint64, b *fustorv1.EventBatch)
 	if fsb == nil {
 		return reject(rowCount(b), "rejected: fs schema batches carry rows in the fs field")
 	}
-	if (src == fs.SourceSnapshot || src == fs.SourceAudit) && !st.s.IsLeader() {
+	if (origin == fs.OriginSnapshot || origin == fs.OriginAudit) && !st.s.IsLeader() {
 		st.s.Count("rejected_follower_rows", uint64(len(fsb.GetNames())))
 		return reject(len(fsb.GetNames()), fmt.Sprintf("rejected: session %s is a follower; snapshot and audit rows come from the leader", st.s.ID))
 	}
@@ -277,8 +277,8 @@ func (st *stream) batch(ctx context.Context, seq uint64, b *fustorv1.EventBatch)
 	st.s.Count("rows", uint64(len(rows)))
 	st.s.Count("rows_rejected", uint64(rejected))
 	st.pi.Pipe.CountRejected(rejected)
-	it := &pipe.Item{Session: st.s, Kind: pipe.KindBatch, Source: src, Rows: rows, MaxIndex: maxIndex}
-	if cid := b.GetCommandId(); cid != "" && src == fs.SourceOnDemand && st.pi.Pipe.Commands != nil {
+	it := &pipe.Item{Session: st.s, Kind: pipe.KindBatch, Origin: origin, Rows: rows, MaxIndex: maxIndex}
+	if cid := b.GetCommandId(); cid != "" && origin == fs.OriginOnDemand && st.pi.Pipe.Commands != nil {
 		// Rows answering a command: a verify walk's are compared, never applied; a scan's
 		// carry when it was asked for, which decides against realtime evidence.
 		if started, verify, ok := st.pi.Pipe.Commands.Lookup(cid); verify != "" {
@@ -320,16 +320,16 @@ func (st *stream) recycle(rows []fsbatch.Row) {
 	}
 }
 
-func sourceOf(s fustorv1.MessageSource) (fs.Source, error) {
+func originOf(s fustorv1.MessageSource) (fs.Origin, error) {
 	switch s {
 	case fustorv1.MessageSource_MESSAGE_SOURCE_REALTIME:
-		return fs.SourceRealtime, nil
+		return fs.OriginRealtime, nil
 	case fustorv1.MessageSource_MESSAGE_SOURCE_SNAPSHOT:
-		return fs.SourceSnapshot, nil
+		return fs.OriginSnapshot, nil
 	case fustorv1.MessageSource_MESSAGE_SOURCE_AUDIT:
-		return fs.SourceAudit, nil
+		return fs.OriginAudit, nil
 	case fustorv1.MessageSource_MESSAGE_SOURCE_ON_DEMAND:
-		return fs.SourceOnDemand, nil
+		return fs.OriginOnDemand, nil
 	}
 	return 0, fmt.Errorf("unknown message source %v", s)
 }

@@ -16,7 +16,7 @@ const applyAhead = 8
 
 // applyCtx holds the clocks read once per Apply call.
 type applyCtx struct {
-	src        Source
+	src        Origin
 	watermark  int64 // logical, NFS time domain
 	now        int64 // physical
 	mono       int64
@@ -29,18 +29,18 @@ type applyCtx struct {
 	scanStart int64
 }
 
-// Apply applies rows from one source under one write lock, by the arbitration rules of
+// Apply applies rows of one origin under one write lock, by the arbitration rules of
 // DESIGN.md §5.4 ("realtime first, mtime decides"). Invalid rows are rejected and counted;
 // none can panic the view. Rows dropped by arbitration (zombies, stale audit rows) count as
 // applied: they were valid and were judged.
-func (v *View) Apply(src Source, rows []fsbatch.Row) (applied, rejected int, firstErr error) {
+func (v *View) Apply(src Origin, rows []fsbatch.Row) (applied, rejected int, firstErr error) {
 	return v.ApplyScan(src, 0, rows)
 }
 
 // ApplyScan is Apply for rows of a scan that started at scanStartNs (Fusion physical time),
 // such as an on-demand scan whose command was sent then. For snapshot and audit rows the
 // open snapshot's or audit's own start is used; scanStartNs only fills in when none is open.
-func (v *View) ApplyScan(src Source, scanStartNs int64, rows []fsbatch.Row) (applied, rejected int, firstErr error) {
+func (v *View) ApplyScan(src Origin, scanStartNs int64, rows []fsbatch.Row) (applied, rejected int, firstErr error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.expireSuspects()
@@ -48,9 +48,9 @@ func (v *View) ApplyScan(src Source, scanStartNs int64, rows []fsbatch.Row) (app
 		mono: v.opts.Mono(), threshold: v.opts.HotThreshold, scanStart: scanStartNs}
 	ac.hotCutoffs = ac.watermark - int64(ac.threshold)
 	switch {
-	case src == SourceSnapshot && v.c.snap != nil:
+	case src == OriginSnapshot && v.c.snap != nil:
 		ac.scanStart = v.c.snap.startNs
-	case src == SourceAudit && v.c.audit != nil:
+	case src == OriginAudit && v.c.audit != nil:
 		ac.scanStart = v.c.audit.startNs
 	}
 	for i := range rows {
@@ -97,7 +97,7 @@ func (v *View) applyRow(ac *applyCtx, r *fsbatch.Row) error {
 	if r.IsDelete() {
 		return v.applyDelete(ac, r)
 	}
-	realtime := ac.src == SourceRealtime
+	realtime := ac.src == OriginRealtime
 	if !realtime && len(v.c.tombs) > 0 {
 		// A row from a scan of a path deleted in real time is a zombie unless the file is
 		// newer than the delete (reincarnation). Realtime rows are causal and always pass.
@@ -122,7 +122,7 @@ func (v *View) applyRow(ac *applyCtx, r *fsbatch.Row) error {
 	dir := r.IsDir()
 	h := v.idx.hashString(parent, r.Name)
 	id := v.idx.lookupHashed(v.a, parent, r.Name, h)
-	compensating := ac.src == SourceAudit || ac.src == SourceOnDemand
+	compensating := ac.src == OriginAudit || ac.src == OriginOnDemand
 	if !realtime && id != 0 {
 		if n := v.a.get(id); n.lastUpdated != 0 && n.lastUpdated >= ac.scanStart {
 			// The freshest evidence wins (DESIGN.md §5.4): a realtime event touched the node
@@ -159,9 +159,9 @@ func (v *View) applyRow(ac *applyCtx, r *fsbatch.Row) error {
 	}
 	n := v.a.get(id)
 	switch ac.src {
-	case SourceRealtime:
+	case OriginRealtime:
 		v.applyRealtimeUpsert(ac, id, r)
-	case SourceSnapshot:
+	case OriginSnapshot:
 		n.flags |= flagKnown
 		v.snapSeen(ac, id, r)
 		if !dir && r.Flags&fsbatch.FlagPartialWrite != 0 {
@@ -171,7 +171,7 @@ func (v *View) applyRow(ac *applyCtx, r *fsbatch.Row) error {
 		} else {
 			v.hotCheck(ac, id, r)
 		}
-	case SourceAudit, SourceOnDemand:
+	case OriginAudit, OriginOnDemand:
 		if !dir && (isNew || oldMtime != r.MtimeNs || oldSize != int64(r.Size)) {
 			n.flags &^= flagKnown
 			n.flags |= flagBlindAdd
@@ -218,7 +218,7 @@ func (v *View) hotCheck(ac *applyCtx, id uint32, r *fsbatch.Row) {
 // auditSeen marks a node reported by the open audit, records fully listed directories, and
 // clears a blind-spot deletion of a path that is back.
 func (v *View) auditSeen(ac *applyCtx, id uint32, p string, r *fsbatch.Row) {
-	if ac.src != SourceAudit || v.c.audit == nil {
+	if ac.src != OriginAudit || v.c.audit == nil {
 		return
 	}
 	v.a.get(id).flags |= flagAuditSeen
@@ -244,7 +244,7 @@ func (v *View) applyDelete(ac *applyCtx, r *fsbatch.Row) error {
 		id = v.idx.lookup(v.a, parent, r.Name)
 	}
 	switch ac.src {
-	case SourceRealtime:
+	case OriginRealtime:
 		if id != 0 {
 			v.remove(id)
 		}
@@ -265,8 +265,8 @@ func (v *View) applyDelete(ac *applyCtx, r *fsbatch.Row) error {
 	return nil
 }
 
-func setAuditSkipped(n *node, src Source, r *fsbatch.Row) {
-	if src != SourceAudit || !n.isDir() {
+func setAuditSkipped(n *node, src Origin, r *fsbatch.Row) {
+	if src != OriginAudit || !n.isDir() {
 		return
 	}
 	if r.Flags&fsbatch.FlagAuditSkipped != 0 {

@@ -65,7 +65,7 @@ func (v *View) AuditEnd(failed bool) []string {
 	return deleted
 }
 
-// removeCompensating deletes a subtree found missing by a compensating source (audit,
+// removeCompensating deletes a subtree found missing by a compensating origin (audit,
 // sentinel): no tombstone (the kernel did not see it go), a blind-spot deletion instead.
 func (v *View) removeCompensating(id uint32, p string) {
 	v.remove(id)

@@ -56,30 +56,30 @@ func TestTombstones(t *testing.T) {
 		want  bool
 	}{
 		{"lagging snapshot after a realtime delete is dropped", func(v *View, c *clocks) {
-			apply(t, v, SourceRealtime, row("/f", 0, 1, ago(c, time.Minute)))
-			apply(t, v, SourceRealtime, row("/f", fsbatch.FlagDelete, 0, 0))
-			apply(t, v, SourceSnapshot, row("/f", 0, 1, ago(c, time.Minute)))
+			apply(t, v, OriginRealtime, row("/f", 0, 1, ago(c, time.Minute)))
+			apply(t, v, OriginRealtime, row("/f", fsbatch.FlagDelete, 0, 0))
+			apply(t, v, OriginSnapshot, row("/f", 0, 1, ago(c, time.Minute)))
 		}, "/f", false},
 		{"snapshot newer than the delete reincarnates", func(v *View, c *clocks) {
-			apply(t, v, SourceRealtime, row("/f", fsbatch.FlagDelete, 0, 0))
+			apply(t, v, OriginRealtime, row("/f", fsbatch.FlagDelete, 0, 0))
 			c.advance(5 * time.Second)
-			apply(t, v, SourceSnapshot, row("/f", 0, 1, ago(c, time.Second)))
+			apply(t, v, OriginSnapshot, row("/f", 0, 1, ago(c, time.Second)))
 		}, "/f", true},
 		{"directory delete covers its subtree", func(v *View, c *clocks) {
-			apply(t, v, SourceSnapshot, row("/d/a/x", 0, 1, ago(c, time.Hour)))
-			apply(t, v, SourceRealtime, row("/d", fsbatch.FlagDelete|fsbatch.FlagDir, 0, 0))
-			apply(t, v, SourceSnapshot, row("/d/a/x", 0, 1, ago(c, time.Hour)), row("/d/a/y", 0, 1, ago(c, time.Hour)))
+			apply(t, v, OriginSnapshot, row("/d/a/x", 0, 1, ago(c, time.Hour)))
+			apply(t, v, OriginRealtime, row("/d", fsbatch.FlagDelete|fsbatch.FlagDir, 0, 0))
+			apply(t, v, OriginSnapshot, row("/d/a/x", 0, 1, ago(c, time.Hour)), row("/d/a/y", 0, 1, ago(c, time.Hour)))
 		}, "/d/a/x", false},
 		{"rm then immediate re-create with an equal mtime is kept", func(v *View, c *clocks) {
 			m := ago(c, 0)
-			apply(t, v, SourceRealtime, row("/r", 0, 1, m))
-			apply(t, v, SourceRealtime, row("/r", fsbatch.FlagDelete, 0, 0))
-			apply(t, v, SourceRealtime, row("/r", 0, 1, m))
-			apply(t, v, SourceSnapshot, row("/r", 0, 1, m))
+			apply(t, v, OriginRealtime, row("/r", 0, 1, m))
+			apply(t, v, OriginRealtime, row("/r", fsbatch.FlagDelete, 0, 0))
+			apply(t, v, OriginRealtime, row("/r", 0, 1, m))
+			apply(t, v, OriginSnapshot, row("/r", 0, 1, m))
 		}, "/r", true},
 		{"audit zombie after a realtime delete is dropped", func(v *View, c *clocks) {
-			apply(t, v, SourceRealtime, row("/z", fsbatch.FlagDelete, 0, 0))
-			apply(t, v, SourceAudit, row("/z", 0, 1, ago(c, time.Minute)))
+			apply(t, v, OriginRealtime, row("/z", fsbatch.FlagDelete, 0, 0))
+			apply(t, v, OriginAudit, row("/z", 0, 1, ago(c, time.Minute)))
 		}, "/z", false},
 	}
 	for _, tt := range tests {
@@ -96,9 +96,9 @@ func TestTombstones(t *testing.T) {
 
 func TestTombstonesPurgedAtAuditEndAfterTTL(t *testing.T) {
 	v, c := newClockedView(t)
-	apply(t, v, SourceRealtime, row("/old", fsbatch.FlagDelete, 0, 0))
+	apply(t, v, OriginRealtime, row("/old", fsbatch.FlagDelete, 0, 0))
 	c.advance(30 * time.Minute)
-	apply(t, v, SourceRealtime, row("/young", fsbatch.FlagDelete, 0, 0))
+	apply(t, v, OriginRealtime, row("/young", fsbatch.FlagDelete, 0, 0))
 	c.advance(31 * time.Minute)
 	v.AuditStart()
 	v.AuditEnd(false)
@@ -110,19 +110,19 @@ func TestTombstonesPurgedAtAuditEndAfterTTL(t *testing.T) {
 func TestSuspects(t *testing.T) {
 	t.Run("realtime partial write is suspect, close-write clears", func(t *testing.T) {
 		v, c := newClockedView(t)
-		apply(t, v, SourceRealtime, row("/w", fsbatch.FlagPartialWrite, 1, ago(c, 0)))
+		apply(t, v, OriginRealtime, row("/w", fsbatch.FlagPartialWrite, 1, ago(c, 0)))
 		if got := suspectPaths(v); !slices.Equal(got, []string{"/w"}) {
 			t.Fatalf("suspects %v", got)
 		}
-		apply(t, v, SourceRealtime, row("/w", 0, 2, ago(c, 0)))
+		apply(t, v, OriginRealtime, row("/w", 0, 2, ago(c, 0)))
 		if got := suspectPaths(v); len(got) != 0 {
 			t.Fatalf("suspects after close-write %v", got)
 		}
 	})
 	t.Run("realtime delete clears", func(t *testing.T) {
 		v, c := newClockedView(t)
-		apply(t, v, SourceRealtime, row("/d/w", fsbatch.FlagPartialWrite, 1, ago(c, 0)))
-		apply(t, v, SourceRealtime, row("/d", fsbatch.FlagDelete|fsbatch.FlagDir, 0, 0))
+		apply(t, v, OriginRealtime, row("/d/w", fsbatch.FlagPartialWrite, 1, ago(c, 0)))
+		apply(t, v, OriginRealtime, row("/d", fsbatch.FlagDelete|fsbatch.FlagDir, 0, 0))
 		if got := suspectPaths(v); len(got) != 0 {
 			t.Fatalf("suspects %v", got)
 		}
@@ -140,7 +140,7 @@ func TestSuspects(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("snapshot of a file %v old", tt.age), func(t *testing.T) {
 			v, c := newClockedView(t)
-			apply(t, v, SourceSnapshot, row("/h", 0, 1, ago(c, tt.age)))
+			apply(t, v, OriginSnapshot, row("/h", 0, 1, ago(c, tt.age)))
 			v.mu.RLock()
 			s := v.c.suspects["/h"]
 			v.mu.RUnlock()
@@ -157,9 +157,9 @@ func TestSuspects(t *testing.T) {
 	}
 	t.Run("expiry clears a stable file and renews a changed one", func(t *testing.T) {
 		v, c := newClockedView(t)
-		apply(t, v, SourceSnapshot, row("/stable", 0, 1, ago(c, 20*time.Second)), row("/changing", 0, 1, ago(c, 20*time.Second)))
+		apply(t, v, OriginSnapshot, row("/stable", 0, 1, ago(c, 20*time.Second)), row("/changing", 0, 1, ago(c, 20*time.Second)))
 		c.advance(5 * time.Second)
-		apply(t, v, SourceSnapshot, row("/changing", 0, 2, ago(c, 0)))
+		apply(t, v, OriginSnapshot, row("/changing", 0, 2, ago(c, 0)))
 		c.advance(6 * time.Second) // /stable's 10 s life is over
 		v.Tick()
 		if got := suspectPaths(v); !slices.Equal(got, []string{"/changing"}) {
@@ -174,9 +174,9 @@ func TestSuspects(t *testing.T) {
 	t.Run("touch one day into the future: watermark holds and the suspect ends", func(t *testing.T) {
 		v, c := newClockedView(t)
 		for i := range 5 {
-			apply(t, v, SourceRealtime, row(fmt.Sprintf("/n%d", i), 0, 1, ago(c, 0)))
+			apply(t, v, OriginRealtime, row(fmt.Sprintf("/n%d", i), 0, 1, ago(c, 0)))
 		}
-		apply(t, v, SourceRealtime, row("/future", fsbatch.FlagPartialWrite, 1, c.now.Add(24*time.Hour).UnixNano()))
+		apply(t, v, OriginRealtime, row("/future", fsbatch.FlagPartialWrite, 1, c.now.Add(24*time.Hour).UnixNano()))
 		if st := v.Consistency(); st.WatermarkNs != c.now.UnixNano() {
 			t.Fatalf("watermark moved to %v", time.Unix(0, st.WatermarkNs))
 		}
@@ -189,10 +189,10 @@ func TestSuspects(t *testing.T) {
 	t.Run("sentinel clears a stable cold file early, missing deletes it", func(t *testing.T) {
 		v, c := newClockedView(t)
 		for i := range 3 { // files just written set the watermark to now
-			apply(t, v, SourceRealtime, row(fmt.Sprintf("/c%d", i), 0, 1, ago(c, 0)))
+			apply(t, v, OriginRealtime, row(fmt.Sprintf("/c%d", i), 0, 1, ago(c, 0)))
 		}
 		cold := ago(c, time.Hour)
-		apply(t, v, SourceRealtime, row("/a", fsbatch.FlagPartialWrite, 5, cold), row("/b", fsbatch.FlagPartialWrite, 5, cold))
+		apply(t, v, OriginRealtime, row("/a", fsbatch.FlagPartialWrite, 5, cold), row("/b", fsbatch.FlagPartialWrite, 5, cold))
 		v.SentinelFeedback([]SentinelItem{{Path: "/a", Exists: true, Size: 5, MtimeNs: cold}, {Path: "/b"}})
 		if got := suspectPaths(v); len(got) != 0 {
 			t.Fatalf("suspects %v", got)
@@ -211,10 +211,10 @@ func TestAudit(t *testing.T) {
 	t.Run("missing files are deleted as blind spots, skipped dirs protect children", func(t *testing.T) {
 		v, c := newClockedView(t)
 		old := ago(c, time.Hour)
-		apply(t, v, SourceSnapshot, row("/d/keep", 0, 1, old), row("/d/gone", 0, 1, old),
+		apply(t, v, OriginSnapshot, row("/d/keep", 0, 1, old), row("/d/gone", 0, 1, old),
 			row("/s/child", 0, 1, old), row("/never/x", 0, 1, old))
 		v.AuditStart()
-		apply(t, v, SourceAudit, fsbatch.Row{Parent: "/", Flags: fsbatch.FlagDir, MtimeNs: old},
+		apply(t, v, OriginAudit, fsbatch.Row{Parent: "/", Flags: fsbatch.FlagDir, MtimeNs: old},
 			row("/d", fsbatch.FlagDir, 0, old), row("/d/keep", 0, 1, old),
 			row("/s", fsbatch.FlagDir|fsbatch.FlagAuditSkipped, 0, old), row("/never", fsbatch.FlagDir|fsbatch.FlagAuditSkipped, 0, old))
 		deleted := v.AuditEnd(false)
@@ -234,11 +234,11 @@ func TestAudit(t *testing.T) {
 	})
 	t.Run("cp -p during an audit survives its end", func(t *testing.T) {
 		v, c := newClockedView(t)
-		apply(t, v, SourceSnapshot, row("/d/a", 0, 1, ago(c, time.Hour)))
+		apply(t, v, OriginSnapshot, row("/d/a", 0, 1, ago(c, time.Hour)))
 		v.AuditStart()
 		c.advance(time.Second)
-		apply(t, v, SourceRealtime, row("/d/copied", 0, 1, ago(c, 365*24*time.Hour)))
-		apply(t, v, SourceAudit, row("/d", fsbatch.FlagDir, 0, ago(c, time.Hour)), row("/d/a", 0, 1, ago(c, time.Hour)))
+		apply(t, v, OriginRealtime, row("/d/copied", 0, 1, ago(c, 365*24*time.Hour)))
+		apply(t, v, OriginAudit, row("/d", fsbatch.FlagDir, 0, ago(c, time.Hour)), row("/d/a", 0, 1, ago(c, time.Hour)))
 		v.AuditEnd(false)
 		if !exists(v, "/d/copied") {
 			t.Fatal("cp -p file deleted by the audit")
@@ -246,9 +246,9 @@ func TestAudit(t *testing.T) {
 	})
 	t.Run("a failed audit judges nothing", func(t *testing.T) {
 		v, c := newClockedView(t)
-		apply(t, v, SourceSnapshot, row("/d/a", 0, 1, ago(c, time.Hour)))
+		apply(t, v, OriginSnapshot, row("/d/a", 0, 1, ago(c, time.Hour)))
 		v.AuditStart()
-		apply(t, v, SourceAudit, row("/d", fsbatch.FlagDir, 0, ago(c, time.Hour)))
+		apply(t, v, OriginAudit, row("/d", fsbatch.FlagDir, 0, ago(c, time.Hour)))
 		if v.AuditEnd(true) != nil || !exists(v, "/d/a") {
 			t.Fatal("failed audit deleted files")
 		}
@@ -256,13 +256,13 @@ func TestAudit(t *testing.T) {
 	t.Run("new file found by audit is a blind-spot addition, realtime clears it", func(t *testing.T) {
 		v, c := newClockedView(t)
 		v.AuditStart()
-		apply(t, v, SourceAudit, row("/n", 0, 1, ago(c, time.Hour)))
+		apply(t, v, OriginAudit, row("/n", 0, 1, ago(c, time.Hour)))
 		v.AuditEnd(false)
 		e, _ := v.Stat("/n")
 		if e.KnownByAgent || !slices.Equal(v.BlindSpots("/", 10).Additions, []string{"/n"}) || !v.Consistency().HasBlindSpot() {
 			t.Fatalf("entry %+v blind spots %+v", e, v.BlindSpots("/", 10))
 		}
-		apply(t, v, SourceRealtime, row("/n", 0, 2, ago(c, 0)))
+		apply(t, v, OriginRealtime, row("/n", 0, 2, ago(c, 0)))
 		if bs := v.BlindSpots("/", 10); len(bs.Additions) != 0 {
 			t.Fatalf("additions after realtime %v", bs.Additions)
 		}
@@ -270,20 +270,20 @@ func TestAudit(t *testing.T) {
 	})
 	t.Run("audit row older than the parent in memory is dropped", func(t *testing.T) {
 		v, c := newClockedView(t)
-		apply(t, v, SourceRealtime, row("/d", fsbatch.FlagDir, 0, ago(c, 0)))
+		apply(t, v, OriginRealtime, row("/d", fsbatch.FlagDir, 0, ago(c, 0)))
 		r := row("/d/stale", 0, 1, ago(c, time.Hour))
 		r.ParentMtimeNs = ago(c, time.Minute)
 		v.AuditStart()
-		apply(t, v, SourceAudit, r)
+		apply(t, v, OriginAudit, r)
 		if exists(v, "/d/stale") {
 			t.Fatal("stale audit row written")
 		}
 	})
 	t.Run("on-demand scan never clears suspects or blind spots", func(t *testing.T) {
 		v, c := newClockedView(t)
-		apply(t, v, SourceRealtime, row("/c1", 0, 1, ago(c, 0)), row("/c2", 0, 1, ago(c, 0)))
-		apply(t, v, SourceRealtime, row("/w", fsbatch.FlagPartialWrite, 1, ago(c, time.Hour)))
-		apply(t, v, SourceOnDemand, row("/w", 0, 1, ago(c, time.Hour)), row("/new", 0, 1, ago(c, time.Hour)))
+		apply(t, v, OriginRealtime, row("/c1", 0, 1, ago(c, 0)), row("/c2", 0, 1, ago(c, 0)))
+		apply(t, v, OriginRealtime, row("/w", fsbatch.FlagPartialWrite, 1, ago(c, time.Hour)))
+		apply(t, v, OriginOnDemand, row("/w", 0, 1, ago(c, time.Hour)), row("/new", 0, 1, ago(c, time.Hour)))
 		if got := suspectPaths(v); !slices.Equal(got, []string{"/w"}) {
 			t.Fatalf("suspects %v", got)
 		}
@@ -293,7 +293,7 @@ func TestAudit(t *testing.T) {
 	})
 	t.Run("snapshot start resets blind spots", func(t *testing.T) {
 		v, c := newClockedView(t)
-		apply(t, v, SourceAudit, row("/n", 0, 1, ago(c, time.Hour)))
+		apply(t, v, OriginAudit, row("/n", 0, 1, ago(c, time.Hour)))
 		v.SnapshotStart("s1")
 		if st := v.Consistency(); st.HasBlindSpot() {
 			t.Fatalf("blind spots survived %+v", st)
@@ -304,12 +304,12 @@ func TestAudit(t *testing.T) {
 
 func TestRealtimeRowsSampleTheClockOthersDoNot(t *testing.T) {
 	v, c := newClockedView(t)
-	apply(t, v, SourceSnapshot, row("/s", 0, 1, ago(c, 2*time.Hour)))
-	apply(t, v, SourceAudit, row("/a", 0, 1, ago(c, 2*time.Hour)))
+	apply(t, v, OriginSnapshot, row("/s", 0, 1, ago(c, 2*time.Hour)))
+	apply(t, v, OriginAudit, row("/a", 0, 1, ago(c, 2*time.Hour)))
 	if v.clock.Samples() != 0 {
 		t.Fatalf("non-realtime rows sampled the clock: %d", v.clock.Samples())
 	}
-	apply(t, v, SourceRealtime, row("/r", 0, 1, ago(c, 2*time.Hour)))
+	apply(t, v, OriginRealtime, row("/r", 0, 1, ago(c, 2*time.Hour)))
 	if v.clock.Samples() != 1 {
 		t.Fatalf("samples %d", v.clock.Samples())
 	}

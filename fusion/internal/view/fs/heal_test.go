@@ -26,28 +26,28 @@ func TestFreshestEvidenceWins(t *testing.T) {
 	const old, older = 2 * time.Hour, 50 * time.Hour
 	tests := []struct {
 		name string
-		src  Source
+		src  Origin
 		// realtimeAfterStart: the last realtime event on the node came after the scan began.
 		realtimeAfterStart bool
 		wantScan           bool // the scan's (older) mtime is in the view afterwards
 	}{
-		{"audit, node untouched since the audit began: an older mtime is accepted", SourceAudit, false, true},
-		{"audit, realtime after the audit began: memory wins", SourceAudit, true, false},
-		{"snapshot, node untouched since the snapshot began: the row wins", SourceSnapshot, false, true},
-		{"snapshot, realtime after the snapshot began: memory wins", SourceSnapshot, true, false},
-		{"on-demand, node untouched since the scan was asked for: the row wins", SourceOnDemand, false, true},
-		{"on-demand, realtime after the scan was asked for: memory wins", SourceOnDemand, true, false},
+		{"audit, node untouched since the audit began: an older mtime is accepted", OriginAudit, false, true},
+		{"audit, realtime after the audit began: memory wins", OriginAudit, true, false},
+		{"snapshot, node untouched since the snapshot began: the row wins", OriginSnapshot, false, true},
+		{"snapshot, realtime after the snapshot began: memory wins", OriginSnapshot, true, false},
+		{"on-demand, node untouched since the scan was asked for: the row wins", OriginOnDemand, false, true},
+		{"on-demand, realtime after the scan was asked for: memory wins", OriginOnDemand, true, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			v, c := newClockedView(t)
-			apply(t, v, SourceRealtime, row("/d/f", 0, 10, ago(c, old)))
+			apply(t, v, OriginRealtime, row("/d/f", 0, 10, ago(c, old)))
 			c.advance(time.Second)
 			start := func() int64 {
 				switch tc.src {
-				case SourceAudit:
+				case OriginAudit:
 					v.AuditStart()
-				case SourceSnapshot:
+				case OriginSnapshot:
 					v.SnapshotStart("s1")
 				}
 				return c.now.UnixNano()
@@ -56,7 +56,7 @@ func TestFreshestEvidenceWins(t *testing.T) {
 			if tc.realtimeAfterStart {
 				scanStart = start()
 				c.advance(time.Second)
-				apply(t, v, SourceRealtime, row("/d/f", 0, 11, ago(c, old)))
+				apply(t, v, OriginRealtime, row("/d/f", 0, 11, ago(c, old)))
 			} else {
 				scanStart = start()
 			}
@@ -69,7 +69,7 @@ func TestFreshestEvidenceWins(t *testing.T) {
 			if (got == want) != tc.wantScan {
 				t.Fatalf("mtime %v, scan row's %v, want the scan's = %v", time.Unix(0, got), time.Unix(0, want), tc.wantScan)
 			}
-			if tc.src != SourceSnapshot && tc.wantScan {
+			if tc.src != OriginSnapshot && tc.wantScan {
 				e, _ := v.Stat("/d/f")
 				if e.KnownByAgent || !slices.Contains(v.BlindSpots("/", 10).Additions, "/d/f") {
 					t.Fatalf("a change only a scan saw is a blind-spot addition: %+v", e)
@@ -82,8 +82,8 @@ func TestFreshestEvidenceWins(t *testing.T) {
 		v, c := newClockedView(t)
 		v.SnapshotStart("s1")
 		c.advance(time.Second)
-		apply(t, v, SourceRealtime, row("/w", fsbatch.FlagPartialWrite, 5, ago(c, 0)))
-		apply(t, v, SourceSnapshot, row("/w", 0, 1, ago(c, time.Hour)))
+		apply(t, v, OriginRealtime, row("/w", fsbatch.FlagPartialWrite, 5, ago(c, 0)))
+		apply(t, v, OriginSnapshot, row("/w", 0, 1, ago(c, time.Hour)))
 		if e, _ := v.Stat("/w"); e.Size != 5 || !e.Suspect {
 			t.Fatalf("snapshot row overwrote a newer realtime write: %+v", e)
 		}
@@ -95,7 +95,7 @@ func TestFreshestEvidenceWins(t *testing.T) {
 func TestSnapshotPartialWriteIsSuspect(t *testing.T) {
 	v, c := newClockedView(t)
 	v.SnapshotStart("s1")
-	apply(t, v, SourceSnapshot, row("/t", fsbatch.FlagPartialWrite, 3, ago(c, 10*time.Hour)), row("/cold", 0, 3, ago(c, 10*time.Hour)))
+	apply(t, v, OriginSnapshot, row("/t", fsbatch.FlagPartialWrite, 3, ago(c, 10*time.Hour)), row("/cold", 0, 3, ago(c, 10*time.Hour)))
 	if got := suspectPaths(v); !slices.Equal(got, []string{"/t"}) {
 		t.Fatalf("suspects %v", got)
 	}
@@ -111,27 +111,27 @@ func TestSnapshotReconciles(t *testing.T) {
 	old := func(c *clocks) int64 { return ago(c, time.Hour) }
 	base := func(t *testing.T) (*View, *clocks) {
 		v, c := newClockedView(t)
-		apply(t, v, SourceSnapshot, row("/a", fsbatch.FlagDir, 0, old(c)), row("/a/keep", 0, 1, old(c)), row("/a/gone", 0, 1, old(c)),
+		apply(t, v, OriginSnapshot, row("/a", fsbatch.FlagDir, 0, old(c)), row("/a/keep", 0, 1, old(c)), row("/a/gone", 0, 1, old(c)),
 			row("/gonedir/x/y", 0, 1, old(c)), row("/locked/secret", 0, 1, old(c)), row("/rm/z", 0, 1, old(c)))
 		c.advance(time.Second)
 		return v, c
 	}
 	snapshot := func(v *View, c *clocks, rows ...fsbatch.Row) {
 		all := append([]fsbatch.Row{{Parent: "/", Flags: fsbatch.FlagDir, MtimeNs: old(c)}}, rows...)
-		apply(t, v, SourceSnapshot, all...)
+		apply(t, v, OriginSnapshot, all...)
 	}
 	t.Run("what the snapshot did not report is removed as a blind-spot deletion", func(t *testing.T) {
 		v, c := base(t)
-		apply(t, v, SourceRealtime, row("/rm", fsbatch.FlagDelete|fsbatch.FlagDir, 0, 0)) // before the snapshot
+		apply(t, v, OriginRealtime, row("/rm", fsbatch.FlagDelete|fsbatch.FlagDir, 0, 0)) // before the snapshot
 		v.SnapshotStart("s1")
 		c.advance(time.Second)
 		// Realtime during the walk: a new file in a new directory (its parent only implied),
 		// and a directory the walk had listed already.
-		apply(t, v, SourceRealtime, row("/new/deep/f", 0, 1, ago(c, 0)))
+		apply(t, v, OriginRealtime, row("/new/deep/f", 0, 1, ago(c, 0)))
 		snapshot(v, c, row("/a", fsbatch.FlagDir, 0, old(c)), row("/a/keep", 0, 1, old(c)),
 			row("/locked", fsbatch.FlagDir|fsbatch.FlagAuditSkipped, 0, old(c)))
 		// A zombie row of a path deleted in real time is dropped, never resurrected.
-		apply(t, v, SourceSnapshot, row("/rm/z", 0, 1, old(c)))
+		apply(t, v, OriginSnapshot, row("/rm/z", 0, 1, old(c)))
 		gone := v.SnapshotEnd("s1", false)
 		slices.Sort(gone)
 		if want := []string{"/a/gone", "/gonedir"}; !slices.Equal(gone, want) {
@@ -187,7 +187,7 @@ func TestVerify(t *testing.T) {
 	setup := func(t *testing.T) (*View, *clocks, []fsbatch.Row) {
 		v, c := newClockedView(t)
 		o := old(c)
-		apply(t, v, SourceSnapshot, row("/d", fsbatch.FlagDir, 0, o), row("/d/same", 0, 1, o),
+		apply(t, v, OriginSnapshot, row("/d", fsbatch.FlagDir, 0, o), row("/d/same", 0, 1, o),
 			row("/d/changed", 0, 1, o), row("/d/extra", 0, 1, o), row("/x/y/z", 0, 1, o))
 		c.advance(time.Second)
 		walk := []fsbatch.Row{{Parent: "/", Flags: fsbatch.FlagDir, MtimeNs: o}, row("/d", fsbatch.FlagDir, 0, o),
@@ -242,7 +242,7 @@ func TestVerify(t *testing.T) {
 		v, c, walk := setup(t)
 		must(t, v.VerifyStart("c1", "/d", 10, false))
 		c.advance(time.Second)
-		apply(t, v, SourceRealtime, row("/d/changed", 0, 3, ago(c, 0)), row("/d/new", 0, 1, ago(c, 0)))
+		apply(t, v, OriginRealtime, row("/d/changed", 0, 3, ago(c, 0)), row("/d/new", 0, 1, ago(c, 0)))
 		v.VerifyRows("c1", walk[1:])
 		res, err := v.VerifyEnd("c1")
 		must(t, err)

@@ -96,10 +96,10 @@ func TestTablesGrowFromTheArena(t *testing.T) {
 				for f := range 40 {
 					rows = append(rows, row(dir+"/"+tc.leaf(d, f), 0, uint64(f), 2))
 				}
-				apply(t, v, SourceRealtime, rows...)
+				apply(t, v, OriginRealtime, rows...)
 				if d%5 == 4 {
 					// Free a whole directory so later inserts take recycled ids below a.next.
-					apply(t, v, SourceRealtime, row(fmt.Sprintf("/top%d/d%d", (d-2)%7, d-2), fsbatch.FlagDelete|fsbatch.FlagDir, 0, 3))
+					apply(t, v, OriginRealtime, row(fmt.Sprintf("/top%d/d%d", (d-2)%7, d-2), fsbatch.FlagDelete|fsbatch.FlagDir, 0, 3))
 				}
 			}
 			checkInvariants(t, v)

@@ -20,7 +20,7 @@ func BenchmarkSnapshotReconcile(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			v := New(nil, Options{})
-			applyAll(b, v, SourceSnapshot, rows)
+			applyAll(b, v, OriginSnapshot, rows)
 			seen := rows
 			if missed > 0 {
 				seen = make([]fsbatch.Row, 0, len(rows))
@@ -33,14 +33,14 @@ func BenchmarkSnapshotReconcile(b *testing.B) {
 			var start, end time.Duration
 			for b.Loop() {
 				b.StopTimer()
-				applyAll(b, v, SourceSnapshot, rows) // back to the whole tree
+				applyAll(b, v, OriginSnapshot, rows) // back to the whole tree
 				b.StartTimer()
 				t0 := time.Now()
 				v.SnapshotStart("s")
 				start += time.Since(t0)
 				b.StopTimer()
-				applyAll(b, v, SourceSnapshot, root)
-				applyAll(b, v, SourceSnapshot, seen)
+				applyAll(b, v, OriginSnapshot, root)
+				applyAll(b, v, OriginSnapshot, seen)
 				b.StartTimer()
 				t0 = time.Now()
 				gone := v.SnapshotEnd("s", false)

@@ -22,15 +22,15 @@ var (
 	ErrFull     = errors.New("view is full")
 )
 
-// Source is the activity a row came from; it decides the row's authority.
-type Source int
+// Origin is the activity a row came from; it decides the row's authority.
+type Origin int
 
-// Sources, highest authority first (DESIGN.md §5.4).
+// Origins, highest authority first (DESIGN.md §5.4).
 const (
-	SourceRealtime Source = iota + 1
-	SourceSnapshot
-	SourceAudit
-	SourceOnDemand
+	OriginRealtime Origin = iota + 1
+	OriginSnapshot
+	OriginAudit
+	OriginOnDemand
 )
 
 // Options configure a view.

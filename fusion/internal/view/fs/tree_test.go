@@ -30,7 +30,7 @@ func newView(t testing.TB) *View {
 	return New(nil, Options{Name: "t", Now: func() time.Time { return now }})
 }
 
-func apply(t testing.TB, v *View, src Source, rows ...fsbatch.Row) {
+func apply(t testing.TB, v *View, src Origin, rows ...fsbatch.Row) {
 	t.Helper()
 	if _, rej, err := v.Apply(src, rows); rej != 0 {
 		t.Fatalf("rejected %d: %v", rej, err)
@@ -45,49 +45,49 @@ func TestApplySemantics(t *testing.T) {
 		want  *Entry // nil = must not exist
 	}{
 		{"upsert creates the parent chain", func(v *View) {
-			apply(t, v, SourceSnapshot, row("/a/b/c.txt", 0, 3, 10))
+			apply(t, v, OriginSnapshot, row("/a/b/c.txt", 0, 3, 10))
 		}, "/a/b", &Entry{Path: "/a/b", Name: "b", IsDir: true, KnownByAgent: true, ChildCount: 1}},
 		{"file attributes", func(v *View) {
-			apply(t, v, SourceSnapshot, row("/a/c.txt", 0, 3, 10))
+			apply(t, v, OriginSnapshot, row("/a/c.txt", 0, 3, 10))
 		}, "/a/c.txt", &Entry{Path: "/a/c.txt", Name: "c.txt", Size: 3, MtimeNs: 10, KnownByAgent: true}},
 		{"update in place", func(v *View) {
-			apply(t, v, SourceSnapshot, row("/c.txt", 0, 3, 10), row("/c.txt", 0, 7, 20))
+			apply(t, v, OriginSnapshot, row("/c.txt", 0, 3, 10), row("/c.txt", 0, 7, 20))
 		}, "/c.txt", &Entry{Path: "/c.txt", Name: "c.txt", Size: 7, MtimeNs: 20, KnownByAgent: true}},
 		{"delete removes the subtree", func(v *View) {
-			apply(t, v, SourceSnapshot, row("/d/e/f", 0, 1, 1))
-			apply(t, v, SourceRealtime, row("/d", fsbatch.FlagDelete|fsbatch.FlagDir, 0, 0))
+			apply(t, v, OriginSnapshot, row("/d/e/f", 0, 1, 1))
+			apply(t, v, OriginRealtime, row("/d", fsbatch.FlagDelete|fsbatch.FlagDir, 0, 0))
 		}, "/d/e/f", nil},
 		{"deleting a missing path is a no-op", func(v *View) {
-			apply(t, v, SourceRealtime, row("/nope/x", fsbatch.FlagDelete, 0, 0))
+			apply(t, v, OriginRealtime, row("/nope/x", fsbatch.FlagDelete, 0, 0))
 		}, "/nope", nil},
 		{"file becomes a directory", func(v *View) {
-			apply(t, v, SourceSnapshot, row("/x", 0, 5, 1), row("/x", fsbatch.FlagDir, 0, 2))
+			apply(t, v, OriginSnapshot, row("/x", 0, 5, 1), row("/x", fsbatch.FlagDir, 0, 2))
 		}, "/x", &Entry{Path: "/x", Name: "x", IsDir: true, MtimeNs: 2, KnownByAgent: true}},
 		{"directory becomes a file", func(v *View) {
-			apply(t, v, SourceSnapshot, row("/x/y", 0, 5, 1), row("/x", 0, 9, 2))
+			apply(t, v, OriginSnapshot, row("/x/y", 0, 5, 1), row("/x", 0, 9, 2))
 		}, "/x", &Entry{Path: "/x", Name: "x", Size: 9, MtimeNs: 2, KnownByAgent: true}},
 		{"realtime partial write is suspect", func(v *View) {
-			apply(t, v, SourceRealtime, row("/w", fsbatch.FlagPartialWrite, 1, 1))
+			apply(t, v, OriginRealtime, row("/w", fsbatch.FlagPartialWrite, 1, 1))
 		}, "/w", &Entry{Path: "/w", Name: "w", Size: 1, MtimeNs: 1, Suspect: true, KnownByAgent: true, LastUpdatedAtNs: 1_800_000_000e9}},
 		{"realtime atomic write clears suspect", func(v *View) {
-			apply(t, v, SourceRealtime, row("/w", fsbatch.FlagPartialWrite, 1, 1), row("/w", 0, 2, 2))
+			apply(t, v, OriginRealtime, row("/w", fsbatch.FlagPartialWrite, 1, 1), row("/w", 0, 2, 2))
 		}, "/w", &Entry{Path: "/w", Name: "w", Size: 2, MtimeNs: 2, KnownByAgent: true, LastUpdatedAtNs: 1_800_000_000e9}},
 		{"audit of a new file is not known by agent", func(v *View) {
-			apply(t, v, SourceAudit, row("/au", 0, 1, 1))
+			apply(t, v, OriginAudit, row("/au", 0, 1, 1))
 		}, "/au", &Entry{Path: "/au", Name: "au", Size: 1, MtimeNs: 1}},
 		{"audit of a changed file makes it unknown to agents", func(v *View) {
-			apply(t, v, SourceSnapshot, row("/au", 0, 1, 1))
-			apply(t, v, SourceAudit, row("/au", 0, 2, 2))
+			apply(t, v, OriginSnapshot, row("/au", 0, 1, 1))
+			apply(t, v, OriginAudit, row("/au", 0, 2, 2))
 		}, "/au", &Entry{Path: "/au", Name: "au", Size: 2, MtimeNs: 2}},
 		{"audit of an unchanged file keeps memory", func(v *View) {
-			apply(t, v, SourceSnapshot, row("/au", 0, 1, 1))
-			apply(t, v, SourceAudit, row("/au", 0, 1, 1))
+			apply(t, v, OriginSnapshot, row("/au", 0, 1, 1))
+			apply(t, v, OriginAudit, row("/au", 0, 1, 1))
 		}, "/au", &Entry{Path: "/au", Name: "au", Size: 1, MtimeNs: 1, KnownByAgent: true}},
 		{"audit skipped dir", func(v *View) {
-			apply(t, v, SourceAudit, row("/s", fsbatch.FlagDir|fsbatch.FlagAuditSkipped, 0, 1))
+			apply(t, v, OriginAudit, row("/s", fsbatch.FlagDir|fsbatch.FlagAuditSkipped, 0, 1))
 		}, "/s", &Entry{Path: "/s", Name: "s", IsDir: true, MtimeNs: 1, AuditSkipped: true}},
 		{"root row updates the root", func(v *View) {
-			apply(t, v, SourceSnapshot, fsbatch.Row{Parent: "/", Flags: fsbatch.FlagDir, MtimeNs: 42})
+			apply(t, v, OriginSnapshot, fsbatch.Row{Parent: "/", Flags: fsbatch.FlagDir, MtimeNs: 42})
 		}, "/", &Entry{Path: "/", IsDir: true, MtimeNs: 42, KnownByAgent: true}},
 	}
 	for _, tt := range tests {
@@ -119,7 +119,7 @@ func TestBadRowsRejected(t *testing.T) {
 		{Parent: "/", Name: "", Flags: fsbatch.FlagDelete},
 		{Parent: "/", Name: ".."},
 	}
-	applied, rejected, err := v.Apply(SourceSnapshot, rows)
+	applied, rejected, err := v.Apply(OriginSnapshot, rows)
 	if applied != 1 || rejected != 5 || err == nil {
 		t.Fatalf("applied %d rejected %d err %v", applied, rejected, err)
 	}
@@ -128,7 +128,7 @@ func TestBadRowsRejected(t *testing.T) {
 
 func TestMaxNodes(t *testing.T) {
 	v := New(nil, Options{MaxNodes: 3})
-	_, rejected, err := v.Apply(SourceSnapshot, []fsbatch.Row{row("/a", 0, 0, 0), row("/b", 0, 0, 0), row("/c", 0, 0, 0), row("/d", 0, 0, 0)})
+	_, rejected, err := v.Apply(OriginSnapshot, []fsbatch.Row{row("/a", 0, 0, 0), row("/b", 0, 0, 0), row("/c", 0, 0, 0), row("/d", 0, 0, 0)})
 	if rejected != 1 || !errors.Is(err, ErrFull) || v.Len() != 3 {
 		t.Fatalf("rejected %d err %v len %d", rejected, err, v.Len())
 	}
@@ -137,7 +137,7 @@ func TestMaxNodes(t *testing.T) {
 func TestListOrderDepthAndPaging(t *testing.T) {
 	v := newView(t)
 	for _, p := range []string{"/b/2", "/b/1", "/a", "/c/x/y", "/b/3"} {
-		apply(t, v, SourceSnapshot, row(p, 0, 1, 1))
+		apply(t, v, OriginSnapshot, row(p, 0, 1, 1))
 	}
 	var all []string
 	after := ""
@@ -173,9 +173,9 @@ func TestListOrderDepthAndPaging(t *testing.T) {
 func TestFind(t *testing.T) {
 	v := newView(t)
 	for i := range 30 {
-		apply(t, v, SourceSnapshot, row(fmt.Sprintf("/s%d/data_%02d.dat", i%3, i), 0, 1, 1))
+		apply(t, v, OriginSnapshot, row(fmt.Sprintf("/s%d/data_%02d.dat", i%3, i), 0, 1, 1))
 	}
-	apply(t, v, SourceSnapshot, row("/s0/data_00.dat.tmp", 0, 1, 1))
+	apply(t, v, OriginSnapshot, row("/s0/data_00.dat.tmp", 0, 1, 1))
 	tests := []struct {
 		name      string
 		root      string
@@ -208,17 +208,17 @@ func TestFind(t *testing.T) {
 
 func TestStatsFollowChanges(t *testing.T) {
 	v := newView(t)
-	apply(t, v, SourceSnapshot, row("/a/x", 0, 10, 100), row("/a/y", 0, 5, 300), row("/b/z", 0, 1, 200))
+	apply(t, v, OriginSnapshot, row("/a/x", 0, 10, 100), row("/a/y", 0, 5, 300), row("/b/z", 0, 1, 200))
 	st, _ := v.Stats("/")
 	if st != (Stats{Files: 3, Dirs: 2, TotalSize: 16, LatestMtimeNs: 300}) {
 		t.Fatalf("root stats %+v", st)
 	}
-	apply(t, v, SourceRealtime, row("/a/y", fsbatch.FlagDelete, 0, 0))
+	apply(t, v, OriginRealtime, row("/a/y", fsbatch.FlagDelete, 0, 0))
 	st, _ = v.Stats("/")
 	if st != (Stats{Files: 2, Dirs: 2, TotalSize: 11, LatestMtimeNs: 200}) {
 		t.Fatalf("after delete %+v", st)
 	}
-	apply(t, v, SourceRealtime, row("/b/z", 0, 4, 50))
+	apply(t, v, OriginRealtime, row("/b/z", 0, 4, 50))
 	st, _ = v.Stats("/b")
 	if st != (Stats{Files: 1, TotalSize: 4, LatestMtimeNs: 50}) {
 		t.Fatalf("/b after shrink %+v", st)
@@ -321,7 +321,7 @@ func randomOp(t testing.TB, r *rand.Rand, v *View, c *clocks) {
 			}
 		}
 	default:
-		_, _, _ = v.Apply(Source(1+r.IntN(4)), []fsbatch.Row{randomRow(r, c)})
+		_, _, _ = v.Apply(Origin(1+r.IntN(4)), []fsbatch.Row{randomRow(r, c)})
 	}
 }
 
@@ -501,7 +501,7 @@ func FuzzApply(f *testing.F) {
 		for range len(data) * 4 {
 			randomOp(t, r, v, c)
 			if r.IntN(20) == 0 {
-				_, _, _ = v.Apply(Source(1+r.IntN(4)), []fsbatch.Row{{Parent: "/", Name: string(data)}})
+				_, _, _ = v.Apply(Origin(1+r.IntN(4)), []fsbatch.Row{{Parent: "/", Name: string(data)}})
 			}
 		}
 		checkInvariants(t, v)
@@ -570,7 +570,7 @@ func TestFindPathsLargeNameAnswerKnowsItsDirectories(t *testing.T) {
 			rows = append(rows, row(d+"/x", 0, 1, 2))
 		}
 	}
-	apply(t, v, SourceRealtime, rows...)
+	apply(t, v, OriginRealtime, rows...)
 	for _, limit := range []int{nameSortMax + 200, 700} {
 		entries, tr, err := v.Find("/", Matcher{Name: "x"}, limit)
 		if err != nil || len(entries) != limit || tr != (limit < nameSortMax+200) {
