@@ -8,8 +8,8 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/fustor/fustor/fusion/internal/errs"
 	"github.com/fustor/fustor/fusion/internal/pipe"
-	"github.com/fustor/fustor/fusion/internal/server"
 	"github.com/fustor/fustor/fusion/internal/session"
 	"github.com/fustor/fustor/fusion/internal/view"
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
@@ -86,7 +86,7 @@ func (s *Service) ListViews(context.Context, *fustorv1.AdminServiceListViewsRequ
 
 // Reload is not available yet: configuration changes need a restart.
 func (s *Service) Reload(context.Context, *fustorv1.ReloadRequest) (*fustorv1.ReloadResponse, error) {
-	return nil, fmt.Errorf("%w: reload is not supported yet; restart fustor-fusion to apply configuration changes", server.ErrPrecondition)
+	return nil, fmt.Errorf("%w: reload is not supported yet; restart fustor-fusion to apply configuration changes", errs.ErrPrecondition)
 }
 
 func contains(list []string, s string) bool {

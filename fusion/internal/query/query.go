@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/fustor/fustor/fusion/internal/command"
+	"github.com/fustor/fustor/fusion/internal/errs"
 	"github.com/fustor/fustor/fusion/internal/server"
 	"github.com/fustor/fustor/fusion/internal/session"
 	"github.com/fustor/fustor/fusion/internal/view"
@@ -88,14 +89,14 @@ func (s *Service) forceScan(ctx context.Context, v *view.View, path string, f *f
 // open resolves, authorises and readiness-checks a view, and cleans the path.
 func (s *Service) open(ctx context.Context, name, path string) (*view.View, string, error) {
 	if name == "" {
-		return nil, "", fmt.Errorf("%w: view is required", server.ErrInvalidArgument)
+		return nil, "", fmt.Errorf("%w: view is required", errs.ErrInvalidArgument)
 	}
 	v, err := s.views.Get(name)
 	if err != nil {
 		return nil, "", err
 	}
 	if !server.PrincipalFrom(ctx).CanQuery(name) {
-		return nil, "", fmt.Errorf("%w: the API key may not query view %q", server.ErrPermission, name)
+		return nil, "", fmt.Errorf("%w: the API key may not query view %q", errs.ErrPermission, name)
 	}
 	clean, err := fspath.Clean(path)
 	if err != nil {
@@ -231,10 +232,10 @@ func (s *Service) Find(ctx context.Context, req *fustorv1.FindRequest) (*fustorv
 	}
 	pending := s.forceScan(ctx, v, p, req.GetForceRealTime())
 	if (req.GetName() == "") == (req.GetGlob() == "") {
-		return nil, fmt.Errorf("%w: set exactly one of name and glob", server.ErrInvalidArgument)
+		return nil, fmt.Errorf("%w: set exactly one of name and glob", errs.ErrInvalidArgument)
 	}
 	if req.GetDirsOnly() && req.GetFilesOnly() {
-		return nil, fmt.Errorf("%w: dirs_only and files_only exclude each other", server.ErrInvalidArgument)
+		return nil, fmt.Errorf("%w: dirs_only and files_only exclude each other", errs.ErrInvalidArgument)
 	}
 	if g := req.GetGlob(); g != "" {
 		if err := validGlob(g); err != nil {
@@ -392,10 +393,10 @@ func decodeToken(tok string) (string, error) {
 	}
 	b, err := base64.RawURLEncoding.DecodeString(tok)
 	if err != nil {
-		return "", fmt.Errorf("%w: page_token is not one this server issued", server.ErrInvalidArgument)
+		return "", fmt.Errorf("%w: page_token is not one this server issued", errs.ErrInvalidArgument)
 	}
 	if _, err := fspath.Clean(string(b)); err != nil {
-		return "", fmt.Errorf("%w: page_token is not one this server issued", server.ErrInvalidArgument)
+		return "", fmt.Errorf("%w: page_token is not one this server issued", errs.ErrInvalidArgument)
 	}
 	return string(b), nil
 }

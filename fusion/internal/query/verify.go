@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/fustor/fustor/fusion/internal/errs"
 	"github.com/fustor/fustor/fusion/internal/server"
 	"github.com/fustor/fustor/fusion/internal/view/fs"
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
@@ -30,14 +31,14 @@ func (s *Service) Verify(ctx context.Context, req *fustorv1.VerifyRequest) (*fus
 	began := time.Now()
 	name := req.GetView()
 	if name == "" {
-		return nil, fmt.Errorf("%w: view is required", server.ErrInvalidArgument)
+		return nil, fmt.Errorf("%w: view is required", errs.ErrInvalidArgument)
 	}
 	v, err := s.views.Get(name)
 	if err != nil {
 		return nil, err
 	}
 	if p := server.PrincipalFrom(ctx); p == nil || (p.Kind != server.KindAdmin && !p.CanQuery(name)) {
-		return nil, fmt.Errorf("%w: the API key may not verify view %q (a query key of the view or an admin key may)", server.ErrPermission, name)
+		return nil, fmt.Errorf("%w: the API key may not verify view %q (a query key of the view or an admin key may)", errs.ErrPermission, name)
 	}
 	path, err := fspath.Clean(req.GetPath())
 	if err != nil {
@@ -59,23 +60,23 @@ func (s *Service) Verify(ctx context.Context, req *fustorv1.VerifyRequest) (*fus
 
 	sess, err := s.sessions.Get(v.State().Leader)
 	if err != nil {
-		return nil, fmt.Errorf("%w: view %q has no leader agent to walk it: %w", server.ErrPrecondition, name, err)
+		return nil, fmt.Errorf("%w: view %q has no leader agent to walk it: %w", errs.ErrPrecondition, name, err)
 	}
 	id, result, ok := s.commands.StartVerify(name)
 	if !ok {
-		return nil, fmt.Errorf("%w: too many commands are waiting for agents; retry later", server.ErrUnavailable)
+		return nil, fmt.Errorf("%w: too many commands are waiting for agents; retry later", errs.ErrUnavailable)
 	}
 	if err := v.FS.VerifyStart(id, path, examples, req.GetRepair()); err != nil {
 		s.commands.Cancel(id)
-		if errors.Is(err, fs.ErrVerifyRunning) {
-			return nil, fmt.Errorf("%w: %w; retry when it ends", server.ErrAborted, err)
+		if errors.Is(err, errs.ErrVerifyRunning) {
+			return nil, fmt.Errorf("%w: %w; retry when it ends", errs.ErrAborted, err)
 		}
 		return nil, err
 	}
 	if !sess.Command(&fustorv1.Command{Id: id, Kind: &fustorv1.Command_Scan{Scan: &fustorv1.ScanCommand{Path: path, Recursive: true}}}) {
 		s.commands.Cancel(id)
 		v.FS.VerifyAbort(id)
-		return nil, fmt.Errorf("%w: the leader agent's session cannot take a command now; retry", server.ErrUnavailable)
+		return nil, fmt.Errorf("%w: the leader agent's session cannot take a command now; retry", errs.ErrUnavailable)
 	}
 	t := time.NewTimer(timeout)
 	defer t.Stop()
@@ -85,7 +86,7 @@ func (s *Service) Verify(ctx context.Context, req *fustorv1.VerifyRequest) (*fus
 		// the view holds there is extra (the agent's error carries the lstat's ENOENT text).
 		if !r.OK && !strings.Contains(r.Error, syscall.ENOENT.Error()) {
 			v.FS.VerifyAbort(id)
-			return nil, fmt.Errorf("%w: the agent's walk of %s failed: %s", server.ErrUnavailable, path, r.Error)
+			return nil, fmt.Errorf("%w: the agent's walk of %s failed: %s", errs.ErrUnavailable, path, r.Error)
 		}
 	case <-t.C:
 		s.commands.Cancel(id)

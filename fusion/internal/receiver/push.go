@@ -10,8 +10,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/fustor/fustor/fusion/internal/command"
+	"github.com/fustor/fustor/fusion/internal/errs"
 	"github.com/fustor/fustor/fusion/internal/pipe"
-	"github.com/fustor/fustor/fusion/internal/server"
 	"github.com/fustor/fustor/fusion/internal/session"
 	"github.com/fustor/fustor/fusion/internal/view/fs"
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
@@ -182,7 +182,7 @@ func (st *stream) ack(a *fustorv1.Ack) {
 // reported in the Ack instead.
 func (st *stream) handle(ctx context.Context, m *fustorv1.PushRequest) error {
 	if id := m.GetSessionId(); id != "" && id != st.s.ID {
-		return fmt.Errorf("%w: message seq %d names session %q on the stream of %q", server.ErrInvalidArgument, m.GetSeq(), id, st.s.ID)
+		return fmt.Errorf("%w: message seq %d names session %q on the stream of %q", errs.ErrInvalidArgument, m.GetSeq(), id, st.s.ID)
 	}
 	if err := st.acquire(ctx); err != nil {
 		return nil
@@ -215,7 +215,7 @@ func (st *stream) handle(ctx context.Context, m *fustorv1.PushRequest) error {
 			Result: command.Result{OK: r.GetOk(), Error: r.GetError()}}, seq, 0, "")
 	default:
 		<-st.slots
-		return fmt.Errorf("%w: message seq %d has no payload", server.ErrInvalidArgument, seq)
+		return fmt.Errorf("%w: message seq %d has no payload", errs.ErrInvalidArgument, seq)
 	}
 }
 
@@ -234,7 +234,7 @@ func (st *stream) batch(ctx context.Context, seq uint64, b *fustorv1.EventBatch)
 	origin, err := originOf(b.GetSource())
 	if err != nil {
 		<-st.slots
-		return fmt.Errorf("%w: batch seq %d: %w", server.ErrInvalidArgument, seq, err)
+		return fmt.Errorf("%w: batch seq %d: %w", errs.ErrInvalidArgument, seq, err)
 	}
 	reject := func(n int, why string) error {
 		st.s.Count("rows_rejected", uint64(n))

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/fustor/fustor/fusion/internal/errs"
 	"github.com/fustor/fustor/fusion/internal/pipe"
 	"github.com/fustor/fustor/fusion/internal/server"
 	"github.com/fustor/fustor/fusion/internal/session"
@@ -46,11 +47,11 @@ func New(log *zap.Logger, sessions *session.Manager, pipes map[string]PipeInfo) 
 func (r *Receiver) pipeOf(ctx context.Context) (PipeInfo, error) {
 	p := server.PrincipalFrom(ctx)
 	if p == nil || p.Kind != server.KindIngest {
-		return PipeInfo{}, fmt.Errorf("%w: an ingest API key is required", server.ErrPermission)
+		return PipeInfo{}, fmt.Errorf("%w: an ingest API key is required", errs.ErrPermission)
 	}
 	pi, ok := r.pipes[p.Pipe]
 	if !ok {
-		return PipeInfo{}, fmt.Errorf("%w: the key routes to pipe %q, which is not running", server.ErrPrecondition, p.Pipe)
+		return PipeInfo{}, fmt.Errorf("%w: the key routes to pipe %q, which is not running", errs.ErrPrecondition, p.Pipe)
 	}
 	return pi, nil
 }
@@ -58,7 +59,7 @@ func (r *Receiver) pipeOf(ctx context.Context) (PipeInfo, error) {
 // sessionOf returns the session id if the caller's key routes to the session's pipe.
 func (r *Receiver) sessionOf(ctx context.Context, id string) (*session.Session, error) {
 	if id == "" {
-		return nil, fmt.Errorf("%w: session_id is required", server.ErrInvalidArgument)
+		return nil, fmt.Errorf("%w: session_id is required", errs.ErrInvalidArgument)
 	}
 	pi, err := r.pipeOf(ctx)
 	if err != nil {
@@ -69,7 +70,7 @@ func (r *Receiver) sessionOf(ctx context.Context, id string) (*session.Session, 
 		return nil, err
 	}
 	if s.Pipe.ID != pi.Session.ID {
-		return nil, fmt.Errorf("%w: session %s belongs to another pipe than the key's", server.ErrPermission, id)
+		return nil, fmt.Errorf("%w: session %s belongs to another pipe than the key's", errs.ErrPermission, id)
 	}
 	return s, nil
 }
@@ -81,10 +82,10 @@ func (r *Receiver) CreateSession(ctx context.Context, req *fustorv1.CreateSessio
 		return nil, err
 	}
 	if req.GetAgentId() == "" {
-		return nil, fmt.Errorf("%w: agent_id is required", server.ErrInvalidArgument)
+		return nil, fmt.Errorf("%w: agent_id is required", errs.ErrInvalidArgument)
 	}
 	if req.GetSchemaName() != pi.Schema {
-		return nil, fmt.Errorf("%w: pipe %q accepts schema %q, not %q", server.ErrInvalidArgument, pi.Session.ID, pi.Schema, req.GetSchemaName())
+		return nil, fmt.Errorf("%w: pipe %q accepts schema %q, not %q", errs.ErrInvalidArgument, pi.Session.ID, pi.Schema, req.GetSchemaName())
 	}
 	s, err := r.sessions.Create(pi.Session, session.Info{
 		AgentID: req.GetAgentId(), TaskID: req.GetTaskId(), SourceURI: req.GetSourceUri(),

@@ -8,24 +8,15 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/fustor/fustor/fusion/internal/session"
-	"github.com/fustor/fustor/fusion/internal/view"
-	"github.com/fustor/fustor/fusion/internal/view/fs"
+	"github.com/fustor/fustor/fusion/internal/errs"
 	"github.com/fustor/fustor/sdk/fsbatch"
 	"github.com/fustor/fustor/sdk/fspath"
 )
 
-// Domain errors of the API layer itself.
-var (
-	ErrInvalidArgument = errors.New("invalid argument")
-	ErrPermission      = errors.New("permission denied")
-	ErrPrecondition    = errors.New("failed precondition")
-	ErrAborted         = errors.New("aborted")
-	ErrUnavailable     = errors.New("unavailable")
-)
-
 // ToStatus maps a domain error to a gRPC status: the one place where that mapping lives.
 // Errors that already are statuses pass through; the message keeps the whole error chain.
+// Only the kinds of package errs (and the sdk's path and batch errors, which the sdk cannot
+// wrap in Fusion's kinds) are known here, so no view driver is.
 func ToStatus(err error) error {
 	if err == nil {
 		return nil
@@ -36,21 +27,23 @@ func ToStatus(err error) error {
 	return status.Error(codeOf(err), err.Error())
 }
 
+// codeOf checks the kinds in a fixed order: an error wrapping two kinds (a precondition
+// caused by a session not found) gets the first.
 func codeOf(err error) codes.Code {
 	switch {
-	case errors.Is(err, fspath.ErrInvalid), errors.Is(err, fsbatch.ErrMalformed), errors.Is(err, ErrInvalidArgument):
+	case errors.Is(err, fspath.ErrInvalid), errors.Is(err, fsbatch.ErrMalformed), errors.Is(err, errs.ErrInvalidArgument):
 		return codes.InvalidArgument
-	case errors.Is(err, view.ErrNotFound), errors.Is(err, fs.ErrNotFound), errors.Is(err, session.ErrNotFound):
+	case errors.Is(err, errs.ErrNotFound):
 		return codes.NotFound
-	case errors.Is(err, fs.ErrNotDir), errors.Is(err, ErrPrecondition):
+	case errors.Is(err, errs.ErrPrecondition):
 		return codes.FailedPrecondition
-	case errors.Is(err, view.ErrNotReady), errors.Is(err, ErrUnavailable):
+	case errors.Is(err, errs.ErrUnavailable):
 		return codes.Unavailable
-	case errors.Is(err, ErrAborted):
+	case errors.Is(err, errs.ErrAborted):
 		return codes.Aborted
-	case errors.Is(err, session.ErrTooMany):
+	case errors.Is(err, errs.ErrFull):
 		return codes.ResourceExhausted
-	case errors.Is(err, ErrPermission):
+	case errors.Is(err, errs.ErrPermission):
 		return codes.PermissionDenied
 	case errors.Is(err, context.Canceled):
 		return codes.Canceled

@@ -12,9 +12,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/fustor/fustor/fusion/internal/config"
+	"github.com/fustor/fustor/fusion/internal/errs"
 	"github.com/fustor/fustor/fusion/internal/session"
-	"github.com/fustor/fustor/fusion/internal/view"
-	"github.com/fustor/fustor/fusion/internal/view/fs"
 	"github.com/fustor/fustor/sdk/fsbatch"
 	"github.com/fustor/fustor/sdk/fspath"
 )
@@ -28,13 +27,20 @@ func TestToStatus(t *testing.T) {
 	}{
 		{fmt.Errorf("x: %w", fspath.ErrInvalid), codes.InvalidArgument},
 		{fmt.Errorf("x: %w", fsbatch.ErrMalformed), codes.InvalidArgument},
-		{fmt.Errorf("x: %w", view.ErrNotFound), codes.NotFound},
-		{fmt.Errorf("x: %w", fs.ErrNotFound), codes.NotFound},
+		{fmt.Errorf("x: %w", errs.ErrNotFound), codes.NotFound},
 		{fmt.Errorf("x: %w", session.ErrNotFound), codes.NotFound},
-		{fmt.Errorf("x: %w", fs.ErrNotDir), codes.FailedPrecondition},
-		{fmt.Errorf("x: %w", view.ErrNotReady), codes.Unavailable},
+		{fmt.Errorf("x: %w", errs.ErrNotDir), codes.FailedPrecondition},
+		{fmt.Errorf("x: %w", errs.ErrNotReady), codes.Unavailable},
 		{fmt.Errorf("x: %w", session.ErrTooMany), codes.ResourceExhausted},
-		{fmt.Errorf("x: %w", ErrPermission), codes.PermissionDenied},
+		{fmt.Errorf("x: %w", errs.ErrPermission), codes.PermissionDenied},
+		{fmt.Errorf("x: %w", errs.ErrInvalidArgument), codes.InvalidArgument},
+		{fmt.Errorf("x: %w", errs.ErrPrecondition), codes.FailedPrecondition},
+		{fmt.Errorf("x: %w", errs.ErrUnavailable), codes.Unavailable},
+		{fmt.Errorf("x: %w", errs.ErrAborted), codes.Aborted},
+		{fmt.Errorf("x: %w", errs.ErrVerifyRunning), codes.Aborted},
+		{fmt.Errorf("x: %w", errs.ErrFull), codes.ResourceExhausted},
+		// The first kind wins: a precondition caused by a missing session is NOT_FOUND.
+		{fmt.Errorf("%w: no leader: %w", errs.ErrPrecondition, session.ErrNotFound), codes.NotFound},
 		{context.Canceled, codes.Canceled},
 		{status.Error(codes.Aborted, "as is"), codes.Aborted},
 		{errors.New("boom"), codes.Internal},

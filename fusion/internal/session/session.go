@@ -9,7 +9,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -18,14 +17,15 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/fustor/fustor/fusion/internal/errs"
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
 )
 
 // ErrNotFound is returned for an unknown, expired or closed session.
-var ErrNotFound = errors.New("session not found")
+var ErrNotFound = errs.New(errs.ErrNotFound, "session not found")
 
 // ErrTooMany is returned when the session bound is reached.
-var ErrTooMany = errors.New("too many sessions")
+var ErrTooMany = errs.New(errs.ErrFull, "too many sessions")
 
 // Pipe is what the manager needs to know of a Fusion pipe.
 type Pipe struct {

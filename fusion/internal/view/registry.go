@@ -4,7 +4,6 @@
 package view
 
 import (
-	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -13,14 +12,15 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/fustor/fustor/fusion/internal/config"
+	"github.com/fustor/fustor/fusion/internal/errs"
 	"github.com/fustor/fustor/fusion/internal/view/fs"
 )
 
 // ErrNotFound is returned for an unknown view.
-var ErrNotFound = errors.New("view not found")
+var ErrNotFound = errs.New(errs.ErrNotFound, "view not found")
 
 // ErrNotReady is returned while a view cannot answer authoritatively.
-var ErrNotReady = errors.New("view not ready")
+var ErrNotReady = errs.New(errs.ErrNotReady, "view not ready")
 
 // View is one configured view.
 type View struct {

@@ -5,21 +5,21 @@ package fs
 
 import (
 	"bytes"
-	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/fustor/fustor/fusion/internal/errs"
 	"github.com/fustor/fustor/sdk/clock"
 )
 
-// Errors returned by queries.
+// Errors returned by queries and rows; each is of an errs kind, which the server maps.
 var (
-	ErrNotFound = errors.New("path not found")
-	ErrNotDir   = errors.New("not a directory")
-	ErrFull     = errors.New("view is full")
+	ErrNotFound = errs.New(errs.ErrNotFound, "path not found")
+	ErrNotDir   = errs.ErrNotDir
+	ErrFull     = errs.New(errs.ErrFull, "view is full")
 )
 
 // Origin is the activity a row came from; it decides the row's authority.

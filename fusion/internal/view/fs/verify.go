@@ -1,10 +1,10 @@
 package fs
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 
+	"github.com/fustor/fustor/fusion/internal/errs"
 	"github.com/fustor/fustor/sdk/fsbatch"
 	"github.com/fustor/fustor/sdk/fspath"
 )
@@ -15,7 +15,7 @@ import (
 // does. Nothing changes unless the caller asked for a repair.
 
 // ErrVerifyRunning is returned when a verify of the view is already open.
-var ErrVerifyRunning = errors.New("a verify of this view is already running")
+var ErrVerifyRunning = errs.ErrVerifyRunning
 
 // DiffKind says how a path differs between the view and the storage.
 type DiffKind int
