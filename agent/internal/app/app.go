@@ -1,6 +1,11 @@
-// Package app composes the agent from its configuration: one fs source, watcher and event bus
-// per source signature (DESIGN.md §4.2), shared by every source id naming the same tree; one
-// sender per sender; one AgentPipe per pipe. main only loads config and runs it.
+// Package app composes the agent from its configuration: one source (and, for a source
+// watched through the bus, one watcher and event bus) per source signature (DESIGN.md §4.2),
+// shared by every source id naming the same tree; one sender per sender; one AgentPipe per
+// pipe. main only loads config and runs it.
+//
+// It is the one package that names the drivers — source/fs, source/journal and sender/grpc —
+// and hands them to the pipe as the contracts of agent/internal/source and
+// agent/internal/sender (layers_test.go checks that nothing else imports them).
 package app
 
 import (
@@ -23,6 +28,8 @@ import (
 	"github.com/fustor/fustor/agent/internal/config"
 	"github.com/fustor/fustor/agent/internal/pipe"
 	"github.com/fustor/fustor/agent/internal/sender"
+	grpcsender "github.com/fustor/fustor/agent/internal/sender/grpc"
+	agentsource "github.com/fustor/fustor/agent/internal/source"
 	"github.com/fustor/fustor/agent/internal/source/fs"
 	"github.com/fustor/fustor/agent/internal/source/journal"
 	"github.com/fustor/fustor/sdk/debughttp"
@@ -40,10 +47,10 @@ type source struct {
 	ids   []string
 	uri   string
 	watch bool
-	src   pipe.Source
-	// fs is set for the fs driver: its watcher feeds the bus.
-	fs       *fs.Source
-	bus      *bus.Bus[fs.Event]
+	src   agentsource.Snapshotter
+	// watcher is set for a source whose realtime goes through the bus (fs): it feeds bus.
+	watcher  agentsource.Watcher
+	bus      *bus.Bus[agentsource.Event]
 	realtime atomic.Bool
 	// pipes are every pipe on any of ids: an overflow asks each of them for an audit.
 	pipes []*pipe.Pipe
@@ -52,11 +59,19 @@ type source struct {
 // name is how logs refer to the source.
 func (s *source) name() string { return strings.Join(s.ids, ",") }
 
+// counters are the source's counters (none for a source without any).
+func (s *source) counters() map[string]uint64 {
+	if c, ok := s.src.(agentsource.Counters); ok {
+		return c.Counters()
+	}
+	return nil
+}
+
 // Agent is the running agent.
 type Agent struct {
 	log     *zap.Logger
 	sources map[string]*source // by signature
-	senders []*sender.GRPC
+	senders []*grpcsender.GRPC
 	pipes   map[string]*pipe.Pipe
 	retry   time.Duration
 	debug   *debughttp.Debug // nil unless debug_listen is set
@@ -131,10 +146,10 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Agent, error) {
 		}
 		a.metrics = m
 	}
-	senders := map[string]*sender.GRPC{}
+	senders := map[string]*grpcsender.GRPC{}
 	backoffs := senderBackoffs(cfg)
 	for id, sc := range cfg.Senders {
-		s, err := sender.NewGRPC(sc, backoffs[id])
+		s, err := grpcsender.NewGRPC(sc, backoffs[id])
 		if err != nil {
 			a.close()
 			return nil, fmt.Errorf("create sender %s: %w", id, err)
@@ -160,10 +175,11 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Agent, error) {
 	// A queue overflow is a known loss of realtime events: every pipe on the source, whichever
 	// of its ids the pipe names, audits.
 	for _, src := range a.sources {
-		if src.fs == nil {
+		o, ok := src.watcher.(agentsource.OverflowNotifier)
+		if !ok {
 			continue
 		}
-		src.fs.SetOnOverflow(func() {
+		o.SetOnOverflow(func() {
 			for _, p := range src.pipes {
 				p.RequestAudit()
 			}
@@ -229,7 +245,7 @@ func (a *Agent) Run(ctx context.Context) error {
 // watch keeps the realtime watcher running; while it is down the pipes run degraded
 // (can_realtime=false) and snapshots keep the view eventually consistent.
 func (a *Agent) watch(ctx context.Context, s *source) error {
-	if s.fs == nil {
+	if s.watcher == nil {
 		return nil // a log source delivers realtime per session (Follow)
 	}
 	if !s.watch {
@@ -239,7 +255,7 @@ func (a *Agent) watch(ctx context.Context, s *source) error {
 	}
 	for {
 		s.realtime.Store(true)
-		err := s.fs.Watch(ctx, func(ev fs.Event) {
+		err := s.watcher.Watch(ctx, func(ev agentsource.Event) {
 			if s.bus.Publish(ev) > 0 {
 				// The index comes from a monotonic clock: this is a bug, counted in bus_rejected.
 				a.log.Error("event index regressed; rejected by the bus", zap.String("source", s.name()), zap.String("path", ev.Path))
@@ -313,5 +329,5 @@ func newSource(log *zap.Logger, ids []string, sig string, sc config.Source) (*so
 	if err != nil {
 		return nil, err
 	}
-	return &source{ids: ids, uri: sig, src: f, fs: f, bus: bus.New(sc.BusCapacity, func(e fs.Event) uint64 { return e.Index }), watch: !sc.DisableRealtime}, nil
+	return &source{ids: ids, uri: sig, src: f, watcher: f, bus: bus.New(sc.BusCapacity, func(e agentsource.Event) uint64 { return e.Index }), watch: !sc.DisableRealtime}, nil
 }

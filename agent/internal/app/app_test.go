@@ -12,7 +12,7 @@ import (
 
 	"github.com/fustor/fustor/agent/internal/bus"
 	"github.com/fustor/fustor/agent/internal/config"
-	"github.com/fustor/fustor/agent/internal/source/fs"
+	agentsource "github.com/fustor/fustor/agent/internal/source"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -101,7 +101,7 @@ func TestNewSharesSourcePerSignature(t *testing.T) {
 			if len(a.sources) != len(tt.groups) {
 				t.Fatalf("got %d sources, want %d", len(a.sources), len(tt.groups))
 			}
-			buses := map[*bus.Bus[fs.Event]]bool{}
+			buses := map[*bus.Bus[agentsource.Event]]bool{}
 			for _, ids := range tt.groups {
 				var s *source
 				for _, c := range a.sources {

@@ -105,7 +105,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range c.a.sources {
 		name := s.name()
 		gauge(c.realtime, b(s.realtime.Load()), name)
-		for k, v := range s.src.Counters() {
+		for k, v := range s.counters() {
 			if reason, ok := strings.CutPrefix(k, skippedPrefix); ok {
 				counter(c.skipped, float64(v), name, reason)
 			} else if m, ok := c.bySourceKey[k]; ok {

@@ -8,7 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/fustor/fustor/agent/internal/source/fs"
+	"github.com/fustor/fustor/agent/internal/source"
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
 )
 
@@ -70,7 +70,13 @@ func (s *session) duties(sessCtx, ctx context.Context, snapshot bool) {
 		s.supervise(ctx, "snapshot", func(ctx context.Context) { ok.Store(s.snapshot(ctx)) })
 		owed = before && !ok.Load()
 	}
-	cache := fs.NewAuditCache()
+	if _, ok := s.p.src.(source.Auditor); !ok {
+		// The snapshot is all a leader can do on a source that cannot audit; a request for a
+		// recovery audit can never be met there, so it is not kept owed.
+		owed = false
+		return
+	}
+	cache := source.NewAuditCache()
 	var tick <-chan time.Time
 	if s.p.cfg.AuditInterval > 0 {
 		t := time.NewTicker(s.p.cfg.AuditInterval)
@@ -133,16 +139,20 @@ func (s *session) duties(sessCtx, ctx context.Context, snapshot bool) {
 // verification's cursor, and every AuditDeepEvery-th audit is deep. The count is the pipe's,
 // not the leadership's, so short leaderships still reach the deep one (each starts with an
 // empty cache, a full audit anyway).
-func (p *Pipe) nextAudit() fs.AuditOptions {
+func (p *Pipe) nextAudit() source.AuditOptions {
 	n := p.auditCycle.Add(1)
 	every := uint64(max(p.cfg.AuditDeepEvery, 0))
-	return fs.AuditOptions{Cycle: n, Share: p.cfg.AuditRollingShare, Deep: every > 0 && n%every == 0}
+	return source.AuditOptions{Cycle: n, Share: p.cfg.AuditRollingShare, Deep: every > 0 && n%every == 0}
 }
 
 // audit sends one audit between explicit start and end markers; the end is sent on every way
 // out, failure and cancellation included, on the session's context (DESIGN.md §9.6). It
 // reports whether the walk completed. recovery marks the audit answering RequestAudit.
-func (s *session) audit(sessCtx, ctx context.Context, cache *fs.AuditCache, opts fs.AuditOptions, recovery bool) (ok bool) {
+func (s *session) audit(sessCtx, ctx context.Context, cache *source.AuditCache, opts source.AuditOptions, recovery bool) (ok bool) {
+	aud, can := s.p.src.(source.Auditor)
+	if !can {
+		return false
+	}
 	s.p.auditRunning.Store(true)
 	defer s.p.auditRunning.Store(false)
 	if err := s.emit(ctx, outItem{control: &fustorv1.PushRequest{Payload: &fustorv1.PushRequest_AuditStart{
@@ -157,9 +167,9 @@ func (s *session) audit(sessCtx, ctx context.Context, cache *fs.AuditCache, opts
 		_ = s.emit(sessCtx, outItem{control: &fustorv1.PushRequest{Payload: &fustorv1.PushRequest_AuditEnd{AuditEnd: end}}})
 	}()
 	start := time.Now()
-	st, err := s.p.src.Audit(ctx, cache, opts, func(evs []fs.Event) error {
+	st, err := aud.Audit(ctx, cache, opts, func(evs []source.Event) error {
 		s.progressed()
-		return s.emit(ctx, outItem{source: fustorv1.MessageSource_MESSAGE_SOURCE_AUDIT, events: evs})
+		return s.emit(ctx, outItem{origin: fustorv1.MessageSource_MESSAGE_SOURCE_AUDIT, events: evs})
 	})
 	if err != nil {
 		end.Failed, end.Error = true, err.Error()

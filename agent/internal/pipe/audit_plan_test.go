@@ -7,7 +7,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/fustor/fustor/agent/internal/source/fs"
+	"github.com/fustor/fustor/agent/internal/source"
 )
 
 // TestAuditOptionsFollowTheConfig: audits are numbered per pipe, carry the rolling share, and
@@ -16,7 +16,7 @@ func TestAuditOptionsFollowTheConfig(t *testing.T) {
 	p := New(nil, Config{ID: "p", AuditRollingShare: 0.5, AuditDeepEvery: 3}, walkSource{}, nil, nil, nil)
 	for i := uint64(1); i <= 7; i++ {
 		o := p.nextAudit()
-		if want := (fs.AuditOptions{Cycle: i, Share: 0.5, Deep: i%3 == 0}); o != want {
+		if want := (source.AuditOptions{Cycle: i, Share: 0.5, Deep: i%3 == 0}); o != want {
 			t.Errorf("audit %d: %+v; want %+v", i, o, want)
 		}
 	}
@@ -31,13 +31,13 @@ func TestAuditOptionsFollowTheConfig(t *testing.T) {
 // TestAuditPassesItsOptions: the audit hands its options to the source and logs how deep it
 // looked, with the silent directories it re-listed.
 func TestAuditPassesItsOptions(t *testing.T) {
-	opts := make(chan fs.AuditOptions, 1)
-	src := walkSource{onAudit: func(o fs.AuditOptions) { opts <- o }, stats: fs.WalkStats{Dirs: 10, Silent: 6, Rolled: 3, Files: 40}}
+	opts := make(chan source.AuditOptions, 1)
+	src := walkSource{onAudit: func(o source.AuditOptions) { opts <- o }, stats: source.WalkStats{Dirs: 10, Silent: 6, Rolled: 3, Files: 40}}
 	core, logs := observer.New(zap.InfoLevel)
 	p := New(zap.New(core), Config{ID: "p", BatchSize: 10}, src, nil, nil, nil)
 	s := &session{p: p, out: make(chan outItem, 16)}
-	want := fs.AuditOptions{Cycle: 5, Share: 0.25, Deep: true}
-	s.audit(context.Background(), context.Background(), fs.NewAuditCache(), want, true)
+	want := source.AuditOptions{Cycle: 5, Share: 0.25, Deep: true}
+	s.audit(context.Background(), context.Background(), source.NewAuditCache(), want, true)
 	if got := <-opts; got != want {
 		t.Fatalf("source got %+v; want %+v", got, want)
 	}

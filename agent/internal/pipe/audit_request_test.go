@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fustor/fustor/agent/internal/source/fs"
+	"github.com/fustor/fustor/agent/internal/source"
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
 )
 
@@ -41,7 +41,7 @@ type timer struct {
 
 // rigEvent is an audit start (audit set) or a timer armed.
 type rigEvent struct {
-	audit *fs.AuditOptions
+	audit *source.AuditOptions
 	timer timer
 }
 
@@ -55,7 +55,7 @@ func newAuditRig(t *testing.T, cfg Config, snapErr error) *auditRig {
 		r.record(rigEvent{timer: tm})
 		return tm.fire
 	}
-	src := walkSource{onAudit: func(o fs.AuditOptions) { r.record(rigEvent{audit: &o}) }, snapErr: snapErr, audit: func(ctx context.Context, _ func([]fs.Event) error) error {
+	src := walkSource{onAudit: func(o source.AuditOptions) { r.record(rigEvent{audit: &o}) }, snapErr: snapErr, audit: func(ctx context.Context, _ func([]source.Event) error) error {
 		select {
 		case release := <-r.block:
 			select {
@@ -116,7 +116,7 @@ func (r *auditRig) next() rigEvent {
 }
 
 // nextAudit waits for the next audit to start and returns its options.
-func (r *auditRig) nextAudit() fs.AuditOptions {
+func (r *auditRig) nextAudit() source.AuditOptions {
 	r.t.Helper()
 	ev := r.next()
 	if ev.audit == nil {

@@ -1,5 +1,10 @@
 // Package pipe runs an AgentPipe (DESIGN.md §4.1): the control loop that keeps a session with
 // Fusion, heartbeats, streams realtime events from the bus, and runs the snapshot when leader.
+//
+// It is written against contracts only: the source's (agent/internal/source: events, walks,
+// capabilities found by interface), the bus's, and the transport's (agent/internal/sender). It
+// names no driver — no source/fs, source/journal or sender/grpc; agent/internal/app wires them
+// in, and agent/internal/app/layers_test.go keeps it so.
 package pipe
 
 import (
@@ -19,32 +24,12 @@ import (
 
 	"github.com/fustor/fustor/agent/internal/bus"
 	"github.com/fustor/fustor/agent/internal/sender"
-	"github.com/fustor/fustor/agent/internal/source/fs"
+	"github.com/fustor/fustor/agent/internal/source"
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
 )
 
 // errObsoleted means Fusion no longer knows the session: create a new one at once.
 var errObsoleted = errors.New("session obsoleted")
-
-// Source is what the pipe needs from its source.
-type Source interface {
-	Snapshot(ctx context.Context, rel string, kind fs.Kind, emit func([]fs.Event) error) (fs.WalkStats, error)
-	Audit(ctx context.Context, cache *fs.AuditCache, opts fs.AuditOptions, emit func([]fs.Event) error) (fs.WalkStats, error)
-	Sentinel(paths []string) []fs.SentinelItem
-	Counters() map[string]uint64
-}
-
-// backoffResetter is a sender whose transport waits between connection attempts of its own
-// (gRPC): the pipe resets that wait before each retry, so its own backoff is the one that
-// applies.
-type backoffResetter interface{ ResetConnectBackoff() }
-
-// Resumer is a source that can continue from a committed index (a replayable log), unlike
-// inotify, whose position is lost on restart.
-type Resumer interface {
-	Follow(ctx context.Context, from uint64, batch int, emit func([]fs.Event) error) error
-	LastIndex() (uint64, error)
-}
 
 // Config is one pipe's settings.
 type Config struct {
@@ -57,7 +42,7 @@ type Config struct {
 	// StuckAfter restarts a snapshot or audit that handed no rows on for this long (0 = never).
 	StuckAfter time.Duration
 	// AuditRollingShare is the part of the silent directories each audit lists in full anyway,
-	// so files rewritten in place are found within ceil(1/share) audits (fs.AuditOptions.Share;
+	// so files rewritten in place are found within ceil(1/share) audits (source.AuditOptions.Share;
 	// 0 = pure true silence). Taken as is: the agent's config holds the default.
 	AuditRollingShare float64
 	// AuditDeepEvery makes every Nth audit of the pipe deep (0 = never).
@@ -80,8 +65,9 @@ type Config struct {
 type Pipe struct {
 	log         *zap.Logger
 	cfg         Config
-	src         Source
-	bus         *bus.Bus[fs.Event]
+	src         source.Snapshotter
+	caps        source.Capabilities
+	bus         *bus.Bus[source.Event]
 	snd         sender.Sender
 	canRealtime func() bool
 
@@ -98,8 +84,12 @@ type Pipe struct {
 	sessionID                                         string
 }
 
-// New returns a pipe. canRealtime reports whether the source's watcher runs (nil = always).
-func New(log *zap.Logger, cfg Config, src Source, b *bus.Bus[fs.Event], snd sender.Sender, canRealtime func() bool) *Pipe {
+// New returns a pipe on src, which every source is (it can walk); what else it can do is
+// found from the interfaces it implements (source.Describe): realtime from its own log
+// (source.Resumer) or from b, fed by the agent's watcher; audits (source.Auditor, else the
+// leader runs none); the sentinel (source.Sentineler, else it answers with no items); counters
+// (source.Counters). canRealtime reports whether the source's watcher runs (nil = always).
+func New(log *zap.Logger, cfg Config, src source.Snapshotter, b *bus.Bus[source.Event], snd sender.Sender, canRealtime func() bool) *Pipe {
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -112,8 +102,8 @@ func New(log *zap.Logger, cfg Config, src Source, b *bus.Bus[fs.Event], snd send
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Pipe{log: log.With(zap.String("pipe", cfg.ID)), cfg: cfg, src: src, bus: b, snd: snd, canRealtime: canRealtime,
-		auditReq: make(chan struct{}, 1)}
+	return &Pipe{log: log.With(zap.String("pipe", cfg.ID)), cfg: cfg, src: src, caps: source.Describe(src), bus: b, snd: snd,
+		canRealtime: canRealtime, auditReq: make(chan struct{}, 1)}
 }
 
 func (p *Pipe) now() time.Time { return p.cfg.Now() }
@@ -183,7 +173,7 @@ func (p *Pipe) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 		backoff = min(backoff*2, p.cfg.BackoffMax)
-		if r, ok := p.snd.(backoffResetter); ok {
+		if r, ok := p.snd.(sender.BackoffResetter); ok {
 			r.ResetConnectBackoff()
 		}
 	}
@@ -191,8 +181,8 @@ func (p *Pipe) Run(ctx context.Context) error {
 
 // outItem is work for the stream's sender goroutine, which alone owns the encoder and Send.
 type outItem struct {
-	source    fustorv1.MessageSource
-	events    []fs.Event
+	origin    fustorv1.MessageSource
+	events    []source.Event
 	commandID string // set on on-demand rows answering a scan command
 	control   *fustorv1.PushRequest
 }
@@ -214,7 +204,7 @@ func (p *Pipe) runSession(ctx context.Context) (established bool, err error) {
 	resp, err := p.snd.CreateSession(cctx, &fustorv1.CreateSessionRequest{
 		AgentId: p.cfg.AgentID, TaskId: p.cfg.ID, TimeoutHint: durationpb.New(p.cfg.TimeoutHint),
 		SchemaName: "fs", SchemaVersion: 1, SourceUri: p.cfg.SourceURI,
-		Capabilities: &fustorv1.Capabilities{CanRealtime: p.canRealtime(), CanResume: p.resumer() != nil},
+		Capabilities: &fustorv1.Capabilities{CanRealtime: p.canRealtime(), CanResume: p.caps.Resume},
 	})
 	cancel()
 	if err != nil {
@@ -268,8 +258,8 @@ func (p *Pipe) runSession(ctx context.Context) (established bool, err error) {
 	return true, err
 }
 
-func (p *Pipe) resumer() Resumer {
-	r, _ := p.src.(Resumer)
+func (p *Pipe) resumer() source.Resumer {
+	r, _ := p.src.(source.Resumer)
 	return r
 }
 
@@ -294,8 +284,8 @@ func (s *session) realtimeFrom(committed uint64) (func(context.Context) error, b
 	}
 	s.p.log.Info("realtime from the source's log", zap.Uint64("from_index", from), zap.Bool("resumed", resumed))
 	follow := func(ctx context.Context) error {
-		err := r.Follow(ctx, from, s.p.cfg.BatchSize, func(evs []fs.Event) error {
-			return s.emit(ctx, outItem{source: fustorv1.MessageSource_MESSAGE_SOURCE_REALTIME, events: evs})
+		err := r.Follow(ctx, from, s.p.cfg.BatchSize, func(evs []source.Event) error {
+			return s.emit(ctx, outItem{origin: fustorv1.MessageSource_MESSAGE_SOURCE_REALTIME, events: evs})
 		})
 		if ctx.Err() != nil {
 			return nil
@@ -363,7 +353,10 @@ func (s *session) heartbeat(ctx context.Context) error {
 }
 
 func (p *Pipe) progress() *fustorv1.Progress {
-	c := p.src.Counters()
+	var c map[string]uint64
+	if cs, ok := p.src.(source.Counters); ok {
+		c = cs.Counters()
+	}
 	if c == nil {
 		c = map[string]uint64{}
 	}

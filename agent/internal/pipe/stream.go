@@ -12,7 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/fustor/fustor/agent/internal/bus"
-	"github.com/fustor/fustor/agent/internal/source/fs"
+	"github.com/fustor/fustor/agent/internal/source"
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
 	"github.com/fustor/fustor/sdk/fsbatch"
 	"github.com/fustor/fustor/sdk/fspath"
@@ -64,12 +64,12 @@ func (s *session) send(ctx context.Context, stream fustorv1.PushService_PushClie
 				continue
 			}
 			err := put(&fustorv1.PushRequest{Payload: &fustorv1.PushRequest_Batch{Batch: &fustorv1.EventBatch{
-				Source: it.source, SchemaName: "fs", Index: index, CommandId: it.commandID, Rows: &fustorv1.EventBatch_Fs{Fs: b}}}})
+				Source: it.origin, SchemaName: "fs", Index: index, CommandId: it.commandID, Rows: &fustorv1.EventBatch_Fs{Fs: b}}}})
 			if err != nil {
 				return err
 			}
 			// Send has marshalled b; grpc-go keeps a message past Send only for stats
-			// handlers and tracing, and this connection has none (sender/grpc.go). Its
+			// handlers and tracing, and this connection has none (sender/grpc). Its
 			// columns become the next batch's.
 			enc.Recycle(b)
 			s.p.eventsSent.Add(uint64(len(chunk)))
@@ -126,7 +126,7 @@ func (s *session) emit(ctx context.Context, it outItem) error {
 
 // realtime forwards bus events as they come, without waiting to fill a batch. A lost position
 // (the bus overwrote unread events) is repaired by a snapshot when leader.
-func (s *session) realtime(ctx context.Context, sub *bus.Subscriber[fs.Event]) error {
+func (s *session) realtime(ctx context.Context, sub *bus.Subscriber[source.Event]) error {
 	for {
 		evs, err := sub.Next(ctx, s.p.cfg.BatchSize, nil)
 		if errors.Is(err, bus.ErrPositionLost) {
@@ -137,7 +137,7 @@ func (s *session) realtime(ctx context.Context, sub *bus.Subscriber[fs.Event]) e
 		if err != nil {
 			return nil
 		}
-		if err := s.emit(ctx, outItem{source: fustorv1.MessageSource_MESSAGE_SOURCE_REALTIME, events: evs}); err != nil {
+		if err := s.emit(ctx, outItem{origin: fustorv1.MessageSource_MESSAGE_SOURCE_REALTIME, events: evs}); err != nil {
 			return nil
 		}
 	}
@@ -224,10 +224,10 @@ func (s *session) snapshot(ctx context.Context) bool {
 	}
 	var rows uint64
 	start := time.Now()
-	st, err := s.p.src.Snapshot(ctx, fspath.Root, fs.KindSnapshot, func(evs []fs.Event) error {
+	st, err := s.p.src.Snapshot(ctx, fspath.Root, source.OriginSnapshot, func(evs []source.Event) error {
 		s.progressed()
 		rows += uint64(len(evs))
-		return s.emit(ctx, outItem{source: fustorv1.MessageSource_MESSAGE_SOURCE_SNAPSHOT, events: evs})
+		return s.emit(ctx, outItem{origin: fustorv1.MessageSource_MESSAGE_SOURCE_SNAPSHOT, events: evs})
 	})
 	if ctx.Err() != nil {
 		return false
@@ -261,15 +261,18 @@ func (s *session) runCommand(ctx context.Context, c *fustorv1.Command) {
 	switch k := c.GetKind().(type) {
 	case *fustorv1.Command_Scan:
 		res := &fustorv1.CommandResult{CommandId: c.GetId(), Ok: true}
-		_, err := s.p.src.Snapshot(ctx, k.Scan.GetPath(), fs.KindOnDemand, func(evs []fs.Event) error {
-			return s.emit(ctx, outItem{source: fustorv1.MessageSource_MESSAGE_SOURCE_ON_DEMAND, events: evs, commandID: c.GetId()})
+		_, err := s.p.src.Snapshot(ctx, k.Scan.GetPath(), source.OriginOnDemand, func(evs []source.Event) error {
+			return s.emit(ctx, outItem{origin: fustorv1.MessageSource_MESSAGE_SOURCE_ON_DEMAND, events: evs, commandID: c.GetId()})
 		})
 		if err != nil {
 			res.Ok, res.Error = false, err.Error()
 		}
 		_ = s.emit(ctx, outItem{control: &fustorv1.PushRequest{Payload: &fustorv1.PushRequest_CommandResult{CommandResult: res}}})
 	case *fustorv1.Command_Sentinel:
-		seen := s.p.src.Sentinel(k.Sentinel.GetPaths())
+		var seen []source.SentinelItem // a source without a sentinel sees nothing, so judges nothing
+		if sn, ok := s.p.src.(source.Sentineler); ok {
+			seen = sn.Sentinel(k.Sentinel.GetPaths())
+		}
 		fb := &fustorv1.SentinelFeedback{CommandId: c.GetId(), Items: make([]*fustorv1.SentinelItem, len(seen))}
 		for i, it := range seen {
 			fb.Items[i] = &fustorv1.SentinelItem{Path: it.Path, Exists: it.Exists, Size: it.Size, MtimeNs: it.MtimeNs}

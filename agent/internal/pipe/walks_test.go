@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/fustor/fustor/agent/internal/bus"
-	"github.com/fustor/fustor/agent/internal/source/fs"
+	"github.com/fustor/fustor/agent/internal/source"
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
 )
 
@@ -16,19 +16,19 @@ import (
 // because the failures it plays (a walk erroring, panicking, cancelled mid-way) cannot be
 // produced on demand by a real tree.
 type walkSource struct {
-	audit func(ctx context.Context, emit func([]fs.Event) error) error
+	audit func(ctx context.Context, emit func([]source.Event) error) error
 	// onAudit, when set, is given each audit's options; stats is what each audit returns.
-	onAudit func(fs.AuditOptions)
-	stats   fs.WalkStats
+	onAudit func(source.AuditOptions)
+	stats   source.WalkStats
 	// snapErr is what every snapshot returns.
 	snapErr error
 }
 
-func (w walkSource) Snapshot(context.Context, string, fs.Kind, func([]fs.Event) error) (fs.WalkStats, error) {
-	return fs.WalkStats{}, w.snapErr
+func (w walkSource) Snapshot(context.Context, string, source.Origin, func([]source.Event) error) (source.WalkStats, error) {
+	return source.WalkStats{}, w.snapErr
 }
 
-func (w walkSource) Audit(ctx context.Context, _ *fs.AuditCache, opts fs.AuditOptions, emit func([]fs.Event) error) (fs.WalkStats, error) {
+func (w walkSource) Audit(ctx context.Context, _ *source.AuditCache, opts source.AuditOptions, emit func([]source.Event) error) (source.WalkStats, error) {
 	if w.onAudit != nil {
 		w.onAudit(opts)
 	}
@@ -38,8 +38,8 @@ func (w walkSource) Audit(ctx context.Context, _ *fs.AuditCache, opts fs.AuditOp
 	return w.stats, w.audit(ctx, emit)
 }
 
-func (walkSource) Sentinel([]string) []fs.SentinelItem { return nil }
-func (walkSource) Counters() map[string]uint64         { return nil }
+func (walkSource) Sentinel([]string) []source.SentinelItem { return nil }
+func (walkSource) Counters() map[string]uint64             { return nil }
 
 // TestAuditEndIsSentOnEveryWayOut: an audit is framed by an explicit start and an end, and the
 // end goes out however the walk ends — done, failed, panicked or cancelled — marked failed
@@ -47,20 +47,20 @@ func (walkSource) Counters() map[string]uint64         { return nil }
 func TestAuditEndIsSentOnEveryWayOut(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
-		walk       func(ctx context.Context, cancel context.CancelFunc, emit func([]fs.Event) error) error
+		walk       func(ctx context.Context, cancel context.CancelFunc, emit func([]source.Event) error) error
 		wantFailed bool
 	}{
-		{"completed", func(_ context.Context, _ context.CancelFunc, emit func([]fs.Event) error) error {
-			return emit([]fs.Event{{Path: "/a.dat", Kind: fs.KindAudit}})
+		{"completed", func(_ context.Context, _ context.CancelFunc, emit func([]source.Event) error) error {
+			return emit([]source.Event{{Path: "/a.dat", Origin: source.OriginAudit}})
 		}, false},
-		{"failed", func(context.Context, context.CancelFunc, func([]fs.Event) error) error {
+		{"failed", func(context.Context, context.CancelFunc, func([]source.Event) error) error {
 			return errors.New("read /mnt: input/output error")
 		}, true},
-		{"panicked", func(context.Context, context.CancelFunc, func([]fs.Event) error) error {
+		{"panicked", func(context.Context, context.CancelFunc, func([]source.Event) error) error {
 			panic("walker bug")
 		}, true},
-		{"cancelled mid-walk", func(ctx context.Context, cancel context.CancelFunc, emit func([]fs.Event) error) error {
-			if err := emit([]fs.Event{{Path: "/a.dat", Kind: fs.KindAudit}}); err != nil {
+		{"cancelled mid-walk", func(ctx context.Context, cancel context.CancelFunc, emit func([]source.Event) error) error {
+			if err := emit([]source.Event{{Path: "/a.dat", Origin: source.OriginAudit}}); err != nil {
 				return err
 			}
 			cancel() // demotion or a stuck-walk restart
@@ -71,10 +71,10 @@ func TestAuditEndIsSentOnEveryWayOut(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			walkCtx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			src := walkSource{audit: func(ctx context.Context, emit func([]fs.Event) error) error { return tc.walk(ctx, cancel, emit) }}
+			src := walkSource{audit: func(ctx context.Context, emit func([]source.Event) error) error { return tc.walk(ctx, cancel, emit) }}
 			p := New(nil, Config{ID: "p", BatchSize: 10}, src, nil, nil, nil)
 			s := &session{p: p, out: make(chan outItem, 16)}
-			s.audit(context.Background(), walkCtx, fs.NewAuditCache(), fs.AuditOptions{}, false)
+			s.audit(context.Background(), walkCtx, source.NewAuditCache(), source.AuditOptions{}, false)
 			close(s.out)
 			var kinds []string
 			var end *fustorv1.AuditEnd
@@ -101,11 +101,11 @@ func TestAuditEndIsSentOnEveryWayOut(t *testing.T) {
 // TestLostBusPositionAsksForASnapshot: when the bus overwrote events a session had not read
 // ("position lost"), the session asks its leader loop for a snapshot and keeps forwarding.
 func TestLostBusPositionAsksForASnapshot(t *testing.T) {
-	b := bus.New(4, func(e fs.Event) uint64 { return e.Index })
+	b := bus.New(4, func(e source.Event) uint64 { return e.Index })
 	sub := b.Subscribe()
 	defer sub.Close()
 	for i := range 10 {
-		b.Publish(fs.Event{Path: fmt.Sprintf("/f%d", i), Index: uint64(i + 1)})
+		b.Publish(source.Event{Path: fmt.Sprintf("/f%d", i), Index: uint64(i + 1)})
 	}
 	p := New(nil, Config{ID: "p", BatchSize: 10}, walkSource{}, b, nil, nil)
 	s := &session{p: p, out: make(chan outItem, 16), roleCh: make(chan struct{}, 1)}
@@ -127,7 +127,7 @@ func TestLostBusPositionAsksForASnapshot(t *testing.T) {
 	if !s.resnap.Load() {
 		t.Fatal("the leader loop was woken without a snapshot request")
 	}
-	b.Publish(fs.Event{Path: "/after", Index: 11})
+	b.Publish(source.Event{Path: "/after", Index: 11})
 	select {
 	case it := <-s.out:
 		if len(it.events) != 1 || it.events[0].Path != "/after" {

@@ -1,5 +1,6 @@
-// Package sender carries an agent pipe's sessions and events to Fusion over gRPC.
-package sender
+// Package grpcsender is the gRPC implementation of the agent's sender contract
+// (agent/internal/sender): it carries an agent pipe's sessions and events to Fusion.
+package grpcsender
 
 import (
 	"context"
@@ -12,21 +13,15 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/fustor/fustor/agent/internal/config"
+	"github.com/fustor/fustor/agent/internal/sender"
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
 )
 
-// Sender is what an agent pipe needs from a transport.
-type Sender interface {
-	CreateSession(ctx context.Context, req *fustorv1.CreateSessionRequest) (*fustorv1.CreateSessionResponse, error)
-	Heartbeat(ctx context.Context, req *fustorv1.HeartbeatRequest) (*fustorv1.HeartbeatResponse, error)
-	CloseSession(ctx context.Context, id string) error
-	Push(ctx context.Context) (fustorv1.PushService_PushClient, error)
-}
-
-// Backoff is the reconnect backoff of the pipes a sender carries (backoff_min, backoff_max).
-type Backoff struct {
-	Min, Max time.Duration
-}
+// The contract this package implements, the optional backoff reset included.
+var (
+	_ sender.Sender          = (*GRPC)(nil)
+	_ sender.BackoffResetter = (*GRPC)(nil)
+)
 
 // GRPC is the gRPC sender. One client connection is shared by every call; gRPC reconnects it
 // by itself, and calls made while it is down fail at once so the pipe's own backoff decides.
@@ -54,7 +49,7 @@ func (apiKey) RequireTransportSecurity() bool { return false }
 // The connection has no stats handler or interceptor that reads a message after Send
 // returns: the push stream reuses a sent batch's columns (pipe/stream.go). Adding one
 // means dropping that reuse.
-func NewGRPC(cfg config.Sender, b Backoff) (*GRPC, error) {
+func NewGRPC(cfg config.Sender, b sender.Backoff) (*GRPC, error) {
 	conn, err := grpc.NewClient(cfg.Address,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithPerRPCCredentials(apiKey(cfg.APIKey)),
@@ -96,7 +91,7 @@ func (g *GRPC) ResetConnectBackoff() { g.conn.ResetConnectBackoff() }
 // between attempts, the first retry no later than backoff_min (nor than gRPC's own 1 s), with
 // gRPC's growth and jitter. An attempt still gets gRPC's 20 s to connect: ConnectParams' zero
 // would cut it to the backoff delay, too short for a slow link.
-func connectParams(b Backoff) grpc.ConnectParams {
+func connectParams(b sender.Backoff) grpc.ConnectParams {
 	bc := backoff.DefaultConfig
 	if b.Max > 0 {
 		bc.MaxDelay = b.Max

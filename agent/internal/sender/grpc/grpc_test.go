@@ -1,4 +1,4 @@
-package sender
+package grpcsender
 
 import (
 	"testing"
@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/backoff"
 
 	"github.com/fustor/fustor/agent/internal/config"
+	"github.com/fustor/fustor/agent/internal/sender"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -17,13 +18,13 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func TestConnectParams(t *testing.T) {
 	for _, tt := range []struct {
 		name      string
-		b         Backoff
+		b         sender.Backoff
 		base, max time.Duration
 	}{
-		{"unset: gRPC's defaults", Backoff{}, time.Second, 120 * time.Second},
-		{"agent defaults", Backoff{5 * time.Second, 60 * time.Second}, time.Second, 60 * time.Second},
-		{"fast", Backoff{100 * time.Millisecond, 500 * time.Millisecond}, 100 * time.Millisecond, 500 * time.Millisecond},
-		{"max only", Backoff{0, 300 * time.Millisecond}, 300 * time.Millisecond, 300 * time.Millisecond},
+		{"unset: gRPC's defaults", sender.Backoff{}, time.Second, 120 * time.Second},
+		{"agent defaults", sender.Backoff{Min: 5 * time.Second, Max: 60 * time.Second}, time.Second, 60 * time.Second},
+		{"fast", sender.Backoff{Min: 100 * time.Millisecond, Max: 500 * time.Millisecond}, 100 * time.Millisecond, 500 * time.Millisecond},
+		{"max only", sender.Backoff{Max: 300 * time.Millisecond}, 300 * time.Millisecond, 300 * time.Millisecond},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			p := connectParams(tt.b)
@@ -36,7 +37,7 @@ func TestConnectParams(t *testing.T) {
 }
 
 func TestNewGRPCDoesNotDial(t *testing.T) {
-	g, err := NewGRPC(config.Sender{Address: "127.0.0.1:1", APIKey: "k"}, Backoff{Min: time.Millisecond, Max: time.Second})
+	g, err := NewGRPC(config.Sender{Address: "127.0.0.1:1", APIKey: "k"}, sender.Backoff{Min: time.Millisecond, Max: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

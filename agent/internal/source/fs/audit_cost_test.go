@@ -5,6 +5,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/fustor/fustor/agent/internal/source"
 )
 
 // BenchmarkAuditCost measures what an audit of the unchanged tree costs with each depth: pure
@@ -19,18 +21,18 @@ func BenchmarkAuditCost(b *testing.B) {
 		mkTree(b, root, 100_000)
 	}
 	s := newSource(b, root, nil)
-	cache := NewAuditCache()
-	if _, err := s.Audit(context.Background(), cache, AuditOptions{}, func([]Event) error { return nil }); err != nil {
+	cache := source.NewAuditCache()
+	if _, err := s.Audit(context.Background(), cache, source.AuditOptions{}, func([]source.Event) error { return nil }); err != nil {
 		b.Fatal(err) // fills the cache: every later audit meets an unchanged tree
 	}
 	for _, tc := range []struct {
 		name string
-		opts func(cycle uint64) AuditOptions
+		opts func(cycle uint64) source.AuditOptions
 	}{
 		{"snapshot", nil},
-		{"silence", func(c uint64) AuditOptions { return AuditOptions{Cycle: c} }},
-		{"rolling-0.5", func(c uint64) AuditOptions { return AuditOptions{Cycle: c, Share: 0.5} }},
-		{"deep", func(c uint64) AuditOptions { return AuditOptions{Cycle: c, Deep: true} }},
+		{"silence", func(c uint64) source.AuditOptions { return source.AuditOptions{Cycle: c} }},
+		{"rolling-0.5", func(c uint64) source.AuditOptions { return source.AuditOptions{Cycle: c, Share: 0.5} }},
+		{"deep", func(c uint64) source.AuditOptions { return source.AuditOptions{Cycle: c, Deep: true} }},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			var cycle uint64
@@ -39,11 +41,11 @@ func BenchmarkAuditCost(b *testing.B) {
 			for b.Loop() {
 				cycle++
 				start := time.Now()
-				emit := func(evs []Event) error { rows += uint64(len(evs)); return nil }
-				var st WalkStats
+				emit := func(evs []source.Event) error { rows += uint64(len(evs)); return nil }
+				var st source.WalkStats
 				var err error
 				if tc.opts == nil {
-					st, err = s.Snapshot(context.Background(), "/", KindSnapshot, emit)
+					st, err = s.Snapshot(context.Background(), "/", source.OriginSnapshot, emit)
 				} else {
 					st, err = s.Audit(context.Background(), cache, tc.opts(cycle), emit)
 				}

@@ -3,32 +3,18 @@ package fs
 import (
 	"context"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/fustor/fustor/agent/internal/source"
 	"github.com/fustor/fustor/sdk/fsbatch"
 )
 
-func TestRollBuckets(t *testing.T) {
-	for _, tt := range []struct {
-		share float64
-		want  uint64
-	}{
-		{0, 0}, {-1, 0}, {math.NaN(), 0}, {0.5, 2}, {0.1, 10}, {0.3, 4}, {0.25, 4}, {1, 1}, {2, 1},
-		{1e-30, maxRollBuckets},
-	} {
-		if got := (AuditOptions{Share: tt.share}).RollBuckets(); got != tt.want {
-			t.Errorf("share %v: %d buckets, want %d", tt.share, got, tt.want)
-		}
-	}
-}
-
 // rollTree is a tree of leaf directories (nlink 2, where the silent-leaf shortcut applies) and
 // one nested branch, a file in each, audited once so that every directory is in the cache.
-func rollTree(t *testing.T) (root string, s *Source, cache *AuditCache, dirs int) {
+func rollTree(t *testing.T) (root string, s *Source, cache *source.AuditCache, dirs int) {
 	t.Helper()
 	root = t.TempDir()
 	for i := range 8 {
@@ -36,18 +22,18 @@ func rollTree(t *testing.T) (root string, s *Source, cache *AuditCache, dirs int
 	}
 	writeFile(t, filepath.Join(root, "n", "sub", "f"), "old!")
 	s = newSource(t, root, func(c *Config) { c.Workers = 2 })
-	cache = NewAuditCache()
-	_, ws := auditOnce(t, s, cache, AuditOptions{})
+	cache = source.NewAuditCache()
+	_, ws := auditOnce(t, s, cache, source.AuditOptions{})
 	if ws.Silent != 0 || ws.Rolled != 0 {
 		t.Fatalf("first audit found silent directories: %+v", ws)
 	}
 	return root, s, cache, int(ws.Dirs)
 }
 
-func auditOnce(t *testing.T, s *Source, cache *AuditCache, opts AuditOptions) (map[string]Event, WalkStats) {
+func auditOnce(t *testing.T, s *Source, cache *source.AuditCache, opts source.AuditOptions) (map[string]source.Event, source.WalkStats) {
 	t.Helper()
-	got := map[string]Event{}
-	ws, err := s.Audit(context.Background(), cache, opts, func(evs []Event) error {
+	got := map[string]source.Event{}
+	ws, err := s.Audit(context.Background(), cache, opts, func(evs []source.Event) error {
 		for _, e := range evs {
 			got[e.Path] = e
 		}
@@ -86,7 +72,7 @@ func rewriteInPlace(t *testing.T, path string) time.Time {
 // so Fusion judges it; a deep audit lists everything at once and still refreshes the cache.
 func TestAuditFindsInPlaceRewrites(t *testing.T) {
 	const target = "/d3/f"
-	found := func(got map[string]Event, mtime time.Time) bool {
+	found := func(got map[string]source.Event, mtime time.Time) bool {
 		e, ok := got[target]
 		return ok && e.MtimeNs == mtime.UnixNano()
 	}
@@ -95,7 +81,7 @@ func TestAuditFindsInPlaceRewrites(t *testing.T) {
 		root, s, cache, dirs := rollTree(t)
 		mtime := rewriteInPlace(t, filepath.Join(root, "d3", "f"))
 		for c := range uint64(6) {
-			got, ws := auditOnce(t, s, cache, AuditOptions{Cycle: c + 1})
+			got, ws := auditOnce(t, s, cache, source.AuditOptions{Cycle: c + 1})
 			if found(got, mtime) || got["/d3"].Flags&fsbatch.FlagAuditSkipped == 0 {
 				t.Fatalf("cycle %d: true silence listed /d3: %+v", c+1, got["/d3"])
 			}
@@ -108,7 +94,7 @@ func TestAuditFindsInPlaceRewrites(t *testing.T) {
 	t.Run("rolling share within K", func(t *testing.T) {
 		root, s, cache, dirs := rollTree(t)
 		mtime := rewriteInPlace(t, filepath.Join(root, "d3", "f"))
-		opts := AuditOptions{Share: 0.34} // K = 3
+		opts := source.AuditOptions{Share: 0.34} // K = 3
 		k := opts.RollBuckets()
 		if k != 3 {
 			t.Fatalf("K = %d", k)
@@ -153,7 +139,7 @@ func TestAuditFindsInPlaceRewrites(t *testing.T) {
 	t.Run("deep at once", func(t *testing.T) {
 		root, s, cache, dirs := rollTree(t)
 		mtime := rewriteInPlace(t, filepath.Join(root, "d3", "f"))
-		got, ws := auditOnce(t, s, cache, AuditOptions{Deep: true, Share: 0.5, Cycle: 1})
+		got, ws := auditOnce(t, s, cache, source.AuditOptions{Deep: true, Share: 0.5, Cycle: 1})
 		if !found(got, mtime) {
 			t.Fatalf("a deep audit missed the rewrite: %+v", got[target])
 		}
@@ -166,7 +152,7 @@ func TestAuditFindsInPlaceRewrites(t *testing.T) {
 			t.Fatalf("stats %+v; want all %d directories rolled", ws, dirs)
 		}
 		// The cache was refreshed: the next plain audit is silent throughout.
-		if _, ws := auditOnce(t, s, cache, AuditOptions{}); ws.Silent != uint64(dirs) {
+		if _, ws := auditOnce(t, s, cache, source.AuditOptions{}); ws.Silent != uint64(dirs) {
 			t.Fatalf("after the deep audit: stats %+v", ws)
 		}
 	})

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fustor/fustor/agent/internal/source"
 	"github.com/fustor/fustor/sdk/fsbatch"
 )
 
@@ -27,14 +28,14 @@ func TestAuditTrueSilence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cache := NewAuditCache()
-	audit := func() map[string]Event {
+	cache := source.NewAuditCache()
+	audit := func() map[string]source.Event {
 		t.Helper()
-		got := map[string]Event{}
-		if _, err := s.Audit(context.Background(), cache, AuditOptions{}, func(evs []Event) error {
+		got := map[string]source.Event{}
+		if _, err := s.Audit(context.Background(), cache, source.AuditOptions{}, func(evs []source.Event) error {
 			for _, e := range evs {
-				if e.Kind != KindAudit {
-					t.Errorf("%s: kind %v", e.Path, e.Kind)
+				if e.Origin != source.OriginAudit {
+					t.Errorf("%s: origin %v", e.Path, e.Origin)
 				}
 				got[e.Path] = e
 			}
@@ -97,10 +98,10 @@ func BenchmarkAuditUnchanged(b *testing.B) {
 		mkTree(b, root, 100_000)
 	}
 	s := newSource(b, root, nil)
-	walk := func(f func(func([]Event) error) (WalkStats, error)) (time.Duration, int) {
+	walk := func(f func(func([]source.Event) error) (source.WalkStats, error)) (time.Duration, int) {
 		rows := 0
 		start := time.Now()
-		if _, err := f(func(evs []Event) error { rows += len(evs); return nil }); err != nil {
+		if _, err := f(func(evs []source.Event) error { rows += len(evs); return nil }); err != nil {
 			b.Fatal(err)
 		}
 		return time.Since(start), rows
@@ -110,18 +111,18 @@ func BenchmarkAuditUnchanged(b *testing.B) {
 	var walkRSS, auditRSS float64
 	for b.Loop() {
 		resetPeakRSS()
-		d, n := walk(func(emit func([]Event) error) (WalkStats, error) {
-			return s.Snapshot(context.Background(), "/", KindSnapshot, emit)
+		d, n := walk(func(emit func([]source.Event) error) (source.WalkStats, error) {
+			return s.Snapshot(context.Background(), "/", source.OriginSnapshot, emit)
 		})
 		full, fullRows = full+d, n
 		walkRSS = max(walkRSS, peakRSSMB())
-		cache := NewAuditCache()
-		if _, err := s.Audit(context.Background(), cache, AuditOptions{}, func([]Event) error { return nil }); err != nil {
+		cache := source.NewAuditCache()
+		if _, err := s.Audit(context.Background(), cache, source.AuditOptions{}, func([]source.Event) error { return nil }); err != nil {
 			b.Fatal(err)
 		}
 		resetPeakRSS()
-		d, n = walk(func(emit func([]Event) error) (WalkStats, error) {
-			return s.Audit(context.Background(), cache, AuditOptions{}, emit)
+		d, n = walk(func(emit func([]source.Event) error) (source.WalkStats, error) {
+			return s.Audit(context.Background(), cache, source.AuditOptions{}, emit)
 		})
 		audit, auditRows = audit+d, n
 		auditRSS = max(auditRSS, peakRSSMB())
@@ -160,7 +161,7 @@ func TestSnapshotDefersHotFiles(t *testing.T) {
 	s.writingChanged()
 	var order []string
 	partial := map[string]bool{}
-	ws, err := s.Snapshot(context.Background(), "/", KindSnapshot, func(evs []Event) error {
+	ws, err := s.Snapshot(context.Background(), "/", source.OriginSnapshot, func(evs []source.Event) error {
 		for _, e := range evs {
 			order = append(order, e.Path)
 			partial[e.Path] = e.Flags&fsbatch.FlagPartialWrite != 0
@@ -187,8 +188,8 @@ func TestSnapshotDefersHotFiles(t *testing.T) {
 	s.writing["/hot"] = struct{}{}
 	s.writingChanged()
 	s.writingMu.Unlock()
-	var hot Event
-	if ws, err = s.Snapshot(context.Background(), "/", KindSnapshot, func(evs []Event) error {
+	var hot source.Event
+	if ws, err = s.Snapshot(context.Background(), "/", source.OriginSnapshot, func(evs []source.Event) error {
 		for _, e := range evs {
 			if e.Path == "/hot" {
 				hot = e

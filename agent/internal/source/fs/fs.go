@@ -25,55 +25,21 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/fustor/fustor/agent/internal/eventtime"
+	"github.com/fustor/fustor/agent/internal/source"
 	"github.com/fustor/fustor/sdk/fsbatch"
 	"github.com/fustor/fustor/sdk/fspath"
 )
 
-// Kind tells which activity produced an event.
-type Kind int
-
-// Event kinds.
-const (
-	KindRealtime Kind = iota
-	KindSnapshot
-	KindAudit
-	KindOnDemand
+// The source contract this driver implements: walks, audits, the sentinel, counters, and
+// realtime through the bus (it cannot resume: inotify's position is lost on restart).
+var (
+	_ source.Snapshotter      = (*Source)(nil)
+	_ source.Auditor          = (*Source)(nil)
+	_ source.Sentineler       = (*Source)(nil)
+	_ source.Counters         = (*Source)(nil)
+	_ source.Watcher          = (*Source)(nil)
+	_ source.OverflowNotifier = (*Source)(nil)
 )
-
-func (k Kind) String() string {
-	switch k {
-	case KindRealtime:
-		return "realtime"
-	case KindSnapshot:
-		return "snapshot"
-	case KindAudit:
-		return "audit"
-	case KindOnDemand:
-		return "on_demand"
-	}
-	return "kind(" + strconv.Itoa(int(k)) + ")"
-}
-
-// Event is one file-system row.
-type Event struct {
-	Kind Kind
-	// Path is normalised: relative to the root, starting with "/".
-	Path string
-	// Flags holds fsbatch.Flag* bits.
-	Flags   uint32
-	Size    uint64
-	MtimeNs int64
-	// Index is the event time in ms from the source's corrected clock (Config.Clock).
-	Index uint64
-	// ParentMtimeNs is the parent directory's mtime; only audit walks fill it.
-	ParentMtimeNs int64
-}
-
-// IsDir reports whether the event is about a directory.
-func (e *Event) IsDir() bool { return e.Flags&fsbatch.FlagDir != 0 }
-
-// IsDelete reports whether the event is a delete.
-func (e *Event) IsDelete() bool { return e.Flags&fsbatch.FlagDelete != 0 }
 
 // Defaults.
 const (
@@ -323,8 +289,8 @@ func validName(name string) bool {
 	return utf8.ValidString(name) && fspath.ValidName(name) == nil
 }
 
-func (s *Source) event(kind Kind, rel string, st fileStat, idx uint64) Event {
-	ev := Event{Kind: kind, Path: rel, Size: st.size, MtimeNs: st.mtimeNs, Index: idx}
+func (s *Source) event(origin source.Origin, rel string, st fileStat, idx uint64) source.Event {
+	ev := source.Event{Origin: origin, Path: rel, Size: st.size, MtimeNs: st.mtimeNs, Index: idx}
 	if st.typ == typeDir {
 		ev.Flags |= fsbatch.FlagDir
 	}

@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/fustor/fustor/agent/internal/source"
 	"github.com/fustor/fustor/sdk/fsbatch"
 )
 
@@ -224,13 +225,13 @@ func TestThrottle(t *testing.T) {
 // recorder collects realtime events; waitFor polls it against a deadline, woken by each emit.
 type recorder struct {
 	mu   sync.Mutex
-	evs  []Event
+	evs  []source.Event
 	wake chan struct{}
 }
 
 func newRecorder() *recorder { return &recorder{wake: make(chan struct{}, 1)} }
 
-func (r *recorder) emit(ev Event) {
+func (r *recorder) emit(ev source.Event) {
 	r.mu.Lock()
 	r.evs = append(r.evs, ev)
 	r.mu.Unlock()
@@ -240,7 +241,7 @@ func (r *recorder) emit(ev Event) {
 	}
 }
 
-func (r *recorder) events() []Event {
+func (r *recorder) events() []source.Event {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.evs)
@@ -248,7 +249,7 @@ func (r *recorder) events() []Event {
 
 const waitTimeout = 20 * time.Second
 
-func (r *recorder) waitFor(t testing.TB, what string, pred func([]Event) bool) []Event {
+func (r *recorder) waitFor(t testing.TB, what string, pred func([]source.Event) bool) []source.Event {
 	t.Helper()
 	deadline := time.NewTimer(waitTimeout)
 	defer deadline.Stop()
@@ -266,10 +267,10 @@ func (r *recorder) waitFor(t testing.TB, what string, pred func([]Event) bool) [
 }
 
 // waitPath waits for an event on rel matching pred and returns its position.
-func (r *recorder) waitPath(t testing.TB, rel string, pred func(Event) bool) int {
+func (r *recorder) waitPath(t testing.TB, rel string, pred func(source.Event) bool) int {
 	t.Helper()
 	pos := -1
-	r.waitFor(t, "an event on "+rel, func(evs []Event) bool {
+	r.waitFor(t, "an event on "+rel, func(evs []source.Event) bool {
 		for i, ev := range evs {
 			if ev.Path == rel && (pred == nil || pred(ev)) {
 				pos = i
@@ -281,7 +282,7 @@ func (r *recorder) waitPath(t testing.TB, rel string, pred func(Event) bool) int
 	return pos
 }
 
-func dump(evs []Event) string {
+func dump(evs []source.Event) string {
 	var b strings.Builder
 	for i, ev := range evs {
 		if i == 60 {
@@ -293,7 +294,7 @@ func dump(evs []Event) string {
 	return b.String()
 }
 
-func fmtEvent(ev Event) string {
+func fmtEvent(ev source.Event) string {
 	var f []string
 	for _, x := range []struct {
 		bit  uint32
@@ -303,9 +304,9 @@ func fmtEvent(ev Event) string {
 			f = append(f, x.name)
 		}
 	}
-	return fmt.Sprintf("%v %q [%s] size=%d", ev.Kind, ev.Path, strings.Join(f, ","), ev.Size)
+	return fmt.Sprintf("%v %q [%s] size=%d", ev.Origin, ev.Path, strings.Join(f, ","), ev.Size)
 }
 
-func isPartial(ev Event) bool { return ev.Flags&fsbatch.FlagPartialWrite != 0 }
-func isDelete(ev Event) bool  { return ev.Flags&fsbatch.FlagDelete != 0 }
-func isUpsert(ev Event) bool  { return ev.Flags&fsbatch.FlagDelete == 0 }
+func isPartial(ev source.Event) bool { return ev.Flags&fsbatch.FlagPartialWrite != 0 }
+func isDelete(ev source.Event) bool  { return ev.Flags&fsbatch.FlagDelete != 0 }
+func isUpsert(ev source.Event) bool  { return ev.Flags&fsbatch.FlagDelete == 0 }

@@ -5,22 +5,15 @@ import (
 	"io/fs"
 	"syscall"
 
+	"github.com/fustor/fustor/agent/internal/source"
 	"github.com/fustor/fustor/sdk/fspath"
 )
-
-// SentinelItem is what the sentinel saw at one path.
-type SentinelItem struct {
-	Path    string
-	Exists  bool
-	Size    uint64
-	MtimeNs int64
-}
 
 // Sentinel lstat()s suspect paths for Fusion (DESIGN.md §4.3). A path that is gone is reported
 // missing (Exists=false); one that cannot be checked (permission, I/O error, invalid path) is
 // left out rather than reported missing, so a transient error never deletes a file.
-func (s *Source) Sentinel(paths []string) []SentinelItem {
-	out := make([]SentinelItem, 0, len(paths))
+func (s *Source) Sentinel(paths []string) []source.SentinelItem {
+	out := make([]source.SentinelItem, 0, len(paths))
 	for _, p := range paths {
 		rel, err := fspath.Clean(p)
 		if err != nil {
@@ -29,9 +22,9 @@ func (s *Source) Sentinel(paths []string) []SentinelItem {
 		st, err := lstatPath(s.abs(rel), rel == fspath.Root)
 		switch {
 		case err == nil:
-			out = append(out, SentinelItem{Path: rel, Exists: true, Size: st.size, MtimeNs: st.mtimeNs})
+			out = append(out, source.SentinelItem{Path: rel, Exists: true, Size: st.size, MtimeNs: st.mtimeNs})
 		case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
-			out = append(out, SentinelItem{Path: rel})
+			out = append(out, source.SentinelItem{Path: rel})
 		}
 	}
 	return out

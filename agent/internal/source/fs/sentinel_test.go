@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/fustor/fustor/agent/internal/source"
 )
 
 func TestSentinel(t *testing.T) {
@@ -17,7 +19,7 @@ func TestSentinel(t *testing.T) {
 	}
 	got := s.Sentinel([]string{"/here", "/gone", "/here/below", "../escape"})
 	st, _ := os.Lstat(filepath.Join(root, "here"))
-	want := []SentinelItem{
+	want := []source.SentinelItem{
 		{Path: "/here", Exists: true, Size: 3, MtimeNs: st.ModTime().UnixNano()},
 		{Path: "/gone"},
 		{Path: "/here/below"},

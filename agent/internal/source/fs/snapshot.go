@@ -13,43 +13,10 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/fustor/fustor/agent/internal/source"
 	"github.com/fustor/fustor/sdk/fsbatch"
 	"github.com/fustor/fustor/sdk/fspath"
 )
-
-// WalkStats counts what one walk saw.
-type WalkStats struct {
-	Dirs, Files uint64
-	// Skipped counts entries left out because of a problem: permission, vanished between
-	// listing and lstat, a name the wire cannot carry, a directory swapped for a symlink, an
-	// I/O error. Counters has them by reason.
-	Skipped uint64
-	// Excluded counts entries hidden by Config.Excludes (not a problem, so not in Skipped).
-	Excluded uint64
-	// Silent counts directories an audit found unchanged (sent audit_skipped, files not sent).
-	Silent uint64
-	// Rolled counts directories an audit found unchanged but listed in full anyway, as a deep
-	// audit or by the rolling verification (AuditOptions); not counted in Silent.
-	Rolled uint64
-	// Writing counts files a snapshot sent while the watcher saw a write to them without its
-	// close (a writer holding it open, a truncate): sent flagged fsbatch.FlagPartialWrite, so
-	// Fusion holds them suspect, rather than left out. A close-write that never comes, or
-	// comes while no session is up, would otherwise keep them out of the view for good.
-	Writing uint64
-	// Deferred counts hot files a snapshot sent last, after re-checking them.
-	Deferred uint64
-}
-
-func (w *WalkStats) add(o WalkStats) {
-	w.Dirs += o.Dirs
-	w.Files += o.Files
-	w.Skipped += o.Skipped
-	w.Excluded += o.Excluded
-	w.Silent += o.Silent
-	w.Rolled += o.Rolled
-	w.Writing += o.Writing
-	w.Deferred += o.Deferred
-}
 
 // queueCap bounds the shared work queue; a worker keeps what does not fit on its own stack.
 const queueCap = 1024
@@ -59,21 +26,21 @@ const queueCap = 1024
 const readChunk = 1024
 
 // Snapshot walks the subtree at rel ("/" for the whole root) in parallel and calls emit with
-// batches of at most BatchSize events of the given kind (KindSnapshot, KindAudit or
-// KindOnDemand). The subtree's top is emitted too (FlagDir for a directory).
+// batches of at most BatchSize events of the given origin (source.OriginSnapshot, source.OriginAudit or
+// source.OriginOnDemand). The subtree's top is emitted too (FlagDir for a directory).
 //
 // emit is never called concurrently and always from the calling goroutine; it owns the slice
 // it is given. It may block, which holds the walk back. An emit error stops the walk and is
 // returned; so is a cancelled ctx. A directory's row is always in the same batch as its
 // children's rows or an earlier one. Audit rows carry their parent's mtime.
-func (s *Source) Snapshot(ctx context.Context, rel string, kind Kind, emit func([]Event) error) (WalkStats, error) {
-	return s.walk(ctx, rel, kind, nil, AuditOptions{}, emit)
+func (s *Source) Snapshot(ctx context.Context, rel string, origin source.Origin, emit func([]source.Event) error) (source.WalkStats, error) {
+	return s.walk(ctx, rel, origin, nil, source.AuditOptions{}, emit)
 }
 
-func (s *Source) walk(ctx context.Context, rel string, kind Kind, cache *AuditCache, opts AuditOptions, emit func([]Event) error) (WalkStats, error) {
-	var ws WalkStats
-	if kind != KindSnapshot && kind != KindAudit && kind != KindOnDemand {
-		return ws, fmt.Errorf("snapshot: %v is not a walk kind", kind)
+func (s *Source) walk(ctx context.Context, rel string, origin source.Origin, cache *source.AuditCache, opts source.AuditOptions, emit func([]source.Event) error) (source.WalkStats, error) {
+	var ws source.WalkStats
+	if !origin.IsWalk() {
+		return ws, fmt.Errorf("snapshot: %v is not a walk origin", origin)
 	}
 	rel, err := fspath.Clean(rel)
 	if err != nil {
@@ -89,17 +56,17 @@ func (s *Source) walk(ctx context.Context, rel string, kind Kind, cache *AuditCa
 	if err != nil {
 		return ws, fmt.Errorf("snapshot %s: %w", rel, err)
 	}
-	top := s.event(kind, rel, st, s.index())
-	if kind == KindAudit && rel != fspath.Root {
+	top := s.event(origin, rel, st, s.index())
+	if origin == source.OriginAudit && rel != fspath.Root {
 		if pst, err := lstatPath(s.abs(parentOf(rel)), parentOf(rel) == fspath.Root); err == nil {
 			top.ParentMtimeNs = pst.mtimeNs
 		}
 	}
-	w := &walker{s: s, kind: kind, batch: s.cfg.BatchSize, cache: cache, deep: opts.Deep}
+	w := &walker{s: s, origin: origin, batch: s.cfg.BatchSize, cache: cache, deep: opts.Deep}
 	if k := opts.RollBuckets(); k > 0 && !opts.Deep {
 		w.rollK, w.rollBucket = k, opts.Cycle%k
 	}
-	if kind == KindSnapshot && s.cfg.HotThreshold > 0 {
+	if origin == source.OriginSnapshot && s.cfg.HotThreshold > 0 {
 		w.hotAfter = s.cfg.Clock.Now().Add(-s.cfg.HotThreshold).UnixNano()
 	}
 	if st.typ != typeDir {
@@ -107,21 +74,21 @@ func (s *Source) walk(ctx context.Context, rel string, kind Kind, cache *AuditCa
 			s.c.symlinks.Add(1)
 		}
 		ws.Files = 1
-		return ws, w.emit(emit, []Event{top})
+		return ws, w.emit(emit, []source.Event{top})
 	}
 
 	workers := max(s.cfg.Workers, 1)
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	w.cancel = cancel
-	w.out = make(chan []Event, 2*workers)
-	w.free = make(chan []Event, 2*workers+2)
+	w.out = make(chan []source.Event, 2*workers)
+	w.free = make(chan []source.Event, 2*workers+2)
 	w.q.init(queueCap)
 	w.q.put([]dirItem{{rel: rel, abs: abs, row: top, follow: follow, nlink: st.nlink, dev: st.dev}})
 	stopQueue := context.AfterFunc(wctx, w.q.stop)
 	defer stopQueue()
 
-	stats := make([]WalkStats, workers)
+	stats := make([]source.WalkStats, workers)
 	var wg sync.WaitGroup
 	for i := range workers {
 		wg.Go(func() { stats[i] = w.work(wctx) })
@@ -132,7 +99,7 @@ func (s *Source) walk(ctx context.Context, rel string, kind Kind, cache *AuditCa
 	}()
 	w.collect(wctx, emit)
 	for _, st := range stats {
-		ws.add(st)
+		ws.Add(st)
 	}
 	w.errMu.Lock()
 	err = w.err
@@ -148,10 +115,10 @@ func (s *Source) walk(ctx context.Context, rel string, kind Kind, cache *AuditCa
 
 // sendDeferred re-checks the hot files the walk held back and sends them after the cold ones;
 // one that is being written by now is sent flagged as such, one that vanished is skipped.
-func (w *walker) sendDeferred(ctx context.Context, ws *WalkStats, emit func([]Event) error) error {
+func (w *walker) sendDeferred(ctx context.Context, ws *source.WalkStats, emit func([]source.Event) error) error {
 	slices.Sort(w.deferred)
 	idx := w.s.index()
-	var out []Event
+	var out []source.Event
 	for _, rel := range w.deferred {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -164,7 +131,7 @@ func (w *walker) sendDeferred(ctx context.Context, ws *WalkStats, emit func([]Ev
 		}
 		ws.Files++
 		ws.Deferred++
-		ev := w.s.event(w.kind, rel, st, idx)
+		ev := w.s.event(w.origin, rel, st, idx)
 		if w.s.beingWritten(rel) {
 			ev.Flags |= fsbatch.FlagPartialWrite
 			ws.Writing++
@@ -189,7 +156,7 @@ func parentOf(rel string) string {
 
 type dirItem struct {
 	rel, abs string
-	row      Event // the directory's own row, from its parent's listing
+	row      source.Event // the directory's own row, from its parent's listing
 	follow   bool
 	// nlink of the directory: on POSIX file systems 2 + its number of subdirectories, which
 	// lets a silent audit skip listing leaves (< 2 = unknown, e.g. btrfs).
@@ -198,11 +165,11 @@ type dirItem struct {
 }
 
 type walker struct {
-	s     *Source
-	kind  Kind
-	cache *AuditCache // audits only; nil = list every directory
+	s      *Source
+	origin source.Origin
+	cache  *source.AuditCache // audits only; nil = list every directory
 	// deep lists every directory of an audit anyway; else the silent ones whose path hashes
-	// to rollBucket modulo rollK (0 = none) are (AuditOptions).
+	// to rollBucket modulo rollK (0 = none) are (source.AuditOptions).
 	deep              bool
 	rollK, rollBucket uint64
 	// hotAfter: snapshot files with an mtime after it are deferred (0 = none).
@@ -211,10 +178,10 @@ type walker struct {
 	deferred []string
 	batch    int
 	q        workQueue
-	out      chan []Event
+	out      chan []source.Event
 	// free returns chunks collect has copied to the workers: each would otherwise grow its
 	// own slice, by doubling, for every directory (70 MB per million files).
-	free   chan []Event
+	free   chan []source.Event
 	cancel context.CancelFunc
 	errMu  sync.Mutex
 	err    error
@@ -232,8 +199,8 @@ func (w *walker) fail(err error) {
 // collect regroups the workers' chunks into batches of exactly BatchSize (the last one may be
 // shorter) in arrival order. Arrival order is what keeps parents first: a worker sends the
 // chunk holding a directory's row before it queues the directory's subdirectories.
-func (w *walker) collect(ctx context.Context, emit func([]Event) error) {
-	batch := make([]Event, 0, w.batch)
+func (w *walker) collect(ctx context.Context, emit func([]source.Event) error) {
+	batch := make([]source.Event, 0, w.batch)
 	failed := false
 	for whole := range w.out {
 		chunk := whole
@@ -253,7 +220,7 @@ func (w *walker) collect(ctx context.Context, emit func([]Event) error) {
 				w.fail(err)
 				failed = true
 			}
-			batch = make([]Event, 0, w.batch)
+			batch = make([]source.Event, 0, w.batch)
 		}
 		w.recycle(whole)
 	}
@@ -265,7 +232,7 @@ func (w *walker) collect(ctx context.Context, emit func([]Event) error) {
 }
 
 // recycle hands a copied chunk back for a worker's next directory.
-func (w *walker) recycle(chunk []Event) {
+func (w *walker) recycle(chunk []source.Event) {
 	if cap(chunk) < minChunk {
 		return
 	}
@@ -277,18 +244,18 @@ func (w *walker) recycle(chunk []Event) {
 }
 
 // newChunk returns an empty chunk, a recycled one when there is one.
-func (w *walker) newChunk() []Event {
+func (w *walker) newChunk() []source.Event {
 	select {
 	case c := <-w.free:
 		return c
 	default:
-		return make([]Event, 0, minChunk)
+		return make([]source.Event, 0, minChunk)
 	}
 }
 
 const minChunk = 64
 
-func (w *walker) emit(emit func([]Event) error, b []Event) (err error) {
+func (w *walker) emit(emit func([]source.Event) error, b []source.Event) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			w.s.c.panics.Add(1)
@@ -299,7 +266,7 @@ func (w *walker) emit(emit func([]Event) error, b []Event) (err error) {
 	return emit(b)
 }
 
-func (w *walker) send(ctx context.Context, chunk []Event) bool {
+func (w *walker) send(ctx context.Context, chunk []source.Event) bool {
 	select {
 	case w.out <- chunk:
 		return true
@@ -311,7 +278,7 @@ func (w *walker) send(ctx context.Context, chunk []Event) bool {
 // work processes directories until the walk is done: its own stack first (depth first keeps
 // memory near depth × fan-out), then the shared queue. When others wait for work it gives
 // away the shallow half of its stack, where the big subtrees are.
-func (w *walker) work(ctx context.Context) (ws WalkStats) {
+func (w *walker) work(ctx context.Context) (ws source.WalkStats) {
 	defer func() {
 		if r := recover(); r != nil {
 			w.s.c.panics.Add(1)
@@ -343,7 +310,7 @@ func (w *walker) work(ctx context.Context) (ws WalkStats) {
 
 // dir sends one directory's row and its files' rows and returns its subdirectories, whose
 // rows their own worker sends.
-func (w *walker) dir(ctx context.Context, it dirItem, ws *WalkStats) []dirItem {
+func (w *walker) dir(ctx context.Context, it dirItem, ws *source.WalkStats) []dirItem {
 	s := w.s
 	silent, rolled := w.silence(it)
 	if silent && it.nlink == 2 {
@@ -351,8 +318,8 @@ func (w *walker) dir(ctx context.Context, it dirItem, ws *WalkStats) []dirItem {
 		ws.Dirs++
 		ws.Silent++
 		it.row.Flags |= fsbatch.FlagAuditSkipped
-		if w.send(ctx, []Event{it.row}) {
-			w.cache.set(it.rel, it.row.MtimeNs)
+		if w.send(ctx, []source.Event{it.row}) {
+			w.cache.Set(it.rel, it.row.MtimeNs)
 		}
 		return nil
 	}
@@ -368,7 +335,7 @@ func (w *walker) dir(ctx context.Context, it dirItem, ws *WalkStats) []dirItem {
 			// what it could not read for deleted.
 			ws.Dirs++
 			it.row.Flags |= fsbatch.FlagAuditSkipped
-			w.send(ctx, []Event{it.row})
+			w.send(ctx, []source.Event{it.row})
 		}
 		return nil
 	}
@@ -386,7 +353,7 @@ func (w *walker) dir(ctx context.Context, it dirItem, ws *WalkStats) []dirItem {
 	var subs []dirItem
 	idx := s.index()
 	var parentMtime int64
-	if w.kind == KindAudit {
+	if w.origin == source.OriginAudit {
 		parentMtime = it.row.MtimeNs
 	}
 	if silent {
@@ -403,7 +370,7 @@ func (w *walker) dir(ctx context.Context, it dirItem, ws *WalkStats) []dirItem {
 				// Deferred past the walk: its own string, not a share of the listing's block.
 				rel = strings.Clone(rel)
 			}
-			ev := s.event(w.kind, rel, st, idx)
+			ev := s.event(w.origin, rel, st, idx)
 			ev.ParentMtimeNs = parentMtime
 			if st.typ == typeDir {
 				subs = append(subs, dirItem{rel: rel, abs: s.abs(rel), row: ev, nlink: st.nlink, dev: st.dev})
@@ -412,7 +379,7 @@ func (w *walker) dir(ctx context.Context, it dirItem, ws *WalkStats) []dirItem {
 			if silent {
 				return true // Fusion keeps this directory's files; only subdirectories matter
 			}
-			if w.kind == KindSnapshot {
+			if w.origin == source.OriginSnapshot {
 				if s.beingWritten(rel) {
 					// Sent now, flagged: deferring cannot make it any less in progress, and
 					// leaving it to its close-write loses it if that never comes.
@@ -442,13 +409,13 @@ func (w *walker) dir(ctx context.Context, it dirItem, ws *WalkStats) []dirItem {
 		return nil
 	}
 	if w.cache != nil {
-		w.cache.set(it.rel, it.row.MtimeNs)
+		w.cache.Set(it.rel, it.row.MtimeNs)
 	}
 	return subs
 }
 
 // subdirs lists only the subdirectories of a silent directory.
-func (w *walker) subdirs(d *dirHandle, it dirItem, ws *WalkStats, idx uint64, parentMtime int64, want uint64) []dirItem {
+func (w *walker) subdirs(d *dirHandle, it dirItem, ws *source.WalkStats, idx uint64, parentMtime int64, want uint64) []dirItem {
 	s := w.s
 	var subs []dirItem
 	for {
@@ -477,7 +444,7 @@ func (w *walker) subdirs(d *dirHandle, it dirItem, ws *WalkStats, idx uint64, pa
 			if st.typ != typeDir {
 				continue // swapped since getdents
 			}
-			ev := s.event(w.kind, rel, st, idx)
+			ev := s.event(w.origin, rel, st, idx)
 			ev.ParentMtimeNs = parentMtime
 			subs = append(subs, dirItem{rel: rel, abs: s.abs(rel), row: ev, nlink: st.nlink, dev: st.dev})
 			if want > 0 && uint64(len(subs)) == want {
@@ -496,7 +463,7 @@ func (w *walker) subdirs(d *dirHandle, it dirItem, ws *WalkStats, idx uint64, pa
 
 // listDir calls fn with the lstat of every entry of d that the wire can carry and no exclude
 // hides; the rest is counted and skipped. fn returns false to stop early.
-func (s *Source) listDir(d *dirHandle, abs, rel string, ws *WalkStats, fn func(name, rel string, st fileStat) bool) {
+func (s *Source) listDir(d *dirHandle, abs, rel string, ws *source.WalkStats, fn func(name, rel string, st fileStat) bool) {
 	sc := listPool.Get().(*listScratch)
 	used := 0 // the most entries a round filled: what the pooled slices must drop
 	defer func() {

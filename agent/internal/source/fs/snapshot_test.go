@@ -17,15 +17,16 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/fustor/fustor/agent/internal/source"
 	"github.com/fustor/fustor/sdk/fsbatch"
 	"github.com/fustor/fustor/sdk/fspath"
 )
 
 // collect runs a snapshot and returns its batches.
-func collect(t testing.TB, s *Source, rel string, kind Kind) ([][]Event, WalkStats) {
+func collect(t testing.TB, s *Source, rel string, origin source.Origin) ([][]source.Event, source.WalkStats) {
 	t.Helper()
-	var batches [][]Event
-	st, err := s.Snapshot(context.Background(), rel, kind, func(b []Event) error {
+	var batches [][]source.Event
+	st, err := s.Snapshot(context.Background(), rel, origin, func(b []source.Event) error {
 		batches = append(batches, b)
 		return nil
 	})
@@ -36,9 +37,9 @@ func collect(t testing.TB, s *Source, rel string, kind Kind) ([][]Event, WalkSta
 }
 
 // expected lists the tree at root/rel as os.Lstat sees it, keyed by normalised path.
-func expected(t testing.TB, root string) map[string]Event {
+func expected(t testing.TB, root string) map[string]source.Event {
 	t.Helper()
-	want := map[string]Event{}
+	want := map[string]source.Event{}
 	err := filepath.WalkDir(root, func(p string, d iofs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -52,7 +53,7 @@ func expected(t testing.TB, root string) map[string]Event {
 		if r == "." {
 			rel = "/"
 		}
-		ev := Event{Kind: KindSnapshot, Path: rel, Size: uint64(fi.Size()), MtimeNs: fi.ModTime().UnixNano(), Index: uint64(fixedNow.UnixMilli())}
+		ev := source.Event{Origin: source.OriginSnapshot, Path: rel, Size: uint64(fi.Size()), MtimeNs: fi.ModTime().UnixNano(), Index: uint64(fixedNow.UnixMilli())}
 		if fi.IsDir() {
 			ev.Flags = fsbatch.FlagDir
 		}
@@ -66,9 +67,9 @@ func expected(t testing.TB, root string) map[string]Event {
 }
 
 // checkOrder verifies batch sizes and that every row comes after its parent's row.
-func checkOrder(t *testing.T, batches [][]Event, batchSize int) map[string]Event {
+func checkOrder(t *testing.T, batches [][]source.Event, batchSize int) map[string]source.Event {
 	t.Helper()
-	got := map[string]Event{}
+	got := map[string]source.Event{}
 	for i, b := range batches {
 		if len(b) > batchSize || (i < len(batches)-1 && len(b) != batchSize) || len(b) == 0 {
 			t.Errorf("batch %d of %d has %d events (batch size %d)", i, len(batches), len(b), batchSize)
@@ -102,7 +103,7 @@ func TestSnapshotTree1000(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("workers=%d,batch=%d", tt.workers, tt.batch), func(t *testing.T) {
 			s := newSource(t, root, func(c *Config) { c.Workers, c.BatchSize = tt.workers, tt.batch })
-			batches, st := collect(t, s, "/", KindSnapshot)
+			batches, st := collect(t, s, "/", source.OriginSnapshot)
 			got := checkOrder(t, batches, tt.batch)
 			if len(got) != len(want) {
 				t.Errorf("got %d rows, want %d", len(got), len(want))
@@ -126,9 +127,9 @@ func TestSnapshotSubtreeAndArgs(t *testing.T) {
 	root := t.TempDir()
 	mkTree(t, root, 100)
 	s := newSource(t, root, nil)
-	batches, _ := collect(t, s, "/d3/", KindOnDemand)
+	batches, _ := collect(t, s, "/d3/", source.OriginOnDemand)
 	for _, ev := range slices.Concat(batches...) {
-		if !fspath.IsWithin(ev.Path, "/d3") || ev.Kind != KindOnDemand {
+		if !fspath.IsWithin(ev.Path, "/d3") || ev.Origin != source.OriginOnDemand {
 			t.Errorf("unexpected row %+v", ev)
 		}
 	}
@@ -136,19 +137,19 @@ func TestSnapshotSubtreeAndArgs(t *testing.T) {
 	if n := len(slices.Concat(batches...)); n != len(want) {
 		t.Errorf("subtree rows %d, want %d", n, len(want))
 	}
-	batches, st := collect(t, s, "/d7/f0007.dat", KindSnapshot)
+	batches, st := collect(t, s, "/d7/f0007.dat", source.OriginSnapshot)
 	if len(batches) != 1 || len(batches[0]) != 1 || batches[0][0].Path != "/d7/f0007.dat" || st.Files != 1 {
 		t.Errorf("file snapshot: %+v %+v", batches, st)
 	}
-	nop := func([]Event) error { return nil }
-	if _, err := s.Snapshot(context.Background(), "/nope", KindSnapshot, nop); !errors.Is(err, iofs.ErrNotExist) {
+	nop := func([]source.Event) error { return nil }
+	if _, err := s.Snapshot(context.Background(), "/nope", source.OriginSnapshot, nop); !errors.Is(err, iofs.ErrNotExist) {
 		t.Errorf("missing subtree: %v", err)
 	}
-	if _, err := s.Snapshot(context.Background(), "d3", KindSnapshot, nop); !errors.Is(err, fspath.ErrInvalid) {
+	if _, err := s.Snapshot(context.Background(), "d3", source.OriginSnapshot, nop); !errors.Is(err, fspath.ErrInvalid) {
 		t.Errorf("relative subtree: %v", err)
 	}
-	if _, err := s.Snapshot(context.Background(), "/", KindRealtime, nop); err == nil {
-		t.Error("realtime kind accepted")
+	if _, err := s.Snapshot(context.Background(), "/", source.OriginRealtime, nop); err == nil {
+		t.Error("realtime origin accepted")
 	}
 }
 
@@ -171,7 +172,7 @@ func TestSnapshotExcludes(t *testing.T) {
 	all := expected(t, root)
 	for _, tt := range tests {
 		s := newSource(t, root, func(c *Config) { c.Excludes = tt.excludes })
-		batches, st := collect(t, s, "/", KindSnapshot)
+		batches, st := collect(t, s, "/", source.OriginSnapshot)
 		got := map[string]bool{}
 		for _, ev := range slices.Concat(batches...) {
 			got[ev.Path] = true
@@ -193,7 +194,7 @@ func TestSnapshotInvalidNames(t *testing.T) {
 	writeFile(t, filepath.Join(root, "bad\xffname"), "1")
 	writeFile(t, filepath.Join(root, "\xfe\xfd", "inner"), "1")
 	s := newSource(t, root, nil)
-	batches, st := collect(t, s, "/", KindSnapshot)
+	batches, st := collect(t, s, "/", source.OriginSnapshot)
 	rows := slices.Concat(batches...)
 	if len(rows) != 2 || st.Skipped != 2 {
 		t.Fatalf("rows %v, stats %+v", rows, st)
@@ -217,7 +218,7 @@ func TestSnapshotSymlinkLoopAndRootLink(t *testing.T) {
 	}
 	// The root may be a symlink (to a mount point): it is followed, nothing below it is.
 	s := newSource(t, filepath.Join(dir, "root-link"), nil)
-	batches, st := collect(t, s, "/", KindSnapshot)
+	batches, st := collect(t, s, "/", source.OriginSnapshot)
 	got := checkOrder(t, batches, DefaultBatchSize)
 	if len(got) != 7 || st.Dirs != 2 || st.Files != 5 {
 		t.Fatalf("got %d rows %+v; stats %+v", len(got), got, st)
@@ -253,7 +254,7 @@ func TestSnapshotVanished(t *testing.T) {
 			}
 		}
 	}
-	batches, st := collect(t, s, "/", KindSnapshot)
+	batches, st := collect(t, s, "/", source.OriginSnapshot)
 	if removed == 0 {
 		t.Fatal("the hook removed nothing")
 	}
@@ -282,7 +283,7 @@ func TestSnapshotPermissionDenied(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = os.Chmod(locked, 0o755) })
 	s := newSource(t, root, nil)
-	batches, st := collect(t, s, "/", KindSnapshot)
+	batches, st := collect(t, s, "/", source.OriginSnapshot)
 	got := checkOrder(t, batches, DefaultBatchSize)
 	if e, ok := got["/locked"]; !ok || e.Flags&fsbatch.FlagAuditSkipped == 0 || len(got) != 3 || st.Skipped != 1 || s.Counters()["skipped_permission"] != 1 {
 		t.Errorf("rows %v stats %+v counters %v", got, st, s.Counters())
@@ -295,7 +296,7 @@ func TestSnapshotEmitErrorCancelPanic(t *testing.T) {
 	boom := errors.New("boom")
 	s := newSource(t, root, func(c *Config) { c.BatchSize, c.Workers = 10, 4 })
 	calls := 0
-	_, err := s.Snapshot(context.Background(), "/", KindSnapshot, func([]Event) error {
+	_, err := s.Snapshot(context.Background(), "/", source.OriginSnapshot, func([]source.Event) error {
 		calls++
 		if calls == 3 {
 			return boom
@@ -309,7 +310,7 @@ func TestSnapshotEmitErrorCancelPanic(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	calls = 0
-	_, err = s.Snapshot(ctx, "/", KindSnapshot, func([]Event) error {
+	_, err = s.Snapshot(ctx, "/", source.OriginSnapshot, func([]source.Event) error {
 		calls++
 		cancel()
 		return nil
@@ -318,12 +319,12 @@ func TestSnapshotEmitErrorCancelPanic(t *testing.T) {
 		t.Errorf("cancel: err %v after %d calls", err, calls)
 	}
 
-	_, err = s.Snapshot(context.Background(), "/", KindSnapshot, func([]Event) error { panic("emit bug") })
+	_, err = s.Snapshot(context.Background(), "/", source.OriginSnapshot, func([]source.Event) error { panic("emit bug") })
 	if err == nil || !strings.Contains(err.Error(), "emit bug") {
 		t.Errorf("emit panic: %v", err)
 	}
 	s.testHookListed = func(string) { panic("worker bug") }
-	_, err = s.Snapshot(context.Background(), "/", KindSnapshot, func([]Event) error { return nil })
+	_, err = s.Snapshot(context.Background(), "/", source.OriginSnapshot, func([]source.Event) error { return nil })
 	if err == nil || !strings.Contains(err.Error(), "worker bug") {
 		t.Errorf("worker panic: %v", err)
 	}
@@ -336,11 +337,11 @@ func TestSnapshotAuditParentMtime(t *testing.T) {
 	root := t.TempDir()
 	mkTree(t, root, 30)
 	s := newSource(t, root, nil)
-	batches, _ := collect(t, s, "/", KindAudit)
+	batches, _ := collect(t, s, "/", source.OriginAudit)
 	want := expected(t, root)
 	for _, ev := range slices.Concat(batches...) {
-		if ev.Kind != KindAudit {
-			t.Errorf("%s kind %v", ev.Path, ev.Kind)
+		if ev.Origin != source.OriginAudit {
+			t.Errorf("%s origin %v", ev.Path, ev.Origin)
 		}
 		if ev.Path == fspath.Root {
 			continue
@@ -349,7 +350,7 @@ func TestSnapshotAuditParentMtime(t *testing.T) {
 			t.Errorf("%s parent mtime %d, want %d", ev.Path, ev.ParentMtimeNs, p.MtimeNs)
 		}
 	}
-	batches, _ = collect(t, s, "/d1", KindAudit)
+	batches, _ = collect(t, s, "/d1", source.OriginAudit)
 	if top := batches[0][0]; top.Path != "/d1" || top.ParentMtimeNs != want["/"].MtimeNs {
 		t.Errorf("subtree top %+v", top)
 	}
@@ -362,7 +363,7 @@ func BenchmarkSnapshot1000(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		rows := 0
-		if _, err := s.Snapshot(context.Background(), "/", KindSnapshot, func(evs []Event) error {
+		if _, err := s.Snapshot(context.Background(), "/", source.OriginSnapshot, func(evs []source.Event) error {
 			rows += len(evs)
 			return nil
 		}); err != nil {
@@ -393,7 +394,7 @@ func TestCompareWithFind(t *testing.T) {
 	s := newSource(t, root, nil)
 	var ours []string
 	start := time.Now()
-	st, err := s.Snapshot(context.Background(), "/", KindSnapshot, func(evs []Event) error {
+	st, err := s.Snapshot(context.Background(), "/", source.OriginSnapshot, func(evs []source.Event) error {
 		for _, ev := range evs {
 			typ := "f"
 			if ev.Flags&fsbatch.FlagDir != 0 {
@@ -486,7 +487,7 @@ func BenchmarkSnapshotDir(b *testing.B) {
 			rows := 0
 			for b.Loop() {
 				rows = 0
-				if _, err := s.Snapshot(context.Background(), "/", KindSnapshot, func(evs []Event) error {
+				if _, err := s.Snapshot(context.Background(), "/", source.OriginSnapshot, func(evs []source.Event) error {
 					rows += len(evs)
 					return nil
 				}); err != nil {
@@ -513,7 +514,7 @@ func TestSnapshotDirectoryPathsOwnTheirMemory(t *testing.T) {
 	}
 	s := newSource(t, root, nil)
 	var files, dirs []string
-	if _, err := s.Snapshot(context.Background(), "/", KindSnapshot, func(evs []Event) error {
+	if _, err := s.Snapshot(context.Background(), "/", source.OriginSnapshot, func(evs []source.Event) error {
 		for _, e := range evs {
 			switch {
 			case e.Path == "/":

@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/fustor/fustor/agent/internal/source"
 	"github.com/fustor/fustor/sdk/fsbatch"
 	"github.com/fustor/fustor/sdk/fspath"
 )
@@ -16,7 +17,7 @@ import (
 // the set of files with a write in progress. It is owned by the watcher's single goroutine.
 type realtime struct {
 	s    *Source
-	emit func(Event)
+	emit func(source.Event)
 	thr  throttle
 	// writing holds the files whose last write was not followed by a close yet: their
 	// upserts keep FlagPartialWrite.
@@ -26,7 +27,7 @@ type realtime struct {
 	plain bool
 }
 
-func newRealtime(s *Source, emit func(Event)) *realtime {
+func newRealtime(s *Source, emit func(source.Event)) *realtime {
 	r := &realtime{s: s, emit: emit, thr: throttle{window: s.cfg.ModifyThrottle, ents: map[string]*thrEnt{}},
 		writing: map[string]struct{}{}}
 	s.writingMu.Lock()
@@ -49,7 +50,7 @@ func (r *realtime) setWriting(rel string, on bool) {
 	r.s.writingMu.Unlock()
 }
 
-func (r *realtime) send(ev Event) {
+func (r *realtime) send(ev source.Event) {
 	r.s.c.events.Add(1)
 	r.emit(ev)
 }
@@ -65,7 +66,7 @@ func (r *realtime) upsert(rel string, partial bool) {
 }
 
 func (r *realtime) upsertStat(rel string, st fileStat, partial bool) {
-	ev := r.s.event(KindRealtime, rel, st, r.s.index())
+	ev := r.s.event(source.OriginRealtime, rel, st, r.s.index())
 	if partial && st.typ == typeRegular {
 		ev.Flags |= fsbatch.FlagPartialWrite
 	}
@@ -74,7 +75,7 @@ func (r *realtime) upsertStat(rel string, st fileStat, partial bool) {
 
 func (r *realtime) remove(rel string, isDir bool) {
 	r.forget(rel, isDir)
-	ev := Event{Kind: KindRealtime, Path: rel, Flags: fsbatch.FlagDelete, Index: r.s.index()}
+	ev := source.Event{Origin: source.OriginRealtime, Path: rel, Flags: fsbatch.FlagDelete, Index: r.s.index()}
 	if isDir {
 		ev.Flags |= fsbatch.FlagDir
 	}
@@ -160,7 +161,7 @@ func (r *realtime) scanTree(rel string, onDir func(rel string)) {
 	if st.typ != typeDir {
 		return
 	}
-	var ws WalkStats
+	var ws source.WalkStats
 	stack := []string{rel}
 	for len(stack) > 0 {
 		dir := stack[len(stack)-1]

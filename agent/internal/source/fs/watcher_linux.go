@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/fustor/fustor/agent/internal/source"
 	"github.com/fustor/fustor/sdk/fspath"
 )
 
@@ -37,7 +38,7 @@ const (
 // Nothing is emitted for what exists when Watch starts (that is the snapshot's job); a
 // directory that appears later is watched first and scanned second, so files written into it
 // before its watch existed are emitted too.
-func (s *Source) Watch(ctx context.Context, emit func(Event)) (err error) {
+func (s *Source) Watch(ctx context.Context, emit func(source.Event)) (err error) {
 	defer s.recoverWatch(&err)
 	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
 	if err != nil {

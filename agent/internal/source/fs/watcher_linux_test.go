@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fustor/fustor/agent/internal/source"
 )
 
 func TestInotifyCreateWriteClose(t *testing.T) {
@@ -22,15 +24,15 @@ func TestInotifyCreateWriteClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	created := rec.waitPath(t, "/a", func(ev Event) bool { return isPartial(ev) && ev.Size == 0 })
+	created := rec.waitPath(t, "/a", func(ev source.Event) bool { return isPartial(ev) && ev.Size == 0 })
 	if _, err := f.WriteString("hello"); err != nil {
 		t.Fatal(err)
 	}
-	rec.waitPath(t, "/a", func(ev Event) bool { return isPartial(ev) && ev.Size == 5 })
+	rec.waitPath(t, "/a", func(ev source.Event) bool { return isPartial(ev) && ev.Size == 5 })
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	done := rec.waitPath(t, "/a", func(ev Event) bool { return !isPartial(ev) && ev.Size == 5 })
+	done := rec.waitPath(t, "/a", func(ev source.Event) bool { return !isPartial(ev) && ev.Size == 5 })
 	if done < created {
 		t.Errorf("atomic event before the partial one:\n%s", dump(rec.events()))
 	}
@@ -50,7 +52,7 @@ func TestInotifyAppendAndAttrib(t *testing.T) {
 	if _, err := f.WriteString("de"); err != nil {
 		t.Fatal(err)
 	}
-	rec.waitPath(t, "/log", func(ev Event) bool { return isPartial(ev) && ev.Size == 5 })
+	rec.waitPath(t, "/log", func(ev source.Event) bool { return isPartial(ev) && ev.Size == 5 })
 	// A write is open: an attribute change keeps the partial flag.
 	if err := os.Chmod(filepath.Join(root, "log"), 0o600); err != nil {
 		t.Fatal(err)
@@ -59,7 +61,7 @@ func TestInotifyAppendAndAttrib(t *testing.T) {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	closed := rec.waitPath(t, "/log", func(ev Event) bool { return !isPartial(ev) && ev.Size == 5 })
+	closed := rec.waitPath(t, "/log", func(ev source.Event) bool { return !isPartial(ev) && ev.Size == 5 })
 	for _, ev := range rec.events()[n-1 : closed] {
 		if ev.Path == "/log" && !isPartial(ev) {
 			t.Errorf("attrib during a write lost the partial flag: %s", fmtEvent(ev))
@@ -69,12 +71,12 @@ func TestInotifyAppendAndAttrib(t *testing.T) {
 	if err := os.Chmod(filepath.Join(root, "other"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	rec.waitPath(t, "/other", func(ev Event) bool { return isUpsert(ev) && !isPartial(ev) })
+	rec.waitPath(t, "/other", func(ev source.Event) bool { return isUpsert(ev) && !isPartial(ev) })
 	// A hard link is complete at once.
 	if err := os.Link(filepath.Join(root, "other"), filepath.Join(root, "hard")); err != nil {
 		t.Fatal(err)
 	}
-	rec.waitPath(t, "/hard", func(ev Event) bool { return isUpsert(ev) && !isPartial(ev) })
+	rec.waitPath(t, "/hard", func(ev source.Event) bool { return isUpsert(ev) && !isPartial(ev) })
 }
 
 func TestInotifyModifyThrottle(t *testing.T) {
@@ -91,12 +93,12 @@ func TestInotifyModifyThrottle(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer g.Close()
-	rec.waitPath(t, "/big", func(ev Event) bool { return isPartial(ev) && ev.Size == 0 })
+	rec.waitPath(t, "/big", func(ev source.Event) bool { return isPartial(ev) && ev.Size == 0 })
 	// The first write opens the throttle window; the other 99 fall inside it.
 	if _, err := f.Write([]byte{'x'}); err != nil {
 		t.Fatal(err)
 	}
-	rec.waitPath(t, "/big", func(ev Event) bool { return isPartial(ev) && ev.Size == 1 })
+	rec.waitPath(t, "/big", func(ev source.Event) bool { return isPartial(ev) && ev.Size == 1 })
 	// inotify merges an event identical to the last one queued; interleaving two files keeps
 	// the modifies distinct, so the throttle is what coalesces them.
 	for range 99 {
@@ -107,7 +109,7 @@ func TestInotifyModifyThrottle(t *testing.T) {
 		}
 	}
 	// The trailing flush carries the last state, with no close to help.
-	last := rec.waitPath(t, "/big", func(ev Event) bool { return isPartial(ev) && ev.Size == 100 })
+	last := rec.waitPath(t, "/big", func(ev source.Event) bool { return isPartial(ev) && ev.Size == 100 })
 	evs := rec.events()
 	n := 0
 	for _, ev := range evs[:last+1] {
@@ -124,7 +126,7 @@ func TestInotifyModifyThrottle(t *testing.T) {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	closed := rec.waitPath(t, "/big", func(ev Event) bool { return !isPartial(ev) && ev.Size == 100 })
+	closed := rec.waitPath(t, "/big", func(ev source.Event) bool { return !isPartial(ev) && ev.Size == 100 })
 	// Past the close the throttle must have nothing left for this file.
 	evs = marker(t, rec, root, "marker")
 	for _, ev := range evs[closed+1:] {
@@ -181,7 +183,7 @@ func TestInotifyRootRemoved(t *testing.T) {
 
 func TestInotifyMissingRoot(t *testing.T) {
 	s := newSource(t, filepath.Join(t.TempDir(), "nope"), nil)
-	if err := s.Watch(context.Background(), func(Event) {}); err == nil {
+	if err := s.Watch(context.Background(), func(source.Event) {}); err == nil {
 		t.Fatal("Watch of a missing root succeeded")
 	}
 }
@@ -352,9 +354,9 @@ func TestSnapshotSendsATruncatedFile(t *testing.T) {
 	if err := os.Truncate(filepath.Join(root, "cut"), 4); err != nil {
 		t.Fatal(err)
 	}
-	rec.waitPath(t, "/cut", func(ev Event) bool { return isPartial(ev) && ev.Size == 4 })
-	got := map[string]Event{}
-	ws, err := s.Snapshot(context.Background(), "/", KindSnapshot, func(evs []Event) error {
+	rec.waitPath(t, "/cut", func(ev source.Event) bool { return isPartial(ev) && ev.Size == 4 })
+	got := map[string]source.Event{}
+	ws, err := s.Snapshot(context.Background(), "/", source.OriginSnapshot, func(evs []source.Event) error {
 		for _, e := range evs {
 			got[e.Path] = e
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 	"go.uber.org/zap"
 
+	"github.com/fustor/fustor/agent/internal/source"
 	"github.com/fustor/fustor/sdk/fspath"
 )
 
@@ -20,7 +21,7 @@ import (
 // watching fails for good. This is the portable fallback: fsnotify exposes neither
 // close-write nor rename cookies, so writes are plain upserts (never FlagPartialWrite) and a
 // rename is a delete of the old path plus a create of the new one.
-func (s *Source) Watch(ctx context.Context, emit func(Event)) (err error) {
+func (s *Source) Watch(ctx context.Context, emit func(source.Event)) (err error) {
 	defer s.recoverWatch(&err)
 	fw, err := fsnotify.NewWatcher()
 	if err != nil {

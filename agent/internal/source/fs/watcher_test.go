@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fustor/fustor/agent/internal/source"
 	"github.com/fustor/fustor/sdk/fspath"
 )
 
@@ -45,7 +46,7 @@ func startWatch(t *testing.T, s *Source) *recorder {
 
 // marker creates a file and waits for its event. Events are queued in order, so whatever an
 // earlier action produced is in the recorder by then: this is how a test proves an absence.
-func marker(t *testing.T, rec *recorder, root, name string) []Event {
+func marker(t *testing.T, rec *recorder, root, name string) []source.Event {
 	t.Helper()
 	writeFile(t, filepath.Join(root, name), "m")
 	pos := rec.waitPath(t, "/"+name, nil)
@@ -58,13 +59,13 @@ func TestWatchFileLifecycle(t *testing.T) {
 	rec := startWatch(t, s)
 
 	writeFile(t, filepath.Join(root, "a.txt"), "hello")
-	rec.waitPath(t, "/a.txt", func(ev Event) bool { return !isPartial(ev) && ev.Size == 5 && isUpsert(ev) })
+	rec.waitPath(t, "/a.txt", func(ev source.Event) bool { return !isPartial(ev) && ev.Size == 5 && isUpsert(ev) })
 
 	if err := os.Remove(filepath.Join(root, "a.txt")); err != nil {
 		t.Fatal(err)
 	}
 	rec.waitPath(t, "/a.txt", isDelete)
-	if ev := rec.events(); ev[len(ev)-1].IsDir() || ev[len(ev)-1].Kind != KindRealtime {
+	if ev := rec.events(); ev[len(ev)-1].IsDir() || ev[len(ev)-1].Origin != source.OriginRealtime {
 		t.Errorf("delete event %+v", ev[len(ev)-1])
 	}
 	if n := s.Counters()["events"]; n != uint64(len(rec.events())) {
@@ -90,7 +91,7 @@ func TestWatchNewDirFilesWrittenAtOnce(t *testing.T) {
 			want = append(want, fspath.Join(fmt.Sprintf("/a%d", i), p))
 		}
 	}
-	rec.waitFor(t, "every file with its final size", func(evs []Event) bool {
+	rec.waitFor(t, "every file with its final size", func(evs []source.Event) bool {
 		seen := map[string]bool{}
 		for _, ev := range evs {
 			// Each file holds its own path below /aN/.
@@ -106,7 +107,7 @@ func TestWatchNewDirFilesWrittenAtOnce(t *testing.T) {
 		return true
 	})
 	for _, d := range []string{"/a0", "/a0/b", "/a0/b/c"} {
-		rec.waitPath(t, d, func(ev Event) bool { return ev.IsDir() && isUpsert(ev) })
+		rec.waitPath(t, d, func(ev source.Event) bool { return ev.IsDir() && isUpsert(ev) })
 	}
 }
 
@@ -135,10 +136,10 @@ func TestWatchDeleteTree(t *testing.T) {
 	if err := os.RemoveAll(filepath.Join(root, "d4")); err != nil {
 		t.Fatal(err)
 	}
-	rec.waitPath(t, "/single", func(ev Event) bool { return isDelete(ev) && !ev.IsDir() })
-	rec.waitPath(t, "/d4", func(ev Event) bool { return isDelete(ev) && ev.IsDir() })
-	rec.waitPath(t, "/d4/s0", func(ev Event) bool { return isDelete(ev) && ev.IsDir() })
-	rec.waitPath(t, "/d4/s0/f0004.dat", func(ev Event) bool { return isDelete(ev) && !ev.IsDir() })
+	rec.waitPath(t, "/single", func(ev source.Event) bool { return isDelete(ev) && !ev.IsDir() })
+	rec.waitPath(t, "/d4", func(ev source.Event) bool { return isDelete(ev) && ev.IsDir() })
+	rec.waitPath(t, "/d4/s0", func(ev source.Event) bool { return isDelete(ev) && ev.IsDir() })
+	rec.waitPath(t, "/d4/s0/f0004.dat", func(ev source.Event) bool { return isDelete(ev) && !ev.IsDir() })
 	deadline := time.Now().Add(waitTimeout)
 	for i := 0; s.Counters()["watches"] != watches-d4dirs; i++ {
 		if time.Now().After(deadline) {
@@ -159,7 +160,7 @@ func TestWatchRenameDirectory1000(t *testing.T) {
 	if err := os.Rename(filepath.Join(root, "old"), filepath.Join(root, "new")); err != nil {
 		t.Fatal(err)
 	}
-	evs := rec.waitFor(t, "the whole new subtree", func(evs []Event) bool {
+	evs := rec.waitFor(t, "the whole new subtree", func(evs []source.Event) bool {
 		n := 0
 		for _, ev := range evs {
 			if isUpsert(ev) && fspath.IsWithin(ev.Path, "/new") {
@@ -213,7 +214,7 @@ func TestWatchMoveInAndOut(t *testing.T) {
 	if err := os.Rename(filepath.Join(root, "leaving"), filepath.Join(outside, "leaving")); err != nil {
 		t.Fatal(err)
 	}
-	rec.waitPath(t, "/leaving", func(ev Event) bool { return isDelete(ev) && ev.IsDir() })
+	rec.waitPath(t, "/leaving", func(ev source.Event) bool { return isDelete(ev) && ev.IsDir() })
 	n := len(rec.events())
 	// Writes in the moved-out tree are no longer ours.
 	writeFile(t, filepath.Join(outside, "leaving", "sub", "after"), "a")
@@ -230,7 +231,7 @@ func TestWatchRenameFile(t *testing.T) {
 	if err := os.Rename(filepath.Join(root, "a"), filepath.Join(root, "b")); err != nil {
 		t.Fatal(err)
 	}
-	up := rec.waitPath(t, "/b", func(ev Event) bool { return isUpsert(ev) && !isPartial(ev) && ev.Size == 3 })
+	up := rec.waitPath(t, "/b", func(ev source.Event) bool { return isUpsert(ev) && !isPartial(ev) && ev.Size == 3 })
 	del := rec.waitPath(t, "/a", isDelete)
 	if del > up {
 		t.Errorf("delete of /a after the upsert of /b:\n%s", dump(rec.events()))
@@ -271,7 +272,7 @@ func TestWatchSymlinkNotFollowed(t *testing.T) {
 	if err := os.Symlink(".", filepath.Join(root, "loop")); err != nil {
 		t.Fatal(err)
 	}
-	rec.waitPath(t, "/loop", func(ev Event) bool { return isUpsert(ev) && !ev.IsDir() })
+	rec.waitPath(t, "/loop", func(ev source.Event) bool { return isUpsert(ev) && !ev.IsDir() })
 	marker(t, rec, root, "marker")
 	if after := s.Counters()["watches"]; after != before {
 		t.Errorf("watches %d → %d: a symlink got a watch", before, after)

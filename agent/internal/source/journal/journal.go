@@ -21,7 +21,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/fustor/fustor/agent/internal/source/fs"
+	"github.com/fustor/fustor/agent/internal/source"
 	"github.com/fustor/fustor/sdk/fsbatch"
 	"github.com/fustor/fustor/sdk/fspath"
 )
@@ -35,6 +35,16 @@ type Entry struct {
 	Size    uint64 `json:"size,omitempty"`
 	MtimeNs int64  `json:"mtime_ns,omitempty"`
 }
+
+// The source contract this driver implements: realtime from its own log (Resumer, so no bus
+// and no snapshot on a resumed session), walks of its replayed tree, audits, the sentinel.
+var (
+	_ source.Snapshotter = (*Source)(nil)
+	_ source.Resumer     = (*Source)(nil)
+	_ source.Auditor     = (*Source)(nil)
+	_ source.Sentineler  = (*Source)(nil)
+	_ source.Counters    = (*Source)(nil)
+)
 
 // pollEvery is how often Follow looks for appended lines at the end of the file.
 const pollEvery = 50 * time.Millisecond
@@ -103,8 +113,8 @@ func (rd *reader) next() (Entry, error) {
 	}
 }
 
-func event(kind fs.Kind, e Entry) fs.Event {
-	ev := fs.Event{Kind: kind, Path: e.Path, Size: e.Size, MtimeNs: e.MtimeNs, Index: e.Index}
+func event(origin source.Origin, e Entry) source.Event {
+	ev := source.Event{Origin: origin, Path: e.Path, Size: e.Size, MtimeNs: e.MtimeNs, Index: e.Index}
 	if e.Dir {
 		ev.Flags |= fsbatch.FlagDir
 	}
@@ -116,7 +126,7 @@ func event(kind fs.Kind, e Entry) fs.Event {
 
 // Follow emits every entry with an index above from as realtime events, in batches of at most
 // batch, then keeps following appended lines until ctx is done.
-func (s *Source) Follow(ctx context.Context, from uint64, batch int, emit func([]fs.Event) error) error {
+func (s *Source) Follow(ctx context.Context, from uint64, batch int, emit func([]source.Event) error) error {
 	f, err := os.Open(s.path)
 	if err != nil {
 		return fmt.Errorf("open journal: %w", err)
@@ -126,12 +136,12 @@ func (s *Source) Follow(ctx context.Context, from uint64, batch int, emit func([
 	rd := &reader{s: s, r: bufio.NewReader(f)}
 	t := time.NewTicker(pollEvery)
 	defer t.Stop()
-	var out []fs.Event
+	var out []source.Event
 	for {
 		e, err := rd.next()
 		if err == nil {
 			if e.Index > from {
-				out = append(out, event(fs.KindRealtime, e))
+				out = append(out, event(source.OriginRealtime, e))
 			}
 			if len(out) < batch {
 				continue
@@ -198,8 +208,8 @@ func (s *Source) state() (map[string]Entry, error) {
 }
 
 // Snapshot emits the journal's current tree below rel, parents before children.
-func (s *Source) Snapshot(ctx context.Context, rel string, kind fs.Kind, emit func([]fs.Event) error) (fs.WalkStats, error) {
-	var ws fs.WalkStats
+func (s *Source) Snapshot(ctx context.Context, rel string, origin source.Origin, emit func([]source.Event) error) (source.WalkStats, error) {
+	var ws source.WalkStats
 	st, err := s.state()
 	if err != nil {
 		return ws, err
@@ -211,7 +221,7 @@ func (s *Source) Snapshot(ctx context.Context, rel string, kind fs.Kind, emit fu
 		}
 	}
 	slices.Sort(paths)
-	var out []fs.Event
+	var out []source.Event
 	for _, p := range paths {
 		if ctx.Err() != nil {
 			return ws, ctx.Err()
@@ -222,7 +232,7 @@ func (s *Source) Snapshot(ctx context.Context, rel string, kind fs.Kind, emit fu
 		} else {
 			ws.Files++
 		}
-		out = append(out, event(kind, e))
+		out = append(out, event(origin, e))
 		if len(out) == 1000 {
 			if err := emit(out); err != nil {
 				return ws, err
@@ -238,20 +248,20 @@ func (s *Source) Snapshot(ctx context.Context, rel string, kind fs.Kind, emit fu
 
 // Audit is a full snapshot with audit rows: a journal has no directory mtimes to skip by, so
 // every audit is deep whatever the options say.
-func (s *Source) Audit(ctx context.Context, _ *fs.AuditCache, _ fs.AuditOptions, emit func([]fs.Event) error) (fs.WalkStats, error) {
-	return s.Snapshot(ctx, fspath.Root, fs.KindAudit, emit)
+func (s *Source) Audit(ctx context.Context, _ *source.AuditCache, _ source.AuditOptions, emit func([]source.Event) error) (source.WalkStats, error) {
+	return s.Snapshot(ctx, fspath.Root, source.OriginAudit, emit)
 }
 
 // Sentinel answers from the journal's current tree.
-func (s *Source) Sentinel(paths []string) []fs.SentinelItem {
+func (s *Source) Sentinel(paths []string) []source.SentinelItem {
 	st, err := s.state()
 	if err != nil {
 		return nil
 	}
-	out := make([]fs.SentinelItem, 0, len(paths))
+	out := make([]source.SentinelItem, 0, len(paths))
 	for _, p := range paths {
 		e, ok := st[p]
-		out = append(out, fs.SentinelItem{Path: p, Exists: ok, Size: e.Size, MtimeNs: e.MtimeNs})
+		out = append(out, source.SentinelItem{Path: p, Exists: ok, Size: e.Size, MtimeNs: e.MtimeNs})
 	}
 	return out
 }

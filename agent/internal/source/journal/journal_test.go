@@ -10,7 +10,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/fustor/fustor/agent/internal/source/fs"
+	"github.com/fustor/fustor/agent/internal/source"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -40,7 +40,7 @@ func newJournal(t *testing.T) (*Source, string) {
 func TestSnapshotIsTheReplayedState(t *testing.T) {
 	s, _ := newJournal(t)
 	var got []string
-	if _, err := s.Snapshot(context.Background(), "/", fs.KindSnapshot, func(evs []fs.Event) error {
+	if _, err := s.Snapshot(context.Background(), "/", source.OriginSnapshot, func(evs []source.Event) error {
 		for _, e := range evs {
 			got = append(got, e.Path)
 		}
@@ -66,10 +66,10 @@ func TestSnapshotIsTheReplayedState(t *testing.T) {
 func TestFollowResumesAndTails(t *testing.T) {
 	s, p := newJournal(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	got := make(chan fs.Event, 16)
+	got := make(chan source.Event, 16)
 	done := make(chan error, 1)
 	go func() {
-		done <- s.Follow(ctx, 2, 10, func(evs []fs.Event) error {
+		done <- s.Follow(ctx, 2, 10, func(evs []source.Event) error {
 			for _, e := range evs {
 				got <- e
 			}
@@ -78,7 +78,7 @@ func TestFollowResumesAndTails(t *testing.T) {
 	}()
 	want := []uint64{4, 5}
 	for _, idx := range want {
-		if e := <-got; e.Index != idx || e.Kind != fs.KindRealtime {
+		if e := <-got; e.Index != idx || e.Origin != source.OriginRealtime {
 			t.Fatalf("event %+v; want index %d", e, idx)
 		}
 	}
