@@ -78,7 +78,7 @@ func (s *Service) ListViews(context.Context, *fustorv1.AdminServiceListViewsRequ
 	for _, v := range s.views.All() {
 		st := v.State()
 		out.Views = append(out.Views, &fustorv1.AdminViewInfo{Id: v.Name, Driver: v.Cfg.Driver,
-			Nodes: uint64(v.FS.Len()), MemoryBytes: v.FS.MemoryBytes(),
+			Nodes: uint64(v.Driver.Len()), MemoryBytes: v.Driver.MemoryBytes(),
 			Meta: &fustorv1.ViewMeta{View: v.Name, AuthoritativeSession: st.Leader != "", SnapshotComplete: st.SnapshotComplete}})
 	}
 	return out, nil

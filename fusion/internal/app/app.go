@@ -181,7 +181,7 @@ func (f *Fusion) sentinelSweep(ctx context.Context, p *pipe.Pipe, every time.Dur
 		case <-t.C:
 		}
 		for _, v := range p.Views {
-			list, _ := v.FS.Suspects("/", maxSentinelPaths)
+			list, _ := v.Driver.Suspects("/", maxSentinelPaths)
 			sess, err := f.sessions.Get(v.State().Leader)
 			if len(list) == 0 || err != nil {
 				continue

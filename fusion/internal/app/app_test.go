@@ -390,8 +390,8 @@ func TestLiveViewResetsWhenLastSessionEnds(t *testing.T) {
 	if status.Code(err) != codes.Unavailable {
 		t.Fatalf("after the last session: %v; want Unavailable", err)
 	}
-	if v, _ := h.f.views.Get("demo"); v.FS.Len() != 0 {
-		t.Fatalf("live view kept %d nodes", v.FS.Len())
+	if v, _ := h.f.views.Get("demo"); v.Driver.Len() != 0 {
+		t.Fatalf("live view kept %d nodes", v.Driver.Len())
 	}
 	// The resume point described the reset view: a new session must not resume from it.
 	resp, err := h.session().CreateSession(withKey("demo-ingest-key"), &fustorv1.CreateSessionRequest{AgentId: "again", SchemaName: "fs"})

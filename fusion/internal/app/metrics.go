@@ -54,14 +54,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	e, b := metrics.Emitter(ch), metrics.Bool
 	gauge, counter := e.Gauge, e.Counter
 	for _, v := range c.f.views.All() {
-		st, cs := v.State(), v.FS.Consistency()
-		gauge(c.viewNodes, float64(v.FS.Len()), v.Name)
-		if s, err := v.FS.Stats("/"); err == nil {
+		st, cs := v.State(), v.Driver.Consistency()
+		gauge(c.viewNodes, float64(v.Driver.Len()), v.Name)
+		if s, err := v.Driver.Stats("/"); err == nil {
 			gauge(c.viewFiles, float64(s.Files), v.Name)
 			gauge(c.viewDirs, float64(s.Dirs), v.Name)
 			gauge(c.viewBytes, float64(s.TotalSize), v.Name)
 		}
-		gauge(c.viewMemory, float64(v.FS.MemoryBytes()), v.Name)
+		gauge(c.viewMemory, float64(v.Driver.MemoryBytes()), v.Name)
 		gauge(c.suspects, float64(cs.Suspects), v.Name)
 		gauge(c.additions, float64(cs.Additions), v.Name)
 		gauge(c.deletions, float64(cs.Deletions), v.Name)

@@ -15,7 +15,6 @@ import (
 	"github.com/fustor/fustor/fusion/internal/command"
 	"github.com/fustor/fustor/fusion/internal/session"
 	"github.com/fustor/fustor/fusion/internal/view"
-	"github.com/fustor/fustor/fusion/internal/view/fs"
 	"github.com/fustor/fustor/sdk/fsbatch"
 )
 
@@ -40,7 +39,7 @@ const (
 type Item struct {
 	Session *session.Session
 	Kind    Kind
-	Origin  fs.Origin
+	Origin  view.Origin
 	Rows    []fsbatch.Row
 	// MaxIndex is the highest event index of the rows (0 for control items).
 	MaxIndex uint64
@@ -52,7 +51,7 @@ type Item struct {
 	// Failed marks an audit end whose walk stopped early: nothing is judged missing.
 	Failed bool
 	// Sentinel holds sentinel feedback items (KindSentinel).
-	Sentinel []fs.SentinelItem
+	Sentinel []view.SentinelItem
 	// CommandID and Result answer a command (KindCommandResult); queued behind the command's
 	// rows, so a waiter sees the rows applied.
 	CommandID string
@@ -154,7 +153,7 @@ func (p *Pipe) tick() {
 		}
 	}()
 	for _, v := range p.Views {
-		v.FS.Tick()
+		v.Driver.Tick()
 	}
 }
 
@@ -170,7 +169,7 @@ func (p *Pipe) apply(it *Item) (res Result) {
 	switch it.Kind {
 	case KindBatch:
 		for _, v := range p.Views {
-			a, r, err := v.FS.ApplyScan(it.Origin, it.ScanStartNs, it.Rows)
+			a, r, err := v.Driver.Apply(it.Origin, it.ScanStartNs, it.Rows)
 			// Views see the same rows; report the first view's figures, and any error.
 			if res.Err == nil && err != nil {
 				res.Err = err
@@ -188,37 +187,37 @@ func (p *Pipe) apply(it *Item) (res Result) {
 	case KindSnapshotEnd:
 		// A complete snapshot reconciles: what it did not report is gone (DESIGN.md §5.1).
 		for _, v := range p.Views {
-			if gone := v.FS.SnapshotEnd(it.Session.ID, it.Failed); len(gone) > 0 {
+			if gone := v.Driver.SnapshotEnd(it.Session.ID, it.Failed); len(gone) > 0 {
 				p.log.Info("snapshot found missing paths", zap.String("view", v.Name), zap.Int("deleted", len(gone)))
 			}
 			v.SnapshotEnded(it.Session.ID)
 		}
 	case KindSnapshotStart:
 		for _, v := range p.Views {
-			v.FS.SnapshotStart(it.Session.ID)
+			v.Driver.SnapshotStart(it.Session.ID)
 		}
 	case KindVerify:
 		for _, v := range p.Views {
 			if v.Name == it.View {
-				res.Applied, res.Rejected, res.Err = v.FS.VerifyRows(it.CommandID, it.Rows)
+				res.Applied, res.Rejected, res.Err = v.Driver.VerifyRows(it.CommandID, it.Rows)
 			}
 		}
 		p.batches.Add(1)
 	case KindAuditStart:
 		for _, v := range p.Views {
-			v.FS.AuditStart()
+			v.Driver.AuditStart()
 		}
 	case KindAuditEnd:
 		// Every row queued before this item is applied: the queue is the drain signal, so
 		// nothing waits or polls (DESIGN.md §5.2, §9.11).
 		for _, v := range p.Views {
-			if gone := v.FS.AuditEnd(it.Failed); len(gone) > 0 {
+			if gone := v.Driver.AuditEnd(it.Failed); len(gone) > 0 {
 				p.log.Info("audit found missing paths", zap.String("view", v.Name), zap.Int("deleted", len(gone)))
 			}
 		}
 	case KindSentinel:
 		for _, v := range p.Views {
-			v.FS.SentinelFeedback(it.Sentinel)
+			v.Driver.SentinelFeedback(it.Sentinel)
 		}
 	case KindCommandResult:
 		if p.Commands != nil {

@@ -11,7 +11,6 @@ import (
 	"github.com/fustor/fustor/fusion/internal/config"
 	"github.com/fustor/fustor/fusion/internal/session"
 	"github.com/fustor/fustor/fusion/internal/view"
-	"github.com/fustor/fustor/fusion/internal/view/fs"
 	"github.com/fustor/fustor/sdk/fsbatch"
 )
 
@@ -46,10 +45,10 @@ func TestRunAppliesInOrderAndCommits(t *testing.T) {
 	sess := &session.Session{ID: "s"}
 	v.SetLeader("s")
 	items := []*Item{
-		{Session: sess, Kind: KindBatch, Origin: fs.OriginSnapshot, MaxIndex: 7,
+		{Session: sess, Kind: KindBatch, Origin: view.OriginSnapshot, MaxIndex: 7,
 			Rows: []fsbatch.Row{{Parent: "/", Name: "a"}, {Parent: "/", Name: "../x"}}},
 		{Session: sess, Kind: KindSnapshotEnd},
-		{Session: sess, Kind: KindBatch, Origin: fs.OriginRealtime, MaxIndex: 5, Rows: []fsbatch.Row{{Parent: "/", Name: "b"}}},
+		{Session: sess, Kind: KindBatch, Origin: view.OriginRealtime, MaxIndex: 5, Rows: []fsbatch.Row{{Parent: "/", Name: "b"}}},
 	}
 	for _, it := range items {
 		it.Done = func(r Result) { results <- r }

@@ -6,7 +6,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/fustor/fustor/fusion/internal/view/fs"
+	"github.com/fustor/fustor/fusion/internal/view"
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
 )
 
@@ -14,7 +14,7 @@ import (
 // answer of P4's largest find, 4,000 paths of the benchmark layout, as Entry messages with
 // only_paths and packed with packed_paths.
 func BenchmarkFindAnswer(b *testing.B) {
-	entries := make([]fs.Entry, 4000)
+	entries := make([]view.Entry, 4000)
 	for i := range entries {
 		entries[i].Path = fmt.Sprintf("/upload/submit/%02x/%02x/0b7e6f1c-5a3d-4c1e-9e4b-%012d/sub_%d/data_0042.dat", i%256, i/16%256, i, i%4)
 	}
@@ -53,7 +53,7 @@ func BenchmarkFindAnswer(b *testing.B) {
 }
 
 // packPaths joins the entries' paths, each NUL-ended, as View.FindPaths answers them.
-func packPaths(entries []fs.Entry) (packed []byte, dirs []uint32) {
+func packPaths(entries []view.Entry) (packed []byte, dirs []uint32) {
 	for i := range entries {
 		packed = append(append(packed, entries[i].Path...), 0)
 		if entries[i].IsDir {

@@ -16,7 +16,6 @@ import (
 	"github.com/fustor/fustor/fusion/internal/server"
 	"github.com/fustor/fustor/fusion/internal/session"
 	"github.com/fustor/fustor/fusion/internal/view"
-	"github.com/fustor/fustor/fusion/internal/view/fs"
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
 	"github.com/fustor/fustor/sdk/fspath"
 )
@@ -110,7 +109,7 @@ func (s *Service) open(ctx context.Context, name, path string) (*view.View, stri
 
 func (s *Service) meta(v *view.View, jobPending bool) *fustorv1.ViewMeta {
 	st := v.State()
-	cs := v.FS.Consistency()
+	cs := v.Driver.Consistency()
 	return &fustorv1.ViewMeta{
 		View: v.Name, AuthoritativeSession: st.Leader != "", SnapshotComplete: st.SnapshotComplete,
 		Watermark: timestamppb.New(time.Unix(0, cs.WatermarkNs)), HasBlindSpot: cs.HasBlindSpot(),
@@ -127,7 +126,7 @@ func (s *Service) ListViews(ctx context.Context, _ *fustorv1.ListViewsRequest) (
 			continue
 		}
 		out.Views = append(out.Views, &fustorv1.ViewInfo{Id: v.Name, Driver: v.Cfg.Driver, Schema: v.Cfg.Schema,
-			Live: v.Cfg.Live, Nodes: uint64(v.FS.Len()), Meta: s.meta(v, false)})
+			Live: v.Cfg.Live, Nodes: uint64(v.Driver.Len()), Meta: s.meta(v, false)})
 	}
 	return out, nil
 }
@@ -148,11 +147,11 @@ func (s *Service) ListDirectory(ctx context.Context, req *fustorv1.ListDirectory
 	if err != nil {
 		return nil, err
 	}
-	dir, err := v.FS.Stat(p)
+	dir, err := v.Driver.Stat(p)
 	if err != nil {
 		return nil, err
 	}
-	entries, next, err := v.FS.List(p, int(req.GetMaxDepth()), after, size)
+	entries, next, err := v.Driver.List(p, int(req.GetMaxDepth()), after, size)
 	if err != nil {
 		return nil, err
 	}
@@ -169,7 +168,7 @@ func (s *Service) GetTree(req *fustorv1.GetTreeRequest, stream fustorv1.ViewServ
 	if err != nil {
 		return err
 	}
-	if _, err := v.FS.Stat(p); err != nil {
+	if _, err := v.Driver.Stat(p); err != nil {
 		return err
 	}
 	depth := int(req.GetMaxDepth())
@@ -185,7 +184,7 @@ func (s *Service) GetTree(req *fustorv1.GetTreeRequest, stream fustorv1.ViewServ
 		if limit > 0 {
 			n = int(min(uint64(n), limit-sent))
 		}
-		entries, next, err := v.FS.List(p, depth, after, n)
+		entries, next, err := v.Driver.List(p, depth, after, n)
 		if err != nil {
 			return err
 		}
@@ -217,7 +216,7 @@ func (s *Service) Stat(ctx context.Context, req *fustorv1.StatRequest) (*fustorv
 		return nil, err
 	}
 	pending := s.forceScan(ctx, v, p, req.GetForceRealTime())
-	e, err := v.FS.Stat(p)
+	e, err := v.Driver.Stat(p)
 	if err != nil {
 		return nil, err
 	}
@@ -242,15 +241,15 @@ func (s *Service) Find(ctx context.Context, req *fustorv1.FindRequest) (*fustorv
 			return nil, err
 		}
 	}
-	m := fs.Matcher{Name: req.GetName(), Glob: req.GetGlob(), DirsOnly: req.GetDirsOnly(), FilesOnly: req.GetFilesOnly()}
+	m := view.Matcher{Name: req.GetName(), Glob: req.GetGlob(), DirsOnly: req.GetDirsOnly(), FilesOnly: req.GetFilesOnly()}
 	if req.GetPackedPaths() {
-		packed, dirs, truncated, err := v.FS.FindPaths(p, m, limitOf(req.GetLimit()))
+		packed, dirs, truncated, err := v.Driver.FindPaths(p, m, limitOf(req.GetLimit()))
 		if err != nil {
 			return nil, err
 		}
 		return &fustorv1.FindResponse{Meta: s.meta(v, pending), Truncated: truncated, PackedPaths: packed, DirIndexes: dirs}, nil
 	}
-	entries, truncated, err := v.FS.Find(p, m, limitOf(req.GetLimit()))
+	entries, truncated, err := v.Driver.Find(p, m, limitOf(req.GetLimit()))
 	if err != nil {
 		return nil, err
 	}
@@ -264,11 +263,11 @@ func (s *Service) GetStats(ctx context.Context, req *fustorv1.GetStatsRequest) (
 		return nil, err
 	}
 	pending := s.forceScan(ctx, v, p, req.GetForceRealTime())
-	st, err := v.FS.Stats(p)
+	st, err := v.Driver.Stats(p)
 	if err != nil {
 		return nil, err
 	}
-	cs := v.FS.Consistency()
+	cs := v.Driver.Consistency()
 	out := &fustorv1.GetStatsResponse{Meta: s.meta(v, pending), FileCount: st.Files, DirCount: st.Dirs,
 		TotalSize: st.TotalSize, SuspectCount: uint64(cs.Suspects), BlindSpotAdditions: uint64(cs.Additions),
 		BlindSpotDeletions: uint64(cs.Deletions), AuditCycles: cs.AuditCycles, AuditRunning: cs.AuditRunning,
@@ -288,7 +287,7 @@ func (s *Service) ListSuspects(ctx context.Context, req *fustorv1.ListSuspectsRe
 	if err != nil {
 		return nil, err
 	}
-	list, truncated := v.FS.Suspects(p, limitOf(req.GetLimit()))
+	list, truncated := v.Driver.Suspects(p, limitOf(req.GetLimit()))
 	out := &fustorv1.ListSuspectsResponse{Meta: s.meta(v, false), Truncated: truncated}
 	for _, e := range list {
 		out.Suspects = append(out.Suspects, &fustorv1.Suspect{Entry: toProto(e.Entry, false), ExpiresInMs: e.ExpiresIn.Milliseconds()})
@@ -302,10 +301,10 @@ func (s *Service) ListBlindSpots(ctx context.Context, req *fustorv1.ListBlindSpo
 	if err != nil {
 		return nil, err
 	}
-	bs := v.FS.BlindSpots(p, limitOf(req.GetLimit()))
+	bs := v.Driver.BlindSpots(p, limitOf(req.GetLimit()))
 	out := &fustorv1.ListBlindSpotsResponse{Meta: s.meta(v, false), Deletions: bs.Deletions, Truncated: bs.Truncated}
 	for _, a := range bs.Additions {
-		if e, err := v.FS.Stat(a); err == nil {
+		if e, err := v.Driver.Stat(a); err == nil {
 			out.Additions = append(out.Additions, toProto(e, false))
 		}
 	}
@@ -326,7 +325,7 @@ func limitOf(l uint32) int {
 	return min(int(l), MaxFindLimit)
 }
 
-func toProto(e fs.Entry, onlyPaths bool) *fustorv1.Entry {
+func toProto(e view.Entry, onlyPaths bool) *fustorv1.Entry {
 	if onlyPaths {
 		return &fustorv1.Entry{Path: e.Path, IsDir: e.IsDir}
 	}
@@ -344,7 +343,7 @@ func toProto(e fs.Entry, onlyPaths bool) *fustorv1.Entry {
 
 // toProtos converts a listing with three allocations instead of three per entry: entries and
 // their timestamps live in two slices the messages point into. Listings are the hot answers.
-func toProtos(entries []fs.Entry, onlyPaths bool) []*fustorv1.Entry {
+func toProtos(entries []view.Entry, onlyPaths bool) []*fustorv1.Entry {
 	out := make([]*fustorv1.Entry, len(entries))
 	msgs := make([]fustorv1.Entry, len(entries))
 	var stamps []timestamppb.Timestamp

@@ -12,7 +12,7 @@ import (
 
 	"github.com/fustor/fustor/fusion/internal/errs"
 	"github.com/fustor/fustor/fusion/internal/server"
-	"github.com/fustor/fustor/fusion/internal/view/fs"
+	"github.com/fustor/fustor/fusion/internal/view"
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
 	"github.com/fustor/fustor/sdk/fspath"
 )
@@ -66,7 +66,7 @@ func (s *Service) Verify(ctx context.Context, req *fustorv1.VerifyRequest) (*fus
 	if !ok {
 		return nil, fmt.Errorf("%w: too many commands are waiting for agents; retry later", errs.ErrUnavailable)
 	}
-	if err := v.FS.VerifyStart(id, path, examples, req.GetRepair()); err != nil {
+	if err := v.Driver.VerifyStart(id, path, examples, req.GetRepair()); err != nil {
 		s.commands.Cancel(id)
 		if errors.Is(err, errs.ErrVerifyRunning) {
 			return nil, fmt.Errorf("%w: %w; retry when it ends", errs.ErrAborted, err)
@@ -75,7 +75,7 @@ func (s *Service) Verify(ctx context.Context, req *fustorv1.VerifyRequest) (*fus
 	}
 	if !sess.Command(&fustorv1.Command{Id: id, Kind: &fustorv1.Command_Scan{Scan: &fustorv1.ScanCommand{Path: path, Recursive: true}}}) {
 		s.commands.Cancel(id)
-		v.FS.VerifyAbort(id)
+		v.Driver.VerifyAbort(id)
 		return nil, fmt.Errorf("%w: the leader agent's session cannot take a command now; retry", errs.ErrUnavailable)
 	}
 	t := time.NewTimer(timeout)
@@ -85,19 +85,19 @@ func (s *Service) Verify(ctx context.Context, req *fustorv1.VerifyRequest) (*fus
 		// A walk whose top is gone from the storage is an answer, not a failure: whatever
 		// the view holds there is extra (the agent's error carries the lstat's ENOENT text).
 		if !r.OK && !strings.Contains(r.Error, syscall.ENOENT.Error()) {
-			v.FS.VerifyAbort(id)
+			v.Driver.VerifyAbort(id)
 			return nil, fmt.Errorf("%w: the agent's walk of %s failed: %s", errs.ErrUnavailable, path, r.Error)
 		}
 	case <-t.C:
 		s.commands.Cancel(id)
-		v.FS.VerifyAbort(id)
+		v.Driver.VerifyAbort(id)
 		return nil, fmt.Errorf("verify %s: the walk did not end within %v: %w", path, timeout, context.DeadlineExceeded)
 	case <-ctx.Done():
 		s.commands.Cancel(id)
-		v.FS.VerifyAbort(id)
+		v.Driver.VerifyAbort(id)
 		return nil, ctx.Err()
 	}
-	res, err := v.FS.VerifyEnd(id)
+	res, err := v.Driver.VerifyEnd(id)
 	if err != nil {
 		return nil, err
 	}
@@ -106,10 +106,10 @@ func (s *Service) Verify(ctx context.Context, req *fustorv1.VerifyRequest) (*fus
 		AgentId: sess.Info.AgentID, Took: durationpb.New(time.Since(began))}
 	for _, d := range res.Examples {
 		pd := &fustorv1.VerifyDifference{Path: d.Path, Kind: diffKind(d.Kind)}
-		if d.Kind != fs.DiffExtra {
+		if d.Kind != view.DiffExtra {
 			pd.Storage = &fustorv1.VerifyEntry{IsDir: d.Storage.IsDir, Size: d.Storage.Size, MtimeNs: d.Storage.MtimeNs}
 		}
-		if d.Kind != fs.DiffMissing {
+		if d.Kind != view.DiffMissing {
 			pd.View = &fustorv1.VerifyEntry{IsDir: d.View.IsDir, Size: d.View.Size, MtimeNs: d.View.MtimeNs}
 		}
 		out.Examples = append(out.Examples, pd)
@@ -117,13 +117,13 @@ func (s *Service) Verify(ctx context.Context, req *fustorv1.VerifyRequest) (*fus
 	return out, nil
 }
 
-func diffKind(k fs.DiffKind) fustorv1.VerifyDifferenceKind {
+func diffKind(k view.DiffKind) fustorv1.VerifyDifferenceKind {
 	switch k {
-	case fs.DiffMissing:
+	case view.DiffMissing:
 		return fustorv1.VerifyDifferenceKind_VERIFY_DIFFERENCE_KIND_MISSING
-	case fs.DiffExtra:
+	case view.DiffExtra:
 		return fustorv1.VerifyDifferenceKind_VERIFY_DIFFERENCE_KIND_EXTRA
-	case fs.DiffDifferent:
+	case view.DiffDifferent:
 		return fustorv1.VerifyDifferenceKind_VERIFY_DIFFERENCE_KIND_DIFFERENT
 	}
 	return fustorv1.VerifyDifferenceKind_VERIFY_DIFFERENCE_KIND_UNSPECIFIED

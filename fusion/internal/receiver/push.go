@@ -13,7 +13,7 @@ import (
 	"github.com/fustor/fustor/fusion/internal/errs"
 	"github.com/fustor/fustor/fusion/internal/pipe"
 	"github.com/fustor/fustor/fusion/internal/session"
-	"github.com/fustor/fustor/fusion/internal/view/fs"
+	"github.com/fustor/fustor/fusion/internal/view"
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
 	"github.com/fustor/fustor/sdk/fsbatch"
 )
@@ -203,9 +203,9 @@ func (st *stream) handle(ctx context.Context, m *fustorv1.PushRequest) error {
 		return st.control(ctx, seq, &pipe.Item{Kind: pipe.KindAuditEnd, Failed: p.AuditEnd.GetFailed()}, "audit")
 	case *fustorv1.PushRequest_SentinelFeedback:
 		st.s.Count("sentinel_feedback", 1)
-		items := make([]fs.SentinelItem, 0, len(p.SentinelFeedback.GetItems()))
+		items := make([]view.SentinelItem, 0, len(p.SentinelFeedback.GetItems()))
 		for _, it := range p.SentinelFeedback.GetItems() {
-			items = append(items, fs.SentinelItem{Path: it.GetPath(), Exists: it.GetExists(), Size: it.GetSize(), MtimeNs: it.GetMtimeNs()})
+			items = append(items, view.SentinelItem{Path: it.GetPath(), Exists: it.GetExists(), Size: it.GetSize(), MtimeNs: it.GetMtimeNs()})
 		}
 		return st.submit(ctx, &pipe.Item{Session: st.s, Kind: pipe.KindSentinel, Sentinel: items}, seq, 0, "")
 	case *fustorv1.PushRequest_CommandResult:
@@ -249,7 +249,7 @@ func (st *stream) batch(ctx context.Context, seq uint64, b *fustorv1.EventBatch)
 	if fsb == nil {
 		return reject(rowCount(b), "rejected: fs schema batches carry rows in the fs field")
 	}
-	if (origin == fs.OriginSnapshot || origin == fs.OriginAudit) && !st.s.IsLeader() {
+	if (origin == view.OriginSnapshot || origin == view.OriginAudit) && !st.s.IsLeader() {
 		st.s.Count("rejected_follower_rows", uint64(len(fsb.GetNames())))
 		return reject(len(fsb.GetNames()), fmt.Sprintf("rejected: session %s is a follower; snapshot and audit rows come from the leader", st.s.ID))
 	}
@@ -278,7 +278,7 @@ func (st *stream) batch(ctx context.Context, seq uint64, b *fustorv1.EventBatch)
 	st.s.Count("rows_rejected", uint64(rejected))
 	st.pi.Pipe.CountRejected(rejected)
 	it := &pipe.Item{Session: st.s, Kind: pipe.KindBatch, Origin: origin, Rows: rows, MaxIndex: maxIndex}
-	if cid := b.GetCommandId(); cid != "" && origin == fs.OriginOnDemand && st.pi.Pipe.Commands != nil {
+	if cid := b.GetCommandId(); cid != "" && origin == view.OriginOnDemand && st.pi.Pipe.Commands != nil {
 		// Rows answering a command: a verify walk's are compared, never applied; a scan's
 		// carry when it was asked for, which decides against realtime evidence.
 		if started, verify, ok := st.pi.Pipe.Commands.Lookup(cid); verify != "" {
@@ -320,16 +320,16 @@ func (st *stream) recycle(rows []fsbatch.Row) {
 	}
 }
 
-func originOf(s fustorv1.MessageSource) (fs.Origin, error) {
+func originOf(s fustorv1.MessageSource) (view.Origin, error) {
 	switch s {
 	case fustorv1.MessageSource_MESSAGE_SOURCE_REALTIME:
-		return fs.OriginRealtime, nil
+		return view.OriginRealtime, nil
 	case fustorv1.MessageSource_MESSAGE_SOURCE_SNAPSHOT:
-		return fs.OriginSnapshot, nil
+		return view.OriginSnapshot, nil
 	case fustorv1.MessageSource_MESSAGE_SOURCE_AUDIT:
-		return fs.OriginAudit, nil
+		return view.OriginAudit, nil
 	case fustorv1.MessageSource_MESSAGE_SOURCE_ON_DEMAND:
-		return fs.OriginOnDemand, nil
+		return view.OriginOnDemand, nil
 	}
 	return 0, fmt.Errorf("unknown message source %v", s)
 }

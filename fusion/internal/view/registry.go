@@ -1,6 +1,18 @@
 // Package view holds Fusion's views and their readiness (DESIGN.md §5.1): which views exist,
 // whether an authoritative (leader) session feeds each, and whether the leader's first snapshot
 // since the last reset has been applied.
+//
+// It is also the boundary between Fusion and its view drivers. Each View holds its driver
+// behind the Driver interface (driver.go), and the types the interface exchanges are
+// re-exported from view/viewapi, so pipe, receiver, query, admin and app import view alone.
+// NewRegistry is the only place that constructs a driver: adding one (the forest view) means
+// a package under view/ and a case there, nothing elsewhere. Layout:
+//
+//	view           View, Registry, readiness, the Driver interface
+//	view/viewapi   the contract's plain types (Entry, Stats, Origin, VerifyResult, ...)
+//	view/fs        the fs driver (DESIGN.md §5.3–§5.6)
+//
+// Only packages under view/ may import a driver; fusion/internal/app's layers test enforces it.
 package view
 
 import (
@@ -26,7 +38,8 @@ var ErrNotReady = errs.New(errs.ErrNotReady, "view not ready")
 type View struct {
 	Name string
 	Cfg  config.View
-	FS   *fs.View
+	// Driver holds the view's data; callers reach it through the interface only.
+	Driver Driver
 
 	mu           sync.Mutex
 	leader       string
@@ -82,7 +95,7 @@ func (v *View) Reset() {
 	v.mu.Lock()
 	v.snapshotDone = false
 	v.mu.Unlock()
-	v.FS.Reset()
+	v.Driver.Reset()
 }
 
 // Registry holds every view by name.
@@ -90,18 +103,26 @@ type Registry struct {
 	views map[string]*View
 }
 
-// NewRegistry builds the views of cfg.
+// The fs driver satisfies the contract (checked at compile time, not at start).
+var _ Driver = (*fs.View)(nil)
+
+// NewRegistry builds the views of cfg. It is the only place a driver is constructed;
+// config.Validate has accepted only the drivers known here.
 func NewRegistry(log *zap.Logger, cfg map[string]config.View, now func() time.Time) *Registry {
 	if log == nil {
 		log = zap.NewNop()
 	}
 	r := &Registry{views: map[string]*View{}}
 	for name, vc := range cfg {
-		r.views[name] = &View{Name: name, Cfg: vc,
-			FS: fs.New(log.With(zap.String("view", name)), fs.Options{Name: name, MaxNodes: vc.MaxNodes, Now: now,
-				HotThreshold: vc.HotThreshold, TombstoneTTL: vc.TombstoneTTL})}
+		r.views[name] = &View{Name: name, Cfg: vc, Driver: newDriver(log.With(zap.String("view", name)), name, vc, now)}
 	}
 	return r
+}
+
+// newDriver constructs the driver vc names. fs is the only driver so far (and the default).
+func newDriver(log *zap.Logger, name string, vc config.View, now func() time.Time) Driver {
+	return fs.New(log, fs.Options{Name: name, MaxNodes: vc.MaxNodes, Now: now,
+		HotThreshold: vc.HotThreshold, TombstoneTTL: vc.TombstoneTTL})
 }
 
 // Get returns a view by name.

@@ -33,14 +33,12 @@ type applyCtx struct {
 // DESIGN.md §5.4 ("realtime first, mtime decides"). Invalid rows are rejected and counted;
 // none can panic the view. Rows dropped by arbitration (zombies, stale audit rows) count as
 // applied: they were valid and were judged.
-func (v *View) Apply(src Origin, rows []fsbatch.Row) (applied, rejected int, firstErr error) {
-	return v.ApplyScan(src, 0, rows)
-}
-
-// ApplyScan is Apply for rows of a scan that started at scanStartNs (Fusion physical time),
-// such as an on-demand scan whose command was sent then. For snapshot and audit rows the
-// open snapshot's or audit's own start is used; scanStartNs only fills in when none is open.
-func (v *View) ApplyScan(src Origin, scanStartNs int64, rows []fsbatch.Row) (applied, rejected int, firstErr error) {
+//
+// scanStartNs is when the scan that produced the rows started (Fusion physical time; 0 =
+// unknown), such as an on-demand scan whose command was sent then. For snapshot and audit
+// rows the open snapshot's or audit's own start is used; scanStartNs only fills in when none
+// is open.
+func (v *View) Apply(src Origin, scanStartNs int64, rows []fsbatch.Row) (applied, rejected int, firstErr error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.expireSuspects()

@@ -72,14 +72,6 @@ func (v *View) removeCompensating(id uint32, p string) {
 	v.c.deletions[p] = struct{}{}
 }
 
-// SentinelItem is what an agent saw at a suspect path.
-type SentinelItem struct {
-	Path    string
-	Exists  bool
-	Size    uint64
-	MtimeNs int64
-}
-
 // SentinelFeedback applies an agent's answer for suspect paths. Missing means deleted, through
 // the compensating path (never "mtime 0"); an unchanged, cold file is cleared early; a changed
 // one is updated and its suspect renewed.

@@ -33,7 +33,7 @@ func benchRows(n int) []fsbatch.Row {
 
 func applyAll(b *testing.B, v *View, src Origin, rows []fsbatch.Row) {
 	for start := 0; start < len(rows); start += 1000 {
-		if _, rej, err := v.Apply(src, rows[start:min(start+1000, len(rows))]); rej != 0 {
+		if _, rej, err := v.Apply(src, 0, rows[start:min(start+1000, len(rows))]); rej != 0 {
 			b.Fatal(err)
 		}
 	}

@@ -11,14 +11,9 @@ import (
 	"github.com/fustor/fustor/sdk/fspath"
 )
 
-// Matcher selects entries by basename.
-type Matcher struct {
-	Name, Glob          string
-	DirsOnly, FilesOnly bool
-}
-
-func (m *Matcher) match(name []byte, dir bool) bool {
-	if !m.matchType(dir) {
+// matchName reports whether m selects the node named name.
+func matchName(m *Matcher, name []byte, dir bool) bool {
+	if !matchType(m, dir) {
 		return false
 	}
 	if m.Name != "" {
@@ -30,7 +25,7 @@ func (m *Matcher) match(name []byte, dir bool) bool {
 }
 
 // matchType applies DirsOnly and FilesOnly alone.
-func (m *Matcher) matchType(dir bool) bool { return !(m.DirsOnly && !dir) && !(m.FilesOnly && dir) }
+func matchType(m *Matcher, dir bool) bool { return !(m.DirsOnly && !dir) && !(m.FilesOnly && dir) }
 
 // Find returns up to limit entries below root whose basename matches, sorted by path.
 func (v *View) Find(root string, m Matcher, limit int) (entries []Entry, truncated bool, err error) {
@@ -161,7 +156,7 @@ func (v *View) findDFS(root uint32, m Matcher, limit int, sink findSink) (trunca
 		hits = hits[:0]
 		if m.Name != "" {
 			if id := v.idx.lookup(v.a, dir, m.Name); id != 0 {
-				if n := v.a.get(id); m.match(v.a.name(n), n.isDir()) {
+				if n := v.a.get(id); matchName(&m, v.a.name(n), n.isDir()) {
 					hits = append(hits, id)
 				}
 			}
@@ -173,7 +168,7 @@ func (v *View) findDFS(root uint32, m Matcher, limit int, sink findSink) (trunca
 		for ch := v.a.get(dir).firstChild; ch != 0; ch = v.a.get(ch).nextSib {
 			n := v.a.get(ch)
 			name := v.a.name(n)
-			if !bytes.HasPrefix(name, pre) || !bytes.HasSuffix(name, suf) || !m.match(name, n.isDir()) {
+			if !bytes.HasPrefix(name, pre) || !bytes.HasSuffix(name, suf) || !matchName(&m, name, n.isDir()) {
 				continue
 			}
 			hits = append(hits, ch)
@@ -255,7 +250,7 @@ func (v *View) globByNames(root uint32, m Matcher, pre, suf []byte, most int) (f
 				return nil, false
 			}
 			n := v.a.get(id)
-			if id == root || !m.matchType(n.isDir()) || (root != v.root && !v.isWithin(id, root)) {
+			if id == root || !matchType(&m, n.isDir()) || (root != v.root && !v.isWithin(id, root)) {
 				continue
 			}
 			if len(found) == most {
@@ -365,7 +360,7 @@ func (v *View) findNamed(root uint32, m Matcher, limit, sortMax int, sink findSi
 		// Every node on the chain carries the name (the table compares names, not hashes):
 		// only the type filter is left to check, and the matches' names are never read.
 		n := v.a.get(id)
-		if id != root && m.matchType(n.isDir()) && (root == v.root || v.isWithin(id, root)) {
+		if id != root && matchType(&m, n.isDir()) && (root == v.root || v.isWithin(id, root)) {
 			found = append(found, id)
 		}
 	}

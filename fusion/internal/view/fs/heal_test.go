@@ -62,7 +62,7 @@ func TestFreshestEvidenceWins(t *testing.T) {
 			}
 			c.advance(time.Second)
 			want := ago(c, older)
-			if _, rej, err := v.ApplyScan(tc.src, scanStart, []fsbatch.Row{row("/d/f", 0, 12, want)}); rej != 0 {
+			if _, rej, err := v.Apply(tc.src, scanStart, []fsbatch.Row{row("/d/f", 0, 12, want)}); rej != 0 {
 				t.Fatal(err)
 			}
 			got := mtimeOf(t, v, "/d/f")

@@ -6,18 +6,6 @@ import (
 	"github.com/fustor/fustor/sdk/fspath"
 )
 
-// ConsistencyStats is the view's consistency state for GetStats and ViewMeta.
-type ConsistencyStats struct {
-	Suspects, Additions, Deletions, Tombstones int
-	AuditCycles                                uint64
-	LastAuditEndNs                             int64
-	AuditRunning                               bool
-	WatermarkNs                                int64
-}
-
-// HasBlindSpot reports whether audits found changes no agent saw.
-func (s ConsistencyStats) HasBlindSpot() bool { return s.Additions+s.Deletions > 0 }
-
 // Consistency returns the view's consistency state.
 func (v *View) Consistency() ConsistencyStats {
 	v.mu.RLock()
@@ -29,12 +17,6 @@ func (v *View) Consistency() ConsistencyStats {
 
 // Watermark returns the view's logical clock.
 func (v *View) Watermark() time.Time { return v.clock.Watermark() }
-
-// SuspectEntry is a suspect file and the time left until it is re-checked.
-type SuspectEntry struct {
-	Entry     Entry
-	ExpiresIn time.Duration
-}
 
 // Suspects lists suspect files at or below root, sorted by path, at most limit.
 func (v *View) Suspects(root string, limit int) (out []SuspectEntry, truncated bool) {
@@ -50,13 +32,6 @@ func (v *View) Suspects(root string, limit int) (out []SuspectEntry, truncated b
 		out = append(out, SuspectEntry{Entry: v.entry(id, p), ExpiresIn: time.Duration(max(0, v.c.suspects[p].expires-now))})
 	}
 	return out, truncated
-}
-
-// BlindSpotList lists blind spots: additions (nodes found by audits only) and deletions
-// (paths removed by audit missing-detection or sentinel).
-type BlindSpotList struct {
-	Additions, Deletions []string
-	Truncated            bool
 }
 
 // BlindSpots lists blind spots at or below root, sorted, at most limit of each kind.

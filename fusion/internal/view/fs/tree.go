@@ -22,17 +22,6 @@ var (
 	ErrFull     = errs.New(errs.ErrFull, "view is full")
 )
 
-// Origin is the activity a row came from; it decides the row's authority.
-type Origin int
-
-// Origins, highest authority first (DESIGN.md §5.4).
-const (
-	OriginRealtime Origin = iota + 1
-	OriginSnapshot
-	OriginAudit
-	OriginOnDemand
-)
-
 // Options configure a view.
 type Options struct {
 	Name string
@@ -48,22 +37,6 @@ type Options struct {
 	TombstoneTTL time.Duration
 	// ClockWindow is the logical clock's sample window (0 = clock.DefaultWindow).
 	ClockWindow int
-}
-
-// Entry is one node as queries see it.
-type Entry struct {
-	Path, Name                          string
-	IsDir                               bool
-	Size                                uint64
-	MtimeNs, LastUpdatedAtNs            int64
-	Suspect, KnownByAgent, AuditSkipped bool
-	ChildCount                          int
-}
-
-// Stats are subtree aggregates. Dirs excludes the subtree root.
-type Stats struct {
-	Files, Dirs, TotalSize uint64
-	LatestMtimeNs          int64
 }
 
 // dirAgg is kept for directories only: they are a small fraction of the nodes.

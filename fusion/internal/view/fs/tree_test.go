@@ -32,7 +32,7 @@ func newView(t testing.TB) *View {
 
 func apply(t testing.TB, v *View, src Origin, rows ...fsbatch.Row) {
 	t.Helper()
-	if _, rej, err := v.Apply(src, rows); rej != 0 {
+	if _, rej, err := v.Apply(src, 0, rows); rej != 0 {
 		t.Fatalf("rejected %d: %v", rej, err)
 	}
 }
@@ -119,7 +119,7 @@ func TestBadRowsRejected(t *testing.T) {
 		{Parent: "/", Name: "", Flags: fsbatch.FlagDelete},
 		{Parent: "/", Name: ".."},
 	}
-	applied, rejected, err := v.Apply(OriginSnapshot, rows)
+	applied, rejected, err := v.Apply(OriginSnapshot, 0, rows)
 	if applied != 1 || rejected != 5 || err == nil {
 		t.Fatalf("applied %d rejected %d err %v", applied, rejected, err)
 	}
@@ -128,7 +128,7 @@ func TestBadRowsRejected(t *testing.T) {
 
 func TestMaxNodes(t *testing.T) {
 	v := New(nil, Options{MaxNodes: 3})
-	_, rejected, err := v.Apply(OriginSnapshot, []fsbatch.Row{row("/a", 0, 0, 0), row("/b", 0, 0, 0), row("/c", 0, 0, 0), row("/d", 0, 0, 0)})
+	_, rejected, err := v.Apply(OriginSnapshot, 0, []fsbatch.Row{row("/a", 0, 0, 0), row("/b", 0, 0, 0), row("/c", 0, 0, 0), row("/d", 0, 0, 0)})
 	if rejected != 1 || !errors.Is(err, ErrFull) || v.Len() != 3 {
 		t.Fatalf("rejected %d err %v len %d", rejected, err, v.Len())
 	}
@@ -321,7 +321,7 @@ func randomOp(t testing.TB, r *rand.Rand, v *View, c *clocks) {
 			}
 		}
 	default:
-		_, _, _ = v.Apply(Origin(1+r.IntN(4)), []fsbatch.Row{randomRow(r, c)})
+		_, _, _ = v.Apply(Origin(1+r.IntN(4)), 0, []fsbatch.Row{randomRow(r, c)})
 	}
 }
 
@@ -501,7 +501,7 @@ func FuzzApply(f *testing.F) {
 		for range len(data) * 4 {
 			randomOp(t, r, v, c)
 			if r.IntN(20) == 0 {
-				_, _, _ = v.Apply(Origin(1+r.IntN(4)), []fsbatch.Row{{Parent: "/", Name: string(data)}})
+				_, _, _ = v.Apply(Origin(1+r.IntN(4)), 0, []fsbatch.Row{{Parent: "/", Name: string(data)}})
 			}
 		}
 		checkInvariants(t, v)

@@ -17,38 +17,6 @@ import (
 // ErrVerifyRunning is returned when a verify of the view is already open.
 var ErrVerifyRunning = errs.ErrVerifyRunning
 
-// DiffKind says how a path differs between the view and the storage.
-type DiffKind int
-
-// Difference kinds.
-const (
-	DiffMissing   DiffKind = iota + 1 // on the storage, not in the view
-	DiffExtra                         // in the view, not on the storage
-	DiffDifferent                     // in both, other type, size or mtime
-)
-
-// Attrs are the compared attributes of one side.
-type Attrs struct {
-	IsDir   bool
-	Size    uint64
-	MtimeNs int64
-}
-
-// Diff is one difference.
-type Diff struct {
-	Path          string
-	Kind          DiffKind
-	Storage, View Attrs
-}
-
-// VerifyResult is what a verify found.
-type VerifyResult struct {
-	Root                                       string
-	Walked, Missing, Extra, Different, Changed uint64
-	Examples                                   []Diff
-	Repaired                                   bool
-}
-
 type verifyState struct {
 	id       string // the command whose walk this is
 	root     string

@@ -1,0 +1,118 @@
+package view
+
+import (
+	"github.com/fustor/fustor/fusion/internal/view/viewapi"
+	"github.com/fustor/fustor/sdk/fsbatch"
+)
+
+// Driver is what a view driver (fs today, the forest view next) offers Fusion. The pipe
+// applies and controls through Ingest, the query service reads through Reader and compares
+// through Verifier; none of them knows which driver it talks to. NewRegistry picks the driver
+// from the view's configuration.
+//
+// Calls are per batch or per query, never per row, so the interface costs nothing on the
+// hot paths. A driver is safe for concurrent use: the pipe's loop is the only writer, queries
+// read concurrently with it.
+type Driver interface {
+	Ingest
+	Verifier
+	Reader
+}
+
+// Ingest is the write side, called from the pipe's loop in stream order.
+type Ingest interface {
+	// Apply applies a decoded batch of one origin. scanStartNs is when the scan that produced
+	// the rows started (Fusion physical time; 0 = unknown or not a scan): realtime evidence
+	// newer than it wins (DESIGN.md §5.4). Rows dropped by arbitration count as applied;
+	// invalid rows are rejected and counted, firstErr says why the first was.
+	Apply(origin Origin, scanStartNs int64, rows []fsbatch.Row) (applied, rejected int, firstErr error)
+	// SnapshotStart opens the snapshot of session owner; SnapshotEnd closes it and, unless
+	// it failed, removes what it did not report (returned, DESIGN.md §5.1).
+	SnapshotStart(owner string)
+	SnapshotEnd(owner string, failed bool) (deleted []string)
+	// AuditStart opens an audit; AuditEnd closes it and, unless it failed, removes what the
+	// audit's fully listed directories no longer hold (returned, DESIGN.md §5.4).
+	AuditStart()
+	AuditEnd(failed bool) (deleted []string)
+	// SentinelFeedback applies an agent's answer for suspect paths.
+	SentinelFeedback(items []SentinelItem)
+	// Tick lets the driver expire suspects when no batch arrives.
+	Tick()
+	// Reset drops everything (a live view whose last session ended).
+	Reset()
+}
+
+// Verifier compares a leader's deep walk with the view (DESIGN.md §5.6). One verify per view
+// is open at a time; id is the command whose walk answers it.
+type Verifier interface {
+	// VerifyStart opens a verify of root; an open one is errs.ErrVerifyRunning.
+	VerifyStart(id, root string, maxExamples int, repair bool) error
+	// VerifyRows compares a batch of the walk (from the pipe's loop, in stream order).
+	VerifyRows(id string, rows []fsbatch.Row) (compared, rejected int, firstErr error)
+	// VerifyAbort drops the verify of id, if open.
+	VerifyAbort(id string)
+	// VerifyEnd closes the verify of id and returns what it found.
+	VerifyEnd(id string) (VerifyResult, error)
+}
+
+// Reader answers queries. Paths are clean (fspath.Clean); an unknown path is of kind
+// errs.ErrNotFound, a directory operation on a file errs.ErrNotDir. Answers are bounded by
+// limit, never by the size of the view.
+type Reader interface {
+	// Stat describes one path.
+	Stat(path string) (Entry, error)
+	// List returns up to limit entries below dir depth first (children sorted by name),
+	// maxDepth levels deep (<= 1: direct children), after the path after ("" = from the
+	// start); next is the last path returned when more remain, "" otherwise.
+	List(dir string, maxDepth int, after string, limit int) (entries []Entry, next string, err error)
+	// Walk calls fn for the entries below root, depth first and sorted, maxDepth levels deep
+	// (0 = unlimited), until fn returns false. fn must not call the driver (a lock is held).
+	Walk(root string, maxDepth int, fn func(Entry) bool) error
+	// Find returns up to limit entries below root whose basename matches, sorted by path.
+	Find(root string, m Matcher, limit int) (entries []Entry, truncated bool, err error)
+	// FindPaths is Find answering only paths, packed NUL-ended with their directories'
+	// indexes (FindResponse.packed_paths).
+	FindPaths(root string, m Matcher, limit int) (packed []byte, dirs []uint32, truncated bool, err error)
+	// Stats returns the subtree aggregates at path.
+	Stats(path string) (Stats, error)
+	// Suspects lists suspect files at or below root, sorted by path.
+	Suspects(root string, limit int) (list []SuspectEntry, truncated bool)
+	// BlindSpots lists blind spots at or below root, at most limit of each kind.
+	BlindSpots(root string, limit int) BlindSpotList
+	// Consistency returns the view's consistency state.
+	Consistency() ConsistencyStats
+	// Len returns the number of nodes held; MemoryBytes estimates the heap they take.
+	Len() int
+	MemoryBytes() uint64
+}
+
+// The driver contract's types, re-exported so callers import view alone.
+type (
+	Origin           = viewapi.Origin
+	Entry            = viewapi.Entry
+	Stats            = viewapi.Stats
+	Matcher          = viewapi.Matcher
+	ConsistencyStats = viewapi.ConsistencyStats
+	SuspectEntry     = viewapi.SuspectEntry
+	BlindSpotList    = viewapi.BlindSpotList
+	SentinelItem     = viewapi.SentinelItem
+	DiffKind         = viewapi.DiffKind
+	Attrs            = viewapi.Attrs
+	Diff             = viewapi.Diff
+	VerifyResult     = viewapi.VerifyResult
+)
+
+// Origins, highest authority first (DESIGN.md §5.4).
+const (
+	OriginRealtime = viewapi.OriginRealtime
+	OriginSnapshot = viewapi.OriginSnapshot
+	OriginAudit    = viewapi.OriginAudit
+	OriginOnDemand = viewapi.OriginOnDemand
+)
+
+// Difference kinds of a verify.
+const (
+	DiffMissing   = viewapi.DiffMissing
+	DiffExtra     = viewapi.DiffExtra
+	DiffDifferent = viewapi.DiffDifferent
+)

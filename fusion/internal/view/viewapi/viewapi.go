@@ -1,0 +1,108 @@
+// Package viewapi holds the types of the contract between Fusion and its view drivers: what a
+// row's origin is, and what queries, sentinel feedback and verification exchange with a
+// driver. It sits below both sides so a driver (view/fs, the forest view next) can use the
+// types without importing package view, and package view re-exports them (view.Entry, ...)
+// so that pipe, receiver, query, admin and app import view alone, never a driver.
+//
+// Only plain data lives here: no behaviour beyond trivial helpers, no imports of Fusion.
+package viewapi
+
+import "time"
+
+// Origin is the activity a row came from; it decides the row's authority.
+type Origin int
+
+// Origins, highest authority first (DESIGN.md §5.4).
+const (
+	OriginRealtime Origin = iota + 1
+	OriginSnapshot
+	OriginAudit
+	OriginOnDemand
+)
+
+// Entry is one node as queries see it.
+type Entry struct {
+	Path, Name                          string
+	IsDir                               bool
+	Size                                uint64
+	MtimeNs, LastUpdatedAtNs            int64
+	Suspect, KnownByAgent, AuditSkipped bool
+	ChildCount                          int
+}
+
+// Stats are subtree aggregates. Dirs excludes the subtree root.
+type Stats struct {
+	Files, Dirs, TotalSize uint64
+	LatestMtimeNs          int64
+}
+
+// Matcher selects entries by basename: exactly one of Name and Glob (a path.Match pattern).
+type Matcher struct {
+	Name, Glob          string
+	DirsOnly, FilesOnly bool
+}
+
+// ConsistencyStats is a view's consistency state for GetStats and ViewMeta.
+type ConsistencyStats struct {
+	Suspects, Additions, Deletions, Tombstones int
+	AuditCycles                                uint64
+	LastAuditEndNs                             int64
+	AuditRunning                               bool
+	WatermarkNs                                int64
+}
+
+// HasBlindSpot reports whether audits found changes no agent saw.
+func (s ConsistencyStats) HasBlindSpot() bool { return s.Additions+s.Deletions > 0 }
+
+// SuspectEntry is a suspect file and the time left until it is re-checked.
+type SuspectEntry struct {
+	Entry     Entry
+	ExpiresIn time.Duration
+}
+
+// BlindSpotList lists blind spots: additions (nodes found by audits only) and deletions
+// (paths removed by audit missing-detection or sentinel).
+type BlindSpotList struct {
+	Additions, Deletions []string
+	Truncated            bool
+}
+
+// SentinelItem is what an agent saw at a suspect path.
+type SentinelItem struct {
+	Path    string
+	Exists  bool
+	Size    uint64
+	MtimeNs int64
+}
+
+// DiffKind says how a path differs between the view and the storage.
+type DiffKind int
+
+// Difference kinds.
+const (
+	DiffMissing   DiffKind = iota + 1 // on the storage, not in the view
+	DiffExtra                         // in the view, not on the storage
+	DiffDifferent                     // in both, other type, size or mtime
+)
+
+// Attrs are the compared attributes of one side.
+type Attrs struct {
+	IsDir   bool
+	Size    uint64
+	MtimeNs int64
+}
+
+// Diff is one difference.
+type Diff struct {
+	Path          string
+	Kind          DiffKind
+	Storage, View Attrs
+}
+
+// VerifyResult is what a verify found.
+type VerifyResult struct {
+	Root                                       string
+	Walked, Missing, Extra, Different, Changed uint64
+	Examples                                   []Diff
+	Repaired                                   bool
+}
