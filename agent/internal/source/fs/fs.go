@@ -5,6 +5,11 @@
 // Nothing found on disk can crash it: unreadable directories, entries that vanish between
 // listing and lstat, names the wire cannot carry and symlinks are skipped or reported as files,
 // counted by reason (Counters) and logged at debug level.
+//
+// It implements the agent's source contract (agent/internal/source: Snapshotter, Auditor,
+// Sentineler, Counters, Watcher, OverflowNotifier). The walk's logic — parallel workers,
+// true silence, hot files, excludes — is here; the directory I/O it runs on (getdents64,
+// fstatat, raw calls on local file systems, the listing's path blocks) is internal/dirio.
 package fs
 
 import (
@@ -26,6 +31,7 @@ import (
 
 	"github.com/fustor/fustor/agent/internal/eventtime"
 	"github.com/fustor/fustor/agent/internal/source"
+	"github.com/fustor/fustor/agent/internal/source/fs/internal/dirio"
 	"github.com/fustor/fustor/sdk/fsbatch"
 	"github.com/fustor/fustor/sdk/fspath"
 )
@@ -143,7 +149,7 @@ type Source struct {
 	excludes   []exclude
 	onOverflow atomic.Pointer[func()]
 	c          counters
-	devs       localDevs // which file systems the walk may use raw calls on (dir_linux.go)
+	devs       dirio.LocalDevs // which file systems the walk may use raw calls on (dirio.Dir)
 
 	// writingMu guards writing, the running watcher's set of files with a write in progress:
 	// the watcher goroutine changes it under the lock, snapshots read it.
@@ -289,9 +295,9 @@ func validName(name string) bool {
 	return utf8.ValidString(name) && fspath.ValidName(name) == nil
 }
 
-func (s *Source) event(origin source.Origin, rel string, st fileStat, idx uint64) source.Event {
-	ev := source.Event{Origin: origin, Path: rel, Size: st.size, MtimeNs: st.mtimeNs, Index: idx}
-	if st.typ == typeDir {
+func (s *Source) event(origin source.Origin, rel string, st dirio.Stat, idx uint64) source.Event {
+	ev := source.Event{Origin: origin, Path: rel, Size: st.Size, MtimeNs: st.MtimeNs, Index: idx}
+	if st.Type == dirio.TypeDir {
 		ev.Flags |= fsbatch.FlagDir
 	}
 	return ev

@@ -6,6 +6,7 @@ import (
 	"syscall"
 
 	"github.com/fustor/fustor/agent/internal/source"
+	"github.com/fustor/fustor/agent/internal/source/fs/internal/dirio"
 	"github.com/fustor/fustor/sdk/fspath"
 )
 
@@ -19,10 +20,10 @@ func (s *Source) Sentinel(paths []string) []source.SentinelItem {
 		if err != nil {
 			continue
 		}
-		st, err := lstatPath(s.abs(rel), rel == fspath.Root)
+		st, err := dirio.Lstat(s.abs(rel), rel == fspath.Root)
 		switch {
 		case err == nil:
-			out = append(out, source.SentinelItem{Path: rel, Exists: true, Size: st.size, MtimeNs: st.mtimeNs})
+			out = append(out, source.SentinelItem{Path: rel, Exists: true, Size: st.Size, MtimeNs: st.MtimeNs})
 		case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
 			out = append(out, source.SentinelItem{Path: rel})
 		}

@@ -9,11 +9,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"unsafe"
 
 	"go.uber.org/zap"
 
 	"github.com/fustor/fustor/agent/internal/source"
+	"github.com/fustor/fustor/agent/internal/source/fs/internal/dirio"
 	"github.com/fustor/fustor/sdk/fsbatch"
 	"github.com/fustor/fustor/sdk/fspath"
 )
@@ -52,14 +52,14 @@ func (s *Source) walk(ctx context.Context, rel string, origin source.Origin, cac
 	}
 	follow := rel == fspath.Root
 	abs := s.abs(rel)
-	st, err := lstatPath(abs, follow)
+	st, err := dirio.Lstat(abs, follow)
 	if err != nil {
 		return ws, fmt.Errorf("snapshot %s: %w", rel, err)
 	}
 	top := s.event(origin, rel, st, s.index())
 	if origin == source.OriginAudit && rel != fspath.Root {
-		if pst, err := lstatPath(s.abs(parentOf(rel)), parentOf(rel) == fspath.Root); err == nil {
-			top.ParentMtimeNs = pst.mtimeNs
+		if pst, err := dirio.Lstat(s.abs(parentOf(rel)), parentOf(rel) == fspath.Root); err == nil {
+			top.ParentMtimeNs = pst.MtimeNs
 		}
 	}
 	w := &walker{s: s, origin: origin, batch: s.cfg.BatchSize, cache: cache, deep: opts.Deep}
@@ -69,8 +69,8 @@ func (s *Source) walk(ctx context.Context, rel string, origin source.Origin, cac
 	if origin == source.OriginSnapshot && s.cfg.HotThreshold > 0 {
 		w.hotAfter = s.cfg.Clock.Now().Add(-s.cfg.HotThreshold).UnixNano()
 	}
-	if st.typ != typeDir {
-		if st.typ == typeSymlink {
+	if st.Type != dirio.TypeDir {
+		if st.Type == dirio.TypeSymlink {
 			s.c.symlinks.Add(1)
 		}
 		ws.Files = 1
@@ -84,7 +84,7 @@ func (s *Source) walk(ctx context.Context, rel string, origin source.Origin, cac
 	w.out = make(chan []source.Event, 2*workers)
 	w.free = make(chan []source.Event, 2*workers+2)
 	w.q.init(queueCap)
-	w.q.put([]dirItem{{rel: rel, abs: abs, row: top, follow: follow, nlink: st.nlink, dev: st.dev}})
+	w.q.put([]dirItem{{rel: rel, abs: abs, row: top, follow: follow, nlink: st.Nlink, dev: st.Dev}})
 	stopQueue := context.AfterFunc(wctx, w.q.stop)
 	defer stopQueue()
 
@@ -123,7 +123,7 @@ func (w *walker) sendDeferred(ctx context.Context, ws *source.WalkStats, emit fu
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		st, err := lstatPath(w.s.abs(rel), false)
+		st, err := dirio.Lstat(w.s.abs(rel), false)
 		if err != nil {
 			w.s.skip(classify(err), rel, err)
 			ws.Skipped++
@@ -323,7 +323,7 @@ func (w *walker) dir(ctx context.Context, it dirItem, ws *source.WalkStats) []di
 		}
 		return nil
 	}
-	d, err := openDir(it.abs, it.follow)
+	d, err := dirio.Open(it.abs, it.follow)
 	if err != nil {
 		r := classify(err)
 		s.skip(r, it.rel, err)
@@ -339,8 +339,8 @@ func (w *walker) dir(ctx context.Context, it dirItem, ws *source.WalkStats) []di
 		}
 		return nil
 	}
-	defer d.close()
-	s.devs.mark(it.dev, d)
+	defer d.Close()
+	s.devs.Mark(it.dev, d)
 	ws.Dirs++
 	if rolled {
 		ws.Rolled++
@@ -365,15 +365,15 @@ func (w *walker) dir(ctx context.Context, it dirItem, ws *source.WalkStats) []di
 		}
 		subs = w.subdirs(d, it, ws, idx, parentMtime, want)
 	} else {
-		s.listDir(d, it.abs, it.rel, ws, func(_, rel string, st fileStat) bool {
-			if st.typ != typeDir && w.hotAfter != 0 && st.mtimeNs > w.hotAfter {
+		s.listDir(d, it.abs, it.rel, ws, func(_, rel string, st dirio.Stat) bool {
+			if st.Type != dirio.TypeDir && w.hotAfter != 0 && st.MtimeNs > w.hotAfter {
 				// Deferred past the walk: its own string, not a share of the listing's block.
 				rel = strings.Clone(rel)
 			}
 			ev := s.event(w.origin, rel, st, idx)
 			ev.ParentMtimeNs = parentMtime
-			if st.typ == typeDir {
-				subs = append(subs, dirItem{rel: rel, abs: s.abs(rel), row: ev, nlink: st.nlink, dev: st.dev})
+			if st.Type == dirio.TypeDir {
+				subs = append(subs, dirItem{rel: rel, abs: s.abs(rel), row: ev, nlink: st.Nlink, dev: st.Dev})
 				return true
 			}
 			if silent {
@@ -385,7 +385,7 @@ func (w *walker) dir(ctx context.Context, it dirItem, ws *source.WalkStats) []di
 					// leaving it to its close-write loses it if that never comes.
 					ev.Flags |= fsbatch.FlagPartialWrite
 					ws.Writing++
-				} else if w.hotAfter != 0 && st.mtimeNs > w.hotAfter {
+				} else if w.hotAfter != 0 && st.MtimeNs > w.hotAfter {
 					w.deferMu.Lock()
 					w.deferred = append(w.deferred, rel)
 					w.deferMu.Unlock()
@@ -415,11 +415,11 @@ func (w *walker) dir(ctx context.Context, it dirItem, ws *source.WalkStats) []di
 }
 
 // subdirs lists only the subdirectories of a silent directory.
-func (w *walker) subdirs(d *dirHandle, it dirItem, ws *source.WalkStats, idx uint64, parentMtime int64, want uint64) []dirItem {
+func (w *walker) subdirs(d *dirio.Dir, it dirItem, ws *source.WalkStats, idx uint64, parentMtime int64, want uint64) []dirItem {
 	s := w.s
 	var subs []dirItem
 	for {
-		ents, err := d.entries(readChunk)
+		ents, err := d.Entries(readChunk)
 		for _, e := range ents {
 			if !e.IsDir() {
 				continue
@@ -435,18 +435,18 @@ func (w *walker) subdirs(d *dirHandle, it dirItem, ws *source.WalkStats, idx uin
 				ws.Excluded++
 				continue
 			}
-			st, err := d.lstat(name)
+			st, err := d.Lstat(name)
 			if err != nil {
 				s.skip(classify(err), rel, err)
 				ws.Skipped++
 				continue
 			}
-			if st.typ != typeDir {
+			if st.Type != dirio.TypeDir {
 				continue // swapped since getdents
 			}
 			ev := s.event(w.origin, rel, st, idx)
 			ev.ParentMtimeNs = parentMtime
-			subs = append(subs, dirItem{rel: rel, abs: s.abs(rel), row: ev, nlink: st.nlink, dev: st.dev})
+			subs = append(subs, dirItem{rel: rel, abs: s.abs(rel), row: ev, nlink: st.Nlink, dev: st.Dev})
 			if want > 0 && uint64(len(subs)) == want {
 				return subs // every subdirectory found: the rest are files
 			}
@@ -463,26 +463,18 @@ func (w *walker) subdirs(d *dirHandle, it dirItem, ws *source.WalkStats, idx uin
 
 // listDir calls fn with the lstat of every entry of d that the wire can carry and no exclude
 // hides; the rest is counted and skipped. fn returns false to stop early.
-func (s *Source) listDir(d *dirHandle, abs, rel string, ws *source.WalkStats, fn func(name, rel string, st fileStat) bool) {
-	sc := listPool.Get().(*listScratch)
-	used := 0 // the most entries a round filled: what the pooled slices must drop
-	defer func() {
-		clear(sc.names[:used])
-		clear(sc.paths[:used])
-		listPool.Put(sc)
-	}()
+func (s *Source) listDir(d *dirio.Dir, abs, rel string, ws *source.WalkStats, fn func(name, rel string, st dirio.Stat) bool) {
+	sc := dirio.GetScratch()
+	defer sc.Release() // deferred: a panic further on (a hook, fn) still clears the scratch
 	for {
-		names, err := d.names(sc.names[:0], readChunk)
-		paths := joinAll(sc.paths[:0], rel, names)
-		// Both hold len(names) now; a panic further on (a hook, fn) still clears them.
-		sc.names, sc.paths, used = names, paths, max(used, len(names))
+		names, paths, err := sc.Read(d, rel, readChunk)
 		if len(names) > 0 && s.testHookListed != nil {
 			s.testHookListed(abs)
 		}
 		for i, e := range names {
 			crel := paths[i]
-			name := crel[len(crel)-len(e.name):]
-			e.name = name
+			name := crel[len(crel)-len(e.Name):]
+			e.Name = name
 			if !validName(name) {
 				s.skip(skipInvalidName, crel, nil)
 				ws.Skipped++
@@ -493,16 +485,16 @@ func (s *Source) listDir(d *dirHandle, abs, rel string, ws *source.WalkStats, fn
 				ws.Excluded++
 				continue
 			}
-			st, err := d.lstatEntry(e)
+			st, err := d.LstatEntry(e)
 			if err != nil {
 				s.skip(classify(err), crel, err)
 				ws.Skipped++
 				continue
 			}
-			if st.typ == typeSymlink {
+			if st.Type == dirio.TypeSymlink {
 				s.c.symlinks.Add(1)
 			}
-			if st.typ == typeDir {
+			if st.Type == dirio.TypeDir {
 				// A directory's path outlives the listing (work queue, watches, audit cache):
 				// its own string, so it does not keep the listing's block alive.
 				crel = strings.Clone(crel)
@@ -521,46 +513,6 @@ func (s *Source) listDir(d *dirHandle, abs, rel string, ws *source.WalkStats, fn
 			return
 		}
 	}
-}
-
-// listScratch holds one listing's names and paths; pooled, as each directory needs them.
-// listDir clears what it filled before putting them back, so a pooled slice keeps no
-// listing's strings alive.
-type listScratch struct {
-	names []dirName
-	paths []string
-}
-
-var listPool = sync.Pool{New: func() any { return new(listScratch) }}
-
-// joinAll appends fspath.Join(dir, name) for each of names to dst, carving every path out of
-// one allocation: a string allocation per entry was 4 % of the agent's snapshot CPU. Any one
-// path keeps the whole block alive, so whatever keeps a path longer than its event's trip
-// to the sender must copy it (listDir does for directories, fsbatch.Encoder for the
-// directory names it declares).
-func joinAll(dst []string, dir string, names []dirName) []string {
-	prefix := len(dir) + 1
-	if dir == fspath.Root {
-		prefix = 1
-	}
-	total := 0
-	for _, e := range names {
-		total += prefix + len(e.name)
-	}
-	if total == 0 {
-		return dst
-	}
-	block := make([]byte, 0, total)
-	for _, e := range names {
-		start := len(block)
-		if prefix > 1 {
-			block = append(block, dir...)
-		}
-		block = append(block, '/')
-		block = append(block, e.name...)
-		dst = append(dst, unsafe.String(&block[start], len(block)-start))
-	}
-	return dst
 }
 
 // workQueue is the walk's shared, bounded LIFO of directories. pending counts every directory

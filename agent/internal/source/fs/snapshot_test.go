@@ -500,7 +500,7 @@ func BenchmarkSnapshotDir(b *testing.B) {
 }
 
 // TestSnapshotDirectoryPathsOwnTheirMemory: a listing's file paths are cut from one block
-// (joinAll), so a directory's path, which outlives the listing in the work queue, the
+// (dirio.Scratch), so a directory's path, which outlives the listing in the work queue, the
 // watches and the audit cache, must not be one of those cuts, or it would pin the block.
 func TestSnapshotDirectoryPathsOwnTheirMemory(t *testing.T) {
 	root := t.TempDir()

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/fustor/fustor/agent/internal/source"
+	"github.com/fustor/fustor/agent/internal/source/fs/internal/dirio"
 	"github.com/fustor/fustor/sdk/fsbatch"
 	"github.com/fustor/fustor/sdk/fspath"
 )
@@ -57,7 +58,7 @@ func (r *realtime) send(ev source.Event) {
 
 // upsert emits the current lstat of rel. A vanished entry is skipped: its delete follows.
 func (r *realtime) upsert(rel string, partial bool) {
-	st, err := lstatPath(r.s.abs(rel), rel == fspath.Root)
+	st, err := dirio.Lstat(r.s.abs(rel), rel == fspath.Root)
 	if err != nil {
 		r.s.skip(classify(err), rel, err)
 		return
@@ -65,9 +66,9 @@ func (r *realtime) upsert(rel string, partial bool) {
 	r.upsertStat(rel, st, partial)
 }
 
-func (r *realtime) upsertStat(rel string, st fileStat, partial bool) {
+func (r *realtime) upsertStat(rel string, st dirio.Stat, partial bool) {
 	ev := r.s.event(source.OriginRealtime, rel, st, r.s.index())
-	if partial && st.typ == typeRegular {
+	if partial && st.Type == dirio.TypeRegular {
 		ev.Flags |= fsbatch.FlagPartialWrite
 	}
 	r.send(ev)
@@ -152,13 +153,13 @@ func (r *realtime) flushDue(now time.Time) {
 // listed, as its content must be reported anyway. Used for directories that appear while
 // watching: created, moved in, renamed.
 func (r *realtime) scanTree(rel string, onDir func(rel string)) {
-	st, err := lstatPath(r.s.abs(rel), false)
+	st, err := dirio.Lstat(r.s.abs(rel), false)
 	if err != nil {
 		r.s.skip(classify(err), rel, err)
 		return
 	}
 	r.upsertStat(rel, st, r.isWriting(rel))
-	if st.typ != typeDir {
+	if st.Type != dirio.TypeDir {
 		return
 	}
 	var ws source.WalkStats
@@ -168,19 +169,19 @@ func (r *realtime) scanTree(rel string, onDir func(rel string)) {
 		stack = stack[:len(stack)-1]
 		onDir(dir)
 		abs := r.s.abs(dir)
-		d, err := openDir(abs, false)
+		d, err := dirio.Open(abs, false)
 		if err != nil {
 			r.s.skip(classify(err), dir, err)
 			continue
 		}
-		r.s.listDir(d, abs, dir, &ws, func(_, crel string, st fileStat) bool {
+		r.s.listDir(d, abs, dir, &ws, func(_, crel string, st dirio.Stat) bool {
 			r.upsertStat(crel, st, r.isWriting(crel))
-			if st.typ == typeDir {
+			if st.Type == dirio.TypeDir {
 				stack = append(stack, crel)
 			}
 			return true
 		})
-		d.close()
+		d.Close()
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fustor/fustor/agent/internal/source"
+	"github.com/fustor/fustor/agent/internal/source/fs/internal/dirio"
 	"github.com/fustor/fustor/sdk/fspath"
 )
 
@@ -257,17 +258,17 @@ func (w *inotify) created(rel string, isDir, movedIn bool) {
 		w.scanTree(rel, w.watchNew)
 		return
 	}
-	st, err := lstatPath(w.s.abs(rel), false)
+	st, err := dirio.Lstat(w.s.abs(rel), false)
 	if err != nil {
 		w.s.skip(classify(err), rel, err)
 		return
 	}
-	if st.typ == typeDir {
+	if st.Type == dirio.TypeDir {
 		// Replaced by a directory since the event.
 		w.scanTree(rel, w.watchNew)
 		return
 	}
-	partial := !movedIn && st.typ == typeRegular && st.nlink <= 1
+	partial := !movedIn && st.Type == dirio.TypeRegular && st.Nlink <= 1
 	if partial {
 		w.setWriting(rel, true)
 	}
@@ -358,7 +359,7 @@ func (w *inotify) watchTree(ctx context.Context) []dirSeen {
 			}
 		}
 		abs := w.s.abs(dir)
-		d, err := openDir(abs, dir == fspath.Root)
+		d, err := dirio.Open(abs, dir == fspath.Root)
 		if err != nil {
 			w.s.skip(classify(err), dir, err)
 			continue
@@ -368,15 +369,15 @@ func (w *inotify) watchTree(ctx context.Context) []dirSeen {
 		// leaves hold nearly all the files, so the pre-scan reads few entries. Where nlink
 		// means something else (btrfs reports 1) every directory is read whole.
 		subdirs := -1
-		if st, err := d.lstat("."); err == nil {
-			seen = append(seen, dirSeen{rel: dir, mtimeNs: st.mtimeNs, wd: wd})
-			if st.nlink >= 2 {
-				subdirs = int(st.nlink) - 2
+		if st, err := d.Lstat("."); err == nil {
+			seen = append(seen, dirSeen{rel: dir, mtimeNs: st.MtimeNs, wd: wd})
+			if st.Nlink >= 2 {
+				subdirs = int(st.Nlink) - 2
 			}
 		}
 		for found := 0; subdirs != 0; {
 			// DirEntry types come from getdents (d_type): no lstat per file here.
-			ents, err := d.entries(readChunk)
+			ents, err := d.Entries(readChunk)
 			for _, e := range ents {
 				if !e.IsDir() {
 					continue
@@ -395,7 +396,7 @@ func (w *inotify) watchTree(ctx context.Context) []dirSeen {
 				break
 			}
 		}
-		d.close()
+		d.Close()
 	}
 	return seen
 }

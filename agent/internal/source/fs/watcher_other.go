@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/fustor/fustor/agent/internal/source"
+	"github.com/fustor/fustor/agent/internal/source/fs/internal/dirio"
 	"github.com/fustor/fustor/sdk/fspath"
 )
 
@@ -105,12 +106,12 @@ func (w *fsWatcher) handle(ev fsnotify.Event, now time.Time) {
 	switch {
 	case ev.Has(fsnotify.Create):
 		delete(w.gone, rel)
-		st, err := lstatPath(w.s.abs(rel), false)
+		st, err := dirio.Lstat(w.s.abs(rel), false)
 		if err != nil {
 			w.s.skip(classify(err), rel, err)
 			return
 		}
-		if st.typ == typeDir {
+		if st.Type == dirio.TypeDir {
 			w.scanTree(rel, w.watchDir)
 			return
 		}
@@ -158,13 +159,13 @@ func (w *fsWatcher) watchInitial(ctx context.Context) {
 			w.watchDir(dir)
 		}
 		abs := w.s.abs(dir)
-		d, err := openDir(abs, dir == fspath.Root)
+		d, err := dirio.Open(abs, dir == fspath.Root)
 		if err != nil {
 			w.s.skip(classify(err), dir, err)
 			continue
 		}
 		for {
-			ents, err := d.entries(readChunk)
+			ents, err := d.Entries(readChunk)
 			for _, e := range ents {
 				rel := fspath.Join(dir, e.Name())
 				if !e.IsDir() || !validName(e.Name()) || w.s.excluded(rel) {
@@ -176,7 +177,7 @@ func (w *fsWatcher) watchInitial(ctx context.Context) {
 				break
 			}
 		}
-		d.close()
+		d.Close()
 	}
 }
 

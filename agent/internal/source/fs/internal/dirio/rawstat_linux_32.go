@@ -1,6 +1,6 @@
 //go:build linux && !(amd64 || arm64 || riscv64 || ppc64 || ppc64le || s390x || mips64 || mips64le || loong64)
 
-package fs
+package dirio
 
 import "golang.org/x/sys/unix"
 

@@ -1,4 +1,4 @@
-package fs
+package dirio
 
 import (
 	"bytes"
@@ -13,7 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// dirHandle is one open directory. On Linux entries are lstat-ed relative to the directory's
+// Dir is one open directory. On Linux entries are lstat-ed relative to the directory's
 // descriptor (fstatat), which spares the kernel a full path walk per entry.
 //
 // On a local file system (localFS) the listing's getdents64, and the lstat of every entry that
@@ -27,7 +27,7 @@ import (
 // everything not listed stay ordinary calls. So are directories and entries of unknown type
 // even on a local file system: an lstat of a mount point answers from the file system mounted
 // there, which may be NFS.
-type dirHandle struct {
+type Dir struct {
 	name string // the directory's path, for errors
 	fd   int    // a bare descriptor: os.NewFile would cost an fcntl per directory
 	raw  bool
@@ -63,9 +63,9 @@ func localFS(t int64) bool {
 	return false
 }
 
-// openDir opens abs as a directory. Unless follow is set, a symlink is refused (ELOOP), so a
+// Open opens abs as a directory. Unless follow is set, a symlink is refused (ELOOP), so a
 // directory swapped for a link after its lstat can never lead the walk out of the tree.
-func openDir(abs string, follow bool) (*dirHandle, error) {
+func Open(abs string, follow bool) (*Dir, error) {
 	flags := unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC
 	if !follow {
 		flags |= unix.O_NOFOLLOW
@@ -81,12 +81,12 @@ func openDir(abs string, follow bool) (*dirHandle, error) {
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: abs, Err: err}
 	}
-	return &dirHandle{name: abs, fd: fd}, nil
+	return &Dir{name: abs, fd: fd}, nil
 }
 
-// localDevs remembers, per device (st_dev), whether its file system is local: one fstatfs
+// LocalDevs remembers, per device (st_dev), whether its file system is local: one fstatfs
 // per file system met, not per directory (on NFS each statfs is a round trip to the server).
-type localDevs struct {
+type LocalDevs struct {
 	mu sync.Mutex
 	m  map[uint64]bool
 }
@@ -95,10 +95,10 @@ type localDevs struct {
 const maxDevs = 4096
 
 // mark lets d, a directory on device dev, make raw calls when its file system is local.
-func (l *localDevs) mark(dev uint64, d *dirHandle) { d.raw = l.local(dev, d) }
+func (l *LocalDevs) Mark(dev uint64, d *Dir) { d.raw = l.local(dev, d) }
 
 // local tells whether d, a directory on device dev, is on a local file system.
-func (l *localDevs) local(dev uint64, d *dirHandle) bool {
+func (l *LocalDevs) local(dev uint64, d *Dir) bool {
 	if dev != 0 {
 		l.mu.Lock()
 		v, ok := l.m[dev]
@@ -127,7 +127,7 @@ func (l *localDevs) local(dev uint64, d *dirHandle) bool {
 
 // next returns the next entry's name and d_type, "." and ".." left out; io.EOF at the end.
 // The name is valid until the next call.
-func (d *dirHandle) next() (name []byte, typ uint8, err error) {
+func (d *Dir) next() (name []byte, typ uint8, err error) {
 	for {
 		if d.pos >= d.end {
 			if d.eof {
@@ -159,8 +159,8 @@ func (d *dirHandle) next() (name []byte, typ uint8, err error) {
 	}
 }
 
-// fill reads the next records; a raw call on a local file system (see dirHandle).
-func (d *dirHandle) fill() error {
+// fill reads the next records; a raw call on a local file system (see Dir).
+func (d *Dir) fill() error {
 	if d.buf == nil {
 		d.buf = direntPool.Get().(*[]byte)
 	}
@@ -182,7 +182,7 @@ func (d *dirHandle) fill() error {
 	}
 }
 
-func (d *dirHandle) corrupt() error {
+func (d *Dir) corrupt() error {
 	d.eof, d.pos, d.end = true, 0, 0
 	return &os.PathError{Op: "readdirent", Path: d.name, Err: fmt.Errorf("malformed dirent record")}
 }
@@ -192,7 +192,7 @@ func (d *dirHandle) corrupt() error {
 //
 // The names are carved out of one string per call instead of one each: a string per name
 // and a path per entry were most of a 1M-file walk's 2.1M allocations (BenchmarkSnapshotDir).
-func (d *dirHandle) names(dst []dirName, n int) ([]dirName, error) {
+func (d *Dir) Names(dst []Name, n int) ([]Name, error) {
 	out := dst
 	var err error
 	sc := scratchPool.Get().(*nameScratch)
@@ -206,11 +206,11 @@ func (d *dirHandle) names(dst []dirName, n int) ([]dirName, error) {
 		}
 		buf = append(buf, name...)
 		ends = append(ends, len(buf))
-		out = append(out, dirName{typ: typ})
+		out = append(out, Name{DType: typ})
 	}
 	all, start := string(buf), 0
 	for i, end := range ends {
-		out[len(dst)+i].name = all[start:end]
+		out[len(dst)+i].Name = all[start:end]
 		start = end
 	}
 	sc.buf, sc.ends = buf, ends
@@ -219,7 +219,7 @@ func (d *dirHandle) names(dst []dirName, n int) ([]dirName, error) {
 
 // entries is names with each entry's type, from d_type, or from an lstat where the file
 // system reports DT_UNKNOWN (as os.File.ReadDir does).
-func (d *dirHandle) entries(n int) ([]os.DirEntry, error) {
+func (d *Dir) Entries(n int) ([]os.DirEntry, error) {
 	var out []os.DirEntry
 	for len(out) < n {
 		name, typ, err := d.next()
@@ -242,16 +242,16 @@ func (d *dirHandle) entries(n int) ([]os.DirEntry, error) {
 		case unix.DT_BLK:
 			e.typ = iofs.ModeDevice
 		case unix.DT_UNKNOWN:
-			st, err := d.lstat(e.name)
+			st, err := d.Lstat(e.name)
 			if err != nil {
 				continue // gone since getdents
 			}
-			switch st.typ {
-			case typeDir:
+			switch st.Type {
+			case TypeDir:
 				e.typ = iofs.ModeDir
-			case typeSymlink:
+			case TypeSymlink:
 				e.typ = iofs.ModeSymlink
-			case typeOther:
+			case TypeOther:
 				e.typ = iofs.ModeIrregular
 			}
 		default:
@@ -274,19 +274,19 @@ func (e dirent) Type() iofs.FileMode          { return e.typ }
 func (e dirent) Info() (iofs.FileInfo, error) { return os.Lstat(filepath.Join(e.dir, e.name)) }
 
 // rawFor tells whether an entry of d_type typ is lstat-ed with a raw call.
-func (d *dirHandle) rawFor(typ uint8) bool {
+func (d *Dir) rawFor(typ uint8) bool {
 	return d.raw && typ != unix.DT_DIR && typ != unix.DT_UNKNOWN
 }
 
 // lstat lstat-s a directory's entry with an ordinary call.
-func (d *dirHandle) lstat(name string) (fileStat, error) { return d.lstatEntry(dirName{name: name}) }
+func (d *Dir) Lstat(name string) (Stat, error) { return d.LstatEntry(Name{Name: name}) }
 
 // lstatEntry lstat-s a listed entry, with a raw call when the directory is local and getdents
 // said the entry is neither a directory nor of unknown type.
-func (d *dirHandle) lstatEntry(e dirName) (fileStat, error) {
+func (d *Dir) LstatEntry(e Name) (Stat, error) {
 	var st unix.Stat_t
-	name := e.name
-	raw := d.rawFor(e.typ)
+	name := e.Name
+	raw := d.rawFor(e.DType)
 	for {
 		var err error
 		if raw {
@@ -298,12 +298,12 @@ func (d *dirHandle) lstatEntry(e dirName) (fileStat, error) {
 			return statOf(&st), nil
 		}
 		if err != unix.EINTR {
-			return fileStat{}, err
+			return Stat{}, err
 		}
 	}
 }
 
-func (d *dirHandle) close() {
+func (d *Dir) Close() {
 	if d.buf != nil {
 		direntPool.Put(d.buf)
 		d.buf = nil
@@ -311,8 +311,8 @@ func (d *dirHandle) close() {
 	_ = unix.Close(d.fd)
 }
 
-// lstatPath lstat-s abs, or stats it (following a symlink) when follow is set.
-func lstatPath(abs string, follow bool) (fileStat, error) {
+// Lstat lstat-s abs, or stats it (following a symlink) when follow is set.
+func Lstat(abs string, follow bool) (Stat, error) {
 	var st unix.Stat_t
 	for {
 		var err error
@@ -325,22 +325,22 @@ func lstatPath(abs string, follow bool) (fileStat, error) {
 			return statOf(&st), nil
 		}
 		if err != unix.EINTR {
-			return fileStat{}, &os.PathError{Op: "lstat", Path: abs, Err: err}
+			return Stat{}, &os.PathError{Op: "lstat", Path: abs, Err: err}
 		}
 	}
 }
 
-func statOf(st *unix.Stat_t) fileStat {
-	fs := fileStat{size: uint64(max(st.Size, 0)), mtimeNs: st.Mtim.Nano(), nlink: uint64(st.Nlink), dev: uint64(st.Dev)}
+func statOf(st *unix.Stat_t) Stat {
+	fs := Stat{Size: uint64(max(st.Size, 0)), MtimeNs: st.Mtim.Nano(), Nlink: uint64(st.Nlink), Dev: uint64(st.Dev)}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFDIR:
-		fs.typ = typeDir
+		fs.Type = TypeDir
 	case unix.S_IFREG:
-		fs.typ = typeRegular
+		fs.Type = TypeRegular
 	case unix.S_IFLNK:
-		fs.typ = typeSymlink
+		fs.Type = TypeSymlink
 	default:
-		fs.typ = typeOther
+		fs.Type = TypeOther
 	}
 	return fs
 }

@@ -1,6 +1,6 @@
 //go:build linux && (amd64 || arm64 || riscv64 || ppc64 || ppc64le || s390x || mips64 || mips64le || loong64)
 
-package fs
+package dirio
 
 import (
 	"strings"
@@ -10,7 +10,7 @@ import (
 )
 
 // rawFstatat is fstatat(fd, name, st, AT_SYMLINK_NOFOLLOW) without the scheduler's
-// entersyscall/exitsyscall; see dirHandle. cbuf holds the NUL-ended name, reused across calls
+// entersyscall/exitsyscall; see Dir. cbuf holds the NUL-ended name, reused across calls
 // (one allocation per directory, not per entry).
 func rawFstatat(fd int, name string, st *unix.Stat_t, cbuf *[]byte) error {
 	if strings.IndexByte(name, 0) >= 0 {
@@ -26,7 +26,7 @@ func rawFstatat(fd int, name string, st *unix.Stat_t, cbuf *[]byte) error {
 	return nil
 }
 
-// getdents is getdents64, raw when raw is set; see dirHandle.
+// getdents is getdents64, raw when raw is set; see Dir.
 func getdents(fd int, buf []byte, raw bool) (int, error) {
 	if !raw {
 		return unix.Getdents(fd, buf)

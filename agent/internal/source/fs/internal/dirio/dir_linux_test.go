@@ -1,4 +1,4 @@
-package fs
+package dirio
 
 import (
 	"encoding/binary"
@@ -24,16 +24,16 @@ func TestRawLstatMatchesFstatat(t *testing.T) {
 	mustOK(t, os.Mkdir(filepath.Join(dir, "sub"), 0o755))
 	mustOK(t, os.Symlink("file", filepath.Join(dir, "link")))
 	mustOK(t, syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o644))
-	d, err := openDir(dir, false)
+	d, err := Open(dir, false)
 	mustOK(t, err)
-	defer d.close()
+	defer d.Close()
 	var sfs unix.Statfs_t
 	mustOK(t, unix.Fstatfs(d.fd, &sfs))
-	top, err := lstatPath(dir, false)
+	top, err := Lstat(dir, false)
 	mustOK(t, err)
-	var devs localDevs
+	var devs LocalDevs
 	for range 2 { // the second answer comes from the per-device cache
-		if got := devs.local(top.dev, d); got != localFS(int64(sfs.Type)) {
+		if got := devs.local(top.Dev, d); got != localFS(int64(sfs.Type)) {
 			t.Fatalf("local %v for file system type %#x", got, sfs.Type)
 		}
 	}
@@ -42,13 +42,13 @@ func TestRawLstatMatchesFstatat(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name string
-		typ  fileType
+		typ  FileType
 		err  error
 	}{
-		{"file", typeRegular, nil},
-		{"sub", typeDir, nil},
-		{"link", typeSymlink, nil},
-		{"fifo", typeOther, nil},
+		{"file", TypeRegular, nil},
+		{"sub", TypeDir, nil},
+		{"link", TypeSymlink, nil},
+		{"fifo", TypeOther, nil},
 		{"absent", 0, unix.ENOENT},
 		{"file/below", 0, unix.ENOTDIR},
 		{"bad\x00name", 0, unix.EINVAL},
@@ -56,10 +56,10 @@ func TestRawLstatMatchesFstatat(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, raw := range []bool{false, true} {
 				// DT_REG takes the raw call whatever the entry is; lstat is the ordinary one.
-				st, err := d.lstat(tc.name)
+				st, err := d.Lstat(tc.name)
 				if raw {
 					d.raw = true
-					st, err = d.lstatEntry(dirName{tc.name, unix.DT_REG})
+					st, err = d.LstatEntry(Name{tc.name, unix.DT_REG})
 				}
 				if !errors.Is(err, tc.err) {
 					t.Fatalf("raw %v: err %v, want %v", raw, err, tc.err)
@@ -69,7 +69,7 @@ func TestRawLstatMatchesFstatat(t *testing.T) {
 				}
 				fi, err := os.Lstat(filepath.Join(dir, tc.name))
 				mustOK(t, err)
-				if st.typ != tc.typ || st.size != uint64(fi.Size()) || st.mtimeNs != fi.ModTime().UnixNano() {
+				if st.Type != tc.typ || st.Size != uint64(fi.Size()) || st.MtimeNs != fi.ModTime().UnixNano() {
 					t.Fatalf("raw %v: %+v, want type %d size %d mtime %d", raw, st, tc.typ, fi.Size(), fi.ModTime().UnixNano())
 				}
 			}
@@ -89,7 +89,7 @@ func TestRawOnlyForListedNonDirectories(t *testing.T) {
 		{true, unix.DT_DIR, false}, {true, unix.DT_UNKNOWN, false},
 		{false, unix.DT_REG, false}, {false, unix.DT_DIR, false},
 	} {
-		d := &dirHandle{raw: tc.local}
+		d := &Dir{raw: tc.local}
 		if got := d.rawFor(tc.typ); got != tc.raw {
 			t.Errorf("local %v, d_type %d: raw %v, want %v", tc.local, tc.typ, got, tc.raw)
 		}
@@ -143,35 +143,35 @@ func TestDirHandleListsLikeReadDir(t *testing.T) {
 		mustOK(t, err)
 		for _, raw := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/raw=%v", tc.name, raw), func(t *testing.T) {
-				d, err := openDir(dir, false)
+				d, err := Open(dir, false)
 				mustOK(t, err)
 				d.raw = raw
 				var names []string
 				for {
-					chunk, err := d.names(nil, tc.round)
+					chunk, err := d.Names(nil, tc.round)
 					if len(chunk) > tc.round {
 						t.Fatalf("a round of %d names, asked for %d", len(chunk), tc.round)
 					}
 					for _, e := range chunk {
-						names = append(names, e.name)
+						names = append(names, e.Name)
 					}
 					if err == io.EOF {
 						break
 					}
 					mustOK(t, err)
 				}
-				d.close()
+				d.Close()
 				sort.Strings(names)
 				if !slices.EqualFunc(names, want, func(n string, e os.DirEntry) bool { return n == e.Name() }) {
 					t.Fatalf("names: %d, want %d", len(names), len(want))
 				}
-				d, err = openDir(dir, false)
+				d, err = Open(dir, false)
 				mustOK(t, err)
-				defer d.close()
+				defer d.Close()
 				d.raw = raw
 				var got []os.DirEntry
 				for {
-					chunk, err := d.entries(tc.round)
+					chunk, err := d.Entries(tc.round)
 					got = append(got, chunk...)
 					if err == io.EOF {
 						break
@@ -215,9 +215,9 @@ func TestDirHandleRefusesMalformedRecords(t *testing.T) {
 		{"truncated header", append(slices.Clone(good), 1, 2, 3)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d, err := openDir(t.TempDir(), false)
+			d, err := Open(t.TempDir(), false)
 			mustOK(t, err)
-			defer d.close()
+			defer d.Close()
 			buf := slices.Clone(tc.buf)
 			d.buf, d.pos, d.end, d.eof = &buf, 0, len(buf), true
 			if name, _, err := d.next(); err != nil || string(name) != "ok.d" {
