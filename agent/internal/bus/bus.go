@@ -18,6 +18,10 @@
 // With an index function the bus also rejects index regression: an event whose index is lower
 // than the last one published is refused and counted. Realtime events get their index from the
 // source's monotonic corrected clock (package eventtime), so a legitimate event never regresses.
+//
+// The bus is generic over its events and knows no source: the agent runs it on source.Event
+// (agent/internal/source), fed by a source.Watcher in agent/internal/app and read by the
+// pipes. agent/internal/app/layers_test.go keeps it free of any source driver.
 package bus
 
 import (

@@ -5,6 +5,10 @@
 //
 // Line format: {"index":7,"path":"/a/b.dat","size":10,"mtime_ns":1700000000000000000}
 // plus "dir":true for directories and "delete":true for deletes.
+//
+// It implements the agent's source contract (agent/internal/source) as a source.Resumer: its
+// realtime is its own log, followed per session from the committed index, so it needs no bus
+// and no watcher; walks and audits replay the log into the current tree.
 package journal
 
 import (
