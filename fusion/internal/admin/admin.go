@@ -1,4 +1,5 @@
-// Package admin implements AdminService: what runs in Fusion — pipes, sessions and views.
+// Package admin implements AdminService: what runs in Fusion — pipes, sessions and views
+// (the views' figures through view.Driver, whatever the driver).
 package admin
 
 import (

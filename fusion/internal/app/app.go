@@ -1,5 +1,15 @@
 // Package app composes Fusion from its configuration: views, pipes, sessions, the receiver,
 // the query and admin services, and the gRPC server; main only loads config and calls Run.
+//
+// The layers, top to bottom (layers_test.go checks the import rules):
+//
+//	app                        composition, metrics, the sentinel sweep
+//	receiver, query, admin     the gRPC services
+//	pipe                       per-pipe queue and apply loop
+//	session, command, server   sessions and leadership, agent commands, the gRPC server
+//	view                       View, Registry, readiness, the Driver interface
+//	view/fs (drivers)          the data; imported by package view only
+//	view/viewapi, errs         the contract's types and the domain errors; import nothing
 package app
 
 import (

@@ -1,6 +1,10 @@
 // Package pipe implements the FusionPipe (DESIGN.md §5.2): one bounded queue and one apply loop
 // per pipe, so views fed by different pipes never share a queue. A full queue blocks Submit,
 // which stops the push stream from reading (gRPC flow control); nothing is dropped.
+//
+// The loop drives each view through view.Driver (Ingest for batches, snapshot and audit
+// boundaries, sentinel feedback and ticks; Verifier for a verify walk's rows), one call per
+// item, never per row; which driver a view has is view.NewRegistry's business.
 package pipe
 
 import (

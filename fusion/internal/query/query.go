@@ -1,5 +1,8 @@
-// Package query implements ViewService: list, tree, stat, find and stats over fs views.
-// Answers are bounded by paging and limits, never by the size of the view (DESIGN.md §9.9).
+// Package query implements ViewService: list, tree, stat, find, stats, suspects, blind spots
+// and verify. It reads each view through view.Driver (its Reader and Verifier) and turns the
+// contract's types (view.Entry, view.Stats, view.VerifyResult, ...) into the wire's, so it
+// serves any view driver alike. Answers are bounded by paging and limits, never by the size
+// of the view (DESIGN.md §9.9).
 package query
 
 import (

@@ -1,5 +1,10 @@
 // Package receiver implements the ingest side of Fusion: SessionService and PushService
 // (DESIGN.md §3, §5.1–§5.2). An ingest key routes a caller to exactly one Fusion pipe.
+//
+// It turns wire messages into pipe items: batches decoded to fsbatch rows with their
+// view.Origin (the wire's MessageSource), control messages, sentinel feedback as
+// view.SentinelItem, command results and verify walks routed by the command tracker. It knows
+// no view driver: the pipe applies what it queues.
 package receiver
 
 import (

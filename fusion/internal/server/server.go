@@ -1,5 +1,9 @@
 // Package server runs Fusion's one gRPC server: one interceptor chain (recovery, logging,
 // metrics, error mapping, API-key auth), server reflection and the standard health service.
+//
+// The error mapping (ToStatus) knows the kinds of package errs and the sdk's path and batch
+// errors, nothing else: the server sits beside the views, not above them, and imports no view
+// package (fusion/internal/app's layers test enforces it).
 package server
 
 import (

@@ -1,6 +1,10 @@
 // Package fs is the fs view: an in-memory tree of one data set's files, applied from agents'
 // rows and read by queries (DESIGN.md §5.3). Per-directory aggregates (file and dir counts,
 // total size, latest mtime) are kept up to date on every change so subtree stats cost O(1).
+//
+// It is a view driver: *View implements view.Driver, its types are the contract's
+// (view/viewapi, aliased in types.go) and its errors are of package errs' kinds. Only package
+// view constructs it; the rest of Fusion reaches it through the interface.
 package fs
 
 import (
