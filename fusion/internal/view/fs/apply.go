@@ -16,7 +16,7 @@ const applyAhead = 8
 
 // applyCtx holds the clocks read once per Apply call.
 type applyCtx struct {
-	src        Origin
+	origin     Origin
 	watermark  int64 // logical, NFS time domain
 	now        int64 // physical
 	mono       int64
@@ -38,17 +38,17 @@ type applyCtx struct {
 // unknown), such as an on-demand scan whose command was sent then. For snapshot and audit
 // rows the open snapshot's or audit's own start is used; scanStartNs only fills in when none
 // is open.
-func (v *View) Apply(src Origin, scanStartNs int64, rows []fsbatch.Row) (applied, rejected int, firstErr error) {
+func (v *View) Apply(origin Origin, scanStartNs int64, rows []fsbatch.Row) (applied, rejected int, firstErr error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.expireSuspects()
-	ac := applyCtx{src: src, watermark: v.clock.Watermark().UnixNano(), now: v.opts.Now().UnixNano(),
+	ac := applyCtx{origin: origin, watermark: v.clock.Watermark().UnixNano(), now: v.opts.Now().UnixNano(),
 		mono: v.opts.Mono(), threshold: v.opts.HotThreshold, scanStart: scanStartNs}
 	ac.hotCutoffs = ac.watermark - int64(ac.threshold)
 	switch {
-	case src == OriginSnapshot && v.c.snap != nil:
+	case origin == OriginSnapshot && v.c.snap != nil:
 		ac.scanStart = v.c.snap.startNs
-	case src == OriginAudit && v.c.audit != nil:
+	case origin == OriginAudit && v.c.audit != nil:
 		ac.scanStart = v.c.audit.startNs
 	}
 	for i := range rows {
@@ -81,7 +81,7 @@ func (v *View) applyRow(ac *applyCtx, r *fsbatch.Row) error {
 		}
 		root := v.a.get(v.root)
 		v.setAttrs(v.root, int64(r.Size), r.MtimeNs)
-		setAuditSkipped(root, ac.src, r)
+		setAuditSkipped(root, ac.origin, r)
 		v.snapSeen(ac, v.root, r)
 		v.auditSeen(ac, v.root, fspath.Root, r)
 		return nil
@@ -95,7 +95,7 @@ func (v *View) applyRow(ac *applyCtx, r *fsbatch.Row) error {
 	if r.IsDelete() {
 		return v.applyDelete(ac, r)
 	}
-	realtime := ac.src == OriginRealtime
+	realtime := ac.origin == OriginRealtime
 	if !realtime && len(v.c.tombs) > 0 {
 		// A row from a scan of a path deleted in real time is a zombie unless the file is
 		// newer than the delete (reincarnation). Realtime rows are causal and always pass.
@@ -120,7 +120,7 @@ func (v *View) applyRow(ac *applyCtx, r *fsbatch.Row) error {
 	dir := r.IsDir()
 	h := v.idx.hashString(parent, r.Name)
 	id := v.idx.lookupHashed(v.a, parent, r.Name, h)
-	compensating := ac.src == OriginAudit || ac.src == OriginOnDemand
+	compensating := ac.origin == OriginAudit || ac.origin == OriginOnDemand
 	if !realtime && id != 0 {
 		if n := v.a.get(id); n.lastUpdated != 0 && n.lastUpdated >= ac.scanStart {
 			// The freshest evidence wins (DESIGN.md §5.4): a realtime event touched the node
@@ -128,7 +128,7 @@ func (v *View) applyRow(ac *applyCtx, r *fsbatch.Row) error {
 			// replaces the node whatever the direction of its mtime (touch -d, cp -p).
 			v.snapSeen(ac, id, r)
 			v.auditSeen(ac, id, "", r)
-			setAuditSkipped(n, ac.src, r)
+			setAuditSkipped(n, ac.origin, r)
 			return nil
 		}
 	}
@@ -156,7 +156,7 @@ func (v *View) applyRow(ac *applyCtx, r *fsbatch.Row) error {
 		v.setAttrs(id, int64(r.Size), r.MtimeNs)
 	}
 	n := v.a.get(id)
-	switch ac.src {
+	switch ac.origin {
 	case OriginRealtime:
 		v.applyRealtimeUpsert(ac, id, r)
 	case OriginSnapshot:
@@ -178,7 +178,7 @@ func (v *View) applyRow(ac *applyCtx, r *fsbatch.Row) error {
 		v.auditSeen(ac, id, "", r)
 		v.hotCheck(ac, id, r)
 	}
-	setAuditSkipped(n, ac.src, r)
+	setAuditSkipped(n, ac.origin, r)
 	return nil
 }
 
@@ -216,7 +216,7 @@ func (v *View) hotCheck(ac *applyCtx, id uint32, r *fsbatch.Row) {
 // auditSeen marks a node reported by the open audit, records fully listed directories, and
 // clears a blind-spot deletion of a path that is back.
 func (v *View) auditSeen(ac *applyCtx, id uint32, p string, r *fsbatch.Row) {
-	if ac.src != OriginAudit || v.c.audit == nil {
+	if ac.origin != OriginAudit || v.c.audit == nil {
 		return
 	}
 	v.a.get(id).flags |= flagAuditSeen
@@ -241,7 +241,7 @@ func (v *View) applyDelete(ac *applyCtx, r *fsbatch.Row) error {
 	if parent != 0 {
 		id = v.idx.lookup(v.a, parent, r.Name)
 	}
-	switch ac.src {
+	switch ac.origin {
 	case OriginRealtime:
 		if id != 0 {
 			v.remove(id)
@@ -263,8 +263,8 @@ func (v *View) applyDelete(ac *applyCtx, r *fsbatch.Row) error {
 	return nil
 }
 
-func setAuditSkipped(n *node, src Origin, r *fsbatch.Row) {
-	if src != OriginAudit || !n.isDir() {
+func setAuditSkipped(n *node, origin Origin, r *fsbatch.Row) {
+	if origin != OriginAudit || !n.isDir() {
 		return
 	}
 	if r.Flags&fsbatch.FlagAuditSkipped != 0 {

@@ -43,7 +43,7 @@ func (v *View) SnapshotStart(owner string) {
 
 // snapSeen marks a node reported by the open snapshot.
 func (v *View) snapSeen(ac *applyCtx, id uint32, r *fsbatch.Row) {
-	if ac.src != OriginSnapshot || v.c.snap == nil {
+	if ac.origin != OriginSnapshot || v.c.snap == nil {
 		return
 	}
 	n := v.a.get(id)

@@ -71,7 +71,7 @@ func (v *View) VerifyRows(id string, rows []fsbatch.Row) (compared, rejected int
 		// The same rows are applied as the on-demand scan they are, under the same evidence
 		// rule: a node realtime touched since the walk started keeps its state.
 		v.expireSuspects()
-		ac = applyCtx{src: OriginOnDemand, watermark: v.clock.Watermark().UnixNano(), now: v.opts.Now().UnixNano(),
+		ac = applyCtx{origin: OriginOnDemand, watermark: v.clock.Watermark().UnixNano(), now: v.opts.Now().UnixNano(),
 			mono: v.opts.Mono(), threshold: v.opts.HotThreshold, scanStart: vs.startNs}
 		ac.hotCutoffs = ac.watermark - int64(ac.threshold)
 	}
