@@ -53,7 +53,7 @@ func (v *View) FindPaths(root string, m Matcher, limit int) (packed []byte, dirs
 			if n == 0 && expected > 0 {
 				grow = expected * (len(p) + 1) * 9 / 8
 			}
-			packed = growNoZero(packed, grow)
+			packed = slices.Grow(packed, grow)
 		}
 		packed = append(append(packed, p...), 0)
 		n++
@@ -64,20 +64,6 @@ func (v *View) FindPaths(root string, m Matcher, limit int) (packed []byte, dirs
 		addTyped: func(_ uint32, dir bool, p []byte) { add(dir, p) },
 	})
 	return packed, dirs, truncated, err
-}
-
-// growNoZero returns b with room for n more bytes. The room is not cleared first, unlike
-// slices.Grow's: clearing each complete answer's 280 KB before writing it was 6 % of
-// Fusion's CPU under 20 clients (docs/benchmarks.md). strings.Builder is the one public way
-// to such memory; the builder's string is dropped at once, so nothing aliases the bytes
-// when they are written.
-func growNoZero(b []byte, n int) []byte {
-	var sb strings.Builder
-	sb.Grow(len(b) + n)
-	sb.Write(b)
-	sb.WriteByte(0) // a non-empty string, so its data pointer is the buffer's
-	s := sb.String()
-	return unsafe.Slice(unsafe.StringData(s), sb.Cap())[:len(b)]
 }
 
 // findSink receives a find's matches in path order: add with each, its path valid only

@@ -532,27 +532,6 @@ func checkPacked(t testing.TB, entries []Entry, packed []byte, dirs []uint32) {
 	}
 }
 
-// TestGrowNoZero: the grown slice keeps the bytes before it, offers the room asked for, and
-// takes appends without touching an earlier result.
-func TestGrowNoZero(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		b    []byte
-		n    int
-	}{{"nil", nil, 10}, {"empty", []byte{}, 1}, {"some", []byte("abc\x00def\x00"), 4096}} {
-		t.Run(tc.name, func(t *testing.T) {
-			g := growNoZero(tc.b, tc.n)
-			if string(g) != string(tc.b) || cap(g)-len(g) < tc.n {
-				t.Fatalf("growNoZero(%q, %d) = %q with cap %d", tc.b, tc.n, g, cap(g))
-			}
-			keep := string(tc.b)
-			g = append(g, "xyz"...)
-			if string(g) != keep+"xyz" || string(tc.b) != keep {
-				t.Fatalf("after append: %q (input now %q)", g, tc.b)
-			}
-		})
-	}
-}
 
 // TestFindPathsLargeNameAnswerKnowsItsDirectories: past nameSortMax matches an exact name is
 // answered by walking to its matches, which tell FindPaths which are directories without
