@@ -532,7 +532,6 @@ func checkPacked(t testing.TB, entries []Entry, packed []byte, dirs []uint32) {
 	}
 }
 
-
 // TestFindPathsLargeNameAnswerKnowsItsDirectories: past nameSortMax matches an exact name is
 // answered by walking to its matches, which tell FindPaths which are directories without
 // reading them again; every fourth match here is a directory, and the packed answer must
