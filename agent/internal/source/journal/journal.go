@@ -72,9 +72,6 @@ func New(log *zap.Logger, path string) (*Source, error) {
 	return &Source{log: log, path: path}, nil
 }
 
-// CanResume reports that the source can continue from a committed index.
-func (s *Source) CanResume() bool { return true }
-
 // Counters returns the source's counters.
 func (s *Source) Counters() map[string]uint64 {
 	return map[string]uint64{"journal_lines": s.lines.Load(), "skipped_invalid": s.rejected.Load(), "journal_replays": s.replays.Load()}
