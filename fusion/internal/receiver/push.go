@@ -33,9 +33,11 @@ type stream struct {
 	acks  chan *fustorv1.PushResponse
 	slots chan struct{}
 	// rows holds the row slices of applied batches for the next batches to decode into: a
-	// snapshot's batches would otherwise allocate (and the GC sweep) 55–72 MB of rows per
-	// million files. A decoded batch is applied before the next few are decoded, so a
-	// handful of slices (pooledBatches, each of at most maxPooledRows rows) is enough.
+	// snapshot's batches would otherwise each allocate (and the GC sweep) a fresh slice of
+	// rows, memory Fusion faults in for every batch (fustor-bench's p1_fusion_faults;
+	// docs/benchmarks.md, "End to end with fustor-bench", stop 13). A decoded batch is
+	// applied before the next few are decoded, so a handful of slices (pooledBatches, each
+	// of at most maxPooledRows rows) is enough.
 	rows chan []fsbatch.Row
 }
 

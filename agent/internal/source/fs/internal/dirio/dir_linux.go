@@ -19,12 +19,12 @@ import (
 // On a local file system (localFS) the listing's getdents64, and the lstat of every entry that
 // getdents says is not a directory, are raw system calls, which the Go scheduler
 // does not track: a million of them, each a few microseconds, otherwise keep its monitor
-// thread waking every 20 µs to hand the walkers' processors to other threads and back (on this
-// VM 0.7–1.1 CPU-s of a 1M-file snapshot; the agent's whole snapshot CPU fell 7.9–9.4 →
-// 7.2–7.5 CPU-s, docs/benchmarks.md). A raw call holds its processor and delays a garbage
-// collection's stop-the-world until it returns, so it is kept off file systems whose lookups
-// can wait on a network or a server for as long as the server takes: NFS, SMB, FUSE and
-// everything not listed stay ordinary calls. So are directories and entries of unknown type
+// thread waking every 20 µs to hand the walkers' processors to other threads and back, CPU
+// the agent's snapshot pays for nothing (fustor-bench's p1_agent_cpu_s; docs/benchmarks.md,
+// "End to end with fustor-bench", stop 11). A raw call holds its processor and delays a
+// garbage collection's stop-the-world until it returns, so it is kept off file systems whose
+// lookups can wait on a network or a server for as long as the server takes: NFS, SMB, FUSE
+// and everything not listed stay ordinary calls. So are directories and entries of unknown type
 // even on a local file system: an lstat of a mount point answers from the file system mounted
 // there, which may be NFS.
 type Dir struct {
@@ -191,7 +191,8 @@ func (d *Dir) corrupt() error {
 // last names) at the end.
 //
 // The names are carved out of one string per call instead of one each: a string per name
-// and a path per entry were most of a 1M-file walk's 2.1M allocations (BenchmarkSnapshotDir).
+// and a path per entry were most of a walk's allocations (the fs source's
+// BenchmarkSnapshotDir, -benchmem).
 func (d *Dir) Names(dst []Name, n int) ([]Name, error) {
 	out := dst
 	var err error

@@ -54,7 +54,8 @@ func (sc *Scratch) Release() {
 }
 
 // joinAll appends fspath.Join(dir, name) for each of names to dst, carving every path out of
-// one allocation: a string allocation per entry was 4 % of the agent's snapshot CPU. Any one
+// one allocation: a string allocation per entry was a visible share of the agent's snapshot
+// CPU (the fs source's BenchmarkSnapshotDir; fustor-bench's p1_agent_cpu_s). Any one
 // path keeps the whole block alive (see Scratch: whatever keeps a path longer than its event's
 // trip to the sender must copy it; fsbatch.Encoder copies the directory names it declares).
 func joinAll(dst []string, dir string, names []Name) []string {
