@@ -9,6 +9,8 @@ import (
 
 	"github.com/fustor/fustor/sdk/fsbatch"
 	"github.com/fustor/fustor/sdk/fspath"
+
+	"github.com/fustor/fustor/fusion/internal/view/fs/internal/store"
 )
 
 // applyAhead is how many rows ahead Apply prefetches a row's child-index slot.
@@ -56,7 +58,7 @@ func (v *View) Apply(origin Origin, scanStartNs int64, rows []fsbatch.Row) (appl
 		// row applyAhead rows on while this one is applied. Only rows under the last parent
 		// are prefetched: their parent id is known without a lookup.
 		if j := i + applyAhead; j < len(rows) && v.lastParentID != 0 && rows[j].Parent == v.lastParent {
-			v.idx.prefetchHome(v.idx.hashString(v.lastParentID, rows[j].Name))
+			v.st.PrefetchHome(v.st.HashString(v.lastParentID, rows[j].Name))
 		}
 		if err := v.applyRow(&ac, &rows[i]); err != nil {
 			rejected++
@@ -79,7 +81,7 @@ func (v *View) applyRow(ac *applyCtx, r *fsbatch.Row) error {
 		if r.IsDelete() || !r.IsDir() {
 			return fmt.Errorf("the root can only be updated as a directory")
 		}
-		root := v.a.get(v.root)
+		root := v.st.Get(v.root)
 		v.setAttrs(v.root, int64(r.Size), r.MtimeNs)
 		setAuditSkipped(root, ac.origin, r)
 		v.snapSeen(ac, v.root, r)
@@ -118,11 +120,11 @@ func (v *View) applyRow(ac *applyCtx, r *fsbatch.Row) error {
 		return err
 	}
 	dir := r.IsDir()
-	h := v.idx.hashString(parent, r.Name)
-	id := v.idx.lookupHashed(v.a, parent, r.Name, h)
+	h := v.st.HashString(parent, r.Name)
+	id := v.st.LookupHashed(parent, r.Name, h)
 	compensating := ac.origin == OriginAudit || ac.origin == OriginOnDemand
 	if !realtime && id != 0 {
-		if n := v.a.get(id); n.lastUpdated != 0 && n.lastUpdated >= ac.scanStart {
+		if n := v.st.Get(id); n.LastUpdated != 0 && n.LastUpdated >= ac.scanStart {
 			// The freshest evidence wins (DESIGN.md §5.4): a realtime event touched the node
 			// since the scan started, so the scan's stat may predate it. Otherwise the row
 			// replaces the node whatever the direction of its mtime (touch -d, cp -p).
@@ -132,11 +134,11 @@ func (v *View) applyRow(ac *applyCtx, r *fsbatch.Row) error {
 			return nil
 		}
 	}
-	if compensating && id == 0 && r.ParentMtimeNs != 0 && v.a.get(parent).mtime > r.ParentMtimeNs {
+	if compensating && id == 0 && r.ParentMtimeNs != 0 && v.st.Get(parent).Mtime > r.ParentMtimeNs {
 		// The parent changed after the scan listed it: the row is older than memory.
 		return nil
 	}
-	if id != 0 && v.a.get(id).isDir() != dir {
+	if id != 0 && v.st.Get(id).IsDir() != dir {
 		// A file became a directory or the reverse: the old node and its subtree go.
 		v.remove(id)
 		id = 0
@@ -144,7 +146,7 @@ func (v *View) applyRow(ac *applyCtx, r *fsbatch.Row) error {
 	isNew := id == 0
 	var oldMtime, oldSize int64
 	if isNew {
-		flags := uint16(flagKnown)
+		flags := uint16(store.FlagKnown)
 		if compensating {
 			flags = 0
 		}
@@ -152,15 +154,15 @@ func (v *View) applyRow(ac *applyCtx, r *fsbatch.Row) error {
 			return err
 		}
 	} else {
-		oldMtime, oldSize = v.a.get(id).mtime, v.a.get(id).size
+		oldMtime, oldSize = v.st.Get(id).Mtime, v.st.Get(id).Size
 		v.setAttrs(id, int64(r.Size), r.MtimeNs)
 	}
-	n := v.a.get(id)
+	n := v.st.Get(id)
 	switch ac.origin {
 	case OriginRealtime:
 		v.applyRealtimeUpsert(ac, id, r)
 	case OriginSnapshot:
-		n.flags |= flagKnown
+		n.Flags |= store.FlagKnown
 		v.snapSeen(ac, id, r)
 		if !dir && r.Flags&fsbatch.FlagPartialWrite != 0 {
 			// The agent saw a write without its close: sent, never skipped, and suspect
@@ -171,8 +173,8 @@ func (v *View) applyRow(ac *applyCtx, r *fsbatch.Row) error {
 		}
 	case OriginAudit, OriginOnDemand:
 		if !dir && (isNew || oldMtime != r.MtimeNs || oldSize != int64(r.Size)) {
-			n.flags &^= flagKnown
-			n.flags |= flagBlindAdd
+			n.Flags &^= store.FlagKnown
+			n.Flags |= store.FlagBlindAdd
 			v.c.additions[r.Path()] = struct{}{}
 		}
 		v.auditSeen(ac, id, "", r)
@@ -183,17 +185,17 @@ func (v *View) applyRow(ac *applyCtx, r *fsbatch.Row) error {
 }
 
 func (v *View) applyRealtimeUpsert(ac *applyCtx, id uint32, r *fsbatch.Row) {
-	n := v.a.get(id)
-	n.lastUpdated = ac.now
-	n.flags |= flagKnown
+	n := v.st.Get(id)
+	n.LastUpdated = ac.now
+	n.Flags |= store.FlagKnown
 	v.clock.Sample(r.MtimeNs)
 	if len(v.c.tombs) > 0 || len(v.c.additions) > 0 || len(v.c.deletions) > 0 || len(v.c.suspects) > 0 || r.Flags&fsbatch.FlagPartialWrite != 0 {
 		p := r.Path()
 		delete(v.c.tombs, p)
 		delete(v.c.additions, p)
 		delete(v.c.deletions, p)
-		n.flags &^= flagBlindAdd
-		if !n.isDir() {
+		n.Flags &^= store.FlagBlindAdd
+		if !n.IsDir() {
 			if r.Flags&fsbatch.FlagPartialWrite != 0 {
 				v.suspectFor(id, p, ac.mono, ac.threshold)
 			} else {
@@ -219,7 +221,7 @@ func (v *View) auditSeen(ac *applyCtx, id uint32, p string, r *fsbatch.Row) {
 	if ac.origin != OriginAudit || v.c.audit == nil {
 		return
 	}
-	v.a.get(id).flags |= flagAuditSeen
+	v.st.Get(id).Flags |= store.FlagAuditSeen
 	if p == "" {
 		p = r.Path()
 	}
@@ -239,7 +241,7 @@ func (v *View) applyDelete(ac *applyCtx, r *fsbatch.Row) error {
 	p := r.Path()
 	var id uint32
 	if parent != 0 {
-		id = v.idx.lookup(v.a, parent, r.Name)
+		id = v.st.Lookup(parent, r.Name)
 	}
 	switch ac.origin {
 	case OriginRealtime:
@@ -263,14 +265,14 @@ func (v *View) applyDelete(ac *applyCtx, r *fsbatch.Row) error {
 	return nil
 }
 
-func setAuditSkipped(n *node, origin Origin, r *fsbatch.Row) {
-	if origin != OriginAudit || !n.isDir() {
+func setAuditSkipped(n *store.Node, origin Origin, r *fsbatch.Row) {
+	if origin != OriginAudit || !n.IsDir() {
 		return
 	}
 	if r.Flags&fsbatch.FlagAuditSkipped != 0 {
-		n.flags |= flagAuditSkipped
+		n.Flags |= store.FlagAuditSkipped
 	} else {
-		n.flags &^= flagAuditSkipped
+		n.Flags &^= store.FlagAuditSkipped
 	}
 }
 
@@ -287,7 +289,7 @@ func (v *View) resolve(p string) (uint32, error) {
 		if part == "" {
 			return 0, fmt.Errorf("%w: %q", fspath.ErrInvalid, p)
 		}
-		if id = v.idx.lookup(v.a, id, part); id == 0 {
+		if id = v.st.Lookup(id, part); id == 0 {
 			return 0, nil
 		}
 	}
@@ -309,18 +311,18 @@ func (v *View) ensureDir(p string, stamp int64) (uint32, error) {
 			if err := fspath.ValidName(part); err != nil {
 				return 0, err
 			}
-			h := v.idx.hashString(id, part)
-			child := v.idx.lookupHashed(v.a, id, part, h)
-			if child != 0 && !v.a.get(child).isDir() {
+			h := v.st.HashString(id, part)
+			child := v.st.LookupHashed(id, part, h)
+			if child != 0 && !v.st.Get(child).IsDir() {
 				v.remove(child)
 				child = 0
 			}
 			if child == 0 {
 				var err error
-				if child, err = v.insert(id, part, h, true, 0, 0, flagKnown); err != nil {
+				if child, err = v.insert(id, part, h, true, 0, 0, store.FlagKnown); err != nil {
 					return 0, err
 				}
-				v.a.get(child).lastUpdated = stamp
+				v.st.Get(child).LastUpdated = stamp
 			}
 			id = child
 		}

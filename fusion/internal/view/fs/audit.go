@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/fustor/fustor/sdk/fspath"
+
+	"github.com/fustor/fustor/fusion/internal/view/fs/internal/store"
 )
 
 // auditState is one open audit (DESIGN.md §4.3, §5.4).
@@ -16,7 +18,7 @@ type auditState struct {
 func (v *View) AuditStart() {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.a.clearFlag(flagAuditSeen)
+	v.st.ClearFlag(store.FlagAuditSeen)
 	v.c.audit = &auditState{startNs: v.opts.Now().UnixNano()}
 }
 
@@ -38,22 +40,22 @@ func (v *View) AuditEnd(failed bool) []string {
 	if !failed {
 		for _, dir := range a.listed {
 			id, err := v.resolve(dir)
-			if err != nil || id == 0 || !v.a.get(id).isDir() {
+			if err != nil || id == 0 || !v.st.Get(id).IsDir() {
 				continue // gone since it was listed; nothing to judge
 			}
 			var victims []uint32
-			for ch := v.a.get(id).firstChild; ch != 0; ch = v.a.get(ch).nextSib {
-				n := v.a.get(ch)
-				if n.flags&flagAuditSeen != 0 || n.lastUpdated > a.startNs {
+			for ch := v.st.Get(id).FirstChild; ch != 0; ch = v.st.Get(ch).NextSib {
+				n := v.st.Get(ch)
+				if n.Flags&store.FlagAuditSeen != 0 || n.LastUpdated > a.startNs {
 					continue
 				}
-				if _, _, ok := v.c.tombstoned(fspath.Join(dir, v.a.nameString(n))); ok {
+				if _, _, ok := v.c.tombstoned(fspath.Join(dir, v.st.NameString(n))); ok {
 					continue
 				}
 				victims = append(victims, ch)
 			}
 			for _, ch := range victims {
-				p := fspath.Join(dir, v.a.nameString(v.a.get(ch)))
+				p := fspath.Join(dir, v.st.NameString(v.st.Get(ch)))
 				v.removeCompensating(ch, p)
 				deleted = append(deleted, p)
 			}
@@ -89,15 +91,15 @@ func (v *View) SentinelFeedback(items []SentinelItem) {
 		if id == 0 || id == v.root {
 			continue
 		}
-		n := v.a.get(id)
+		n := v.st.Get(id)
 		if !it.Exists {
 			v.removeCompensating(id, p)
 			continue
 		}
-		if n.isDir() {
+		if n.IsDir() {
 			continue
 		}
-		if it.MtimeNs == n.mtime && int64(it.Size) == n.size {
+		if it.MtimeNs == n.Mtime && int64(it.Size) == n.Size {
 			if wm-it.MtimeNs >= int64(v.opts.HotThreshold) {
 				v.unsuspect(id, p)
 			}
@@ -125,22 +127,22 @@ func (v *View) expireSuspects() {
 			v.c.clearSuspect(s.path)
 			continue
 		}
-		n := v.a.get(id)
-		if n.mtime == s.mtime {
+		n := v.st.Get(id)
+		if n.Mtime == s.mtime {
 			v.unsuspect(id, s.path)
 			continue
 		}
-		v.c.markSuspect(s.path, n.mtime, now, v.opts.HotThreshold)
+		v.c.markSuspect(s.path, n.Mtime, now, v.opts.HotThreshold)
 	}
 }
 
 func (v *View) suspectFor(id uint32, p string, mono int64, life time.Duration) {
-	n := v.a.get(id)
-	n.flags |= flagSuspect
-	v.c.markSuspect(p, n.mtime, mono, life)
+	n := v.st.Get(id)
+	n.Flags |= store.FlagSuspect
+	v.c.markSuspect(p, n.Mtime, mono, life)
 }
 
 func (v *View) unsuspect(id uint32, p string) {
-	v.a.get(id).flags &^= flagSuspect
+	v.st.Get(id).Flags &^= store.FlagSuspect
 	v.c.clearSuspect(p)
 }

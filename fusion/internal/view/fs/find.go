@@ -9,6 +9,8 @@ import (
 	"unsafe"
 
 	"github.com/fustor/fustor/sdk/fspath"
+
+	"github.com/fustor/fustor/fusion/internal/view/fs/internal/store"
 )
 
 // matchName reports whether m selects the node named name.
@@ -60,7 +62,7 @@ func (v *View) FindPaths(root string, m Matcher, limit int) (packed []byte, dirs
 	}
 	truncated, err = v.find(root, m, limit, findSink{
 		expect:   func(k int) { expected = k },
-		add:      func(id uint32, p []byte) { add(v.a.get(id).isDir(), p) },
+		add:      func(id uint32, p []byte) { add(v.st.Get(id).IsDir(), p) },
 		addTyped: func(_ uint32, dir bool, p []byte) { add(dir, p) },
 	})
 	return packed, dirs, truncated, err
@@ -78,7 +80,7 @@ type findSink struct {
 }
 
 // A finder's pending match ids may carry kindKnown, and kindDir for a directory, above the
-// id's bits (ids fit in idBits); emit passes them on as addTyped's dir.
+// id's bits (ids fit in store.IDBits); emit passes them on as addTyped's dir.
 const (
 	kindKnown = 1 << 31
 	kindDir   = 1 << 30
@@ -86,10 +88,10 @@ const (
 
 func (s findSink) emit(id uint32, path []byte) {
 	if id&kindKnown != 0 && s.addTyped != nil {
-		s.addTyped(id&idMask, id&kindDir != 0, path)
+		s.addTyped(id&store.IDMask, id&kindDir != 0, path)
 		return
 	}
-	s.add(id&idMask, path)
+	s.add(id&store.IDMask, path)
 }
 
 func (s findSink) hint(n int) {
@@ -141,8 +143,8 @@ func (v *View) findDFS(root uint32, m Matcher, limit int, sink findSink) (trunca
 	hitsIn := func(dir uint32) []uint32 {
 		hits = hits[:0]
 		if m.Name != "" {
-			if id := v.idx.lookup(v.a, dir, m.Name); id != 0 {
-				if n := v.a.get(id); matchName(&m, v.a.name(n), n.isDir()) {
+			if id := v.st.Lookup(dir, m.Name); id != 0 {
+				if n := v.st.Get(id); matchName(&m, v.st.Name(n), n.IsDir()) {
 					hits = append(hits, id)
 				}
 			}
@@ -151,16 +153,16 @@ func (v *View) findDFS(root uint32, m Matcher, limit int, sink findSink) (trunca
 		if len(pre) > 0 && !v.mayHoldPrefix(dir, pre) {
 			return hits
 		}
-		for ch := v.a.get(dir).firstChild; ch != 0; ch = v.a.get(ch).nextSib {
-			n := v.a.get(ch)
-			name := v.a.name(n)
-			if !bytes.HasPrefix(name, pre) || !bytes.HasSuffix(name, suf) || !matchName(&m, name, n.isDir()) {
+		for ch := v.st.Get(dir).FirstChild; ch != 0; ch = v.st.Get(ch).NextSib {
+			n := v.st.Get(ch)
+			name := v.st.Name(n)
+			if !bytes.HasPrefix(name, pre) || !bytes.HasSuffix(name, suf) || !matchName(&m, name, n.IsDir()) {
 				continue
 			}
 			hits = append(hits, ch)
 		}
 		if len(hits) > 1 {
-			slices.SortFunc(hits, func(x, y uint32) int { return bytes.Compare(v.a.name(v.a.get(x)), v.a.name(v.a.get(y))) })
+			slices.SortFunc(hits, func(x, y uint32) int { return bytes.Compare(v.st.Name(v.st.Get(x)), v.st.Name(v.st.Get(y))) })
 		}
 		return hits
 	}
@@ -219,24 +221,24 @@ func (v *View) globByNames(root uint32, m Matcher, pre, suf []byte, most int) (f
 		g := v.dirs[root]
 		budget = int(g.files + g.dirs)
 	}
-	if v.names.count > budget {
+	if v.st.DistinctNames() > budget {
 		return nil, false
 	}
 	visits := 0
-	for head := range v.names.heads {
-		name := v.a.name(v.a.get(head))
+	for head := range v.st.NameHeads {
+		name := v.st.Name(v.st.Get(head))
 		if !bytes.HasPrefix(name, pre) || !bytes.HasSuffix(name, suf) {
 			continue
 		}
 		if ok, _ := path.Match(m.Glob, unsafe.String(unsafe.SliceData(name), len(name))); !ok {
 			continue
 		}
-		for id := head; id != 0; id = v.a.get(id).nextSame {
+		for id := head; id != 0; id = v.st.Get(id).NextSame() {
 			if visits++; visits > budget {
 				return nil, false
 			}
-			n := v.a.get(id)
-			if id == root || !matchType(&m, n.isDir()) || (root != v.root && !v.isWithin(id, root)) {
+			n := v.st.Get(id)
+			if id == root || !matchType(&m, n.IsDir()) || (root != v.root && !v.isWithin(id, root)) {
 				continue
 			}
 			if len(found) == most {
@@ -258,7 +260,7 @@ func (v *View) orderedFind(root uint32, limit int, name []byte, hits func(dst []
 		if name != nil {
 			return name
 		}
-		return v.a.name(v.a.get(id & idMask))
+		return v.st.Name(v.st.Get(id & store.IDMask))
 	}
 	emitted := 0
 	buf := make([]byte, 0, 256)
@@ -291,7 +293,7 @@ func (v *View) orderedFind(root uint32, limit int, name []byte, hits func(dst []
 			for i, sub := range subs.ids {
 				sn := subs.name(i)
 				// Pre-order: matches named before sub, then sub itself if it matches, then its subtree.
-				for len(found) > 0 && (found[0]&idMask == sub || bytes.Compare(nameOf(found[0]), sn) < 0) {
+				for len(found) > 0 && (found[0]&store.IDMask == sub || bytes.Compare(nameOf(found[0]), sn) < 0) {
 					if !emit(found[0]) {
 						return false
 					}
@@ -339,14 +341,14 @@ func (v *View) findByName(root uint32, m Matcher, limit int, sink findSink) (tru
 func (v *View) findNamed(root uint32, m Matcher, limit, sortMax int, sink findSink) (truncated, ok bool) {
 	var found []uint32
 	visits := 0
-	for id := v.names.head(v.a, m.Name); id != 0; id = v.a.get(id).nextSame {
+	for id := v.st.NameHead(m.Name); id != 0; id = v.st.Get(id).NextSame() {
 		if visits++; visits > nameChainVisits {
 			return false, false
 		}
 		// Every node on the chain carries the name (the table compares names, not hashes):
 		// only the type filter is left to check, and the matches' names are never read.
-		n := v.a.get(id)
-		if id != root && matchType(&m, n.isDir()) && (root == v.root || v.isWithin(id, root)) {
+		n := v.st.Get(id)
+		if id != root && matchType(&m, n.IsDir()) && (root == v.root || v.isWithin(id, root)) {
 			found = append(found, id)
 		}
 	}
@@ -382,35 +384,29 @@ func (v *View) findNamed(root uint32, m Matcher, limit, sortMax int, sink findSi
 // subdirectories that descends only into directories holding a match below them, stopping at
 // limit. It reads a few nodes per match instead of probing the child index of every directory
 // of the subtree, which under concurrent queries was most of a large answer's cost.
+// noMatch is walkToMatches' mark of a directory whose matches are further down.
+const noMatch = ^uint32(0)
+
 func (v *View) walkToMatches(root uint32, found []uint32, name []byte, limit int, sink findSink) bool {
 	// marks holds every directory on the way from root to a match: the match it holds (a name
 	// is unique within a directory) or noMatch when the matches are further down.
-	marks, _ := v.marks.Get().(*markTable)
-	if marks == nil {
-		marks = new(markTable)
-	}
-	marks.reset(len(found) + len(found)/2)
-	defer func() {
-		// Kept for the next large find, unless this one was outsized.
-		if len(marks.slots) <= maxPooledMarkSlots {
-			v.marks.Put(marks)
-		}
-	}()
+	marks := v.marks.Get(len(found) + len(found)/2)
+	defer v.marks.Put(marks)
 	for _, id := range found {
-		n := v.a.get(id)
-		d, hit := n.parent, id|kindKnown
-		if n.isDir() {
+		n := v.st.Get(id)
+		d, hit := n.Parent, id|kindKnown
+		if n.IsDir() {
 			hit |= kindDir
 		}
-		marks.put(d, hit)
+		marks.Put(d, hit)
 		for d != root {
-			if d = v.a.get(d).parent; d == 0 {
+			if d = v.st.Get(d).Parent; d == 0 {
 				break
 			}
-			if _, seen := marks.get(d); seen {
+			if _, seen := marks.Get(d); seen {
 				break
 			}
-			marks.put(d, noMatch)
+			marks.Put(d, noMatch)
 		}
 	}
 	sink.hint(min(limit, len(found)))
@@ -421,7 +417,7 @@ func (v *View) walkToMatches(root uint32, found []uint32, name []byte, limit int
 		func(dst []uint32, dir uint32) []uint32 {
 			hit, ok := lastHit, dir == lastDir // ids start at 1: the zero lastDir matches none
 			if !ok {
-				hit, ok = marks.get(dir)
+				hit, ok = marks.Get(dir)
 			}
 			if ok && hit != noMatch {
 				dst = append(dst, hit)
@@ -429,7 +425,7 @@ func (v *View) walkToMatches(root uint32, found []uint32, name []byte, limit int
 			return dst
 		},
 		func(sub uint32) bool {
-			hit, ok := marks.get(sub)
+			hit, ok := marks.Get(sub)
 			if ok {
 				lastDir, lastHit = sub, hit
 			}
@@ -457,12 +453,12 @@ func (v *View) mayHoldPrefix(dir uint32, pre []byte) bool {
 	}
 	if g.rangeStale.Load() {
 		var mn, mx uint32
-		for ch := v.a.get(dir).firstChild; ch != 0; ch = v.a.get(ch).nextSib {
-			nm := v.a.name(v.a.get(ch))
-			if mn == 0 || bytes.Compare(nm, v.a.name(v.a.get(mn))) < 0 {
+		for ch := v.st.Get(dir).FirstChild; ch != 0; ch = v.st.Get(ch).NextSib {
+			nm := v.st.Name(v.st.Get(ch))
+			if mn == 0 || bytes.Compare(nm, v.st.Name(v.st.Get(mn))) < 0 {
 				mn = ch
 			}
-			if mx == 0 || bytes.Compare(nm, v.a.name(v.a.get(mx))) > 0 {
+			if mx == 0 || bytes.Compare(nm, v.st.Name(v.st.Get(mx))) > 0 {
 				mx = ch
 			}
 		}
@@ -470,7 +466,7 @@ func (v *View) mayHoldPrefix(dir uint32, pre []byte) bool {
 		g.maxName.Store(mx)
 		g.rangeStale.Store(false)
 	}
-	lo, hi := v.a.name(v.a.get(g.minName.Load())), v.a.name(v.a.get(g.maxName.Load()))
+	lo, hi := v.st.Name(v.st.Get(g.minName.Load())), v.st.Name(v.st.Get(g.maxName.Load()))
 	// Names with the prefix form one interval starting at pre; the directory's names lie in
 	// [lo, hi]. They miss each other when hi < pre, or when lo > pre without starting with it.
 	return bytes.Compare(hi, pre) >= 0 && (bytes.Compare(lo, pre) <= 0 || bytes.HasPrefix(lo, pre))

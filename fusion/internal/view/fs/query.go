@@ -8,6 +8,8 @@ import (
 	"unsafe"
 
 	"github.com/fustor/fustor/sdk/fspath"
+
+	"github.com/fustor/fustor/fusion/internal/view/fs/internal/store"
 )
 
 // Stat describes one path.
@@ -25,11 +27,11 @@ func (v *View) Stat(p string) (Entry, error) {
 }
 
 func (v *View) entry(id uint32, p string) Entry {
-	n := v.a.get(id)
-	e := Entry{Path: p, IsDir: n.isDir(), Size: uint64(n.size), MtimeNs: n.mtime, LastUpdatedAtNs: n.lastUpdated,
-		Suspect: n.flags&flagSuspect != 0, KnownByAgent: n.flags&flagKnown != 0, AuditSkipped: n.flags&flagAuditSkipped != 0}
+	n := v.st.Get(id)
+	e := Entry{Path: p, IsDir: n.IsDir(), Size: uint64(n.Size), MtimeNs: n.Mtime, LastUpdatedAtNs: n.LastUpdated,
+		Suspect: n.Flags&store.FlagSuspect != 0, KnownByAgent: n.Flags&store.FlagKnown != 0, AuditSkipped: n.Flags&store.FlagAuditSkipped != 0}
 	if id != v.root {
-		e.Name = p[len(p)-int(n.nameLen):] // p ends with the name: no copy of its own
+		e.Name = p[len(p)-int(n.NameLen()):] // p ends with the name: no copy of its own
 	}
 	if e.IsDir {
 		e.ChildCount = int(v.dirs[id].children)
@@ -46,7 +48,7 @@ func (v *View) sortedChildren(dir uint32) []uint32 {
 		return *p
 	}
 	out := make([]uint32, 0, v.dirs[dir].children)
-	for ch := v.a.get(dir).firstChild; ch != 0; ch = v.a.get(ch).nextSib {
+	for ch := v.st.Get(dir).FirstChild; ch != 0; ch = v.st.Get(ch).NextSib {
 		out = append(out, ch)
 	}
 	v.sortByName(out)
@@ -55,7 +57,7 @@ func (v *View) sortedChildren(dir uint32) []uint32 {
 }
 
 func (v *View) sortByName(ids []uint32) {
-	slices.SortFunc(ids, func(x, y uint32) int { return bytes.Compare(v.a.name(v.a.get(x)), v.a.name(v.a.get(y))) })
+	slices.SortFunc(ids, func(x, y uint32) int { return bytes.Compare(v.st.Name(v.st.Get(x)), v.st.Name(v.st.Get(y))) })
 }
 
 // subdirList is a directory's subdirectories ordered by name, their names copied side by side:
@@ -85,15 +87,15 @@ func (v *View) subdirs(g *dirAgg, dir uint32) *subdirList {
 		return p
 	}
 	l := &subdirList{ids: make([]uint32, 0, g.dirs)}
-	for ch := v.a.get(dir).firstChild; ch != 0; ch = v.a.get(ch).nextSib {
-		if v.a.get(ch).isDir() {
+	for ch := v.st.Get(dir).FirstChild; ch != 0; ch = v.st.Get(ch).NextSib {
+		if v.st.Get(ch).IsDir() {
 			l.ids = append(l.ids, ch)
 		}
 	}
 	v.sortByName(l.ids)
 	l.ends, l.aggs = make([]uint32, len(l.ids)), make([]*dirAgg, len(l.ids))
 	for i, id := range l.ids {
-		l.names = append(l.names, v.a.name(v.a.get(id))...)
+		l.names = append(l.names, v.st.Name(v.st.Get(id))...)
 		l.ends[i] = uint32(len(l.names))
 		l.aggs[i] = v.dirs[id]
 	}
@@ -144,9 +146,9 @@ type walker struct {
 // the resume path below dir; entries up to and including it are skipped.
 func (w *walker) walk(dir uint32, prefix string, depth int, after []string) bool {
 	for _, ch := range w.v.sortedChildren(dir) {
-		n := w.v.a.get(ch)
-		p := w.paths.join(prefix, w.v.a.name(n))
-		name := p[len(p)-int(n.nameLen):]
+		n := w.v.st.Get(ch)
+		p := w.paths.join(prefix, w.v.st.Name(n))
+		name := p[len(p)-int(n.NameLen()):]
 		var sub []string
 		if len(after) > 0 {
 			switch c := strings.Compare(name, after[0]); {
@@ -156,7 +158,7 @@ func (w *walker) walk(dir uint32, prefix string, depth int, after []string) bool
 				sub = after[1:]
 				if len(sub) == 0 {
 					// the resume point itself: skip it, continue with its subtree
-					if n.isDir() && depth < w.maxDepth && !w.walk(ch, p, depth+1, nil) {
+					if n.IsDir() && depth < w.maxDepth && !w.walk(ch, p, depth+1, nil) {
 						return false
 					}
 					after = nil
@@ -170,7 +172,7 @@ func (w *walker) walk(dir uint32, prefix string, depth int, after []string) bool
 				return false
 			}
 		}
-		if n.isDir() && depth < w.maxDepth && !w.walk(ch, p, depth+1, sub) {
+		if n.IsDir() && depth < w.maxDepth && !w.walk(ch, p, depth+1, sub) {
 			return false
 		}
 	}
@@ -185,7 +187,7 @@ func (v *View) dir(p string) (uint32, error) {
 	if id == 0 {
 		return 0, fmt.Errorf("%w: %s", ErrNotFound, p)
 	}
-	if !v.a.get(id).isDir() {
+	if !v.st.Get(id).IsDir() {
 		return 0, fmt.Errorf("%w: %s", ErrNotDir, p)
 	}
 	return id, nil
@@ -247,7 +249,7 @@ func (v *View) Walk(root string, maxDepth int, fn func(Entry) bool) error {
 
 // isWithin reports whether node id is root or below it.
 func (v *View) isWithin(id, root uint32) bool {
-	for ; id != 0; id = v.a.get(id).parent {
+	for ; id != 0; id = v.st.Get(id).Parent {
 		if id == root {
 			return true
 		}
@@ -288,9 +290,9 @@ func (v *View) Stats(p string) (Stats, error) {
 	if id == 0 {
 		return Stats{}, fmt.Errorf("%w: %s", ErrNotFound, p)
 	}
-	n := v.a.get(id)
-	if !n.isDir() {
-		return Stats{Files: 1, TotalSize: uint64(n.size), LatestMtimeNs: n.mtime}, nil
+	n := v.st.Get(id)
+	if !n.IsDir() {
+		return Stats{Files: 1, TotalSize: uint64(n.Size), LatestMtimeNs: n.Mtime}, nil
 	}
 	g := v.dirs[id]
 	v.aggMu.Lock()

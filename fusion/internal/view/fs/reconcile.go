@@ -3,6 +3,8 @@ package fs
 import (
 	"github.com/fustor/fustor/sdk/fsbatch"
 	"github.com/fustor/fustor/sdk/fspath"
+
+	"github.com/fustor/fustor/fusion/internal/view/fs/internal/store"
 )
 
 // A snapshot is a complete listing of the tree (DESIGN.md §5.1): what it did not report is
@@ -32,12 +34,12 @@ func (v *View) SnapshotStart(owner string) {
 	defer v.mu.Unlock()
 	for p := range v.c.additions {
 		if id, _ := v.resolve(p); id != 0 {
-			v.a.get(id).flags &^= flagBlindAdd
+			v.st.Get(id).Flags &^= store.FlagBlindAdd
 		}
 	}
 	clear(v.c.additions)
 	clear(v.c.deletions)
-	v.a.clearFlag(flagSnapSeen)
+	v.st.ClearFlag(store.FlagSnapSeen)
 	v.c.snap = &snapState{owner: owner, startNs: v.opts.Now().UnixNano(), unlisted: map[string]struct{}{}}
 }
 
@@ -46,9 +48,9 @@ func (v *View) snapSeen(ac *applyCtx, id uint32, r *fsbatch.Row) {
 	if ac.origin != OriginSnapshot || v.c.snap == nil {
 		return
 	}
-	n := v.a.get(id)
-	n.flags |= flagSnapSeen
-	if n.isDir() && r.Flags&fsbatch.FlagAuditSkipped != 0 {
+	n := v.st.Get(id)
+	n.Flags |= store.FlagSnapSeen
+	if n.IsDir() && r.Flags&fsbatch.FlagAuditSkipped != 0 {
 		if len(v.c.snap.unlisted) >= maxUnlisted {
 			v.c.snap.overflow = true
 			return
@@ -72,14 +74,14 @@ func (v *View) SnapshotEnd(owner string, failed bool) []string {
 		return nil
 	}
 	v.c.snap = nil
-	if failed || sn.overflow || v.a.get(v.root).flags&flagSnapSeen == 0 {
+	if failed || sn.overflow || v.st.Get(v.root).Flags&store.FlagSnapSeen == 0 {
 		return nil
 	}
 	if _, ok := sn.unlisted[fspath.Root]; ok {
 		return nil
 	}
 	var gone []string
-	v.judgeUnseen(v.root, fspath.Root, flagSnapSeen, sn.startNs, sn.unlisted, func(id uint32, p string) {
+	v.judgeUnseen(v.root, fspath.Root, store.FlagSnapSeen, sn.startNs, sn.unlisted, func(id uint32, p string) {
 		v.removeCompensating(id, p)
 		gone = append(gone, p)
 	})
@@ -102,16 +104,16 @@ func (v *View) judgeUnseen(dir uint32, dirPath string, seen uint16, startNs int6
 		f := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
 		victims = victims[:0]
-		for ch := v.a.get(f.id).firstChild; ch != 0; ch = v.a.get(ch).nextSib {
-			n := v.a.get(ch)
-			seenIt := n.flags&seen != 0
-			if !seenIt && n.lastUpdated != 0 && n.lastUpdated >= startNs {
+		for ch := v.st.Get(f.id).FirstChild; ch != 0; ch = v.st.Get(ch).NextSib {
+			n := v.st.Get(ch)
+			seenIt := n.Flags&seen != 0
+			if !seenIt && n.LastUpdated != 0 && n.LastUpdated >= startNs {
 				continue // created or confirmed in real time during the walk
 			}
-			if seenIt && (!n.isDir() || n.firstChild == 0) {
+			if seenIt && (!n.IsDir() || n.FirstChild == 0) {
 				continue // reported, nothing below: no path to build
 			}
-			p := fspath.Join(f.p, v.a.nameString(n))
+			p := fspath.Join(f.p, v.st.NameString(n))
 			if seenIt {
 				if _, ok := unlisted[p]; !ok {
 					stack = append(stack, frame{ch, p})
@@ -121,7 +123,7 @@ func (v *View) judgeUnseen(dir uint32, dirPath string, seen uint16, startNs int6
 			if _, _, ok := v.c.tombstoned(p); ok {
 				continue // a realtime delete covers it: the delete's own rules apply
 			}
-			if n.isDir() && v.holdsKept(ch, seen, startNs) {
+			if n.IsDir() && v.holdsKept(ch, seen, startNs) {
 				// Not reported itself, yet the walk or realtime saw something below it (a
 				// parent only implied by its children's rows): it exists; judge inside.
 				stack = append(stack, frame{ch, p})
@@ -142,12 +144,12 @@ func (v *View) holdsKept(dir uint32, seen uint16, ns int64) bool {
 	for len(stack) > 0 {
 		cur := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		for ch := v.a.get(cur).firstChild; ch != 0; ch = v.a.get(ch).nextSib {
-			n := v.a.get(ch)
-			if n.flags&seen != 0 || n.lastUpdated != 0 && n.lastUpdated >= ns {
+		for ch := v.st.Get(cur).FirstChild; ch != 0; ch = v.st.Get(ch).NextSib {
+			n := v.st.Get(ch)
+			if n.Flags&seen != 0 || n.LastUpdated != 0 && n.LastUpdated >= ns {
 				return true
 			}
-			if n.isDir() {
+			if n.IsDir() {
 				stack = append(stack, ch)
 			}
 		}

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/fustor/fustor/fusion/internal/errs"
+	"github.com/fustor/fustor/fusion/internal/view/fs/internal/store"
 	"github.com/fustor/fustor/sdk/clock"
 )
 
@@ -25,6 +26,9 @@ var (
 	ErrNotDir   = errs.ErrNotDir
 	ErrFull     = errs.New(errs.ErrFull, "view is full")
 )
+
+// MaxIndexedNodes is the largest node id the child index can hold; views are capped below it.
+const MaxIndexedNodes = store.MaxIndexedNodes
 
 // Options configure a view.
 type Options struct {
@@ -79,14 +83,12 @@ type View struct {
 	log  *zap.Logger
 	opts Options
 
-	mu  sync.RWMutex
-	a   *arena
-	idx *index
-	// names chains the nodes by basename, for exact-name finds.
-	names *names
-	dirs  map[uint32]*dirAgg
-	root  uint32
-	size  int // nodes, root excluded
+	mu sync.RWMutex
+	// st holds the nodes, their names, the child index and the by-name chains.
+	st   *store.Store
+	dirs map[uint32]*dirAgg
+	root uint32
+	size int // nodes, root excluded
 
 	// aggMu serialises lazy max-mtime recomputation among readers (writers hold mu).
 	aggMu sync.Mutex
@@ -103,7 +105,7 @@ type View struct {
 	chain    []*dirAgg
 
 	// marks pools walkToMatches' mark tables; concurrent finds each take their own.
-	marks sync.Pool
+	marks store.MarkPool
 
 	// walkGlobs makes every glob find walk the directories (tests compare both plans).
 	walkGlobs bool
@@ -138,12 +140,9 @@ func New(log *zap.Logger, opts Options) *View {
 }
 
 func (v *View) init() {
-	v.a, v.idx, v.dirs, v.size = newArena(), newIndex(), map[uint32]*dirAgg{}, 0
-	v.names = newNames(v.idx.seed)
-	v.root = v.a.alloc()
-	r := v.a.get(v.root)
-	r.flags = flagDir | flagLive | flagKnown
-	r.nameRef = v.a.putName("")
+	v.st, v.dirs, v.size = store.New(), map[uint32]*dirAgg{}, 0
+	v.root = v.st.Add(0, "", 0)
+	v.st.Get(v.root).Flags |= store.FlagDir | store.FlagKnown
 	v.dirs[v.root] = &dirAgg{}
 	v.lastParent, v.lastParentID, v.chainDir = "", 0, 0
 	v.c = newConsistency()
@@ -174,45 +173,42 @@ func (v *View) Rejected() uint64 {
 func (v *View) MemoryBytes() uint64 {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
-	return v.a.memory() + v.idx.memory() + v.names.memory() + uint64(len(v.dirs))*96
+	return v.st.Memory() + uint64(len(v.dirs))*96
 }
 
 // insert creates a child node and updates the ancestors' aggregates; h is the key's index
-// hash, v.idx.hashString(parent, name), which the caller's lookup computed.
+// hash, v.st.HashString(parent, name), which the caller's lookup computed.
 func (v *View) insert(parent uint32, name string, h uint64, dir bool, size, mtime int64, flags uint16) (uint32, error) {
 	if v.size >= v.opts.MaxNodes {
 		return 0, ErrFull
 	}
-	id := v.a.alloc()
-	n := v.a.get(id)
-	n.parent, n.size, n.mtime = parent, size, mtime
-	n.nameRef, n.nameLen = v.a.putName(name), uint16(len(name))
-	n.flags = flags | flagLive
+	id := v.st.Add(parent, name, h)
+	n := v.st.Get(id)
+	n.Size, n.Mtime = size, mtime
+	n.Flags |= flags
 	if dir {
-		n.flags |= flagDir
-		n.size = size
+		n.Flags |= store.FlagDir
+		n.Size = size
 		v.dirs[id] = &dirAgg{}
 	}
-	p := v.a.get(parent)
-	if p.firstChild != 0 {
-		v.a.get(p.firstChild).prevSib = id
-		n.nextSib = p.firstChild
+	p := v.st.Get(parent)
+	if p.FirstChild != 0 {
+		v.st.Get(p.FirstChild).PrevSib = id
+		n.NextSib = p.FirstChild
 	}
-	p.firstChild = id
+	p.FirstChild = id
 	g := v.dirs[parent]
 	g.children++
 	g.childrenChanged()
 	if !g.rangeStale.Load() {
-		nm := v.a.name(n)
-		if mn := g.minName.Load(); mn == 0 || bytes.Compare(nm, v.a.name(v.a.get(mn))) < 0 {
+		nm := v.st.Name(n)
+		if mn := g.minName.Load(); mn == 0 || bytes.Compare(nm, v.st.Name(v.st.Get(mn))) < 0 {
 			g.minName.Store(id)
 		}
-		if mx := g.maxName.Load(); mx == 0 || bytes.Compare(nm, v.a.name(v.a.get(mx))) > 0 {
+		if mx := g.maxName.Load(); mx == 0 || bytes.Compare(nm, v.st.Name(v.st.Get(mx))) > 0 {
 			g.maxName.Store(id)
 		}
 	}
-	v.idx.insert(v.a, id, h)
-	v.names.add(v.a, id, h^parentMix(parent))
 	v.size++
 	var df, dd int64 = 1, 0
 	if dir {
@@ -228,7 +224,7 @@ func (v *View) insert(parent uint32, name string, h uint64, dir bool, size, mtim
 func (v *View) ancestors(dir uint32) []*dirAgg {
 	if dir != v.chainDir || dir == 0 {
 		v.chain = v.chain[:0]
-		for id := dir; id != 0; id = v.a.get(id).parent {
+		for id := dir; id != 0; id = v.st.Get(id).Parent {
 			v.chain = append(v.chain, v.dirs[id])
 		}
 		v.chainDir = dir
@@ -253,7 +249,7 @@ func (v *View) propagate(dir uint32, files, dirs, size, mtime int64) {
 // stops at the first one above m; it must not stop at a dirty one, whose parent may still hold
 // m as a clean maximum.
 func (v *View) lowered(dir uint32, m int64) {
-	for id := dir; id != 0; id = v.a.get(id).parent {
+	for id := dir; id != 0; id = v.st.Get(id).Parent {
 		g := v.dirs[id]
 		if g.maxMtime > m {
 			return
@@ -264,39 +260,39 @@ func (v *View) lowered(dir uint32, m int64) {
 
 // setFile updates a file's size and mtime.
 func (v *View) setAttrs(id uint32, size, mtime int64) {
-	n := v.a.get(id)
-	oldM := n.mtime
-	if !n.isDir() && size != n.size {
-		v.propagate(n.parent, 0, 0, size-n.size, 0)
+	n := v.st.Get(id)
+	oldM := n.Mtime
+	if !n.IsDir() && size != n.Size {
+		v.propagate(n.Parent, 0, 0, size-n.Size, 0)
 	}
-	n.size, n.mtime = size, mtime
+	n.Size, n.Mtime = size, mtime
 	if mtime > oldM {
-		v.propagate(n.parent, 0, 0, 0, mtime)
+		v.propagate(n.Parent, 0, 0, 0, mtime)
 	} else if mtime < oldM {
-		v.lowered(n.parent, oldM)
+		v.lowered(n.Parent, oldM)
 	}
 }
 
 // remove deletes id and its subtree.
 func (v *View) remove(id uint32) {
-	n := v.a.get(id)
-	parent := n.parent
+	n := v.st.Get(id)
+	parent := n.Parent
 	var files, dirs, size, maxM int64
-	if n.isDir() {
+	if n.IsDir() {
 		g := v.dirs[id]
 		files, dirs, size = g.files, g.dirs+1, g.size
-		maxM = max(n.mtime, v.maxMtimeLocked(id))
+		maxM = max(n.Mtime, v.maxMtimeLocked(id))
 	} else {
-		files, size, maxM = 1, n.size, n.mtime
+		files, size, maxM = 1, n.Size, n.Mtime
 	}
 	// unlink from the parent
-	if n.prevSib != 0 {
-		v.a.get(n.prevSib).nextSib = n.nextSib
+	if n.PrevSib != 0 {
+		v.st.Get(n.PrevSib).NextSib = n.NextSib
 	} else {
-		v.a.get(parent).firstChild = n.nextSib
+		v.st.Get(parent).FirstChild = n.NextSib
 	}
-	if n.nextSib != 0 {
-		v.a.get(n.nextSib).prevSib = n.prevSib
+	if n.NextSib != 0 {
+		v.st.Get(n.NextSib).PrevSib = n.PrevSib
 	}
 	g := v.dirs[parent]
 	g.children--
@@ -316,22 +312,20 @@ func (v *View) remove(id uint32) {
 	for len(stack) > 0 {
 		cur := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		c := v.a.get(cur)
-		for ch := c.firstChild; ch != 0; ch = v.a.get(ch).nextSib {
+		c := v.st.Get(cur)
+		for ch := c.FirstChild; ch != 0; ch = v.st.Get(ch).NextSib {
 			stack = append(stack, ch)
 		}
-		if c.isDir() {
+		if c.IsDir() {
 			delete(v.dirs, cur)
 		}
-		v.idx.remove(v.a, cur)
-		v.names.remove(v.a, cur)
-		v.a.release(cur)
+		v.st.Remove(cur)
 		v.size--
 	}
 	v.propagate(parent, -files, -dirs, -size, 0)
 	v.lowered(parent, maxM)
 	v.lastParent, v.lastParentID = "", 0
-	v.a.compact()
+	v.st.Compact()
 }
 
 // forgetFlagged drops the side-table entries of nodes in the subtree of id (still linked).
@@ -343,13 +337,13 @@ func (v *View) forgetFlagged(id uint32) {
 	for len(stack) > 0 {
 		cur := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		n := v.a.get(cur)
-		if n.flags&(flagSuspect|flagBlindAdd) != 0 {
+		n := v.st.Get(cur)
+		if n.Flags&(store.FlagSuspect|store.FlagBlindAdd) != 0 {
 			p := v.pathOf(cur)
 			v.c.clearSuspect(p)
 			delete(v.c.additions, p)
 		}
-		for ch := n.firstChild; ch != 0; ch = v.a.get(ch).nextSib {
+		for ch := n.FirstChild; ch != 0; ch = v.st.Get(ch).NextSib {
 			stack = append(stack, ch)
 		}
 	}
@@ -367,11 +361,11 @@ func (v *View) pathOf(id uint32) string {
 func (v *View) appendPath(b []byte, id uint32) []byte {
 	var stack [32]uint32
 	chain := stack[:0]
-	for cur := id; cur != v.root && cur != 0; cur = v.a.get(cur).parent {
+	for cur := id; cur != v.root && cur != 0; cur = v.st.Get(cur).Parent {
 		chain = append(chain, cur)
 	}
 	for i := len(chain) - 1; i >= 0; i-- {
-		b = append(append(b, '/'), v.a.name(v.a.get(chain[i]))...)
+		b = append(append(b, '/'), v.st.Name(v.st.Get(chain[i]))...)
 	}
 	return b
 }
@@ -384,13 +378,13 @@ func (v *View) maxMtimeLocked(dir uint32) int64 {
 		return g.maxMtime
 	}
 	var m int64
-	for ch := v.a.get(dir).firstChild; ch != 0; {
-		c := v.a.get(ch)
-		m = max(m, c.mtime)
-		if c.isDir() {
+	for ch := v.st.Get(dir).FirstChild; ch != 0; {
+		c := v.st.Get(ch)
+		m = max(m, c.Mtime)
+		if c.IsDir() {
 			m = max(m, v.maxMtimeLocked(ch))
 		}
-		ch = c.nextSib
+		ch = c.NextSib
 	}
 	g.maxMtime, g.dirty = m, false
 	return m

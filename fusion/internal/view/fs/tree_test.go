@@ -15,6 +15,8 @@ import (
 
 	"github.com/fustor/fustor/sdk/fsbatch"
 	"github.com/fustor/fustor/sdk/fspath"
+
+	"github.com/fustor/fustor/fusion/internal/view/fs/internal/store"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -362,29 +364,29 @@ func checkInvariants(t testing.TB, v *View) {
 	var visit func(id uint32) (files, dirs, size, maxM int64)
 	visit = func(id uint32) (files, dirs, size, maxM int64) {
 		var children int32
-		for ch := v.a.get(id).firstChild; ch != 0; ch = v.a.get(ch).nextSib {
-			c := v.a.get(ch)
+		for ch := v.st.Get(id).FirstChild; ch != 0; ch = v.st.Get(ch).NextSib {
+			c := v.st.Get(ch)
 			count++
 			children++
-			if c.parent != id {
-				t.Fatalf("node %d parent %d, linked under %d", ch, c.parent, id)
+			if c.Parent != id {
+				t.Fatalf("node %d parent %d, linked under %d", ch, c.Parent, id)
 			}
-			if got := v.idx.lookup(v.a, id, v.a.nameString(c)); got != ch {
-				t.Fatalf("index finds %d for node %d (%q)", got, ch, v.a.nameString(c))
+			if got := v.st.Lookup(id, v.st.NameString(c)); got != ch {
+				t.Fatalf("index finds %d for node %d (%q)", got, ch, v.st.NameString(c))
 			}
-			maxM = max(maxM, c.mtime)
+			maxM = max(maxM, c.Mtime)
 			p := v.pathOf(ch)
-			if _, ok := v.c.suspects[p]; ok != (c.flags&flagSuspect != 0) {
-				t.Fatalf("%s: suspect flag %v, table %v", p, c.flags&flagSuspect != 0, ok)
+			if _, ok := v.c.suspects[p]; ok != (c.Flags&store.FlagSuspect != 0) {
+				t.Fatalf("%s: suspect flag %v, table %v", p, c.Flags&store.FlagSuspect != 0, ok)
 			}
-			if _, ok := v.c.additions[p]; ok != (c.flags&flagBlindAdd != 0) {
-				t.Fatalf("%s: blind-spot flag %v, table %v", p, c.flags&flagBlindAdd != 0, ok)
+			if _, ok := v.c.additions[p]; ok != (c.Flags&store.FlagBlindAdd != 0) {
+				t.Fatalf("%s: blind-spot flag %v, table %v", p, c.Flags&store.FlagBlindAdd != 0, ok)
 			}
-			if c.isDir() {
+			if c.IsDir() {
 				f, d, s, m := visit(ch)
 				files, dirs, size, maxM = files+f, dirs+d+1, size+s, max(maxM, m)
 			} else {
-				files, size = files+1, size+c.size
+				files, size = files+1, size+c.Size
 			}
 		}
 		g := v.dirs[id]
@@ -397,12 +399,12 @@ func checkInvariants(t testing.TB, v *View) {
 		}
 		sortedKids := func(onlyDirs bool) []uint32 {
 			var want []uint32
-			for ch := v.a.get(id).firstChild; ch != 0; ch = v.a.get(ch).nextSib {
-				if !onlyDirs || v.a.get(ch).isDir() {
+			for ch := v.st.Get(id).FirstChild; ch != 0; ch = v.st.Get(ch).NextSib {
+				if !onlyDirs || v.st.Get(ch).IsDir() {
 					want = append(want, ch)
 				}
 			}
-			slices.SortFunc(want, func(x, y uint32) int { return bytes.Compare(v.a.name(v.a.get(x)), v.a.name(v.a.get(y))) })
+			slices.SortFunc(want, func(x, y uint32) int { return bytes.Compare(v.st.Name(v.st.Get(x)), v.st.Name(v.st.Get(y))) })
 			return want
 		}
 		if c := g.sorted.Load(); c != nil && !slices.Equal(*c, sortedKids(false)) {
@@ -417,15 +419,15 @@ func checkInvariants(t testing.TB, v *View) {
 				if l.aggs[i] != v.dirs[sub] {
 					t.Fatalf("dir %d subdirectory cache: aggregate %d is not node %d's", id, i, sub)
 				}
-				if got := l.name(i); !bytes.Equal(got, v.a.name(v.a.get(sub))) {
-					t.Fatalf("dir %d subdirectory cache: name %d is %q, node %d is named %q", id, i, got, sub, v.a.name(v.a.get(sub)))
+				if got := l.name(i); !bytes.Equal(got, v.st.Name(v.st.Get(sub))) {
+					t.Fatalf("dir %d subdirectory cache: name %d is %q, node %d is named %q", id, i, got, sub, v.st.Name(v.st.Get(sub)))
 				}
 			}
 		}
 		if !g.rangeStale.Load() {
 			var lo, hi []byte
-			for ch := v.a.get(id).firstChild; ch != 0; ch = v.a.get(ch).nextSib {
-				nm := v.a.name(v.a.get(ch))
+			for ch := v.st.Get(id).FirstChild; ch != 0; ch = v.st.Get(ch).NextSib {
+				nm := v.st.Name(v.st.Get(ch))
 				if lo == nil || bytes.Compare(nm, lo) < 0 {
 					lo = nm
 				}
@@ -434,7 +436,7 @@ func checkInvariants(t testing.TB, v *View) {
 				}
 			}
 			mn, mx := g.minName.Load(), g.maxName.Load()
-			if (mn == 0) != (lo == nil) || (mn != 0 && (!bytes.Equal(v.a.name(v.a.get(mn)), lo) || !bytes.Equal(v.a.name(v.a.get(mx)), hi))) {
+			if (mn == 0) != (lo == nil) || (mn != 0 && (!bytes.Equal(v.st.Name(v.st.Get(mn)), lo) || !bytes.Equal(v.st.Name(v.st.Get(mx)), hi))) {
 				t.Fatalf("dir %d name range (%d, %d) is not its children's [%q, %q]", id, mn, mx, lo, hi)
 			}
 		}
@@ -449,20 +451,20 @@ func checkInvariants(t testing.TB, v *View) {
 	visit(v.root)
 	// Every node but the root is on its name's chain, each chain is reachable from its slot.
 	chained := 0
-	for head := range v.names.heads {
-		name := v.a.name(v.a.get(head))
-		if v.a.get(head).prevSame != 0 {
+	for head := range v.st.NameHeads {
+		name := v.st.Name(v.st.Get(head))
+		if v.st.Get(head).PrevSame() != 0 {
 			t.Fatalf("chain head %d has a predecessor", head)
 		}
-		if v.names.head(v.a, string(name)) != head {
+		if v.st.NameHead(string(name)) != head {
 			t.Fatalf("slot of %q unreachable by lookup", name)
 		}
-		for id := head; id != 0; id = v.a.get(id).nextSame {
-			n := v.a.get(id)
-			if n.flags&flagLive == 0 || !bytes.Equal(v.a.name(n), name) {
-				t.Fatalf("node %d on the chain of %q is dead or named %q", id, name, v.a.name(n))
+		for id := head; id != 0; id = v.st.Get(id).NextSame() {
+			n := v.st.Get(id)
+			if n.Flags&store.FlagLive == 0 || !bytes.Equal(v.st.Name(n), name) {
+				t.Fatalf("node %d on the chain of %q is dead or named %q", id, name, v.st.Name(n))
 			}
-			if nx := n.nextSame; nx != 0 && v.a.get(nx).prevSame != id {
+			if nx := n.NextSame(); nx != 0 && v.st.Get(nx).PrevSame() != id {
 				t.Fatalf("chain of %q: %d → %d has no back link", name, id, nx)
 			}
 			chained++
@@ -484,8 +486,8 @@ func checkInvariants(t testing.TB, v *View) {
 			t.Fatalf("blind-spot addition %s has no node", p)
 		}
 	}
-	if count != v.size || v.idx.count != v.size {
-		t.Fatalf("walk %d nodes, size %d, index %d", count, v.size, v.idx.count)
+	if count != v.size || v.st.Indexed() != v.size {
+		t.Fatalf("walk %d nodes, size %d, index %d", count, v.size, v.st.Indexed())
 	}
 }
 

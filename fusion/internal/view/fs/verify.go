@@ -7,6 +7,8 @@ import (
 	"github.com/fustor/fustor/fusion/internal/errs"
 	"github.com/fustor/fustor/sdk/fsbatch"
 	"github.com/fustor/fustor/sdk/fspath"
+
+	"github.com/fustor/fustor/fusion/internal/view/fs/internal/store"
 )
 
 // Verification (DESIGN.md §5.6): the leader's deep walk of a subtree is compared with the
@@ -41,7 +43,7 @@ func (v *View) VerifyStart(id, root string, maxExamples int, repair bool) error 
 	if v.c.verify != nil {
 		return fmt.Errorf("%w (view %s, path %s)", ErrVerifyRunning, v.opts.Name, v.c.verify.root)
 	}
-	v.a.clearFlag(flagVerifySeen)
+	v.st.ClearFlag(store.FlagVerifySeen)
 	v.c.verify = &verifyState{id: id, root: root, startNs: v.opts.Now().UnixNano(), repair: repair,
 		max: maxExamples, unlisted: map[string]struct{}{}, res: VerifyResult{Root: root}}
 	return nil
@@ -81,7 +83,7 @@ func (v *View) VerifyRows(id string, rows []fsbatch.Row) (compared, rejected int
 		if err == nil && vs.repair {
 			if err = v.applyRow(&ac, r); err == nil {
 				if id, _ := v.resolve(r.Path()); id != 0 {
-					v.a.get(id).flags |= flagVerifySeen // repaired: not extra at the end
+					v.st.Get(id).Flags |= store.FlagVerifySeen // repaired: not extra at the end
 				}
 			}
 		}
@@ -131,15 +133,15 @@ func (v *View) verifyRow(vs *verifyState, r *fsbatch.Row) error {
 		v.verifyDiff(vs, Diff{Path: p, Kind: DiffMissing, Storage: storage})
 		return nil
 	}
-	n := v.a.get(id)
-	n.flags |= flagVerifySeen
-	if n.lastUpdated != 0 && n.lastUpdated >= vs.startNs {
+	n := v.st.Get(id)
+	n.Flags |= store.FlagVerifySeen
+	if n.LastUpdated != 0 && n.LastUpdated >= vs.startNs {
 		vs.res.Changed++
 		return nil
 	}
-	view := Attrs{IsDir: n.isDir(), MtimeNs: n.mtime}
-	if !n.isDir() {
-		view.Size = uint64(n.size)
+	view := Attrs{IsDir: n.IsDir(), MtimeNs: n.Mtime}
+	if !n.IsDir() {
+		view.Size = uint64(n.Size)
 	}
 	switch {
 	case view.IsDir != storage.IsDir:
@@ -186,13 +188,13 @@ func (v *View) VerifyEnd(id string) (VerifyResult, error) {
 	_, topUnlisted := vs.unlisted[vs.root]
 	switch {
 	case top == 0 || topUnlisted:
-	case v.a.get(top).flags&flagVerifySeen == 0:
+	case v.st.Get(top).Flags&store.FlagVerifySeen == 0:
 		// The walk did not even report its top: the whole subtree is extra.
 		v.verifyExtra(vs, top, vs.root)
-	case v.a.get(top).isDir():
+	case v.st.Get(top).IsDir():
 		var extra []Diff
 		var ids []uint32
-		v.judgeUnseen(top, vs.root, flagVerifySeen, vs.startNs, vs.unlisted, func(id uint32, p string) {
+		v.judgeUnseen(top, vs.root, store.FlagVerifySeen, vs.startNs, vs.unlisted, func(id uint32, p string) {
 			ids = append(ids, id)
 			extra = append(extra, Diff{Path: p})
 		})
@@ -210,14 +212,14 @@ func (v *View) VerifyEnd(id string) (VerifyResult, error) {
 // verifyExtra counts a node (and its subtree) the walk did not report, and removes it when
 // the verify repairs.
 func (v *View) verifyExtra(vs *verifyState, id uint32, p string) {
-	n := v.a.get(id)
-	d := Diff{Path: p, Kind: DiffExtra, View: Attrs{IsDir: n.isDir(), MtimeNs: n.mtime}}
+	n := v.st.Get(id)
+	d := Diff{Path: p, Kind: DiffExtra, View: Attrs{IsDir: n.IsDir(), MtimeNs: n.Mtime}}
 	count := uint64(1)
-	if n.isDir() {
+	if n.IsDir() {
 		g := v.dirs[id]
 		count += uint64(g.files + g.dirs)
 	} else {
-		d.View.Size = uint64(n.size)
+		d.View.Size = uint64(n.Size)
 	}
 	v.verifyDiff(vs, d)
 	vs.res.Extra += count - 1

@@ -1,6 +1,6 @@
 //go:build amd64 || arm64
 
-package fs
+package store
 
 // prefetch asks the CPU to bring p's cache line in without waiting for it. Go has no prefetch
 // intrinsic outside the runtime, and a plain load of a slot the apply loop needs rows later

@@ -1,5 +1,5 @@
 //go:build !amd64 && !arm64
 
-package fs
+package store
 
 func prefetch(*uint32) {}

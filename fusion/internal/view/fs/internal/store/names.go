@@ -1,4 +1,4 @@
-package fs
+package store
 
 import (
 	"hash/maphash"
@@ -17,7 +17,7 @@ type names struct {
 }
 
 // newNames shares the index's seed, so a name's hash comes from the row's key hash.
-func newNames(seed maphash.Seed) *names { return &names{seed: seed, slots: make([]uint32, 256)} }
+func newNames(seed maphash.Seed) names { return names{seed: seed, slots: make([]uint32, 256)} }
 
 func (x *names) hash(name []byte) uint64 { return maphash.Bytes(x.seed, name) }
 
@@ -27,7 +27,7 @@ func (x *names) slot(a *arena, name []byte, h uint64) uint64 {
 	tag := tagOf(h)
 	for i := h & mask; ; i = (i + 1) & mask {
 		s := x.slots[i]
-		if s == 0 || (s&^idMask == tag && string(a.name(a.get(s&idMask))) == string(name)) {
+		if s == 0 || (s&^IDMask == tag && string(a.name(a.get(s&IDMask))) == string(name)) {
 			return i
 		}
 	}
@@ -36,13 +36,13 @@ func (x *names) slot(a *arena, name []byte, h uint64) uint64 {
 // head returns the first node named name (0: none).
 func (x *names) head(a *arena, name string) uint32 {
 	b := []byte(name)
-	return x.slots[x.slot(a, b, x.hash(b))] & idMask
+	return x.slots[x.slot(a, b, x.hash(b))] & IDMask
 }
 
 // heads yields the first node of every name's chain, one per distinct name.
 func (x *names) heads(yield func(uint32) bool) {
 	for _, s := range x.slots {
-		if s != 0 && !yield(s&idMask) {
+		if s != 0 && !yield(s&IDMask) {
 			return
 		}
 	}
@@ -53,7 +53,7 @@ func (x *names) heads(yield func(uint32) bool) {
 func (x *names) add(a *arena, id uint32, h uint64) {
 	n := a.get(id)
 	i := x.slot(a, a.name(n), h)
-	if old := x.slots[i] & idMask; old != 0 {
+	if old := x.slots[i] & IDMask; old != 0 {
 		n.nextSame = old
 		a.get(old).prevSame = id
 	} else {
@@ -81,7 +81,7 @@ func (x *names) remove(a *arena, id uint32) {
 	// id was the head.
 	h := x.hash(a.name(n))
 	i := x.slot(a, a.name(n), h)
-	if x.slots[i]&idMask != id {
+	if x.slots[i]&IDMask != id {
 		return // not indexed (cannot happen for a live node)
 	}
 	if next != 0 {
@@ -89,7 +89,7 @@ func (x *names) remove(a *arena, id uint32) {
 		return
 	}
 	x.count--
-	backShift(x.slots, i, func(s uint32) uint64 { return x.hash(a.name(a.get(s & idMask))) })
+	backShift(x.slots, i, func(s uint32) uint64 { return x.hash(a.name(a.get(s & IDMask))) })
 }
 
 // grow doubles the table. When most nodes have names of their own it rehashes the chain heads
@@ -103,13 +103,13 @@ func (x *names) grow(a *arena) {
 	if x.count*4 < int(a.next) {
 		for _, s := range old {
 			if s != 0 {
-				placeSlot(x.slots, x.hash(a.name(a.get(s&idMask))), s)
+				placeSlot(x.slots, x.hash(a.name(a.get(s&IDMask))), s)
 			}
 		}
 		return
 	}
-	a.each(func(id uint32, n *node) {
-		if n.prevSame == 0 && n.parent != 0 {
+	a.each(func(id uint32, n *Node) {
+		if n.prevSame == 0 && n.Parent != 0 {
 			h := x.hash(a.name(n))
 			placeSlot(x.slots, h, id|tagOf(h))
 		}

@@ -1,4 +1,4 @@
-package fs
+package store
 
 import (
 	"hash/maphash"
@@ -8,7 +8,7 @@ import (
 // index maps (parent id, name) to a child id with linear probing over a []uint32; keys are
 // read from the nodes themselves, so an entry costs 4 bytes plus load slack.
 //
-// A slot holds the node id in its low idBits and a tag (the hash's top bits) above them. A
+// A slot holds the node id in its low IDBits and a tag (the hash's top bits) above them. A
 // probe compares tags first and reads a node only when they agree, so walking a cluster on a
 // miss — every insert of a new name — touches the slots array alone instead of fetching a
 // 56-byte node (a cache miss at millions of nodes) per occupied slot.
@@ -19,13 +19,16 @@ type index struct {
 }
 
 const (
-	idBits = 27
-	idMask = 1<<idBits - 1
+	// IDBits is how many low bits of a slot hold a node id; callers may keep flags of their
+	// own in the bits above it of an id they store.
+	IDBits = 27
+	// IDMask masks a node id out of such a value.
+	IDMask = 1<<IDBits - 1
 	// MaxIndexedNodes is the largest node id a slot can hold; views are capped below it.
-	MaxIndexedNodes = idMask - 1
+	MaxIndexedNodes = IDMask - 1
 )
 
-func newIndex() *index { return &index{seed: maphash.MakeSeed(), slots: make([]uint32, 1024)} }
+func newIndex() index { return index{seed: maphash.MakeSeed(), slots: make([]uint32, 1024)} }
 
 // A key's hash is the name's hash (seeded, shared with names) mixed with its parent id, so a
 // row hashes its name once for both tables: the name's own hash is key hash ^ parentMix.
@@ -40,7 +43,7 @@ func (x *index) hashString(parent uint32, name string) uint64 {
 func parentMix(parent uint32) uint64 { return uint64(parent) * 0x9E3779B97F4A7C15 }
 
 // tagOf takes the hash's top bits, which the slot position (its low bits) never uses.
-func tagOf(h uint64) uint32 { return uint32(h>>(64-(32-idBits))) << idBits }
+func tagOf(h uint64) uint32 { return uint32(h>>(64-(32-IDBits))) << IDBits }
 
 func (x *index) lookup(a *arena, parent uint32, name string) uint32 {
 	return x.lookupHashed(a, parent, name, x.hashString(parent, name))
@@ -55,12 +58,12 @@ func (x *index) lookupHashed(a *arena, parent uint32, name string, h uint64) uin
 		if s == 0 {
 			return 0
 		}
-		if s&^idMask != tag {
+		if s&^IDMask != tag {
 			continue
 		}
-		id := s & idMask
+		id := s & IDMask
 		n := a.get(id)
-		if n.parent == parent && int(n.nameLen) == len(name) && string(a.name(n)) == name {
+		if n.Parent == parent && int(n.nameLen) == len(name) && string(a.name(n)) == name {
 			return id
 		}
 	}
@@ -90,9 +93,9 @@ func placeSlot(slots []uint32, h uint64, s uint32) {
 }
 
 // grow doubles the table. It rehashes the arena's live nodes in id order rather than the old
-// slots in hash order: every indexed node is live with a parent (only the root has none), and
-// reading nodes and names sequentially instead of one random node and name per slot cut
-// Fusion's CPU for a 1M-file snapshot from 2.03–2.27 to 1.60–1.96 CPU-s (docs/benchmarks.md).
+// slots in hash order: every indexed node is live with a parent (only the roots have none), and
+// reading nodes and names sequentially instead of one random node and name per slot is a
+// large part of a big snapshot's cost (BenchmarkApplySnapshot; fustor-bench P1 end to end).
 // The slots are written at random, so each node's slot is prefetched growAhead nodes before it
 // is placed.
 func (x *index) grow(a *arena) {
@@ -102,11 +105,11 @@ func (x *index) grow(a *arena) {
 	var hs [growAhead]uint64
 	var ids [growAhead]uint32
 	k := 0
-	a.each(func(id uint32, n *node) {
-		if n.parent == 0 {
+	a.each(func(id uint32, n *Node) {
+		if n.Parent == 0 {
 			return
 		}
-		h := x.hash(n.parent, a.name(n))
+		h := x.hash(n.Parent, a.name(n))
 		prefetch(&x.slots[h&mask])
 		j := k % growAhead
 		if k >= growAhead {
@@ -129,8 +132,8 @@ func (x *index) prefetchHome(h uint64) { prefetch(&x.slots[h&uint64(len(x.slots)
 func (x *index) remove(a *arena, id uint32) {
 	n := a.get(id)
 	mask := uint64(len(x.slots) - 1)
-	i := x.hash(n.parent, a.name(n)) & mask
-	for x.slots[i]&idMask != id {
+	i := x.hash(n.Parent, a.name(n)) & mask
+	for x.slots[i]&IDMask != id {
 		if x.slots[i] == 0 {
 			return
 		}
@@ -138,8 +141,8 @@ func (x *index) remove(a *arena, id uint32) {
 	}
 	x.count--
 	backShift(x.slots, i, func(s uint32) uint64 {
-		m := a.get(s & idMask)
-		return x.hash(m.parent, a.name(m))
+		m := a.get(s & IDMask)
+		return x.hash(m.Parent, a.name(m))
 	})
 }
 
