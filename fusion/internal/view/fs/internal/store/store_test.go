@@ -129,3 +129,78 @@ func TestMarkTableAgreesWithAMap(t *testing.T) {
 		t.Fatal("a reset table still holds marks")
 	}
 }
+
+// TestStoreKeepsTablesWithNodes drives the API the fs view uses: nodes added under parents are
+// found by key and on their name's chain, a root is in neither table, removed nodes leave both,
+// and a freed id is reused.
+func TestStoreKeepsTablesWithNodes(t *testing.T) {
+	s := New()
+	root := s.Add(0, "", 0)
+	if root == 0 || s.Indexed() != 0 || s.DistinctNames() != 0 {
+		t.Fatalf("root %d: indexed %d, names %d; want a nonzero id in neither table", root, s.Indexed(), s.DistinctNames())
+	}
+	add := func(parent uint32, name string) uint32 {
+		if s.Lookup(parent, name) != 0 {
+			t.Fatalf("%d/%s present before Add", parent, name)
+		}
+		id := s.Add(parent, name, s.HashString(parent, name))
+		if n := s.Get(id); n.Parent != parent || n.Flags != FlagLive || s.NameString(n) != name || n.NameLen() != len(name) {
+			t.Fatalf("added %d/%s: node %+v named %q", parent, name, *n, s.NameString(n))
+		}
+		return id
+	}
+	var dirs []uint32
+	for d := range 50 {
+		dirs = append(dirs, add(root, fmt.Sprintf("d%02d", d)))
+	}
+	files := map[uint32]string{}
+	for _, d := range dirs {
+		for f := range 40 {
+			name := fmt.Sprintf("f%02d", f)
+			files[add(d, name)] = name
+		}
+	}
+	chain := func(name string) map[uint32]bool {
+		got := map[uint32]bool{}
+		prev := uint32(0)
+		for id := s.NameHead(name); id != 0; id = s.Get(id).NextSame() {
+			if s.Get(id).PrevSame() != prev {
+				t.Fatalf("chain of %s: %d's PrevSame %d, want %d", name, id, s.Get(id).PrevSame(), prev)
+			}
+			got[id], prev = true, id
+		}
+		return got
+	}
+	if s.Indexed() != 50+50*40 || s.DistinctNames() != 50+40 {
+		t.Fatalf("indexed %d, names %d; want %d, %d", s.Indexed(), s.DistinctNames(), 50+50*40, 50+40)
+	}
+	if c := chain("f07"); len(c) != 50 {
+		t.Fatalf("chain of f07 holds %d nodes, want 50", len(c))
+	}
+	// Remove every other directory's files: the tables shrink and keep the rest.
+	var freed uint32
+	for id := range files {
+		if (s.Get(id).Parent-dirs[0])%2 == 0 {
+			s.Remove(id)
+			delete(files, id)
+			freed = id
+		}
+	}
+	for id, name := range files {
+		if got := s.Lookup(s.Get(id).Parent, name); got != id {
+			t.Fatalf("lookup of kept %d/%s = %d, want %d", s.Get(id).Parent, name, got, id)
+		}
+	}
+	if c := chain("f07"); len(c) != 25 {
+		t.Fatalf("chain of f07 holds %d nodes after removals, want 25", len(c))
+	}
+	live := 0
+	s.Each(func(uint32, *Node) { live++ })
+	if live != 1+50+25*40 || s.Indexed() != 50+25*40 {
+		t.Fatalf("%d live, %d indexed; want %d, %d", live, s.Indexed(), 1+50+25*40, 50+25*40)
+	}
+	before := s.Allocated()
+	if id := s.Add(dirs[0], "again", s.HashString(dirs[0], "again")); id > before || s.Allocated() != before {
+		t.Fatalf("Add after frees took id %d (allocated %d, was %d); want a freed one like %d", id, s.Allocated(), before, freed)
+	}
+}
