@@ -12,18 +12,41 @@ import (
 // old session expires (so the view is never reset) upserts the tree again and every file
 // deleted while it was down stays in the view for ever.
 
-// maxUnlisted bounds the directories one snapshot may report as not listed (permission
-// denied, I/O error); past it the snapshot judges nothing.
+// maxUnlisted bounds the directories one walk (snapshot or verify) may report as not listed
+// (permission denied, I/O error); past it the walk judges nothing.
 const maxUnlisted = 1 << 16
+
+// unlistedDirs holds the directories a walk reported without listing them (FlagAuditSkipped
+// on the row): their children are unknown, so not judged. Bounded by maxUnlisted.
+type unlistedDirs struct {
+	m        map[string]struct{}
+	overflow bool // more than maxUnlisted: the walk judges nothing
+}
+
+func newUnlistedDirs() unlistedDirs { return unlistedDirs{m: map[string]struct{}{}} }
+
+// note records r's directory when the walk did not list it.
+func (u *unlistedDirs) note(r *fsbatch.Row) {
+	if !r.IsDir() || r.Flags&fsbatch.FlagAuditSkipped == 0 {
+		return
+	}
+	if len(u.m) >= maxUnlisted {
+		u.overflow = true
+		return
+	}
+	u.m[r.Path()] = struct{}{}
+}
+
+func (u *unlistedDirs) has(p string) bool {
+	_, ok := u.m[p]
+	return ok
+}
 
 // snapState is the open snapshot.
 type snapState struct {
-	owner   string // the session whose snapshot it is
-	startNs int64  // Fusion physical time at SnapshotStart
-	// unlisted holds directories the walk reported without listing them (FlagAuditSkipped on
-	// a snapshot row): their children are unknown, so not judged.
-	unlisted map[string]struct{}
-	overflow bool
+	owner    string // the session whose snapshot it is
+	startNs  int64  // Fusion physical time at SnapshotStart
+	unlisted unlistedDirs
 }
 
 // SnapshotStart opens the snapshot of owner (a session id) and starts a new session
@@ -40,7 +63,7 @@ func (v *View) SnapshotStart(owner string) {
 	clear(v.c.additions)
 	clear(v.c.deletions)
 	v.st.ClearFlag(store.FlagSnapSeen)
-	v.c.snap = &snapState{owner: owner, startNs: v.opts.Now().UnixNano(), unlisted: map[string]struct{}{}}
+	v.c.snap = &snapState{owner: owner, startNs: v.opts.Now().UnixNano(), unlisted: newUnlistedDirs()}
 }
 
 // snapSeen marks a node reported by the open snapshot.
@@ -48,15 +71,8 @@ func (v *View) snapSeen(ac *applyCtx, id uint32, r *fsbatch.Row) {
 	if ac.origin != OriginSnapshot || v.c.snap == nil {
 		return
 	}
-	n := v.st.Get(id)
-	n.Flags |= store.FlagSnapSeen
-	if n.IsDir() && r.Flags&fsbatch.FlagAuditSkipped != 0 {
-		if len(v.c.snap.unlisted) >= maxUnlisted {
-			v.c.snap.overflow = true
-			return
-		}
-		v.c.snap.unlisted[r.Path()] = struct{}{}
-	}
+	v.st.Get(id).Flags |= store.FlagSnapSeen
+	v.c.snap.unlisted.note(r)
 }
 
 // SnapshotEnd closes owner's snapshot. Its caller guarantees every row sent before it was
@@ -74,14 +90,11 @@ func (v *View) SnapshotEnd(owner string, failed bool) []string {
 		return nil
 	}
 	v.c.snap = nil
-	if failed || sn.overflow || v.st.Get(v.root).Flags&store.FlagSnapSeen == 0 {
-		return nil
-	}
-	if _, ok := sn.unlisted[fspath.Root]; ok {
+	if failed || sn.unlisted.overflow || sn.unlisted.has(fspath.Root) || v.st.Get(v.root).Flags&store.FlagSnapSeen == 0 {
 		return nil
 	}
 	var gone []string
-	v.judgeUnseen(v.root, fspath.Root, store.FlagSnapSeen, sn.startNs, sn.unlisted, func(id uint32, p string) {
+	v.judgeUnseen(v.root, fspath.Root, store.FlagSnapSeen, sn.startNs, &sn.unlisted, func(id uint32, p string) {
 		v.removeCompensating(id, p)
 		gone = append(gone, p)
 	})
@@ -93,7 +106,7 @@ func (v *View) SnapshotEnd(owner string, failed bool) []string {
 // at or after startNs, or under a tombstone. A directory that is not protected itself but
 // holds seen or protected nodes is kept and judged inside. Seen directories are descended into
 // unless their path is in unlisted. gone may remove the node it is given.
-func (v *View) judgeUnseen(dir uint32, dirPath string, seen uint16, startNs int64, unlisted map[string]struct{}, gone func(id uint32, p string)) {
+func (v *View) judgeUnseen(dir uint32, dirPath string, seen uint16, startNs int64, unlisted *unlistedDirs, gone func(id uint32, p string)) {
 	type frame struct {
 		id uint32
 		p  string
@@ -115,7 +128,7 @@ func (v *View) judgeUnseen(dir uint32, dirPath string, seen uint16, startNs int6
 			}
 			p := fspath.Join(f.p, v.st.NameString(n))
 			if seenIt {
-				if _, ok := unlisted[p]; !ok {
+				if !unlisted.has(p) {
 					stack = append(stack, frame{ch, p})
 				}
 				continue

@@ -25,8 +25,7 @@ type verifyState struct {
 	startNs  int64
 	repair   bool
 	max      int
-	unlisted map[string]struct{}
-	overflow bool
+	unlisted unlistedDirs
 	res      VerifyResult
 }
 
@@ -45,7 +44,7 @@ func (v *View) VerifyStart(id, root string, maxExamples int, repair bool) error 
 	}
 	v.st.ClearFlag(store.FlagVerifySeen)
 	v.c.verify = &verifyState{id: id, root: root, startNs: v.opts.Now().UnixNano(), repair: repair,
-		max: maxExamples, unlisted: map[string]struct{}{}, res: VerifyResult{Root: root}}
+		max: maxExamples, unlisted: newUnlistedDirs(), res: VerifyResult{Root: root}}
 	return nil
 }
 
@@ -114,13 +113,7 @@ func (v *View) verifyRow(vs *verifyState, r *fsbatch.Row) error {
 	}
 	vs.res.Walked++
 	storage := Attrs{IsDir: r.IsDir(), Size: r.Size, MtimeNs: r.MtimeNs}
-	if r.IsDir() && r.Flags&fsbatch.FlagAuditSkipped != 0 {
-		if len(vs.unlisted) >= maxUnlisted {
-			vs.overflow = true
-		} else {
-			vs.unlisted[p] = struct{}{}
-		}
-	}
+	vs.unlisted.note(r)
 	id, err := v.resolve(p)
 	if err != nil {
 		return err
@@ -178,34 +171,25 @@ func (v *View) VerifyEnd(id string) (VerifyResult, error) {
 		return VerifyResult{}, fmt.Errorf("%w: the verify was abandoned", ErrNotFound)
 	}
 	v.c.verify = nil
-	if vs.overflow {
+	if vs.unlisted.overflow {
 		return VerifyResult{}, fmt.Errorf("verify %s: more than %d directories could not be listed", vs.root, maxUnlisted)
 	}
 	top, err := v.resolve(vs.root)
 	if err != nil {
 		return VerifyResult{}, err
 	}
-	_, topUnlisted := vs.unlisted[vs.root]
 	switch {
-	case top == 0 || topUnlisted:
+	case top == 0 || vs.unlisted.has(vs.root):
 	case v.st.Get(top).Flags&store.FlagVerifySeen == 0:
 		// The walk did not even report its top: the whole subtree is extra.
 		v.verifyExtra(vs, top, vs.root)
 	case v.st.Get(top).IsDir():
-		var extra []Diff
-		var ids []uint32
-		v.judgeUnseen(top, vs.root, store.FlagVerifySeen, vs.startNs, vs.unlisted, func(id uint32, p string) {
-			ids = append(ids, id)
-			extra = append(extra, Diff{Path: p})
+		v.judgeUnseen(top, vs.root, store.FlagVerifySeen, vs.startNs, &vs.unlisted, func(id uint32, p string) {
+			v.verifyExtra(vs, id, p)
 		})
-		for i, id := range ids {
-			v.verifyExtra(vs, id, extra[i].Path)
-		}
 	}
-	if vs.repair {
-		vs.res.Repaired = true
-	}
-	sortDiffs(vs.res.Examples)
+	vs.res.Repaired = vs.repair
+	slices.SortFunc(vs.res.Examples, func(a, b Diff) int { return comparePaths(a.Path, b.Path) })
 	return vs.res, nil
 }
 
@@ -226,8 +210,4 @@ func (v *View) verifyExtra(vs *verifyState, id uint32, p string) {
 	if vs.repair && id != v.root {
 		v.removeCompensating(id, p)
 	}
-}
-
-func sortDiffs(ds []Diff) {
-	slices.SortFunc(ds, func(a, b Diff) int { return comparePaths(a.Path, b.Path) })
 }
