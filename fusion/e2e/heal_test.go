@@ -228,25 +228,7 @@ func TestSecondOverflowIsRepaired(t *testing.T) {
 	})
 	// Both bursts did overflow the queue (else realtime, not audits, delivered them); the
 	// counters come with the heartbeat, every half session timeout.
-	eventually(t, 20*time.Second, "the agent reports two overflows", func() error {
-		s, err := c.sessionOf("e2e-agent")
-		if err != nil {
-			return err
-		}
-		if s.ID != first.ID {
-			t.Fatalf("the session was replaced (%s → %s): a snapshot, not an audit, repaired the view", first.ID, s.ID)
-		}
-		_, cs, err := c.agentProgress()
-		if err != nil {
-			return err
-		}
-		if num(cs["overflows"]) < 2 {
-			time.Sleep(100 * time.Millisecond)
-			return fmt.Errorf("counters %v", cs)
-		}
-		t.Logf("agent counters: %v", cs)
-		return nil
-	})
+	c.waitOverflowsReported(20*time.Second, first.ID, 2)
 	c.requireVerifyClean("/")
 }
 

@@ -47,24 +47,32 @@ func TestQueueOverflowConvergesThroughAudit(t *testing.T) {
 	must(t, c.agent.cmd.Process.Signal(syscall.SIGCONT))
 
 	c.waitFiles(60*time.Second, "/", uint64(1000+files))
-	eventually(t, 30*time.Second, "the overflow reported in the agent's status", func() error {
+	c.waitOverflowsReported(30*time.Second, first.ID, 1)
+	if err := c.agentLogContains("realtime events were lost; deep audit now"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitOverflowsReported waits until the agent's status (sent with its heartbeats) counts at
+// least n queue overflows, and fails at once if the session was replaced meanwhile: then a
+// snapshot, not the overflow's audit, would have repaired the view.
+func (c *cluster) waitOverflowsReported(within time.Duration, session string, n uint64) {
+	c.t.Helper()
+	eventually(c.t, within, fmt.Sprintf("the agent reports %d overflows", n), func() error {
 		s, err := c.sessionOf("e2e-agent")
 		if err != nil {
 			return err
 		}
-		if s.ID != first.ID {
-			t.Fatalf("the session was replaced during the pause (%s → %s): a snapshot, not the audit, repaired the view", first.ID, s.ID)
+		if s.ID != session {
+			c.t.Fatalf("the session was replaced (%s → %s): a snapshot, not an audit, repaired the view", session, s.ID)
 		}
 		_, cs, err := c.agentProgress()
 		if err != nil {
 			return err
 		}
-		if num(cs["overflows"]) < 1 {
+		if num(cs["overflows"]) < n {
 			return fmt.Errorf("counters %v", cs)
 		}
 		return nil
 	})
-	if err := c.agentLogContains("realtime events were lost; deep audit now"); err != nil {
-		t.Fatal(err)
-	}
 }
