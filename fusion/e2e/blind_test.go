@@ -61,6 +61,20 @@ func newBlindCluster(t *testing.T, populate func(storage string)) (*cluster, str
 	return c, b
 }
 
+// startBlindCluster runs Fusion and an agent on a blind cluster over makeTree's layout and
+// waits until the view equals the storage and two audits passed, so every directory is in the
+// audit's mtime cache (silent from now on).
+func startBlindCluster(t *testing.T) (*cluster, string) {
+	t.Helper()
+	c, blind := newBlindCluster(t, func(storage string) { writeTree(t, storage) })
+	c.startFusion()
+	c.startAgent()
+	c.waitFiles(60*time.Second, "/", 1000)
+	c.waitViewEqualsTree(10*time.Second, "/")
+	waitAuditCycles(c, 2)
+	return c, blind
+}
+
 // rewriteInPlace overwrites a file's bytes without truncating it: same size, other content.
 func rewriteInPlace(t *testing.T, p string, fill byte) {
 	t.Helper()
@@ -107,13 +121,7 @@ func keepDirSilent(t *testing.T, dirs []string, do func()) {
 // silence" skips them. The rolling re-stat of files in silent directories must still bring
 // the view to the storage's state.
 func TestBlindInPlaceEditsConverge(t *testing.T) {
-	c, blind := newBlindCluster(t, func(storage string) { writeTree(t, storage) })
-	c.startFusion()
-	c.startAgent()
-	c.waitFiles(60*time.Second, "/", 1000)
-	c.waitViewEqualsTree(10*time.Second, "/")
-	// Two audits pass so every directory is in the audit's mtime cache (silent from now on).
-	waitAuditCycles(c, 2)
+	c, blind := startBlindCluster(t)
 
 	var dirs, edited []string
 	for a := range 10 {
@@ -146,12 +154,7 @@ func TestBlindInPlaceEditsConverge(t *testing.T) {
 // Half the directories stay silent (only the rolling re-stat reaches them); in the other half
 // a new file changes the directory's mtime, so the audit lists them and judges the old mtimes.
 func TestBlindMtimeMovesBackConverges(t *testing.T) {
-	c, blind := newBlindCluster(t, func(storage string) { writeTree(t, storage) })
-	c.startFusion()
-	c.startAgent()
-	c.waitFiles(60*time.Second, "/", 1000)
-	c.waitViewEqualsTree(10*time.Second, "/")
-	waitAuditCycles(c, 2)
+	c, blind := startBlindCluster(t)
 
 	past := time.Now().Add(-48 * time.Hour)
 	var silent, listed []string
@@ -192,12 +195,7 @@ func TestBlindMtimeMovesBackConverges(t *testing.T) {
 // created (one cp -p style, with an old mtime) and files and a whole directory are deleted.
 // Their directories' mtimes change, so audits list them; the view must equal the storage.
 func TestBlindCreatesAndDeletesConverge(t *testing.T) {
-	c, blind := newBlindCluster(t, func(storage string) { writeTree(t, storage) })
-	c.startFusion()
-	c.startAgent()
-	c.waitFiles(60*time.Second, "/", 1000)
-	c.waitViewEqualsTree(10*time.Second, "/")
-	waitAuditCycles(c, 2)
+	c, blind := startBlindCluster(t)
 
 	must(t, os.MkdirAll(filepath.Join(blind, "new/deeper"), 0o755))
 	for i := range 5 {
