@@ -3,7 +3,9 @@
 // stream-local id plus a basename, with columns of deltas so a row costs a few bytes on the wire.
 //
 // The Encoder lives on the agent side of one stream, the Decoder on the Fusion side of the same
-// stream. Both keep a bounded table of directory declarations.
+// stream. Both keep a bounded table of directory declarations. Decoded rows point at the
+// declaration of their directory (a Dir: parent and basename), shared by every row under it:
+// no path is assembled on decode, the consumer resolves each Dir once (DESIGN.md §3).
 package fsbatch
 
 import (
@@ -36,9 +38,9 @@ var ErrMalformed = errors.New("malformed fs batch")
 
 // Row is one decoded fs event.
 type Row struct {
-	// Parent is the normalised path of the parent directory; for the root row it is "/" and
-	// Name is empty.
-	Parent string
+	// Dir is the parent directory; nil stands for the root. The root row itself has an empty
+	// Name (and any Dir).
+	Dir *Dir
 	// Name is the basename.
 	Name string
 	// Flags holds Flag* bits.
@@ -53,12 +55,12 @@ type Row struct {
 	ParentMtimeNs int64
 }
 
-// Path returns the row's full normalised path.
+// Path returns the row's full normalised path, built on every call.
 func (r *Row) Path() string {
 	if r.Name == "" {
 		return fspath.Root
 	}
-	return fspath.Join(r.Parent, r.Name)
+	return string(append(append(r.Dir.AppendPath(make([]byte, 0, 64)), '/'), r.Name...))
 }
 
 // IsDir reports whether the row is a directory.
@@ -78,7 +80,8 @@ func (e RowError) Error() string { return fmt.Sprintf("row %d: %v", e.Row, e.Err
 // Decoder turns FsBatch messages of one stream back into rows. It is not safe for concurrent
 // use; a stream has one receiving goroutine.
 type Decoder struct {
-	dirs    map[uint32]string
+	dirs    map[uint32]*Dir
+	root    *Dir
 	maxDirs int
 }
 
@@ -88,7 +91,8 @@ func NewDecoder(maxDirs int) *Decoder {
 	if maxDirs <= 0 {
 		maxDirs = DefaultMaxDirs
 	}
-	return &Decoder{dirs: map[uint32]string{RootID: fspath.Root}, maxDirs: maxDirs}
+	root := NewRoot()
+	return &Decoder{dirs: map[uint32]*Dir{RootID: root}, root: root, maxDirs: maxDirs}
 }
 
 // Decode appends the rows of b to dst. index is the batch's EventBatch.index. A malformed batch
@@ -109,8 +113,9 @@ func (d *Decoder) Decode(b *fustorv1.FsBatch, index uint64, dst []Row) (rows []R
 		}
 	}
 	if b.GetResetDirs() {
+		// Rows already decoded keep their Dirs: a queued batch still resolves as it was sent.
 		clear(d.dirs)
-		d.dirs[RootID] = fspath.Root
+		d.dirs[RootID] = d.root
 	}
 	for i, dir := range b.GetDirs() {
 		if err := d.declare(dir); err != nil {
@@ -166,7 +171,6 @@ func (d *Decoder) resolve(r *Row, parentID uint32) error {
 		if !r.IsDir() {
 			return errors.New("the root row must carry the dir flag")
 		}
-		r.Parent = fspath.Root
 		return nil
 	}
 	parent, ok := d.dirs[parentID]
@@ -176,7 +180,7 @@ func (d *Decoder) resolve(r *Row, parentID uint32) error {
 	if err := fspath.ValidName(r.Name); err != nil {
 		return err
 	}
-	r.Parent = parent
+	r.Dir = parent
 	return nil
 }
 
@@ -191,17 +195,16 @@ func (d *Decoder) declare(dir *fustorv1.FsDir) error {
 	if err := fspath.ValidName(dir.GetName()); err != nil {
 		return fmt.Errorf("dir %d: %w", dir.GetId(), err)
 	}
-	p := fspath.Join(parent, dir.GetName())
 	if old, ok := d.dirs[dir.GetId()]; ok {
-		if old != p {
-			return fmt.Errorf("dir %d redeclared as %q (was %q)", dir.GetId(), p, old)
+		if old.parent != parent || old.name != dir.GetName() {
+			return fmt.Errorf("dir %d redeclared as %q (was %q)", dir.GetId(), fspath.Join(parent.Path(), dir.GetName()), old.Path())
 		}
 		return nil
 	}
 	if len(d.dirs) >= d.maxDirs {
 		return fmt.Errorf("more than %d directories declared; send reset_dirs", d.maxDirs)
 	}
-	d.dirs[dir.GetId()] = p
+	d.dirs[dir.GetId()] = &Dir{parent: parent, name: dir.GetName()}
 	return nil
 }
 

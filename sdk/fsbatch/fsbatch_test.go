@@ -99,7 +99,7 @@ func TestDirsDeclaredOncePerStream(t *testing.T) {
 		i uint64
 	}{{b1, i1}, {b2, i2}} {
 		rows, _, _, err := dec.Decode(x.b, x.i, nil)
-		if err != nil || len(rows) != 1 || rows[0].Parent != "/a/b" {
+		if err != nil || len(rows) != 1 || rows[0].Dir.Path() != "/a/b" {
 			t.Fatalf("Decode = %+v, %v", rows, err)
 		}
 	}
@@ -182,7 +182,7 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("%d rows + %d rejected != %d names", len(rows), rejected, len(msg.GetNames()))
 		}
 		for _, r := range rows {
-			if r.Name == "" && r.Parent != "/" {
+			if r.Name == "" && r.Dir != nil {
 				t.Fatalf("row without name below the root: %+v", r)
 			}
 			if r.Name != "" {

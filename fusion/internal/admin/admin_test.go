@@ -145,7 +145,7 @@ func TestListViews(t *testing.T) {
 	h := start(t)
 	s := h.open(t, "p1", "a", "b")
 	a, _ := h.views.Get("a")
-	if _, _, err := a.Driver.Apply(view.OriginSnapshot, 0, []fsbatch.Row{{Parent: "/", Name: "f"}, {Parent: "/", Name: "g"}}); err != nil {
+	if _, _, err := a.Driver.Apply(view.OriginSnapshot, 0, []fsbatch.Row{{Name: "f"}, {Name: "g"}}); err != nil {
 		t.Fatal(err)
 	}
 	a.SnapshotEnded(s.ID)

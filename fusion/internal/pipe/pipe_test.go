@@ -46,9 +46,9 @@ func TestRunAppliesInOrderAndCommits(t *testing.T) {
 	v.SetLeader("s")
 	items := []*Item{
 		{Session: sess, Kind: KindBatch, Origin: view.OriginSnapshot, MaxIndex: 7,
-			Rows: []fsbatch.Row{{Parent: "/", Name: "a"}, {Parent: "/", Name: "../x"}}},
+			Rows: []fsbatch.Row{{Name: "a"}, {Name: "../x"}}},
 		{Session: sess, Kind: KindSnapshotEnd},
-		{Session: sess, Kind: KindBatch, Origin: view.OriginRealtime, MaxIndex: 5, Rows: []fsbatch.Row{{Parent: "/", Name: "b"}}},
+		{Session: sess, Kind: KindBatch, Origin: view.OriginRealtime, MaxIndex: 5, Rows: []fsbatch.Row{{Name: "b"}}},
 	}
 	for _, it := range items {
 		it.Done = func(r Result) { results <- r }

@@ -76,7 +76,7 @@ func TestReadinessStates(t *testing.T) {
 func TestResetDropsDataAndCompleteness(t *testing.T) {
 	v := mustGet(t, newRegistry(t, "v"), "v")
 	v.SetLeader("s1")
-	if _, rej, err := v.Driver.Apply(OriginSnapshot, 0, []fsbatch.Row{{Parent: "/", Name: "a", Size: 3}}); rej != 0 || err != nil {
+	if _, rej, err := v.Driver.Apply(OriginSnapshot, 0, []fsbatch.Row{{Name: "a", Size: 3}}); rej != 0 || err != nil {
 		t.Fatalf("apply: %d rejected, %v", rej, err)
 	}
 	v.SnapshotEnded("s1")
@@ -111,7 +111,7 @@ func TestRegistry(t *testing.T) {
 	}
 	// Views never share a driver.
 	a, b := mustGet(t, r, "a"), mustGet(t, r, "b")
-	if _, _, err := a.Driver.Apply(OriginRealtime, 0, []fsbatch.Row{{Parent: "/", Name: "x"}}); err != nil {
+	if _, _, err := a.Driver.Apply(OriginRealtime, 0, []fsbatch.Row{{Name: "x"}}); err != nil {
 		t.Fatal(err)
 	}
 	if a.Driver.Len() != 1 || b.Driver.Len() != 0 {
@@ -123,7 +123,7 @@ func TestRegistry(t *testing.T) {
 // server maps.
 func TestDriverErrorsHaveKinds(t *testing.T) {
 	v := mustGet(t, newRegistry(t, "v"), "v")
-	if _, _, err := v.Driver.Apply(OriginRealtime, 0, []fsbatch.Row{{Parent: "/", Name: "f"}}); err != nil {
+	if _, _, err := v.Driver.Apply(OriginRealtime, 0, []fsbatch.Row{{Name: "f"}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := v.Driver.Stat("/missing"); !errors.Is(err, errs.ErrNotFound) {

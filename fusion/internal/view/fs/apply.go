@@ -2,6 +2,7 @@ package fs
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -29,6 +30,19 @@ type applyCtx struct {
 	// fresher evidence than the row (DESIGN.md §5.4). 0 = unknown: any realtime-confirmed
 	// node is kept.
 	scanStart int64
+
+	// row and p: the row being applied and its path, built at most once and only if a table
+	// keyed by path needs it (path).
+	row *fsbatch.Row
+	p   string
+}
+
+// path returns the path of the row being applied.
+func (ac *applyCtx) path() string {
+	if ac.p == "" {
+		ac.p = ac.row.Path()
+	}
+	return ac.p
 }
 
 // Apply applies rows of one origin under one write lock, by the arbitration rules of
@@ -55,10 +69,12 @@ func (v *View) Apply(origin Origin, scanStartNs int64, rows []fsbatch.Row) (appl
 	}
 	for i := range rows {
 		// Every new row's lookup misses in a table of megabytes; start loading the slot of the
-		// row applyAhead rows on while this one is applied. Only rows under the last parent
-		// are prefetched: their parent id is known without a lookup.
-		if j := i + applyAhead; j < len(rows) && v.lastParentID != 0 && rows[j].Parent == v.lastParent {
-			v.st.PrefetchHome(v.st.HashString(v.lastParentID, rows[j].Name))
+		// row applyAhead rows on while this one is applied. Only rows whose directory is
+		// already resolved are prefetched: their parent id is known without a lookup.
+		if j := i + applyAhead; j < len(rows) {
+			if parent, ok := v.knownDir(rows[j].Dir); ok {
+				v.st.PrefetchHome(v.st.HashString(parent, rows[j].Name))
+			}
 		}
 		if err := v.applyRow(&ac, &rows[i]); err != nil {
 			rejected++
@@ -77,6 +93,9 @@ func (v *View) Apply(origin Origin, scanStartNs int64, rows []fsbatch.Row) (appl
 }
 
 func (v *View) applyRow(ac *applyCtx, r *fsbatch.Row) error {
+	if ac.row != r {
+		ac.row, ac.p = r, ""
+	}
 	if r.Name == "" {
 		if r.IsDelete() || !r.IsDir() {
 			return fmt.Errorf("the root can only be updated as a directory")
@@ -85,7 +104,8 @@ func (v *View) applyRow(ac *applyCtx, r *fsbatch.Row) error {
 		v.setAttrs(v.root, int64(r.Size), r.MtimeNs)
 		setAuditSkipped(root, ac.origin, r)
 		v.snapSeen(ac, v.root, r)
-		v.auditSeen(ac, v.root, fspath.Root, r)
+		ac.p = fspath.Root
+		v.auditSeen(ac, v.root, r)
 		return nil
 	}
 	if err := fspath.ValidName(r.Name); err != nil {
@@ -101,7 +121,7 @@ func (v *View) applyRow(ac *applyCtx, r *fsbatch.Row) error {
 	if !realtime && len(v.c.tombs) > 0 {
 		// A row from a scan of a path deleted in real time is a zombie unless the file is
 		// newer than the delete (reincarnation). Realtime rows are causal and always pass.
-		p := r.Path()
+		p := ac.path()
 		if t, at, ok := v.c.tombstoned(p); ok {
 			if r.MtimeNs <= t.logicalNs {
 				return nil
@@ -115,7 +135,7 @@ func (v *View) applyRow(ac *applyCtx, r *fsbatch.Row) error {
 	if realtime {
 		stamp = ac.now // a realtime event confirms the directories it implies
 	}
-	parent, err := v.ensureDir(r.Parent, stamp)
+	parent, err := v.dirNode(r.Dir, true, stamp)
 	if err != nil {
 		return err
 	}
@@ -129,7 +149,7 @@ func (v *View) applyRow(ac *applyCtx, r *fsbatch.Row) error {
 			// since the scan started, so the scan's stat may predate it. Otherwise the row
 			// replaces the node whatever the direction of its mtime (touch -d, cp -p).
 			v.snapSeen(ac, id, r)
-			v.auditSeen(ac, id, "", r)
+			v.auditSeen(ac, id, r)
 			setAuditSkipped(n, ac.origin, r)
 			return nil
 		}
@@ -167,7 +187,7 @@ func (v *View) applyRow(ac *applyCtx, r *fsbatch.Row) error {
 		if !dir && r.Flags&fsbatch.FlagPartialWrite != 0 {
 			// The agent saw a write without its close: sent, never skipped, and suspect
 			// until it settles (DESIGN.md §5.3).
-			v.suspectFor(id, r.Path(), ac.mono, ac.threshold)
+			v.suspectFor(id, ac.path(), ac.mono, ac.threshold)
 		} else {
 			v.hotCheck(ac, id, r)
 		}
@@ -175,9 +195,9 @@ func (v *View) applyRow(ac *applyCtx, r *fsbatch.Row) error {
 		if !dir && (isNew || oldMtime != r.MtimeNs || oldSize != int64(r.Size)) {
 			n.Flags &^= store.FlagKnown
 			n.Flags |= store.FlagBlindAdd
-			v.c.additions[r.Path()] = struct{}{}
+			v.c.additions[ac.path()] = struct{}{}
 		}
-		v.auditSeen(ac, id, "", r)
+		v.auditSeen(ac, id, r)
 		v.hotCheck(ac, id, r)
 	}
 	setAuditSkipped(n, ac.origin, r)
@@ -190,7 +210,7 @@ func (v *View) applyRealtimeUpsert(ac *applyCtx, id uint32, r *fsbatch.Row) {
 	n.Flags |= store.FlagKnown
 	v.clock.Sample(r.MtimeNs)
 	if len(v.c.tombs) > 0 || len(v.c.additions) > 0 || len(v.c.deletions) > 0 || len(v.c.suspects) > 0 || r.Flags&fsbatch.FlagPartialWrite != 0 {
-		p := r.Path()
+		p := ac.path()
 		delete(v.c.tombs, p)
 		delete(v.c.additions, p)
 		delete(v.c.deletions, p)
@@ -211,34 +231,31 @@ func (v *View) hotCheck(ac *applyCtx, id uint32, r *fsbatch.Row) {
 		return
 	}
 	if life := hotLife(ac.watermark-r.MtimeNs, ac.threshold); life > 0 {
-		v.suspectFor(id, r.Path(), ac.mono, life)
+		v.suspectFor(id, ac.path(), ac.mono, life)
 	}
 }
 
 // auditSeen marks a node reported by the open audit, records fully listed directories, and
 // clears a blind-spot deletion of a path that is back.
-func (v *View) auditSeen(ac *applyCtx, id uint32, p string, r *fsbatch.Row) {
+func (v *View) auditSeen(ac *applyCtx, id uint32, r *fsbatch.Row) {
 	if ac.origin != OriginAudit || v.c.audit == nil {
 		return
 	}
 	v.st.Get(id).Flags |= store.FlagAuditSeen
-	if p == "" {
-		p = r.Path()
-	}
 	if len(v.c.deletions) > 0 {
-		delete(v.c.deletions, p)
+		delete(v.c.deletions, ac.path())
 	}
 	if r.IsDir() && r.Flags&fsbatch.FlagAuditSkipped == 0 {
-		v.c.audit.listed = append(v.c.audit.listed, p)
+		v.c.audit.listed = append(v.c.audit.listed, ac.path())
 	}
 }
 
 func (v *View) applyDelete(ac *applyCtx, r *fsbatch.Row) error {
-	parent, err := v.resolve(r.Parent)
+	parent, err := v.dirNode(r.Dir, false, 0)
 	if err != nil {
 		return err
 	}
-	p := r.Path()
+	p := ac.path()
 	var id uint32
 	if parent != 0 {
 		id = v.st.Lookup(parent, r.Name)
@@ -296,37 +313,85 @@ func (v *View) resolve(p string) (uint32, error) {
 	return id, nil
 }
 
-// ensureDir resolves a directory path, creating missing directories (mtime 0, last updated at
-// stamp) and replacing files that stand where a directory must be.
-func (v *View) ensureDir(p string, stamp int64) (uint32, error) {
-	if p == v.lastParent && v.lastParentID != 0 {
-		return v.lastParentID, nil
+// dirNode returns the node of directory d (nil: the root). With create, missing directories
+// are made (mtime 0, last updated at stamp) and files standing where a directory must be are
+// replaced; without, a directory that is not in the view is 0. What d resolved to is kept in
+// its slot under v.dirTag, so a stream's directory is resolved once, not once per row, and an
+// unresolved one costs a lookup per level up to its nearest resolved ancestor.
+func (v *View) dirNode(d *fsbatch.Dir, create bool, stamp int64) (uint32, error) {
+	if id, ok := v.knownDir(d); ok {
+		return id, nil
 	}
-	if _, err := fspath.Clean(p); err != nil {
-		return 0, err
-	}
+	var stack [32]*fsbatch.Dir
+	chain := stack[:0]
 	id := v.root
-	if p != fspath.Root {
-		for part := range strings.SplitSeq(p[1:], "/") {
-			if err := fspath.ValidName(part); err != nil {
+	for cur := d; !cur.IsRoot(); cur = cur.Parent() {
+		if got, ok := cur.Slot(v.dirTag); ok {
+			id = got
+			break
+		}
+		chain = append(chain, cur)
+	}
+	for i := len(chain) - 1; i >= 0; i-- {
+		name := chain[i].Name()
+		if len(name) > 0xffff {
+			return 0, fmt.Errorf("name longer than 65535 bytes")
+		}
+		h := v.st.HashString(id, name)
+		child := v.st.LookupHashed(id, name, h)
+		if child != 0 && !v.st.Get(child).IsDir() {
+			if !create {
+				return 0, nil
+			}
+			v.remove(child) // a file: no directory goes, the resolved ones stay valid
+			child = 0
+		}
+		if child == 0 {
+			if !create {
+				return 0, nil
+			}
+			var err error
+			if child, err = v.insert(id, name, h, true, 0, 0, store.FlagKnown); err != nil {
 				return 0, err
 			}
-			h := v.st.HashString(id, part)
-			child := v.st.LookupHashed(id, part, h)
-			if child != 0 && !v.st.Get(child).IsDir() {
-				v.remove(child)
-				child = 0
-			}
-			if child == 0 {
-				var err error
-				if child, err = v.insert(id, part, h, true, 0, 0, store.FlagKnown); err != nil {
-					return 0, err
-				}
-				v.st.Get(child).LastUpdated = stamp
-			}
-			id = child
+			v.st.Get(child).LastUpdated = stamp
 		}
+		chain[i].SetSlot(v.dirTag, child)
+		id = child
 	}
-	v.lastParent, v.lastParentID = p, id
+	v.lastDir, v.lastDirID = d, id
 	return id, nil
+}
+
+// rowNode returns the node a row names, 0 if the view does not hold it.
+func (v *View) rowNode(r *fsbatch.Row) uint32 {
+	if r.Name == "" {
+		return v.root
+	}
+	parent, err := v.dirNode(r.Dir, false, 0)
+	if err != nil || parent == 0 {
+		return 0
+	}
+	return v.st.Lookup(parent, r.Name)
+}
+
+// knownDir returns d's node if d is already resolved under the current tag.
+func (v *View) knownDir(d *fsbatch.Dir) (uint32, bool) {
+	switch {
+	case d == nil || d.IsRoot():
+		return v.root, true
+	case d == v.lastDir:
+		return v.lastDirID, true
+	}
+	if id, ok := d.Slot(v.dirTag); ok {
+		v.lastDir, v.lastDirID = d, id
+		return id, true
+	}
+	return 0, false
+}
+
+// dirsGone forgets every resolved directory: one was removed, and its node id may be reused.
+func (v *View) dirsGone() {
+	v.dirTag = rand.Uint64() | 1
+	v.lastDir, v.lastDirID = nil, 0
 }

@@ -15,15 +15,16 @@ import (
 // /upload/submit/aa/bb/<uuid>/sub_k/data_NNNN.dat (250 files per directory).
 func benchRows(n int) []fsbatch.Row {
 	rows := make([]fsbatch.Row, 0, n)
+	dirs := map[string]*fsbatch.Dir{}
 	for i := 0; len(rows) < n; i++ {
 		sub := fmt.Sprintf("/upload/submit/%02x/%02x/%08x-0000-4000-8000-%012x", i%256, (i/256)%256, i*2654435761%(1<<32), i)
 		for k := range 4 {
-			parent := fmt.Sprintf("%s/sub_%d", sub, k)
+			parent := sharedDir(dirs, fmt.Sprintf("%s/sub_%d", sub, k))
 			for f := range 250 {
 				if len(rows) == n {
 					return rows
 				}
-				rows = append(rows, fsbatch.Row{Parent: parent, Name: fmt.Sprintf("data_%04d.dat", f),
+				rows = append(rows, fsbatch.Row{Dir: parent, Name: fmt.Sprintf("data_%04d.dat", f),
 					Size: uint64(1000 + f), MtimeNs: 1_790_000_000_000_000_000 + int64(len(rows))*1000})
 			}
 		}
@@ -109,7 +110,7 @@ func shuffledRows(n int) []fsbatch.Row {
 
 func BenchmarkList250(b *testing.B) {
 	v := bigView(b)
-	dir := benchRows(1)[0].Parent
+	dir := benchRows(1)[0].Dir.Path()
 	for b.Loop() {
 		if es, _, _ := v.List(dir, 1, "", 1000); len(es) != 250 {
 			b.Fatal(len(es))
@@ -119,7 +120,7 @@ func BenchmarkList250(b *testing.B) {
 
 func BenchmarkStats(b *testing.B) {
 	v := bigView(b)
-	for _, p := range []string{"/", benchRows(1)[0].Parent} {
+	for _, p := range []string{"/", benchRows(1)[0].Dir.Path()} {
 		b.Run(p[:min(len(p), 16)], func(b *testing.B) {
 			for b.Loop() {
 				if _, err := v.Stats(p); err != nil {
@@ -132,7 +133,7 @@ func BenchmarkStats(b *testing.B) {
 
 func BenchmarkFind(b *testing.B) {
 	v := bigView(b)
-	submission := path.Base(path.Dir(benchRows(1)[0].Parent)) // one submission's uuid directory
+	submission := path.Base(path.Dir(benchRows(1)[0].Dir.Path())) // one submission's uuid directory
 	// "complete" asks for every match (4,000 files carry that name); the others for the first
 	// 1,000. The last glob matches one file in the whole view: the walk cannot stop early.
 	// "paths" is FindPaths, the answer of FindRequest.packed_paths.

@@ -117,7 +117,7 @@ func TestSnapshotReconciles(t *testing.T) {
 		return v, c
 	}
 	snapshot := func(v *View, c *clocks, rows ...fsbatch.Row) {
-		all := append([]fsbatch.Row{{Parent: "/", Flags: fsbatch.FlagDir, MtimeNs: old(c)}}, rows...)
+		all := append([]fsbatch.Row{{Flags: fsbatch.FlagDir, MtimeNs: old(c)}}, rows...)
 		apply(t, v, OriginSnapshot, all...)
 	}
 	t.Run("what the snapshot did not report is removed as a blind-spot deletion", func(t *testing.T) {
@@ -190,7 +190,7 @@ func TestVerify(t *testing.T) {
 		apply(t, v, OriginSnapshot, row("/d", fsbatch.FlagDir, 0, o), row("/d/same", 0, 1, o),
 			row("/d/changed", 0, 1, o), row("/d/extra", 0, 1, o), row("/x/y/z", 0, 1, o))
 		c.advance(time.Second)
-		walk := []fsbatch.Row{{Parent: "/", Flags: fsbatch.FlagDir, MtimeNs: o}, row("/d", fsbatch.FlagDir, 0, o),
+		walk := []fsbatch.Row{{Flags: fsbatch.FlagDir, MtimeNs: o}, row("/d", fsbatch.FlagDir, 0, o),
 			row("/d/same", 0, 1, o), row("/d/changed", 0, 2, o), row("/d/missing", 0, 1, o)}
 		return v, c, walk
 	}

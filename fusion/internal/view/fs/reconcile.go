@@ -25,16 +25,16 @@ type unlistedDirs struct {
 
 func newUnlistedDirs() unlistedDirs { return unlistedDirs{m: map[string]struct{}{}} }
 
-// note records r's directory when the walk did not list it.
-func (u *unlistedDirs) note(r *fsbatch.Row) {
-	if !r.IsDir() || r.Flags&fsbatch.FlagAuditSkipped == 0 {
-		return
-	}
+// unlistedDir reports whether r is a directory its walk reported without listing it.
+func unlistedDir(r *fsbatch.Row) bool { return r.IsDir() && r.Flags&fsbatch.FlagAuditSkipped != 0 }
+
+// add records the path of a directory the walk did not list.
+func (u *unlistedDirs) add(p string) {
 	if len(u.m) >= maxUnlisted {
 		u.overflow = true
 		return
 	}
-	u.m[r.Path()] = struct{}{}
+	u.m[p] = struct{}{}
 }
 
 func (u *unlistedDirs) has(p string) bool {
@@ -72,7 +72,9 @@ func (v *View) snapSeen(ac *applyCtx, id uint32, r *fsbatch.Row) {
 		return
 	}
 	v.st.Get(id).Flags |= store.FlagSnapSeen
-	v.c.snap.unlisted.note(r)
+	if unlistedDir(r) {
+		v.c.snap.unlisted.add(ac.path())
+	}
 }
 
 // SnapshotEnd closes owner's snapshot. Its caller guarantees every row sent before it was

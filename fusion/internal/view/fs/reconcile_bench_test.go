@@ -12,7 +12,7 @@ import (
 // whole tree, when the snapshot reported everything (nothing to remove) and when it missed 1 %.
 func BenchmarkSnapshotReconcile(b *testing.B) {
 	rows := benchRows(1_000_000)
-	root := []fsbatch.Row{{Parent: "/", Flags: fsbatch.FlagDir}}
+	root := []fsbatch.Row{{Flags: fsbatch.FlagDir}}
 	for _, missed := range []int{0, 100} { // every missed-th file is not reported; 0 = none
 		name := "complete"
 		if missed > 0 {

@@ -18,6 +18,7 @@ import (
 	"github.com/fustor/fustor/fusion/internal/errs"
 	"github.com/fustor/fustor/fusion/internal/view/fs/internal/store"
 	"github.com/fustor/fustor/sdk/clock"
+	"github.com/fustor/fustor/sdk/fsbatch"
 )
 
 // Errors returned by queries and rows; each is of an errs kind, which the server maps.
@@ -97,9 +98,12 @@ type View struct {
 	clock *clock.Logical
 
 	rejected uint64
-	// last resolved parent of Apply: consecutive rows mostly share it.
-	lastParent   string
-	lastParentID uint32
+	// dirTag keys the nodes remembered in the slots of stream directories (dirNode); it
+	// changes whenever a directory leaves the view. lastDir is the last directory resolved:
+	// consecutive rows mostly share it.
+	dirTag    uint64
+	lastDir   *fsbatch.Dir
+	lastDirID uint32
 	// chainDir's aggregates and its ancestors' (ancestors); 0 = none kept.
 	chainDir uint32
 	chain    []*dirAgg
@@ -144,7 +148,8 @@ func (v *View) init() {
 	v.root = v.st.Add(0, "", 0)
 	v.st.Get(v.root).Flags |= store.FlagDir | store.FlagKnown
 	v.dirs[v.root] = &dirAgg{}
-	v.lastParent, v.lastParentID, v.chainDir = "", 0, 0
+	v.chainDir = 0
+	v.dirsGone()
 	v.c = newConsistency()
 }
 
@@ -276,9 +281,9 @@ func (v *View) setAttrs(id uint32, size, mtime int64) {
 // remove deletes id and its subtree.
 func (v *View) remove(id uint32) {
 	n := v.st.Get(id)
-	parent := n.Parent
+	parent, wasDir := n.Parent, n.IsDir()
 	var files, dirs, size, maxM int64
-	if n.IsDir() {
+	if wasDir {
 		g := v.dirs[id]
 		files, dirs, size = g.files, g.dirs+1, g.size
 		maxM = max(n.Mtime, v.maxMtimeLocked(id))
@@ -324,7 +329,9 @@ func (v *View) remove(id uint32) {
 	}
 	v.propagate(parent, -files, -dirs, -size, 0)
 	v.lowered(parent, maxM)
-	v.lastParent, v.lastParentID = "", 0
+	if wasDir {
+		v.dirsGone()
+	}
 	v.st.Compact()
 }
 

@@ -21,9 +21,36 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// row is a row at p whose directory is a chain of its own (no other row shares it).
 func row(p string, flags uint32, size uint64, mtime int64) fsbatch.Row {
 	dir, name := fspath.Split(p)
-	return fsbatch.Row{Parent: dir, Name: name, Flags: flags, Size: size, MtimeNs: mtime}
+	return fsbatch.Row{Dir: mustDir(dir), Name: name, Flags: flags, Size: size, MtimeNs: mtime}
+}
+
+func mustDir(p string) *fsbatch.Dir {
+	d, err := fsbatch.DirOf(p)
+	if err != nil {
+		panic(err)
+	}
+	return d
+}
+
+// sharedDir returns the one Dir of directory p in dirs, made on first use on its parent's,
+// as a stream's decoder hands one Dir to every row under a directory.
+func sharedDir(dirs map[string]*fsbatch.Dir, p string) *fsbatch.Dir {
+	if d, ok := dirs[p]; ok {
+		return d
+	}
+	d := fsbatch.NewRoot()
+	if p != fspath.Root {
+		parent, name := fspath.Split(p)
+		var err error
+		if d, err = sharedDir(dirs, parent).Child(name); err != nil {
+			panic(err)
+		}
+	}
+	dirs[p] = d
+	return d
 }
 
 func newView(t testing.TB) *View {
@@ -89,7 +116,7 @@ func TestApplySemantics(t *testing.T) {
 			apply(t, v, OriginAudit, row("/s", fsbatch.FlagDir|fsbatch.FlagAuditSkipped, 0, 1))
 		}, "/s", &Entry{Path: "/s", Name: "s", IsDir: true, MtimeNs: 1, AuditSkipped: true}},
 		{"root row updates the root", func(v *View) {
-			apply(t, v, OriginSnapshot, fsbatch.Row{Parent: "/", Flags: fsbatch.FlagDir, MtimeNs: 42})
+			apply(t, v, OriginSnapshot, fsbatch.Row{Flags: fsbatch.FlagDir, MtimeNs: 42})
 		}, "/", &Entry{Path: "/", IsDir: true, MtimeNs: 42, KnownByAgent: true}},
 	}
 	for _, tt := range tests {
@@ -113,13 +140,17 @@ func TestApplySemantics(t *testing.T) {
 
 func TestBadRowsRejected(t *testing.T) {
 	v := newView(t)
+	longDir, err := fsbatch.NewRoot().Child(strings.Repeat("d", 1<<16))
+	if err != nil {
+		t.Fatal(err)
+	}
 	rows := []fsbatch.Row{
-		{Parent: "/", Name: "ok"},
-		{Parent: "/", Name: "a/b"},
-		{Parent: "relative", Name: "x"},
-		{Parent: "/a/../b", Name: "x"},
-		{Parent: "/", Name: "", Flags: fsbatch.FlagDelete},
-		{Parent: "/", Name: ".."},
+		{Name: "ok"},
+		{Name: "a/b"},
+		{Dir: mustDir("/d"), Name: strings.Repeat("x", 1<<16)},
+		{Dir: longDir, Name: "x"},
+		{Name: "", Flags: fsbatch.FlagDelete},
+		{Name: ".."},
 	}
 	applied, rejected, err := v.Apply(OriginSnapshot, 0, rows)
 	if applied != 1 || rejected != 5 || err == nil {
@@ -232,6 +263,7 @@ func TestStatsFollowChanges(t *testing.T) {
 func TestRandomOpsKeepInvariants(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	v, c := newClockedView(t)
+	c.dirs = map[string]*fsbatch.Dir{}
 	for i := range 20000 {
 		randomOp(t, r, v, c)
 		if i%2000 == 0 {
@@ -348,6 +380,9 @@ func randomRow(r *rand.Rand, c *clocks) fsbatch.Row {
 	// mtimes from a minute in the future to two minutes ago: hot and cold files, skews.
 	m := c.now.Add(time.Duration(r.IntN(180)-60) * time.Second).UnixNano()
 	rw := row(p, flags, uint64(r.IntN(1000)), m)
+	if shared := r.IntN(8) != 0; shared && c.dirs != nil {
+		rw.Dir = sharedDir(c.dirs, rw.Dir.Path())
+	}
 	if r.IntN(4) == 0 {
 		rw.ParentMtimeNs = c.now.Add(-time.Duration(r.IntN(120)) * time.Second).UnixNano()
 	}
@@ -495,6 +530,7 @@ func FuzzApply(f *testing.F) {
 	f.Add([]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		v, c := newClockedView(t)
+		c.dirs = map[string]*fsbatch.Dir{}
 		seed := uint64(0)
 		for i, b := range data {
 			seed = seed*31 + uint64(b) + uint64(i)
@@ -503,7 +539,7 @@ func FuzzApply(f *testing.F) {
 		for range len(data) * 4 {
 			randomOp(t, r, v, c)
 			if r.IntN(20) == 0 {
-				_, _, _ = v.Apply(Origin(1+r.IntN(4)), 0, []fsbatch.Row{{Parent: "/", Name: string(data)}})
+				_, _, _ = v.Apply(Origin(1+r.IntN(4)), 0, []fsbatch.Row{{Name: string(data)}})
 			}
 		}
 		checkInvariants(t, v)

@@ -27,6 +27,10 @@ type verifyState struct {
 	max      int
 	unlisted unlistedDirs
 	res      VerifyResult
+	// lastDir is the directory of the last row checked, lastWithin whether it lies in root:
+	// a walk's rows come directory by directory.
+	lastDir    *fsbatch.Dir
+	lastWithin bool
 }
 
 // VerifyStart opens a verify of the subtree at root for the walk answering command id. With
@@ -78,10 +82,11 @@ func (v *View) VerifyRows(id string, rows []fsbatch.Row) (compared, rejected int
 	}
 	for i := range rows {
 		r := &rows[i]
-		err := v.verifyRow(vs, r)
+		ac.row, ac.p = r, ""
+		err := v.verifyRow(vs, &ac, r)
 		if err == nil && vs.repair {
 			if err = v.applyRow(&ac, r); err == nil {
-				if id, _ := v.resolve(r.Path()); id != 0 {
+				if id := v.rowNode(r); id != 0 {
 					v.st.Get(id).Flags |= store.FlagVerifySeen // repaired: not extra at the end
 				}
 			}
@@ -98,27 +103,28 @@ func (v *View) VerifyRows(id string, rows []fsbatch.Row) (compared, rejected int
 	return compared, rejected, firstErr
 }
 
-func (v *View) verifyRow(vs *verifyState, r *fsbatch.Row) error {
+// verifyRow compares one row; ac holds the row and builds its path when a difference or a
+// table needs it.
+func (v *View) verifyRow(vs *verifyState, ac *applyCtx, r *fsbatch.Row) error {
 	if r.IsDelete() {
 		return fmt.Errorf("a walk reports no deletes")
 	}
-	p := r.Path()
 	if r.Name != "" {
 		if err := fspath.ValidName(r.Name); err != nil {
 			return err
 		}
 	}
-	if !fspath.IsWithin(p, vs.root) {
-		return fmt.Errorf("%s is outside the verified subtree %s", p, vs.root)
+	if !vs.within(ac) {
+		return fmt.Errorf("%s is outside the verified subtree %s", ac.path(), vs.root)
 	}
 	vs.res.Walked++
 	storage := Attrs{IsDir: r.IsDir(), Size: r.Size, MtimeNs: r.MtimeNs}
-	vs.unlisted.note(r)
-	id, err := v.resolve(p)
-	if err != nil {
-		return err
+	if unlistedDir(r) {
+		vs.unlisted.add(ac.path())
 	}
+	id := v.rowNode(r)
 	if id == 0 {
+		p := ac.path()
 		if t, _, ok := v.c.tombstoned(p); ok && t.physicalNs >= vs.startNs {
 			vs.res.Changed++ // deleted in real time since the walk started
 			return nil
@@ -143,8 +149,24 @@ func (v *View) verifyRow(vs *verifyState, r *fsbatch.Row) error {
 	case view.Size == storage.Size && view.MtimeNs == storage.MtimeNs:
 		return nil
 	}
-	v.verifyDiff(vs, Diff{Path: p, Kind: DiffDifferent, Storage: storage, View: view})
+	v.verifyDiff(vs, Diff{Path: ac.path(), Kind: DiffDifferent, Storage: storage, View: view})
 	return nil
+}
+
+// within reports whether the row of ac lies in the verified subtree, building its path only
+// when its directory is outside (the row may be the subtree's top).
+func (vs *verifyState) within(ac *applyCtx) bool {
+	r := ac.row
+	switch {
+	case vs.root == fspath.Root:
+		return true
+	case r.Name == "":
+		return false
+	}
+	if r.Dir != vs.lastDir || vs.lastDir == nil {
+		vs.lastDir, vs.lastWithin = r.Dir, fspath.IsWithin(r.Dir.Path(), vs.root)
+	}
+	return vs.lastWithin || ac.path() == vs.root
 }
 
 func (v *View) verifyDiff(vs *verifyState, d Diff) {
