@@ -1,6 +1,7 @@
 package ctl
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -58,14 +59,36 @@ func flags(e *fustorv1.Entry) string {
 	return b.String()
 }
 
+// entryLines writes entries one a line; entries labelled with their forest member get a
+// MEMBER first column, under a header (an fs view's lines stay as they always were).
 func entryLines(w io.Writer, entries []*fustorv1.Entry) {
+	member := anyLabelled(entries)
+	if member {
+		fmt.Fprintln(w, "MEMBER\tTYPE\tSIZE\tMTIME\tFLAGS\tPATH")
+	}
+	entryTable(w, entries, member)
+}
+
+func entryTable(w io.Writer, entries []*fustorv1.Entry, member bool) {
 	for _, e := range entries {
 		typ := "f"
 		if e.GetIsDir() {
 			typ = "d"
 		}
+		if member {
+			fmt.Fprintf(w, "%s\t", e.GetMember())
+		}
 		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\n", typ, e.GetSize(), ts(e.GetMtime()), flags(e), e.GetPath())
 	}
+}
+
+func anyLabelled(entries []*fustorv1.Entry) bool {
+	for _, e := range entries {
+		if e.GetMember() != "" {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *client) listViews(ctx context.Context) error {
@@ -84,7 +107,7 @@ func (c *client) listViews(ctx context.Context) error {
 
 func (c *client) ls(ctx context.Context, p string) error {
 	req := &fustorv1.ListDirectoryRequest{View: c.o.view, Path: p, MaxDepth: uint32(c.o.depth),
-		PageSize: uint32(c.o.pageSize), ForceRealTime: c.force()}
+		PageSize: uint32(c.o.pageSize), ForceRealTime: c.force(), Member: c.o.member}
 	var all *fustorv1.ListDirectoryResponse
 	for {
 		resp, err := c.views.ListDirectory(ctx, req)
@@ -97,10 +120,15 @@ func (c *client) ls(ctx context.Context, p string) error {
 			all.Entries = append(all.Entries, resp.GetEntries()...)
 			all.NextPageToken = resp.GetNextPageToken()
 		}
-		if !c.o.all || resp.GetNextPageToken() == "" {
+		// A forest's fan-out answer is every member's first page; the next pages are asked
+		// one member at a time (the server refuses a page token without member).
+		if !c.o.all || resp.GetNextPageToken() == "" || len(resp.GetMembers()) > 0 {
 			break
 		}
 		req.PageToken = resp.GetNextPageToken()
+	}
+	if len(all.GetMembers()) > 0 {
+		return c.print(all, func(w io.Writer) { c.lsMembers(w, p, all) })
 	}
 	return c.print(all, func(w io.Writer) {
 		entryLines(w, all.GetEntries())
@@ -111,8 +139,12 @@ func (c *client) ls(ctx context.Context, p string) error {
 }
 
 func (c *client) tree(ctx context.Context, p string) error {
-	stream, err := c.views.GetTree(ctx, &fustorv1.GetTreeRequest{View: c.o.view, Path: p, MaxDepth: uint32(c.o.depth),
-		Limit: uint64(c.o.limit)})
+	req := &fustorv1.GetTreeRequest{View: c.o.view, Path: p, MaxDepth: uint32(c.o.depth),
+		Limit: uint64(c.o.limit), Member: c.o.member}
+	if c.o.best != "" {
+		req.BestOnly, req.BestBy = true, c.bestBy
+	}
+	stream, err := c.views.GetTree(ctx, req)
 	if err != nil {
 		return err
 	}
@@ -132,33 +164,54 @@ func (c *client) tree(ctx context.Context, p string) error {
 		all.Truncated = all.Truncated || chunk.GetTruncated()
 	}
 	return c.print(all, func(w io.Writer) {
+		if req.GetBestOnly() && all.GetMeta().GetMember() != "" {
+			fmt.Fprintf(w, "== %s (the best member by %s)\n", all.GetMeta().GetMember(), bestName(c.bestBy))
+		}
 		entryLines(w, all.GetEntries())
 		if all.GetTruncated() {
 			fmt.Fprintf(w, "… truncated at --limit %d\n", c.o.limit)
 		}
+		notReady(w, all.GetMeta())
 	})
 }
 
 func (c *client) stat(ctx context.Context, p string) error {
-	resp, err := c.views.Stat(ctx, &fustorv1.StatRequest{View: c.o.view, Path: p, ForceRealTime: c.force()})
+	resp, err := c.views.Stat(ctx, &fustorv1.StatRequest{View: c.o.view, Path: p, ForceRealTime: c.force(), Member: c.o.member})
 	if err != nil {
 		return err
 	}
-	e := resp.GetEntry()
 	return c.print(resp, func(w io.Writer) {
-		kv(w, "path", e.GetPath())
-		kv(w, "type", map[bool]string{true: "directory", false: "file"}[e.GetIsDir()])
-		kv(w, "size", e.GetSize())
-		kv(w, "mtime", ts(e.GetMtime()))
-		kv(w, "integrity_suspect", e.GetIntegritySuspect())
-		kv(w, "known_by_agent", e.GetKnownByAgent())
-		kv(w, "last_updated_at", ts(e.GetLastUpdatedAt()))
-		if e.GetIsDir() {
-			kv(w, "children", e.GetChildCount())
-			kv(w, "audit_skipped", e.GetAuditSkipped())
+		if len(resp.GetMembers()) == 0 {
+			statLines(w, resp.GetEntry())
+			kv(w, "job_pending", resp.GetMeta().GetJobPending())
+			return
 		}
+		for _, me := range resp.GetMembers() {
+			fmt.Fprintf(w, "== %s\n", me.GetMember())
+			if !me.GetFound() {
+				fmt.Fprintln(w, "not in this member")
+				continue
+			}
+			statLines(w, me.GetEntry())
+		}
+		notReadyBlocks(w, resp.GetMeta())
+		fmt.Fprintln(w)
 		kv(w, "job_pending", resp.GetMeta().GetJobPending())
 	})
+}
+
+func statLines(w io.Writer, e *fustorv1.Entry) {
+	kv(w, "path", e.GetPath())
+	kv(w, "type", map[bool]string{true: "directory", false: "file"}[e.GetIsDir()])
+	kv(w, "size", e.GetSize())
+	kv(w, "mtime", ts(e.GetMtime()))
+	kv(w, "integrity_suspect", e.GetIntegritySuspect())
+	kv(w, "known_by_agent", e.GetKnownByAgent())
+	kv(w, "last_updated_at", ts(e.GetLastUpdatedAt()))
+	if e.GetIsDir() {
+		kv(w, "children", e.GetChildCount())
+		kv(w, "audit_skipped", e.GetAuditSkipped())
+	}
 }
 
 func kv(w io.Writer, k string, v any) { fmt.Fprintf(w, "%s:\t%v\n", k, v) }
@@ -168,10 +221,44 @@ func (c *client) find(ctx context.Context, p string) error {
 		return fmt.Errorf("%w: find needs exactly one of --name and --glob", errUsage)
 	}
 	req := &fustorv1.FindRequest{View: c.o.view, Path: p, Name: c.o.name, Glob: c.o.glob, Limit: uint32(c.o.limit),
-		ForceRealTime: c.force(), OnlyPaths: c.o.paths}
-	// One path per line comes packed (decoded much faster: BenchmarkFindAnswer); --json keeps
-	// entries, which read better than a base64 blob.
-	req.PackedPaths = c.o.paths && !c.o.json
+		ForceRealTime: c.force(), OnlyPaths: c.o.paths, Member: c.o.member, MemberLimit: uint32(c.o.memberLimit)}
+	if err := c.setType(req); err != nil {
+		return err
+	}
+	if c.o.paths && !c.o.json {
+		// One path per line comes packed (decoded much faster: BenchmarkFindAnswer); --json
+		// keeps entries, which read better than a base64 blob. A forest asked without member
+		// refuses packed paths: they carry no member.
+		forest := false
+		if c.o.member == "" {
+			var err error
+			if forest, err = c.isForest(ctx); err != nil {
+				return err
+			}
+		}
+		req.PackedPaths = !forest
+	}
+	resp, err := c.views.Find(ctx, req)
+	if err != nil {
+		return err
+	}
+	if c.o.paths && !c.o.json {
+		return c.printPaths(resp)
+	}
+	return c.print(resp, func(w io.Writer) {
+		entryLines(w, resp.GetEntries())
+		if resp.GetTruncated() {
+			fmt.Fprintf(w, "… truncated: raise --limit%s\n", map[bool]string{true: " or --member-limit"}[c.o.memberLimit > 0])
+		}
+		if len(resp.GetMembers()) > 0 || len(resp.GetMeta().GetMembers()) > 0 {
+			fmt.Fprintln(w)
+			findSummary(w, resp)
+		}
+	})
+}
+
+// setType sets --type on a find.
+func (c *client) setType(req *fustorv1.FindRequest) error {
 	switch c.o.typ {
 	case "":
 	case "f":
@@ -181,39 +268,51 @@ func (c *client) find(ctx context.Context, p string) error {
 	default:
 		return fmt.Errorf("%w: --type is f or d, not %q", errUsage, c.o.typ)
 	}
-	resp, err := c.views.Find(ctx, req)
-	if err != nil {
-		return err
-	}
-	return c.print(resp, func(w io.Writer) {
-		if c.o.paths {
-			for _, e := range resp.GetEntries() {
-				fmt.Fprintln(w, e.GetPath())
-			}
-			for p := resp.GetPackedPaths(); len(p) > 0; {
-				i := bytes.IndexByte(p, 0)
-				if i < 0 {
-					i = len(p) - 1 // a server that forgot the last NUL: print what is there
-				}
-				fmt.Fprintf(w, "%s\n", p[:i])
-				p = p[i+1:]
-			}
+	return nil
+}
+
+// printPaths writes find --paths: one path a line, "MEMBER<TAB>PATH" for a forest's labelled
+// matches. It bypasses the tabwriter, which would pad the tab away and mangle paths holding
+// one; members that could not answer are told on stderr, out of the way of scripts.
+func (c *client) printPaths(resp *fustorv1.FindResponse) error {
+	w := bufio.NewWriter(c.out)
+	for _, e := range resp.GetEntries() {
+		if e.GetMember() != "" {
+			fmt.Fprintf(w, "%s\t%s\n", e.GetMember(), e.GetPath())
 		} else {
-			entryLines(w, resp.GetEntries())
+			fmt.Fprintln(w, e.GetPath())
 		}
-		if resp.GetTruncated() {
-			fmt.Fprintf(w, "… truncated: raise --limit\n")
+	}
+	for p := resp.GetPackedPaths(); len(p) > 0; {
+		i := bytes.IndexByte(p, 0)
+		if i < 0 {
+			i = len(p) - 1 // a server that forgot the last NUL: print what is there
 		}
-	})
+		fmt.Fprintf(w, "%s\n", p[:i])
+		p = p[i+1:]
+	}
+	if resp.GetTruncated() {
+		fmt.Fprintf(w, "… truncated: raise --limit\n")
+	}
+	notReady(c.errOut, resp.GetMeta())
+	return w.Flush()
 }
 
 func (c *client) stats(ctx context.Context, p string) error {
-	resp, err := c.views.GetStats(ctx, &fustorv1.GetStatsRequest{View: c.o.view, Path: p, ForceRealTime: c.force()})
+	resp, err := c.views.GetStats(ctx, &fustorv1.GetStatsRequest{View: c.o.view, Path: p, ForceRealTime: c.force(),
+		Member: c.o.member, BestBy: c.bestBy})
 	if err != nil {
 		return err
 	}
 	return c.print(resp, func(w io.Writer) {
+		if len(resp.GetMembers()) > 0 {
+			memberStatsTable(w, resp)
+			fmt.Fprintln(w)
+		}
 		kv(w, "view", resp.GetMeta().GetView())
+		if m := resp.GetMeta().GetMember(); m != "" {
+			kv(w, "member", m)
+		}
 		kv(w, "path", p)
 		kv(w, "files", resp.GetFileCount())
 		kv(w, "dirs", resp.GetDirCount())
@@ -229,32 +328,60 @@ func (c *client) stats(ctx context.Context, p string) error {
 }
 
 func (c *client) suspects(ctx context.Context, p string) error {
-	resp, err := c.views.ListSuspects(ctx, &fustorv1.ListSuspectsRequest{View: c.o.view, Path: p, Limit: uint32(c.o.limit)})
+	resp, err := c.views.ListSuspects(ctx, &fustorv1.ListSuspectsRequest{View: c.o.view, Path: p, Limit: uint32(c.o.limit),
+		Member: c.o.member})
 	if err != nil {
 		return err
 	}
+	member := false
+	for _, s := range resp.GetSuspects() {
+		member = member || s.GetEntry().GetMember() != ""
+	}
 	return c.print(resp, func(w io.Writer) {
+		if member {
+			fmt.Fprint(w, "MEMBER\t")
+		}
 		fmt.Fprintln(w, "SIZE\tMTIME\tEXPIRES IN\tPATH")
 		for _, s := range resp.GetSuspects() {
+			if member {
+				fmt.Fprintf(w, "%s\t", s.GetEntry().GetMember())
+			}
 			fmt.Fprintf(w, "%d\t%s\t%v\t%s\n", s.GetEntry().GetSize(), ts(s.GetEntry().GetMtime()),
 				time.Duration(s.GetExpiresInMs())*time.Millisecond, s.GetEntry().GetPath())
 		}
+		notReady(w, resp.GetMeta())
 	})
 }
 
 func (c *client) blindSpots(ctx context.Context, p string) error {
-	resp, err := c.views.ListBlindSpots(ctx, &fustorv1.ListBlindSpotsRequest{View: c.o.view, Path: p, Limit: uint32(c.o.limit)})
+	resp, err := c.views.ListBlindSpots(ctx, &fustorv1.ListBlindSpotsRequest{View: c.o.view, Path: p, Limit: uint32(c.o.limit),
+		Member: c.o.member})
 	if err != nil {
 		return err
 	}
+	member := len(resp.GetDeletionMembers()) > 0 || anyLabelled(resp.GetAdditions())
 	return c.print(resp, func(w io.Writer) {
+		if member {
+			fmt.Fprint(w, "MEMBER\t")
+		}
 		fmt.Fprintln(w, "KIND\tPATH")
 		for _, e := range resp.GetAdditions() {
+			if member {
+				fmt.Fprintf(w, "%s\t", e.GetMember())
+			}
 			fmt.Fprintf(w, "added\t%s\n", e.GetPath())
 		}
-		for _, d := range resp.GetDeletions() {
+		for i, d := range resp.GetDeletions() {
+			if member {
+				m := ""
+				if i < len(resp.GetDeletionMembers()) {
+					m = resp.GetDeletionMembers()[i]
+				}
+				fmt.Fprintf(w, "%s\t", m)
+			}
 			fmt.Fprintf(w, "deleted\t%s\n", d)
 		}
+		notReady(w, resp.GetMeta())
 	})
 }
 
@@ -266,12 +393,15 @@ func (c *client) verify(ctx context.Context, p string) error {
 	// answered DEADLINE_EXCEEDED by Fusion, with its message, rather than cut by the client.
 	walk := c.o.timeout - c.o.timeout/20
 	resp, err := c.views.Verify(ctx, &fustorv1.VerifyRequest{View: c.o.view, Path: p, Repair: c.o.repair,
-		Timeout: durationpb.New(walk), MaxExamples: uint32(c.o.limit)})
+		Timeout: durationpb.New(walk), MaxExamples: uint32(c.o.limit), Member: c.o.member})
 	if err != nil {
 		return err
 	}
 	if err := c.print(resp, func(w io.Writer) {
 		kv(w, "view", resp.GetMeta().GetView())
+		if m := resp.GetMeta().GetMember(); m != "" {
+			kv(w, "member", m)
+		}
 		kv(w, "path", resp.GetPath())
 		kv(w, "agent", resp.GetAgentId())
 		kv(w, "walked", resp.GetWalked())

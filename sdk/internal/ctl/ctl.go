@@ -26,19 +26,33 @@ Usage: fustorctl [global flags] COMMAND [ARGS] [flags]
 Commands:
   views                          list the views the key may query
   ls PATH [--depth N] [--page-size N] [--all]
-                                 list a directory (one page, or every page with --all)
-  tree PATH [--depth N] [--limit N]
-                                 stream a whole subtree
-  stat PATH                      describe one path
-  find PATH (--name NAME | --glob GLOB) [--limit N] [--type f|d] [--paths]
-                                 find entries by basename (--paths: one path per line)
-  stats [PATH]                   subtree figures (default /)
+                                 list a directory (one page, or every page with --all; a
+                                 forest asked without --member: each member's first page)
+  tree PATH [--depth N] [--limit N] [--best file_count|total_size|latest_mtime]
+                                 stream a whole subtree (a forest: every member's, labelled;
+                                 --best: only the tree of the member best by that figure)
+  stat PATH                      describe one path (a forest: one block per member)
+  find PATH (--name NAME | --glob GLOB) [--limit N] [--member-limit N] [--type f|d] [--paths]
+                                 find entries by basename (--paths: one path per line, or
+                                 "MEMBER<TAB>PATH" lines from a forest asked without --member;
+                                 --member-limit: at most N matches from each forest member)
+  where NAME|GLOB [PATH] [--limit N] [--member-limit N] [--type f|d]
+                                 on which storage is it? find NAME (or GLOB, if it holds one
+                                 of *?[) under PATH (default /) in every forest view the key
+                                 can read (or --view) and print, per member, its matches, their
+                                 size, newest mtime and first path; members without a match
+                                 show 0 and members not ready their reason. Exit 4 when it
+                                 matched in no member
+  stats [PATH] [--best file_count|total_size|latest_mtime]
+                                 subtree figures (default /); a forest: a table per member and
+                                 the best member by --best (default file_count)
   suspects [PATH] [--limit N]    files that may still be being written
   blind-spots [PATH] [--limit N] changes found by audits only
   verify [PATH] [--repair] [--limit N]
                                  have the leader agent walk PATH deeply and compare it with
                                  the view (query or admin key); exit 3 when they differ.
-                                 --repair applies the walk; --limit bounds the examples
+                                 --repair applies the walk; --limit bounds the examples.
+                                 A forest needs --member: one member is one storage
   sessions                       live agent sessions (admin key)
   pipes                          Fusion pipes (admin key)
 
@@ -46,15 +60,26 @@ Global flags:
   --server ADDR      Fusion address (default 127.0.0.1:7070, env FUSTOR_SERVER)
   --key KEY          API key (env FUSTOR_KEY)
   --view VIEW        view to query (env FUSTOR_VIEW; default: the only view the key can read)
+  --member NAME      ask one member (storage) of a forest view alone (env FUSTOR_MEMBER);
+                     without it a forest's members answer together, each part labelled
   --timeout D        per-call timeout (default 10s; verify: 10m)
   --json             print one JSON document
   --force-real-time  ask the leader agent to re-scan the path first
   --tls              use TLS with the system roots
 
+Members that are not ready (no agent, snapshot running) are always listed with the reason:
+an answer without them is not an answer about their storage.
+
+Exit codes: 0 ok, 1 error (RPC, server), 2 usage, 3 verify found differences,
+4 where matched in no member.
+
 Examples:
   fustorctl --key demo-key stats /
   fustorctl --key demo-key ls /upload --depth 2
   fustorctl --key demo-key find / --glob '*.dat' --json
+  fustorctl --key demo-key where data_0001.dat
+  fustorctl --key demo-key --view all stats /upload --best total_size
+  fustorctl --key demo-key --view all --member storage-1 ls /upload --all
 `
 
 // errUsage marks command-line mistakes (exit 2).
@@ -62,13 +87,16 @@ var errUsage = errors.New("usage")
 
 type options struct {
 	server, key, view, typ, name, glob string
+	member, best                       string
 	timeout                            time.Duration
 	json, force, tls, all, paths       bool
 	repair, timeoutSet                 bool
 	depth, pageSize, limit             int
+	memberLimit                        int
 }
 
-// Run executes one fustorctl call and returns the exit code: 0 ok, 1 RPC error, 2 usage.
+// Run executes one fustorctl call and returns the exit code: 0 ok, 1 RPC error, 2 usage,
+// 3 verify found differences, 4 where matched in no member.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	fs := pflag.NewFlagSet("fustorctl", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -77,6 +105,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	fs.StringVar(&o.server, "server", envOr(getenv, "FUSTOR_SERVER", "127.0.0.1:7070"), "")
 	fs.StringVar(&o.key, "key", getenv("FUSTOR_KEY"), "")
 	fs.StringVar(&o.view, "view", getenv("FUSTOR_VIEW"), "")
+	fs.StringVar(&o.member, "member", getenv("FUSTOR_MEMBER"), "")
+	fs.StringVar(&o.best, "best", "", "")
+	fs.IntVar(&o.memberLimit, "member-limit", 0, "")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "")
 	fs.BoolVar(&o.json, "json", false, "")
 	fs.BoolVar(&o.force, "force-real-time", false, "")
@@ -104,13 +135,16 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		}
 		return 0
 	}
-	c := &client{o: o, out: stdout}
+	c := &client{o: o, out: stdout, errOut: stderr}
 	err := c.run(ctx, rest[0], rest[1:])
 	switch {
 	case err == nil:
 		return 0
 	case errors.Is(err, errDiffer):
 		return 3
+	case errors.Is(err, errNowhere):
+		fmt.Fprintf(stderr, "fustorctl: %v\n", err)
+		return 4
 	case errors.Is(err, errUsage):
 		fmt.Fprintf(stderr, "fustorctl: %v\n", err)
 		return 2
@@ -131,11 +165,17 @@ func envOr(getenv func(string) string, k, def string) string {
 }
 
 type client struct {
-	o     options
-	out   io.Writer
-	conn  *grpc.ClientConn
-	views fustorv1.ViewServiceClient
-	admin fustorv1.AdminServiceClient
+	o      options
+	out    io.Writer
+	errOut io.Writer
+	conn   *grpc.ClientConn
+	views  fustorv1.ViewServiceClient
+	admin  fustorv1.AdminServiceClient
+	// bestBy is --best parsed.
+	bestBy fustorv1.StatsBest
+	// listed holds ListViews' answer once asked (resolveView, driver), so it is asked once.
+	listed []*fustorv1.ViewInfo
+	asked  bool
 }
 
 func (c *client) dial() error {
@@ -175,9 +215,16 @@ func pathArg(args []string, def string) (string, error) {
 
 func (c *client) run(parent context.Context, cmd string, args []string) error {
 	known := map[string]bool{"views": true, "ls": true, "tree": true, "stat": true, "find": true, "stats": true,
-		"suspects": true, "blind-spots": true, "sessions": true, "pipes": true, "verify": true}
+		"suspects": true, "blind-spots": true, "sessions": true, "pipes": true, "verify": true, "where": true}
 	if !known[cmd] {
 		return fmt.Errorf("%w: unknown command %q (see fustorctl help)", errUsage, cmd)
+	}
+	var err error
+	if c.bestBy, err = parseBest(c.o.best); err != nil {
+		return err
+	}
+	if c.o.best != "" && cmd == "tree" && c.o.member != "" {
+		return fmt.Errorf("%w: tree --best picks a member itself: drop --member or --best", errUsage)
 	}
 	if err := c.dial(); err != nil {
 		return err
@@ -195,6 +242,8 @@ func (c *client) run(parent context.Context, cmd string, args []string) error {
 		return c.sessions(ctx)
 	case "pipes":
 		return c.pipes(ctx)
+	case "where":
+		return c.where(ctx, args)
 	}
 	if err := c.resolveView(ctx); err != nil {
 		return err
@@ -232,19 +281,47 @@ func (c *client) resolveView(ctx context.Context) error {
 	if c.o.view != "" {
 		return nil
 	}
-	resp, err := c.views.ListViews(ctx, &fustorv1.ListViewsRequest{})
+	views, err := c.viewInfos(ctx)
 	if err != nil {
 		return err
 	}
-	if len(resp.GetViews()) != 1 {
-		ids := make([]string, 0, len(resp.GetViews()))
-		for _, v := range resp.GetViews() {
+	if len(views) != 1 {
+		ids := make([]string, 0, len(views))
+		for _, v := range views {
 			ids = append(ids, v.GetId())
 		}
 		return fmt.Errorf("%w: --view is required: the key can read %d views (%s)", errUsage, len(ids), strings.Join(ids, ", "))
 	}
-	c.o.view = resp.GetViews()[0].GetId()
+	c.o.view = views[0].GetId()
 	return nil
+}
+
+// viewInfos returns the views the key can read, asking the server once per call of fustorctl.
+func (c *client) viewInfos(ctx context.Context) ([]*fustorv1.ViewInfo, error) {
+	if c.asked {
+		return c.listed, nil
+	}
+	resp, err := c.views.ListViews(ctx, &fustorv1.ListViewsRequest{})
+	if err != nil {
+		return nil, err
+	}
+	c.listed, c.asked = resp.GetViews(), true
+	return c.listed, nil
+}
+
+// isForest tells whether the view queried is a forest (false when the key does not list it:
+// the server's answer to the request itself then says why).
+func (c *client) isForest(ctx context.Context) (bool, error) {
+	views, err := c.viewInfos(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, v := range views {
+		if v.GetId() == c.o.view {
+			return v.GetDriver() == forestDriver, nil
+		}
+	}
+	return false, nil
 }
 
 func (c *client) force() *fustorv1.ForceRealTime {

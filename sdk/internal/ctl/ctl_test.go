@@ -29,6 +29,9 @@ type server struct {
 	keys  []string
 	reqs  []any
 	views []string
+	// drivers holds the views' drivers ("" is fs); forest-fs views answer a request without
+	// member as Fusion fans out (forest_test.go).
+	drivers map[string]string
 }
 
 func (s *server) record(ctx context.Context, req any) error {
@@ -49,7 +52,11 @@ func (s *server) ListViews(ctx context.Context, req *fustorv1.ListViewsRequest) 
 	}
 	out := &fustorv1.ListViewsResponse{}
 	for _, v := range s.views {
-		out.Views = append(out.Views, &fustorv1.ViewInfo{Id: v})
+		vi := &fustorv1.ViewInfo{Id: v, Driver: s.drivers[v]}
+		if s.drivers[v] == "forest-fs" {
+			vi.Meta = forestMeta(v)
+		}
+		out.Views = append(out.Views, vi)
 	}
 	return out, nil
 }
@@ -57,6 +64,9 @@ func (s *server) ListViews(ctx context.Context, req *fustorv1.ListViewsRequest) 
 func (s *server) ListDirectory(ctx context.Context, req *fustorv1.ListDirectoryRequest) (*fustorv1.ListDirectoryResponse, error) {
 	if err := s.record(ctx, req); err != nil {
 		return nil, err
+	}
+	if s.fanOut(req.GetView(), req.GetMember()) {
+		return forestList(req)
 	}
 	if req.GetPageToken() == "" {
 		return &fustorv1.ListDirectoryResponse{Entries: []*fustorv1.Entry{{Path: "/a", KnownByAgent: true}}, NextPageToken: "p2"}, nil
@@ -68,6 +78,9 @@ func (s *server) Stat(ctx context.Context, req *fustorv1.StatRequest) (*fustorv1
 	if err := s.record(ctx, req); err != nil {
 		return nil, err
 	}
+	if s.fanOut(req.GetView(), req.GetMember()) {
+		return forestStat(req)
+	}
 	if req.GetPath() != "/a" {
 		return nil, status.Errorf(codes.NotFound, "path not found: %s", req.GetPath())
 	}
@@ -77,6 +90,9 @@ func (s *server) Stat(ctx context.Context, req *fustorv1.StatRequest) (*fustorv1
 func (s *server) Find(ctx context.Context, req *fustorv1.FindRequest) (*fustorv1.FindResponse, error) {
 	if err := s.record(ctx, req); err != nil {
 		return nil, err
+	}
+	if s.fanOut(req.GetView(), req.GetMember()) {
+		return forestFind(req)
 	}
 	if req.GetPackedPaths() {
 		return &fustorv1.FindResponse{PackedPaths: []byte("/x.dat\x00/y dir\x00"), DirIndexes: []uint32{1}, Truncated: true}, nil
@@ -88,12 +104,18 @@ func (s *server) GetStats(ctx context.Context, req *fustorv1.GetStatsRequest) (*
 	if err := s.record(ctx, req); err != nil {
 		return nil, err
 	}
+	if s.fanOut(req.GetView(), req.GetMember()) {
+		return forestStats(req), nil
+	}
 	return &fustorv1.GetStatsResponse{FileCount: 7, DirCount: 2, TotalSize: 99}, nil
 }
 
 func (s *server) GetTree(req *fustorv1.GetTreeRequest, stream fustorv1.ViewService_GetTreeServer) error {
 	if err := s.record(stream.Context(), req); err != nil {
 		return err
+	}
+	if s.fanOut(req.GetView(), req.GetMember()) {
+		return forestTree(req, stream)
 	}
 	for _, p := range []string{"/t1", "/t2", "/t3"} {
 		if err := stream.Send(&fustorv1.GetTreeResponse{Entries: []*fustorv1.Entry{{Path: p}}}); err != nil {
@@ -131,7 +153,13 @@ func startServer(t *testing.T, views ...string) (*server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &server{views: views}
+	// A view given as NAME=DRIVER has that driver.
+	s := &server{drivers: map[string]string{}}
+	for _, v := range views {
+		name, driver, _ := strings.Cut(v, "=")
+		s.views = append(s.views, name)
+		s.drivers[name] = driver
+	}
 	g := grpc.NewServer()
 	fustorv1.RegisterViewServiceServer(g, s)
 	fustorv1.RegisterAdminServiceServer(g, admin{s: s})
