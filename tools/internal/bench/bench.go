@@ -23,6 +23,10 @@ import (
 // runs whenever any of audit, verify, queries or realtime is asked for, as they need its loaded view.
 var allPhases = []string{"snapshot", "audit", "verify", "queries", "realtime", "ingest"}
 
+// forestPhase runs after them, only with --forest N: N agents on the tree into one forest view.
+// "all" includes it when --forest is set.
+const forestPhase = "forest"
+
 // Options are fustor-bench's flags.
 type Options struct {
 	Dir            string
@@ -42,6 +46,8 @@ type Options struct {
 	AuditShare float64
 	FindRuns   int
 	Keep       bool
+	// Forest is the number of agents (members) of the forest phase; 0 = no forest phase.
+	Forest int
 	// Command is the command line, printed in the report.
 	Command string
 	// Stderr receives progress and log lines; TTY selects the one-line progress display.
@@ -82,7 +88,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool
 	fs.StringVar(&o.Out, "out", o.Out, "report directory; each run writes a <timestamp> directory in it")
 	fs.StringVar(&o.Bin, "bin", o.Bin, "directory holding fustor-fusion and fustor-agent (make build)")
 	fs.IntVar(&o.Files, "files", o.Files, "N, the number of files in the tree (1,000 per submission)")
-	fs.StringVar(&phases, "phases", "all", "comma-separated phases: all or "+phases)
+	fs.StringVar(&phases, "phases", "all", "comma-separated phases: all or "+phases+","+forestPhase+" (forest needs --forest N; all includes it then)")
 	fs.DurationVar(&o.IngestDuration, "ingest-duration", o.IngestDuration, "how long P2 pushes rows")
 	fs.IntVar(&o.Clients, "clients", o.Clients, "concurrent query clients (P4)")
 	fs.IntVar(&o.Queries, "queries", o.Queries, "measured queries per kind, clients back to back (P4)")
@@ -93,6 +99,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool
 	fs.Float64Var(&o.AuditShare, "audit-share", o.AuditShare, "the agent's audit_rolling_share: the part of silent directories each audit re-lists (0 = pure true silence)")
 	fs.IntVar(&o.FindRuns, "find-runs", o.FindRuns, "timed runs of each find baseline, after one warm-up (best is reported)")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the daemons' configs and logs in the report directory")
+	fs.IntVar(&o.Forest, "forest", 0, "N > 0 adds the forest phase (F): N agents on the same tree (one storage mounted N times), N pipes into a forest view of N members, member-1's pipe also feeding an fs view; 0 = off")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
@@ -106,12 +113,14 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool
 	if phases != "all" {
 		o.Phases = nil
 		for p := range strings.SplitSeq(phases, ",") {
-			if p = strings.TrimSpace(p); !slices.Contains(allPhases, p) {
-				fmt.Fprintf(stderr, "fustor-bench: unknown phase %q (want all or %s)\n", p, strings.Join(allPhases, ","))
+			if p = strings.TrimSpace(p); !slices.Contains(allPhases, p) && p != forestPhase {
+				fmt.Fprintf(stderr, "fustor-bench: unknown phase %q (want all or %s,%s)\n", p, strings.Join(allPhases, ","), forestPhase)
 				return 2
 			}
 			o.Phases = append(o.Phases, p)
 		}
+	} else if o.Forest > 0 {
+		o.Phases = append(slices.Clone(allPhases), forestPhase)
 	}
 	o.Command = "fustor-bench " + strings.Join(args, " ")
 	o.Stderr, o.TTY = stderr, tty
@@ -143,6 +152,9 @@ func Run(ctx context.Context, o Options) (*Report, string, error) {
 	if o.Files <= 0 || o.Clients <= 0 || o.Queries <= 0 || o.RealtimeFiles < 0 || o.FindRuns <= 0 || o.AuditInterval <= 0 || o.AuditShare < 0 || o.AuditShare > 1 ||
 		o.Load <= 0 || o.Load > 1 || o.PacedFor <= 0 {
 		return nil, "", fmt.Errorf("check options: %w: --files, --clients, --queries, --find-runs, --audit-interval and --paced-for must be positive, --load and --audit-share in (0, 1] and [0, 1]", errUsage)
+	}
+	if o.Forest < 0 || (o.Forest == 0 && slices.Contains(o.Phases, forestPhase)) {
+		return nil, "", fmt.Errorf("check options: %w: the forest phase needs --forest N with N > 0", errUsage)
 	}
 	if o.Stderr == nil {
 		o.Stderr = io.Discard
@@ -239,7 +251,8 @@ func (r *runner) run(ctx context.Context) error {
 		r.prog.Logf("generated %s files in %s", commas(int64(t.Files)), time.Since(start).Round(time.Second))
 	}
 	needTree := r.want("snapshot") || r.want("audit") || r.want("verify") || r.want("queries") || r.want("realtime")
-	if needTree {
+	forest := r.o.Forest > 0 && r.want(forestPhase)
+	if needTree || forest {
 		// Counting with find checks the tree and warms the page cache for find and the agent
 		// alike.
 		cstart := time.Now()
@@ -254,11 +267,13 @@ func (r *runner) run(ctx context.Context) error {
 			return fmt.Errorf("check tree %s: find counts %d files and %d directories, the layout has %d and %d; delete the directory to regenerate it",
 				t.Root, files, dirs, t.Files, t.Dirs)
 		}
-		if err := r.treePhases(ctx); err != nil {
-			if ctx.Err() != nil {
-				return err
+		if needTree {
+			if err := r.treePhases(ctx); err != nil {
+				if ctx.Err() != nil {
+					return err
+				}
+				r.fail("snapshot", err)
 			}
-			r.fail("snapshot", err)
 		}
 	}
 	if r.want("ingest") {
@@ -267,6 +282,14 @@ func (r *runner) run(ctx context.Context) error {
 				return err
 			}
 			r.fail("ingest", err)
+		}
+	}
+	if forest {
+		if err := r.forest(ctx); err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			r.fail(forestPhase, err)
 		}
 	}
 	r.rep.Notes = append(r.rep.Notes, notes(r.o)...)

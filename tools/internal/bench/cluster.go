@@ -35,15 +35,12 @@ type fusionProc struct {
 
 // startFusion writes name.yaml into dir and starts Fusion with one view.
 func startFusion(ctx context.Context, bin, dir, name, view string) (*fusionProc, error) {
-	addr, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	debug, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	cfg := fmt.Sprintf(`server:
+	return launchFusion(ctx, bin, dir, name, view, func(addr, debug string) string { return fusionConfig(addr, debug, view) })
+}
+
+// fusionConfig is the configuration of a Fusion with one pipe feeding one fs view.
+func fusionConfig(addr, debug, view string) string {
+	return fmt.Sprintf(`server:
   listen: %s
   admin_keys: [%s]
   shutdown_timeout: 5s
@@ -58,6 +55,20 @@ pipes:
 views:
   %s: {driver: fs, schema: fs, live: true, query_keys: [%s]}
 `, addr, adminKey, debug, ingestKey, pipeName, pipeName, view, view, queryKey)
+}
+
+// launchFusion writes name.yaml (config, given Fusion's listen and debug addresses) into dir
+// and starts Fusion; view is the one whose node count drives the progress display.
+func launchFusion(ctx context.Context, bin, dir, name, view string, config func(addr, debug string) string) (*fusionProc, error) {
+	addr, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	debug, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cfg := config(addr, debug)
 	path := filepath.Join(dir, name+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return nil, fmt.Errorf("write fusion config: %w", err)
@@ -101,16 +112,21 @@ func (f *fusionProc) views() fustorv1.ViewServiceClient { return fustorv1.NewVie
 // nodes is the view's node count from the admin API: it answers while the first snapshot is
 // still running, when ViewService queries are UNAVAILABLE, so it drives the progress display.
 func (f *fusionProc) nodes(ctx context.Context) int64 {
+	return int64(f.viewInfo(ctx, f.view).GetNodes())
+}
+
+// viewInfo is view's entry in the admin API's list (nil when it cannot be read).
+func (f *fusionProc) viewInfo(ctx context.Context, view string) *fustorv1.AdminViewInfo {
 	resp, err := fustorv1.NewAdminServiceClient(f.conn).ListViews(withKey(ctx, adminKey), &fustorv1.AdminServiceListViewsRequest{})
 	if err != nil {
-		return 0
+		return nil
 	}
 	for _, v := range resp.GetViews() {
-		if v.GetId() == f.view {
-			return int64(v.GetNodes())
+		if v.GetId() == view {
+			return v
 		}
 	}
-	return 0
+	return nil
 }
 
 // memStats reads Fusion's /debug/memstats after a forced GC.
@@ -144,10 +160,15 @@ func (f *fusionProc) debugGet(ctx context.Context, path string, read func(io.Rea
 
 // startAgent writes agent.yaml into dir and starts an agent on root sending to addr.
 func startAgent(bin, dir, root, addr string, auditInterval time.Duration, auditShare float64) (*proc, error) {
+	return launchAgent(bin, dir, "agent", agentConfig("fustor-bench-agent", root, addr, ingestKey, pipeName, auditInterval, auditShare))
+}
+
+// agentConfig is the configuration of an agent with one pipe from root to Fusion at addr.
+func agentConfig(id, root, addr, key, pipe string, auditInterval time.Duration, auditShare float64) string {
 	// The marker is the bench's, not part of the measured tree. Audits are the leader's
 	// periodic walks; their interval and rolling share are the bench's to choose, and every
 	// third is deep, so the three awaited are full (empty cache), unchanged and deep.
-	cfg := fmt.Sprintf(`agent_id: fustor-bench-agent
+	return fmt.Sprintf(`agent_id: %s
 log: {level: info, format: json}
 sources:
   tree: {driver: fs, root: %q, excludes: [%q]}
@@ -155,12 +176,16 @@ senders:
   fusion: {driver: grpc, address: %s, api_key: %s}
 pipes:
   %s: {source: tree, sender: fusion, audit_interval: %s, audit_rolling_share: %g, audit_deep_every: 3, backoff_min: 200ms, backoff_max: 2s}
-`, root, MarkerName, addr, ingestKey, pipeName, auditInterval, auditShare)
-	path := filepath.Join(dir, "agent.yaml")
+`, id, root, MarkerName, addr, key, pipe, auditInterval, auditShare)
+}
+
+// launchAgent writes name.yaml (cfg) into dir and starts an agent on it.
+func launchAgent(bin, dir, name, cfg string) (*proc, error) {
+	path := filepath.Join(dir, name+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return nil, fmt.Errorf("write agent config: %w", err)
 	}
-	return startProc(filepath.Join(bin, "fustor-agent"), "agent", dir, "--config", path, "--log.format", "json")
+	return startProc(filepath.Join(bin, "fustor-agent"), name, dir, "--config", path, "--log.format", "json")
 }
 
 func dial(addr string) (*grpc.ClientConn, error) {

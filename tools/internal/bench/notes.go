@@ -4,7 +4,7 @@ import "fmt"
 
 // notes say, in the report, how each figure was measured.
 func notes(o Options) []string {
-	return []string{
+	out := []string{
 		"find baselines: the real find(1), stdout to /dev/null or read by the bench; one warm-up run, then the best of --find-runs; the tree is counted with find first, so find and the agent both meet a warm cache.",
 		"P1: wall time from starting fustor-agent (Fusion already up, view empty) until GetStats / reports N files; GetStats answers only once the first snapshot has ended, so this is snapshot walk + push + apply end to end. Divided by the find -printf time.",
 		"A: the agent's walk time is the duration_ms of its 'snapshot sent' / 'audit sent' log lines. The first audit after the snapshot is full (empty mtime cache); the second walks the unchanged tree. Agent peak RSS: the larger of VmRSS sampled every 50 ms and the kernel's VmHWM (reset through /proc/PID/clear_refs between the snapshot and the audits).",
@@ -14,4 +14,8 @@ func notes(o Options) []string {
 		fmt.Sprintf("P5: %d files written one at a time (create, write 1-1024 bytes, close) into %s/ at the tree root, watched by the agent; after each close, Stat is polled in a tight loop over one gRPC connection until it shows the file with the right size; latency = visible − close returned. The directory is removed afterwards.", o.RealtimeFiles, RealtimeDir),
 		fmt.Sprintf("P2: a second Fusion process, one session speaking the push protocol (SnapshotStart, then %d-row FsBatch batches from sdk/fsbatch, up to %d unacknowledged), for %s; rows cycle over the N paths of the layout (the view grows to N files, then is updated in place). Fusion acks a batch once applied: rate = rows acked ÷ (last ack − first send). Client and server share the machine.", ingestBatch, ingestInFlight, o.IngestDuration),
 	}
+	if o.Forest > 0 {
+		out = append(out, forestNotes(o)...)
+	}
+	return out
 }

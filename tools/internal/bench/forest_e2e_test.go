@@ -1,0 +1,73 @@
+package bench
+
+import (
+	"context"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestForestEndToEnd runs the forest phase alone with a small N against the real binaries and
+// checks that F1-F3 were measured; like TestEndToEnd it asserts no timing target.
+func TestForestEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("e2e: builds and runs the real binaries")
+	}
+	bin := t.TempDir()
+	build := exec.Command("go", "build", "-o", bin+"/",
+		"github.com/fustor/fustor/fusion/cmd/fustor-fusion", "github.com/fustor/fustor/agent/cmd/fustor-agent")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	o := DefaultOptions()
+	o.Dir, o.Out, o.Bin, o.Files = filepath.Join(t.TempDir(), "tree"), t.TempDir(), bin, 2_000
+	o.Queries, o.FindRuns, o.PacedFor = 200, 1, 300*time.Millisecond
+	o.Forest, o.Phases = 3, []string{forestPhase}
+	o.Command = "fustor-bench (TestForestEndToEnd)"
+	var stderr syncBuffer
+	o.Stderr = &stderr
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	rep, _, err := Run(ctx, o)
+	if err != nil {
+		t.Fatalf("Run: %v\nstderr:\n%s", err, stderr.String())
+	}
+	if len(rep.Errors) > 0 {
+		t.Fatalf("phases failed: %v\nstderr:\n%s", rep.Errors, stderr.String())
+	}
+	var txt strings.Builder
+	_ = rep.WriteText(&txt)
+	t.Log("\n" + txt.String())
+	positive := func(key string, lo, hi float64) {
+		t.Helper()
+		f, ok := rep.Figure(key)
+		if !ok {
+			t.Errorf("report lacks %s", key)
+			return
+		}
+		if !(f.Value >= lo && f.Value <= hi) {
+			t.Errorf("%s = %v %s; want within [%v, %v]", key, f.Value, f.Unit, lo, hi)
+		}
+	}
+	const anyTime = 1e6
+	positive("f_snapshot_ms", 0.01, anyTime)
+	positive("f1_heap_alloc_per_file", 1, 1e7)
+	positive("f1_heap_alloc_per_held_file", 1, 1e7)
+	positive("rpc_floor_p99_ms", 1e-3, anyTime)
+	for _, q := range []string{qForestFind, qForestFindFirst, qForestStats, qForestFSStats} {
+		positive(q+"_p50_ms", 1e-3, anyTime)
+		positive(q+"_p99_ms", 1e-3, anyTime)
+		positive(q+"_sat_qps", 1, 1e9)
+		positive(q+"_solo_p99_ms", 1e-3, anyTime)
+		if _, ok := rep.Figure(q + "_errors"); ok {
+			t.Errorf("%s queries failed", q)
+		}
+	}
+	positive("f3_stats_p99_ratio", 1e-3, 1e3)
+	// No single-agent figure: the forest phase alone ran.
+	if _, ok := rep.Figure("p1_snapshot_ms"); ok {
+		t.Error("the forest phase alone ran P1")
+	}
+}
