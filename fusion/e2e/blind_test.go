@@ -24,10 +24,27 @@ import (
 func newBlindCluster(t *testing.T, populate func(storage string)) (*cluster, string) {
 	t.Helper()
 	bin := binaries(t, true)
-	base := t.TempDir()
-	storage, a, b := filepath.Join(base, "storage"), filepath.Join(base, "client-a"), filepath.Join(base, "client-b")
+	storage := filepath.Join(t.TempDir(), "storage")
 	must(t, os.Mkdir(storage, 0o755))
 	populate(storage)
+	root, blind, realtime := mountClients(t, storage)
+	c := newClusterOpts(t, root, bin, realtime)
+	if root != storage {
+		c.storage = storage
+	}
+	c.auditEvery, c.auditDeepEvery = "1s", "0"
+	c.writeConfigs()
+	return c, blind
+}
+
+// mountClients mounts two client views of storage with multiclient.sh and returns the one an
+// agent watches, the one a blind host writes through, and whether the agent can watch in real
+// time. Where FUSE is not usable (the script exits 2) both are storage itself and realtime is
+// false: an agent without realtime is blind to every write, the same situation for audits.
+func mountClients(t *testing.T, storage string) (agentRoot, blind string, realtime bool) {
+	t.Helper()
+	base := t.TempDir()
+	a, b := filepath.Join(base, "client-a"), filepath.Join(base, "client-b")
 	script := filepath.Join(repoRoot(t), "..", "shared", "tools", "multiclient.sh")
 	var out []byte
 	_, err := os.Stat(script)
@@ -40,25 +57,18 @@ func newBlindCluster(t *testing.T, populate func(storage string)) (*cluster, str
 	case os.IsNotExist(err) || errors.As(err, &exit) && exit.ExitCode() == 2:
 		t.Logf("FUSE clients are not usable here (%v %s): falling back to an agent without realtime on the storage, "+
 			"the blind host writing into the storage directly", err, bytes.TrimSpace(out))
-		c := newClusterOpts(t, storage, bin, false)
-		c.auditEvery, c.auditDeepEvery = "1s", "0"
-		c.writeConfigs()
-		return c, storage
+		return storage, storage, false
 	default:
 		t.Fatalf("multiclient.sh up: %v\n%s", err, out)
 	}
 	// Registered before the daemons start, so it runs after they stop and before the
-	// temporary directory is removed.
+	// temporary directories are removed.
 	t.Cleanup(func() {
 		if out, err := exec.Command("bash", script, "down", a, b).CombinedOutput(); err != nil {
 			t.Errorf("multiclient.sh down: %v\n%s", err, out)
 		}
 	})
-	c := newClusterWith(t, a, bin)
-	c.storage = storage
-	c.auditEvery, c.auditDeepEvery = "1s", "0"
-	c.writeConfigs()
-	return c, b
+	return a, b, true
 }
 
 // startBlindCluster runs Fusion and an agent on a blind cluster over makeTree's layout and

@@ -9,9 +9,9 @@ import (
 )
 
 type sessionInfo struct {
-	ID, Agent, Role string
-	CanRealtime     bool
-	Counters        map[string]uint64
+	ID, Agent, Role, Pipe string
+	CanRealtime           bool
+	Counters              map[string]uint64
 }
 
 func (c *cluster) sessions() ([]sessionInfo, error) {
@@ -27,6 +27,7 @@ func (c *cluster) sessions() ([]sessionInfo, error) {
 		s.ID, _ = m["sessionId"].(string)
 		s.Agent, _ = m["agentId"].(string)
 		s.Role, _ = m["role"].(string)
+		s.Pipe, _ = m["pipeId"].(string)
 		s.CanRealtime, _ = m["canRealtime"].(bool)
 		counters, _ := m["counters"].(map[string]any)
 		for k, v := range counters {

@@ -179,6 +179,9 @@ type cluster struct {
 	// auditRollingShare and auditDeepEvery, when set, are the agent pipe's audit_rolling_share
 	// and audit_deep_every (empty = the agent's defaults).
 	auditRollingShare, auditDeepEvery string
+	// view and member are what fustorctl queries (default the view "files"; member only for
+	// a forest's).
+	view, member string
 }
 
 func newCluster(t testing.TB, root string) *cluster {
@@ -261,7 +264,11 @@ func (c *cluster) ctl(args ...string) (map[string]any, error) {
 }
 
 func (c *cluster) ctlWith(key string, args ...string) (map[string]any, error) {
-	full := append([]string{"--server", c.addr, "--key", key, "--view", "files", "--json"}, args...)
+	full := []string{"--server", c.addr, "--key", key, "--view", cmp.Or(c.view, "files"), "--json"}
+	if c.member != "" {
+		full = append(full, "--member", c.member)
+	}
+	full = append(full, args...)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(c.bin, "fustorctl"), full...)

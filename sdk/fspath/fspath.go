@@ -93,3 +93,29 @@ func IsWithin(p, root string) bool {
 	}
 	return strings.HasPrefix(p, root) && len(p) > len(root) && p[len(root)] == '/'
 }
+
+// Compare orders normalised paths as a depth-first walk visits them with children sorted by
+// name: "/" sorts before every other byte, so "/a/b" < "/a.b". It returns -1, 0 or 1.
+func Compare(a, b string) int {
+	for i := 0; i < len(a) && i < len(b); i++ {
+		ca, cb := a[i], b[i]
+		switch {
+		case ca == cb:
+			continue
+		case ca == '/':
+			return -1
+		case cb == '/':
+			return 1
+		case ca < cb:
+			return -1
+		}
+		return 1
+	}
+	switch {
+	case len(a) < len(b):
+		return -1
+	case len(a) > len(b):
+		return 1
+	}
+	return 0
+}

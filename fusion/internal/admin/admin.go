@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -60,7 +61,7 @@ func (s *Service) ListPipes(context.Context, *fustorv1.ListPipesRequest) (*fusto
 func (s *Service) ListSessions(_ context.Context, req *fustorv1.ListSessionsRequest) (*fustorv1.ListSessionsResponse, error) {
 	out := &fustorv1.ListSessionsResponse{}
 	for _, ss := range s.sessions.List() {
-		if req.GetView() != "" && !contains(ss.Pipe.Views, req.GetView()) {
+		if req.GetView() != "" && !feeds(ss.Pipe.Views, req.GetView()) {
 			continue
 		}
 		out.Sessions = append(out.Sessions, &fustorv1.SessionInfo{
@@ -77,10 +78,21 @@ func (s *Service) ListSessions(_ context.Context, req *fustorv1.ListSessionsRequ
 func (s *Service) ListViews(context.Context, *fustorv1.AdminServiceListViewsRequest) (*fustorv1.AdminServiceListViewsResponse, error) {
 	out := &fustorv1.AdminServiceListViewsResponse{}
 	for _, v := range s.views.All() {
-		st := v.State()
+		meta := &fustorv1.ViewMeta{View: v.Name, AuthoritativeSession: len(v.Members()) > 0, SnapshotComplete: len(v.Members()) > 0}
+		for _, m := range v.Members() {
+			st := m.State()
+			meta.AuthoritativeSession = meta.AuthoritativeSession && st.Leader != ""
+			meta.SnapshotComplete = meta.SnapshotComplete && st.SnapshotComplete
+			if v.IsForest() {
+				ms := &fustorv1.MemberStatus{Member: m.Name, AuthoritativeSession: st.Leader != "", SnapshotComplete: st.SnapshotComplete, Ready: true}
+				if err := m.Ready(); err != nil {
+					ms.Ready, ms.Reason = false, err.Error()
+				}
+				meta.Members = append(meta.Members, ms)
+			}
+		}
 		out.Views = append(out.Views, &fustorv1.AdminViewInfo{Id: v.Name, Driver: v.Cfg.Driver,
-			Nodes: uint64(v.Driver.Len()), MemoryBytes: v.Driver.MemoryBytes(),
-			Meta: &fustorv1.ViewMeta{View: v.Name, AuthoritativeSession: st.Leader != "", SnapshotComplete: st.SnapshotComplete}})
+			Nodes: uint64(v.Len()), MemoryBytes: v.MemoryBytes(), Meta: meta})
 	}
 	return out, nil
 }
@@ -90,9 +102,11 @@ func (s *Service) Reload(context.Context, *fustorv1.ReloadRequest) (*fustorv1.Re
 	return nil, fmt.Errorf("%w: reload is not supported yet; restart fustor-fusion to apply configuration changes", errs.ErrPrecondition)
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
+// feeds reports whether a session's leadership keys (view, or view/member of a forest)
+// include view.
+func feeds(keys []string, view string) bool {
+	for _, k := range keys {
+		if k == view || strings.HasPrefix(k, view+"/") {
 			return true
 		}
 	}

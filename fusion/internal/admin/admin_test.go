@@ -38,7 +38,7 @@ func start(t *testing.T) *harness {
 	cfg.Server.Listen = "127.0.0.1:0"
 	cfg.Server.ShutdownTimeout = time.Second
 	vc := config.View{Driver: "fs", Schema: "fs"}
-	views := view.NewRegistry(nil, map[string]config.View{"a": vc, "b": vc, "c": vc}, nil)
+	views := view.NewRegistry(nil, config.Config{Views: map[string]config.View{"a": vc, "b": vc, "c": vc}}, nil)
 	get := func(name string) *view.View {
 		v, err := views.Get(name)
 		if err != nil {
@@ -46,9 +46,9 @@ func start(t *testing.T) *harness {
 		}
 		return v
 	}
-	sessions := session.NewManager(nil, nil, 16, session.Hooks{LeaderChanged: func(name, id string) {
-		if v, err := views.Get(name); err == nil {
-			v.SetLeader(id)
+	sessions := session.NewManager(nil, nil, 16, session.Hooks{LeaderChanged: func(key, id string) {
+		if m, ok := views.ByKey(key); ok {
+			m.SetLeader(id)
 		}
 	}})
 	pipes := map[string]*pipe.Pipe{
@@ -144,7 +144,8 @@ func TestListSessions(t *testing.T) {
 func TestListViews(t *testing.T) {
 	h := start(t)
 	s := h.open(t, "p1", "a", "b")
-	a, _ := h.views.Get("a")
+	av, _ := h.views.Get("a")
+	a, _ := av.Member("")
 	if _, _, err := a.Driver.Apply(view.OriginSnapshot, 0, []fsbatch.Row{{Name: "f"}, {Name: "g"}}); err != nil {
 		t.Fatal(err)
 	}

@@ -74,21 +74,25 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Fusion, error) {
 	if f.sweep == 0 {
 		f.sweep = time.Second
 	}
-	f.views = view.NewRegistry(log, cfg.Views, opts.Now)
+	f.views = view.NewRegistry(log, cfg, opts.Now)
+	// Leadership and idleness are per member (Member.Key): one forest member's agent going
+	// leaves the others as they are.
 	f.sessions = session.NewManager(log, opts.Now, cfg.Server.MaxSessions, session.Hooks{
-		LeaderChanged: func(name, id string) {
-			if v, err := f.views.Get(name); err == nil {
-				v.SetLeader(id)
+		LeaderChanged: func(key, id string) {
+			if m, ok := f.views.ByKey(key); ok {
+				m.SetLeader(id)
 			}
 		},
-		ViewIdle: func(name string) {
-			if v, err := f.views.Get(name); err == nil && v.Cfg.Live {
-				log.Info("live view reset: its last session ended", zap.String("view", name))
-				v.Reset()
-				for _, p := range f.pipes {
-					if slices.ContainsFunc(p.Views, func(pv *view.View) bool { return pv == v }) {
-						p.ResetCommitted()
-					}
+		ViewIdle: func(key string) {
+			m, ok := f.views.ByKey(key)
+			if v, err := f.views.Get(m.View); !ok || err != nil || !v.Cfg.Live {
+				return
+			}
+			log.Info("live view reset: its last session ended", zap.String("view", m.View), zap.String("member", m.Name))
+			m.Reset()
+			for _, p := range f.pipes {
+				if slices.Contains(p.Members, m) {
+					p.ResetCommitted()
 				}
 			}
 		},
@@ -109,8 +113,12 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Fusion, error) {
 		f.pipes[id] = p
 		f.sentinel[id] = pc.SentinelInterval
 		receivers[id] = pc.Receiver
-		infos[id] = receiver.PipeInfo{Pipe: p, Schema: vs[0].Cfg.Schema,
-			Session: session.Pipe{ID: id, Views: pc.Views, Timeout: pc.SessionTimeout}}
+		keys := make([]string, len(p.Members))
+		for i, m := range p.Members {
+			keys[i] = m.Key()
+		}
+		infos[id] = receiver.PipeInfo{Pipe: p, Schema: pc.Schema,
+			Session: session.Pipe{ID: id, Views: keys, Timeout: pc.SessionTimeout}}
 	}
 	reg := newRegistry(f)
 	srv, err := server.New(log, cfg.Server, server.NewKeys(&cfg), func() { f.panics.Add(1) }, server.NewMetrics(reg))
@@ -190,9 +198,9 @@ func (f *Fusion) sentinelSweep(ctx context.Context, p *pipe.Pipe, every time.Dur
 			return nil
 		case <-t.C:
 		}
-		for _, v := range p.Views {
-			list, _ := v.Driver.Suspects("/", maxSentinelPaths)
-			sess, err := f.sessions.Get(v.State().Leader)
+		for _, m := range p.Members {
+			list, _ := m.Driver.Suspects("/", maxSentinelPaths)
+			sess, err := f.sessions.Get(m.State().Leader)
 			if len(list) == 0 || err != nil {
 				continue
 			}
@@ -200,7 +208,7 @@ func (f *Fusion) sentinelSweep(ctx context.Context, p *pipe.Pipe, every time.Dur
 			for i, s := range list {
 				paths[i] = s.Entry.Path
 			}
-			sess.Command(&fustorv1.Command{Id: "sentinel-" + v.Name, Kind: &fustorv1.Command_Sentinel{Sentinel: &fustorv1.SentinelCommand{Paths: paths}}})
+			sess.Command(&fustorv1.Command{Id: "sentinel-" + m.Key(), Kind: &fustorv1.Command_Sentinel{Sentinel: &fustorv1.SentinelCommand{Paths: paths}}})
 		}
 	}
 }

@@ -83,9 +83,12 @@ type agent struct {
 	cancel context.CancelFunc
 }
 
-func (h *harness) connect(t testing.TB) *agent {
+func (h *harness) connect(t testing.TB) *agent { return h.connectWith(t, "demo-ingest-key") }
+
+// connectWith opens a session with an ingest key (which routes it to its pipe) and its stream.
+func (h *harness) connectWith(t testing.TB, key string) *agent {
 	t.Helper()
-	ctx := withKey("demo-ingest-key")
+	ctx := withKey(key)
 	resp, err := h.session().CreateSession(ctx, &fustorv1.CreateSessionRequest{AgentId: "test-agent", SchemaName: "fs", SchemaVersion: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +101,7 @@ func (h *harness) connect(t testing.TB) *agent {
 	a := &agent{h: h, id: resp.GetSessionId(), stream: stream, enc: fsbatch.NewEncoder(0), cancel: cancel}
 	t.Cleanup(func() {
 		cancel()
-		_, _ = h.session().CloseSession(withKey("demo-ingest-key"), &fustorv1.CloseSessionRequest{SessionId: a.id})
+		_, _ = h.session().CloseSession(withKey(key), &fustorv1.CloseSessionRequest{SessionId: a.id})
 	})
 	if err := a.send(&fustorv1.PushRequest{}); err != nil {
 		t.Fatal(err)
@@ -390,8 +393,8 @@ func TestLiveViewResetsWhenLastSessionEnds(t *testing.T) {
 	if status.Code(err) != codes.Unavailable {
 		t.Fatalf("after the last session: %v; want Unavailable", err)
 	}
-	if v, _ := h.f.views.Get("demo"); v.Driver.Len() != 0 {
-		t.Fatalf("live view kept %d nodes", v.Driver.Len())
+	if v, _ := h.f.views.Get("demo"); v.Len() != 0 {
+		t.Fatalf("live view kept %d nodes", v.Len())
 	}
 	// The resume point described the reset view: a new session must not resume from it.
 	resp, err := h.session().CreateSession(withKey("demo-ingest-key"), &fustorv1.CreateSessionRequest{AgentId: "again", SchemaName: "fs"})

@@ -15,11 +15,12 @@ type collector struct {
 	suspects, additions, deletions, tombstones, auditCycle *prometheus.Desc
 	auditRunning, snapshotComplete, hasLeader              *prometheus.Desc
 	queueLen, queueCap, batches, rowsApplied, rowsRejected *prometheus.Desc
-	pipePanics, sessions, panics                           *prometheus.Desc
+	pipePanics, sessions, panics, dropped                  *prometheus.Desc
 }
 
 func newCollector(f *Fusion) *collector {
-	view, pipe := []string{"view"}, []string{"pipe"}
+	// Per member: an fs view's only member is "", a forest's are named (DESIGN.md §6).
+	view, pipe := []string{"view", "member"}, []string{"pipe"}
 	d := func(name, help string, labels []string) *prometheus.Desc {
 		return prometheus.NewDesc("fustor_"+name, help, labels, nil)
 	}
@@ -45,6 +46,7 @@ func newCollector(f *Fusion) *collector {
 		pipePanics:       d("pipe_panics_total", "Panics recovered while applying the pipe's batches.", pipe),
 		sessions:         d("pipe_sessions", "Live agent sessions on the pipe.", pipe),
 		panics:           d("grpc_server_panics_total", "Panics recovered in gRPC handlers.", nil),
+		dropped:          d("view_batches_dropped_total", "Batches a view dropped because it does not accept their schema.", []string{"view", "pipe"}),
 	}
 }
 
@@ -54,22 +56,24 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	e, b := metrics.Emitter(ch), metrics.Bool
 	gauge, counter := e.Gauge, e.Counter
 	for _, v := range c.f.views.All() {
-		st, cs := v.State(), v.Driver.Consistency()
-		gauge(c.viewNodes, float64(v.Driver.Len()), v.Name)
-		if s, err := v.Driver.Stats("/"); err == nil {
-			gauge(c.viewFiles, float64(s.Files), v.Name)
-			gauge(c.viewDirs, float64(s.Dirs), v.Name)
-			gauge(c.viewBytes, float64(s.TotalSize), v.Name)
+		for _, m := range v.Members() {
+			st, cs := m.State(), m.Driver.Consistency()
+			gauge(c.viewNodes, float64(m.Driver.Len()), v.Name, m.Name)
+			if s, err := m.Driver.Stats("/"); err == nil {
+				gauge(c.viewFiles, float64(s.Files), v.Name, m.Name)
+				gauge(c.viewDirs, float64(s.Dirs), v.Name, m.Name)
+				gauge(c.viewBytes, float64(s.TotalSize), v.Name, m.Name)
+			}
+			gauge(c.viewMemory, float64(m.Driver.MemoryBytes()), v.Name, m.Name)
+			gauge(c.suspects, float64(cs.Suspects), v.Name, m.Name)
+			gauge(c.additions, float64(cs.Additions), v.Name, m.Name)
+			gauge(c.deletions, float64(cs.Deletions), v.Name, m.Name)
+			gauge(c.tombstones, float64(cs.Tombstones), v.Name, m.Name)
+			counter(c.auditCycle, float64(cs.AuditCycles), v.Name, m.Name)
+			gauge(c.auditRunning, b(cs.AuditRunning), v.Name, m.Name)
+			gauge(c.snapshotComplete, b(st.SnapshotComplete), v.Name, m.Name)
+			gauge(c.hasLeader, b(st.Leader != ""), v.Name, m.Name)
 		}
-		gauge(c.viewMemory, float64(v.Driver.MemoryBytes()), v.Name)
-		gauge(c.suspects, float64(cs.Suspects), v.Name)
-		gauge(c.additions, float64(cs.Additions), v.Name)
-		gauge(c.deletions, float64(cs.Deletions), v.Name)
-		gauge(c.tombstones, float64(cs.Tombstones), v.Name)
-		counter(c.auditCycle, float64(cs.AuditCycles), v.Name)
-		gauge(c.auditRunning, b(cs.AuditRunning), v.Name)
-		gauge(c.snapshotComplete, b(st.SnapshotComplete), v.Name)
-		gauge(c.hasLeader, b(st.Leader != ""), v.Name)
 	}
 	live := map[string]int{}
 	for _, s := range c.f.sessions.List() {
@@ -84,6 +88,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.rowsRejected, float64(st.RowsRejected), id)
 		counter(c.pipePanics, float64(st.Panics), id)
 		gauge(c.sessions, float64(live[id]), id)
+		for name, n := range p.Dropped() {
+			counter(c.dropped, float64(n), name, id)
+		}
 	}
 	counter(c.panics, float64(c.f.panics.Load()))
 }

@@ -41,14 +41,15 @@ func TestMetricsEndpoint(t *testing.T) {
 	}
 	text := string(body)
 	for _, want := range []string{
-		`fustor_view_files{view="demo"} 3`,
-		`fustor_view_dirs{view="demo"} 1`,
-		`fustor_view_size_bytes{view="demo"} 35`,
-		`fustor_view_snapshot_complete{view="demo"} 1`,
-		`fustor_view_has_leader{view="demo"} 1`,
+		`fustor_view_files{member="",view="demo"} 3`,
+		`fustor_view_dirs{member="",view="demo"} 1`,
+		`fustor_view_size_bytes{member="",view="demo"} 35`,
+		`fustor_view_snapshot_complete{member="",view="demo"} 1`,
+		`fustor_view_has_leader{member="",view="demo"} 1`,
 		`fustor_pipe_rows_applied_total{pipe="demo"} 3`,
 		`fustor_pipe_rows_rejected_total{pipe="demo"} 1`,
 		`fustor_pipe_sessions{pipe="demo"} 1`,
+		`fustor_view_batches_dropped_total{pipe="demo",view="demo"} 0`,
 		`fustor_grpc_server_handled_total{code="OK",method="/fustor.v1.ViewService/GetStats"} 3`,
 		`fustor_grpc_server_handled_total{code="NotFound",method="/fustor.v1.ViewService/Stat"} 1`,
 		`fustor_grpc_server_handling_seconds_count{method="/fustor.v1.ViewService/GetStats"} 3`,

@@ -3,11 +3,13 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
 	"net"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -64,6 +66,9 @@ type APIKey struct {
 type Pipe struct {
 	// Receiver names the receiver whose keys may open sessions on this pipe.
 	Receiver string `koanf:"receiver"`
+	// Schema is the event schema the pipe's sessions send (only "fs" exists); every view
+	// of the pipe must accept it. Batches of another schema are dropped and counted.
+	Schema string `koanf:"schema"`
 	// Views are the views fed by the pipe.
 	Views []string `koanf:"views"`
 	// SessionTimeout is the server's default session timeout; sessions get max(hint, this).
@@ -75,10 +80,22 @@ type Pipe struct {
 	SentinelInterval time.Duration `koanf:"sentinel_interval"`
 }
 
+// View drivers.
+const (
+	// DriverFS is one tree of one storage (DESIGN.md §5.3).
+	DriverFS = "fs"
+	// DriverForestFS is one fs tree per member, a member per pipe feeding the view: many
+	// storages in one view (DESIGN.md §6).
+	DriverForestFS = "forest-fs"
+)
+
 // View is a queryable state built from events.
 type View struct {
-	// Driver is the view kind; only "fs" exists.
+	// Driver is the view kind: DriverFS (default) or DriverForestFS.
 	Driver string `koanf:"driver"`
+	// Members names the members of a forest view: pipe id → label. A pipe not listed is a
+	// member under its own id.
+	Members map[string]string `koanf:"members"`
 	// Schema is the event schema the view accepts.
 	Schema string `koanf:"schema"`
 	// Live views exist only in memory and reset when their last session ends.
@@ -134,11 +151,14 @@ func (c *Config) Normalize() {
 		if p.SentinelInterval == 0 {
 			p.SentinelInterval = DefaultSentinelInterval
 		}
+		if p.Schema == "" {
+			p.Schema = "fs"
+		}
 		c.Pipes[id] = p
 	}
 	for id, v := range c.Views {
 		if v.Driver == "" {
-			v.Driver = "fs"
+			v.Driver = DriverFS
 		}
 		if v.Schema == "" {
 			v.Schema = "fs"
@@ -209,9 +229,17 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("pipes.%s: no views", pid))
 		}
 		for _, v := range p.Views {
-			if _, ok := c.Views[v]; !ok {
+			vc, ok := c.Views[v]
+			if !ok {
 				errs = append(errs, fmt.Errorf("pipes.%s: unknown view %q", pid, v))
+				continue
 			}
+			if schema := cmp.Or(p.Schema, "fs"); (vc.Driver == DriverFS || vc.Driver == DriverForestFS) && schema != "fs" {
+				errs = append(errs, fmt.Errorf("pipes.%s: schema %q cannot feed view %q: driver %s accepts schema fs only", pid, schema, v, vc.Driver))
+			}
+		}
+		if dup := duplicates(p.Views); len(dup) > 0 {
+			errs = append(errs, fmt.Errorf("pipes.%s: views listed twice: %v", pid, dup))
 		}
 		if p.SessionTimeout < time.Second {
 			errs = append(errs, fmt.Errorf("pipes.%s: session_timeout must be at least 1s", pid))
@@ -222,12 +250,15 @@ func (c *Config) Validate() error {
 	}
 	for _, vid := range slices.Sorted(maps.Keys(c.Views)) {
 		v := c.Views[vid]
-		if v.Driver != "fs" {
-			errs = append(errs, fmt.Errorf("views.%s: unknown driver %q (want fs)", vid, v.Driver))
+		switch v.Driver {
+		case DriverFS, DriverForestFS:
+			if v.Schema != "fs" {
+				errs = append(errs, fmt.Errorf("views.%s: driver %s accepts schema fs, not %q", vid, v.Driver, v.Schema))
+			}
+		default:
+			errs = append(errs, fmt.Errorf("views.%s: unknown driver %q (want %s or %s)", vid, v.Driver, DriverFS, DriverForestFS))
 		}
-		if v.Schema != "fs" {
-			errs = append(errs, fmt.Errorf("views.%s: driver fs accepts schema fs, not %q", vid, v.Schema))
-		}
+		errs = append(errs, c.validateMembers(vid, v)...)
 		if v.MaxNodes <= 0 || v.MaxNodes > MaxNodesLimit {
 			errs = append(errs, fmt.Errorf("views.%s: max_nodes must be between 1 and %d", vid, MaxNodesLimit))
 		}
@@ -236,4 +267,66 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateMembers checks a view's member labels: only forest views have them, each names a
+// pipe feeding the view, and member names (labels, or pipe ids) are unique and valid.
+func (c *Config) validateMembers(vid string, v View) []error {
+	var errs []error
+	if v.Driver != DriverForestFS {
+		if len(v.Members) > 0 {
+			errs = append(errs, fmt.Errorf("views.%s: members are for driver %s views only", vid, DriverForestFS))
+		}
+		return errs
+	}
+	feeding := c.PipesOf(vid)
+	for _, pid := range slices.Sorted(maps.Keys(v.Members)) {
+		if !slices.Contains(feeding, pid) {
+			errs = append(errs, fmt.Errorf("views.%s.members.%s: pipe %q does not feed the view", vid, pid, pid))
+		}
+	}
+	seen := map[string]string{}
+	for _, pid := range feeding {
+		m := c.MemberName(vid, pid)
+		if m == "" || strings.ContainsAny(m, "/\x00") {
+			errs = append(errs, fmt.Errorf("views.%s: member name %q of pipe %s must be non-empty, without \"/\" or NUL", vid, m, pid))
+		}
+		if other, dup := seen[m]; dup {
+			errs = append(errs, fmt.Errorf("views.%s: pipes %s and %s are both member %q", vid, other, pid, m))
+		}
+		seen[m] = pid
+	}
+	return errs
+}
+
+// PipesOf returns the pipes feeding view, sorted.
+func (c *Config) PipesOf(view string) []string {
+	var out []string
+	for pid, p := range c.Pipes {
+		if slices.Contains(p.Views, view) {
+			out = append(out, pid)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// MemberName returns the member a pipe is in a forest view: its label, or the pipe id.
+func (c *Config) MemberName(view, pipe string) string {
+	if l, ok := c.Views[view].Members[pipe]; ok {
+		return l
+	}
+	return pipe
+}
+
+func duplicates(xs []string) []string {
+	seen := map[string]bool{}
+	var dup []string
+	for _, x := range xs {
+		if seen[x] {
+			dup = append(dup, x)
+		}
+		seen[x] = true
+	}
+	return dup
 }

@@ -16,6 +16,35 @@ func TestDemoValidates(t *testing.T) {
 	}
 }
 
+// forest adds a forest view "all" fed by pipe demo and a second pipe "second".
+func forest(c *Config) {
+	c.Views["all"] = View{Driver: DriverForestFS, Schema: "fs", MaxNodes: 10, HotThreshold: DefaultHotThreshold,
+		TombstoneTTL: DefaultTombstoneTTL, Members: map[string]string{}}
+	p := c.Pipes["demo"]
+	p.Views = append(p.Views, "all")
+	c.Pipes["demo"] = p
+	second := p
+	second.Views = []string{"all"}
+	c.Pipes["second"] = second
+}
+
+func TestForestMembers(t *testing.T) {
+	c := Demo()
+	forest(&c)
+	v := c.Views["all"]
+	v.Members["demo"] = "storage-1"
+	c.Views["all"] = v
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.PipesOf("all"); len(got) != 2 || got[0] != "demo" || got[1] != "second" {
+		t.Fatalf("PipesOf = %v", got)
+	}
+	if c.MemberName("all", "demo") != "storage-1" || c.MemberName("all", "second") != "second" {
+		t.Fatal("member names: a label, else the pipe id")
+	}
+}
+
 func TestValidate(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -32,6 +61,29 @@ func TestValidate(t *testing.T) {
 		}, "empty key"},
 		{"bad driver", func(c *Config) { v := c.Views["demo"]; v.Driver = "sql"; c.Views["demo"] = v }, "unknown driver"},
 		{"short timeout", func(c *Config) { p := c.Pipes["demo"]; p.SessionTimeout = 1; c.Pipes["demo"] = p }, "session_timeout"},
+		{"pipe schema no view accepts", func(c *Config) { p := c.Pipes["demo"]; p.Schema = "kv"; c.Pipes["demo"] = p },
+			`pipes.demo: schema "kv" cannot feed view "demo": driver fs accepts schema fs only`},
+		{"members on an fs view", func(c *Config) { v := c.Views["demo"]; v.Members = map[string]string{"demo": "x"}; c.Views["demo"] = v },
+			"members are for driver forest-fs views only"},
+		{"view listed twice", func(c *Config) { p := c.Pipes["demo"]; p.Views = []string{"demo", "demo"}; c.Pipes["demo"] = p }, "views listed twice"},
+		{"member label of a pipe not feeding", func(c *Config) {
+			forest(c)
+			v := c.Views["all"]
+			v.Members["nope"] = "x"
+			c.Views["all"] = v
+		}, `views.all.members.nope: pipe "nope" does not feed the view`},
+		{"two pipes one member", func(c *Config) {
+			forest(c)
+			v := c.Views["all"]
+			v.Members["demo"] = "second"
+			c.Views["all"] = v
+		}, `pipes demo and second are both member "second"`},
+		{"member name with a slash", func(c *Config) {
+			forest(c)
+			v := c.Views["all"]
+			v.Members["demo"] = "a/b"
+			c.Views["all"] = v
+		}, `member name "a/b" of pipe demo`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,15 +2,19 @@
 // per pipe, so views fed by different pipes never share a queue. A full queue blocks Submit,
 // which stops the push stream from reading (gRPC flow control); nothing is dropped.
 //
-// The loop drives each view through view.Driver (Ingest for batches, snapshot and audit
+// The loop drives the member of each view the pipe feeds (an fs view's only member, or the
+// pipe's own member of a forest) through view.Driver (Ingest for batches, snapshot and audit
 // boundaries, sentinel feedback and ticks; Verifier for a verify walk's rows), one call per
-// item, never per row; which driver a view has is view.NewRegistry's business.
+// item, never per row; which driver a member has is view.NewRegistry's business. A batch goes
+// only to the views that accept its schema; the others drop it and count it.
 package pipe
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -44,7 +48,9 @@ type Item struct {
 	Session *session.Session
 	Kind    Kind
 	Origin  view.Origin
-	Rows    []fsbatch.Row
+	// Schema is the batch's schema name ("" = the pipe's views' own).
+	Schema string
+	Rows   []fsbatch.Row
 	// MaxIndex is the highest event index of the rows (0 for control items).
 	MaxIndex uint64
 	// ScanStartNs is when the on-demand scan that produced the rows was asked for (Fusion
@@ -82,6 +88,10 @@ type Stats struct {
 type Pipe struct {
 	ID    string
 	Views []*view.View
+	// Members are the members the pipe feeds, Members[i] of Views[i].
+	Members []*view.Member
+	// dropped counts, per view (Views[i]), batches of a schema the view does not accept.
+	dropped []atomic.Uint64
 	// Commands, if set, receives command results once everything before them is applied.
 	Commands *command.Tracker
 	log      *zap.Logger
@@ -96,7 +106,53 @@ func New(log *zap.Logger, id string, views []*view.View, queueSize int) *Pipe {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Pipe{ID: id, Views: views, log: log.With(zap.String("pipe", id)), q: make(chan *Item, queueSize)}
+	p := &Pipe{ID: id, log: log.With(zap.String("pipe", id)), q: make(chan *Item, queueSize)}
+	for _, v := range views {
+		m := v.MemberOf(id)
+		if m == nil {
+			p.log.Error("pipe is not a member of the forest view; not fed", zap.String("view", v.Name))
+			continue
+		}
+		p.Views, p.Members = append(p.Views, v), append(p.Members, m)
+	}
+	p.dropped = make([]atomic.Uint64, len(p.Views))
+	return p
+}
+
+// Accepts reports whether a view of the pipe accepts schema.
+func (p *Pipe) Accepts(schema string) bool {
+	for _, v := range p.Views {
+		if v.Cfg.Schema == schema {
+			return true
+		}
+	}
+	return false
+}
+
+// DropSchema counts a batch of schema that no view of the pipe accepts, against every view,
+// and returns why it was dropped (for the Ack).
+func (p *Pipe) DropSchema(schema string) string {
+	for i := range p.Views {
+		p.dropped[i].Add(1)
+	}
+	return p.dropReason(schema)
+}
+
+func (p *Pipe) dropReason(schema string) string {
+	names := make([]string, len(p.Views))
+	for i, v := range p.Views {
+		names[i] = fmt.Sprintf("%s (%s)", v.Name, v.Cfg.Schema)
+	}
+	return fmt.Sprintf("dropped: schema %q is accepted by no view of pipe %s: %s", schema, p.ID, strings.Join(names, ", "))
+}
+
+// Dropped returns, per view name, the batches the view dropped for their schema.
+func (p *Pipe) Dropped() map[string]uint64 {
+	out := make(map[string]uint64, len(p.Views))
+	for i, v := range p.Views {
+		out[v.Name] += p.dropped[i].Load()
+	}
+	return out
 }
 
 // Submit queues an item, waiting while the queue is full (backpressure).
@@ -156,8 +212,8 @@ func (p *Pipe) tick() {
 			p.log.Error("tick panicked", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
 		}
 	}()
-	for _, v := range p.Views {
-		v.Driver.Tick()
+	for _, m := range p.Members {
+		m.Driver.Tick()
 	}
 }
 
@@ -172,15 +228,31 @@ func (p *Pipe) apply(it *Item) (res Result) {
 	}()
 	switch it.Kind {
 	case KindBatch:
-		for _, v := range p.Views {
-			a, r, err := v.Driver.Apply(it.Origin, it.ScanStartNs, it.Rows)
+		first, leaderOnly := true, it.Origin == view.OriginSnapshot || it.Origin == view.OriginAudit
+		for i, m := range p.Members {
+			if it.Schema != "" && p.Views[i].Cfg.Schema != it.Schema {
+				p.dropped[i].Add(1)
+				continue
+			}
+			if leaderOnly && !leads(it, m) {
+				continue
+			}
+			a, r, err := m.Driver.Apply(it.Origin, it.ScanStartNs, it.Rows)
 			// Views see the same rows; report the first view's figures, and any error.
 			if res.Err == nil && err != nil {
 				res.Err = err
 			}
-			if v == p.Views[0] {
-				res.Applied, res.Rejected = a, r
+			if first {
+				res.Applied, res.Rejected, first = a, r, false
 			}
+		}
+		switch {
+		case first && leaderOnly && p.Accepts(it.Schema):
+			res.Rejected = len(it.Rows)
+			res.Err = fmt.Errorf("rejected: session %s leads no view of pipe %s; snapshot and audit rows come from the leader", it.Session.ID, p.ID)
+		case first:
+			res.Rejected = len(it.Rows)
+			res.Err = errors.New(p.dropReason(it.Schema))
 		}
 		p.batches.Add(1)
 		p.rowsApplied.Add(uint64(res.Applied))
@@ -190,38 +262,50 @@ func (p *Pipe) apply(it *Item) (res Result) {
 		}
 	case KindSnapshotEnd:
 		// A complete snapshot reconciles: what it did not report is gone (DESIGN.md §5.1).
-		for _, v := range p.Views {
-			if gone := v.Driver.SnapshotEnd(it.Session.ID, it.Failed); len(gone) > 0 {
-				p.log.Info("snapshot found missing paths", zap.String("view", v.Name), zap.Int("deleted", len(gone)))
+		for _, m := range p.Members {
+			if !leads(it, m) {
+				continue
 			}
-			v.SnapshotEnded(it.Session.ID)
+			if gone := m.Driver.SnapshotEnd(it.Session.ID, it.Failed); len(gone) > 0 {
+				p.log.Info("snapshot found missing paths", zap.String("view", m.View), zap.String("member", m.Name), zap.Int("deleted", len(gone)))
+			}
+			m.SnapshotEnded(it.Session.ID)
 		}
 	case KindSnapshotStart:
-		for _, v := range p.Views {
-			v.Driver.SnapshotStart(it.Session.ID)
+		for _, m := range p.Members {
+			if leads(it, m) {
+				m.Driver.SnapshotStart(it.Session.ID)
+			}
 		}
 	case KindVerify:
-		for _, v := range p.Views {
-			if v.Name == it.View {
-				res.Applied, res.Rejected, res.Err = v.Driver.VerifyRows(it.CommandID, it.Rows)
+		for _, m := range p.Members {
+			if m.View == it.View {
+				res.Applied, res.Rejected, res.Err = m.Driver.VerifyRows(it.CommandID, it.Rows)
 			}
 		}
 		p.batches.Add(1)
 	case KindAuditStart:
-		for _, v := range p.Views {
-			v.Driver.AuditStart()
+		for _, m := range p.Members {
+			if leads(it, m) {
+				m.Driver.AuditStart()
+			}
 		}
 	case KindAuditEnd:
 		// Every row queued before this item is applied: the queue is the drain signal, so
 		// nothing waits or polls (DESIGN.md §5.2, §9.11).
-		for _, v := range p.Views {
-			if gone := v.Driver.AuditEnd(it.Failed); len(gone) > 0 {
-				p.log.Info("audit found missing paths", zap.String("view", v.Name), zap.Int("deleted", len(gone)))
+		for _, m := range p.Members {
+			if !leads(it, m) {
+				continue
+			}
+			if gone := m.Driver.AuditEnd(it.Failed); len(gone) > 0 {
+				p.log.Info("audit found missing paths", zap.String("view", m.View), zap.String("member", m.Name), zap.Int("deleted", len(gone)))
 			}
 		}
 	case KindSentinel:
-		for _, v := range p.Views {
-			v.Driver.SentinelFeedback(it.Sentinel)
+		for _, m := range p.Members {
+			if leads(it, m) {
+				m.Driver.SentinelFeedback(it.Sentinel)
+			}
 		}
 	case KindCommandResult:
 		if p.Commands != nil {
@@ -231,3 +315,8 @@ func (p *Pipe) apply(it *Item) (res Result) {
 	res.Committed = p.committed.Load()
 	return res
 }
+
+// leads reports whether the item's session leads member m. Snapshot, audit and sentinel items
+// apply only there: a session may lead an fs view and follow in a forest member fed by the
+// same pipe, or the reverse (DESIGN.md §5.1, §6). Realtime and on-demand rows apply to all.
+func leads(it *Item, m *view.Member) bool { return m.State().Leader == it.Session.ID }

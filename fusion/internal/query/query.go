@@ -1,8 +1,9 @@
 // Package query implements ViewService: list, tree, stat, find, stats, suspects, blind spots
-// and verify. It reads each view through view.Driver (its Reader and Verifier) and turns the
-// contract's types (view.Entry, view.Stats, view.VerifyResult, ...) into the wire's, so it
-// serves any view driver alike. Answers are bounded by paging and limits, never by the size
-// of the view (DESIGN.md §9.9).
+// and verify. It reads each view member through view.Driver (its Reader and Verifier) and
+// turns the contract's types (view.Entry, view.Stats, view.VerifyResult, ...) into the wire's,
+// so it serves any view driver alike. A forest view asked without a member is answered by
+// fanning out over its ready members and merging (forest.go). Answers are bounded by paging
+// and limits, never by the size of the view (DESIGN.md §9.9).
 package query
 
 import (
@@ -10,6 +11,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -52,10 +54,10 @@ const (
 	MaxForceTimeout     = time.Minute
 )
 
-// forceScan asks the view's leader agent to re-scan path (DESIGN.md §3, §4.1 step 8) and waits
-// until the scan's rows are applied, or the timeout. It returns whether the answer must say
-// job_pending: the scan did not finish in time (or could not be sent).
-func (s *Service) forceScan(ctx context.Context, v *view.View, path string, f *fustorv1.ForceRealTime) bool {
+// forceScan asks the leader agent of each member to re-scan path (DESIGN.md §3, §4.1 step 8)
+// and waits until the scans' rows are applied, or the timeout. It returns whether the answer
+// must say job_pending: a scan did not finish in time (or could not be sent).
+func (s *Service) forceScan(ctx context.Context, sc scope, path string, f *fustorv1.ForceRealTime) bool {
 	if !f.GetEnabled() {
 		return false
 	}
@@ -64,60 +66,133 @@ func (s *Service) forceScan(ctx context.Context, v *view.View, path string, f *f
 		timeout = DefaultForceTimeout
 	}
 	timeout = min(timeout, MaxForceTimeout)
-	sess, err := s.sessions.Get(v.State().Leader)
-	if err != nil {
-		return true
+	pending := false
+	type started struct {
+		id     string
+		result <-chan command.Result
 	}
-	id, result, ok := s.commands.Start()
-	if !ok {
-		return true
-	}
-	if !sess.Command(&fustorv1.Command{Id: id, Kind: &fustorv1.Command_Scan{Scan: &fustorv1.ScanCommand{Path: path, Recursive: true}}}) {
-		s.commands.Cancel(id)
-		return true
+	var waits []started
+	for _, m := range sc.members {
+		sess, err := s.sessions.Get(m.State().Leader)
+		if err != nil {
+			pending = true
+			continue
+		}
+		id, result, ok := s.commands.Start()
+		if !ok {
+			pending = true
+			continue
+		}
+		if !sess.Command(&fustorv1.Command{Id: id, Kind: &fustorv1.Command_Scan{Scan: &fustorv1.ScanCommand{Path: path, Recursive: true}}}) {
+			s.commands.Cancel(id)
+			pending = true
+			continue
+		}
+		waits = append(waits, started{id, result})
 	}
 	t := time.NewTimer(timeout)
 	defer t.Stop()
-	select {
-	case <-result:
-		return false
-	case <-t.C:
-	case <-ctx.Done():
+	for i, w := range waits {
+		select {
+		case <-w.result:
+			continue
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		for _, rest := range waits[i:] {
+			s.commands.Cancel(rest.id)
+		}
+		return true
 	}
-	s.commands.Cancel(id)
-	return true
+	return pending
 }
 
-// open resolves, authorises and readiness-checks a view, and cleans the path.
-func (s *Service) open(ctx context.Context, name, path string) (*view.View, string, error) {
+// scope is what a request reads: one member (an fs view's only one, or the member a forest
+// request names), or every ready member of a forest asked without a member (fan-out).
+type scope struct {
+	v *view.View
+	// members are the members answering: one, or the ready members of a fan-out.
+	members []*view.Member
+	fanOut  bool
+}
+
+// one returns the member of a single-member scope.
+func (sc scope) one() *view.Member { return sc.members[0] }
+
+// open resolves, authorises and readiness-checks a request's view and member, and cleans the
+// path.
+func (s *Service) open(ctx context.Context, name, member, path string) (scope, string, error) {
 	if name == "" {
-		return nil, "", fmt.Errorf("%w: view is required", errs.ErrInvalidArgument)
+		return scope{}, "", fmt.Errorf("%w: view is required", errs.ErrInvalidArgument)
 	}
 	v, err := s.views.Get(name)
 	if err != nil {
-		return nil, "", err
+		return scope{}, "", err
 	}
 	if !server.PrincipalFrom(ctx).CanQuery(name) {
-		return nil, "", fmt.Errorf("%w: the API key may not query view %q", errs.ErrPermission, name)
+		return scope{}, "", fmt.Errorf("%w: the API key may not query view %q", errs.ErrPermission, name)
 	}
 	clean, err := fspath.Clean(path)
 	if err != nil {
-		return nil, "", err
+		return scope{}, "", err
 	}
-	if err := v.Ready(); err != nil {
-		return nil, "", err
+	if v.IsForest() && member == "" {
+		sc := scope{v: v, fanOut: true}
+		for _, m := range v.Members() {
+			if m.Ready() == nil {
+				sc.members = append(sc.members, m)
+			}
+		}
+		if len(sc.members) == 0 {
+			return scope{}, "", v.Ready()
+		}
+		return sc, clean, nil
 	}
-	return v, clean, nil
+	m, err := v.Member(member)
+	if err != nil {
+		return scope{}, "", err
+	}
+	if err := m.Ready(); err != nil {
+		return scope{}, "", err
+	}
+	return scope{v: v, members: []*view.Member{m}}, clean, nil
 }
 
-func (s *Service) meta(v *view.View, jobPending bool) *fustorv1.ViewMeta {
-	st := v.State()
-	cs := v.Driver.Consistency()
-	return &fustorv1.ViewMeta{
-		View: v.Name, AuthoritativeSession: st.Leader != "", SnapshotComplete: st.SnapshotComplete,
-		Watermark: timestamppb.New(time.Unix(0, cs.WatermarkNs)), HasBlindSpot: cs.HasBlindSpot(),
-		JobPending: jobPending,
+// meta describes the answer's trust: the member's state for a single member, and for a
+// fan-out every member's (the ones that could not answer with their reason) and a summary.
+func (s *Service) meta(sc scope, jobPending bool) *fustorv1.ViewMeta {
+	if !sc.fanOut {
+		m := sc.one()
+		st, cs := m.State(), m.Driver.Consistency()
+		return &fustorv1.ViewMeta{
+			View: sc.v.Name, Member: m.Name, AuthoritativeSession: st.Leader != "", SnapshotComplete: st.SnapshotComplete,
+			Watermark: timestamppb.New(time.Unix(0, cs.WatermarkNs)), HasBlindSpot: cs.HasBlindSpot(),
+			JobPending: jobPending,
+		}
 	}
+	return s.forestMeta(sc.v, jobPending)
+}
+
+func (s *Service) forestMeta(v *view.View, jobPending bool) *fustorv1.ViewMeta {
+	out := &fustorv1.ViewMeta{View: v.Name, JobPending: jobPending, AuthoritativeSession: len(v.Members()) > 0,
+		SnapshotComplete: len(v.Members()) > 0}
+	var wm int64
+	for _, m := range v.Members() {
+		st, cs := m.State(), m.Driver.Consistency()
+		ms := &fustorv1.MemberStatus{Member: m.Name, Ready: true, HasBlindSpot: cs.HasBlindSpot(),
+			AuthoritativeSession: st.Leader != "", SnapshotComplete: st.SnapshotComplete,
+			Watermark: timestamppb.New(time.Unix(0, cs.WatermarkNs))}
+		if err := m.Ready(); err != nil {
+			ms.Ready, ms.Reason = false, err.Error()
+		}
+		out.Members = append(out.Members, ms)
+		out.HasBlindSpot = out.HasBlindSpot || ms.HasBlindSpot
+		out.AuthoritativeSession = out.AuthoritativeSession && ms.AuthoritativeSession
+		out.SnapshotComplete = out.SnapshotComplete && ms.SnapshotComplete
+		wm = max(wm, cs.WatermarkNs)
+	}
+	out.Watermark = timestamppb.New(time.Unix(0, wm))
+	return out
 }
 
 // ListViews lists the views the key may query.
@@ -128,19 +203,23 @@ func (s *Service) ListViews(ctx context.Context, _ *fustorv1.ListViewsRequest) (
 		if !p.CanQuery(v.Name) {
 			continue
 		}
+		sc := scope{v: v, members: v.Members(), fanOut: v.IsForest()}
+		var meta *fustorv1.ViewMeta
+		if len(sc.members) > 0 {
+			meta = s.meta(sc, false)
+		}
 		out.Views = append(out.Views, &fustorv1.ViewInfo{Id: v.Name, Driver: v.Cfg.Driver, Schema: v.Cfg.Schema,
-			Live: v.Cfg.Live, Nodes: uint64(v.Driver.Len()), Meta: s.meta(v, false)})
+			Live: v.Cfg.Live, Nodes: uint64(v.Len()), Meta: meta})
 	}
 	return out, nil
 }
 
 // ListDirectory lists one page of a directory.
 func (s *Service) ListDirectory(ctx context.Context, req *fustorv1.ListDirectoryRequest) (*fustorv1.ListDirectoryResponse, error) {
-	v, p, err := s.open(ctx, req.GetView(), req.GetPath())
+	sc, p, err := s.open(ctx, req.GetView(), req.GetMember(), req.GetPath())
 	if err != nil {
 		return nil, err
 	}
-	pending := s.forceScan(ctx, v, p, req.GetForceRealTime())
 	size := int(req.GetPageSize())
 	if size == 0 {
 		size = DefaultPageSize
@@ -150,15 +229,23 @@ func (s *Service) ListDirectory(ctx context.Context, req *fustorv1.ListDirectory
 	if err != nil {
 		return nil, err
 	}
-	dir, err := v.Driver.Stat(p)
+	if sc.fanOut && after != "" {
+		return nil, fmt.Errorf("%w: page_token continues one member's listing: set member", errs.ErrInvalidArgument)
+	}
+	pending := s.forceScan(ctx, sc, p, req.GetForceRealTime())
+	if sc.fanOut {
+		return s.listForest(sc, p, int(req.GetMaxDepth()), size, req.GetOnlyPaths(), pending)
+	}
+	d := sc.one().Driver
+	dir, err := d.Stat(p)
 	if err != nil {
 		return nil, err
 	}
-	entries, next, err := v.Driver.List(p, int(req.GetMaxDepth()), after, size)
+	entries, next, err := d.List(p, int(req.GetMaxDepth()), after, size)
 	if err != nil {
 		return nil, err
 	}
-	out := &fustorv1.ListDirectoryResponse{Meta: s.meta(v, pending), Directory: toProto(dir, false),
+	out := &fustorv1.ListDirectoryResponse{Meta: s.meta(sc, pending), Directory: toProto(dir, false),
 		NextPageToken: encodeToken(next)}
 	out.Entries = toProtos(entries, req.GetOnlyPaths())
 	return out, nil
@@ -167,11 +254,22 @@ func (s *Service) ListDirectory(ctx context.Context, req *fustorv1.ListDirectory
 // GetTree streams a subtree in chunks. Each chunk is read under the view's read lock and sent
 // after it is released, so a slow client never holds up writers.
 func (s *Service) GetTree(req *fustorv1.GetTreeRequest, stream fustorv1.ViewService_GetTreeServer) error {
-	v, p, err := s.open(stream.Context(), req.GetView(), req.GetPath())
+	sc, p, err := s.open(stream.Context(), req.GetView(), req.GetMember(), req.GetPath())
 	if err != nil {
 		return err
 	}
-	if _, err := v.Driver.Stat(p); err != nil {
+	trees := sc.members
+	meta := s.meta(sc, false)
+	if sc.fanOut {
+		if trees = holding(sc.members, p); len(trees) == 0 {
+			return fmt.Errorf("%w: %s is in no ready member of view %q", view.ErrPathNotFound, p, sc.v.Name)
+		}
+		if req.GetBestOnly() {
+			best, _ := bestMember(statsOf(trees, p), req.GetBestBy())
+			trees = []*view.Member{best.m}
+			meta.Member = best.m.Name
+		}
+	} else if _, err := sc.one().Driver.Stat(p); err != nil {
 		return err
 	}
 	depth := int(req.GetMaxDepth())
@@ -180,59 +278,70 @@ func (s *Service) GetTree(req *fustorv1.GetTreeRequest, stream fustorv1.ViewServ
 	}
 	limit := req.GetLimit()
 	var sent uint64
-	after := ""
 	first := true
-	for {
-		n := treeChunk
-		if limit > 0 {
-			n = int(min(uint64(n), limit-sent))
+	for ti, m := range trees {
+		label := ""
+		if sc.fanOut && !req.GetBestOnly() {
+			label = m.Name
 		}
-		entries, next, err := v.Driver.List(p, depth, after, n)
-		if err != nil {
-			return err
+		after := ""
+		for {
+			n := treeChunk
+			if limit > 0 {
+				n = int(min(uint64(n), limit-sent))
+			}
+			entries, next, err := m.Driver.List(p, depth, after, n)
+			if err != nil {
+				return err
+			}
+			sent += uint64(len(entries))
+			chunk := &fustorv1.GetTreeResponse{Entries: labelled(toProtos(entries, req.GetOnlyPaths()), label)}
+			if first {
+				chunk.Meta, first = meta, false
+			}
+			last := next == "" && ti == len(trees)-1
+			full := limit > 0 && sent >= limit && !last
+			if full {
+				chunk.Truncated = true
+			}
+			if err := stream.Send(chunk); err != nil {
+				return err
+			}
+			if full || last {
+				return nil
+			}
+			if next == "" {
+				break
+			}
+			after = next
 		}
-		sent += uint64(len(entries))
-		chunk := &fustorv1.GetTreeResponse{Entries: toProtos(entries, req.GetOnlyPaths())}
-		if first {
-			chunk.Meta = s.meta(v, false)
-			first = false
-		}
-		done := next == ""
-		if !done && limit > 0 && sent >= limit {
-			chunk.Truncated = true
-			done = true
-		}
-		if err := stream.Send(chunk); err != nil {
-			return err
-		}
-		if done {
-			return nil
-		}
-		after = next
 	}
+	return nil
 }
 
 // Stat describes one path.
 func (s *Service) Stat(ctx context.Context, req *fustorv1.StatRequest) (*fustorv1.StatResponse, error) {
-	v, p, err := s.open(ctx, req.GetView(), req.GetPath())
+	sc, p, err := s.open(ctx, req.GetView(), req.GetMember(), req.GetPath())
 	if err != nil {
 		return nil, err
 	}
-	pending := s.forceScan(ctx, v, p, req.GetForceRealTime())
-	e, err := v.Driver.Stat(p)
+	pending := s.forceScan(ctx, sc, p, req.GetForceRealTime())
+	if sc.fanOut {
+		return s.statForest(sc, p, pending)
+	}
+	e, err := sc.one().Driver.Stat(p)
 	if err != nil {
 		return nil, err
 	}
-	return &fustorv1.StatResponse{Meta: s.meta(v, pending), Entry: toProto(e, false)}, nil
+	return &fustorv1.StatResponse{Meta: s.meta(sc, pending), Entry: toProto(e, false)}, nil
 }
 
 // Find finds entries by basename under a path.
 func (s *Service) Find(ctx context.Context, req *fustorv1.FindRequest) (*fustorv1.FindResponse, error) {
-	v, p, err := s.open(ctx, req.GetView(), req.GetPath())
+	sc, p, err := s.open(ctx, req.GetView(), req.GetMember(), req.GetPath())
 	if err != nil {
 		return nil, err
 	}
-	pending := s.forceScan(ctx, v, p, req.GetForceRealTime())
 	if (req.GetName() == "") == (req.GetGlob() == "") {
 		return nil, fmt.Errorf("%w: set exactly one of name and glob", errs.ErrInvalidArgument)
 	}
@@ -244,71 +353,124 @@ func (s *Service) Find(ctx context.Context, req *fustorv1.FindRequest) (*fustorv
 			return nil, err
 		}
 	}
+	if sc.fanOut && req.GetPackedPaths() {
+		return nil, fmt.Errorf("%w: packed_paths carries no member: set member, or ask for entries", errs.ErrInvalidArgument)
+	}
+	pending := s.forceScan(ctx, sc, p, req.GetForceRealTime())
 	m := view.Matcher{Name: req.GetName(), Glob: req.GetGlob(), DirsOnly: req.GetDirsOnly(), FilesOnly: req.GetFilesOnly()}
+	if sc.fanOut {
+		return s.findForest(sc, p, m, limitOf(req.GetLimit()), int(req.GetMemberLimit()), req.GetOnlyPaths(), pending)
+	}
+	d := sc.one().Driver
 	if req.GetPackedPaths() {
-		packed, dirs, truncated, err := v.Driver.FindPaths(p, m, limitOf(req.GetLimit()))
+		packed, dirs, truncated, err := d.FindPaths(p, m, limitOf(req.GetLimit()))
 		if err != nil {
 			return nil, err
 		}
-		return &fustorv1.FindResponse{Meta: s.meta(v, pending), Truncated: truncated, PackedPaths: packed, DirIndexes: dirs}, nil
+		return &fustorv1.FindResponse{Meta: s.meta(sc, pending), Truncated: truncated, PackedPaths: packed, DirIndexes: dirs}, nil
 	}
-	entries, truncated, err := v.Driver.Find(p, m, limitOf(req.GetLimit()))
+	entries, truncated, err := d.Find(p, m, limitOf(req.GetLimit()))
 	if err != nil {
 		return nil, err
 	}
-	return &fustorv1.FindResponse{Meta: s.meta(v, pending), Truncated: truncated, Entries: toProtos(entries, req.GetOnlyPaths())}, nil
+	return &fustorv1.FindResponse{Meta: s.meta(sc, pending), Truncated: truncated, Entries: toProtos(entries, req.GetOnlyPaths())}, nil
 }
 
 // GetStats returns subtree figures.
 func (s *Service) GetStats(ctx context.Context, req *fustorv1.GetStatsRequest) (*fustorv1.GetStatsResponse, error) {
-	v, p, err := s.open(ctx, req.GetView(), req.GetPath())
+	sc, p, err := s.open(ctx, req.GetView(), req.GetMember(), req.GetPath())
 	if err != nil {
 		return nil, err
 	}
-	pending := s.forceScan(ctx, v, p, req.GetForceRealTime())
-	st, err := v.Driver.Stats(p)
+	pending := s.forceScan(ctx, sc, p, req.GetForceRealTime())
+	if sc.fanOut {
+		return s.statsForest(sc, p, req.GetBestBy(), pending)
+	}
+	d := sc.one().Driver
+	st, err := d.Stats(p)
 	if err != nil {
 		return nil, err
 	}
-	cs := v.Driver.Consistency()
-	out := &fustorv1.GetStatsResponse{Meta: s.meta(v, pending), FileCount: st.Files, DirCount: st.Dirs,
-		TotalSize: st.TotalSize, SuspectCount: uint64(cs.Suspects), BlindSpotAdditions: uint64(cs.Additions),
-		BlindSpotDeletions: uint64(cs.Deletions), AuditCycles: cs.AuditCycles, AuditRunning: cs.AuditRunning,
-		Tombstones: uint64(cs.Tombstones)}
+	out := &fustorv1.GetStatsResponse{Meta: s.meta(sc, pending)}
+	fillStats(out, st, d.Consistency())
+	return out, nil
+}
+
+// fillStats sets a GetStatsResponse's figures from subtree stats and consistency state.
+func fillStats(out *fustorv1.GetStatsResponse, st view.Stats, cs view.ConsistencyStats) {
+	out.FileCount, out.DirCount, out.TotalSize = st.Files, st.Dirs, st.TotalSize
+	out.SuspectCount, out.BlindSpotAdditions, out.BlindSpotDeletions = uint64(cs.Suspects), uint64(cs.Additions), uint64(cs.Deletions)
+	out.AuditCycles, out.AuditRunning, out.Tombstones = cs.AuditCycles, cs.AuditRunning, uint64(cs.Tombstones)
 	if st.LatestMtimeNs != 0 {
 		out.LatestMtime = timestamppb.New(time.Unix(0, st.LatestMtimeNs))
 	}
 	if cs.LastAuditEndNs != 0 {
 		out.LastAuditEnd = timestamppb.New(time.Unix(0, cs.LastAuditEndNs))
 	}
-	return out, nil
 }
 
 // ListSuspects lists files that may still be being written, sorted by path.
 func (s *Service) ListSuspects(ctx context.Context, req *fustorv1.ListSuspectsRequest) (*fustorv1.ListSuspectsResponse, error) {
-	v, p, err := s.open(ctx, req.GetView(), orRoot(req.GetPath()))
+	sc, p, err := s.open(ctx, req.GetView(), req.GetMember(), orRoot(req.GetPath()))
 	if err != nil {
 		return nil, err
 	}
-	list, truncated := v.Driver.Suspects(p, limitOf(req.GetLimit()))
-	out := &fustorv1.ListSuspectsResponse{Meta: s.meta(v, false), Truncated: truncated}
-	for _, e := range list {
-		out.Suspects = append(out.Suspects, &fustorv1.Suspect{Entry: toProto(e.Entry, false), ExpiresInMs: e.ExpiresIn.Milliseconds()})
+	limit := limitOf(req.GetLimit())
+	out := &fustorv1.ListSuspectsResponse{Meta: s.meta(sc, false)}
+	for _, m := range sc.members {
+		list, truncated := m.Driver.Suspects(p, limit)
+		out.Truncated = out.Truncated || truncated
+		for _, e := range list {
+			pe := toProto(e.Entry, false)
+			if sc.fanOut {
+				pe.Member = m.Name
+			}
+			out.Suspects = append(out.Suspects, &fustorv1.Suspect{Entry: pe, ExpiresInMs: e.ExpiresIn.Milliseconds()})
+		}
+	}
+	if sc.fanOut {
+		slices.SortStableFunc(out.Suspects, func(a, b *fustorv1.Suspect) int { return compareEntries(a.GetEntry(), b.GetEntry()) })
+		if len(out.Suspects) > limit {
+			out.Suspects, out.Truncated = out.Suspects[:limit], true
+		}
 	}
 	return out, nil
 }
 
 // ListBlindSpots lists additions (with their nodes) and deletions (paths).
 func (s *Service) ListBlindSpots(ctx context.Context, req *fustorv1.ListBlindSpotsRequest) (*fustorv1.ListBlindSpotsResponse, error) {
-	v, p, err := s.open(ctx, req.GetView(), orRoot(req.GetPath()))
+	sc, p, err := s.open(ctx, req.GetView(), req.GetMember(), orRoot(req.GetPath()))
 	if err != nil {
 		return nil, err
 	}
-	bs := v.Driver.BlindSpots(p, limitOf(req.GetLimit()))
-	out := &fustorv1.ListBlindSpotsResponse{Meta: s.meta(v, false), Deletions: bs.Deletions, Truncated: bs.Truncated}
-	for _, a := range bs.Additions {
-		if e, err := v.Driver.Stat(a); err == nil {
-			out.Additions = append(out.Additions, toProto(e, false))
+	limit := limitOf(req.GetLimit())
+	out := &fustorv1.ListBlindSpotsResponse{Meta: s.meta(sc, false)}
+	for _, m := range sc.members {
+		bs := m.Driver.BlindSpots(p, limit)
+		out.Truncated = out.Truncated || bs.Truncated
+		for _, a := range bs.Additions {
+			if e, err := m.Driver.Stat(a); err == nil {
+				pe := toProto(e, false)
+				if sc.fanOut {
+					pe.Member = m.Name
+				}
+				out.Additions = append(out.Additions, pe)
+			}
+		}
+		out.Deletions = append(out.Deletions, bs.Deletions...)
+		if sc.fanOut {
+			for range bs.Deletions {
+				out.DeletionMembers = append(out.DeletionMembers, m.Name)
+			}
+		}
+	}
+	if sc.fanOut {
+		slices.SortStableFunc(out.Additions, compareEntries)
+		if len(out.Additions) > limit {
+			out.Additions, out.Truncated = out.Additions[:limit], true
+		}
+		if len(out.Deletions) > limit {
+			out.Deletions, out.DeletionMembers, out.Truncated = out.Deletions[:limit], out.DeletionMembers[:limit], true
 		}
 	}
 	return out, nil

@@ -44,7 +44,12 @@ func (s *Service) Verify(ctx context.Context, req *fustorv1.VerifyRequest) (*fus
 	if err != nil {
 		return nil, err
 	}
-	if err := v.Ready(); err != nil {
+	// A forest's member is one storage with its own leader: a verify names it.
+	m, err := v.Member(req.GetMember())
+	if err != nil {
+		return nil, err
+	}
+	if err := m.Ready(); err != nil {
 		return nil, err
 	}
 	timeout := req.GetTimeout().AsDuration()
@@ -58,7 +63,7 @@ func (s *Service) Verify(ctx context.Context, req *fustorv1.VerifyRequest) (*fus
 	}
 	examples = min(examples, MaxVerifyExamples)
 
-	sess, err := s.sessions.Get(v.State().Leader)
+	sess, err := s.sessions.Get(m.State().Leader)
 	if err != nil {
 		return nil, fmt.Errorf("%w: view %q has no leader agent to walk it: %w", errs.ErrPrecondition, name, err)
 	}
@@ -66,7 +71,7 @@ func (s *Service) Verify(ctx context.Context, req *fustorv1.VerifyRequest) (*fus
 	if !ok {
 		return nil, fmt.Errorf("%w: too many commands are waiting for agents; retry later", errs.ErrUnavailable)
 	}
-	if err := v.Driver.VerifyStart(id, path, examples, req.GetRepair()); err != nil {
+	if err := m.Driver.VerifyStart(id, path, examples, req.GetRepair()); err != nil {
 		s.commands.Cancel(id)
 		if errors.Is(err, errs.ErrVerifyRunning) {
 			return nil, fmt.Errorf("%w: %w; retry when it ends", errs.ErrAborted, err)
@@ -75,7 +80,7 @@ func (s *Service) Verify(ctx context.Context, req *fustorv1.VerifyRequest) (*fus
 	}
 	if !sess.Command(&fustorv1.Command{Id: id, Kind: &fustorv1.Command_Scan{Scan: &fustorv1.ScanCommand{Path: path, Recursive: true}}}) {
 		s.commands.Cancel(id)
-		v.Driver.VerifyAbort(id)
+		m.Driver.VerifyAbort(id)
 		return nil, fmt.Errorf("%w: the leader agent's session cannot take a command now; retry", errs.ErrUnavailable)
 	}
 	t := time.NewTimer(timeout)
@@ -85,23 +90,23 @@ func (s *Service) Verify(ctx context.Context, req *fustorv1.VerifyRequest) (*fus
 		// A walk whose top is gone from the storage is an answer, not a failure: whatever
 		// the view holds there is extra (the agent's error carries the lstat's ENOENT text).
 		if !r.OK && !strings.Contains(r.Error, syscall.ENOENT.Error()) {
-			v.Driver.VerifyAbort(id)
+			m.Driver.VerifyAbort(id)
 			return nil, fmt.Errorf("%w: the agent's walk of %s failed: %s", errs.ErrUnavailable, path, r.Error)
 		}
 	case <-t.C:
 		s.commands.Cancel(id)
-		v.Driver.VerifyAbort(id)
+		m.Driver.VerifyAbort(id)
 		return nil, fmt.Errorf("verify %s: the walk did not end within %v: %w", path, timeout, context.DeadlineExceeded)
 	case <-ctx.Done():
 		s.commands.Cancel(id)
-		v.Driver.VerifyAbort(id)
+		m.Driver.VerifyAbort(id)
 		return nil, ctx.Err()
 	}
-	res, err := v.Driver.VerifyEnd(id)
+	res, err := m.Driver.VerifyEnd(id)
 	if err != nil {
 		return nil, err
 	}
-	out := &fustorv1.VerifyResponse{Meta: s.meta(v, false), Path: res.Root, Walked: res.Walked, Missing: res.Missing,
+	out := &fustorv1.VerifyResponse{Meta: s.meta(scope{v: v, members: []*view.Member{m}}, false), Path: res.Root, Walked: res.Walked, Missing: res.Missing,
 		Extra: res.Extra, Different: res.Different, ChangedDuringWalk: res.Changed, Repaired: res.Repaired,
 		AgentId: sess.Info.AgentID, Took: durationpb.New(time.Since(began))}
 	for _, d := range res.Examples {

@@ -244,8 +244,10 @@ func (st *stream) batch(ctx context.Context, seq uint64, b *fustorv1.EventBatch)
 		st.ack(&fustorv1.Ack{Seq: seq, CommittedIndex: st.pi.Pipe.Committed(), RowsRejected: uint32(n), Error: why})
 		return nil
 	}
-	if b.GetSchemaName() != st.pi.Schema {
-		return reject(rowCount(b), fmt.Sprintf("rejected: schema %q does not match the pipe's views (%q)", b.GetSchemaName(), st.pi.Schema))
+	if !st.pi.Pipe.Accepts(b.GetSchemaName()) {
+		// No view of the pipe accepts the batch: dropped, counted against every view.
+		st.s.Count("batches_dropped_schema", 1)
+		return reject(rowCount(b), st.pi.Pipe.DropSchema(b.GetSchemaName()))
 	}
 	fsb := b.GetFs()
 	if fsb == nil {
@@ -279,7 +281,7 @@ func (st *stream) batch(ctx context.Context, seq uint64, b *fustorv1.EventBatch)
 	st.s.Count("rows", uint64(len(rows)))
 	st.s.Count("rows_rejected", uint64(rejected))
 	st.pi.Pipe.CountRejected(rejected)
-	it := &pipe.Item{Session: st.s, Kind: pipe.KindBatch, Origin: origin, Rows: rows, MaxIndex: maxIndex}
+	it := &pipe.Item{Session: st.s, Kind: pipe.KindBatch, Origin: origin, Schema: b.GetSchemaName(), Rows: rows, MaxIndex: maxIndex}
 	if cid := b.GetCommandId(); cid != "" && origin == view.OriginOnDemand && st.pi.Pipe.Commands != nil {
 		// Rows answering a command: a verify walk's are compared, never applied; a scan's
 		// carry when it was asked for, which decides against realtime evidence.

@@ -31,7 +31,7 @@ const ingestKey = "demo-ingest-key"
 // 127.0.0.1:0, feeding one running pipe and view: the demo configuration without app.
 type harness struct {
 	conn     *grpc.ClientConn
-	view     *view.View
+	view     *view.Member
 	pipe     *pipe.Pipe
 	commands *command.Tracker
 }
@@ -41,14 +41,14 @@ func start(t *testing.T) *harness {
 	cfg := config.Demo()
 	cfg.Server.Listen = "127.0.0.1:0"
 	cfg.Server.ShutdownTimeout = time.Second
-	views := view.NewRegistry(nil, cfg.Views, nil)
+	views := view.NewRegistry(nil, cfg, nil)
 	v, err := views.Get("demo")
 	if err != nil {
 		t.Fatal(err)
 	}
-	sessions := session.NewManager(nil, nil, 16, session.Hooks{LeaderChanged: func(name, id string) {
-		if v, err := views.Get(name); err == nil {
-			v.SetLeader(id)
+	sessions := session.NewManager(nil, nil, 16, session.Hooks{LeaderChanged: func(key, id string) {
+		if m, ok := views.ByKey(key); ok {
+			m.SetLeader(id)
 		}
 	}})
 	p := pipe.New(nil, "demo", []*view.View{v}, 16)
@@ -79,7 +79,8 @@ func start(t *testing.T) *harness {
 			}
 		}
 	})
-	return &harness{conn: conn, view: v, pipe: p, commands: p.Commands}
+	m, _ := v.Member("")
+	return &harness{conn: conn, view: m, pipe: p, commands: p.Commands}
 }
 
 func ingest() context.Context {
@@ -185,7 +186,7 @@ func TestSchemaMismatchRejectsRows(t *testing.T) {
 	a := h.connect(t)
 	a.send(t, batch(fustorv1.MessageSource_MESSAGE_SOURCE_REALTIME, "mysql", "", "/a", "/b"))
 	ack := a.ack(t)
-	if ack.GetRowsRejected() != 2 || ack.GetRowsApplied() != 0 || !strings.Contains(ack.GetError(), `schema "mysql" does not match`) {
+	if ack.GetRowsRejected() != 2 || ack.GetRowsApplied() != 0 || !strings.Contains(ack.GetError(), `schema "mysql" is accepted by no view of pipe demo`) || h.pipe.Dropped()["demo"] != 1 {
 		t.Fatalf("ack %+v", ack)
 	}
 	if st := h.pipe.Stats(); st.RowsRejected != 2 || h.view.Driver.Len() != 0 {

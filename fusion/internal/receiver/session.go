@@ -25,7 +25,7 @@ import (
 type PipeInfo struct {
 	Pipe    *pipe.Pipe
 	Session session.Pipe
-	// Schema is the schema the pipe's views accept.
+	// Schema is the schema the pipe's sessions send (pipes.<id>.schema).
 	Schema string
 }
 

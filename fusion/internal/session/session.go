@@ -29,7 +29,9 @@ var ErrTooMany = errs.New(errs.ErrFull, "too many sessions")
 
 // Pipe is what the manager needs to know of a Fusion pipe.
 type Pipe struct {
-	ID      string
+	ID string
+	// Views are the leadership keys of what the pipe feeds: a view's name, or "view/member"
+	// for its member of a forest view. A session leads all of them or none.
 	Views   []string
 	Timeout time.Duration
 }
@@ -80,7 +82,8 @@ func (s *Session) Role() fustorv1.Role {
 	return fustorv1.Role_ROLE_FOLLOWER
 }
 
-// IsLeader reports whether the session leads its pipe's views.
+// IsLeader reports whether the session leads at least one of its pipe's election keys (it then
+// snapshots and audits; the pipe applies those rows to the members it leads).
 func (s *Session) IsLeader() bool { return s.leader.Load() }
 
 // LastSeen returns when the session was last refreshed.
@@ -193,19 +196,23 @@ func (m *Manager) Create(p Pipe, info Info) (*Session, error) {
 	return s, nil
 }
 
-// claimLocked makes s leader of the pipe's views when none of them has a leader. Leadership is
-// all-or-nothing per pipe: sessions of one pipe compete for the same views.
+// claimLocked makes s leader of every key of its pipe that has no leader, and returns the
+// keys it took. The election key is the view, or view + member for a forest (DESIGN.md §5.1,
+// §6): sessions of every pipe feeding a view compete for it, and a session of a pipe feeding
+// a forest member and an fs view fed by another pipe too may lead the one and follow in the
+// other. The pipe applies snapshot and audit rows only to the members the session leads.
 func (m *Manager) claimLocked(s *Session) []string {
-	for _, v := range s.Pipe.Views {
-		if _, taken := m.leaders[v]; taken {
-			return nil
+	var took []string
+	for _, k := range s.Pipe.Views {
+		if _, taken := m.leaders[k]; !taken {
+			m.leaders[k] = s.ID
+			took = append(took, k)
 		}
 	}
-	for _, v := range s.Pipe.Views {
-		m.leaders[v] = s.ID
+	if len(took) > 0 {
+		s.leader.Store(true)
 	}
-	s.leader.Store(true)
-	return s.Pipe.Views
+	return took
 }
 
 // Get returns a live session.
@@ -254,24 +261,21 @@ func (m *Manager) end(id, reason string) error {
 	delete(m.sessions, id)
 	var changed, idle []string
 	if s.leader.Load() {
-		for _, v := range s.Pipe.Views {
-			if m.leaders[v] == id {
-				delete(m.leaders, v)
+		for _, k := range s.Pipe.Views {
+			if m.leaders[k] == id {
+				delete(m.leaders, k)
+				changed = append(changed, k)
 			}
 		}
 		s.leader.Store(false)
-		// Promote at once the oldest surviving session of the same pipe (DESIGN.md §5.1).
+		// Promote at once the oldest surviving sessions that feed the freed keys (DESIGN.md
+		// §5.1); a follower that becomes a leader is told on its stream.
 		for _, c := range m.byAgeLocked() {
-			if c.Pipe.ID == s.Pipe.ID {
-				if changed = m.claimLocked(c); changed != nil {
-					c.notify(&fustorv1.PushResponse{Payload: &fustorv1.PushResponse_RoleChange{
-						RoleChange: &fustorv1.RoleChange{Role: fustorv1.Role_ROLE_LEADER}}})
-					break
-				}
+			was := c.leader.Load()
+			if took := m.claimLocked(c); len(took) > 0 && !was {
+				c.notify(&fustorv1.PushResponse{Payload: &fustorv1.PushResponse_RoleChange{
+					RoleChange: &fustorv1.RoleChange{Role: fustorv1.Role_ROLE_LEADER}}})
 			}
-		}
-		if changed == nil {
-			changed = s.Pipe.Views
 		}
 	}
 	for _, v := range s.Pipe.Views {

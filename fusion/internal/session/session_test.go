@@ -113,3 +113,29 @@ func TestSessionBound(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// Leadership is per election key (a view, or a forest's member): a session leads the keys of
+// its pipe that are free and follows on the others, and a freed key goes to the oldest session
+// of any pipe that feeds it.
+func TestLeadershipPerKey(t *testing.T) {
+	leaders := map[string]string{}
+	var mu sync.Mutex
+	m := NewManager(nil, nil, 10, Hooks{LeaderChanged: func(k, id string) { mu.Lock(); leaders[k] = id; mu.Unlock() }})
+	// Pipe b feeds fs view "v" only; pipe a feeds "v" and its member of forest "all".
+	b, _ := m.Create(Pipe{ID: "b", Views: []string{"v"}, Timeout: time.Minute}, Info{AgentID: "b"})
+	a, _ := m.Create(Pipe{ID: "a", Views: []string{"v", "all/a"}, Timeout: time.Minute}, Info{AgentID: "a"})
+	if !b.IsLeader() || !a.IsLeader() || leaders["v"] != b.ID || leaders["all/a"] != a.ID {
+		t.Fatalf("leaders %v (a %s, b %s)", leaders, a.ID, b.ID)
+	}
+	if err := m.Close(b.ID); err != nil {
+		t.Fatal(err)
+	}
+	if leaders["v"] != a.ID || m.Leader("v") != a.ID || m.Leader("all/a") != a.ID {
+		t.Fatalf("after b left: %v", leaders)
+	}
+	select {
+	case msg := <-a.Out:
+		t.Fatalf("a already led; told %v", msg)
+	default:
+	}
+}

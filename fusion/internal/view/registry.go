@@ -1,23 +1,29 @@
 // Package view holds Fusion's views and their readiness (DESIGN.md §5.1): which views exist,
-// whether an authoritative (leader) session feeds each, and whether the leader's first snapshot
-// since the last reset has been applied.
+// the members (trees) each holds, whether an authoritative (leader) session feeds each member,
+// and whether the leader's first snapshot since the last reset has been applied.
 //
-// It is also the boundary between Fusion and its view drivers. Each View holds its driver
+// An fs view has one member; a forest-fs view (DESIGN.md §6) one per pipe feeding it, each
+// with its own tree, arbitration, readiness and leader (Member.Key). Pipes apply to members;
+// the query service asks one member, or fans out over a forest's members and merges.
+//
+// It is also the boundary between Fusion and its view drivers. Each Member holds its driver
 // behind the Driver interface (driver.go), and the types the interface exchanges are
 // re-exported from view/viewapi, so pipe, receiver, query, admin and app import view alone.
-// NewRegistry is the only place that constructs a driver: adding one (the forest view) means
-// a package under view/ and a case there, nothing elsewhere. Layout:
+// NewRegistry is the only place that constructs a driver: adding one means a package under
+// view/ and a case there, nothing elsewhere. Layout:
 //
-//	view           View, Registry, readiness, the Driver interface
+//	view           View, Member, Registry, readiness, the Driver interface
 //	view/viewapi   the contract's plain types (Entry, Stats, Origin, VerifyResult, ...)
-//	view/fs        the fs driver (DESIGN.md §5.3–§5.6)
+//	view/fs        the fs driver (DESIGN.md §5.3–§5.6), also each forest member's tree
 //
 // Only packages under view/ may import a driver; fusion/internal/app's layers test enforces it.
 package view
 
 import (
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -34,11 +40,22 @@ var ErrNotFound = errs.New(errs.ErrNotFound, "view not found")
 // ErrNotReady is returned while a view cannot answer authoritatively.
 var ErrNotReady = errs.New(errs.ErrNotReady, "view not ready")
 
-// View is one configured view.
-type View struct {
-	Name string
-	Cfg  config.View
-	// Driver holds the view's data; callers reach it through the interface only.
+// ErrPathNotFound is returned when a path is in no member a fan-out asked.
+var ErrPathNotFound = errs.New(errs.ErrNotFound, "path not found")
+
+// ErrMemberNotFound is returned for a member a forest view does not have.
+var ErrMemberNotFound = errs.New(errs.ErrNotFound, "member not found")
+
+// ErrNotForest is returned when a member is named on a view that has none.
+var ErrNotForest = errs.New(errs.ErrInvalidArgument, "not a forest view")
+
+// Member is one tree of a view: the only one of an fs view (named ""), one per storage of a
+// forest view (named after its pipe, or its label). Readiness and leadership are the member's:
+// one member's agent gone or its snapshot running leaves the others answering.
+type Member struct {
+	// View is the view's name, Name the member's ("" for an fs view).
+	View, Name string
+	// Driver holds the member's data; callers reach it through the interface only.
 	Driver Driver
 
 	mu           sync.Mutex
@@ -46,83 +63,213 @@ type View struct {
 	snapshotDone bool
 }
 
-// State is a view's readiness.
+// Key is the member's leadership key: the sessions of the pipes feeding it elect one leader
+// per key (the view's name for an fs view, "view/member" for a forest's member).
+func (m *Member) Key() string {
+	if m.Name == "" {
+		return m.View
+	}
+	return m.View + "/" + m.Name
+}
+
+// State is a member's readiness.
 type State struct {
 	Leader           string
 	SnapshotComplete bool
 }
 
-// State returns the view's readiness.
-func (v *View) State() State {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return State{Leader: v.leader, SnapshotComplete: v.snapshotDone}
+// State returns the member's readiness.
+func (m *Member) State() State {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return State{Leader: m.leader, SnapshotComplete: m.snapshotDone}
 }
 
-// Ready returns nil when the view can answer, else an error wrapping ErrNotReady that says why
-// and when to retry.
-func (v *View) Ready() error {
-	st := v.State()
+// Ready returns nil when the member can answer, else an error wrapping ErrNotReady that says
+// why and when to retry.
+func (m *Member) Ready() error {
+	st := m.State()
+	what := fmt.Sprintf("view %q", m.View)
+	if m.Name != "" {
+		what = fmt.Sprintf("member %q of view %q", m.Name, m.View)
+	}
 	switch {
 	case st.Leader == "":
-		return fmt.Errorf("%w: view %q has no leader session (no agent connected); retry after an agent connects", ErrNotReady, v.Name)
+		return fmt.Errorf("%w: %s has no leader session (no agent connected); retry after an agent connects", ErrNotReady, what)
 	case !st.SnapshotComplete:
-		return fmt.Errorf("%w: view %q is waiting for its leader's first snapshot to complete; retry in a few seconds", ErrNotReady, v.Name)
+		return fmt.Errorf("%w: %s is waiting for its leader's first snapshot to complete; retry in a few seconds", ErrNotReady, what)
 	}
 	return nil
 }
 
-// SetLeader records the view's leader session ("" = none). A view stays complete across a
+// SetLeader records the member's leader session ("" = none). A member stays complete across a
 // failover: the data of the old leader remains until the new one's snapshot refreshes it.
-func (v *View) SetLeader(id string) {
-	v.mu.Lock()
-	v.leader = id
-	v.mu.Unlock()
+func (m *Member) SetLeader(id string) {
+	m.mu.Lock()
+	m.leader = id
+	m.mu.Unlock()
 }
 
 // SnapshotEnded records that a snapshot of session id was fully applied. Only the leader's
-// snapshot makes the view ready.
-func (v *View) SnapshotEnded(id string) {
-	v.mu.Lock()
-	if id == v.leader {
-		v.snapshotDone = true
+// snapshot makes the member ready.
+func (m *Member) SnapshotEnded(id string) {
+	m.mu.Lock()
+	if id == m.leader {
+		m.snapshotDone = true
 	}
-	v.mu.Unlock()
+	m.mu.Unlock()
 }
 
-// Reset drops a live view's state; called when its last session ended.
-func (v *View) Reset() {
-	v.mu.Lock()
-	v.snapshotDone = false
-	v.mu.Unlock()
-	v.Driver.Reset()
+// Reset drops a live member's state; called when its last session ended.
+func (m *Member) Reset() {
+	m.mu.Lock()
+	m.snapshotDone = false
+	m.mu.Unlock()
+	m.Driver.Reset()
+}
+
+// View is one configured view: one member (fs) or one per pipe feeding it (forest-fs).
+type View struct {
+	Name string
+	Cfg  config.View
+
+	members []*Member // sorted by name
+	byName  map[string]*Member
+	byPipe  map[string]*Member
+}
+
+// IsForest reports whether the view is a forest (members have names).
+func (v *View) IsForest() bool { return v.Cfg.Driver == config.DriverForestFS }
+
+// Members returns the view's members sorted by name.
+func (v *View) Members() []*Member { return v.members }
+
+// Member returns the member a request names: "" for an fs view's only one; a forest's by
+// name. A name on an fs view is ErrNotForest, an unknown one ErrMemberNotFound, and "" on a
+// forest an ErrInvalidArgument (the caller fans out instead).
+func (v *View) Member(name string) (*Member, error) {
+	switch {
+	case !v.IsForest() && name == "":
+		return v.members[0], nil
+	case !v.IsForest():
+		return nil, fmt.Errorf("%w: view %q has no members (asked for %q)", ErrNotForest, v.Name, name)
+	case name == "":
+		return nil, fmt.Errorf("%w: view %q is a forest: name a member (%s)", errs.ErrInvalidArgument, v.Name, strings.Join(v.MemberNames(), ", "))
+	}
+	m, ok := v.byName[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: view %q has no member %q (members: %s)", ErrMemberNotFound, v.Name, name, strings.Join(v.MemberNames(), ", "))
+	}
+	return m, nil
+}
+
+// MemberNames returns the members' names, sorted.
+func (v *View) MemberNames() []string {
+	out := make([]string, len(v.members))
+	for i, m := range v.members {
+		out[i] = m.Name
+	}
+	return out
+}
+
+// MemberOf returns the member pipe feeds (nil if the pipe is not one of a forest's).
+func (v *View) MemberOf(pipe string) *Member {
+	if !v.IsForest() {
+		return v.members[0]
+	}
+	return v.byPipe[pipe]
+}
+
+// Ready returns nil when the view can answer: its member for an fs view, at least one
+// member for a forest (the others are listed as not ready in the answers).
+func (v *View) Ready() error {
+	var first error
+	for _, m := range v.members {
+		err := m.Ready()
+		if err == nil {
+			return nil
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	if first == nil {
+		return fmt.Errorf("%w: view %q has no members: no pipe feeds it", ErrNotReady, v.Name)
+	}
+	if v.IsForest() && len(v.members) > 1 {
+		return fmt.Errorf("%w: no member of view %q is ready (first: %v)", ErrNotReady, v.Name, first)
+	}
+	return first
+}
+
+// Len returns the nodes held by all members; MemoryBytes the heap they take.
+func (v *View) Len() int {
+	n := 0
+	for _, m := range v.members {
+		n += m.Driver.Len()
+	}
+	return n
+}
+
+// MemoryBytes estimates the heap all members hold.
+func (v *View) MemoryBytes() uint64 {
+	var n uint64
+	for _, m := range v.members {
+		n += m.Driver.MemoryBytes()
+	}
+	return n
 }
 
 // Registry holds every view by name.
 type Registry struct {
 	views map[string]*View
+	byKey map[string]*Member
 }
 
 // The fs driver satisfies the contract (checked at compile time, not at start).
 var _ Driver = (*fs.View)(nil)
 
-// NewRegistry builds the views of cfg. It is the only place a driver is constructed;
+// NewRegistry builds the views of cfg (normalised and validated): an fs view gets one member,
+// a forest one per pipe feeding it. It is the only place a driver is constructed;
 // config.Validate has accepted only the drivers known here.
-func NewRegistry(log *zap.Logger, cfg map[string]config.View, now func() time.Time) *Registry {
+func NewRegistry(log *zap.Logger, cfg config.Config, now func() time.Time) *Registry {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	r := &Registry{views: map[string]*View{}}
-	for name, vc := range cfg {
-		r.views[name] = &View{Name: name, Cfg: vc, Driver: newDriver(log.With(zap.String("view", name)), name, vc, now)}
+	r := &Registry{views: map[string]*View{}, byKey: map[string]*Member{}}
+	for name, vc := range cfg.Views {
+		v := &View{Name: name, Cfg: vc, byName: map[string]*Member{}, byPipe: map[string]*Member{}}
+		if vc.Driver != config.DriverForestFS {
+			v.members = []*Member{{View: name, Driver: newDriver(log.With(zap.String("view", name)), name, vc, now)}}
+		} else {
+			for _, pid := range cfg.PipesOf(name) {
+				mn := cfg.MemberName(name, pid)
+				m := &Member{View: name, Name: mn, Driver: newDriver(log.With(zap.String("view", name), zap.String("member", mn)), name+"/"+mn, vc, now)}
+				v.members = append(v.members, m)
+				v.byPipe[pid] = m
+			}
+			slices.SortFunc(v.members, func(a, b *Member) int { return strings.Compare(a.Name, b.Name) })
+		}
+		for _, m := range v.members {
+			v.byName[m.Name] = m
+			r.byKey[m.Key()] = m
+		}
+		r.views[name] = v
 	}
 	return r
 }
 
-// newDriver constructs the driver vc names. fs is the only driver so far (and the default).
+// newDriver constructs the tree driver of one member: an fs tree for both drivers (a forest
+// is a set of fs trees).
 func newDriver(log *zap.Logger, name string, vc config.View, now func() time.Time) Driver {
 	return fs.New(log, fs.Options{Name: name, MaxNodes: vc.MaxNodes, Now: now,
 		HotThreshold: vc.HotThreshold, TombstoneTTL: vc.TombstoneTTL})
+}
+
+// ByKey returns the member of a leadership key (Member.Key).
+func (r *Registry) ByKey(key string) (*Member, bool) {
+	m, ok := r.byKey[key]
+	return m, ok
 }
 
 // Get returns a view by name.

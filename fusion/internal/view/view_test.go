@@ -21,7 +21,17 @@ func newRegistry(t *testing.T, names ...string) *Registry {
 	for _, n := range names {
 		cfg[n] = config.View{Driver: "fs", Schema: "fs"}
 	}
-	return NewRegistry(nil, cfg, nil)
+	return NewRegistry(nil, config.Config{Views: cfg}, nil)
+}
+
+// member returns the only member of an fs view.
+func member(t *testing.T, r *Registry, name string) *Member {
+	t.Helper()
+	m, err := mustGet(t, r, name).Member("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 func mustGet(t *testing.T, r *Registry, name string) *View {
@@ -34,7 +44,7 @@ func mustGet(t *testing.T, r *Registry, name string) *View {
 }
 
 // wantNotReady checks that Ready refuses with a message containing why.
-func wantNotReady(t *testing.T, v *View, why string) {
+func wantNotReady(t *testing.T, v interface{ Ready() error }, why string) {
 	t.Helper()
 	err := v.Ready()
 	if !errors.Is(err, ErrNotReady) || !errors.Is(err, errs.ErrUnavailable) || !strings.Contains(err.Error(), why) {
@@ -43,7 +53,7 @@ func wantNotReady(t *testing.T, v *View, why string) {
 }
 
 func TestReadinessStates(t *testing.T) {
-	v := mustGet(t, newRegistry(t, "v"), "v")
+	v := member(t, newRegistry(t, "v"), "v")
 	wantNotReady(t, v, "no leader session")
 
 	v.SetLeader("s1")
@@ -74,7 +84,7 @@ func TestReadinessStates(t *testing.T) {
 }
 
 func TestResetDropsDataAndCompleteness(t *testing.T) {
-	v := mustGet(t, newRegistry(t, "v"), "v")
+	v := member(t, newRegistry(t, "v"), "v")
 	v.SetLeader("s1")
 	if _, rej, err := v.Driver.Apply(OriginSnapshot, 0, []fsbatch.Row{{Name: "a", Size: 3}}); rej != 0 || err != nil {
 		t.Fatalf("apply: %d rejected, %v", rej, err)
@@ -98,8 +108,10 @@ func TestRegistry(t *testing.T) {
 		if v.Cfg.Driver != "fs" {
 			t.Errorf("view %s: config not kept: %+v", v.Name, v.Cfg)
 		}
-		if _, ok := v.Driver.(*fs.View); !ok {
-			t.Errorf("view %s: driver %T; want the fs view", v.Name, v.Driver)
+		if ms := v.Members(); len(ms) != 1 || ms[0].Name != "" || v.IsForest() {
+			t.Errorf("view %s: members %v; want one, unnamed", v.Name, v.MemberNames())
+		} else if _, ok := ms[0].Driver.(*fs.View); !ok {
+			t.Errorf("view %s: driver %T; want the fs view", v.Name, ms[0].Driver)
 		}
 	}
 	if strings.Join(names, ",") != "a,b,c" {
@@ -110,7 +122,7 @@ func TestRegistry(t *testing.T) {
 		t.Fatalf("Get(unknown) = %v", err)
 	}
 	// Views never share a driver.
-	a, b := mustGet(t, r, "a"), mustGet(t, r, "b")
+	a, b := member(t, r, "a"), member(t, r, "b")
 	if _, _, err := a.Driver.Apply(OriginRealtime, 0, []fsbatch.Row{{Name: "x"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +134,7 @@ func TestRegistry(t *testing.T) {
 // The errors a driver returns through the interface are of errs' kinds, which is all the
 // server maps.
 func TestDriverErrorsHaveKinds(t *testing.T) {
-	v := mustGet(t, newRegistry(t, "v"), "v")
+	v := member(t, newRegistry(t, "v"), "v")
 	if _, _, err := v.Driver.Apply(OriginRealtime, 0, []fsbatch.Row{{Name: "f"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -142,4 +154,60 @@ func TestDriverErrorsHaveKinds(t *testing.T) {
 	if !errors.Is(fs.ErrFull, errs.ErrFull) || fs.ErrNotFound.Error() != "path not found" || ErrNotReady.Error() != "view not ready" {
 		t.Error("sentinels lost their kind or message")
 	}
+}
+
+// forestConfig is a forest view "all" fed by pipes p1 (labelled storage-1) and p2, and an fs
+// view "fs1" fed by p1 too.
+func forestConfig() config.Config {
+	c := config.Config{
+		Pipes: map[string]config.Pipe{"p1": {Views: []string{"fs1", "all"}}, "p2": {Views: []string{"all"}}},
+		Views: map[string]config.View{"fs1": {Driver: config.DriverFS, Schema: "fs"},
+			"all": {Driver: config.DriverForestFS, Schema: "fs", Members: map[string]string{"p1": "storage-1"}}},
+	}
+	return c
+}
+
+func TestForestMembers(t *testing.T) {
+	r := NewRegistry(nil, forestConfig(), nil)
+	all := mustGet(t, r, "all")
+	if !all.IsForest() || strings.Join(all.MemberNames(), ",") != "p2,storage-1" {
+		t.Fatalf("forest members %v", all.MemberNames())
+	}
+	s1, s2 := all.MemberOf("p1"), all.MemberOf("p2")
+	if s1 == nil || s2 == nil || s1.Name != "storage-1" || s2.Name != "p2" || all.MemberOf("p3") != nil {
+		t.Fatal("MemberOf maps pipes to their members")
+	}
+	if s1.Key() != "all/storage-1" || member(t, r, "fs1").Key() != "fs1" {
+		t.Fatalf("keys %q, %q", s1.Key(), member(t, r, "fs1").Key())
+	}
+	if m, ok := r.ByKey("all/p2"); !ok || m != s2 {
+		t.Fatal("ByKey")
+	}
+	for _, tt := range []struct {
+		view, member string
+		kind         error
+	}{
+		{"all", "", errs.ErrInvalidArgument},
+		{"all", "nope", errs.ErrNotFound},
+		{"fs1", "storage-1", errs.ErrInvalidArgument},
+	} {
+		if _, err := mustGet(t, r, tt.view).Member(tt.member); !errors.Is(err, tt.kind) {
+			t.Errorf("Member(%s, %q) = %v; want kind %v", tt.view, tt.member, err, tt.kind)
+		}
+	}
+	// Members never share a tree, and readiness is per member: one ready member makes the
+	// forest answer.
+	if _, _, err := s1.Driver.Apply(OriginRealtime, 0, []fsbatch.Row{{Name: "x"}}); err != nil {
+		t.Fatal(err)
+	}
+	if s1.Driver.Len() != 1 || s2.Driver.Len() != 0 || member(t, r, "fs1").Driver.Len() != 0 || all.Len() != 1 {
+		t.Fatal("members share a tree")
+	}
+	wantNotReady(t, all, "no member of view")
+	s2.SetLeader("a")
+	s2.SnapshotEnded("a")
+	if err := all.Ready(); err != nil || s1.Ready() == nil {
+		t.Fatalf("forest ready %v, storage-1 ready %v", err, s1.Ready())
+	}
+	wantNotReady(t, s1, `member "storage-1" of view "all" has no leader session`)
 }

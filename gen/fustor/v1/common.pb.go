@@ -212,8 +212,16 @@ type ViewMeta struct {
 	JobPending bool `protobuf:"varint,5,opt,name=job_pending,json=jobPending,proto3" json:"job_pending,omitempty"`
 	// snapshot_complete is true once the leader's first snapshot has been applied.
 	SnapshotComplete bool `protobuf:"varint,6,opt,name=snapshot_complete,json=snapshotComplete,proto3" json:"snapshot_complete,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// member is the forest member the answer came from, when the request named one (or asked
+	// for the best member's tree).
+	Member string `protobuf:"bytes,7,opt,name=member,proto3" json:"member,omitempty"`
+	// members is the state of every member of a forest view answered without `member`: the
+	// members that could not answer are listed with the reason, never left out. The fields
+	// above then summarise them: has_blind_spot if any has one, authoritative_session and
+	// snapshot_complete if every member has it, watermark the newest. Empty for fs views.
+	Members       []*MemberStatus `protobuf:"bytes,8,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ViewMeta) Reset() {
@@ -288,6 +296,120 @@ func (x *ViewMeta) GetSnapshotComplete() bool {
 	return false
 }
 
+func (x *ViewMeta) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *ViewMeta) GetMembers() []*MemberStatus {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+// MemberStatus is the state of one member of a forest view (DESIGN.md §6).
+type MemberStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// member is the member's name: its pipe id, or the label the view's configuration gives it.
+	Member string `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
+	// ready is true when the member can answer authoritatively.
+	Ready bool `protobuf:"varint,2,opt,name=ready,proto3" json:"ready,omitempty"`
+	// reason says why it cannot when ready is false (no agent connected, snapshot running).
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// has_blind_spot is the member's, as ViewMeta.has_blind_spot for an fs view.
+	HasBlindSpot bool `protobuf:"varint,4,opt,name=has_blind_spot,json=hasBlindSpot,proto3" json:"has_blind_spot,omitempty"`
+	// authoritative_session is true while a leader session feeds the member.
+	AuthoritativeSession bool `protobuf:"varint,5,opt,name=authoritative_session,json=authoritativeSession,proto3" json:"authoritative_session,omitempty"`
+	// snapshot_complete is true once the member's leader's first snapshot has been applied.
+	SnapshotComplete bool `protobuf:"varint,6,opt,name=snapshot_complete,json=snapshotComplete,proto3" json:"snapshot_complete,omitempty"`
+	// watermark is the member's logical clock.
+	Watermark     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=watermark,proto3" json:"watermark,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberStatus) Reset() {
+	*x = MemberStatus{}
+	mi := &file_fustor_v1_common_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberStatus) ProtoMessage() {}
+
+func (x *MemberStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_fustor_v1_common_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberStatus.ProtoReflect.Descriptor instead.
+func (*MemberStatus) Descriptor() ([]byte, []int) {
+	return file_fustor_v1_common_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *MemberStatus) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *MemberStatus) GetReady() bool {
+	if x != nil {
+		return x.Ready
+	}
+	return false
+}
+
+func (x *MemberStatus) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *MemberStatus) GetHasBlindSpot() bool {
+	if x != nil {
+		return x.HasBlindSpot
+	}
+	return false
+}
+
+func (x *MemberStatus) GetAuthoritativeSession() bool {
+	if x != nil {
+		return x.AuthoritativeSession
+	}
+	return false
+}
+
+func (x *MemberStatus) GetSnapshotComplete() bool {
+	if x != nil {
+		return x.SnapshotComplete
+	}
+	return false
+}
+
+func (x *MemberStatus) GetWatermark() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Watermark
+	}
+	return nil
+}
+
 // ForceRealTime asks the leader agent to re-scan the requested path before the answer is built.
 type ForceRealTime struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -301,7 +423,7 @@ type ForceRealTime struct {
 
 func (x *ForceRealTime) Reset() {
 	*x = ForceRealTime{}
-	mi := &file_fustor_v1_common_proto_msgTypes[2]
+	mi := &file_fustor_v1_common_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -313,7 +435,7 @@ func (x *ForceRealTime) String() string {
 func (*ForceRealTime) ProtoMessage() {}
 
 func (x *ForceRealTime) ProtoReflect() protoreflect.Message {
-	mi := &file_fustor_v1_common_proto_msgTypes[2]
+	mi := &file_fustor_v1_common_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -326,7 +448,7 @@ func (x *ForceRealTime) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForceRealTime.ProtoReflect.Descriptor instead.
 func (*ForceRealTime) Descriptor() ([]byte, []int) {
-	return file_fustor_v1_common_proto_rawDescGZIP(), []int{2}
+	return file_fustor_v1_common_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ForceRealTime) GetEnabled() bool {
@@ -351,7 +473,7 @@ const file_fustor_v1_common_proto_rawDesc = "" +
 	"\fCapabilities\x12!\n" +
 	"\fcan_realtime\x18\x01 \x01(\bR\vcanRealtime\x12\x1d\n" +
 	"\n" +
-	"can_resume\x18\x02 \x01(\bR\tcanResume\"\x81\x02\n" +
+	"can_resume\x18\x02 \x01(\bR\tcanResume\"\xcc\x02\n" +
 	"\bViewMeta\x12\x12\n" +
 	"\x04view\x18\x01 \x01(\tR\x04view\x12$\n" +
 	"\x0ehas_blind_spot\x18\x02 \x01(\bR\fhasBlindSpot\x123\n" +
@@ -359,7 +481,17 @@ const file_fustor_v1_common_proto_rawDesc = "" +
 	"\twatermark\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\twatermark\x12\x1f\n" +
 	"\vjob_pending\x18\x05 \x01(\bR\n" +
 	"jobPending\x12+\n" +
-	"\x11snapshot_complete\x18\x06 \x01(\bR\x10snapshotComplete\"^\n" +
+	"\x11snapshot_complete\x18\x06 \x01(\bR\x10snapshotComplete\x12\x16\n" +
+	"\x06member\x18\a \x01(\tR\x06member\x121\n" +
+	"\amembers\x18\b \x03(\v2\x17.fustor.v1.MemberStatusR\amembers\"\x96\x02\n" +
+	"\fMemberStatus\x12\x16\n" +
+	"\x06member\x18\x01 \x01(\tR\x06member\x12\x14\n" +
+	"\x05ready\x18\x02 \x01(\bR\x05ready\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12$\n" +
+	"\x0ehas_blind_spot\x18\x04 \x01(\bR\fhasBlindSpot\x123\n" +
+	"\x15authoritative_session\x18\x05 \x01(\bR\x14authoritativeSession\x12+\n" +
+	"\x11snapshot_complete\x18\x06 \x01(\bR\x10snapshotComplete\x128\n" +
+	"\twatermark\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\twatermark\"^\n" +
 	"\rForceRealTime\x12\x18\n" +
 	"\aenabled\x18\x01 \x01(\bR\aenabled\x123\n" +
 	"\atimeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\atimeout*@\n" +
@@ -389,24 +521,27 @@ func file_fustor_v1_common_proto_rawDescGZIP() []byte {
 }
 
 var file_fustor_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_fustor_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_fustor_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_fustor_v1_common_proto_goTypes = []any{
 	(Role)(0),                     // 0: fustor.v1.Role
 	(MessageSource)(0),            // 1: fustor.v1.MessageSource
 	(*Capabilities)(nil),          // 2: fustor.v1.Capabilities
 	(*ViewMeta)(nil),              // 3: fustor.v1.ViewMeta
-	(*ForceRealTime)(nil),         // 4: fustor.v1.ForceRealTime
-	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 6: google.protobuf.Duration
+	(*MemberStatus)(nil),          // 4: fustor.v1.MemberStatus
+	(*ForceRealTime)(nil),         // 5: fustor.v1.ForceRealTime
+	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 7: google.protobuf.Duration
 }
 var file_fustor_v1_common_proto_depIdxs = []int32{
-	5, // 0: fustor.v1.ViewMeta.watermark:type_name -> google.protobuf.Timestamp
-	6, // 1: fustor.v1.ForceRealTime.timeout:type_name -> google.protobuf.Duration
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	6, // 0: fustor.v1.ViewMeta.watermark:type_name -> google.protobuf.Timestamp
+	4, // 1: fustor.v1.ViewMeta.members:type_name -> fustor.v1.MemberStatus
+	6, // 2: fustor.v1.MemberStatus.watermark:type_name -> google.protobuf.Timestamp
+	7, // 3: fustor.v1.ForceRealTime.timeout:type_name -> google.protobuf.Duration
+	4, // [4:4] is the sub-list for method output_type
+	4, // [4:4] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_fustor_v1_common_proto_init() }
@@ -420,7 +555,7 @@ func file_fustor_v1_common_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fustor_v1_common_proto_rawDesc), len(file_fustor_v1_common_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

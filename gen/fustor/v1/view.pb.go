@@ -23,6 +23,63 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// StatsBest says which member of a forest is best.
+type StatsBest int32
+
+const (
+	// STATS_BEST_UNSPECIFIED is STATS_BEST_FILE_COUNT.
+	StatsBest_STATS_BEST_UNSPECIFIED StatsBest = 0
+	// STATS_BEST_FILE_COUNT picks the member with the most files under the path.
+	StatsBest_STATS_BEST_FILE_COUNT StatsBest = 1
+	// STATS_BEST_TOTAL_SIZE picks the member with the most bytes under the path.
+	StatsBest_STATS_BEST_TOTAL_SIZE StatsBest = 2
+	// STATS_BEST_LATEST_MTIME picks the member with the newest mtime under the path.
+	StatsBest_STATS_BEST_LATEST_MTIME StatsBest = 3
+)
+
+// Enum value maps for StatsBest.
+var (
+	StatsBest_name = map[int32]string{
+		0: "STATS_BEST_UNSPECIFIED",
+		1: "STATS_BEST_FILE_COUNT",
+		2: "STATS_BEST_TOTAL_SIZE",
+		3: "STATS_BEST_LATEST_MTIME",
+	}
+	StatsBest_value = map[string]int32{
+		"STATS_BEST_UNSPECIFIED":  0,
+		"STATS_BEST_FILE_COUNT":   1,
+		"STATS_BEST_TOTAL_SIZE":   2,
+		"STATS_BEST_LATEST_MTIME": 3,
+	}
+)
+
+func (x StatsBest) Enum() *StatsBest {
+	p := new(StatsBest)
+	*p = x
+	return p
+}
+
+func (x StatsBest) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (StatsBest) Descriptor() protoreflect.EnumDescriptor {
+	return file_fustor_v1_view_proto_enumTypes[0].Descriptor()
+}
+
+func (StatsBest) Type() protoreflect.EnumType {
+	return &file_fustor_v1_view_proto_enumTypes[0]
+}
+
+func (x StatsBest) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use StatsBest.Descriptor instead.
+func (StatsBest) EnumDescriptor() ([]byte, []int) {
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{0}
+}
+
 // VerifyDifferenceKind says how a path differs.
 type VerifyDifferenceKind int32
 
@@ -65,11 +122,11 @@ func (x VerifyDifferenceKind) String() string {
 }
 
 func (VerifyDifferenceKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_fustor_v1_view_proto_enumTypes[0].Descriptor()
+	return file_fustor_v1_view_proto_enumTypes[1].Descriptor()
 }
 
 func (VerifyDifferenceKind) Type() protoreflect.EnumType {
-	return &file_fustor_v1_view_proto_enumTypes[0]
+	return &file_fustor_v1_view_proto_enumTypes[1]
 }
 
 func (x VerifyDifferenceKind) Number() protoreflect.EnumNumber {
@@ -78,7 +135,7 @@ func (x VerifyDifferenceKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use VerifyDifferenceKind.Descriptor instead.
 func (VerifyDifferenceKind) EnumDescriptor() ([]byte, []int) {
-	return file_fustor_v1_view_proto_rawDescGZIP(), []int{0}
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{1}
 }
 
 // Entry is one node of a view.
@@ -103,7 +160,10 @@ type Entry struct {
 	// last_updated_at is Fusion's time of the last realtime confirmation; unset if never.
 	LastUpdatedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=last_updated_at,json=lastUpdatedAt,proto3" json:"last_updated_at,omitempty"`
 	// child_count is the number of direct children (directories only).
-	ChildCount    uint64 `protobuf:"varint,10,opt,name=child_count,json=childCount,proto3" json:"child_count,omitempty"`
+	ChildCount uint64 `protobuf:"varint,10,opt,name=child_count,json=childCount,proto3" json:"child_count,omitempty"`
+	// member is the forest member holding the node, in answers of a forest view asked without
+	// `member`; empty otherwise.
+	Member        string `protobuf:"bytes,11,opt,name=member,proto3" json:"member,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -206,6 +266,13 @@ func (x *Entry) GetChildCount() uint64 {
 		return x.ChildCount
 	}
 	return 0
+}
+
+func (x *Entry) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
 }
 
 // ViewInfo describes a view.
@@ -399,6 +466,8 @@ type ListDirectoryRequest struct {
 	PageToken string `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	// force_real_time re-scans the path first.
 	ForceRealTime *ForceRealTime `protobuf:"bytes,7,opt,name=force_real_time,json=forceRealTime,proto3" json:"force_real_time,omitempty"`
+	// member asks one member of a forest view (see ViewService).
+	Member        string `protobuf:"bytes,8,opt,name=member,proto3" json:"member,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -482,6 +551,13 @@ func (x *ListDirectoryRequest) GetForceRealTime() *ForceRealTime {
 	return nil
 }
 
+func (x *ListDirectoryRequest) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
 // ListDirectoryResponse is one page of a listing, sorted by path.
 type ListDirectoryResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -492,7 +568,11 @@ type ListDirectoryResponse struct {
 	// next_page_token is empty on the last page.
 	NextPageToken string `protobuf:"bytes,3,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	// directory is the listed directory itself.
-	Directory     *Entry `protobuf:"bytes,4,opt,name=directory,proto3" json:"directory,omitempty"`
+	Directory *Entry `protobuf:"bytes,4,opt,name=directory,proto3" json:"directory,omitempty"`
+	// members holds one listing per ready member of a forest view asked without `member`
+	// (entries and directory above are empty then): each member's first page; a member's next
+	// pages are asked with `member` and its next_page_token.
+	Members       []*MemberListing `protobuf:"bytes,5,rep,name=members,proto3" json:"members,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -555,6 +635,95 @@ func (x *ListDirectoryResponse) GetDirectory() *Entry {
 	return nil
 }
 
+func (x *ListDirectoryResponse) GetMembers() []*MemberListing {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+// MemberListing is one forest member's page of a listing.
+type MemberListing struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// member is the member's name.
+	Member string `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
+	// found is false when the member does not hold the directory.
+	Found bool `protobuf:"varint,2,opt,name=found,proto3" json:"found,omitempty"`
+	// directory is the listed directory in this member.
+	Directory *Entry `protobuf:"bytes,3,opt,name=directory,proto3" json:"directory,omitempty"`
+	// entries are the member's entries, sorted by path.
+	Entries []*Entry `protobuf:"bytes,4,rep,name=entries,proto3" json:"entries,omitempty"`
+	// next_page_token continues the member's listing (with `member` set); empty on its last page.
+	NextPageToken string `protobuf:"bytes,5,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberListing) Reset() {
+	*x = MemberListing{}
+	mi := &file_fustor_v1_view_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberListing) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberListing) ProtoMessage() {}
+
+func (x *MemberListing) ProtoReflect() protoreflect.Message {
+	mi := &file_fustor_v1_view_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberListing.ProtoReflect.Descriptor instead.
+func (*MemberListing) Descriptor() ([]byte, []int) {
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *MemberListing) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *MemberListing) GetFound() bool {
+	if x != nil {
+		return x.Found
+	}
+	return false
+}
+
+func (x *MemberListing) GetDirectory() *Entry {
+	if x != nil {
+		return x.Directory
+	}
+	return nil
+}
+
+func (x *MemberListing) GetEntries() []*Entry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *MemberListing) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 // GetTreeRequest streams a subtree.
 type GetTreeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -567,14 +736,22 @@ type GetTreeRequest struct {
 	// only_paths leaves every Entry field but path and is_dir empty.
 	OnlyPaths bool `protobuf:"varint,4,opt,name=only_paths,json=onlyPaths,proto3" json:"only_paths,omitempty"`
 	// limit bounds the number of entries (0 = unlimited); truncated tells when it was hit.
-	Limit         uint64 `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"`
+	Limit uint64 `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"`
+	// member asks one member of a forest view (see ViewService).
+	Member string `protobuf:"bytes,6,opt,name=member,proto3" json:"member,omitempty"`
+	// best_only streams, from a forest view asked without `member`, the tree of the best member
+	// alone (by best_by; ViewMeta.member names it). Without it every ready member's tree is
+	// streamed in turn, member by member, each entry labelled.
+	BestOnly bool `protobuf:"varint,7,opt,name=best_only,json=bestOnly,proto3" json:"best_only,omitempty"`
+	// best_by is how the best member is chosen for best_only.
+	BestBy        StatsBest `protobuf:"varint,8,opt,name=best_by,json=bestBy,proto3,enum=fustor.v1.StatsBest" json:"best_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetTreeRequest) Reset() {
 	*x = GetTreeRequest{}
-	mi := &file_fustor_v1_view_proto_msgTypes[6]
+	mi := &file_fustor_v1_view_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -586,7 +763,7 @@ func (x *GetTreeRequest) String() string {
 func (*GetTreeRequest) ProtoMessage() {}
 
 func (x *GetTreeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fustor_v1_view_proto_msgTypes[6]
+	mi := &file_fustor_v1_view_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -599,7 +776,7 @@ func (x *GetTreeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTreeRequest.ProtoReflect.Descriptor instead.
 func (*GetTreeRequest) Descriptor() ([]byte, []int) {
-	return file_fustor_v1_view_proto_rawDescGZIP(), []int{6}
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetTreeRequest) GetView() string {
@@ -637,6 +814,27 @@ func (x *GetTreeRequest) GetLimit() uint64 {
 	return 0
 }
 
+func (x *GetTreeRequest) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *GetTreeRequest) GetBestOnly() bool {
+	if x != nil {
+		return x.BestOnly
+	}
+	return false
+}
+
+func (x *GetTreeRequest) GetBestBy() StatsBest {
+	if x != nil {
+		return x.BestBy
+	}
+	return StatsBest_STATS_BEST_UNSPECIFIED
+}
+
 // GetTreeResponse is one chunk of a subtree, in depth-first order.
 type GetTreeResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -652,7 +850,7 @@ type GetTreeResponse struct {
 
 func (x *GetTreeResponse) Reset() {
 	*x = GetTreeResponse{}
-	mi := &file_fustor_v1_view_proto_msgTypes[7]
+	mi := &file_fustor_v1_view_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -664,7 +862,7 @@ func (x *GetTreeResponse) String() string {
 func (*GetTreeResponse) ProtoMessage() {}
 
 func (x *GetTreeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fustor_v1_view_proto_msgTypes[7]
+	mi := &file_fustor_v1_view_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -677,7 +875,7 @@ func (x *GetTreeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTreeResponse.ProtoReflect.Descriptor instead.
 func (*GetTreeResponse) Descriptor() ([]byte, []int) {
-	return file_fustor_v1_view_proto_rawDescGZIP(), []int{7}
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetTreeResponse) GetMeta() *ViewMeta {
@@ -710,13 +908,15 @@ type StatRequest struct {
 	Path string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
 	// force_real_time re-scans the path first.
 	ForceRealTime *ForceRealTime `protobuf:"bytes,3,opt,name=force_real_time,json=forceRealTime,proto3" json:"force_real_time,omitempty"`
+	// member asks one member of a forest view (see ViewService).
+	Member        string `protobuf:"bytes,4,opt,name=member,proto3" json:"member,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatRequest) Reset() {
 	*x = StatRequest{}
-	mi := &file_fustor_v1_view_proto_msgTypes[8]
+	mi := &file_fustor_v1_view_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -728,7 +928,7 @@ func (x *StatRequest) String() string {
 func (*StatRequest) ProtoMessage() {}
 
 func (x *StatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fustor_v1_view_proto_msgTypes[8]
+	mi := &file_fustor_v1_view_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -741,7 +941,7 @@ func (x *StatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatRequest.ProtoReflect.Descriptor instead.
 func (*StatRequest) Descriptor() ([]byte, []int) {
-	return file_fustor_v1_view_proto_rawDescGZIP(), []int{8}
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *StatRequest) GetView() string {
@@ -765,20 +965,30 @@ func (x *StatRequest) GetForceRealTime() *ForceRealTime {
 	return nil
 }
 
-// StatResponse describes one path; NOT_FOUND when it is not in the view.
+func (x *StatRequest) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+// StatResponse describes one path; NOT_FOUND when it is not in the view (in no ready member
+// of a forest).
 type StatResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// meta is the view's state.
 	Meta *ViewMeta `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
-	// entry is the node.
-	Entry         *Entry `protobuf:"bytes,2,opt,name=entry,proto3" json:"entry,omitempty"`
+	// entry is the node (empty for a forest view asked without `member`: see members).
+	Entry *Entry `protobuf:"bytes,2,opt,name=entry,proto3" json:"entry,omitempty"`
+	// members holds the path in each ready member of a forest view asked without `member`.
+	Members       []*MemberEntry `protobuf:"bytes,3,rep,name=members,proto3" json:"members,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatResponse) Reset() {
 	*x = StatResponse{}
-	mi := &file_fustor_v1_view_proto_msgTypes[9]
+	mi := &file_fustor_v1_view_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -790,7 +1000,7 @@ func (x *StatResponse) String() string {
 func (*StatResponse) ProtoMessage() {}
 
 func (x *StatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fustor_v1_view_proto_msgTypes[9]
+	mi := &file_fustor_v1_view_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -803,7 +1013,7 @@ func (x *StatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatResponse.ProtoReflect.Descriptor instead.
 func (*StatResponse) Descriptor() ([]byte, []int) {
-	return file_fustor_v1_view_proto_rawDescGZIP(), []int{9}
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *StatResponse) GetMeta() *ViewMeta {
@@ -814,6 +1024,77 @@ func (x *StatResponse) GetMeta() *ViewMeta {
 }
 
 func (x *StatResponse) GetEntry() *Entry {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
+}
+
+func (x *StatResponse) GetMembers() []*MemberEntry {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+// MemberEntry is one forest member's node at a path.
+type MemberEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// member is the member's name.
+	Member string `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
+	// found is false when the member does not hold the path.
+	Found bool `protobuf:"varint,2,opt,name=found,proto3" json:"found,omitempty"`
+	// entry is the member's node (empty when not found).
+	Entry         *Entry `protobuf:"bytes,3,opt,name=entry,proto3" json:"entry,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberEntry) Reset() {
+	*x = MemberEntry{}
+	mi := &file_fustor_v1_view_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberEntry) ProtoMessage() {}
+
+func (x *MemberEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_fustor_v1_view_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberEntry.ProtoReflect.Descriptor instead.
+func (*MemberEntry) Descriptor() ([]byte, []int) {
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *MemberEntry) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *MemberEntry) GetFound() bool {
+	if x != nil {
+		return x.Found
+	}
+	return false
+}
+
+func (x *MemberEntry) GetEntry() *Entry {
 	if x != nil {
 		return x.Entry
 	}
@@ -845,14 +1126,21 @@ type FindRequest struct {
 	// packed_paths asks for the matches as FindResponse.packed_paths, one byte string, instead
 	// of one Entry message each: a client decodes a 4,000-match answer ~6x faster, with 2
 	// allocations instead of 8,000 (docs/benchmarks.md). It implies only_paths.
-	PackedPaths   bool `protobuf:"varint,10,opt,name=packed_paths,json=packedPaths,proto3" json:"packed_paths,omitempty"`
+	PackedPaths bool `protobuf:"varint,10,opt,name=packed_paths,json=packedPaths,proto3" json:"packed_paths,omitempty"`
+	// member asks one member of a forest view (see ViewService).
+	Member string `protobuf:"bytes,11,opt,name=member,proto3" json:"member,omitempty"`
+	// member_limit bounds the matches taken from each member of a forest view asked without
+	// `member` (0 = limit); limit still bounds the whole answer. Matches are sorted by path,
+	// then member, and labelled with their member (Entry.member). packed_paths is refused then:
+	// a packed answer carries no member.
+	MemberLimit   uint32 `protobuf:"varint,12,opt,name=member_limit,json=memberLimit,proto3" json:"member_limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *FindRequest) Reset() {
 	*x = FindRequest{}
-	mi := &file_fustor_v1_view_proto_msgTypes[10]
+	mi := &file_fustor_v1_view_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -864,7 +1152,7 @@ func (x *FindRequest) String() string {
 func (*FindRequest) ProtoMessage() {}
 
 func (x *FindRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fustor_v1_view_proto_msgTypes[10]
+	mi := &file_fustor_v1_view_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -877,7 +1165,7 @@ func (x *FindRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindRequest.ProtoReflect.Descriptor instead.
 func (*FindRequest) Descriptor() ([]byte, []int) {
-	return file_fustor_v1_view_proto_rawDescGZIP(), []int{10}
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *FindRequest) GetView() string {
@@ -950,6 +1238,20 @@ func (x *FindRequest) GetPackedPaths() bool {
 	return false
 }
 
+func (x *FindRequest) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *FindRequest) GetMemberLimit() uint32 {
+	if x != nil {
+		return x.MemberLimit
+	}
+	return 0
+}
+
 // FindResponse lists matches sorted by path.
 type FindResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -965,14 +1267,16 @@ type FindResponse struct {
 	PackedPaths []byte `protobuf:"bytes,4,opt,name=packed_paths,json=packedPaths,proto3" json:"packed_paths,omitempty"`
 	// dir_indexes lists, ascending, the positions in packed_paths of the matches that are
 	// directories.
-	DirIndexes    []uint32 `protobuf:"varint,5,rep,packed,name=dir_indexes,json=dirIndexes,proto3" json:"dir_indexes,omitempty"`
+	DirIndexes []uint32 `protobuf:"varint,5,rep,packed,name=dir_indexes,json=dirIndexes,proto3" json:"dir_indexes,omitempty"`
+	// members counts the matches of each ready member of a forest view asked without `member`.
+	Members       []*MemberMatches `protobuf:"bytes,6,rep,name=members,proto3" json:"members,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *FindResponse) Reset() {
 	*x = FindResponse{}
-	mi := &file_fustor_v1_view_proto_msgTypes[11]
+	mi := &file_fustor_v1_view_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -984,7 +1288,7 @@ func (x *FindResponse) String() string {
 func (*FindResponse) ProtoMessage() {}
 
 func (x *FindResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fustor_v1_view_proto_msgTypes[11]
+	mi := &file_fustor_v1_view_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -997,7 +1301,7 @@ func (x *FindResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindResponse.ProtoReflect.Descriptor instead.
 func (*FindResponse) Descriptor() ([]byte, []int) {
-	return file_fustor_v1_view_proto_rawDescGZIP(), []int{11}
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *FindResponse) GetMeta() *ViewMeta {
@@ -1035,6 +1339,77 @@ func (x *FindResponse) GetDirIndexes() []uint32 {
 	return nil
 }
 
+func (x *FindResponse) GetMembers() []*MemberMatches {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+// MemberMatches is one forest member's share of a find.
+type MemberMatches struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// member is the member's name.
+	Member string `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
+	// matches is the number of the member's matches in the answer.
+	Matches uint32 `protobuf:"varint,2,opt,name=matches,proto3" json:"matches,omitempty"`
+	// truncated is true when member_limit (or limit) cut the member's matches.
+	Truncated     bool `protobuf:"varint,3,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberMatches) Reset() {
+	*x = MemberMatches{}
+	mi := &file_fustor_v1_view_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberMatches) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberMatches) ProtoMessage() {}
+
+func (x *MemberMatches) ProtoReflect() protoreflect.Message {
+	mi := &file_fustor_v1_view_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberMatches.ProtoReflect.Descriptor instead.
+func (*MemberMatches) Descriptor() ([]byte, []int) {
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *MemberMatches) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *MemberMatches) GetMatches() uint32 {
+	if x != nil {
+		return x.Matches
+	}
+	return 0
+}
+
+func (x *MemberMatches) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
+}
+
 // GetStatsRequest asks for subtree figures.
 type GetStatsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1044,13 +1419,17 @@ type GetStatsRequest struct {
 	Path string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
 	// force_real_time re-scans the path first.
 	ForceRealTime *ForceRealTime `protobuf:"bytes,3,opt,name=force_real_time,json=forceRealTime,proto3" json:"force_real_time,omitempty"`
+	// member asks one member of a forest view (see ViewService).
+	Member string `protobuf:"bytes,4,opt,name=member,proto3" json:"member,omitempty"`
+	// best_by is how GetStatsResponse.best is chosen for a forest view asked without `member`.
+	BestBy        StatsBest `protobuf:"varint,5,opt,name=best_by,json=bestBy,proto3,enum=fustor.v1.StatsBest" json:"best_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetStatsRequest) Reset() {
 	*x = GetStatsRequest{}
-	mi := &file_fustor_v1_view_proto_msgTypes[12]
+	mi := &file_fustor_v1_view_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1062,7 +1441,7 @@ func (x *GetStatsRequest) String() string {
 func (*GetStatsRequest) ProtoMessage() {}
 
 func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fustor_v1_view_proto_msgTypes[12]
+	mi := &file_fustor_v1_view_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1075,7 +1454,7 @@ func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetStatsRequest) Descriptor() ([]byte, []int) {
-	return file_fustor_v1_view_proto_rawDescGZIP(), []int{12}
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetStatsRequest) GetView() string {
@@ -1097,6 +1476,20 @@ func (x *GetStatsRequest) GetForceRealTime() *ForceRealTime {
 		return x.ForceRealTime
 	}
 	return nil
+}
+
+func (x *GetStatsRequest) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *GetStatsRequest) GetBestBy() StatsBest {
+	if x != nil {
+		return x.BestBy
+	}
+	return StatsBest_STATS_BEST_UNSPECIFIED
 }
 
 // GetStatsResponse holds subtree figures and the view's consistency state.
@@ -1125,14 +1518,22 @@ type GetStatsResponse struct {
 	// audit_running is true while an audit is open.
 	AuditRunning bool `protobuf:"varint,11,opt,name=audit_running,json=auditRunning,proto3" json:"audit_running,omitempty"`
 	// tombstones is the number of tombstones held.
-	Tombstones    uint64 `protobuf:"varint,12,opt,name=tombstones,proto3" json:"tombstones,omitempty"`
+	Tombstones uint64 `protobuf:"varint,12,opt,name=tombstones,proto3" json:"tombstones,omitempty"`
+	// members holds each ready member's figures for a forest view asked without `member`; the
+	// figures above are then their sums (latest_mtime the newest).
+	Members []*MemberStats `protobuf:"bytes,13,rep,name=members,proto3" json:"members,omitempty"`
+	// best is the best member by the request's best_by (ties: the first by name); empty when no
+	// member holds the path.
+	Best string `protobuf:"bytes,14,opt,name=best,proto3" json:"best,omitempty"`
+	// best_reason says why best was chosen, e.g. "most files: 1000 (next: storage-2, 500)".
+	BestReason    string `protobuf:"bytes,15,opt,name=best_reason,json=bestReason,proto3" json:"best_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetStatsResponse) Reset() {
 	*x = GetStatsResponse{}
-	mi := &file_fustor_v1_view_proto_msgTypes[13]
+	mi := &file_fustor_v1_view_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1144,7 +1545,7 @@ func (x *GetStatsResponse) String() string {
 func (*GetStatsResponse) ProtoMessage() {}
 
 func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fustor_v1_view_proto_msgTypes[13]
+	mi := &file_fustor_v1_view_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1157,7 +1558,7 @@ func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetStatsResponse) Descriptor() ([]byte, []int) {
-	return file_fustor_v1_view_proto_rawDescGZIP(), []int{13}
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetStatsResponse) GetMeta() *ViewMeta {
@@ -1244,6 +1645,136 @@ func (x *GetStatsResponse) GetTombstones() uint64 {
 	return 0
 }
 
+func (x *GetStatsResponse) GetMembers() []*MemberStats {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *GetStatsResponse) GetBest() string {
+	if x != nil {
+		return x.Best
+	}
+	return ""
+}
+
+func (x *GetStatsResponse) GetBestReason() string {
+	if x != nil {
+		return x.BestReason
+	}
+	return ""
+}
+
+// MemberStats is one forest member's figures under a path.
+type MemberStats struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// member is the member's name.
+	Member string `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
+	// found is false when the member does not hold the path (its figures are zero).
+	Found bool `protobuf:"varint,2,opt,name=found,proto3" json:"found,omitempty"`
+	// file_count is the number of files in the member's subtree.
+	FileCount uint64 `protobuf:"varint,3,opt,name=file_count,json=fileCount,proto3" json:"file_count,omitempty"`
+	// dir_count is the number of directories in it, its root excluded.
+	DirCount uint64 `protobuf:"varint,4,opt,name=dir_count,json=dirCount,proto3" json:"dir_count,omitempty"`
+	// total_size is the sum of its file sizes in bytes.
+	TotalSize uint64 `protobuf:"varint,5,opt,name=total_size,json=totalSize,proto3" json:"total_size,omitempty"`
+	// latest_mtime is the newest mtime in it.
+	LatestMtime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=latest_mtime,json=latestMtime,proto3" json:"latest_mtime,omitempty"`
+	// suspect_count is the number of suspect files in the whole member.
+	SuspectCount uint64 `protobuf:"varint,7,opt,name=suspect_count,json=suspectCount,proto3" json:"suspect_count,omitempty"`
+	// best is true for the member GetStatsResponse.best names.
+	Best          bool `protobuf:"varint,8,opt,name=best,proto3" json:"best,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberStats) Reset() {
+	*x = MemberStats{}
+	mi := &file_fustor_v1_view_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberStats) ProtoMessage() {}
+
+func (x *MemberStats) ProtoReflect() protoreflect.Message {
+	mi := &file_fustor_v1_view_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberStats.ProtoReflect.Descriptor instead.
+func (*MemberStats) Descriptor() ([]byte, []int) {
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *MemberStats) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *MemberStats) GetFound() bool {
+	if x != nil {
+		return x.Found
+	}
+	return false
+}
+
+func (x *MemberStats) GetFileCount() uint64 {
+	if x != nil {
+		return x.FileCount
+	}
+	return 0
+}
+
+func (x *MemberStats) GetDirCount() uint64 {
+	if x != nil {
+		return x.DirCount
+	}
+	return 0
+}
+
+func (x *MemberStats) GetTotalSize() uint64 {
+	if x != nil {
+		return x.TotalSize
+	}
+	return 0
+}
+
+func (x *MemberStats) GetLatestMtime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LatestMtime
+	}
+	return nil
+}
+
+func (x *MemberStats) GetSuspectCount() uint64 {
+	if x != nil {
+		return x.SuspectCount
+	}
+	return 0
+}
+
+func (x *MemberStats) GetBest() bool {
+	if x != nil {
+		return x.Best
+	}
+	return false
+}
+
 // ListSuspectsRequest lists suspect files.
 type ListSuspectsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1252,14 +1783,17 @@ type ListSuspectsRequest struct {
 	// path restricts the list to a subtree ("" or "/" for all).
 	Path string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
 	// limit bounds the answer (0 = 1000).
-	Limit         uint32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	Limit uint32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	// member asks one member of a forest view (see ViewService); without it the members'
+	// suspects are merged, sorted by path, each labelled (Entry.member).
+	Member        string `protobuf:"bytes,4,opt,name=member,proto3" json:"member,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListSuspectsRequest) Reset() {
 	*x = ListSuspectsRequest{}
-	mi := &file_fustor_v1_view_proto_msgTypes[14]
+	mi := &file_fustor_v1_view_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1271,7 +1805,7 @@ func (x *ListSuspectsRequest) String() string {
 func (*ListSuspectsRequest) ProtoMessage() {}
 
 func (x *ListSuspectsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fustor_v1_view_proto_msgTypes[14]
+	mi := &file_fustor_v1_view_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1284,7 +1818,7 @@ func (x *ListSuspectsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSuspectsRequest.ProtoReflect.Descriptor instead.
 func (*ListSuspectsRequest) Descriptor() ([]byte, []int) {
-	return file_fustor_v1_view_proto_rawDescGZIP(), []int{14}
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListSuspectsRequest) GetView() string {
@@ -1308,6 +1842,13 @@ func (x *ListSuspectsRequest) GetLimit() uint32 {
 	return 0
 }
 
+func (x *ListSuspectsRequest) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
 // Suspect is one suspect file.
 type Suspect struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1321,7 +1862,7 @@ type Suspect struct {
 
 func (x *Suspect) Reset() {
 	*x = Suspect{}
-	mi := &file_fustor_v1_view_proto_msgTypes[15]
+	mi := &file_fustor_v1_view_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1333,7 +1874,7 @@ func (x *Suspect) String() string {
 func (*Suspect) ProtoMessage() {}
 
 func (x *Suspect) ProtoReflect() protoreflect.Message {
-	mi := &file_fustor_v1_view_proto_msgTypes[15]
+	mi := &file_fustor_v1_view_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1346,7 +1887,7 @@ func (x *Suspect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Suspect.ProtoReflect.Descriptor instead.
 func (*Suspect) Descriptor() ([]byte, []int) {
-	return file_fustor_v1_view_proto_rawDescGZIP(), []int{15}
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Suspect) GetEntry() *Entry {
@@ -1378,7 +1919,7 @@ type ListSuspectsResponse struct {
 
 func (x *ListSuspectsResponse) Reset() {
 	*x = ListSuspectsResponse{}
-	mi := &file_fustor_v1_view_proto_msgTypes[16]
+	mi := &file_fustor_v1_view_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1390,7 +1931,7 @@ func (x *ListSuspectsResponse) String() string {
 func (*ListSuspectsResponse) ProtoMessage() {}
 
 func (x *ListSuspectsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fustor_v1_view_proto_msgTypes[16]
+	mi := &file_fustor_v1_view_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1403,7 +1944,7 @@ func (x *ListSuspectsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSuspectsResponse.ProtoReflect.Descriptor instead.
 func (*ListSuspectsResponse) Descriptor() ([]byte, []int) {
-	return file_fustor_v1_view_proto_rawDescGZIP(), []int{16}
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListSuspectsResponse) GetMeta() *ViewMeta {
@@ -1435,14 +1976,17 @@ type ListBlindSpotsRequest struct {
 	// path restricts the list to a subtree ("" or "/" for all).
 	Path string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
 	// limit bounds each list (0 = 1000).
-	Limit         uint32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	Limit uint32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	// member asks one member of a forest view (see ViewService); without it the members' lists
+	// are merged, additions labelled (Entry.member), deletions with deletion_members.
+	Member        string `protobuf:"bytes,4,opt,name=member,proto3" json:"member,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListBlindSpotsRequest) Reset() {
 	*x = ListBlindSpotsRequest{}
-	mi := &file_fustor_v1_view_proto_msgTypes[17]
+	mi := &file_fustor_v1_view_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1454,7 +1998,7 @@ func (x *ListBlindSpotsRequest) String() string {
 func (*ListBlindSpotsRequest) ProtoMessage() {}
 
 func (x *ListBlindSpotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fustor_v1_view_proto_msgTypes[17]
+	mi := &file_fustor_v1_view_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1467,7 +2011,7 @@ func (x *ListBlindSpotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBlindSpotsRequest.ProtoReflect.Descriptor instead.
 func (*ListBlindSpotsRequest) Descriptor() ([]byte, []int) {
-	return file_fustor_v1_view_proto_rawDescGZIP(), []int{17}
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListBlindSpotsRequest) GetView() string {
@@ -1491,6 +2035,13 @@ func (x *ListBlindSpotsRequest) GetLimit() uint32 {
 	return 0
 }
 
+func (x *ListBlindSpotsRequest) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
 // ListBlindSpotsResponse lists blind-spot additions (with their nodes) and deletions (paths).
 type ListBlindSpotsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1501,14 +2052,17 @@ type ListBlindSpotsResponse struct {
 	// deletions are paths removed by audit missing-detection.
 	Deletions []string `protobuf:"bytes,3,rep,name=deletions,proto3" json:"deletions,omitempty"`
 	// truncated is true when limit was hit on either list.
-	Truncated     bool `protobuf:"varint,4,opt,name=truncated,proto3" json:"truncated,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Truncated bool `protobuf:"varint,4,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	// deletion_members[i] is the member of deletions[i], for a forest view asked without
+	// `member`.
+	DeletionMembers []string `protobuf:"bytes,5,rep,name=deletion_members,json=deletionMembers,proto3" json:"deletion_members,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ListBlindSpotsResponse) Reset() {
 	*x = ListBlindSpotsResponse{}
-	mi := &file_fustor_v1_view_proto_msgTypes[18]
+	mi := &file_fustor_v1_view_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1520,7 +2074,7 @@ func (x *ListBlindSpotsResponse) String() string {
 func (*ListBlindSpotsResponse) ProtoMessage() {}
 
 func (x *ListBlindSpotsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fustor_v1_view_proto_msgTypes[18]
+	mi := &file_fustor_v1_view_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1533,7 +2087,7 @@ func (x *ListBlindSpotsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBlindSpotsResponse.ProtoReflect.Descriptor instead.
 func (*ListBlindSpotsResponse) Descriptor() ([]byte, []int) {
-	return file_fustor_v1_view_proto_rawDescGZIP(), []int{18}
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListBlindSpotsResponse) GetMeta() *ViewMeta {
@@ -1564,6 +2118,13 @@ func (x *ListBlindSpotsResponse) GetTruncated() bool {
 	return false
 }
 
+func (x *ListBlindSpotsResponse) GetDeletionMembers() []string {
+	if x != nil {
+		return x.DeletionMembers
+	}
+	return nil
+}
+
 // VerifyRequest asks for a verification of a subtree.
 type VerifyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1578,14 +2139,17 @@ type VerifyRequest struct {
 	// timeout bounds the walk (0 = 5 minutes, at most 1 hour).
 	Timeout *durationpb.Duration `protobuf:"bytes,4,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	// max_examples bounds the differences listed (0 = 20, at most 1000).
-	MaxExamples   uint32 `protobuf:"varint,5,opt,name=max_examples,json=maxExamples,proto3" json:"max_examples,omitempty"`
+	MaxExamples uint32 `protobuf:"varint,5,opt,name=max_examples,json=maxExamples,proto3" json:"max_examples,omitempty"`
+	// member names the member of a forest view to verify (required for a forest: one member is
+	// one storage, walked by its own leader).
+	Member        string `protobuf:"bytes,6,opt,name=member,proto3" json:"member,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *VerifyRequest) Reset() {
 	*x = VerifyRequest{}
-	mi := &file_fustor_v1_view_proto_msgTypes[19]
+	mi := &file_fustor_v1_view_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1597,7 +2161,7 @@ func (x *VerifyRequest) String() string {
 func (*VerifyRequest) ProtoMessage() {}
 
 func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fustor_v1_view_proto_msgTypes[19]
+	mi := &file_fustor_v1_view_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1610,7 +2174,7 @@ func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyRequest.ProtoReflect.Descriptor instead.
 func (*VerifyRequest) Descriptor() ([]byte, []int) {
-	return file_fustor_v1_view_proto_rawDescGZIP(), []int{19}
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *VerifyRequest) GetView() string {
@@ -1648,6 +2212,13 @@ func (x *VerifyRequest) GetMaxExamples() uint32 {
 	return 0
 }
 
+func (x *VerifyRequest) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
 // VerifyDifference is one path where the view and the storage differ.
 type VerifyDifference struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1665,7 +2236,7 @@ type VerifyDifference struct {
 
 func (x *VerifyDifference) Reset() {
 	*x = VerifyDifference{}
-	mi := &file_fustor_v1_view_proto_msgTypes[20]
+	mi := &file_fustor_v1_view_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1677,7 +2248,7 @@ func (x *VerifyDifference) String() string {
 func (*VerifyDifference) ProtoMessage() {}
 
 func (x *VerifyDifference) ProtoReflect() protoreflect.Message {
-	mi := &file_fustor_v1_view_proto_msgTypes[20]
+	mi := &file_fustor_v1_view_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1690,7 +2261,7 @@ func (x *VerifyDifference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyDifference.ProtoReflect.Descriptor instead.
 func (*VerifyDifference) Descriptor() ([]byte, []int) {
-	return file_fustor_v1_view_proto_rawDescGZIP(), []int{20}
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *VerifyDifference) GetPath() string {
@@ -1736,7 +2307,7 @@ type VerifyEntry struct {
 
 func (x *VerifyEntry) Reset() {
 	*x = VerifyEntry{}
-	mi := &file_fustor_v1_view_proto_msgTypes[21]
+	mi := &file_fustor_v1_view_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1748,7 +2319,7 @@ func (x *VerifyEntry) String() string {
 func (*VerifyEntry) ProtoMessage() {}
 
 func (x *VerifyEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_fustor_v1_view_proto_msgTypes[21]
+	mi := &file_fustor_v1_view_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1761,7 +2332,7 @@ func (x *VerifyEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyEntry.ProtoReflect.Descriptor instead.
 func (*VerifyEntry) Descriptor() ([]byte, []int) {
-	return file_fustor_v1_view_proto_rawDescGZIP(), []int{21}
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *VerifyEntry) GetIsDir() bool {
@@ -1818,7 +2389,7 @@ type VerifyResponse struct {
 
 func (x *VerifyResponse) Reset() {
 	*x = VerifyResponse{}
-	mi := &file_fustor_v1_view_proto_msgTypes[22]
+	mi := &file_fustor_v1_view_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1830,7 +2401,7 @@ func (x *VerifyResponse) String() string {
 func (*VerifyResponse) ProtoMessage() {}
 
 func (x *VerifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fustor_v1_view_proto_msgTypes[22]
+	mi := &file_fustor_v1_view_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1843,7 +2414,7 @@ func (x *VerifyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyResponse.ProtoReflect.Descriptor instead.
 func (*VerifyResponse) Descriptor() ([]byte, []int) {
-	return file_fustor_v1_view_proto_rawDescGZIP(), []int{22}
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *VerifyResponse) GetMeta() *ViewMeta {
@@ -1927,7 +2498,7 @@ var File_fustor_v1_view_proto protoreflect.FileDescriptor
 
 const file_fustor_v1_view_proto_rawDesc = "" +
 	"\n" +
-	"\x14fustor/v1/view.proto\x12\tfustor.v1\x1a\x16fustor/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe9\x02\n" +
+	"\x14fustor/v1/view.proto\x12\tfustor.v1\x1a\x16fustor/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x81\x03\n" +
 	"\x05Entry\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x15\n" +
@@ -1940,7 +2511,8 @@ const file_fustor_v1_view_proto_rawDesc = "" +
 	"\x0flast_updated_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\rlastUpdatedAt\x12\x1f\n" +
 	"\vchild_count\x18\n" +
 	" \x01(\x04R\n" +
-	"childCount\"\x9d\x01\n" +
+	"childCount\x12\x16\n" +
+	"\x06member\x18\v \x01(\tR\x06member\"\x9d\x01\n" +
 	"\bViewInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06driver\x18\x02 \x01(\tR\x06driver\x12\x16\n" +
@@ -1950,7 +2522,7 @@ const file_fustor_v1_view_proto_rawDesc = "" +
 	"\x04meta\x18\x06 \x01(\v2\x13.fustor.v1.ViewMetaR\x04meta\"\x12\n" +
 	"\x10ListViewsRequest\">\n" +
 	"\x11ListViewsResponse\x12)\n" +
-	"\x05views\x18\x01 \x03(\v2\x13.fustor.v1.ViewInfoR\x05views\"\xf8\x01\n" +
+	"\x05views\x18\x01 \x03(\v2\x13.fustor.v1.ViewInfoR\x05views\"\x90\x02\n" +
 	"\x14ListDirectoryRequest\x12\x12\n" +
 	"\x04view\x18\x01 \x01(\tR\x04view\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x1b\n" +
@@ -1960,30 +2532,47 @@ const file_fustor_v1_view_proto_rawDesc = "" +
 	"\tpage_size\x18\x05 \x01(\rR\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x06 \x01(\tR\tpageToken\x12@\n" +
-	"\x0fforce_real_time\x18\a \x01(\v2\x18.fustor.v1.ForceRealTimeR\rforceRealTime\"\xc4\x01\n" +
+	"\x0fforce_real_time\x18\a \x01(\v2\x18.fustor.v1.ForceRealTimeR\rforceRealTime\x12\x16\n" +
+	"\x06member\x18\b \x01(\tR\x06member\"\xf8\x01\n" +
 	"\x15ListDirectoryResponse\x12'\n" +
 	"\x04meta\x18\x01 \x01(\v2\x13.fustor.v1.ViewMetaR\x04meta\x12*\n" +
 	"\aentries\x18\x02 \x03(\v2\x10.fustor.v1.EntryR\aentries\x12&\n" +
 	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken\x12.\n" +
-	"\tdirectory\x18\x04 \x01(\v2\x10.fustor.v1.EntryR\tdirectory\"\x8a\x01\n" +
+	"\tdirectory\x18\x04 \x01(\v2\x10.fustor.v1.EntryR\tdirectory\x122\n" +
+	"\amembers\x18\x05 \x03(\v2\x18.fustor.v1.MemberListingR\amembers\"\xc1\x01\n" +
+	"\rMemberListing\x12\x16\n" +
+	"\x06member\x18\x01 \x01(\tR\x06member\x12\x14\n" +
+	"\x05found\x18\x02 \x01(\bR\x05found\x12.\n" +
+	"\tdirectory\x18\x03 \x01(\v2\x10.fustor.v1.EntryR\tdirectory\x12*\n" +
+	"\aentries\x18\x04 \x03(\v2\x10.fustor.v1.EntryR\aentries\x12&\n" +
+	"\x0fnext_page_token\x18\x05 \x01(\tR\rnextPageToken\"\xee\x01\n" +
 	"\x0eGetTreeRequest\x12\x12\n" +
 	"\x04view\x18\x01 \x01(\tR\x04view\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x1b\n" +
 	"\tmax_depth\x18\x03 \x01(\rR\bmaxDepth\x12\x1d\n" +
 	"\n" +
 	"only_paths\x18\x04 \x01(\bR\tonlyPaths\x12\x14\n" +
-	"\x05limit\x18\x05 \x01(\x04R\x05limit\"\x84\x01\n" +
+	"\x05limit\x18\x05 \x01(\x04R\x05limit\x12\x16\n" +
+	"\x06member\x18\x06 \x01(\tR\x06member\x12\x1b\n" +
+	"\tbest_only\x18\a \x01(\bR\bbestOnly\x12-\n" +
+	"\abest_by\x18\b \x01(\x0e2\x14.fustor.v1.StatsBestR\x06bestBy\"\x84\x01\n" +
 	"\x0fGetTreeResponse\x12'\n" +
 	"\x04meta\x18\x01 \x01(\v2\x13.fustor.v1.ViewMetaR\x04meta\x12*\n" +
 	"\aentries\x18\x02 \x03(\v2\x10.fustor.v1.EntryR\aentries\x12\x1c\n" +
-	"\ttruncated\x18\x03 \x01(\bR\ttruncated\"w\n" +
+	"\ttruncated\x18\x03 \x01(\bR\ttruncated\"\x8f\x01\n" +
 	"\vStatRequest\x12\x12\n" +
 	"\x04view\x18\x01 \x01(\tR\x04view\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12@\n" +
-	"\x0fforce_real_time\x18\x03 \x01(\v2\x18.fustor.v1.ForceRealTimeR\rforceRealTime\"_\n" +
+	"\x0fforce_real_time\x18\x03 \x01(\v2\x18.fustor.v1.ForceRealTimeR\rforceRealTime\x12\x16\n" +
+	"\x06member\x18\x04 \x01(\tR\x06member\"\x91\x01\n" +
 	"\fStatResponse\x12'\n" +
 	"\x04meta\x18\x01 \x01(\v2\x13.fustor.v1.ViewMetaR\x04meta\x12&\n" +
-	"\x05entry\x18\x02 \x01(\v2\x10.fustor.v1.EntryR\x05entry\"\xb3\x02\n" +
+	"\x05entry\x18\x02 \x01(\v2\x10.fustor.v1.EntryR\x05entry\x120\n" +
+	"\amembers\x18\x03 \x03(\v2\x16.fustor.v1.MemberEntryR\amembers\"c\n" +
+	"\vMemberEntry\x12\x16\n" +
+	"\x06member\x18\x01 \x01(\tR\x06member\x12\x14\n" +
+	"\x05found\x18\x02 \x01(\bR\x05found\x12&\n" +
+	"\x05entry\x18\x03 \x01(\v2\x10.fustor.v1.EntryR\x05entry\"\xee\x02\n" +
 	"\vFindRequest\x12\x12\n" +
 	"\x04view\x18\x01 \x01(\tR\x04view\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
@@ -1997,18 +2586,27 @@ const file_fustor_v1_view_proto_rawDesc = "" +
 	"\n" +
 	"only_paths\x18\t \x01(\bR\tonlyPaths\x12!\n" +
 	"\fpacked_paths\x18\n" +
-	" \x01(\bR\vpackedPaths\"\xc5\x01\n" +
+	" \x01(\bR\vpackedPaths\x12\x16\n" +
+	"\x06member\x18\v \x01(\tR\x06member\x12!\n" +
+	"\fmember_limit\x18\f \x01(\rR\vmemberLimit\"\xf9\x01\n" +
 	"\fFindResponse\x12'\n" +
 	"\x04meta\x18\x01 \x01(\v2\x13.fustor.v1.ViewMetaR\x04meta\x12*\n" +
 	"\aentries\x18\x02 \x03(\v2\x10.fustor.v1.EntryR\aentries\x12\x1c\n" +
 	"\ttruncated\x18\x03 \x01(\bR\ttruncated\x12!\n" +
 	"\fpacked_paths\x18\x04 \x01(\fR\vpackedPaths\x12\x1f\n" +
 	"\vdir_indexes\x18\x05 \x03(\rR\n" +
-	"dirIndexes\"{\n" +
+	"dirIndexes\x122\n" +
+	"\amembers\x18\x06 \x03(\v2\x18.fustor.v1.MemberMatchesR\amembers\"_\n" +
+	"\rMemberMatches\x12\x16\n" +
+	"\x06member\x18\x01 \x01(\tR\x06member\x12\x18\n" +
+	"\amatches\x18\x02 \x01(\rR\amatches\x12\x1c\n" +
+	"\ttruncated\x18\x03 \x01(\bR\ttruncated\"\xc2\x01\n" +
 	"\x0fGetStatsRequest\x12\x12\n" +
 	"\x04view\x18\x01 \x01(\tR\x04view\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12@\n" +
-	"\x0fforce_real_time\x18\x03 \x01(\v2\x18.fustor.v1.ForceRealTimeR\rforceRealTime\"\x88\x04\n" +
+	"\x0fforce_real_time\x18\x03 \x01(\v2\x18.fustor.v1.ForceRealTimeR\rforceRealTime\x12\x16\n" +
+	"\x06member\x18\x04 \x01(\tR\x06member\x12-\n" +
+	"\abest_by\x18\x05 \x01(\x0e2\x14.fustor.v1.StatsBestR\x06bestBy\"\xef\x04\n" +
 	"\x10GetStatsResponse\x12'\n" +
 	"\x04meta\x18\x01 \x01(\v2\x13.fustor.v1.ViewMetaR\x04meta\x12\x1d\n" +
 	"\n" +
@@ -2026,33 +2624,52 @@ const file_fustor_v1_view_proto_rawDesc = "" +
 	"\raudit_running\x18\v \x01(\bR\fauditRunning\x12\x1e\n" +
 	"\n" +
 	"tombstones\x18\f \x01(\x04R\n" +
-	"tombstones\"S\n" +
+	"tombstones\x120\n" +
+	"\amembers\x18\r \x03(\v2\x16.fustor.v1.MemberStatsR\amembers\x12\x12\n" +
+	"\x04best\x18\x0e \x01(\tR\x04best\x12\x1f\n" +
+	"\vbest_reason\x18\x0f \x01(\tR\n" +
+	"bestReason\"\x8e\x02\n" +
+	"\vMemberStats\x12\x16\n" +
+	"\x06member\x18\x01 \x01(\tR\x06member\x12\x14\n" +
+	"\x05found\x18\x02 \x01(\bR\x05found\x12\x1d\n" +
+	"\n" +
+	"file_count\x18\x03 \x01(\x04R\tfileCount\x12\x1b\n" +
+	"\tdir_count\x18\x04 \x01(\x04R\bdirCount\x12\x1d\n" +
+	"\n" +
+	"total_size\x18\x05 \x01(\x04R\ttotalSize\x12=\n" +
+	"\flatest_mtime\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vlatestMtime\x12#\n" +
+	"\rsuspect_count\x18\a \x01(\x04R\fsuspectCount\x12\x12\n" +
+	"\x04best\x18\b \x01(\bR\x04best\"k\n" +
 	"\x13ListSuspectsRequest\x12\x12\n" +
 	"\x04view\x18\x01 \x01(\tR\x04view\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x14\n" +
-	"\x05limit\x18\x03 \x01(\rR\x05limit\"U\n" +
+	"\x05limit\x18\x03 \x01(\rR\x05limit\x12\x16\n" +
+	"\x06member\x18\x04 \x01(\tR\x06member\"U\n" +
 	"\aSuspect\x12&\n" +
 	"\x05entry\x18\x01 \x01(\v2\x10.fustor.v1.EntryR\x05entry\x12\"\n" +
 	"\rexpires_in_ms\x18\x02 \x01(\x03R\vexpiresInMs\"\x8d\x01\n" +
 	"\x14ListSuspectsResponse\x12'\n" +
 	"\x04meta\x18\x01 \x01(\v2\x13.fustor.v1.ViewMetaR\x04meta\x12.\n" +
 	"\bsuspects\x18\x02 \x03(\v2\x12.fustor.v1.SuspectR\bsuspects\x12\x1c\n" +
-	"\ttruncated\x18\x03 \x01(\bR\ttruncated\"U\n" +
+	"\ttruncated\x18\x03 \x01(\bR\ttruncated\"m\n" +
 	"\x15ListBlindSpotsRequest\x12\x12\n" +
 	"\x04view\x18\x01 \x01(\tR\x04view\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x14\n" +
-	"\x05limit\x18\x03 \x01(\rR\x05limit\"\xad\x01\n" +
+	"\x05limit\x18\x03 \x01(\rR\x05limit\x12\x16\n" +
+	"\x06member\x18\x04 \x01(\tR\x06member\"\xd8\x01\n" +
 	"\x16ListBlindSpotsResponse\x12'\n" +
 	"\x04meta\x18\x01 \x01(\v2\x13.fustor.v1.ViewMetaR\x04meta\x12.\n" +
 	"\tadditions\x18\x02 \x03(\v2\x10.fustor.v1.EntryR\tadditions\x12\x1c\n" +
 	"\tdeletions\x18\x03 \x03(\tR\tdeletions\x12\x1c\n" +
-	"\ttruncated\x18\x04 \x01(\bR\ttruncated\"\xa7\x01\n" +
+	"\ttruncated\x18\x04 \x01(\bR\ttruncated\x12)\n" +
+	"\x10deletion_members\x18\x05 \x03(\tR\x0fdeletionMembers\"\xbf\x01\n" +
 	"\rVerifyRequest\x12\x12\n" +
 	"\x04view\x18\x01 \x01(\tR\x04view\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x16\n" +
 	"\x06repair\x18\x03 \x01(\bR\x06repair\x123\n" +
 	"\atimeout\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12!\n" +
-	"\fmax_examples\x18\x05 \x01(\rR\vmaxExamples\"\xb9\x01\n" +
+	"\fmax_examples\x18\x05 \x01(\rR\vmaxExamples\x12\x16\n" +
+	"\x06member\x18\x06 \x01(\tR\x06member\"\xb9\x01\n" +
 	"\x10VerifyDifference\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x123\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1f.fustor.v1.VerifyDifferenceKindR\x04kind\x120\n" +
@@ -2074,7 +2691,12 @@ const file_fustor_v1_view_proto_rawDesc = "" +
 	"\brepaired\x18\t \x01(\bR\brepaired\x12-\n" +
 	"\x04took\x18\n" +
 	" \x01(\v2\x19.google.protobuf.DurationR\x04took\x12\x19\n" +
-	"\bagent_id\x18\v \x01(\tR\aagentId*\xaa\x01\n" +
+	"\bagent_id\x18\v \x01(\tR\aagentId*z\n" +
+	"\tStatsBest\x12\x1a\n" +
+	"\x16STATS_BEST_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15STATS_BEST_FILE_COUNT\x10\x01\x12\x19\n" +
+	"\x15STATS_BEST_TOTAL_SIZE\x10\x02\x12\x1b\n" +
+	"\x17STATS_BEST_LATEST_MTIME\x10\x03*\xaa\x01\n" +
 	"\x14VerifyDifferenceKind\x12&\n" +
 	"\"VERIFY_DIFFERENCE_KIND_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eVERIFY_DIFFERENCE_KIND_MISSING\x10\x01\x12 \n" +
@@ -2105,94 +2727,109 @@ func file_fustor_v1_view_proto_rawDescGZIP() []byte {
 	return file_fustor_v1_view_proto_rawDescData
 }
 
-var file_fustor_v1_view_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fustor_v1_view_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_fustor_v1_view_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_fustor_v1_view_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_fustor_v1_view_proto_goTypes = []any{
-	(VerifyDifferenceKind)(0),      // 0: fustor.v1.VerifyDifferenceKind
-	(*Entry)(nil),                  // 1: fustor.v1.Entry
-	(*ViewInfo)(nil),               // 2: fustor.v1.ViewInfo
-	(*ListViewsRequest)(nil),       // 3: fustor.v1.ListViewsRequest
-	(*ListViewsResponse)(nil),      // 4: fustor.v1.ListViewsResponse
-	(*ListDirectoryRequest)(nil),   // 5: fustor.v1.ListDirectoryRequest
-	(*ListDirectoryResponse)(nil),  // 6: fustor.v1.ListDirectoryResponse
-	(*GetTreeRequest)(nil),         // 7: fustor.v1.GetTreeRequest
-	(*GetTreeResponse)(nil),        // 8: fustor.v1.GetTreeResponse
-	(*StatRequest)(nil),            // 9: fustor.v1.StatRequest
-	(*StatResponse)(nil),           // 10: fustor.v1.StatResponse
-	(*FindRequest)(nil),            // 11: fustor.v1.FindRequest
-	(*FindResponse)(nil),           // 12: fustor.v1.FindResponse
-	(*GetStatsRequest)(nil),        // 13: fustor.v1.GetStatsRequest
-	(*GetStatsResponse)(nil),       // 14: fustor.v1.GetStatsResponse
-	(*ListSuspectsRequest)(nil),    // 15: fustor.v1.ListSuspectsRequest
-	(*Suspect)(nil),                // 16: fustor.v1.Suspect
-	(*ListSuspectsResponse)(nil),   // 17: fustor.v1.ListSuspectsResponse
-	(*ListBlindSpotsRequest)(nil),  // 18: fustor.v1.ListBlindSpotsRequest
-	(*ListBlindSpotsResponse)(nil), // 19: fustor.v1.ListBlindSpotsResponse
-	(*VerifyRequest)(nil),          // 20: fustor.v1.VerifyRequest
-	(*VerifyDifference)(nil),       // 21: fustor.v1.VerifyDifference
-	(*VerifyEntry)(nil),            // 22: fustor.v1.VerifyEntry
-	(*VerifyResponse)(nil),         // 23: fustor.v1.VerifyResponse
-	(*timestamppb.Timestamp)(nil),  // 24: google.protobuf.Timestamp
-	(*ViewMeta)(nil),               // 25: fustor.v1.ViewMeta
-	(*ForceRealTime)(nil),          // 26: fustor.v1.ForceRealTime
-	(*durationpb.Duration)(nil),    // 27: google.protobuf.Duration
+	(StatsBest)(0),                 // 0: fustor.v1.StatsBest
+	(VerifyDifferenceKind)(0),      // 1: fustor.v1.VerifyDifferenceKind
+	(*Entry)(nil),                  // 2: fustor.v1.Entry
+	(*ViewInfo)(nil),               // 3: fustor.v1.ViewInfo
+	(*ListViewsRequest)(nil),       // 4: fustor.v1.ListViewsRequest
+	(*ListViewsResponse)(nil),      // 5: fustor.v1.ListViewsResponse
+	(*ListDirectoryRequest)(nil),   // 6: fustor.v1.ListDirectoryRequest
+	(*ListDirectoryResponse)(nil),  // 7: fustor.v1.ListDirectoryResponse
+	(*MemberListing)(nil),          // 8: fustor.v1.MemberListing
+	(*GetTreeRequest)(nil),         // 9: fustor.v1.GetTreeRequest
+	(*GetTreeResponse)(nil),        // 10: fustor.v1.GetTreeResponse
+	(*StatRequest)(nil),            // 11: fustor.v1.StatRequest
+	(*StatResponse)(nil),           // 12: fustor.v1.StatResponse
+	(*MemberEntry)(nil),            // 13: fustor.v1.MemberEntry
+	(*FindRequest)(nil),            // 14: fustor.v1.FindRequest
+	(*FindResponse)(nil),           // 15: fustor.v1.FindResponse
+	(*MemberMatches)(nil),          // 16: fustor.v1.MemberMatches
+	(*GetStatsRequest)(nil),        // 17: fustor.v1.GetStatsRequest
+	(*GetStatsResponse)(nil),       // 18: fustor.v1.GetStatsResponse
+	(*MemberStats)(nil),            // 19: fustor.v1.MemberStats
+	(*ListSuspectsRequest)(nil),    // 20: fustor.v1.ListSuspectsRequest
+	(*Suspect)(nil),                // 21: fustor.v1.Suspect
+	(*ListSuspectsResponse)(nil),   // 22: fustor.v1.ListSuspectsResponse
+	(*ListBlindSpotsRequest)(nil),  // 23: fustor.v1.ListBlindSpotsRequest
+	(*ListBlindSpotsResponse)(nil), // 24: fustor.v1.ListBlindSpotsResponse
+	(*VerifyRequest)(nil),          // 25: fustor.v1.VerifyRequest
+	(*VerifyDifference)(nil),       // 26: fustor.v1.VerifyDifference
+	(*VerifyEntry)(nil),            // 27: fustor.v1.VerifyEntry
+	(*VerifyResponse)(nil),         // 28: fustor.v1.VerifyResponse
+	(*timestamppb.Timestamp)(nil),  // 29: google.protobuf.Timestamp
+	(*ViewMeta)(nil),               // 30: fustor.v1.ViewMeta
+	(*ForceRealTime)(nil),          // 31: fustor.v1.ForceRealTime
+	(*durationpb.Duration)(nil),    // 32: google.protobuf.Duration
 }
 var file_fustor_v1_view_proto_depIdxs = []int32{
-	24, // 0: fustor.v1.Entry.mtime:type_name -> google.protobuf.Timestamp
-	24, // 1: fustor.v1.Entry.last_updated_at:type_name -> google.protobuf.Timestamp
-	25, // 2: fustor.v1.ViewInfo.meta:type_name -> fustor.v1.ViewMeta
-	2,  // 3: fustor.v1.ListViewsResponse.views:type_name -> fustor.v1.ViewInfo
-	26, // 4: fustor.v1.ListDirectoryRequest.force_real_time:type_name -> fustor.v1.ForceRealTime
-	25, // 5: fustor.v1.ListDirectoryResponse.meta:type_name -> fustor.v1.ViewMeta
-	1,  // 6: fustor.v1.ListDirectoryResponse.entries:type_name -> fustor.v1.Entry
-	1,  // 7: fustor.v1.ListDirectoryResponse.directory:type_name -> fustor.v1.Entry
-	25, // 8: fustor.v1.GetTreeResponse.meta:type_name -> fustor.v1.ViewMeta
-	1,  // 9: fustor.v1.GetTreeResponse.entries:type_name -> fustor.v1.Entry
-	26, // 10: fustor.v1.StatRequest.force_real_time:type_name -> fustor.v1.ForceRealTime
-	25, // 11: fustor.v1.StatResponse.meta:type_name -> fustor.v1.ViewMeta
-	1,  // 12: fustor.v1.StatResponse.entry:type_name -> fustor.v1.Entry
-	26, // 13: fustor.v1.FindRequest.force_real_time:type_name -> fustor.v1.ForceRealTime
-	25, // 14: fustor.v1.FindResponse.meta:type_name -> fustor.v1.ViewMeta
-	1,  // 15: fustor.v1.FindResponse.entries:type_name -> fustor.v1.Entry
-	26, // 16: fustor.v1.GetStatsRequest.force_real_time:type_name -> fustor.v1.ForceRealTime
-	25, // 17: fustor.v1.GetStatsResponse.meta:type_name -> fustor.v1.ViewMeta
-	24, // 18: fustor.v1.GetStatsResponse.latest_mtime:type_name -> google.protobuf.Timestamp
-	24, // 19: fustor.v1.GetStatsResponse.last_audit_end:type_name -> google.protobuf.Timestamp
-	1,  // 20: fustor.v1.Suspect.entry:type_name -> fustor.v1.Entry
-	25, // 21: fustor.v1.ListSuspectsResponse.meta:type_name -> fustor.v1.ViewMeta
-	16, // 22: fustor.v1.ListSuspectsResponse.suspects:type_name -> fustor.v1.Suspect
-	25, // 23: fustor.v1.ListBlindSpotsResponse.meta:type_name -> fustor.v1.ViewMeta
-	1,  // 24: fustor.v1.ListBlindSpotsResponse.additions:type_name -> fustor.v1.Entry
-	27, // 25: fustor.v1.VerifyRequest.timeout:type_name -> google.protobuf.Duration
-	0,  // 26: fustor.v1.VerifyDifference.kind:type_name -> fustor.v1.VerifyDifferenceKind
-	22, // 27: fustor.v1.VerifyDifference.storage:type_name -> fustor.v1.VerifyEntry
-	22, // 28: fustor.v1.VerifyDifference.view:type_name -> fustor.v1.VerifyEntry
-	25, // 29: fustor.v1.VerifyResponse.meta:type_name -> fustor.v1.ViewMeta
-	21, // 30: fustor.v1.VerifyResponse.examples:type_name -> fustor.v1.VerifyDifference
-	27, // 31: fustor.v1.VerifyResponse.took:type_name -> google.protobuf.Duration
-	3,  // 32: fustor.v1.ViewService.ListViews:input_type -> fustor.v1.ListViewsRequest
-	5,  // 33: fustor.v1.ViewService.ListDirectory:input_type -> fustor.v1.ListDirectoryRequest
-	7,  // 34: fustor.v1.ViewService.GetTree:input_type -> fustor.v1.GetTreeRequest
-	9,  // 35: fustor.v1.ViewService.Stat:input_type -> fustor.v1.StatRequest
-	11, // 36: fustor.v1.ViewService.Find:input_type -> fustor.v1.FindRequest
-	13, // 37: fustor.v1.ViewService.GetStats:input_type -> fustor.v1.GetStatsRequest
-	15, // 38: fustor.v1.ViewService.ListSuspects:input_type -> fustor.v1.ListSuspectsRequest
-	18, // 39: fustor.v1.ViewService.ListBlindSpots:input_type -> fustor.v1.ListBlindSpotsRequest
-	20, // 40: fustor.v1.ViewService.Verify:input_type -> fustor.v1.VerifyRequest
-	4,  // 41: fustor.v1.ViewService.ListViews:output_type -> fustor.v1.ListViewsResponse
-	6,  // 42: fustor.v1.ViewService.ListDirectory:output_type -> fustor.v1.ListDirectoryResponse
-	8,  // 43: fustor.v1.ViewService.GetTree:output_type -> fustor.v1.GetTreeResponse
-	10, // 44: fustor.v1.ViewService.Stat:output_type -> fustor.v1.StatResponse
-	12, // 45: fustor.v1.ViewService.Find:output_type -> fustor.v1.FindResponse
-	14, // 46: fustor.v1.ViewService.GetStats:output_type -> fustor.v1.GetStatsResponse
-	17, // 47: fustor.v1.ViewService.ListSuspects:output_type -> fustor.v1.ListSuspectsResponse
-	19, // 48: fustor.v1.ViewService.ListBlindSpots:output_type -> fustor.v1.ListBlindSpotsResponse
-	23, // 49: fustor.v1.ViewService.Verify:output_type -> fustor.v1.VerifyResponse
-	41, // [41:50] is the sub-list for method output_type
-	32, // [32:41] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	29, // 0: fustor.v1.Entry.mtime:type_name -> google.protobuf.Timestamp
+	29, // 1: fustor.v1.Entry.last_updated_at:type_name -> google.protobuf.Timestamp
+	30, // 2: fustor.v1.ViewInfo.meta:type_name -> fustor.v1.ViewMeta
+	3,  // 3: fustor.v1.ListViewsResponse.views:type_name -> fustor.v1.ViewInfo
+	31, // 4: fustor.v1.ListDirectoryRequest.force_real_time:type_name -> fustor.v1.ForceRealTime
+	30, // 5: fustor.v1.ListDirectoryResponse.meta:type_name -> fustor.v1.ViewMeta
+	2,  // 6: fustor.v1.ListDirectoryResponse.entries:type_name -> fustor.v1.Entry
+	2,  // 7: fustor.v1.ListDirectoryResponse.directory:type_name -> fustor.v1.Entry
+	8,  // 8: fustor.v1.ListDirectoryResponse.members:type_name -> fustor.v1.MemberListing
+	2,  // 9: fustor.v1.MemberListing.directory:type_name -> fustor.v1.Entry
+	2,  // 10: fustor.v1.MemberListing.entries:type_name -> fustor.v1.Entry
+	0,  // 11: fustor.v1.GetTreeRequest.best_by:type_name -> fustor.v1.StatsBest
+	30, // 12: fustor.v1.GetTreeResponse.meta:type_name -> fustor.v1.ViewMeta
+	2,  // 13: fustor.v1.GetTreeResponse.entries:type_name -> fustor.v1.Entry
+	31, // 14: fustor.v1.StatRequest.force_real_time:type_name -> fustor.v1.ForceRealTime
+	30, // 15: fustor.v1.StatResponse.meta:type_name -> fustor.v1.ViewMeta
+	2,  // 16: fustor.v1.StatResponse.entry:type_name -> fustor.v1.Entry
+	13, // 17: fustor.v1.StatResponse.members:type_name -> fustor.v1.MemberEntry
+	2,  // 18: fustor.v1.MemberEntry.entry:type_name -> fustor.v1.Entry
+	31, // 19: fustor.v1.FindRequest.force_real_time:type_name -> fustor.v1.ForceRealTime
+	30, // 20: fustor.v1.FindResponse.meta:type_name -> fustor.v1.ViewMeta
+	2,  // 21: fustor.v1.FindResponse.entries:type_name -> fustor.v1.Entry
+	16, // 22: fustor.v1.FindResponse.members:type_name -> fustor.v1.MemberMatches
+	31, // 23: fustor.v1.GetStatsRequest.force_real_time:type_name -> fustor.v1.ForceRealTime
+	0,  // 24: fustor.v1.GetStatsRequest.best_by:type_name -> fustor.v1.StatsBest
+	30, // 25: fustor.v1.GetStatsResponse.meta:type_name -> fustor.v1.ViewMeta
+	29, // 26: fustor.v1.GetStatsResponse.latest_mtime:type_name -> google.protobuf.Timestamp
+	29, // 27: fustor.v1.GetStatsResponse.last_audit_end:type_name -> google.protobuf.Timestamp
+	19, // 28: fustor.v1.GetStatsResponse.members:type_name -> fustor.v1.MemberStats
+	29, // 29: fustor.v1.MemberStats.latest_mtime:type_name -> google.protobuf.Timestamp
+	2,  // 30: fustor.v1.Suspect.entry:type_name -> fustor.v1.Entry
+	30, // 31: fustor.v1.ListSuspectsResponse.meta:type_name -> fustor.v1.ViewMeta
+	21, // 32: fustor.v1.ListSuspectsResponse.suspects:type_name -> fustor.v1.Suspect
+	30, // 33: fustor.v1.ListBlindSpotsResponse.meta:type_name -> fustor.v1.ViewMeta
+	2,  // 34: fustor.v1.ListBlindSpotsResponse.additions:type_name -> fustor.v1.Entry
+	32, // 35: fustor.v1.VerifyRequest.timeout:type_name -> google.protobuf.Duration
+	1,  // 36: fustor.v1.VerifyDifference.kind:type_name -> fustor.v1.VerifyDifferenceKind
+	27, // 37: fustor.v1.VerifyDifference.storage:type_name -> fustor.v1.VerifyEntry
+	27, // 38: fustor.v1.VerifyDifference.view:type_name -> fustor.v1.VerifyEntry
+	30, // 39: fustor.v1.VerifyResponse.meta:type_name -> fustor.v1.ViewMeta
+	26, // 40: fustor.v1.VerifyResponse.examples:type_name -> fustor.v1.VerifyDifference
+	32, // 41: fustor.v1.VerifyResponse.took:type_name -> google.protobuf.Duration
+	4,  // 42: fustor.v1.ViewService.ListViews:input_type -> fustor.v1.ListViewsRequest
+	6,  // 43: fustor.v1.ViewService.ListDirectory:input_type -> fustor.v1.ListDirectoryRequest
+	9,  // 44: fustor.v1.ViewService.GetTree:input_type -> fustor.v1.GetTreeRequest
+	11, // 45: fustor.v1.ViewService.Stat:input_type -> fustor.v1.StatRequest
+	14, // 46: fustor.v1.ViewService.Find:input_type -> fustor.v1.FindRequest
+	17, // 47: fustor.v1.ViewService.GetStats:input_type -> fustor.v1.GetStatsRequest
+	20, // 48: fustor.v1.ViewService.ListSuspects:input_type -> fustor.v1.ListSuspectsRequest
+	23, // 49: fustor.v1.ViewService.ListBlindSpots:input_type -> fustor.v1.ListBlindSpotsRequest
+	25, // 50: fustor.v1.ViewService.Verify:input_type -> fustor.v1.VerifyRequest
+	5,  // 51: fustor.v1.ViewService.ListViews:output_type -> fustor.v1.ListViewsResponse
+	7,  // 52: fustor.v1.ViewService.ListDirectory:output_type -> fustor.v1.ListDirectoryResponse
+	10, // 53: fustor.v1.ViewService.GetTree:output_type -> fustor.v1.GetTreeResponse
+	12, // 54: fustor.v1.ViewService.Stat:output_type -> fustor.v1.StatResponse
+	15, // 55: fustor.v1.ViewService.Find:output_type -> fustor.v1.FindResponse
+	18, // 56: fustor.v1.ViewService.GetStats:output_type -> fustor.v1.GetStatsResponse
+	22, // 57: fustor.v1.ViewService.ListSuspects:output_type -> fustor.v1.ListSuspectsResponse
+	24, // 58: fustor.v1.ViewService.ListBlindSpots:output_type -> fustor.v1.ListBlindSpotsResponse
+	28, // 59: fustor.v1.ViewService.Verify:output_type -> fustor.v1.VerifyResponse
+	51, // [51:60] is the sub-list for method output_type
+	42, // [42:51] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_fustor_v1_view_proto_init() }
@@ -2206,8 +2843,8 @@ func file_fustor_v1_view_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fustor_v1_view_proto_rawDesc), len(file_fustor_v1_view_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   23,
+			NumEnums:      2,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -41,6 +41,14 @@ const (
 // NUL byte (INVALID_ARGUMENT otherwise). An unknown view is NOT_FOUND; a view with no leader
 // session, or whose leader's first snapshot is still running, is UNAVAILABLE with a message
 // that says which. Result sizes are bounded by paging, never by the size of the view.
+//
+// A forest view (driver forest-fs, DESIGN.md §6) holds one fs tree per member (one storage).
+// Every request has an optional field `member`: set, the member alone answers, exactly as an
+// fs view would (NOT_FOUND for an unknown member; INVALID_ARGUMENT on an fs view). Unset, the
+// ready members answer together and each answer says which member holds what (Entry.member,
+// the members fields of the responses); ViewMeta.members lists every member's state, the
+// ones that could not answer included. A forest answers UNAVAILABLE only when no member is
+// ready.
 type ViewServiceClient interface {
 	// ListViews lists the views the caller's key may query.
 	ListViews(ctx context.Context, in *ListViewsRequest, opts ...grpc.CallOption) (*ListViewsResponse, error)
@@ -184,6 +192,14 @@ func (c *viewServiceClient) Verify(ctx context.Context, in *VerifyRequest, opts 
 // NUL byte (INVALID_ARGUMENT otherwise). An unknown view is NOT_FOUND; a view with no leader
 // session, or whose leader's first snapshot is still running, is UNAVAILABLE with a message
 // that says which. Result sizes are bounded by paging, never by the size of the view.
+//
+// A forest view (driver forest-fs, DESIGN.md §6) holds one fs tree per member (one storage).
+// Every request has an optional field `member`: set, the member alone answers, exactly as an
+// fs view would (NOT_FOUND for an unknown member; INVALID_ARGUMENT on an fs view). Unset, the
+// ready members answer together and each answer says which member holds what (Entry.member,
+// the members fields of the responses); ViewMeta.members lists every member's state, the
+// ones that could not answer included. A forest answers UNAVAILABLE only when no member is
+// ready.
 type ViewServiceServer interface {
 	// ListViews lists the views the caller's key may query.
 	ListViews(context.Context, *ListViewsRequest) (*ListViewsResponse, error)

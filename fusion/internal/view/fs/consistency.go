@@ -138,5 +138,5 @@ func sortedWithin[V any](m map[string]V, root string, limit int) ([]string, bool
 
 // sortPaths orders paths as the tree walks them: by components.
 func sortPaths(ps []string) {
-	slices.SortFunc(ps, comparePaths)
+	slices.SortFunc(ps, fspath.Compare)
 }

@@ -200,7 +200,7 @@ func (v *View) emitSorted(found []uint32, sink findSink) {
 	for i, id := range found {
 		hs[i] = hit{id, v.pathOf(id)}
 	}
-	slices.SortFunc(hs, func(a, b hit) int { return comparePaths(a.path, b.path) })
+	slices.SortFunc(hs, func(a, b hit) int { return fspath.Compare(a.path, b.path) })
 	sink.hint(len(hs))
 	for _, h := range hs {
 		sink.add(h.id, unsafe.Slice(unsafe.StringData(h.path), len(h.path)))

@@ -257,28 +257,6 @@ func (v *View) isWithin(id, root uint32) bool {
 	return false
 }
 
-// comparePaths orders paths as the tree walk does: component by component, i.e. as if "/"
-// sorted before every other byte.
-func comparePaths(a, b string) int {
-	for i := 0; i < len(a) && i < len(b); i++ {
-		ca, cb := a[i], b[i]
-		if ca == cb {
-			continue
-		}
-		if ca == '/' {
-			return -1
-		}
-		if cb == '/' {
-			return 1
-		}
-		if ca < cb {
-			return -1
-		}
-		return 1
-	}
-	return len(a) - len(b)
-}
-
 // Stats returns the aggregates of the subtree at p (a file counts itself).
 func (v *View) Stats(p string) (Stats, error) {
 	v.mu.RLock()

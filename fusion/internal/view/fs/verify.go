@@ -211,7 +211,7 @@ func (v *View) VerifyEnd(id string) (VerifyResult, error) {
 		})
 	}
 	vs.res.Repaired = vs.repair
-	slices.SortFunc(vs.res.Examples, func(a, b Diff) int { return comparePaths(a.Path, b.Path) })
+	slices.SortFunc(vs.res.Examples, func(a, b Diff) int { return fspath.Compare(a.Path, b.Path) })
 	return vs.res, nil
 }
 
