@@ -672,13 +672,26 @@ func (*ReloadRequest) Descriptor() ([]byte, []int) {
 	return file_fustor_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
-// ReloadResponse says what the reload changed.
+// ReloadResponse says what the reload changed. Nothing changed when the new configuration was
+// invalid: the call fails with INVALID_ARGUMENT listing every error, and the old configuration
+// keeps serving.
 type ReloadResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// added are pipe ids started.
 	Added []string `protobuf:"bytes,1,rep,name=added,proto3" json:"added,omitempty"`
 	// removed are pipe ids stopped.
-	Removed       []string `protobuf:"bytes,2,rep,name=removed,proto3" json:"removed,omitempty"`
+	Removed []string `protobuf:"bytes,2,rep,name=removed,proto3" json:"removed,omitempty"`
+	// changes lists every change applied, one line each, e.g. "view added: v2",
+	// "view changed: v1 (hot_threshold 30s -> 10s)", "receiver keys changed: default".
+	Changes []string `protobuf:"bytes,3,rep,name=changes,proto3" json:"changes,omitempty"`
+	// views_added are view ids created (empty, waiting for their agents).
+	ViewsAdded []string `protobuf:"bytes,4,rep,name=views_added,json=viewsAdded,proto3" json:"views_added,omitempty"`
+	// views_removed are view ids dropped.
+	ViewsRemoved []string `protobuf:"bytes,5,rep,name=views_removed,json=viewsRemoved,proto3" json:"views_removed,omitempty"`
+	// views_changed are view ids whose settings changed; their trees and sessions are kept.
+	ViewsChanged []string `protobuf:"bytes,6,rep,name=views_changed,json=viewsChanged,proto3" json:"views_changed,omitempty"`
+	// pipes_changed are pipe ids whose settings changed (views fed, queue, timeouts).
+	PipesChanged  []string `protobuf:"bytes,7,rep,name=pipes_changed,json=pipesChanged,proto3" json:"pipes_changed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -723,6 +736,41 @@ func (x *ReloadResponse) GetAdded() []string {
 func (x *ReloadResponse) GetRemoved() []string {
 	if x != nil {
 		return x.Removed
+	}
+	return nil
+}
+
+func (x *ReloadResponse) GetChanges() []string {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+func (x *ReloadResponse) GetViewsAdded() []string {
+	if x != nil {
+		return x.ViewsAdded
+	}
+	return nil
+}
+
+func (x *ReloadResponse) GetViewsRemoved() []string {
+	if x != nil {
+		return x.ViewsRemoved
+	}
+	return nil
+}
+
+func (x *ReloadResponse) GetViewsChanged() []string {
+	if x != nil {
+		return x.ViewsChanged
+	}
+	return nil
+}
+
+func (x *ReloadResponse) GetPipesChanged() []string {
+	if x != nil {
+		return x.PipesChanged
 	}
 	return nil
 }
@@ -780,10 +828,16 @@ const file_fustor_v1_admin_proto_rawDesc = "" +
 	"\x04meta\x18\x05 \x01(\v2\x13.fustor.v1.ViewMetaR\x04meta\"O\n" +
 	"\x1dAdminServiceListViewsResponse\x12.\n" +
 	"\x05views\x18\x01 \x03(\v2\x18.fustor.v1.AdminViewInfoR\x05views\"\x0f\n" +
-	"\rReloadRequest\"@\n" +
+	"\rReloadRequest\"\xea\x01\n" +
 	"\x0eReloadResponse\x12\x14\n" +
 	"\x05added\x18\x01 \x03(\tR\x05added\x12\x18\n" +
-	"\aremoved\x18\x02 \x03(\tR\aremoved2\xc6\x02\n" +
+	"\aremoved\x18\x02 \x03(\tR\aremoved\x12\x18\n" +
+	"\achanges\x18\x03 \x03(\tR\achanges\x12\x1f\n" +
+	"\vviews_added\x18\x04 \x03(\tR\n" +
+	"viewsAdded\x12#\n" +
+	"\rviews_removed\x18\x05 \x03(\tR\fviewsRemoved\x12#\n" +
+	"\rviews_changed\x18\x06 \x03(\tR\fviewsChanged\x12#\n" +
+	"\rpipes_changed\x18\a \x03(\tR\fpipesChanged2\xc6\x02\n" +
 	"\fAdminService\x12F\n" +
 	"\tListPipes\x12\x1b.fustor.v1.ListPipesRequest\x1a\x1c.fustor.v1.ListPipesResponse\x12O\n" +
 	"\fListSessions\x12\x1e.fustor.v1.ListSessionsRequest\x1a\x1f.fustor.v1.ListSessionsResponse\x12^\n" +

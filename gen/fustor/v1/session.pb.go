@@ -228,7 +228,9 @@ type Progress struct {
 	// watches is the number of directories the source watches in real time.
 	Watches uint64 `protobuf:"varint,5,opt,name=watches,proto3" json:"watches,omitempty"`
 	// counters carries further named source counters.
-	Counters      map[string]uint64 `protobuf:"bytes,6,rep,name=counters,proto3" json:"counters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	Counters map[string]uint64 `protobuf:"bytes,6,rep,name=counters,proto3" json:"counters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// walk is the progress of the snapshot or audit walk running now (unset when none runs).
+	Walk          *WalkProgress `protobuf:"bytes,7,opt,name=walk,proto3" json:"walk,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -305,6 +307,105 @@ func (x *Progress) GetCounters() map[string]uint64 {
 	return nil
 }
 
+func (x *Progress) GetWalk() *WalkProgress {
+	if x != nil {
+		return x.Walk
+	}
+	return nil
+}
+
+// WalkProgress is how far the leader's running snapshot or audit walk has come.
+type WalkProgress struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// kind is "snapshot" or "audit".
+	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	// dirs is the number of directories walked so far.
+	Dirs uint64 `protobuf:"varint,2,opt,name=dirs,proto3" json:"dirs,omitempty"`
+	// files is the number of files (non-directories) walked so far.
+	Files uint64 `protobuf:"varint,3,opt,name=files,proto3" json:"files,omitempty"`
+	// elapsed is the time since the walk started.
+	Elapsed *durationpb.Duration `protobuf:"bytes,4,opt,name=elapsed,proto3" json:"elapsed,omitempty"`
+	// entries_per_second is the walk's rate so far (directories and files).
+	EntriesPerSecond float64 `protobuf:"fixed64,5,opt,name=entries_per_second,json=entriesPerSecond,proto3" json:"entries_per_second,omitempty"`
+	// estimated_total is the number of entries the walk is expected to reach: the last complete
+	// walk's, else 0 (unknown; Fusion may then use the view's size).
+	EstimatedTotal uint64 `protobuf:"varint,6,opt,name=estimated_total,json=estimatedTotal,proto3" json:"estimated_total,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *WalkProgress) Reset() {
+	*x = WalkProgress{}
+	mi := &file_fustor_v1_session_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WalkProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WalkProgress) ProtoMessage() {}
+
+func (x *WalkProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_fustor_v1_session_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WalkProgress.ProtoReflect.Descriptor instead.
+func (*WalkProgress) Descriptor() ([]byte, []int) {
+	return file_fustor_v1_session_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *WalkProgress) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *WalkProgress) GetDirs() uint64 {
+	if x != nil {
+		return x.Dirs
+	}
+	return 0
+}
+
+func (x *WalkProgress) GetFiles() uint64 {
+	if x != nil {
+		return x.Files
+	}
+	return 0
+}
+
+func (x *WalkProgress) GetElapsed() *durationpb.Duration {
+	if x != nil {
+		return x.Elapsed
+	}
+	return nil
+}
+
+func (x *WalkProgress) GetEntriesPerSecond() float64 {
+	if x != nil {
+		return x.EntriesPerSecond
+	}
+	return 0
+}
+
+func (x *WalkProgress) GetEstimatedTotal() uint64 {
+	if x != nil {
+		return x.EstimatedTotal
+	}
+	return 0
+}
+
 // HeartbeatRequest keeps a session alive.
 type HeartbeatRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -320,7 +421,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_fustor_v1_session_proto_msgTypes[3]
+	mi := &file_fustor_v1_session_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -332,7 +433,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fustor_v1_session_proto_msgTypes[3]
+	mi := &file_fustor_v1_session_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -345,7 +446,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_fustor_v1_session_proto_rawDescGZIP(), []int{3}
+	return file_fustor_v1_session_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *HeartbeatRequest) GetSessionId() string {
@@ -382,7 +483,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_fustor_v1_session_proto_msgTypes[4]
+	mi := &file_fustor_v1_session_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -394,7 +495,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fustor_v1_session_proto_msgTypes[4]
+	mi := &file_fustor_v1_session_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -407,7 +508,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_fustor_v1_session_proto_rawDescGZIP(), []int{4}
+	return file_fustor_v1_session_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *HeartbeatResponse) GetRole() Role {
@@ -435,7 +536,7 @@ type CloseSessionRequest struct {
 
 func (x *CloseSessionRequest) Reset() {
 	*x = CloseSessionRequest{}
-	mi := &file_fustor_v1_session_proto_msgTypes[5]
+	mi := &file_fustor_v1_session_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -447,7 +548,7 @@ func (x *CloseSessionRequest) String() string {
 func (*CloseSessionRequest) ProtoMessage() {}
 
 func (x *CloseSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fustor_v1_session_proto_msgTypes[5]
+	mi := &file_fustor_v1_session_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -460,7 +561,7 @@ func (x *CloseSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseSessionRequest.ProtoReflect.Descriptor instead.
 func (*CloseSessionRequest) Descriptor() ([]byte, []int) {
-	return file_fustor_v1_session_proto_rawDescGZIP(), []int{5}
+	return file_fustor_v1_session_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CloseSessionRequest) GetSessionId() string {
@@ -479,7 +580,7 @@ type CloseSessionResponse struct {
 
 func (x *CloseSessionResponse) Reset() {
 	*x = CloseSessionResponse{}
-	mi := &file_fustor_v1_session_proto_msgTypes[6]
+	mi := &file_fustor_v1_session_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -491,7 +592,7 @@ func (x *CloseSessionResponse) String() string {
 func (*CloseSessionResponse) ProtoMessage() {}
 
 func (x *CloseSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fustor_v1_session_proto_msgTypes[6]
+	mi := &file_fustor_v1_session_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -504,7 +605,7 @@ func (x *CloseSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseSessionResponse.ProtoReflect.Descriptor instead.
 func (*CloseSessionResponse) Descriptor() ([]byte, []int) {
-	return file_fustor_v1_session_proto_rawDescGZIP(), []int{6}
+	return file_fustor_v1_session_proto_rawDescGZIP(), []int{7}
 }
 
 // Command is work Fusion asks an agent to do now, in any state (DESIGN.md §4.1 step 8).
@@ -525,7 +626,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_fustor_v1_session_proto_msgTypes[7]
+	mi := &file_fustor_v1_session_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -537,7 +638,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_fustor_v1_session_proto_msgTypes[7]
+	mi := &file_fustor_v1_session_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -550,7 +651,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_fustor_v1_session_proto_rawDescGZIP(), []int{7}
+	return file_fustor_v1_session_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Command) GetId() string {
@@ -616,7 +717,7 @@ type ScanCommand struct {
 
 func (x *ScanCommand) Reset() {
 	*x = ScanCommand{}
-	mi := &file_fustor_v1_session_proto_msgTypes[8]
+	mi := &file_fustor_v1_session_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -628,7 +729,7 @@ func (x *ScanCommand) String() string {
 func (*ScanCommand) ProtoMessage() {}
 
 func (x *ScanCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_fustor_v1_session_proto_msgTypes[8]
+	mi := &file_fustor_v1_session_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -641,7 +742,7 @@ func (x *ScanCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanCommand.ProtoReflect.Descriptor instead.
 func (*ScanCommand) Descriptor() ([]byte, []int) {
-	return file_fustor_v1_session_proto_rawDescGZIP(), []int{8}
+	return file_fustor_v1_session_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ScanCommand) GetPath() string {
@@ -669,7 +770,7 @@ type SentinelCommand struct {
 
 func (x *SentinelCommand) Reset() {
 	*x = SentinelCommand{}
-	mi := &file_fustor_v1_session_proto_msgTypes[9]
+	mi := &file_fustor_v1_session_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -681,7 +782,7 @@ func (x *SentinelCommand) String() string {
 func (*SentinelCommand) ProtoMessage() {}
 
 func (x *SentinelCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_fustor_v1_session_proto_msgTypes[9]
+	mi := &file_fustor_v1_session_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -694,7 +795,7 @@ func (x *SentinelCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SentinelCommand.ProtoReflect.Descriptor instead.
 func (*SentinelCommand) Descriptor() ([]byte, []int) {
-	return file_fustor_v1_session_proto_rawDescGZIP(), []int{9}
+	return file_fustor_v1_session_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SentinelCommand) GetPaths() []string {
@@ -726,7 +827,7 @@ const file_fustor_v1_session_proto_rawDesc = "" +
 	"\bview_ids\x18\x03 \x03(\tR\aviewIds\x12#\n" +
 	"\x04role\x18\x04 \x01(\x0e2\x0f.fustor.v1.RoleR\x04role\x12'\n" +
 	"\x0fcommitted_index\x18\x05 \x01(\x04R\x0ecommittedIndex\x12\x17\n" +
-	"\apipe_id\x18\x06 \x01(\tR\x06pipeId\"\xb8\x02\n" +
+	"\apipe_id\x18\x06 \x01(\tR\x06pipeId\"\xe5\x02\n" +
 	"\bProgress\x12)\n" +
 	"\x10snapshot_running\x18\x01 \x01(\bR\x0fsnapshotRunning\x12#\n" +
 	"\raudit_running\x18\x02 \x01(\bR\fauditRunning\x12\x1f\n" +
@@ -734,10 +835,18 @@ const file_fustor_v1_session_proto_rawDesc = "" +
 	"eventsSent\x12%\n" +
 	"\x0eerrors_skipped\x18\x04 \x01(\x04R\rerrorsSkipped\x12\x18\n" +
 	"\awatches\x18\x05 \x01(\x04R\awatches\x12=\n" +
-	"\bcounters\x18\x06 \x03(\v2!.fustor.v1.Progress.CountersEntryR\bcounters\x1a;\n" +
+	"\bcounters\x18\x06 \x03(\v2!.fustor.v1.Progress.CountersEntryR\bcounters\x12+\n" +
+	"\x04walk\x18\a \x01(\v2\x17.fustor.v1.WalkProgressR\x04walk\x1a;\n" +
 	"\rCountersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\x85\x01\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xd8\x01\n" +
+	"\fWalkProgress\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04dirs\x18\x02 \x01(\x04R\x04dirs\x12\x14\n" +
+	"\x05files\x18\x03 \x01(\x04R\x05files\x123\n" +
+	"\aelapsed\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\aelapsed\x12,\n" +
+	"\x12entries_per_second\x18\x05 \x01(\x01R\x10entriesPerSecond\x12'\n" +
+	"\x0festimated_total\x18\x06 \x01(\x04R\x0eestimatedTotal\"\x85\x01\n" +
 	"\x10HeartbeatRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12!\n" +
@@ -779,45 +888,48 @@ func file_fustor_v1_session_proto_rawDescGZIP() []byte {
 	return file_fustor_v1_session_proto_rawDescData
 }
 
-var file_fustor_v1_session_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_fustor_v1_session_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_fustor_v1_session_proto_goTypes = []any{
 	(*CreateSessionRequest)(nil),  // 0: fustor.v1.CreateSessionRequest
 	(*CreateSessionResponse)(nil), // 1: fustor.v1.CreateSessionResponse
 	(*Progress)(nil),              // 2: fustor.v1.Progress
-	(*HeartbeatRequest)(nil),      // 3: fustor.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),     // 4: fustor.v1.HeartbeatResponse
-	(*CloseSessionRequest)(nil),   // 5: fustor.v1.CloseSessionRequest
-	(*CloseSessionResponse)(nil),  // 6: fustor.v1.CloseSessionResponse
-	(*Command)(nil),               // 7: fustor.v1.Command
-	(*ScanCommand)(nil),           // 8: fustor.v1.ScanCommand
-	(*SentinelCommand)(nil),       // 9: fustor.v1.SentinelCommand
-	nil,                           // 10: fustor.v1.Progress.CountersEntry
-	(*durationpb.Duration)(nil),   // 11: google.protobuf.Duration
-	(*Capabilities)(nil),          // 12: fustor.v1.Capabilities
-	(Role)(0),                     // 13: fustor.v1.Role
+	(*WalkProgress)(nil),          // 3: fustor.v1.WalkProgress
+	(*HeartbeatRequest)(nil),      // 4: fustor.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),     // 5: fustor.v1.HeartbeatResponse
+	(*CloseSessionRequest)(nil),   // 6: fustor.v1.CloseSessionRequest
+	(*CloseSessionResponse)(nil),  // 7: fustor.v1.CloseSessionResponse
+	(*Command)(nil),               // 8: fustor.v1.Command
+	(*ScanCommand)(nil),           // 9: fustor.v1.ScanCommand
+	(*SentinelCommand)(nil),       // 10: fustor.v1.SentinelCommand
+	nil,                           // 11: fustor.v1.Progress.CountersEntry
+	(*durationpb.Duration)(nil),   // 12: google.protobuf.Duration
+	(*Capabilities)(nil),          // 13: fustor.v1.Capabilities
+	(Role)(0),                     // 14: fustor.v1.Role
 }
 var file_fustor_v1_session_proto_depIdxs = []int32{
-	11, // 0: fustor.v1.CreateSessionRequest.timeout_hint:type_name -> google.protobuf.Duration
-	12, // 1: fustor.v1.CreateSessionRequest.capabilities:type_name -> fustor.v1.Capabilities
-	11, // 2: fustor.v1.CreateSessionResponse.timeout:type_name -> google.protobuf.Duration
-	13, // 3: fustor.v1.CreateSessionResponse.role:type_name -> fustor.v1.Role
-	10, // 4: fustor.v1.Progress.counters:type_name -> fustor.v1.Progress.CountersEntry
-	2,  // 5: fustor.v1.HeartbeatRequest.progress:type_name -> fustor.v1.Progress
-	13, // 6: fustor.v1.HeartbeatResponse.role:type_name -> fustor.v1.Role
-	7,  // 7: fustor.v1.HeartbeatResponse.commands:type_name -> fustor.v1.Command
-	8,  // 8: fustor.v1.Command.scan:type_name -> fustor.v1.ScanCommand
-	9,  // 9: fustor.v1.Command.sentinel:type_name -> fustor.v1.SentinelCommand
-	0,  // 10: fustor.v1.SessionService.CreateSession:input_type -> fustor.v1.CreateSessionRequest
-	3,  // 11: fustor.v1.SessionService.Heartbeat:input_type -> fustor.v1.HeartbeatRequest
-	5,  // 12: fustor.v1.SessionService.CloseSession:input_type -> fustor.v1.CloseSessionRequest
-	1,  // 13: fustor.v1.SessionService.CreateSession:output_type -> fustor.v1.CreateSessionResponse
-	4,  // 14: fustor.v1.SessionService.Heartbeat:output_type -> fustor.v1.HeartbeatResponse
-	6,  // 15: fustor.v1.SessionService.CloseSession:output_type -> fustor.v1.CloseSessionResponse
-	13, // [13:16] is the sub-list for method output_type
-	10, // [10:13] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	12, // 0: fustor.v1.CreateSessionRequest.timeout_hint:type_name -> google.protobuf.Duration
+	13, // 1: fustor.v1.CreateSessionRequest.capabilities:type_name -> fustor.v1.Capabilities
+	12, // 2: fustor.v1.CreateSessionResponse.timeout:type_name -> google.protobuf.Duration
+	14, // 3: fustor.v1.CreateSessionResponse.role:type_name -> fustor.v1.Role
+	11, // 4: fustor.v1.Progress.counters:type_name -> fustor.v1.Progress.CountersEntry
+	3,  // 5: fustor.v1.Progress.walk:type_name -> fustor.v1.WalkProgress
+	12, // 6: fustor.v1.WalkProgress.elapsed:type_name -> google.protobuf.Duration
+	2,  // 7: fustor.v1.HeartbeatRequest.progress:type_name -> fustor.v1.Progress
+	14, // 8: fustor.v1.HeartbeatResponse.role:type_name -> fustor.v1.Role
+	8,  // 9: fustor.v1.HeartbeatResponse.commands:type_name -> fustor.v1.Command
+	9,  // 10: fustor.v1.Command.scan:type_name -> fustor.v1.ScanCommand
+	10, // 11: fustor.v1.Command.sentinel:type_name -> fustor.v1.SentinelCommand
+	0,  // 12: fustor.v1.SessionService.CreateSession:input_type -> fustor.v1.CreateSessionRequest
+	4,  // 13: fustor.v1.SessionService.Heartbeat:input_type -> fustor.v1.HeartbeatRequest
+	6,  // 14: fustor.v1.SessionService.CloseSession:input_type -> fustor.v1.CloseSessionRequest
+	1,  // 15: fustor.v1.SessionService.CreateSession:output_type -> fustor.v1.CreateSessionResponse
+	5,  // 16: fustor.v1.SessionService.Heartbeat:output_type -> fustor.v1.HeartbeatResponse
+	7,  // 17: fustor.v1.SessionService.CloseSession:output_type -> fustor.v1.CloseSessionResponse
+	15, // [15:18] is the sub-list for method output_type
+	12, // [12:15] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_fustor_v1_session_proto_init() }
@@ -826,7 +938,7 @@ func file_fustor_v1_session_proto_init() {
 		return
 	}
 	file_fustor_v1_common_proto_init()
-	file_fustor_v1_session_proto_msgTypes[7].OneofWrappers = []any{
+	file_fustor_v1_session_proto_msgTypes[8].OneofWrappers = []any{
 		(*Command_Scan)(nil),
 		(*Command_Sentinel)(nil),
 	}
@@ -836,7 +948,7 @@ func file_fustor_v1_session_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fustor_v1_session_proto_rawDesc), len(file_fustor_v1_session_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
