@@ -57,11 +57,11 @@ func (r *Receiver) Push(ps fustorv1.PushService_PushServer) error {
 		}
 		return err
 	}
-	s, err := r.sessionOf(ctx, first.GetSessionId())
+	s, pi, err := r.sessionOf(ctx, first.GetSessionId())
 	if err != nil {
 		return err
 	}
-	st := &stream{r: r, s: s, pi: r.pipes[s.Pipe.ID], dec: fsbatch.NewDecoder(0),
+	st := &stream{r: r, s: s, pi: pi, dec: fsbatch.NewDecoder(0),
 		acks: make(chan *fustorv1.PushResponse, r.maxInflight), slots: make(chan struct{}, r.maxInflight),
 		rows: make(chan []fsbatch.Row, pooledBatches)}
 	s.Count("streams", 1)

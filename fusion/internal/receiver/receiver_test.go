@@ -53,7 +53,7 @@ func start(t *testing.T) *harness {
 	}})
 	p := pipe.New(nil, "demo", []*view.View{v}, 16)
 	p.Commands = command.NewTracker(16)
-	rcv := New(nil, sessions, map[string]PipeInfo{"demo": {Pipe: p, Schema: "fs",
+	rcv := New(nil, sessions, StaticPipes{"demo": {Pipe: p, Schema: "fs",
 		Session: session.Pipe{ID: "demo", Views: []string{"demo"}, Timeout: time.Minute}}})
 	srv, err := server.New(nil, cfg.Server, server.NewKeys(&cfg), nil, nil)
 	if err != nil {

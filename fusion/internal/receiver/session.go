@@ -29,6 +29,25 @@ type PipeInfo struct {
 	Schema string
 }
 
+// Pipes is where the receiver finds the pipe an ingest key routes to. It is read on every
+// CreateSession, Heartbeat, CloseSession and Push, so a runtime registry (hot reload) can add
+// and remove pipes without the receiver being rebuilt; an implementation must be safe for
+// concurrent use.
+type Pipes interface {
+	// Pipe returns the running pipe of that id, false when there is none.
+	Pipe(id string) (PipeInfo, bool)
+}
+
+// StaticPipes is a fixed set of pipes by id, for tests and for a composition that never
+// changes its pipes. It must not be written once the receiver reads it.
+type StaticPipes map[string]PipeInfo
+
+// Pipe implements Pipes.
+func (p StaticPipes) Pipe(id string) (PipeInfo, bool) {
+	pi, ok := p[id]
+	return pi, ok
+}
+
 // Receiver serves SessionService and PushService.
 type Receiver struct {
 	fustorv1.UnimplementedSessionServiceServer
@@ -36,13 +55,13 @@ type Receiver struct {
 
 	log      *zap.Logger
 	sessions *session.Manager
-	pipes    map[string]PipeInfo
+	pipes    Pipes
 	// maxInflight bounds batches of one stream queued but not yet acknowledged.
 	maxInflight int
 }
 
 // New returns a receiver over the given pipes.
-func New(log *zap.Logger, sessions *session.Manager, pipes map[string]PipeInfo) *Receiver {
+func New(log *zap.Logger, sessions *session.Manager, pipes Pipes) *Receiver {
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -54,30 +73,32 @@ func (r *Receiver) pipeOf(ctx context.Context) (PipeInfo, error) {
 	if p == nil || p.Kind != server.KindIngest {
 		return PipeInfo{}, fmt.Errorf("%w: an ingest API key is required", errs.ErrPermission)
 	}
-	pi, ok := r.pipes[p.Pipe]
+	pi, ok := r.pipes.Pipe(p.Pipe)
 	if !ok {
 		return PipeInfo{}, fmt.Errorf("%w: the key routes to pipe %q, which is not running", errs.ErrPrecondition, p.Pipe)
 	}
 	return pi, nil
 }
 
-// sessionOf returns the session id if the caller's key routes to the session's pipe.
-func (r *Receiver) sessionOf(ctx context.Context, id string) (*session.Session, error) {
+// sessionOf returns the session of that id and its pipe if the caller's key routes to the
+// session's pipe. The pipe is returned rather than looked up again by the caller: with a
+// runtime registry a second lookup could find the pipe gone (or replaced) in between.
+func (r *Receiver) sessionOf(ctx context.Context, id string) (*session.Session, PipeInfo, error) {
 	if id == "" {
-		return nil, fmt.Errorf("%w: session_id is required", errs.ErrInvalidArgument)
+		return nil, PipeInfo{}, fmt.Errorf("%w: session_id is required", errs.ErrInvalidArgument)
 	}
 	pi, err := r.pipeOf(ctx)
 	if err != nil {
-		return nil, err
+		return nil, PipeInfo{}, err
 	}
 	s, err := r.sessions.Get(id)
 	if err != nil {
-		return nil, err
+		return nil, PipeInfo{}, err
 	}
 	if s.Pipe.ID != pi.Session.ID {
-		return nil, fmt.Errorf("%w: session %s belongs to another pipe than the key's", errs.ErrPermission, id)
+		return nil, PipeInfo{}, fmt.Errorf("%w: session %s belongs to another pipe than the key's", errs.ErrPermission, id)
 	}
-	return s, nil
+	return s, pi, nil
 }
 
 // CreateSession opens a session on the key's pipe.
@@ -107,7 +128,7 @@ func (r *Receiver) CreateSession(ctx context.Context, req *fustorv1.CreateSessio
 
 // Heartbeat refreshes a session.
 func (r *Receiver) Heartbeat(ctx context.Context, req *fustorv1.HeartbeatRequest) (*fustorv1.HeartbeatResponse, error) {
-	s, err := r.sessionOf(ctx, req.GetSessionId())
+	s, _, err := r.sessionOf(ctx, req.GetSessionId())
 	if err != nil {
 		return nil, err
 	}
@@ -121,7 +142,7 @@ func (r *Receiver) Heartbeat(ctx context.Context, req *fustorv1.HeartbeatRequest
 
 // CloseSession ends a session.
 func (r *Receiver) CloseSession(ctx context.Context, req *fustorv1.CloseSessionRequest) (*fustorv1.CloseSessionResponse, error) {
-	s, err := r.sessionOf(ctx, req.GetSessionId())
+	s, _, err := r.sessionOf(ctx, req.GetSessionId())
 	if err != nil {
 		return nil, err
 	}
