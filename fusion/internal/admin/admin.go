@@ -20,15 +20,38 @@ import (
 // Service serves AdminService.
 type Service struct {
 	fustorv1.UnimplementedAdminServiceServer
-	pipes     map[string]*pipe.Pipe
-	receivers map[string]string // pipe → receiver
-	sessions  *session.Manager
-	views     *view.Registry
+	rt       Runtime
+	sessions *session.Manager
+	views    *view.Registry
+}
+
+// Runtime is what the admin service reads of the running Fusion and asks of it: the pipes
+// running now (a reload changes them) and a reload.
+type Runtime interface {
+	// Pipes returns the running pipes by id, and each pipe's receiver.
+	Pipes() (pipes map[string]*pipe.Pipe, receivers map[string]string)
+	// Reload re-reads the configuration and applies what changed (errs.ErrInvalidArgument
+	// with every error when it is invalid: nothing changes then).
+	Reload(ctx context.Context) (*fustorv1.ReloadResponse, error)
+}
+
+// Static is a Runtime of fixed pipes that cannot reload (tests, tools).
+type Static struct {
+	PipeMap   map[string]*pipe.Pipe
+	Receivers map[string]string
+}
+
+// Pipes returns the fixed pipes.
+func (s Static) Pipes() (map[string]*pipe.Pipe, map[string]string) { return s.PipeMap, s.Receivers }
+
+// Reload is not available on fixed pipes.
+func (Static) Reload(context.Context) (*fustorv1.ReloadResponse, error) {
+	return nil, fmt.Errorf("%w: this server cannot reload its configuration", errs.ErrPrecondition)
 }
 
 // New returns the admin service.
-func New(pipes map[string]*pipe.Pipe, receivers map[string]string, sessions *session.Manager, views *view.Registry) *Service {
-	return &Service{pipes: pipes, receivers: receivers, sessions: sessions, views: views}
+func New(rt Runtime, sessions *session.Manager, views *view.Registry) *Service {
+	return &Service{rt: rt, sessions: sessions, views: views}
 }
 
 // ListPipes lists pipes with their queues and counters.
@@ -37,16 +60,17 @@ func (s *Service) ListPipes(context.Context, *fustorv1.ListPipesRequest) (*fusto
 	for _, ss := range s.sessions.List() {
 		live[ss.Pipe.ID]++
 	}
-	ids := make([]string, 0, len(s.pipes))
-	for id := range s.pipes {
+	pipes, receivers := s.rt.Pipes()
+	ids := make([]string, 0, len(pipes))
+	for id := range pipes {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
 	out := &fustorv1.ListPipesResponse{}
 	for _, id := range ids {
-		p := s.pipes[id]
+		p := pipes[id]
 		st := p.Stats()
-		info := &fustorv1.PipeInfo{Id: id, Receiver: s.receivers[id], CommittedIndex: st.Committed,
+		info := &fustorv1.PipeInfo{Id: id, Receiver: receivers[id], CommittedIndex: st.Committed,
 			QueueLen: uint32(st.QueueLen), QueueCap: uint32(st.QueueCap), BatchesApplied: st.Batches,
 			RowsApplied: st.RowsApplied, RowsRejected: st.RowsRejected, Sessions: live[id]}
 		for _, v := range p.Views {
@@ -97,9 +121,9 @@ func (s *Service) ListViews(context.Context, *fustorv1.AdminServiceListViewsRequ
 	return out, nil
 }
 
-// Reload is not available yet: configuration changes need a restart.
-func (s *Service) Reload(context.Context, *fustorv1.ReloadRequest) (*fustorv1.ReloadResponse, error) {
-	return nil, fmt.Errorf("%w: reload is not supported yet; restart fustor-fusion to apply configuration changes", errs.ErrPrecondition)
+// Reload re-reads Fusion's configuration and applies what changed by id (DESIGN.md §7).
+func (s *Service) Reload(ctx context.Context, _ *fustorv1.ReloadRequest) (*fustorv1.ReloadResponse, error) {
+	return s.rt.Reload(ctx)
 }
 
 // feeds reports whether a session's leadership keys (view, or view/member of a forest)

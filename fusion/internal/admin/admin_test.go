@@ -59,7 +59,7 @@ func start(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fustorv1.RegisterAdminServiceServer(srv.GRPC(), New(pipes, map[string]string{"p1": "r1", "p2": "r2"}, sessions, views))
+	fustorv1.RegisterAdminServiceServer(srv.GRPC(), New(Static{PipeMap: pipes, Receivers: map[string]string{"p1": "r1", "p2": "r2"}}, sessions, views))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()

@@ -15,6 +15,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"sync/atomic"
@@ -37,27 +38,36 @@ import (
 	"github.com/fustor/fustor/sdk/metrics"
 )
 
-// Options are test hooks; the zero value is production.
+// Options are test hooks and the reload source; the zero value is production without reload.
 type Options struct {
 	// Now is the physical clock (nil = time.Now).
 	Now func() time.Time
 	// SweepInterval is how often expired sessions are looked for (0 = 1 s).
 	SweepInterval time.Duration
+	// Load reads the configuration again for a reload (SIGHUP, AdminService.Reload); nil
+	// means this Fusion cannot reload.
+	Load func() (config.Config, error)
+	// HealthInterval is how often each view's health status is brought up to date (0 = 250 ms).
+	HealthInterval time.Duration
 }
 
-// Fusion is the running server.
+// Fusion is the running server. Its pipes, views and keys are a runtime registry (parts.go):
+// a reload starts, stops or changes them by id while everything else keeps running.
 type Fusion struct {
 	log      *zap.Logger
 	srv      *server.Server
-	pipes    map[string]*pipe.Pipe
+	keys     *server.Keys
 	sessions *session.Manager
 	views    *view.Registry
 	commands *command.Tracker
-	sentinel map[string]time.Duration // pipe → sentinel interval
 	sweep    time.Duration
+	health   time.Duration
+	load     func() (config.Config, error)
 	panics   atomic.Uint64
 	debug    *debughttp.Debug // nil unless server.debug_listen is set
 	metrics  *debughttp.Debug // nil unless server.metrics_listen is set
+
+	rt parts
 }
 
 // New builds Fusion and binds its listener.
@@ -69,10 +79,13 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Fusion, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("validate config: %w", err)
 	}
-	f := &Fusion{log: log, pipes: map[string]*pipe.Pipe{}, sweep: opts.SweepInterval,
-		commands: command.NewTracker(1024), sentinel: map[string]time.Duration{}}
+	f := &Fusion{log: log, sweep: opts.SweepInterval, health: opts.HealthInterval, load: opts.Load,
+		commands: command.NewTracker(1024)}
 	if f.sweep == 0 {
 		f.sweep = time.Second
+	}
+	if f.health == 0 {
+		f.health = 250 * time.Millisecond
 	}
 	f.views = view.NewRegistry(log, cfg, opts.Now)
 	// Leadership and idleness are per member (Member.Key): one forest member's agent going
@@ -83,45 +96,17 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Fusion, error) {
 				m.SetLeader(id)
 			}
 		},
-		ViewIdle: func(key string) {
-			m, ok := f.views.ByKey(key)
-			if v, err := f.views.Get(m.View); !ok || err != nil || !v.Cfg.Live {
-				return
-			}
-			log.Info("live view reset: its last session ended", zap.String("view", m.View), zap.String("member", m.Name))
-			m.Reset()
-			for _, p := range f.pipes {
-				if slices.Contains(p.Members, m) {
-					p.ResetCommitted()
-				}
-			}
-		},
+		ViewIdle: f.memberIdle,
 	})
-	infos := map[string]receiver.PipeInfo{}
-	receivers := map[string]string{}
-	for id, pc := range cfg.Pipes {
-		var vs []*view.View
-		for _, name := range pc.Views {
-			v, err := f.views.Get(name)
-			if err != nil {
-				return nil, err
-			}
-			vs = append(vs, v)
+	f.rt.init(f, cfg)
+	for _, id := range slices.Sorted(maps.Keys(cfg.Pipes)) {
+		if err := f.rt.addLocked(id, cfg); err != nil {
+			return nil, err
 		}
-		p := pipe.New(log, id, vs, pc.QueueSize)
-		p.Commands = f.commands
-		f.pipes[id] = p
-		f.sentinel[id] = pc.SentinelInterval
-		receivers[id] = pc.Receiver
-		keys := make([]string, len(p.Members))
-		for i, m := range p.Members {
-			keys[i] = m.Key()
-		}
-		infos[id] = receiver.PipeInfo{Pipe: p, Schema: pc.Schema,
-			Session: session.Pipe{ID: id, Views: keys, Timeout: pc.SessionTimeout}}
 	}
 	reg := newRegistry(f)
-	srv, err := server.New(log, cfg.Server, server.NewKeys(&cfg), func() { f.panics.Add(1) }, server.NewMetrics(reg))
+	f.keys = server.NewKeys(&cfg)
+	srv, err := server.New(log, cfg.Server, f.keys, func() { f.panics.Add(1) }, server.NewMetrics(reg))
 	if err != nil {
 		return nil, err
 	}
@@ -142,12 +127,30 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Fusion, error) {
 			return nil, err
 		}
 	}
-	rcv := receiver.New(log, f.sessions, infos)
+	rcv := receiver.New(log, f.sessions, &f.rt)
 	fustorv1.RegisterSessionServiceServer(srv.GRPC(), rcv)
 	fustorv1.RegisterPushServiceServer(srv.GRPC(), rcv)
 	fustorv1.RegisterViewServiceServer(srv.GRPC(), query.New(f.views, f.sessions, f.commands))
-	fustorv1.RegisterAdminServiceServer(srv.GRPC(), admin.New(f.pipes, receivers, f.sessions, f.views))
+	fustorv1.RegisterAdminServiceServer(srv.GRPC(), admin.New(f, f.sessions, f.views))
 	return f, nil
+}
+
+// memberIdle resets a live view's member when its last session ended.
+func (f *Fusion) memberIdle(key string) {
+	m, ok := f.views.ByKey(key)
+	if !ok {
+		return
+	}
+	if v, err := f.views.Get(m.View); err != nil || !v.Cfg.Live {
+		return
+	}
+	f.log.Info("live view reset: its last session ended", zap.String("view", m.View), zap.String("member", m.Name))
+	m.Reset()
+	for _, p := range f.rt.pipeList() {
+		if slices.Contains(p.Members, m) {
+			p.ResetCommitted()
+		}
+	}
 }
 
 // Addr returns the gRPC listen address.
@@ -161,19 +164,14 @@ func (f *Fusion) MetricsAddr() net.Addr {
 	return f.metrics.Addr()
 }
 
-// Run serves until ctx is done; it returns nil on cancel.
+// Run serves until ctx is done; it returns nil on cancel. The pipes run under it, each with
+// its own context, so a reload can stop one without touching the others.
 func (f *Fusion) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
-	for _, p := range f.pipes {
-		g.Go(func() error { return p.Run(gctx) })
-	}
+	f.rt.start(gctx)
 	g.Go(func() error { return f.sessions.Run(gctx, f.sweep) })
-	for id, p := range f.pipes {
-		if every := f.sentinel[id]; every > 0 {
-			g.Go(func() error { return f.sentinelSweep(gctx, p, every) })
-		}
-	}
 	g.Go(func() error { return f.srv.Run(gctx) })
+	g.Go(func() error { return f.healthLoop(gctx) })
 	for _, d := range []*debughttp.Debug{f.debug, f.metrics} {
 		if d != nil {
 			g.Go(func() error { return d.Run(gctx) })
@@ -181,6 +179,7 @@ func (f *Fusion) Run(ctx context.Context) error {
 	}
 	err := g.Wait()
 	f.sessions.CloseAll("fusion shutting down")
+	f.rt.stopAll()
 	return err
 }
 

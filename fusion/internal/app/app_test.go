@@ -31,7 +31,10 @@ type harness struct {
 	f    *Fusion
 }
 
-func start(t testing.TB, mutate func(*config.Config)) *harness {
+func start(t testing.TB, mutate func(*config.Config)) *harness { return startWith(t, mutate, nil) }
+
+// startWith is start with options set by opts.
+func startWith(t testing.TB, mutate func(*config.Config), opts func(*Options)) *harness {
 	t.Helper()
 	cfg := config.Demo()
 	cfg.Server.Listen = "127.0.0.1:0"
@@ -39,7 +42,11 @@ func start(t testing.TB, mutate func(*config.Config)) *harness {
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	f, err := New(nil, cfg, Options{SweepInterval: 20 * time.Millisecond})
+	o := Options{SweepInterval: 20 * time.Millisecond}
+	if opts != nil {
+		opts(&o)
+	}
+	f, err := New(nil, cfg, o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -187,7 +187,7 @@ func TestBatchOfUnacceptedSchemaIsDropped(t *testing.T) {
 	if ack.GetRowsRejected() != 1 || !strings.Contains(ack.GetError(), `schema "kv" is accepted by no view of pipe demo: demo (fs)`) {
 		t.Fatalf("ack %v", ack)
 	}
-	if got := h.f.pipes["demo"].Dropped()["demo"]; got != 1 {
+	if got := h.f.rt.pipes["demo"].p.Dropped()["demo"]; got != 1 {
 		t.Fatalf("dropped %d; want 1", got)
 	}
 	a.snapshot(t, map[string]uint64{"/y": 1})

@@ -16,6 +16,7 @@ type collector struct {
 	auditRunning, snapshotComplete, hasLeader              *prometheus.Desc
 	queueLen, queueCap, batches, rowsApplied, rowsRejected *prometheus.Desc
 	pipePanics, sessions, panics, dropped                  *prometheus.Desc
+	reloadOK, reloadTime                                   *prometheus.Desc
 }
 
 func newCollector(f *Fusion) *collector {
@@ -46,6 +47,8 @@ func newCollector(f *Fusion) *collector {
 		pipePanics:       d("pipe_panics_total", "Panics recovered while applying the pipe's batches.", pipe),
 		sessions:         d("pipe_sessions", "Live agent sessions on the pipe.", pipe),
 		panics:           d("grpc_server_panics_total", "Panics recovered in gRPC handlers.", nil),
+		reloadOK:         d("config_last_reload_successful", "1 when the last configuration reload was applied, 0 when it was refused (invalid).", nil),
+		reloadTime:       d("config_last_reload_timestamp_seconds", "When the last configuration reload was asked for (0: never).", nil),
 		dropped:          d("view_batches_dropped_total", "Batches a view dropped because it does not accept their schema.", []string{"view", "pipe"}),
 	}
 }
@@ -79,7 +82,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range c.f.sessions.List() {
 		live[s.Pipe.ID]++
 	}
-	for id, p := range c.f.pipes {
+	pipes, _ := c.f.Pipes()
+	for id, p := range pipes {
 		st := p.Stats()
 		gauge(c.queueLen, float64(st.QueueLen), id)
 		gauge(c.queueCap, float64(st.QueueCap), id)
@@ -93,6 +97,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	counter(c.panics, float64(c.f.panics.Load()))
+	if at := c.f.rt.lastReloadNs.Load(); at != 0 {
+		gauge(c.reloadOK, b(c.f.rt.lastReloadOK.Load()))
+		gauge(c.reloadTime, float64(at)/1e9)
+	}
 }
 
 // newRegistry holds Fusion's metrics: the collector's, and the Go runtime's and process's (the

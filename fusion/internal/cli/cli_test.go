@@ -30,6 +30,10 @@ func TestMainExitCodes(t *testing.T) {
 		{"missing config file", []string{"--config", filepath.Join(dir, "none.yaml")}, nil, 2, "read config"},
 		{"invalid config from FUSTOR_CONFIG", nil, []string{"FUSTOR_CONFIG=" + bad}, 1, `unknown receiver`},
 		{"bad log level", []string{"--log.level", "loud"}, nil, 2, "log level"},
+		{"validate an invalid config", []string{"--validate", "--config", bad}, nil, 1, "the configuration is invalid"},
+		{"validate the demo", []string{"--validate", "--demo"}, nil, 0, "the configuration is valid (1 views, 1 pipes)"},
+		{"reload with nothing listening", []string{"reload", "--server", "127.0.0.1:1", "--key", "k", "--timeout", "2s"}, nil, 1, "fustor-fusion reload: Unavailable"},
+		{"reload an unreadable config", []string{"reload", "--config", filepath.Join(dir, "none.yaml")}, nil, 2, "read config"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"strings"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -50,8 +51,13 @@ func WithPrincipal(ctx context.Context, p *Principal) context.Context {
 	return context.WithValue(ctx, principalKey{}, p)
 }
 
-// Keys resolves API keys to principals.
+// Keys resolves API keys to principals. A reload replaces the whole table at once (Replace):
+// a call is authenticated against the old keys or the new ones, never a mix.
 type Keys struct {
+	t atomic.Pointer[keyTable]
+}
+
+type keyTable struct {
 	ingest map[string]string
 	query  map[string]map[string]bool
 	admin  []string
@@ -59,7 +65,16 @@ type Keys struct {
 
 // NewKeys indexes the keys of cfg.
 func NewKeys(cfg *config.Config) *Keys {
-	k := &Keys{ingest: map[string]string{}, query: map[string]map[string]bool{}, admin: cfg.Server.AdminKeys}
+	k := &Keys{}
+	k.Replace(cfg)
+	return k
+}
+
+// Replace makes the keys of cfg the ones in force.
+func (k *Keys) Replace(cfg *config.Config) { k.t.Store(newKeyTable(cfg)) }
+
+func newKeyTable(cfg *config.Config) *keyTable {
+	k := &keyTable{ingest: map[string]string{}, query: map[string]map[string]bool{}, admin: cfg.Server.AdminKeys}
 	for _, r := range cfg.Receivers {
 		for _, ak := range r.APIKeys {
 			k.ingest[ak.Key] = ak.Pipe
@@ -101,16 +116,17 @@ func (k *Keys) authenticate(ctx context.Context, fullMethod string) (context.Con
 	}
 	p := &Principal{Kind: kind}
 	ok := false
+	t := k.t.Load()
 	switch kind {
 	case KindIngest:
-		p.Pipe, ok = k.ingest[key]
+		p.Pipe, ok = t.ingest[key]
 	case KindQuery:
-		if p.Views, ok = k.query[key]; !ok && fullMethod == verifyMethod && k.isAdmin(key) {
+		if p.Views, ok = t.query[key]; !ok && fullMethod == verifyMethod && t.isAdmin(key) {
 			// An operator proves a view with the admin key too.
 			p.Kind, ok = KindAdmin, true
 		}
 	case KindAdmin:
-		ok = k.isAdmin(key)
+		ok = t.isAdmin(key)
 	}
 	if !ok {
 		return nil, status.Errorf(codes.Unauthenticated, "invalid API key for %s", serviceName(fullMethod))
@@ -121,7 +137,7 @@ func (k *Keys) authenticate(ctx context.Context, fullMethod string) (context.Con
 // verifyMethod accepts a query key of the view or an admin key.
 const verifyMethod = "/fustor.v1.ViewService/Verify"
 
-func (k *Keys) isAdmin(key string) bool {
+func (k *keyTable) isAdmin(key string) bool {
 	ok := false
 	for _, a := range k.admin {
 		if subtle.ConstantTimeCompare([]byte(a), []byte(key)) == 1 {

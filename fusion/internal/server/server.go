@@ -92,6 +92,8 @@ func New(log *zap.Logger, cfg config.Server, keys *Keys, onPanic func(), metrics
 		grpc.ChainStreamInterceptor(stream...),
 	)
 	s.health = health.NewServer()
+	// NOT_SERVING until the composition says every part runs (SetServing).
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	return s, nil
@@ -118,7 +120,6 @@ func (s *Server) Addr() net.Addr { return s.lis.Addr() }
 func (s *Server) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- s.grpc.Serve(s.lis) }()
-	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.log.Info("grpc server listening", zap.String("addr", s.lis.Addr().String()))
 	select {
 	case err := <-errc:
@@ -141,6 +142,21 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("serve grpc: %w", err)
 	}
 	return nil
+}
+
+// SetServing sets the health status of service ("" = the whole server). After the server's
+// shutdown began every status stays NOT_SERVING.
+func (s *Server) SetServing(service string, serving bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if serving {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	s.health.SetServingStatus(service, st)
+}
+
+// ForgetService makes service unknown to the health service again (a view a reload removed).
+func (s *Server) ForgetService(service string) {
+	s.health.SetServingStatus(service, healthpb.HealthCheckResponse_SERVICE_UNKNOWN)
 }
 
 // Close releases the listener of a server that will not Run.

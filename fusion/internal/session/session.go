@@ -380,6 +380,18 @@ func (m *Manager) CloseAll(reason string) {
 	}
 }
 
+// ClosePipe ends every session of pipe id (a reload stopped or changed the pipe); their agents
+// reconnect to what the pipe is now.
+func (m *Manager) ClosePipe(id, reason string) int {
+	n := 0
+	for _, s := range m.List() {
+		if s.Pipe.ID == id && m.end(s.ID, reason) == nil {
+			n++
+		}
+	}
+	return n
+}
+
 func newID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])

@@ -1,6 +1,8 @@
 package view
 
 import (
+	"time"
+
 	"github.com/fustor/fustor/fusion/internal/view/viewapi"
 	"github.com/fustor/fustor/sdk/fsbatch"
 )
@@ -40,6 +42,9 @@ type Ingest interface {
 	Tick()
 	// Reset drops everything (a live view whose last session ended).
 	Reset()
+	// Configure takes new limits in place (a reload), keeping the data: nodes held, the hot
+	// threshold and the tombstone TTL (zero values mean the driver's defaults).
+	Configure(maxNodes int, hotThreshold, tombstoneTTL time.Duration)
 }
 
 // Verifier compares a leader's deep walk with the view (DESIGN.md §5.6). One verify per view

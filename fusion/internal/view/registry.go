@@ -21,6 +21,7 @@ package view
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -220,8 +221,13 @@ func (v *View) MemoryBytes() uint64 {
 	return n
 }
 
-// Registry holds every view by name.
+// Registry holds every view by name. It is safe for concurrent use: queries read it while a
+// reload (Apply) replaces views.
 type Registry struct {
+	log *zap.Logger
+	now func() time.Time
+
+	mu    sync.RWMutex
 	views map[string]*View
 	byKey map[string]*Member
 }
@@ -236,15 +242,65 @@ func NewRegistry(log *zap.Logger, cfg config.Config, now func() time.Time) *Regi
 	if log == nil {
 		log = zap.NewNop()
 	}
-	r := &Registry{views: map[string]*View{}, byKey: map[string]*Member{}}
-	for name, vc := range cfg.Views {
+	r := &Registry{log: log, now: now, views: map[string]*View{}, byKey: map[string]*Member{}}
+	r.Apply(cfg)
+	return r
+}
+
+// Changes is what Apply did, by view id.
+type Changes struct {
+	Added, Removed, Changed []string
+	// Details has one line per change, for logs and the Reload answer.
+	Details []string
+}
+
+// Apply makes the registry hold the views of cfg (normalised and validated), keeping every
+// tree it can: a view whose driver is unchanged keeps its members' trees, readiness and
+// leaders (a forest's by member name; members of pipes no longer feeding it go, new ones
+// start empty), and takes the new limits in place. A view whose driver changed is rebuilt.
+func (r *Registry) Apply(cfg config.Config) Changes {
+	var ch Changes
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	views := map[string]*View{}
+	for _, name := range slices.Sorted(maps.Keys(cfg.Views)) {
+		vc := cfg.Views[name]
+		old := r.views[name]
+		if old != nil && old.Cfg.Driver != vc.Driver {
+			ch.Details = append(ch.Details, fmt.Sprintf("view rebuilt: %s (driver %s -> %s)", name, old.Cfg.Driver, vc.Driver))
+			ch.Changed = append(ch.Changed, name)
+			old = nil
+		} else if old == nil {
+			ch.Added = append(ch.Added, name)
+			ch.Details = append(ch.Details, "view added: "+name)
+		}
 		v := &View{Name: name, Cfg: vc, byName: map[string]*Member{}, byPipe: map[string]*Member{}}
+		keep := func(member string) *Member {
+			if old == nil {
+				return nil
+			}
+			m := old.byName[member]
+			if m != nil {
+				m.Driver.Configure(vc.MaxNodes, vc.HotThreshold, vc.TombstoneTTL)
+			}
+			return m
+		}
 		if vc.Driver != config.DriverForestFS {
-			v.members = []*Member{{View: name, Driver: newDriver(log.With(zap.String("view", name)), name, vc, now)}}
+			m := keep("")
+			if m == nil {
+				m = &Member{View: name, Driver: newDriver(r.log.With(zap.String("view", name)), name, vc, r.now)}
+			}
+			v.members = []*Member{m}
 		} else {
 			for _, pid := range cfg.PipesOf(name) {
 				mn := cfg.MemberName(name, pid)
-				m := &Member{View: name, Name: mn, Driver: newDriver(log.With(zap.String("view", name), zap.String("member", mn)), name+"/"+mn, vc, now)}
+				m := keep(mn)
+				if m == nil {
+					m = &Member{View: name, Name: mn, Driver: newDriver(r.log.With(zap.String("view", name), zap.String("member", mn)), name+"/"+mn, vc, r.now)}
+					if old != nil {
+						ch.Details = append(ch.Details, fmt.Sprintf("member added: %s/%s", name, mn))
+					}
+				}
 				v.members = append(v.members, m)
 				v.byPipe[pid] = m
 			}
@@ -252,11 +308,65 @@ func NewRegistry(log *zap.Logger, cfg config.Config, now func() time.Time) *Regi
 		}
 		for _, m := range v.members {
 			v.byName[m.Name] = m
+		}
+		if old != nil {
+			for _, m := range old.members {
+				if v.byName[m.Name] != m {
+					ch.Details = append(ch.Details, fmt.Sprintf("member removed: %s/%s", name, m.Name))
+				}
+			}
+			if d := configDiff(old.Cfg, vc); d != "" || len(ch.Details) > 0 && strings.HasPrefix(ch.Details[len(ch.Details)-1], "member ") {
+				if d != "" {
+					ch.Details = append(ch.Details, fmt.Sprintf("view changed: %s (%s)", name, d))
+				}
+				if !slices.Contains(ch.Changed, name) {
+					ch.Changed = append(ch.Changed, name)
+				}
+			}
+		}
+		views[name] = v
+	}
+	for _, name := range slices.Sorted(maps.Keys(r.views)) {
+		if _, ok := views[name]; !ok {
+			ch.Removed = append(ch.Removed, name)
+			ch.Details = append(ch.Details, "view removed: "+name)
+		}
+	}
+	r.views = views
+	r.byKey = map[string]*Member{}
+	for _, v := range views {
+		for _, m := range v.members {
 			r.byKey[m.Key()] = m
 		}
-		r.views[name] = v
 	}
-	return r
+	return ch
+}
+
+// configDiff describes what changed between two configurations of a view ("" = nothing).
+func configDiff(a, b config.View) string {
+	var d []string
+	if a.Schema != b.Schema {
+		d = append(d, fmt.Sprintf("schema %s -> %s", a.Schema, b.Schema))
+	}
+	if a.Live != b.Live {
+		d = append(d, fmt.Sprintf("live %v -> %v", a.Live, b.Live))
+	}
+	if !slices.Equal(a.QueryKeys, b.QueryKeys) {
+		d = append(d, "query keys")
+	}
+	if a.MaxNodes != b.MaxNodes {
+		d = append(d, fmt.Sprintf("max_nodes %d -> %d", a.MaxNodes, b.MaxNodes))
+	}
+	if a.HotThreshold != b.HotThreshold {
+		d = append(d, fmt.Sprintf("hot_threshold %v -> %v", a.HotThreshold, b.HotThreshold))
+	}
+	if a.TombstoneTTL != b.TombstoneTTL {
+		d = append(d, fmt.Sprintf("tombstone_ttl %v -> %v", a.TombstoneTTL, b.TombstoneTTL))
+	}
+	if !maps.Equal(a.Members, b.Members) {
+		d = append(d, "member labels")
+	}
+	return strings.Join(d, ", ")
 }
 
 // newDriver constructs the tree driver of one member: an fs tree for both drivers (a forest
@@ -268,12 +378,16 @@ func newDriver(log *zap.Logger, name string, vc config.View, now func() time.Tim
 
 // ByKey returns the member of a leadership key (Member.Key).
 func (r *Registry) ByKey(key string) (*Member, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
 	m, ok := r.byKey[key]
 	return m, ok
 }
 
 // Get returns a view by name.
 func (r *Registry) Get(name string) (*View, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
 	v, ok := r.views[name]
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrNotFound, name)
@@ -283,6 +397,8 @@ func (r *Registry) Get(name string) (*View, error) {
 
 // All returns the views sorted by name.
 func (r *Registry) All() []*View {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
 	out := make([]*View, 0, len(r.views))
 	for _, v := range r.views {
 		out = append(out, v)

@@ -2,8 +2,10 @@ package view
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -210,4 +212,52 @@ func TestForestMembers(t *testing.T) {
 		t.Fatalf("forest ready %v, storage-1 ready %v", err, s1.Ready())
 	}
 	wantNotReady(t, s1, `member "storage-1" of view "all" has no leader session`)
+}
+
+// Apply (a reload) keeps every tree it can: an unchanged or re-limited view keeps its member,
+// a forest keeps the members of pipes still feeding it, a driver change rebuilds the view.
+func TestApplyKeepsTrees(t *testing.T) {
+	cfg := forestConfig()
+	r := NewRegistry(nil, cfg, nil)
+	fs1, s1 := member(t, r, "fs1"), mustGet(t, r, "all").MemberOf("p1")
+	if _, _, err := fs1.Driver.Apply(OriginRealtime, 0, []fsbatch.Row{{Name: "x"}}); err != nil {
+		t.Fatal(err)
+	}
+	fs1.SetLeader("s")
+
+	next := forestConfig()
+	next.Pipes["p3"] = config.Pipe{Views: []string{"all"}}
+	delete(next.Pipes, "p2")
+	v := next.Views["fs1"]
+	v.HotThreshold = 7 * time.Second
+	next.Views["fs1"] = v
+	next.Views["new"] = config.View{Driver: config.DriverFS, Schema: "fs"}
+	ch := r.Apply(next)
+	if strings.Join(ch.Added, ",") != "new" || strings.Join(ch.Changed, ",") != "all,fs1" || len(ch.Removed) != 0 {
+		t.Fatalf("changes %+v", ch)
+	}
+	for _, want := range []string{"view changed: fs1 (hot_threshold 0s -> 7s)", "member added: all/p3", "member removed: all/p2", "view added: new"} {
+		if !slices.Contains(ch.Details, want) {
+			t.Errorf("details %q lack %q", ch.Details, want)
+		}
+	}
+	if member(t, r, "fs1") != fs1 || fs1.Driver.Len() != 1 || fs1.State().Leader != "s" {
+		t.Fatal("fs1 lost its tree or its leader")
+	}
+	all := mustGet(t, r, "all")
+	if all.MemberOf("p1") != s1 || strings.Join(all.MemberNames(), ",") != "p3,storage-1" {
+		t.Fatalf("forest members %v", all.MemberNames())
+	}
+	if _, ok := r.ByKey("all/p2"); ok {
+		t.Fatal("the removed member's key is still known")
+	}
+
+	// Another driver: rebuilt, empty.
+	next.Views["fs1"] = config.View{Driver: config.DriverForestFS, Schema: "fs"}
+	if ch := r.Apply(next); !slices.Contains(ch.Changed, "fs1") || !strings.Contains(strings.Join(ch.Details, "\n"), "view rebuilt: fs1") {
+		t.Fatalf("driver change: %+v", ch)
+	}
+	if v := mustGet(t, r, "fs1"); !v.IsForest() || v.Len() != 0 {
+		t.Fatal("fs1 not rebuilt as a forest")
+	}
 }

@@ -120,11 +120,7 @@ func New(log *zap.Logger, opts Options) *View {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	if opts.MaxNodes <= 0 {
-		opts.MaxNodes = 100_000_000
-	}
-	// Node ids (the root's included) must fit an index slot.
-	opts.MaxNodes = min(opts.MaxNodes, MaxIndexedNodes-1)
+	opts.limits()
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -132,15 +128,33 @@ func New(log *zap.Logger, opts Options) *View {
 		start := time.Now()
 		opts.Mono = func() int64 { return int64(time.Since(start)) }
 	}
-	if opts.HotThreshold <= 0 {
-		opts.HotThreshold = 30 * time.Second
-	}
-	if opts.TombstoneTTL <= 0 {
-		opts.TombstoneTTL = time.Hour
-	}
 	v := &View{log: log, opts: opts, clock: clock.NewLogical(opts.Now, opts.ClockWindow)}
 	v.init()
 	return v
+}
+
+// limits fills the defaults of the options a reload may change.
+func (o *Options) limits() {
+	if o.MaxNodes <= 0 {
+		o.MaxNodes = 100_000_000
+	}
+	// Node ids (the root's included) must fit an index slot.
+	o.MaxNodes = min(o.MaxNodes, MaxIndexedNodes-1)
+	if o.HotThreshold <= 0 {
+		o.HotThreshold = 30 * time.Second
+	}
+	if o.TombstoneTTL <= 0 {
+		o.TombstoneTTL = time.Hour
+	}
+}
+
+// Configure takes new limits in place, keeping the tree: a view over its new node bound
+// keeps its nodes and rejects rows that would add more.
+func (v *View) Configure(maxNodes int, hotThreshold, tombstoneTTL time.Duration) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.opts.MaxNodes, v.opts.HotThreshold, v.opts.TombstoneTTL = maxNodes, hotThreshold, tombstoneTTL
+	v.opts.limits()
 }
 
 func (v *View) init() {
