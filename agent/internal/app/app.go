@@ -3,6 +3,11 @@
 // shared by every source id naming the same tree; one sender per sender; one AgentPipe per
 // pipe. main only loads config and runs it.
 //
+// The running parts — each source's watcher loop and each pipe — are kept in a locked
+// registry (registry.go), each with its own context and restarted with backoff if it panics
+// or fails, so Reload (reload.go) can start, stop or restart one by id while the others, and
+// their sessions, run on.
+//
 // It is the one package that names the drivers — source/fs, source/journal and sender/grpc —
 // and hands them to the pipe as the contracts of agent/internal/source and
 // agent/internal/sender (layers_test.go checks that nothing else imports them).
@@ -10,7 +15,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"net"
@@ -18,16 +22,17 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/fustor/fustor/agent/internal/bus"
 	"github.com/fustor/fustor/agent/internal/config"
 	"github.com/fustor/fustor/agent/internal/pipe"
-	"github.com/fustor/fustor/agent/internal/sender"
 	grpcsender "github.com/fustor/fustor/agent/internal/sender/grpc"
 	agentsource "github.com/fustor/fustor/agent/internal/source"
 	"github.com/fustor/fustor/agent/internal/source/fs"
@@ -40,11 +45,20 @@ import (
 type Options struct {
 	// WatchRetry is how long a failed watcher waits before retrying (0 = 30 s).
 	WatchRetry time.Duration
+	// PartRestart is the first wait before a part (watcher loop, pipe) that panicked or failed
+	// is restarted; it doubles up to 30 s (0 = 1 s).
+	PartRestart time.Duration
+	// NewSource, when set, builds the source of a signature instead of its driver (nil = use
+	// the driver): tests plug in sources that misbehave. A source that is a Watcher gets a bus.
+	NewSource func(sig string, sc config.Source) (agentsource.Snapshotter, error)
+	// Now is the clock of reload times (nil = time.Now).
+	Now func() time.Time
 }
 
 type source struct {
-	// ids are the configured source ids sharing this source, sorted.
-	ids   []string
+	sig string
+	// cfg is the settings every id of the source agrees on.
+	cfg   config.Source
 	uri   string
 	watch bool
 	src   agentsource.Snapshotter
@@ -52,12 +66,39 @@ type source struct {
 	watcher  agentsource.Watcher
 	bus      *bus.Bus[agentsource.Event]
 	realtime atomic.Bool
+
+	mu sync.Mutex
+	// ids are the configured source ids sharing this source, sorted; a reload may change them.
+	ids []string
 	// pipes are every pipe on any of ids: an overflow asks each of them for an audit.
 	pipes []*pipe.Pipe
 }
 
-// name is how logs refer to the source.
-func (s *source) name() string { return strings.Join(s.ids, ",") }
+// name is how logs and metrics refer to the source.
+func (s *source) name() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Join(s.ids, ",")
+}
+
+// pipeList returns the pipes on the source now.
+func (s *source) pipeList() []*pipe.Pipe {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.pipes)
+}
+
+func (s *source) addPipe(p *pipe.Pipe) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pipes = append(s.pipes, p)
+}
+
+func (s *source) removePipe(p *pipe.Pipe) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pipes = slices.DeleteFunc(s.pipes, func(q *pipe.Pipe) bool { return q == p })
+}
 
 // counters are the source's counters (none for a source without any).
 func (s *source) counters() map[string]uint64 {
@@ -67,15 +108,40 @@ func (s *source) counters() map[string]uint64 {
 	return nil
 }
 
+// senderEntry is one configured sender and its connection.
+type senderEntry struct {
+	cfg config.Sender
+	s   *grpcsender.GRPC
+}
+
+// pipeEntry is one configured pipe: what it was built from, to tell on reload whether it
+// changed, and the pipe itself.
+type pipeEntry struct {
+	cfg    pipe.Config
+	sender string
+	sig    string
+	p      *pipe.Pipe
+}
+
 // Agent is the running agent.
 type Agent struct {
 	log     *zap.Logger
-	sources map[string]*source // by signature
-	senders []*grpcsender.GRPC
-	pipes   map[string]*pipe.Pipe
+	opts    Options
 	retry   time.Duration
+	reg     *registry
 	debug   *debughttp.Debug // nil unless debug_listen is set
 	metrics *debughttp.Debug // nil unless metrics_listen is set
+	// walkPanics counts the snapshot and audit walks the pipes recovered from a panic.
+	walkPanics atomic.Uint64
+	reloads    reloadStats
+
+	// mu guards the configuration and the parts built from it; Reload holds it throughout,
+	// so reloads apply one at a time and the metrics collector never sees half of one.
+	mu      sync.Mutex
+	cfg     config.Config
+	sources map[string]*source // by signature
+	senders map[string]*senderEntry
+	pipes   map[string]*pipeEntry
 }
 
 // New builds the agent; nothing runs until Run.
@@ -83,124 +149,47 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Agent, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	cfg.Normalize()
-	if err := cfg.Validate(); err != nil {
+	pl, err := resolve(cfg)
+	if err != nil {
 		return nil, fmt.Errorf("validate config: %w", err)
 	}
-	a := &Agent{log: log, sources: map[string]*source{}, pipes: map[string]*pipe.Pipe{}, retry: opts.WatchRetry}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	a := &Agent{log: log, opts: opts, retry: opts.WatchRetry, sources: map[string]*source{},
+		senders: map[string]*senderEntry{}, pipes: map[string]*pipeEntry{}}
 	if a.retry == 0 {
 		a.retry = 30 * time.Second
 	}
-	// Two watchers on one tree would double the inotify watches and the events for nothing, so
-	// ids with the same signature share one source; they must then agree on its settings.
-	groups := map[string][]string{} // signature -> source ids, sorted
-	for _, id := range slices.Sorted(maps.Keys(cfg.Sources)) {
-		sig, err := signature(cfg.Sources[id])
-		if err != nil {
-			return nil, fmt.Errorf("source %s: %w", id, err)
-		}
-		groups[sig] = append(groups[sig], id)
+	restart := opts.PartRestart
+	if restart == 0 {
+		restart = time.Second
 	}
-	var errs []error
-	for _, sig := range slices.Sorted(maps.Keys(groups)) {
-		ids := groups[sig]
-		for _, id := range ids[1:] {
-			if !sameSettings(cfg.Sources[ids[0]], cfg.Sources[id]) {
-				errs = append(errs, fmt.Errorf("sources %s and %s watch the same tree %s with different settings", ids[0], id, sig))
-			}
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	byID := map[string]*source{}
-	for _, sig := range slices.Sorted(maps.Keys(groups)) {
-		ids := groups[sig]
-		if len(ids) > 1 {
-			log.Info("sources share one watcher and bus", zap.Strings("source_ids", ids), zap.String("signature", sig))
-		}
-		s, err := newSource(log.With(zap.String("source", strings.Join(ids, ","))), ids, sig, cfg.Sources[ids[0]])
-		if err != nil {
-			return nil, fmt.Errorf("create source %s: %w", strings.Join(ids, ","), err)
-		}
-		a.sources[sig] = s
-		for _, id := range ids {
-			byID[id] = s
-		}
-	}
-	// Created after the sources (which hold no resources) so a failing source leaks no listener.
-	// The collector reads a.sources and a.pipes only at scrape time, once Run serves.
-	routes := metrics.Routes(newRegistry(a))
-	if cfg.DebugListen != "" {
-		d, err := debughttp.New(log, cfg.DebugListen, routes)
+	a.reg = newRegistry(log, restart, 30*time.Second, nil)
+	// The collector reads the parts only at scrape time, under a.mu.
+	routes := metrics.Routes(newPromRegistry(a))
+	if pl.cfg.DebugListen != "" {
+		d, err := debughttp.New(log, pl.cfg.DebugListen, routes)
 		if err != nil {
 			return nil, err
 		}
 		a.debug = d
 	}
-	if cfg.MetricsListen != "" {
-		m, err := debughttp.NewRoutes(log, cfg.MetricsListen, routes)
+	if pl.cfg.MetricsListen != "" {
+		m, err := debughttp.NewRoutes(log, pl.cfg.MetricsListen, routes)
 		if err != nil {
 			a.close()
 			return nil, err
 		}
 		a.metrics = m
 	}
-	senders := map[string]*grpcsender.GRPC{}
-	backoffs := senderBackoffs(cfg)
-	for id, sc := range cfg.Senders {
-		s, err := grpcsender.NewGRPC(sc, backoffs[id])
-		if err != nil {
-			a.close()
-			return nil, fmt.Errorf("create sender %s: %w", id, err)
-		}
-		senders[id] = s
-		a.senders = append(a.senders, s)
+	ch, err := a.prepare(pl)
+	if err != nil {
+		a.close()
+		return nil, err
 	}
-	// DESIGN.md §2: a <source, sender> pair runs at most one pipe; merged ids are one source.
-	pairs := map[[2]string]string{} // {signature, sender} -> pipe id
-	for _, id := range slices.Sorted(maps.Keys(cfg.Pipes)) {
-		pc := cfg.Pipes[id]
-		src := byID[pc.Source]
-		pair := [2]string{src.uri, pc.Sender}
-		if other, ok := pairs[pair]; ok {
-			a.close()
-			return nil, fmt.Errorf("pipes %s and %s both send the tree %s to sender %s: one pipe per source and sender", other, id, src.uri, pc.Sender)
-		}
-		pairs[pair] = id
-		p := pipe.New(log, pipeConfig(id, cfg.AgentID, src.uri, pc), src.src, src.bus, senders[pc.Sender], src.realtime.Load)
-		a.pipes[id] = p
-		src.pipes = append(src.pipes, p)
-	}
-	// A queue overflow is a known loss of realtime events: every pipe on the source, whichever
-	// of its ids the pipe names, audits.
-	for _, src := range a.sources {
-		o, ok := src.watcher.(agentsource.OverflowNotifier)
-		if !ok {
-			continue
-		}
-		o.SetOnOverflow(func() {
-			for _, p := range src.pipes {
-				p.RequestAudit()
-			}
-		})
-	}
+	a.commit(ch, false)
 	return a, nil
-}
-
-// senderBackoffs returns, per sender, the smallest reconnect backoff of the pipes it carries:
-// they share its connection, so the most eager one decides how soon it is retried. A sender
-// no pipe uses keeps gRPC's defaults (zero).
-func senderBackoffs(cfg config.Config) map[string]sender.Backoff {
-	out := map[string]sender.Backoff{}
-	for _, pc := range cfg.Pipes {
-		b, ok := out[pc.Sender]
-		if !ok {
-			b = sender.Backoff{Min: pc.BackoffMin, Max: pc.BackoffMax}
-		}
-		out[pc.Sender] = sender.Backoff{Min: min(b.Min, pc.BackoffMin), Max: min(b.Max, pc.BackoffMax)}
-	}
-	return out
 }
 
 // pipeConfig is a pipe's settings from its normalised configuration (every optional one set).
@@ -211,8 +200,15 @@ func pipeConfig(id, agentID, uri string, pc config.Pipe) pipe.Config {
 		AuditRollingShare: *pc.AuditRollingShare, AuditDeepEvery: *pc.AuditDeepEvery, OverflowAuditDelay: *pc.OverflowAuditDelay}
 }
 
-// Pipe returns a pipe by id (for status and tests).
-func (a *Agent) Pipe(id string) *pipe.Pipe { return a.pipes[id] }
+// Pipe returns a pipe by id, nil if there is none (for status and tests).
+func (a *Agent) Pipe(id string) *pipe.Pipe {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if e := a.pipes[id]; e != nil {
+		return e.p
+	}
+	return nil
+}
 
 // MetricsAddr returns the metrics endpoint's address (nil unless metrics_listen is set).
 func (a *Agent) MetricsAddr() net.Addr {
@@ -222,23 +218,19 @@ func (a *Agent) MetricsAddr() net.Addr {
 	return a.metrics.Addr()
 }
 
-// Run runs every watcher and pipe until ctx is done; it returns nil on cancel.
+// Run runs every watcher and pipe until ctx is done; it returns nil on cancel. Parts added by
+// Reload meanwhile run too; each part's failure is its own (it is restarted), never Run's.
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.close()
 	g, gctx := errgroup.WithContext(ctx)
-	for _, id := range slices.Sorted(maps.Keys(a.sources)) {
-		s := a.sources[id]
-		g.Go(func() error { return a.watch(gctx, s) })
-	}
-	for _, id := range slices.Sorted(maps.Keys(a.pipes)) {
-		p := a.pipes[id]
-		g.Go(func() error { return p.Run(gctx) })
-	}
 	for _, d := range []*debughttp.Debug{a.debug, a.metrics} {
 		if d != nil {
 			g.Go(func() error { return d.Run(gctx) })
 		}
 	}
+	a.reg.begin(gctx)
+	<-gctx.Done()
+	a.reg.stopAll()
 	return g.Wait()
 }
 
@@ -253,6 +245,8 @@ func (a *Agent) watch(ctx context.Context, s *source) error {
 		<-ctx.Done()
 		return nil
 	}
+	// A panic in the watcher ends this run; the registry restarts it, degraded meanwhile.
+	defer s.realtime.Store(false)
 	for {
 		s.realtime.Store(true)
 		err := s.watcher.Watch(ctx, func(ev agentsource.Event) {
@@ -276,15 +270,29 @@ func (a *Agent) watch(ctx context.Context, s *source) error {
 	}
 }
 
+// close releases what New acquired: the listeners and every sender's connection.
 func (a *Agent) close() {
 	for _, d := range []*debughttp.Debug{a.debug, a.metrics} {
 		if d != nil {
 			d.Close()
 		}
 	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	for _, s := range a.senders {
-		_ = s.Close()
+		_ = s.s.Close()
 	}
+}
+
+// pipeLogger is a pipe's logger: it counts the walks the pipe recovered from a panic, which
+// the pipe reports only by logging pipe.MsgWalkPanicked.
+func (a *Agent) pipeLogger() *zap.Logger {
+	return a.log.WithOptions(zap.Hooks(func(e zapcore.Entry) error {
+		if e.Message == pipe.MsgWalkPanicked {
+			a.walkPanics.Add(1)
+		}
+		return nil
+	}))
 }
 
 // signature identifies what a source reads (DESIGN.md §4.2: driver, uri, credential; neither
@@ -314,20 +322,64 @@ func sameSettings(x, y config.Source) bool {
 	return reflect.DeepEqual(x, y)
 }
 
-func newSource(log *zap.Logger, ids []string, sig string, sc config.Source) (*source, error) {
-	if sc.Driver == "journal" {
+// newSource builds the source of one signature; nothing runs until its watcher loop starts.
+func (a *Agent) newSource(ids []string, sig string, sc config.Source) (*source, error) {
+	log := a.log.With(zap.String("source", strings.Join(ids, ",")))
+	s := &source{sig: sig, cfg: sc, ids: ids, uri: sig}
+	var src agentsource.Snapshotter
+	if a.opts.NewSource != nil {
+		got, err := a.opts.NewSource(sig, sc)
+		if err != nil {
+			return nil, err
+		}
+		src = got
+	}
+	switch {
+	case src != nil:
+	case sc.Driver == "journal":
 		j, err := journal.New(log, sc.Path)
 		if err != nil {
 			return nil, err
 		}
-		s := &source{ids: ids, uri: sig, src: j}
-		s.realtime.Store(true)
-		return s, nil
+		src = j
+	default:
+		f, err := fs.New(log, fs.Config{Root: sc.Root, Excludes: sc.Excludes, ModifyThrottle: sc.ModifyThrottle,
+			Workers: sc.ScanWorkers, HotThreshold: sc.HotThreshold, MaxWatches: sc.MaxWatches})
+		if err != nil {
+			return nil, err
+		}
+		src = f
 	}
-	f, err := fs.New(log, fs.Config{Root: sc.Root, Excludes: sc.Excludes, ModifyThrottle: sc.ModifyThrottle,
-		Workers: sc.ScanWorkers, HotThreshold: sc.HotThreshold, MaxWatches: sc.MaxWatches})
-	if err != nil {
-		return nil, err
+	s.src = src
+	if w, ok := src.(agentsource.Watcher); ok {
+		s.watcher, s.watch = w, !sc.DisableRealtime
+		s.bus = bus.New(sc.BusCapacity, func(e agentsource.Event) uint64 { return e.Index })
+	} else {
+		s.realtime.Store(true) // a log source follows its log per session
 	}
-	return &source{ids: ids, uri: sig, src: f, watcher: f, bus: bus.New(sc.BusCapacity, func(e agentsource.Event) uint64 { return e.Index }), watch: !sc.DisableRealtime}, nil
+	// A queue overflow is a known loss of realtime events: every pipe on the source, whichever
+	// of its ids the pipe names, audits.
+	if o, ok := src.(agentsource.OverflowNotifier); ok {
+		o.SetOnOverflow(func() {
+			for _, p := range s.pipeList() {
+				p.RequestAudit()
+			}
+		})
+	}
+	return s, nil
+}
+
+// parts returns the sources and pipes now, sorted (signature, id), for the metrics collector.
+func (a *Agent) parts() ([]*source, []*pipeEntry) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	srcs := make([]*source, 0, len(a.sources))
+	for _, k := range slices.Sorted(maps.Keys(a.sources)) {
+		srcs = append(srcs, a.sources[k])
+	}
+	pipes := make([]*pipeEntry, 0, len(a.pipes))
+	for _, k := range slices.Sorted(maps.Keys(a.pipes)) {
+		pipes = append(pipes, a.pipes[k])
+	}
+	return srcs, pipes
 }

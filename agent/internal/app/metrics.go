@@ -1,8 +1,6 @@
 package app
 
 import (
-	"maps"
-	"slices"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,6 +28,7 @@ type collector struct {
 	committed, realtime, skipped                              *prometheus.Desc
 	busPublished, busRejected, busLost, busSplits, busMerges  *prometheus.Desc
 	busLanes, busSubscribers                                  *prometheus.Desc
+	panics, reloadOK, reloadTime, reloads                     *prometheus.Desc
 	bySourceKey                                               map[string]sourceMetric
 }
 
@@ -72,6 +71,10 @@ func newCollector(a *Agent) *collector {
 		busMerges:       d("bus_merges_total", "Subscribers moved back from their own lane.", src),
 		busLanes:        d("bus_lanes", "Subscribers on a lane of their own now.", src),
 		busSubscribers:  d("bus_subscribers", "Open subscribers of the bus (one per pipe session).", src),
+		panics:          d("panics_total", "Panics recovered in the agent's parts, by part: walk (snapshot or audit, restarted by its pipe), pipe and source (restarted by the agent).", []string{"part"}),
+		reloadOK:        d("reload_success", "1 if the last reload was applied, 0 if it was refused (1 before any reload).", nil),
+		reloadTime:      d("reload_timestamp_seconds", "Unix time of the last reload, applied or refused (0 before any reload).", nil),
+		reloads:         d("reloads_total", "Reloads by result: applied or refused.", []string{"result"}),
 		bySourceKey: map[string]sourceMetric{
 			"symlinks":             counter("symlinks_total", "Symbolic links seen by walks."),
 			"watches":              gauge("watches", "Directories watched in real time."),
@@ -102,7 +105,27 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeBy
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	e, b := metrics.Emitter(ch), metrics.Bool
 	gauge, counter := e.Gauge, e.Counter
-	for _, s := range c.a.sources {
+	if c.a.reg != nil {
+		byKind := c.a.reg.panicCounts()
+		counter(c.panics, float64(c.a.walkPanics.Load()), "walk")
+		for _, k := range []string{kindPipe, kindSource} {
+			counter(c.panics, float64(byKind[k]), k)
+		}
+	}
+	ok, at, succeeded, refused := c.a.reloads.get()
+	if at.IsZero() {
+		ok = true
+	}
+	gauge(c.reloadOK, b(ok))
+	var ts float64
+	if !at.IsZero() {
+		ts = float64(at.UnixNano()) / 1e9
+	}
+	gauge(c.reloadTime, ts)
+	counter(c.reloads, float64(succeeded), "applied")
+	counter(c.reloads, float64(refused), "refused")
+	sources, pipes := c.a.parts()
+	for _, s := range sources {
 		name := s.name()
 		gauge(c.realtime, b(s.realtime.Load()), name)
 		for k, v := range s.counters() {
@@ -112,7 +135,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 				ch <- prometheus.MustNewConstMetric(m.desc, m.typ, float64(v)*m.scale, name)
 			}
 		}
-		for _, p := range s.pipes {
+		for _, p := range s.pipeList() {
 			gauge(c.pipeInfo, 1, p.ID(), name)
 		}
 		if s.bus == nil {
@@ -127,8 +150,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.busLanes, float64(st.Lanes), name)
 		gauge(c.busSubscribers, float64(st.Subscribers), name)
 	}
-	for _, id := range slices.Sorted(maps.Keys(c.a.pipes)) {
-		st := c.a.pipes[id].Status()
+	for _, e := range pipes {
+		id := e.cfg.ID
+		st := e.p.Status()
 		gauge(c.sessionUp, b(st.Connected), id)
 		gauge(c.leader, b(st.Role == fustorv1.Role_ROLE_LEADER), id)
 		counter(c.sessions, float64(st.Sessions), id)
@@ -145,4 +169,4 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // newRegistry holds the agent's metrics: the collector's, and the Go runtime's and process's.
-func newRegistry(a *Agent) *prometheus.Registry { return metrics.NewRegistry(newCollector(a)) }
+func newPromRegistry(a *Agent) *prometheus.Registry { return metrics.NewRegistry(newCollector(a)) }

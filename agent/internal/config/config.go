@@ -26,6 +26,10 @@ type Config struct {
 	// MetricsListen, when set, serves only the Prometheus /metrics over plain HTTP on this
 	// address: unlike the profiles, it is safe to expose to a scraper.
 	MetricsListen string `koanf:"metrics_listen"`
+	// PIDFile is where the running agent writes its process id, so that `fustor-agent reload`
+	// finds whom to send SIGHUP (empty = next to the config: agent.pid beside agent.yaml or in
+	// the config directory, else $FUSTOR_HOME/agent.pid).
+	PIDFile string `koanf:"pid_file"`
 }
 
 // Log configures zap.
