@@ -387,3 +387,10 @@ func (r *reloadStats) get() (ok bool, at time.Time, succeeded, refused uint64) {
 	defer r.mu.Unlock()
 	return r.ok, r.at, r.succeeded, r.refused
 }
+
+// RefuseReload records and logs a reload that failed before it had a configuration to check
+// (the file could not be read): nothing changes.
+func (a *Agent) RefuseReload(err error) {
+	a.reloads.record(a.opts.Now(), false)
+	a.log.Error("reload refused; the running configuration is kept", zap.Error(err))
+}
