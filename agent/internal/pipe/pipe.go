@@ -77,6 +77,7 @@ type Pipe struct {
 	auditCycle                                        atomic.Uint64 // audits started, numbering them
 	auditReq                                          chan struct{}
 	walkProgress                                      atomic.Int64
+	walks                                             walkMeter
 	committed                                         atomic.Uint64
 	snapshotRunning, auditRunning, connected          atomic.Bool
 	role                                              atomic.Int32
@@ -372,6 +373,13 @@ func (p *Pipe) progress() *fustorv1.Progress {
 		c["bus_published"], c["bus_rejected"], c["bus_lost"] = b.Published, b.Rejected, b.Lost
 		c["bus_splits"], c["bus_merges"], c["bus_lanes"] = b.Splits, b.Merges, uint64(b.Lanes)
 	}
-	return &fustorv1.Progress{SnapshotRunning: p.snapshotRunning.Load(), AuditRunning: p.auditRunning.Load(), EventsSent: p.eventsSent.Load(),
-		ErrorsSkipped: skipped, Watches: c["watches"], Counters: c}
+	snap, aud := p.snapshotRunning.Load(), p.auditRunning.Load()
+	var walk *fustorv1.WalkProgress
+	if snap || aud {
+		// The flags are cleared on every way out of a walk; a start marker whose send failed
+		// leaves the meter's run behind, and the flags keep it from being reported.
+		walk = p.walks.progress(p.now())
+	}
+	return &fustorv1.Progress{SnapshotRunning: snap, AuditRunning: aud, EventsSent: p.eventsSent.Load(),
+		ErrorsSkipped: skipped, Watches: c["watches"], Counters: c, Walk: walk}
 }

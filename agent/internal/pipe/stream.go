@@ -115,7 +115,10 @@ func (s *session) recv(stream fustorv1.PushService_PushClient) error {
 	}
 }
 
+// emit hands it to the sender. The walk meter sees it first: a walk's markers and rows are
+// what its heartbeat progress counts (progress.go).
 func (s *session) emit(ctx context.Context, it outItem) error {
+	s.p.walks.observe(it, s.p.now())
 	select {
 	case s.out <- it:
 		return nil
@@ -217,6 +220,8 @@ func msSince(start time.Time) float64 { return float64(time.Since(start).Microse
 func (s *session) snapshot(ctx context.Context) bool {
 	s.p.snapshotRunning.Store(true)
 	defer s.p.snapshotRunning.Store(false)
+	// A cancelled snapshot sends no end marker: its progress ends here (a no-op after the end).
+	defer s.p.walks.end(false)
 	s.p.snapshots.Add(1)
 	if err := s.emit(ctx, outItem{control: &fustorv1.PushRequest{Payload: &fustorv1.PushRequest_SnapshotStart{
 		SnapshotStart: &fustorv1.SnapshotStart{}}}}); err != nil {
