@@ -22,15 +22,15 @@ import (
 var errObsoleted = errors.New("session obsoleted")
 
 // stream is the state of one push stream. Three goroutines share it: the receiver (Recv only),
-// the sender (Send only) and the handler (decode and queue). Every queued message holds a slot
-// until its Ack is sent, which bounds what one stream can have in flight and guarantees the
-// pipe loop never blocks when it reports a result (acks has room for every slot).
+// the sender (Send only) and the handler (decode and queue). Every message holds a slot until
+// its Ack is sent (see slot), which bounds what one stream can have in flight and guarantees
+// the pipe loop never blocks when it reports a result (acks has room for every slot).
 type stream struct {
 	r     *Receiver
 	s     *session.Session
 	pi    PipeInfo
 	dec   *fsbatch.Decoder
-	acks  chan *fustorv1.PushResponse
+	acks  chan answer
 	slots chan struct{}
 	// rows holds the row slices of applied batches for the next batches to decode into: a
 	// snapshot's batches would otherwise each allocate (and the GC sweep) a fresh slice of
@@ -46,7 +46,20 @@ const (
 	maxPooledRows = 1 << 14
 )
 
+func (r *Receiver) newStream(s *session.Session, pi PipeInfo) *stream {
+	return &stream{r: r, s: s, pi: pi, dec: fsbatch.NewDecoder(0),
+		acks: make(chan answer, r.maxInflight), slots: make(chan struct{}, r.maxInflight),
+		rows: make(chan []fsbatch.Row, pooledBatches)}
+}
+
 // Push serves one session's event stream; the protocol is documented in push.proto.
+//
+// Push returns only after its sender has stopped, so nothing calls Send once the handler has
+// returned (gRPC forbids it: the stream's status is being written). The receiving goroutine
+// is joined too whenever the agent's side has ended (EOF, cancel, a broken stream). When
+// Fusion ends the stream itself (a bad message, the session obsoleted) the receiver may be
+// blocked in Recv, which gRPC unblocks only once the handler has returned (grpc-go #465):
+// then it ends right after Push returns, touching nothing shared once ctx is cancelled.
 func (r *Receiver) Push(ps fustorv1.PushService_PushServer) error {
 	ctx, cancel := context.WithCancel(ps.Context())
 	defer cancel()
@@ -61,18 +74,42 @@ func (r *Receiver) Push(ps fustorv1.PushService_PushServer) error {
 	if err != nil {
 		return err
 	}
-	st := &stream{r: r, s: s, pi: pi, dec: fsbatch.NewDecoder(0),
-		acks: make(chan *fustorv1.PushResponse, r.maxInflight), slots: make(chan struct{}, r.maxInflight),
-		rows: make(chan []fsbatch.Row, pooledBatches)}
+	st := r.newStream(s, pi)
 	s.Count("streams", 1)
 	r.sessions.Touch(s)
 
 	msgs := make(chan *fustorv1.PushRequest)
 	recvErr := make(chan error, 1)
-	go st.recvLoop(ctx, ps, msgs, recvErr)
+	recvDone := make(chan struct{})
+	r.recvLoops.Add(1)
+	go func() {
+		// Counted down before the close that Push waits on, so a count Push's caller reads is final.
+		defer close(recvDone)
+		defer r.recvLoops.Add(-1)
+		st.recvLoop(ctx, ps, msgs, recvErr)
+	}()
 	sendErr := make(chan error, 1)
-	go st.sendLoop(ctx, ps, sendErr)
+	sendDone := make(chan struct{})
+	r.sendLoops.Add(1)
+	go func() {
+		defer close(sendDone)
+		defer r.sendLoops.Add(-1)
+		st.sendLoop(ctx, ps, sendErr)
+	}()
 
+	agentEnded, err := st.serve(ctx, first, msgs, recvErr, sendErr)
+	cancel()
+	<-sendDone
+	if agentEnded || ps.Context().Err() != nil {
+		<-recvDone
+	}
+	return err
+}
+
+// serve runs the handler's loop until the stream ends; agentEnded reports that the receiving
+// goroutine has seen the end of the agent's side, so it is ending without further Recv.
+func (st *stream) serve(ctx context.Context, first *fustorv1.PushRequest, msgs <-chan *fustorv1.PushRequest,
+	recvErr, sendErr <-chan error) (agentEnded bool, err error) {
 	if first.GetPayload() != nil {
 		err = st.handle(ctx, first)
 	}
@@ -82,27 +119,28 @@ func (r *Receiver) Push(ps fustorv1.PushService_PushServer) error {
 			err = st.handle(ctx, m)
 		case rerr := <-recvErr:
 			if !errors.Is(rerr, io.EOF) {
-				return rerr
+				return true, rerr
 			}
 			// The agent closed its side: answer what is in flight, then end cleanly.
-			return st.drain(ctx, sendErr)
+			return true, st.drain(ctx, sendErr)
 		case serr := <-sendErr:
-			return serr
-		case <-s.Done():
+			return false, serr
+		case <-st.s.Done():
 			// Give the sender the chance to tell the agent why.
 			select {
 			case serr := <-sendErr:
-				return serr
+				return false, serr
 			case <-ctx.Done():
-				return nil
+				return false, nil
 			}
 		case <-ctx.Done():
-			return nil
+			return false, nil
 		}
 	}
-	return err
+	return false, err
 }
 
+// drain waits until every in-flight message is answered: it takes the whole window.
 func (st *stream) drain(ctx context.Context, sendErr <-chan error) error {
 	for range cap(st.slots) {
 		select {
@@ -121,6 +159,10 @@ func (st *stream) recvLoop(ctx context.Context, ps fustorv1.PushService_PushServ
 		m, err := ps.Recv()
 		if err != nil {
 			errc <- err
+			return
+		}
+		if ctx.Err() != nil {
+			// The handler is done with the stream (see Push): the message is not for us.
 			return
 		}
 		// Liveness is refreshed on receipt, before any queueing: a slow pipe never expires
@@ -142,43 +184,51 @@ func (st *stream) sendLoop(ctx context.Context, ps fustorv1.PushService_PushServ
 		}
 	}()
 	for {
-		var m *fustorv1.PushResponse
-		release := false
+		var err error
 		select {
 		case <-ctx.Done():
 			return
-		case m = <-st.acks:
-			release = true
-		case m = <-st.s.Out:
+		case a := <-st.acks:
+			err = st.sendAnswer(ps, a)
+		case m := <-st.s.Out:
+			err = ps.Send(m)
 		case <-st.s.Done():
 			_ = ps.Send(&fustorv1.PushResponse{Payload: &fustorv1.PushResponse_SessionObsoleted{
 				SessionObsoleted: &fustorv1.SessionObsoleted{Reason: st.s.EndReason()}}})
 			errc <- fmt.Errorf("%w: session %s %s; create a new session", errObsoleted, st.s.ID, st.s.EndReason())
 			return
 		}
-		if err := ps.Send(m); err != nil {
+		if err != nil {
 			errc <- err
 			return
 		}
-		if release {
-			<-st.slots
-		}
 	}
+}
+
+// sendAnswer writes an Ack and gives its message's slot back, whether or not the write worked.
+func (st *stream) sendAnswer(ps fustorv1.PushService_PushServer, a answer) error {
+	defer a.slot.release()
+	return ps.Send(a.resp)
 }
 
 // acquire takes an in-flight slot; it waits while the stream has too much unacknowledged work.
-func (st *stream) acquire(ctx context.Context) error {
+func (st *stream) acquire(ctx context.Context) (*slot, error) {
 	select {
 	case st.slots <- struct{}{}:
-		return nil
+		return &slot{st: st}, nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
 }
 
-func (st *stream) ack(a *fustorv1.Ack) {
-	st.acks <- &fustorv1.PushResponse{Payload: &fustorv1.PushResponse_Ack{Ack: a}}
+// queue hands an Ack to the sender with the slot of the message it answers; the slot must
+// already have been passed on by handle.
+func (st *stream) queue(sl *slot, a *fustorv1.Ack) {
+	st.acks <- answer{resp: &fustorv1.PushResponse{Payload: &fustorv1.PushResponse_Ack{Ack: a}}, slot: sl}
 }
+
+// reply answers a message straight from handle, without the pipe.
+func (st *stream) reply(sl *slot, a *fustorv1.Ack) { st.queue(sl.pass(), a) }
 
 // handle processes one message. A returned error ends the stream; row-level problems are
 // reported in the Ack instead.
@@ -186,62 +236,64 @@ func (st *stream) handle(ctx context.Context, m *fustorv1.PushRequest) error {
 	if id := m.GetSessionId(); id != "" && id != st.s.ID {
 		return fmt.Errorf("%w: message seq %d names session %q on the stream of %q", errs.ErrInvalidArgument, m.GetSeq(), id, st.s.ID)
 	}
-	if err := st.acquire(ctx); err != nil {
+	sl, err := st.acquire(ctx)
+	if err != nil {
 		return nil
 	}
+	// The one release of a message that is not answered; an answered one's slot is passed
+	// on with its answer.
+	defer sl.drop()
 	seq := m.GetSeq()
 	switch p := m.GetPayload().(type) {
 	case *fustorv1.PushRequest_Batch:
-		return st.batch(ctx, seq, p.Batch)
+		return st.batch(ctx, sl, seq, p.Batch)
 	case *fustorv1.PushRequest_SnapshotStart:
-		return st.control(ctx, seq, &pipe.Item{Kind: pipe.KindSnapshotStart}, "snapshot")
+		return st.control(ctx, sl, seq, &pipe.Item{Kind: pipe.KindSnapshotStart}, "snapshot")
 	case *fustorv1.PushRequest_SnapshotEnd:
 		st.s.Count("snapshots", 1)
-		return st.control(ctx, seq, &pipe.Item{Kind: pipe.KindSnapshotEnd, Failed: p.SnapshotEnd.GetFailed()}, "snapshot")
+		return st.control(ctx, sl, seq, &pipe.Item{Kind: pipe.KindSnapshotEnd, Failed: p.SnapshotEnd.GetFailed()}, "snapshot")
 	case *fustorv1.PushRequest_AuditStart:
-		return st.control(ctx, seq, &pipe.Item{Kind: pipe.KindAuditStart}, "audit")
+		return st.control(ctx, sl, seq, &pipe.Item{Kind: pipe.KindAuditStart}, "audit")
 	case *fustorv1.PushRequest_AuditEnd:
 		st.s.Count("audits", 1)
-		return st.control(ctx, seq, &pipe.Item{Kind: pipe.KindAuditEnd, Failed: p.AuditEnd.GetFailed()}, "audit")
+		return st.control(ctx, sl, seq, &pipe.Item{Kind: pipe.KindAuditEnd, Failed: p.AuditEnd.GetFailed()}, "audit")
 	case *fustorv1.PushRequest_SentinelFeedback:
 		st.s.Count("sentinel_feedback", 1)
 		items := make([]view.SentinelItem, 0, len(p.SentinelFeedback.GetItems()))
 		for _, it := range p.SentinelFeedback.GetItems() {
 			items = append(items, view.SentinelItem{Path: it.GetPath(), Exists: it.GetExists(), Size: it.GetSize(), MtimeNs: it.GetMtimeNs()})
 		}
-		return st.submit(ctx, &pipe.Item{Session: st.s, Kind: pipe.KindSentinel, Sentinel: items}, seq, 0, "")
+		return st.submit(ctx, sl, &pipe.Item{Session: st.s, Kind: pipe.KindSentinel, Sentinel: items}, seq, 0, "")
 	case *fustorv1.PushRequest_CommandResult:
 		st.s.Count("command_results", 1)
 		r := p.CommandResult
-		return st.submit(ctx, &pipe.Item{Session: st.s, Kind: pipe.KindCommandResult, CommandID: r.GetCommandId(),
+		return st.submit(ctx, sl, &pipe.Item{Session: st.s, Kind: pipe.KindCommandResult, CommandID: r.GetCommandId(),
 			Result: command.Result{OK: r.GetOk(), Error: r.GetError()}}, seq, 0, "")
 	default:
-		<-st.slots
 		return fmt.Errorf("%w: message seq %d has no payload", errs.ErrInvalidArgument, seq)
 	}
 }
 
-func (st *stream) control(ctx context.Context, seq uint64, it *pipe.Item, what string) error {
+func (st *stream) control(ctx context.Context, sl *slot, seq uint64, it *pipe.Item, what string) error {
 	if !st.s.IsLeader() {
 		st.s.Count("rejected_follower_"+what, 1)
-		st.ack(&fustorv1.Ack{Seq: seq, CommittedIndex: st.pi.Pipe.Committed(),
+		st.reply(sl, &fustorv1.Ack{Seq: seq, CommittedIndex: st.pi.Pipe.Committed(),
 			Error: fmt.Sprintf("rejected: session %s is a follower; only the leader runs %ss", st.s.ID, what)})
 		return nil
 	}
 	it.Session = st.s
-	return st.submit(ctx, it, seq, 0, "")
+	return st.submit(ctx, sl, it, seq, 0, "")
 }
 
-func (st *stream) batch(ctx context.Context, seq uint64, b *fustorv1.EventBatch) error {
+func (st *stream) batch(ctx context.Context, sl *slot, seq uint64, b *fustorv1.EventBatch) error {
 	origin, err := originOf(b.GetSource())
 	if err != nil {
-		<-st.slots
 		return fmt.Errorf("%w: batch seq %d: %w", errs.ErrInvalidArgument, seq, err)
 	}
 	reject := func(n int, why string) error {
 		st.s.Count("rows_rejected", uint64(n))
 		st.pi.Pipe.CountRejected(n)
-		st.ack(&fustorv1.Ack{Seq: seq, CommittedIndex: st.pi.Pipe.Committed(), RowsRejected: uint32(n), Error: why})
+		st.reply(sl, &fustorv1.Ack{Seq: seq, CommittedIndex: st.pi.Pipe.Committed(), RowsRejected: uint32(n), Error: why})
 		return nil
 	}
 	if !st.pi.Pipe.Accepts(b.GetSchemaName()) {
@@ -264,7 +316,6 @@ func (st *stream) batch(ctx context.Context, seq uint64, b *fustorv1.EventBatch)
 	}
 	rows, rejected, rowErrs, err := st.dec.Decode(fsb, b.GetIndex(), buf)
 	if err != nil {
-		<-st.slots
 		st.s.Count("malformed_batches", 1)
 		return fmt.Errorf("batch seq %d: %w", seq, err)
 	}
@@ -291,21 +342,25 @@ func (st *stream) batch(ctx context.Context, seq uint64, b *fustorv1.EventBatch)
 			it.ScanStartNs = started.UnixNano()
 		}
 	}
-	return st.submit(ctx, it, seq, rejected, firstErr)
+	return st.submit(ctx, sl, it, seq, rejected, firstErr)
 }
 
-func (st *stream) submit(ctx context.Context, it *pipe.Item, seq uint64, rejected int, firstErr string) error {
+// submit queues an item on the pipe; its slot goes with it, and its Done hands the slot on
+// to the Ack.
+func (st *stream) submit(ctx context.Context, sl *slot, it *pipe.Item, seq uint64, rejected int, firstErr string) error {
 	it.Done = func(res pipe.Result) {
 		a := &fustorv1.Ack{Seq: seq, CommittedIndex: res.Committed, RowsApplied: uint32(res.Applied),
 			RowsRejected: uint32(res.Rejected + rejected), Error: firstErr}
 		if res.Err != nil && a.Error == "" {
 			a.Error = res.Err.Error()
 		}
-		st.ack(a)
+		st.queue(sl, a)
 		st.recycle(it.Rows)
 	}
+	// Passed before Submit: the pipe loop may call Done before Submit has returned.
+	sl.pass()
 	if err := st.pi.Pipe.Submit(ctx, it); err != nil {
-		<-st.slots
+		sl.reclaim()
 		return nil // the stream is ending
 	}
 	return nil

@@ -32,8 +32,14 @@ const ingestKey = "demo-ingest-key"
 type harness struct {
 	conn     *grpc.ClientConn
 	view     *view.Member
+	v        *view.View
 	pipe     *pipe.Pipe
 	commands *command.Tracker
+	rcv      *Receiver
+	sessions *session.Manager
+	info     PipeInfo
+	// returns receives what each Push left running when it returned (see probe).
+	returns chan pushReturn
 }
 
 func start(t *testing.T) *harness {
@@ -53,14 +59,15 @@ func start(t *testing.T) *harness {
 	}})
 	p := pipe.New(nil, "demo", []*view.View{v}, 16)
 	p.Commands = command.NewTracker(16)
-	rcv := New(nil, sessions, StaticPipes{"demo": {Pipe: p, Schema: "fs",
-		Session: session.Pipe{ID: "demo", Views: []string{"demo"}, Timeout: time.Minute}}})
+	info := PipeInfo{Pipe: p, Schema: "fs", Session: session.Pipe{ID: "demo", Views: []string{"demo"}, Timeout: time.Minute}}
+	rcv := New(nil, sessions, StaticPipes{"demo": info})
+	returns := make(chan pushReturn, 16)
 	srv, err := server.New(nil, cfg.Server, server.NewKeys(&cfg), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	fustorv1.RegisterSessionServiceServer(srv.GRPC(), rcv)
-	fustorv1.RegisterPushServiceServer(srv.GRPC(), rcv)
+	fustorv1.RegisterPushServiceServer(srv.GRPC(), probe{Receiver: rcv, returns: returns})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 2)
 	go func() { done <- p.Run(ctx) }()
@@ -80,7 +87,7 @@ func start(t *testing.T) *harness {
 		}
 	})
 	m, _ := v.Member("")
-	return &harness{conn: conn, view: m, pipe: p, commands: p.Commands}
+	return &harness{conn: conn, view: m, v: v, pipe: p, commands: p.Commands, rcv: rcv, sessions: sessions, info: info, returns: returns}
 }
 
 func ingest() context.Context {
@@ -92,6 +99,7 @@ type agent struct {
 	id     string
 	role   fustorv1.Role
 	stream fustorv1.PushService_PushClient
+	cancel context.CancelFunc
 	seq    uint64
 }
 
@@ -108,7 +116,7 @@ func (h *harness) connect(t *testing.T) *agent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &agent{id: resp.GetSessionId(), role: resp.GetRole(), stream: stream}
+	a := &agent{id: resp.GetSessionId(), role: resp.GetRole(), stream: stream, cancel: cancel}
 	a.send(t, &fustorv1.PushRequest{})
 	return a
 }

@@ -10,6 +10,7 @@ package receiver
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -58,6 +59,10 @@ type Receiver struct {
 	pipes    Pipes
 	// maxInflight bounds batches of one stream queued but not yet acknowledged.
 	maxInflight int
+	// recvLoops and sendLoops count each running stream goroutine, slotMisuse every
+	// in-flight slot passed or released out of turn (a bug): what a test checks of Push's
+	// ownership, and what a status page can show.
+	recvLoops, sendLoops, slotMisuse atomic.Int64
 }
 
 // New returns a receiver over the given pipes.
