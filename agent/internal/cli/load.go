@@ -123,6 +123,15 @@ func readable(path string) error {
 // (agent.yaml -> agent.pid; a directory -> DIR/agent.pid), else $FUSTOR_HOME/agent.pid. The
 // agent and the reload command compute it from the same flags and environment.
 func (l *loader) pidFile(cfg config.Config) string {
+	p := l.pidPath(cfg)
+	// Absolute, so the log names it unambiguously.
+	if abs, err := filepath.Abs(p); err == nil {
+		return abs
+	}
+	return p
+}
+
+func (l *loader) pidPath(cfg config.Config) string {
 	if cfg.PIDFile != "" {
 		return cfg.PIDFile
 	}
