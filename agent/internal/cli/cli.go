@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/spf13/pflag"
@@ -132,8 +133,20 @@ func reloadOnHUP(ctx context.Context, log *zap.Logger, hup <-chan os.Signal, a *
 			a.RefuseReload(fmt.Errorf("load config: %w", err))
 			continue
 		}
-		_ = a.Reload(cfg) // it logs what changed, or every problem
+		reloadOnce(log, a, cfg)
 	}
+}
+
+// reloadOnce applies cfg; a panic in it (a bug) is recovered and logged with its stack, so a
+// reload can never take the running agent down (DESIGN.md §8).
+func reloadOnce(log *zap.Logger, a *app.Agent, cfg config.Config) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error("reload panicked", zap.String("panic", fmt.Sprint(r)), zap.ByteString("stack", debug.Stack()))
+			a.RefuseReload(fmt.Errorf("reload panicked: %v", r))
+		}
+	}()
+	_ = a.Reload(cfg) // it logs what changed, or every problem
 }
 
 // validateMain is --validate: every problem on a line of its own.
