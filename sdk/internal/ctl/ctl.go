@@ -55,6 +55,11 @@ Commands:
                                  A forest needs --member: one member is one storage
   sessions                       live agent sessions (admin key)
   pipes                          Fusion pipes (admin key)
+  status [--watch]               each view's state (admin key): ready, or not and why; the
+                                 leader agent; its running snapshot or audit with a progress
+                                 bar on a terminal, rate and ETA once a total is known (the
+                                 last walk's, else the view's nodes); --watch redraws until
+                                 the walks end; a forest: one line per member
 
 Global flags:
   --server ADDR      Fusion address (default 127.0.0.1:7070, env FUSTOR_SERVER)
@@ -90,7 +95,7 @@ type options struct {
 	member, best                       string
 	timeout                            time.Duration
 	json, force, tls, all, paths       bool
-	repair, timeoutSet                 bool
+	repair, timeoutSet, watch          bool
 	depth, pageSize, limit             int
 	memberLimit                        int
 }
@@ -121,6 +126,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	fs.StringVar(&o.name, "name", "", "")
 	fs.StringVar(&o.glob, "glob", "", "")
 	fs.BoolVar(&o.repair, "repair", false, "")
+	fs.BoolVar(&o.watch, "watch", false, "")
 	help := fs.BoolP("help", "h", false, "")
 	if err := fs.Parse(args); err != nil {
 		fmt.Fprintf(stderr, "fustorctl: %v\n\n%s", err, usage)
@@ -215,7 +221,7 @@ func pathArg(args []string, def string) (string, error) {
 
 func (c *client) run(parent context.Context, cmd string, args []string) error {
 	known := map[string]bool{"views": true, "ls": true, "tree": true, "stat": true, "find": true, "stats": true,
-		"suspects": true, "blind-spots": true, "sessions": true, "pipes": true, "verify": true, "where": true}
+		"suspects": true, "blind-spots": true, "sessions": true, "pipes": true, "verify": true, "where": true, "status": true}
 	if !known[cmd] {
 		return fmt.Errorf("%w: unknown command %q (see fustorctl help)", errUsage, cmd)
 	}
@@ -236,6 +242,8 @@ func (c *client) run(parent context.Context, cmd string, args []string) error {
 	ctx, cancel := c.ctx(parent)
 	defer cancel()
 	switch cmd {
+	case "status":
+		return c.status(parent, args) // each call has its own timeout: --watch outlasts one
 	case "views":
 		return c.listViews(ctx)
 	case "sessions":
