@@ -136,6 +136,13 @@ func (f *fusionProc) memStats(ctx context.Context) (debughttp.MemStats, error) {
 	return ms, err
 }
 
+// memStatsNoGC reads Fusion's /debug/memstats without forcing a GC (for its GC count).
+func (f *fusionProc) memStatsNoGC(ctx context.Context) (debughttp.MemStats, error) {
+	var ms debughttp.MemStats
+	err := f.debugGet(ctx, "/debug/memstats", func(r io.Reader) error { return json.NewDecoder(r).Decode(&ms) })
+	return ms, err
+}
+
 // debugGet reads path from Fusion's debug endpoint with read. Connections are not kept: the
 // bench's own idle connections must not outlive a run.
 func (f *fusionProc) debugGet(ctx context.Context, path string, read func(io.Reader) error) error {

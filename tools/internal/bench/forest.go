@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -330,10 +331,12 @@ func (r *runner) checkForest(ctx context.Context, c fustorv1.ViewServiceClient) 
 type kindRun struct {
 	sat    hammered
 	rate   float64
+	lat    []time.Duration // every paced pass's latencies
 	paced  Latencies
 	errs   int64
 	server histogram
 	herr   error
+	gcs    uint32 // Fusion's garbage collections during the paced passes
 	solo   Latencies
 	idle   Latencies
 }
@@ -350,29 +353,39 @@ func (r *runner) backToBack(qctx context.Context, conns []*grpc.ClientConn, fusi
 	return h, nil
 }
 
-// pacedSolo runs k paced at run.rate (P4's paced run, with Fusion's handling time of the same
-// calls), then from one client alone, back to back and mostly idle.
-func (r *runner) pacedSolo(ctx, qctx context.Context, conns []*grpc.ClientConn, fusion *fusionProc, k queryKind, run *kindRun) error {
+// pacedPass runs k paced at run.rate (P4's paced run, with Fusion's handling time of the same
+// calls and its garbage collections) and adds it to run; passes of one kind accumulate.
+func (r *runner) pacedPass(ctx, qctx context.Context, conns []*grpc.ClientConn, fusion *fusionProc, k queryKind, run *kindRun) error {
 	var pdone atomic.Int64
 	before, herr := fusion.handling(ctx, k.method)
+	gc0, gerr := fusion.memStatsNoGC(ctx)
 	r.prog.Start(fmt.Sprintf("queries paced at %.0f/s: %s", run.rate, k.name), 0, pdone.Load)
 	plat, perrs, err := r.paced(qctx, conns, k, run.rate, &pdone)
 	r.prog.Stop()
 	if err != nil {
 		return fmt.Errorf("query %s paced: %w", k.name, err)
 	}
+	if gc1, err := fusion.memStatsNoGC(ctx); err == nil && gerr == nil {
+		run.gcs += gc1.NumGC - gc0.NumGC
+	}
 	if herr == nil {
 		var after histogram
 		if after, herr = fusion.handling(ctx, k.method); herr == nil {
-			run.server = after.since(before)
+			run.server = after.since(before).plus(run.server)
 		}
 	}
-	run.herr = herr
-	run.paced, run.errs = Summarise(plat), run.sat.errs+perrs
+	run.herr = cmp.Or(run.herr, herr)
+	run.lat = append(run.lat, plat...)
+	run.paced = Summarise(slices.Clone(run.lat))
+	run.errs += perrs
+	return nil
+}
+
+// soloRuns runs k from one client alone, back to back and mostly idle.
+func soloRuns(qctx context.Context, conns []*grpc.ClientConn, k queryKind, run *kindRun) {
 	c, rnd := fustorv1.NewViewServiceClient(conns[0]), rand.New(rand.NewPCG(3, 4))
 	run.solo = Summarise(soloClient(qctx, c, k, rnd))
 	run.idle = idleClient(qctx, c, k, rnd, run.solo.P50)
-	return nil
 }
 
 // addRun reports one kind's figures under id, the paced p99 judged against target.
@@ -381,7 +394,7 @@ func (r *runner) addRun(id string, k queryKind, run kindRun, target *Target, pac
 	r.rep.Latency = append(r.rep.Latency, Series{Name: k.name, Lat: p, Target: k.target},
 		Series{Name: k.name + " (back to back)", Lat: sat, ServerCPUus: run.sat.cpu.server, ClientCPUus: run.sat.cpu.client})
 	r.rep.Add(id, k.name+"_p50_ms", k.label+" p50", p.P50, "ms", nil, paced)
-	r.rep.Add(id, k.name+"_p99_ms", k.label+" p99", p.P99, "ms", target, fmt.Sprintf("%d queries", p.Count))
+	r.rep.Add(id, k.name+"_p99_ms", k.label+" p99", p.P99, "ms", target, fmt.Sprintf("%d queries; Fusion ran %d GCs meanwhile", p.Count, run.gcs))
 	if run.herr != nil || run.server.count() == 0 {
 		r.rep.Errors = append(r.rep.Errors, fmt.Sprintf("%s %s: Fusion's handling time: %v", id, k.name, run.herr))
 	} else {
@@ -398,8 +411,8 @@ func (r *runner) addRun(id string, k queryKind, run kindRun, target *Target, pac
 		r.rep.Add(id, k.name+"_idle_p99_ms", k.label+" p99, one client alone, mostly idle", run.idle.P99, "ms", nil,
 			fmt.Sprintf("%d queries, Poisson arrivals at %.0f%% of its back-to-back rate", run.idle.Count, 100*idleLoad))
 	}
-	if run.errs > 0 {
-		r.rep.Add(id, k.name+"_errors", k.label+": failed queries", float64(run.errs), "", AtMost(0), "")
+	if errs := run.errs + run.sat.errs; errs > 0 {
+		r.rep.Add(id, k.name+"_errors", k.label+": failed queries", float64(errs), "", AtMost(0), "")
 	}
 }
 
@@ -440,13 +453,16 @@ func (r *runner) forestQueries(ctx context.Context, fusion *fusionProc) error {
 			return err
 		}
 		run.rate = r.o.Load * run.sat.qps
-		if err := r.pacedSolo(ctx, qctx, conns, fusion, k, &run); err != nil {
+		if err := r.pacedPass(ctx, qctx, conns, fusion, k, &run); err != nil {
 			return err
 		}
+		soloRuns(qctx, conns, k, &run)
 		r.addRun("F2", k, run, Below(k.target), fmt.Sprintf("%d clients, Poisson arrivals at %.0f queries/s (%.0f%% of the back-to-back throughput)", r.o.Clients, run.rate, 100*r.o.Load))
 	}
 	// F3: the forest's stats with best and the fs view's, both paced at the same rate (--load
-	// of the slower one's back-to-back throughput), so their p99s are read under one load.
+	// of the slower one's back-to-back throughput), so their p99s are read under one load, in
+	// two passes each, in the order forest, fs, fs, forest: a drift of the machine's speed
+	// over the minutes of the runs weighs on both alike.
 	var fr, sr kindRun
 	var err error
 	if fr.sat, err = r.backToBack(qctx, conns, fusion, stats); err != nil {
@@ -457,13 +473,17 @@ func (r *runner) forestQueries(ctx context.Context, fusion *fusionProc) error {
 	}
 	fr.rate = r.o.Load * min(fr.sat.qps, sr.sat.qps)
 	sr.rate = fr.rate
-	if err := r.pacedSolo(ctx, qctx, conns, fusion, stats, &fr); err != nil {
-		return err
+	for _, step := range []struct {
+		k   queryKind
+		run *kindRun
+	}{{stats, &fr}, {fsStats, &sr}, {fsStats, &sr}, {stats, &fr}} {
+		if err := r.pacedPass(ctx, qctx, conns, fusion, step.k, step.run); err != nil {
+			return err
+		}
 	}
-	if err := r.pacedSolo(ctx, qctx, conns, fusion, fsStats, &sr); err != nil {
-		return err
-	}
-	paced := fmt.Sprintf("%d clients, Poisson arrivals at %.0f queries/s (%.0f%% of the slower one's back-to-back throughput), the same for both", r.o.Clients, fr.rate, 100*r.o.Load)
+	soloRuns(qctx, conns, stats, &fr)
+	soloRuns(qctx, conns, fsStats, &sr)
+	paced := fmt.Sprintf("%d clients, Poisson arrivals at %.0f queries/s (%.0f%% of the slower one's back-to-back throughput), the same for both; 2 passes each (forest, fs, fs, forest)", r.o.Clients, fr.rate, 100*r.o.Load)
 	r.addRun("F3", stats, fr, nil, paced)
 	r.addRun("F3", fsStats, sr, nil, paced)
 	r.rep.Add("F3", "f3_stats_p99_ratio", "forest stats with best p99 ÷ fs view stats of the root p99", fr.paced.P99/sr.paced.P99, "x", AtMost(1.2),
@@ -483,6 +503,6 @@ func forestNotes(o Options) []string {
 			o.Forest, o.Forest, o.Forest, pipeName, pipeName, o.Forest, forestView, o.Forest, o.Forest, pipeName, forestFSView, forestAuditInterval),
 		"F1: Fusion's /debug/memstats?gc=1 once every member is complete: HeapAlloc ÷ (N × files), the target's figure; the heap also holds the fs view (files more), hence also per file held in any view. The net figure subtracts the same reading before the agents started.",
 		fmt.Sprintf("F2: P4's clients and method (back to back for the throughput, then paced at %.0f%% of it: the judged p50/p99; then one client alone), Find name %q under / of the forest without member: the complete answer (limit %d, only_paths: packed_paths is refused without member) and Fusion's default limit (%d, full entries); every answer must hold matches from all N members. Checked once before: every member's count equal and complete, every entry labelled with its member.", 100*o.Load, findName, nameLimit, globLimit),
-		fmt.Sprintf("F3: GetStats of / of the forest without member, best_by TOTAL_SIZE (every member answers; identical trees tie, so best is member-1), and GetStats of / of the fs view, both back to back, then both paced at the same rate, %.0f%% of the slower one's back-to-back throughput; ratio = forest p99 ÷ fs p99.", 100*o.Load),
+		fmt.Sprintf("F3: GetStats of / of the forest without member, best_by TOTAL_SIZE (every member answers; identical trees tie, so best is member-1), and GetStats of / of the fs view, both back to back, then both paced at the same rate, %.0f%% of the slower one's back-to-back throughput, in two passes each in the order forest, fs, fs, forest (pooled); ratio = forest p99 ÷ fs p99. The GCs counted are Fusion's NumGC over the paced passes (/debug/memstats without gc).", 100*o.Load),
 	}
 }

@@ -145,3 +145,13 @@ func TestForestOptions(t *testing.T) {
 		t.Fatal("the forest notes are missing")
 	}
 }
+
+func TestHistogramPlus(t *testing.T) {
+	a := histogram{bounds: []float64{0.001, 1}, counts: []float64{1, 2}}
+	if got := a.plus(histogram{}); !slices.Equal(got.counts, a.counts) {
+		t.Fatalf("plus nothing = %v", got.counts)
+	}
+	if got := a.plus(a); !slices.Equal(got.counts, []float64{2, 4}) || !slices.Equal(a.counts, []float64{1, 2}) {
+		t.Fatalf("plus itself = %v (a now %v)", got.counts, a.counts)
+	}
+}

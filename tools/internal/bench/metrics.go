@@ -107,6 +107,18 @@ func (h histogram) since(old histogram) histogram {
 	return out
 }
 
+// plus adds the observations of other, a histogram of the same method (or empty).
+func (h histogram) plus(other histogram) histogram {
+	if len(other.counts) != len(h.counts) {
+		return h
+	}
+	out := histogram{bounds: h.bounds, counts: slices.Clone(h.counts)}
+	for i := range out.counts {
+		out.counts[i] += other.counts[i]
+	}
+	return out
+}
+
 // count is the number of observations.
 func (h histogram) count() float64 {
 	if len(h.counts) == 0 {
