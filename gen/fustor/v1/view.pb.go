@@ -138,6 +138,68 @@ func (VerifyDifferenceKind) EnumDescriptor() ([]byte, []int) {
 	return file_fustor_v1_view_proto_rawDescGZIP(), []int{1}
 }
 
+// ChangeKind says what a change did to a node.
+type ChangeKind int32
+
+const (
+	// CHANGE_KIND_UNSPECIFIED is never sent.
+	ChangeKind_CHANGE_KIND_UNSPECIFIED ChangeKind = 0
+	// CHANGE_KIND_CREATED: the node appeared.
+	ChangeKind_CHANGE_KIND_CREATED ChangeKind = 1
+	// CHANGE_KIND_MODIFIED: its size or mtime changed.
+	ChangeKind_CHANGE_KIND_MODIFIED ChangeKind = 2
+	// CHANGE_KIND_DELETED: the node went; for a directory, with everything below it (one change
+	// for the whole subtree).
+	ChangeKind_CHANGE_KIND_DELETED ChangeKind = 3
+	// CHANGE_KIND_FLAGS: integrity_suspect or known_by_agent (blind spot) changed.
+	ChangeKind_CHANGE_KIND_FLAGS ChangeKind = 4
+)
+
+// Enum value maps for ChangeKind.
+var (
+	ChangeKind_name = map[int32]string{
+		0: "CHANGE_KIND_UNSPECIFIED",
+		1: "CHANGE_KIND_CREATED",
+		2: "CHANGE_KIND_MODIFIED",
+		3: "CHANGE_KIND_DELETED",
+		4: "CHANGE_KIND_FLAGS",
+	}
+	ChangeKind_value = map[string]int32{
+		"CHANGE_KIND_UNSPECIFIED": 0,
+		"CHANGE_KIND_CREATED":     1,
+		"CHANGE_KIND_MODIFIED":    2,
+		"CHANGE_KIND_DELETED":     3,
+		"CHANGE_KIND_FLAGS":       4,
+	}
+)
+
+func (x ChangeKind) Enum() *ChangeKind {
+	p := new(ChangeKind)
+	*p = x
+	return p
+}
+
+func (x ChangeKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ChangeKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_fustor_v1_view_proto_enumTypes[2].Descriptor()
+}
+
+func (ChangeKind) Type() protoreflect.EnumType {
+	return &file_fustor_v1_view_proto_enumTypes[2]
+}
+
+func (x ChangeKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ChangeKind.Descriptor instead.
+func (ChangeKind) EnumDescriptor() ([]byte, []int) {
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{2}
+}
+
 // Entry is one node of a view.
 type Entry struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2494,6 +2556,638 @@ func (x *VerifyResponse) GetAgentId() string {
 	return ""
 }
 
+// Change is one change applied to a view.
+type Change struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// sequence is the change's number in its view (member) instance, from 1, without gaps.
+	Sequence uint64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// path is the node's path.
+	Path string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	// kind is what happened.
+	Kind ChangeKind `protobuf:"varint,3,opt,name=kind,proto3,enum=fustor.v1.ChangeKind" json:"kind,omitempty"`
+	// entry is the node after the change (path and is_dir only for a deletion).
+	Entry *Entry `protobuf:"bytes,4,opt,name=entry,proto3" json:"entry,omitempty"`
+	// source is the activity the change came from (UNSPECIFIED: Fusion itself, e.g. a suspect
+	// that expired).
+	Source MessageSource `protobuf:"varint,5,opt,name=source,proto3,enum=fustor.v1.MessageSource" json:"source,omitempty"`
+	// member is the forest member the change happened in (forest views asked without member).
+	Member        string `protobuf:"bytes,6,opt,name=member,proto3" json:"member,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Change) Reset() {
+	*x = Change{}
+	mi := &file_fustor_v1_view_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Change) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Change) ProtoMessage() {}
+
+func (x *Change) ProtoReflect() protoreflect.Message {
+	mi := &file_fustor_v1_view_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Change.ProtoReflect.Descriptor instead.
+func (*Change) Descriptor() ([]byte, []int) {
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *Change) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *Change) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *Change) GetKind() ChangeKind {
+	if x != nil {
+		return x.Kind
+	}
+	return ChangeKind_CHANGE_KIND_UNSPECIFIED
+}
+
+func (x *Change) GetEntry() *Entry {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
+}
+
+func (x *Change) GetSource() MessageSource {
+	if x != nil {
+		return x.Source
+	}
+	return MessageSource_MESSAGE_SOURCE_UNSPECIFIED
+}
+
+func (x *Change) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+// WatchRequest subscribes to the changes of a subtree.
+type WatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// view is the view to watch.
+	View string `protobuf:"bytes,1,opt,name=view,proto3" json:"view,omitempty"`
+	// path is the subtree ("/" for all); a deletion of one of its ancestors is sent too.
+	Path string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	// glob, when set, keeps only changes whose basename matches (path.Match syntax).
+	Glob string `protobuf:"bytes,3,opt,name=glob,proto3" json:"glob,omitempty"`
+	// since is a cursor from an earlier answer; empty means from now.
+	Since string `protobuf:"bytes,4,opt,name=since,proto3" json:"since,omitempty"`
+	// member asks one member of a forest view (see ViewService); without it every member's
+	// changes are sent, labelled.
+	Member        string `protobuf:"bytes,5,opt,name=member,proto3" json:"member,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchRequest) Reset() {
+	*x = WatchRequest{}
+	mi := &file_fustor_v1_view_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchRequest) ProtoMessage() {}
+
+func (x *WatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fustor_v1_view_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
+func (*WatchRequest) Descriptor() ([]byte, []int) {
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *WatchRequest) GetView() string {
+	if x != nil {
+		return x.View
+	}
+	return ""
+}
+
+func (x *WatchRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *WatchRequest) GetGlob() string {
+	if x != nil {
+		return x.Glob
+	}
+	return ""
+}
+
+func (x *WatchRequest) GetSince() string {
+	if x != nil {
+		return x.Since
+	}
+	return ""
+}
+
+func (x *WatchRequest) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+// WatchResponse is one message of a watch: changes, or a heartbeat, or a cursor reset.
+type WatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// meta is set on the first message.
+	Meta *ViewMeta `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	// changes are the changes since the previous message, in order.
+	Changes []*Change `protobuf:"bytes,2,rep,name=changes,proto3" json:"changes,omitempty"`
+	// cursor resumes the watch after these changes (an opaque token).
+	Cursor string `protobuf:"bytes,3,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	// fresh_instance: the cursor asked for belongs to another instance of the view (it was reset
+	// or rebuilt); cursor is the current one, the changes in between are unknown.
+	FreshInstance bool `protobuf:"varint,4,opt,name=fresh_instance,json=freshInstance,proto3" json:"fresh_instance,omitempty"`
+	// cursor_lost: the cursor asked for is older than the view's change log.
+	CursorLost bool `protobuf:"varint,5,opt,name=cursor_lost,json=cursorLost,proto3" json:"cursor_lost,omitempty"`
+	// lagged: the watcher read too slowly and the change log moved past it.
+	Lagged        bool `protobuf:"varint,6,opt,name=lagged,proto3" json:"lagged,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchResponse) Reset() {
+	*x = WatchResponse{}
+	mi := &file_fustor_v1_view_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchResponse) ProtoMessage() {}
+
+func (x *WatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fustor_v1_view_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
+func (*WatchResponse) Descriptor() ([]byte, []int) {
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *WatchResponse) GetMeta() *ViewMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *WatchResponse) GetChanges() []*Change {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+func (x *WatchResponse) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+func (x *WatchResponse) GetFreshInstance() bool {
+	if x != nil {
+		return x.FreshInstance
+	}
+	return false
+}
+
+func (x *WatchResponse) GetCursorLost() bool {
+	if x != nil {
+		return x.CursorLost
+	}
+	return false
+}
+
+func (x *WatchResponse) GetLagged() bool {
+	if x != nil {
+		return x.Lagged
+	}
+	return false
+}
+
+// ListChangesRequest asks for the changes since a cursor.
+type ListChangesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// view is the view to read.
+	View string `protobuf:"bytes,1,opt,name=view,proto3" json:"view,omitempty"`
+	// path is the subtree ("/" for all).
+	Path string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	// glob, when set, keeps only changes whose basename matches.
+	Glob string `protobuf:"bytes,3,opt,name=glob,proto3" json:"glob,omitempty"`
+	// since is the cursor to start after; empty returns no changes and the current cursor.
+	Since string `protobuf:"bytes,4,opt,name=since,proto3" json:"since,omitempty"`
+	// limit bounds the changes returned (0 = 1000, at most 100000).
+	Limit uint32 `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"`
+	// member asks one member of a forest view.
+	Member        string `protobuf:"bytes,6,opt,name=member,proto3" json:"member,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListChangesRequest) Reset() {
+	*x = ListChangesRequest{}
+	mi := &file_fustor_v1_view_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListChangesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListChangesRequest) ProtoMessage() {}
+
+func (x *ListChangesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fustor_v1_view_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListChangesRequest.ProtoReflect.Descriptor instead.
+func (*ListChangesRequest) Descriptor() ([]byte, []int) {
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ListChangesRequest) GetView() string {
+	if x != nil {
+		return x.View
+	}
+	return ""
+}
+
+func (x *ListChangesRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *ListChangesRequest) GetGlob() string {
+	if x != nil {
+		return x.Glob
+	}
+	return ""
+}
+
+func (x *ListChangesRequest) GetSince() string {
+	if x != nil {
+		return x.Since
+	}
+	return ""
+}
+
+func (x *ListChangesRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ListChangesRequest) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+// ListChangesResponse is one page of changes.
+type ListChangesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// meta is the view's state.
+	Meta *ViewMeta `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	// changes are in sequence order.
+	Changes []*Change `protobuf:"bytes,2,rep,name=changes,proto3" json:"changes,omitempty"`
+	// cursor continues after these changes.
+	Cursor string `protobuf:"bytes,3,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	// more is true when more changes are already there (ask again with cursor).
+	More bool `protobuf:"varint,4,opt,name=more,proto3" json:"more,omitempty"`
+	// fresh_instance: the cursor belongs to another instance of the view.
+	FreshInstance bool `protobuf:"varint,5,opt,name=fresh_instance,json=freshInstance,proto3" json:"fresh_instance,omitempty"`
+	// cursor_lost: the cursor is older than the view's change log.
+	CursorLost    bool `protobuf:"varint,6,opt,name=cursor_lost,json=cursorLost,proto3" json:"cursor_lost,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListChangesResponse) Reset() {
+	*x = ListChangesResponse{}
+	mi := &file_fustor_v1_view_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListChangesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListChangesResponse) ProtoMessage() {}
+
+func (x *ListChangesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fustor_v1_view_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListChangesResponse.ProtoReflect.Descriptor instead.
+func (*ListChangesResponse) Descriptor() ([]byte, []int) {
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ListChangesResponse) GetMeta() *ViewMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *ListChangesResponse) GetChanges() []*Change {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+func (x *ListChangesResponse) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+func (x *ListChangesResponse) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
+func (x *ListChangesResponse) GetFreshInstance() bool {
+	if x != nil {
+		return x.FreshInstance
+	}
+	return false
+}
+
+func (x *ListChangesResponse) GetCursorLost() bool {
+	if x != nil {
+		return x.CursorLost
+	}
+	return false
+}
+
+// WaitStableRequest waits for a subtree to settle.
+type WaitStableRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// view is the view to watch.
+	View string `protobuf:"bytes,1,opt,name=view,proto3" json:"view,omitempty"`
+	// path is the subtree (it need not exist yet).
+	Path string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	// quiet is how long the subtree must see no change (0 = the view's hot threshold).
+	Quiet *durationpb.Duration `protobuf:"bytes,3,opt,name=quiet,proto3" json:"quiet,omitempty"`
+	// min_files, when set, also waits until the subtree holds at least this many files (an
+	// upload that has not started yet).
+	MinFiles uint64 `protobuf:"varint,4,opt,name=min_files,json=minFiles,proto3" json:"min_files,omitempty"`
+	// member asks one member of a forest view (required for a forest).
+	Member        string `protobuf:"bytes,5,opt,name=member,proto3" json:"member,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WaitStableRequest) Reset() {
+	*x = WaitStableRequest{}
+	mi := &file_fustor_v1_view_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WaitStableRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WaitStableRequest) ProtoMessage() {}
+
+func (x *WaitStableRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fustor_v1_view_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WaitStableRequest.ProtoReflect.Descriptor instead.
+func (*WaitStableRequest) Descriptor() ([]byte, []int) {
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *WaitStableRequest) GetView() string {
+	if x != nil {
+		return x.View
+	}
+	return ""
+}
+
+func (x *WaitStableRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *WaitStableRequest) GetQuiet() *durationpb.Duration {
+	if x != nil {
+		return x.Quiet
+	}
+	return nil
+}
+
+func (x *WaitStableRequest) GetMinFiles() uint64 {
+	if x != nil {
+		return x.MinFiles
+	}
+	return 0
+}
+
+func (x *WaitStableRequest) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+// WaitStableResponse says whether the subtree settled.
+type WaitStableResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// meta is the view's state.
+	Meta *ViewMeta `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	// stable is true when the subtree settled; false when the deadline came first.
+	Stable bool `protobuf:"varint,2,opt,name=stable,proto3" json:"stable,omitempty"`
+	// reason says why it is not stable (suspect files, a recent change, too few files).
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// suspects lists up to 100 suspect files under the path.
+	Suspects []string `protobuf:"bytes,4,rep,name=suspects,proto3" json:"suspects,omitempty"`
+	// last_change is when the last change under the path was applied (unset: none seen).
+	LastChange *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_change,json=lastChange,proto3" json:"last_change,omitempty"`
+	// files is the number of files under the path.
+	Files uint64 `protobuf:"varint,6,opt,name=files,proto3" json:"files,omitempty"`
+	// cursor is the view's cursor at the answer: changes after it are newer.
+	Cursor        string `protobuf:"bytes,7,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WaitStableResponse) Reset() {
+	*x = WaitStableResponse{}
+	mi := &file_fustor_v1_view_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WaitStableResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WaitStableResponse) ProtoMessage() {}
+
+func (x *WaitStableResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fustor_v1_view_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WaitStableResponse.ProtoReflect.Descriptor instead.
+func (*WaitStableResponse) Descriptor() ([]byte, []int) {
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *WaitStableResponse) GetMeta() *ViewMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *WaitStableResponse) GetStable() bool {
+	if x != nil {
+		return x.Stable
+	}
+	return false
+}
+
+func (x *WaitStableResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *WaitStableResponse) GetSuspects() []string {
+	if x != nil {
+		return x.Suspects
+	}
+	return nil
+}
+
+func (x *WaitStableResponse) GetLastChange() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastChange
+	}
+	return nil
+}
+
+func (x *WaitStableResponse) GetFiles() uint64 {
+	if x != nil {
+		return x.Files
+	}
+	return 0
+}
+
+func (x *WaitStableResponse) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
 var File_fustor_v1_view_proto protoreflect.FileDescriptor
 
 const file_fustor_v1_view_proto_rawDesc = "" +
@@ -2691,7 +3385,58 @@ const file_fustor_v1_view_proto_rawDesc = "" +
 	"\brepaired\x18\t \x01(\bR\brepaired\x12-\n" +
 	"\x04took\x18\n" +
 	" \x01(\v2\x19.google.protobuf.DurationR\x04took\x12\x19\n" +
-	"\bagent_id\x18\v \x01(\tR\aagentId*z\n" +
+	"\bagent_id\x18\v \x01(\tR\aagentId\"\xd5\x01\n" +
+	"\x06Change\x12\x1a\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12)\n" +
+	"\x04kind\x18\x03 \x01(\x0e2\x15.fustor.v1.ChangeKindR\x04kind\x12&\n" +
+	"\x05entry\x18\x04 \x01(\v2\x10.fustor.v1.EntryR\x05entry\x120\n" +
+	"\x06source\x18\x05 \x01(\x0e2\x18.fustor.v1.MessageSourceR\x06source\x12\x16\n" +
+	"\x06member\x18\x06 \x01(\tR\x06member\"x\n" +
+	"\fWatchRequest\x12\x12\n" +
+	"\x04view\x18\x01 \x01(\tR\x04view\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
+	"\x04glob\x18\x03 \x01(\tR\x04glob\x12\x14\n" +
+	"\x05since\x18\x04 \x01(\tR\x05since\x12\x16\n" +
+	"\x06member\x18\x05 \x01(\tR\x06member\"\xdd\x01\n" +
+	"\rWatchResponse\x12'\n" +
+	"\x04meta\x18\x01 \x01(\v2\x13.fustor.v1.ViewMetaR\x04meta\x12+\n" +
+	"\achanges\x18\x02 \x03(\v2\x11.fustor.v1.ChangeR\achanges\x12\x16\n" +
+	"\x06cursor\x18\x03 \x01(\tR\x06cursor\x12%\n" +
+	"\x0efresh_instance\x18\x04 \x01(\bR\rfreshInstance\x12\x1f\n" +
+	"\vcursor_lost\x18\x05 \x01(\bR\n" +
+	"cursorLost\x12\x16\n" +
+	"\x06lagged\x18\x06 \x01(\bR\x06lagged\"\x94\x01\n" +
+	"\x12ListChangesRequest\x12\x12\n" +
+	"\x04view\x18\x01 \x01(\tR\x04view\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
+	"\x04glob\x18\x03 \x01(\tR\x04glob\x12\x14\n" +
+	"\x05since\x18\x04 \x01(\tR\x05since\x12\x14\n" +
+	"\x05limit\x18\x05 \x01(\rR\x05limit\x12\x16\n" +
+	"\x06member\x18\x06 \x01(\tR\x06member\"\xdf\x01\n" +
+	"\x13ListChangesResponse\x12'\n" +
+	"\x04meta\x18\x01 \x01(\v2\x13.fustor.v1.ViewMetaR\x04meta\x12+\n" +
+	"\achanges\x18\x02 \x03(\v2\x11.fustor.v1.ChangeR\achanges\x12\x16\n" +
+	"\x06cursor\x18\x03 \x01(\tR\x06cursor\x12\x12\n" +
+	"\x04more\x18\x04 \x01(\bR\x04more\x12%\n" +
+	"\x0efresh_instance\x18\x05 \x01(\bR\rfreshInstance\x12\x1f\n" +
+	"\vcursor_lost\x18\x06 \x01(\bR\n" +
+	"cursorLost\"\xa1\x01\n" +
+	"\x11WaitStableRequest\x12\x12\n" +
+	"\x04view\x18\x01 \x01(\tR\x04view\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12/\n" +
+	"\x05quiet\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x05quiet\x12\x1b\n" +
+	"\tmin_files\x18\x04 \x01(\x04R\bminFiles\x12\x16\n" +
+	"\x06member\x18\x05 \x01(\tR\x06member\"\xf4\x01\n" +
+	"\x12WaitStableResponse\x12'\n" +
+	"\x04meta\x18\x01 \x01(\v2\x13.fustor.v1.ViewMetaR\x04meta\x12\x16\n" +
+	"\x06stable\x18\x02 \x01(\bR\x06stable\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1a\n" +
+	"\bsuspects\x18\x04 \x03(\tR\bsuspects\x12;\n" +
+	"\vlast_change\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"lastChange\x12\x14\n" +
+	"\x05files\x18\x06 \x01(\x04R\x05files\x12\x16\n" +
+	"\x06cursor\x18\a \x01(\tR\x06cursor*z\n" +
 	"\tStatsBest\x12\x1a\n" +
 	"\x16STATS_BEST_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15STATS_BEST_FILE_COUNT\x10\x01\x12\x19\n" +
@@ -2701,7 +3446,14 @@ const file_fustor_v1_view_proto_rawDesc = "" +
 	"\"VERIFY_DIFFERENCE_KIND_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eVERIFY_DIFFERENCE_KIND_MISSING\x10\x01\x12 \n" +
 	"\x1cVERIFY_DIFFERENCE_KIND_EXTRA\x10\x02\x12$\n" +
-	" VERIFY_DIFFERENCE_KIND_DIFFERENT\x10\x032\x8b\x05\n" +
+	" VERIFY_DIFFERENCE_KIND_DIFFERENT\x10\x03*\x8c\x01\n" +
+	"\n" +
+	"ChangeKind\x12\x1b\n" +
+	"\x17CHANGE_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13CHANGE_KIND_CREATED\x10\x01\x12\x18\n" +
+	"\x14CHANGE_KIND_MODIFIED\x10\x02\x12\x17\n" +
+	"\x13CHANGE_KIND_DELETED\x10\x03\x12\x15\n" +
+	"\x11CHANGE_KIND_FLAGS\x10\x042\xe2\x06\n" +
 	"\vViewService\x12F\n" +
 	"\tListViews\x12\x1b.fustor.v1.ListViewsRequest\x1a\x1c.fustor.v1.ListViewsResponse\x12R\n" +
 	"\rListDirectory\x12\x1f.fustor.v1.ListDirectoryRequest\x1a .fustor.v1.ListDirectoryResponse\x12B\n" +
@@ -2711,7 +3463,11 @@ const file_fustor_v1_view_proto_rawDesc = "" +
 	"\bGetStats\x12\x1a.fustor.v1.GetStatsRequest\x1a\x1b.fustor.v1.GetStatsResponse\x12O\n" +
 	"\fListSuspects\x12\x1e.fustor.v1.ListSuspectsRequest\x1a\x1f.fustor.v1.ListSuspectsResponse\x12U\n" +
 	"\x0eListBlindSpots\x12 .fustor.v1.ListBlindSpotsRequest\x1a!.fustor.v1.ListBlindSpotsResponse\x12=\n" +
-	"\x06Verify\x12\x18.fustor.v1.VerifyRequest\x1a\x19.fustor.v1.VerifyResponseB\x90\x01\n" +
+	"\x06Verify\x12\x18.fustor.v1.VerifyRequest\x1a\x19.fustor.v1.VerifyResponse\x12<\n" +
+	"\x05Watch\x12\x17.fustor.v1.WatchRequest\x1a\x18.fustor.v1.WatchResponse0\x01\x12L\n" +
+	"\vListChanges\x12\x1d.fustor.v1.ListChangesRequest\x1a\x1e.fustor.v1.ListChangesResponse\x12I\n" +
+	"\n" +
+	"WaitStable\x12\x1c.fustor.v1.WaitStableRequest\x1a\x1d.fustor.v1.WaitStableResponseB\x90\x01\n" +
 	"\rcom.fustor.v1B\tViewProtoP\x01Z/github.com/fustor/fustor/gen/fustor/v1;fustorv1\xa2\x02\x03FXX\xaa\x02\tFustor.V1\xca\x02\tFustor\\V1\xe2\x02\x15Fustor\\V1\\GPBMetadata\xea\x02\n" +
 	"Fustor::V1b\x06proto3"
 
@@ -2727,109 +3483,134 @@ func file_fustor_v1_view_proto_rawDescGZIP() []byte {
 	return file_fustor_v1_view_proto_rawDescData
 }
 
-var file_fustor_v1_view_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_fustor_v1_view_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_fustor_v1_view_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_fustor_v1_view_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_fustor_v1_view_proto_goTypes = []any{
 	(StatsBest)(0),                 // 0: fustor.v1.StatsBest
 	(VerifyDifferenceKind)(0),      // 1: fustor.v1.VerifyDifferenceKind
-	(*Entry)(nil),                  // 2: fustor.v1.Entry
-	(*ViewInfo)(nil),               // 3: fustor.v1.ViewInfo
-	(*ListViewsRequest)(nil),       // 4: fustor.v1.ListViewsRequest
-	(*ListViewsResponse)(nil),      // 5: fustor.v1.ListViewsResponse
-	(*ListDirectoryRequest)(nil),   // 6: fustor.v1.ListDirectoryRequest
-	(*ListDirectoryResponse)(nil),  // 7: fustor.v1.ListDirectoryResponse
-	(*MemberListing)(nil),          // 8: fustor.v1.MemberListing
-	(*GetTreeRequest)(nil),         // 9: fustor.v1.GetTreeRequest
-	(*GetTreeResponse)(nil),        // 10: fustor.v1.GetTreeResponse
-	(*StatRequest)(nil),            // 11: fustor.v1.StatRequest
-	(*StatResponse)(nil),           // 12: fustor.v1.StatResponse
-	(*MemberEntry)(nil),            // 13: fustor.v1.MemberEntry
-	(*FindRequest)(nil),            // 14: fustor.v1.FindRequest
-	(*FindResponse)(nil),           // 15: fustor.v1.FindResponse
-	(*MemberMatches)(nil),          // 16: fustor.v1.MemberMatches
-	(*GetStatsRequest)(nil),        // 17: fustor.v1.GetStatsRequest
-	(*GetStatsResponse)(nil),       // 18: fustor.v1.GetStatsResponse
-	(*MemberStats)(nil),            // 19: fustor.v1.MemberStats
-	(*ListSuspectsRequest)(nil),    // 20: fustor.v1.ListSuspectsRequest
-	(*Suspect)(nil),                // 21: fustor.v1.Suspect
-	(*ListSuspectsResponse)(nil),   // 22: fustor.v1.ListSuspectsResponse
-	(*ListBlindSpotsRequest)(nil),  // 23: fustor.v1.ListBlindSpotsRequest
-	(*ListBlindSpotsResponse)(nil), // 24: fustor.v1.ListBlindSpotsResponse
-	(*VerifyRequest)(nil),          // 25: fustor.v1.VerifyRequest
-	(*VerifyDifference)(nil),       // 26: fustor.v1.VerifyDifference
-	(*VerifyEntry)(nil),            // 27: fustor.v1.VerifyEntry
-	(*VerifyResponse)(nil),         // 28: fustor.v1.VerifyResponse
-	(*timestamppb.Timestamp)(nil),  // 29: google.protobuf.Timestamp
-	(*ViewMeta)(nil),               // 30: fustor.v1.ViewMeta
-	(*ForceRealTime)(nil),          // 31: fustor.v1.ForceRealTime
-	(*durationpb.Duration)(nil),    // 32: google.protobuf.Duration
+	(ChangeKind)(0),                // 2: fustor.v1.ChangeKind
+	(*Entry)(nil),                  // 3: fustor.v1.Entry
+	(*ViewInfo)(nil),               // 4: fustor.v1.ViewInfo
+	(*ListViewsRequest)(nil),       // 5: fustor.v1.ListViewsRequest
+	(*ListViewsResponse)(nil),      // 6: fustor.v1.ListViewsResponse
+	(*ListDirectoryRequest)(nil),   // 7: fustor.v1.ListDirectoryRequest
+	(*ListDirectoryResponse)(nil),  // 8: fustor.v1.ListDirectoryResponse
+	(*MemberListing)(nil),          // 9: fustor.v1.MemberListing
+	(*GetTreeRequest)(nil),         // 10: fustor.v1.GetTreeRequest
+	(*GetTreeResponse)(nil),        // 11: fustor.v1.GetTreeResponse
+	(*StatRequest)(nil),            // 12: fustor.v1.StatRequest
+	(*StatResponse)(nil),           // 13: fustor.v1.StatResponse
+	(*MemberEntry)(nil),            // 14: fustor.v1.MemberEntry
+	(*FindRequest)(nil),            // 15: fustor.v1.FindRequest
+	(*FindResponse)(nil),           // 16: fustor.v1.FindResponse
+	(*MemberMatches)(nil),          // 17: fustor.v1.MemberMatches
+	(*GetStatsRequest)(nil),        // 18: fustor.v1.GetStatsRequest
+	(*GetStatsResponse)(nil),       // 19: fustor.v1.GetStatsResponse
+	(*MemberStats)(nil),            // 20: fustor.v1.MemberStats
+	(*ListSuspectsRequest)(nil),    // 21: fustor.v1.ListSuspectsRequest
+	(*Suspect)(nil),                // 22: fustor.v1.Suspect
+	(*ListSuspectsResponse)(nil),   // 23: fustor.v1.ListSuspectsResponse
+	(*ListBlindSpotsRequest)(nil),  // 24: fustor.v1.ListBlindSpotsRequest
+	(*ListBlindSpotsResponse)(nil), // 25: fustor.v1.ListBlindSpotsResponse
+	(*VerifyRequest)(nil),          // 26: fustor.v1.VerifyRequest
+	(*VerifyDifference)(nil),       // 27: fustor.v1.VerifyDifference
+	(*VerifyEntry)(nil),            // 28: fustor.v1.VerifyEntry
+	(*VerifyResponse)(nil),         // 29: fustor.v1.VerifyResponse
+	(*Change)(nil),                 // 30: fustor.v1.Change
+	(*WatchRequest)(nil),           // 31: fustor.v1.WatchRequest
+	(*WatchResponse)(nil),          // 32: fustor.v1.WatchResponse
+	(*ListChangesRequest)(nil),     // 33: fustor.v1.ListChangesRequest
+	(*ListChangesResponse)(nil),    // 34: fustor.v1.ListChangesResponse
+	(*WaitStableRequest)(nil),      // 35: fustor.v1.WaitStableRequest
+	(*WaitStableResponse)(nil),     // 36: fustor.v1.WaitStableResponse
+	(*timestamppb.Timestamp)(nil),  // 37: google.protobuf.Timestamp
+	(*ViewMeta)(nil),               // 38: fustor.v1.ViewMeta
+	(*ForceRealTime)(nil),          // 39: fustor.v1.ForceRealTime
+	(*durationpb.Duration)(nil),    // 40: google.protobuf.Duration
+	(MessageSource)(0),             // 41: fustor.v1.MessageSource
 }
 var file_fustor_v1_view_proto_depIdxs = []int32{
-	29, // 0: fustor.v1.Entry.mtime:type_name -> google.protobuf.Timestamp
-	29, // 1: fustor.v1.Entry.last_updated_at:type_name -> google.protobuf.Timestamp
-	30, // 2: fustor.v1.ViewInfo.meta:type_name -> fustor.v1.ViewMeta
-	3,  // 3: fustor.v1.ListViewsResponse.views:type_name -> fustor.v1.ViewInfo
-	31, // 4: fustor.v1.ListDirectoryRequest.force_real_time:type_name -> fustor.v1.ForceRealTime
-	30, // 5: fustor.v1.ListDirectoryResponse.meta:type_name -> fustor.v1.ViewMeta
-	2,  // 6: fustor.v1.ListDirectoryResponse.entries:type_name -> fustor.v1.Entry
-	2,  // 7: fustor.v1.ListDirectoryResponse.directory:type_name -> fustor.v1.Entry
-	8,  // 8: fustor.v1.ListDirectoryResponse.members:type_name -> fustor.v1.MemberListing
-	2,  // 9: fustor.v1.MemberListing.directory:type_name -> fustor.v1.Entry
-	2,  // 10: fustor.v1.MemberListing.entries:type_name -> fustor.v1.Entry
+	37, // 0: fustor.v1.Entry.mtime:type_name -> google.protobuf.Timestamp
+	37, // 1: fustor.v1.Entry.last_updated_at:type_name -> google.protobuf.Timestamp
+	38, // 2: fustor.v1.ViewInfo.meta:type_name -> fustor.v1.ViewMeta
+	4,  // 3: fustor.v1.ListViewsResponse.views:type_name -> fustor.v1.ViewInfo
+	39, // 4: fustor.v1.ListDirectoryRequest.force_real_time:type_name -> fustor.v1.ForceRealTime
+	38, // 5: fustor.v1.ListDirectoryResponse.meta:type_name -> fustor.v1.ViewMeta
+	3,  // 6: fustor.v1.ListDirectoryResponse.entries:type_name -> fustor.v1.Entry
+	3,  // 7: fustor.v1.ListDirectoryResponse.directory:type_name -> fustor.v1.Entry
+	9,  // 8: fustor.v1.ListDirectoryResponse.members:type_name -> fustor.v1.MemberListing
+	3,  // 9: fustor.v1.MemberListing.directory:type_name -> fustor.v1.Entry
+	3,  // 10: fustor.v1.MemberListing.entries:type_name -> fustor.v1.Entry
 	0,  // 11: fustor.v1.GetTreeRequest.best_by:type_name -> fustor.v1.StatsBest
-	30, // 12: fustor.v1.GetTreeResponse.meta:type_name -> fustor.v1.ViewMeta
-	2,  // 13: fustor.v1.GetTreeResponse.entries:type_name -> fustor.v1.Entry
-	31, // 14: fustor.v1.StatRequest.force_real_time:type_name -> fustor.v1.ForceRealTime
-	30, // 15: fustor.v1.StatResponse.meta:type_name -> fustor.v1.ViewMeta
-	2,  // 16: fustor.v1.StatResponse.entry:type_name -> fustor.v1.Entry
-	13, // 17: fustor.v1.StatResponse.members:type_name -> fustor.v1.MemberEntry
-	2,  // 18: fustor.v1.MemberEntry.entry:type_name -> fustor.v1.Entry
-	31, // 19: fustor.v1.FindRequest.force_real_time:type_name -> fustor.v1.ForceRealTime
-	30, // 20: fustor.v1.FindResponse.meta:type_name -> fustor.v1.ViewMeta
-	2,  // 21: fustor.v1.FindResponse.entries:type_name -> fustor.v1.Entry
-	16, // 22: fustor.v1.FindResponse.members:type_name -> fustor.v1.MemberMatches
-	31, // 23: fustor.v1.GetStatsRequest.force_real_time:type_name -> fustor.v1.ForceRealTime
+	38, // 12: fustor.v1.GetTreeResponse.meta:type_name -> fustor.v1.ViewMeta
+	3,  // 13: fustor.v1.GetTreeResponse.entries:type_name -> fustor.v1.Entry
+	39, // 14: fustor.v1.StatRequest.force_real_time:type_name -> fustor.v1.ForceRealTime
+	38, // 15: fustor.v1.StatResponse.meta:type_name -> fustor.v1.ViewMeta
+	3,  // 16: fustor.v1.StatResponse.entry:type_name -> fustor.v1.Entry
+	14, // 17: fustor.v1.StatResponse.members:type_name -> fustor.v1.MemberEntry
+	3,  // 18: fustor.v1.MemberEntry.entry:type_name -> fustor.v1.Entry
+	39, // 19: fustor.v1.FindRequest.force_real_time:type_name -> fustor.v1.ForceRealTime
+	38, // 20: fustor.v1.FindResponse.meta:type_name -> fustor.v1.ViewMeta
+	3,  // 21: fustor.v1.FindResponse.entries:type_name -> fustor.v1.Entry
+	17, // 22: fustor.v1.FindResponse.members:type_name -> fustor.v1.MemberMatches
+	39, // 23: fustor.v1.GetStatsRequest.force_real_time:type_name -> fustor.v1.ForceRealTime
 	0,  // 24: fustor.v1.GetStatsRequest.best_by:type_name -> fustor.v1.StatsBest
-	30, // 25: fustor.v1.GetStatsResponse.meta:type_name -> fustor.v1.ViewMeta
-	29, // 26: fustor.v1.GetStatsResponse.latest_mtime:type_name -> google.protobuf.Timestamp
-	29, // 27: fustor.v1.GetStatsResponse.last_audit_end:type_name -> google.protobuf.Timestamp
-	19, // 28: fustor.v1.GetStatsResponse.members:type_name -> fustor.v1.MemberStats
-	29, // 29: fustor.v1.MemberStats.latest_mtime:type_name -> google.protobuf.Timestamp
-	2,  // 30: fustor.v1.Suspect.entry:type_name -> fustor.v1.Entry
-	30, // 31: fustor.v1.ListSuspectsResponse.meta:type_name -> fustor.v1.ViewMeta
-	21, // 32: fustor.v1.ListSuspectsResponse.suspects:type_name -> fustor.v1.Suspect
-	30, // 33: fustor.v1.ListBlindSpotsResponse.meta:type_name -> fustor.v1.ViewMeta
-	2,  // 34: fustor.v1.ListBlindSpotsResponse.additions:type_name -> fustor.v1.Entry
-	32, // 35: fustor.v1.VerifyRequest.timeout:type_name -> google.protobuf.Duration
+	38, // 25: fustor.v1.GetStatsResponse.meta:type_name -> fustor.v1.ViewMeta
+	37, // 26: fustor.v1.GetStatsResponse.latest_mtime:type_name -> google.protobuf.Timestamp
+	37, // 27: fustor.v1.GetStatsResponse.last_audit_end:type_name -> google.protobuf.Timestamp
+	20, // 28: fustor.v1.GetStatsResponse.members:type_name -> fustor.v1.MemberStats
+	37, // 29: fustor.v1.MemberStats.latest_mtime:type_name -> google.protobuf.Timestamp
+	3,  // 30: fustor.v1.Suspect.entry:type_name -> fustor.v1.Entry
+	38, // 31: fustor.v1.ListSuspectsResponse.meta:type_name -> fustor.v1.ViewMeta
+	22, // 32: fustor.v1.ListSuspectsResponse.suspects:type_name -> fustor.v1.Suspect
+	38, // 33: fustor.v1.ListBlindSpotsResponse.meta:type_name -> fustor.v1.ViewMeta
+	3,  // 34: fustor.v1.ListBlindSpotsResponse.additions:type_name -> fustor.v1.Entry
+	40, // 35: fustor.v1.VerifyRequest.timeout:type_name -> google.protobuf.Duration
 	1,  // 36: fustor.v1.VerifyDifference.kind:type_name -> fustor.v1.VerifyDifferenceKind
-	27, // 37: fustor.v1.VerifyDifference.storage:type_name -> fustor.v1.VerifyEntry
-	27, // 38: fustor.v1.VerifyDifference.view:type_name -> fustor.v1.VerifyEntry
-	30, // 39: fustor.v1.VerifyResponse.meta:type_name -> fustor.v1.ViewMeta
-	26, // 40: fustor.v1.VerifyResponse.examples:type_name -> fustor.v1.VerifyDifference
-	32, // 41: fustor.v1.VerifyResponse.took:type_name -> google.protobuf.Duration
-	4,  // 42: fustor.v1.ViewService.ListViews:input_type -> fustor.v1.ListViewsRequest
-	6,  // 43: fustor.v1.ViewService.ListDirectory:input_type -> fustor.v1.ListDirectoryRequest
-	9,  // 44: fustor.v1.ViewService.GetTree:input_type -> fustor.v1.GetTreeRequest
-	11, // 45: fustor.v1.ViewService.Stat:input_type -> fustor.v1.StatRequest
-	14, // 46: fustor.v1.ViewService.Find:input_type -> fustor.v1.FindRequest
-	17, // 47: fustor.v1.ViewService.GetStats:input_type -> fustor.v1.GetStatsRequest
-	20, // 48: fustor.v1.ViewService.ListSuspects:input_type -> fustor.v1.ListSuspectsRequest
-	23, // 49: fustor.v1.ViewService.ListBlindSpots:input_type -> fustor.v1.ListBlindSpotsRequest
-	25, // 50: fustor.v1.ViewService.Verify:input_type -> fustor.v1.VerifyRequest
-	5,  // 51: fustor.v1.ViewService.ListViews:output_type -> fustor.v1.ListViewsResponse
-	7,  // 52: fustor.v1.ViewService.ListDirectory:output_type -> fustor.v1.ListDirectoryResponse
-	10, // 53: fustor.v1.ViewService.GetTree:output_type -> fustor.v1.GetTreeResponse
-	12, // 54: fustor.v1.ViewService.Stat:output_type -> fustor.v1.StatResponse
-	15, // 55: fustor.v1.ViewService.Find:output_type -> fustor.v1.FindResponse
-	18, // 56: fustor.v1.ViewService.GetStats:output_type -> fustor.v1.GetStatsResponse
-	22, // 57: fustor.v1.ViewService.ListSuspects:output_type -> fustor.v1.ListSuspectsResponse
-	24, // 58: fustor.v1.ViewService.ListBlindSpots:output_type -> fustor.v1.ListBlindSpotsResponse
-	28, // 59: fustor.v1.ViewService.Verify:output_type -> fustor.v1.VerifyResponse
-	51, // [51:60] is the sub-list for method output_type
-	42, // [42:51] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	28, // 37: fustor.v1.VerifyDifference.storage:type_name -> fustor.v1.VerifyEntry
+	28, // 38: fustor.v1.VerifyDifference.view:type_name -> fustor.v1.VerifyEntry
+	38, // 39: fustor.v1.VerifyResponse.meta:type_name -> fustor.v1.ViewMeta
+	27, // 40: fustor.v1.VerifyResponse.examples:type_name -> fustor.v1.VerifyDifference
+	40, // 41: fustor.v1.VerifyResponse.took:type_name -> google.protobuf.Duration
+	2,  // 42: fustor.v1.Change.kind:type_name -> fustor.v1.ChangeKind
+	3,  // 43: fustor.v1.Change.entry:type_name -> fustor.v1.Entry
+	41, // 44: fustor.v1.Change.source:type_name -> fustor.v1.MessageSource
+	38, // 45: fustor.v1.WatchResponse.meta:type_name -> fustor.v1.ViewMeta
+	30, // 46: fustor.v1.WatchResponse.changes:type_name -> fustor.v1.Change
+	38, // 47: fustor.v1.ListChangesResponse.meta:type_name -> fustor.v1.ViewMeta
+	30, // 48: fustor.v1.ListChangesResponse.changes:type_name -> fustor.v1.Change
+	40, // 49: fustor.v1.WaitStableRequest.quiet:type_name -> google.protobuf.Duration
+	38, // 50: fustor.v1.WaitStableResponse.meta:type_name -> fustor.v1.ViewMeta
+	37, // 51: fustor.v1.WaitStableResponse.last_change:type_name -> google.protobuf.Timestamp
+	5,  // 52: fustor.v1.ViewService.ListViews:input_type -> fustor.v1.ListViewsRequest
+	7,  // 53: fustor.v1.ViewService.ListDirectory:input_type -> fustor.v1.ListDirectoryRequest
+	10, // 54: fustor.v1.ViewService.GetTree:input_type -> fustor.v1.GetTreeRequest
+	12, // 55: fustor.v1.ViewService.Stat:input_type -> fustor.v1.StatRequest
+	15, // 56: fustor.v1.ViewService.Find:input_type -> fustor.v1.FindRequest
+	18, // 57: fustor.v1.ViewService.GetStats:input_type -> fustor.v1.GetStatsRequest
+	21, // 58: fustor.v1.ViewService.ListSuspects:input_type -> fustor.v1.ListSuspectsRequest
+	24, // 59: fustor.v1.ViewService.ListBlindSpots:input_type -> fustor.v1.ListBlindSpotsRequest
+	26, // 60: fustor.v1.ViewService.Verify:input_type -> fustor.v1.VerifyRequest
+	31, // 61: fustor.v1.ViewService.Watch:input_type -> fustor.v1.WatchRequest
+	33, // 62: fustor.v1.ViewService.ListChanges:input_type -> fustor.v1.ListChangesRequest
+	35, // 63: fustor.v1.ViewService.WaitStable:input_type -> fustor.v1.WaitStableRequest
+	6,  // 64: fustor.v1.ViewService.ListViews:output_type -> fustor.v1.ListViewsResponse
+	8,  // 65: fustor.v1.ViewService.ListDirectory:output_type -> fustor.v1.ListDirectoryResponse
+	11, // 66: fustor.v1.ViewService.GetTree:output_type -> fustor.v1.GetTreeResponse
+	13, // 67: fustor.v1.ViewService.Stat:output_type -> fustor.v1.StatResponse
+	16, // 68: fustor.v1.ViewService.Find:output_type -> fustor.v1.FindResponse
+	19, // 69: fustor.v1.ViewService.GetStats:output_type -> fustor.v1.GetStatsResponse
+	23, // 70: fustor.v1.ViewService.ListSuspects:output_type -> fustor.v1.ListSuspectsResponse
+	25, // 71: fustor.v1.ViewService.ListBlindSpots:output_type -> fustor.v1.ListBlindSpotsResponse
+	29, // 72: fustor.v1.ViewService.Verify:output_type -> fustor.v1.VerifyResponse
+	32, // 73: fustor.v1.ViewService.Watch:output_type -> fustor.v1.WatchResponse
+	34, // 74: fustor.v1.ViewService.ListChanges:output_type -> fustor.v1.ListChangesResponse
+	36, // 75: fustor.v1.ViewService.WaitStable:output_type -> fustor.v1.WaitStableResponse
+	64, // [64:76] is the sub-list for method output_type
+	52, // [52:64] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_fustor_v1_view_proto_init() }
@@ -2843,8 +3624,8 @@ func file_fustor_v1_view_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fustor_v1_view_proto_rawDesc), len(file_fustor_v1_view_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   27,
+			NumEnums:      3,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -28,6 +28,9 @@ const (
 	ViewService_ListSuspects_FullMethodName   = "/fustor.v1.ViewService/ListSuspects"
 	ViewService_ListBlindSpots_FullMethodName = "/fustor.v1.ViewService/ListBlindSpots"
 	ViewService_Verify_FullMethodName         = "/fustor.v1.ViewService/Verify"
+	ViewService_Watch_FullMethodName          = "/fustor.v1.ViewService/Watch"
+	ViewService_ListChanges_FullMethodName    = "/fustor.v1.ViewService/ListChanges"
+	ViewService_WaitStable_FullMethodName     = "/fustor.v1.ViewService/WaitStable"
 )
 
 // ViewServiceClient is the client API for ViewService service.
@@ -72,6 +75,24 @@ type ViewServiceClient interface {
 	// admin key may call it. One verify runs per view at a time (ABORTED while another runs); a
 	// walk that does not end within the timeout is DEADLINE_EXCEEDED.
 	Verify(ctx context.Context, in *VerifyRequest, opts ...grpc.CallOption) (*VerifyResponse, error)
+	// Watch streams the changes applied to a subtree, from a cursor or from now (DESIGN.md §5.6).
+	//
+	// Protocol: the server sends WatchResponse messages, each with zero or more changes in
+	// sequence order and the cursor to resume from after them. An idle watch gets a message
+	// without changes (a heartbeat carrying the current cursor) every heartbeat interval. A
+	// cursor of another view instance (the view was reset or rebuilt) is answered once with
+	// fresh_instance, one older than the view's change log with cursor_lost, and a watcher that
+	// reads too slowly to keep up with the change log with lagged: each with the cursor to go on
+	// from, the changes in between being unknown (resync with GetTree). The stream ends when the
+	// client cancels it; RESOURCE_EXHAUSTED when the view or the key has too many watchers.
+	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
+	// ListChanges returns the changes since a cursor, one page at a time: for cron jobs and
+	// pollers. The same fresh_instance / cursor_lost answers as Watch.
+	ListChanges(ctx context.Context, in *ListChangesRequest, opts ...grpc.CallOption) (*ListChangesResponse, error)
+	// WaitStable returns when the subtree under a path holds no suspect file and has had no
+	// change for the quiet period (and, with min_files, holds at least that many files), or a
+	// little before the request's deadline with stable false and the reason.
+	WaitStable(ctx context.Context, in *WaitStableRequest, opts ...grpc.CallOption) (*WaitStableResponse, error)
 }
 
 type viewServiceClient struct {
@@ -181,6 +202,45 @@ func (c *viewServiceClient) Verify(ctx context.Context, in *VerifyRequest, opts 
 	return out, nil
 }
 
+func (c *viewServiceClient) Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ViewService_ServiceDesc.Streams[1], ViewService_Watch_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchRequest, WatchResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ViewService_WatchClient = grpc.ServerStreamingClient[WatchResponse]
+
+func (c *viewServiceClient) ListChanges(ctx context.Context, in *ListChangesRequest, opts ...grpc.CallOption) (*ListChangesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListChangesResponse)
+	err := c.cc.Invoke(ctx, ViewService_ListChanges_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *viewServiceClient) WaitStable(ctx context.Context, in *WaitStableRequest, opts ...grpc.CallOption) (*WaitStableResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WaitStableResponse)
+	err := c.cc.Invoke(ctx, ViewService_WaitStable_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ViewServiceServer is the server API for ViewService service.
 // All implementations must embed UnimplementedViewServiceServer
 // for forward compatibility.
@@ -223,6 +283,24 @@ type ViewServiceServer interface {
 	// admin key may call it. One verify runs per view at a time (ABORTED while another runs); a
 	// walk that does not end within the timeout is DEADLINE_EXCEEDED.
 	Verify(context.Context, *VerifyRequest) (*VerifyResponse, error)
+	// Watch streams the changes applied to a subtree, from a cursor or from now (DESIGN.md §5.6).
+	//
+	// Protocol: the server sends WatchResponse messages, each with zero or more changes in
+	// sequence order and the cursor to resume from after them. An idle watch gets a message
+	// without changes (a heartbeat carrying the current cursor) every heartbeat interval. A
+	// cursor of another view instance (the view was reset or rebuilt) is answered once with
+	// fresh_instance, one older than the view's change log with cursor_lost, and a watcher that
+	// reads too slowly to keep up with the change log with lagged: each with the cursor to go on
+	// from, the changes in between being unknown (resync with GetTree). The stream ends when the
+	// client cancels it; RESOURCE_EXHAUSTED when the view or the key has too many watchers.
+	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
+	// ListChanges returns the changes since a cursor, one page at a time: for cron jobs and
+	// pollers. The same fresh_instance / cursor_lost answers as Watch.
+	ListChanges(context.Context, *ListChangesRequest) (*ListChangesResponse, error)
+	// WaitStable returns when the subtree under a path holds no suspect file and has had no
+	// change for the quiet period (and, with min_files, holds at least that many files), or a
+	// little before the request's deadline with stable false and the reason.
+	WaitStable(context.Context, *WaitStableRequest) (*WaitStableResponse, error)
 	mustEmbedUnimplementedViewServiceServer()
 }
 
@@ -259,6 +337,15 @@ func (UnimplementedViewServiceServer) ListBlindSpots(context.Context, *ListBlind
 }
 func (UnimplementedViewServiceServer) Verify(context.Context, *VerifyRequest) (*VerifyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Verify not implemented")
+}
+func (UnimplementedViewServiceServer) Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error {
+	return status.Error(codes.Unimplemented, "method Watch not implemented")
+}
+func (UnimplementedViewServiceServer) ListChanges(context.Context, *ListChangesRequest) (*ListChangesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListChanges not implemented")
+}
+func (UnimplementedViewServiceServer) WaitStable(context.Context, *WaitStableRequest) (*WaitStableResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method WaitStable not implemented")
 }
 func (UnimplementedViewServiceServer) mustEmbedUnimplementedViewServiceServer() {}
 func (UnimplementedViewServiceServer) testEmbeddedByValue()                     {}
@@ -436,6 +523,53 @@ func _ViewService_Verify_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ViewService_Watch_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ViewServiceServer).Watch(m, &grpc.GenericServerStream[WatchRequest, WatchResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ViewService_WatchServer = grpc.ServerStreamingServer[WatchResponse]
+
+func _ViewService_ListChanges_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListChangesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ViewServiceServer).ListChanges(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ViewService_ListChanges_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ViewServiceServer).ListChanges(ctx, req.(*ListChangesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ViewService_WaitStable_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WaitStableRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ViewServiceServer).WaitStable(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ViewService_WaitStable_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ViewServiceServer).WaitStable(ctx, req.(*WaitStableRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ViewService_ServiceDesc is the grpc.ServiceDesc for ViewService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -475,11 +609,24 @@ var ViewService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Verify",
 			Handler:    _ViewService_Verify_Handler,
 		},
+		{
+			MethodName: "ListChanges",
+			Handler:    _ViewService_ListChanges_Handler,
+		},
+		{
+			MethodName: "WaitStable",
+			Handler:    _ViewService_WaitStable_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "GetTree",
 			Handler:       _ViewService_GetTree_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Watch",
+			Handler:       _ViewService_Watch_Handler,
 			ServerStreams: true,
 		},
 	},
