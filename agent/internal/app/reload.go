@@ -177,7 +177,7 @@ func (a *Agent) prepare(pl *plan) (*change, error) {
 		ids := pl.groups[sig]
 		sc := pl.cfg.Sources[ids[0]]
 		old, ok := a.sources[sig]
-		if ok && sameSettings(old.cfg, sc) && old.cfg.DisableRealtime == sc.DisableRealtime {
+		if ok && sameSettings(old.cfg, sc) {
 			if name := strings.Join(ids, ","); name != old.name() {
 				ch.renamed[sig] = ids
 				note("source ids changed", zap.String("from", old.name()), zap.String("to", name), zap.String("signature", sig))
