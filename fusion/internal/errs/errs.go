@@ -28,8 +28,21 @@ var (
 	ErrPermission = errors.New("permission denied")
 )
 
+// Reasons are the google.rpc.ErrorInfo reasons, in ErrorDomain, that server.ToStatus attaches
+// to a status so a client can tell apart causes that share a code. They are part of the API:
+// the agent matches the same strings (agent/internal/sender), so a reason is never renamed.
+const (
+	ErrorDomain = "fustor.v1"
+	// ReasonSessionNotFound: Fusion does not know the session of a Heartbeat, Push or
+	// CloseSession (expired, closed, or Fusion restarted): the agent creates a new one.
+	ReasonSessionNotFound = "SESSION_NOT_FOUND"
+)
+
 // Specific sentinels shared by more than one layer.
 var (
+	// ErrSessionNotFound: the session named is unknown, expired or closed. NOT_FOUND, with
+	// ReasonSessionNotFound.
+	ErrSessionNotFound = NewReason(ErrNotFound, ReasonSessionNotFound, "session not found")
 	// ErrNotDir: a directory operation on a file.
 	ErrNotDir = New(ErrPrecondition, "not a directory")
 	// ErrNotReady: a view cannot answer authoritatively yet.
@@ -39,12 +52,48 @@ var (
 )
 
 // New returns a sentinel with its own message that errors.Is also matches as kind, so a
-// package keeps its message ("view not found") while the server maps it by kind.
-func New(kind error, msg string) error { return &sentinel{msg: msg, kind: kind} }
+// package keeps its message ("view not found") while the server maps it by kind. A sentinel
+// of a sentinel with a reason keeps that reason.
+func New(kind error, msg string) error {
+	reason, _ := Reason(kind)
+	return &sentinel{msg: msg, kind: kind, reason: reason}
+}
+
+// NewReason is New with a reason (one of the Reason constants) that server.ToStatus sends
+// along with the kind's code.
+func NewReason(kind error, reason, msg string) error {
+	return &sentinel{msg: msg, kind: kind, reason: reason}
+}
+
+// Reason returns the reason of the first sentinel in err's chain that has one, and that
+// sentinel, so the caller can check the reason belongs to the kind it maps err by. It returns
+// "" and nil when no sentinel in the chain has a reason.
+func Reason(err error) (string, error) {
+	for err != nil {
+		if s, ok := err.(*sentinel); ok && s.reason != "" {
+			return s.reason, s
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				if r, of := Reason(e); r != "" {
+					return r, of
+				}
+			}
+			return "", nil
+		case interface{ Unwrap() error }:
+			err = u.Unwrap()
+		default:
+			return "", nil
+		}
+	}
+	return "", nil
+}
 
 type sentinel struct {
-	msg  string
-	kind error
+	msg    string
+	kind   error
+	reason string
 }
 
 func (e *sentinel) Error() string { return e.msg }

@@ -28,3 +28,33 @@ func TestNewKeepsMessageAndKind(t *testing.T) {
 		t.Fatal("shared sentinels have the wrong kind")
 	}
 }
+
+func TestReason(t *testing.T) {
+	ownGone := New(ErrSessionNotFound, "stream session gone")
+	tests := []struct {
+		name string
+		err  error
+		want string
+		of   error
+	}{
+		{"the sentinel", ErrSessionNotFound, ReasonSessionNotFound, ErrSessionNotFound},
+		{"wrapped", fmt.Errorf("heartbeat: %w: %q", ErrSessionNotFound, "s1"), ReasonSessionNotFound, ErrSessionNotFound},
+		{"a sentinel of it keeps the reason", fmt.Errorf("x: %w", ownGone), ReasonSessionNotFound, ownGone},
+		{"second of two wrapped", fmt.Errorf("%w: %w", ErrPrecondition, ErrSessionNotFound), ReasonSessionNotFound, ErrSessionNotFound},
+		{"a kind has none", fmt.Errorf("x: %w", ErrNotFound), "", nil},
+		{"a sentinel without one", fmt.Errorf("x: %w", ErrNotReady), "", nil},
+		{"not ours", errors.New("boom"), "", nil},
+		{"nil", nil, "", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, of := Reason(tt.err)
+			if got != tt.want || of != tt.of {
+				t.Errorf("Reason(%v) = %q, %v; want %q, %v", tt.err, got, of, tt.want, tt.of)
+			}
+		})
+	}
+	if !errors.Is(ErrSessionNotFound, ErrNotFound) || ErrSessionNotFound.Error() != "session not found" {
+		t.Error("ErrSessionNotFound must be a not-found with its own message")
+	}
+}

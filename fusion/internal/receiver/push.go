@@ -18,8 +18,9 @@ import (
 	"github.com/fustor/fustor/sdk/fsbatch"
 )
 
-// errObsoleted ends a stream whose session ended while it was open.
-var errObsoleted = errors.New("session obsoleted")
+// errObsoleted ends a stream whose session ended while it was open. It is a session not
+// found, so the status the stream ends with tells the agent what SessionObsoleted told it.
+var errObsoleted = errs.New(errs.ErrSessionNotFound, "session obsoleted")
 
 // stream is the state of one push stream. Three goroutines share it: the receiver (Recv only),
 // the sender (Send only) and the handler (decode and queue). Every message holds a slot until

@@ -127,7 +127,7 @@ func TestPushJoinsItsLoops(t *testing.T) {
 			if err := h.sessions.Close(a.id); err != nil {
 				t.Fatal(err)
 			}
-		}, false, codes.Unknown}, // the agent learns it from SessionObsoleted
+		}, false, codes.NotFound},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			h := start(t)

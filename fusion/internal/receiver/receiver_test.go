@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/fustor/fustor/fusion/internal/command"
 	"github.com/fustor/fustor/fusion/internal/config"
+	"github.com/fustor/fustor/fusion/internal/errs"
 	"github.com/fustor/fustor/fusion/internal/pipe"
 	"github.com/fustor/fustor/fusion/internal/server"
 	"github.com/fustor/fustor/fusion/internal/session"
@@ -328,4 +330,58 @@ func TestCommandRowsAreRouted(t *testing.T) {
 		t.Fatalf("scan row not applied: %v", err)
 	}
 	h.commands.Cancel(id)
+}
+
+// TestUnknownSessionCarriesReason: what the agent tells "create a new session" by, over the
+// wire. Another NOT_FOUND would carry no such detail.
+func TestUnknownSessionCarriesReason(t *testing.T) {
+	h := start(t)
+	sc := fustorv1.NewSessionServiceClient(h.conn)
+	for _, tt := range []struct {
+		name string
+		call func() error
+	}{
+		{"heartbeat", func() error {
+			_, err := sc.Heartbeat(ingest(), &fustorv1.HeartbeatRequest{SessionId: "gone"})
+			return err
+		}},
+		{"close", func() error {
+			_, err := sc.CloseSession(ingest(), &fustorv1.CloseSessionRequest{SessionId: "gone"})
+			return err
+		}},
+		{"push", func() error {
+			a := &agent{id: "gone"}
+			ctx, cancel := context.WithCancel(ingest())
+			defer cancel()
+			var err error
+			if a.stream, err = fustorv1.NewPushServiceClient(h.conn).Push(ctx); err != nil {
+				return err
+			}
+			a.send(t, &fustorv1.PushRequest{})
+			return a.end(t)
+		}},
+		{"push of a session closed under it", func() error {
+			a := h.connect(t)
+			if err := h.sessions.Close(a.id); err != nil {
+				t.Fatal(err)
+			}
+			return a.end(t)
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			st := status.Convert(tt.call())
+			if st.Code() != codes.NotFound || !hasReason(st, errs.ReasonSessionNotFound) {
+				t.Fatalf("status %v %q, details %v; want NOT_FOUND with ErrorInfo %s", st.Code(), st.Message(), st.Details(), errs.ReasonSessionNotFound)
+			}
+		})
+	}
+}
+
+func hasReason(st *status.Status, reason string) bool {
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == reason && info.GetDomain() == errs.ErrorDomain {
+			return true
+		}
+	}
+	return false
 }

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/fustor/fustor/fusion/internal/errs"
+	"github.com/fustor/fustor/fusion/internal/session"
 	"github.com/fustor/fustor/sdk/fsbatch"
 	"github.com/fustor/fustor/sdk/fspath"
 )
@@ -17,6 +19,10 @@ import (
 // Errors that already are statuses pass through; the message keeps the whole error chain.
 // Only the kinds of package errs (and the sdk's path and batch errors, which the sdk cannot
 // wrap in Fusion's kinds) are known here, so no view driver is.
+//
+// An error whose reason (errs.Reason) belongs to the kind that chose the code carries it as
+// a google.rpc.ErrorInfo detail: a client tells "your session is gone" from any other
+// NOT_FOUND by that, not by the code or the message.
 func ToStatus(err error) error {
 	if err == nil {
 		return nil
@@ -24,7 +30,28 @@ func ToStatus(err error) error {
 	if _, ok := status.FromError(err); ok {
 		return err
 	}
-	return status.Error(codeOf(err), err.Error())
+	code := codeOf(err)
+	st := status.New(code, err.Error())
+	if reason := reasonOf(err, code); reason != "" {
+		withInfo, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: errs.ErrorDomain})
+		if derr == nil {
+			st = withInfo
+		}
+	}
+	return st.Err()
+}
+
+// reasonOf returns err's reason if it is one of the kind that gave code.
+func reasonOf(err error, code codes.Code) string {
+	if reason, of := errs.Reason(err); reason != "" && codeOf(of) == code {
+		return reason
+	}
+	// session.ErrNotFound predates reasons and is no errs.ErrSessionNotFound yet; once it is
+	// (var ErrNotFound = errs.ErrSessionNotFound in session.go), this case goes.
+	if code == codes.NotFound && errors.Is(err, session.ErrNotFound) {
+		return errs.ReasonSessionNotFound
+	}
+	return ""
 }
 
 // codeOf checks the kinds in a fixed order: an error wrapping two kinds (a precondition
