@@ -6,7 +6,12 @@ package sender
 
 import (
 	"context"
+	"errors"
 	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
 )
@@ -32,4 +37,43 @@ type BackoffResetter interface {
 // Backoff is the reconnect backoff of the pipes a sender carries (backoff_min, backoff_max).
 type Backoff struct {
 	Min, Max time.Duration
+}
+
+// Fusion's google.rpc.ErrorInfo for a session it no longer knows: the same strings as
+// fusion/internal/errs (ErrorDomain, ReasonSessionNotFound), which the agent cannot import.
+// They are API: Fusion never renames them.
+const (
+	ErrorDomain           = "fustor.v1"
+	ReasonSessionNotFound = "SESSION_NOT_FOUND"
+)
+
+// ErrSessionGone is what a Sender that is not gRPC wraps to say the session is gone; the gRPC
+// one says it with Fusion's status as is.
+var ErrSessionGone = errors.New("session gone")
+
+// IsSessionGone reports that err, from Heartbeat, CloseSession or a push stream, means Fusion
+// no longer knows the session (expired, closed, or Fusion restarted): the pipe creates a new
+// session at once instead of retrying this one.
+//
+// Fusion says so with NOT_FOUND and an ErrorInfo of reason ReasonSessionNotFound, which tells
+// it from any other NOT_FOUND. A NOT_FOUND with no ErrorInfo of Fusion's domain counts as gone
+// too: that is a Fusion from before the detail, which answered these calls NOT_FOUND only for
+// an unknown session. A NOT_FOUND with another reason of Fusion's is not gone.
+func IsSessionGone(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, ErrSessionGone) {
+		return true
+	}
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.NotFound {
+		return false
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == ErrorDomain {
+			return info.GetReason() == ReasonSessionNotFound
+		}
+	}
+	return true
 }
