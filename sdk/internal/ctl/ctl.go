@@ -60,6 +60,23 @@ Commands:
                                  bar on a terminal, rate and ETA once a total is known (the
                                  last walk's, else the view's nodes); --watch redraws until
                                  the walks end; a forest: one line per member
+  watch PATH [--since CURSOR] [--glob GLOB]
+                                 stream the changes under PATH as they are applied, from
+                                 CURSOR or from now, one line each: SEQ KIND SOURCE TYPE SIZE
+                                 MTIME FLAGS [MEMBER] PATH (--json: one object a line). Resets
+                                 (fresh instance, cursor lost, lagged) are told on stderr with
+                                 the cursor going on; ctrl-C ends it (exit 0) and prints the
+                                 cursor to resume from. No deadline unless --timeout is given
+  changes [PATH] --since CURSOR [--glob GLOB] [--limit N] [--all]
+                                 the changes since CURSOR (default PATH /), one page of --limit
+                                 (server default 1000) or every page with --all, then
+                                 "cursor: C" to go on from; --since now: no changes, the
+                                 current cursor
+  wait-stable PATH [--quiet D] [--min-files N] [--timeout D]
+                                 wait until PATH holds no suspect file and has had no change
+                                 for --quiet (default: the view's hot threshold), and with
+                                 --min-files holds at least N files; exit 0 stable, 1 not by
+                                 --timeout (default 10m), with the reason and the suspects
 
 Global flags:
   --server ADDR      Fusion address (default 127.0.0.1:7070, env FUSTOR_SERVER)
@@ -67,7 +84,7 @@ Global flags:
   --view VIEW        view to query (env FUSTOR_VIEW; default: the only view the key can read)
   --member NAME      ask one member (storage) of a forest view alone (env FUSTOR_MEMBER);
                      without it a forest's members answer together, each part labelled
-  --timeout D        per-call timeout (default 10s; verify: 10m)
+  --timeout D        per-call timeout (default 10s; verify, wait-stable: 10m; watch: none)
   --json             print one JSON document
   --force-real-time  ask the leader agent to re-scan the path first
   --tls              use TLS with the system roots
@@ -75,8 +92,8 @@ Global flags:
 Members that are not ready (no agent, snapshot running) are always listed with the reason:
 an answer without them is not an answer about their storage.
 
-Exit codes: 0 ok, 1 error (RPC, server), 2 usage, 3 verify found differences,
-4 where matched in no member.
+Exit codes: 0 ok, 1 error (RPC, server) or wait-stable not stable, 2 usage, 3 verify
+found differences, 4 where matched in no member.
 
 Examples:
   fustorctl --key demo-key stats /
@@ -85,6 +102,8 @@ Examples:
   fustorctl --key demo-key where data_0001.dat
   fustorctl --key demo-key --view all stats /upload --best total_size
   fustorctl --key demo-key --view all --member storage-1 ls /upload --all
+  fustorctl --key demo-key watch /upload --glob '*.dat' --json
+  fustorctl --key demo-key wait-stable /upload/sub-1 --quiet 30s && start-processing
 `
 
 // errUsage marks command-line mistakes (exit 2).
@@ -98,6 +117,9 @@ type options struct {
 	repair, timeoutSet, watch          bool
 	depth, pageSize, limit             int
 	memberLimit                        int
+	since                              string
+	quiet                              time.Duration
+	minFiles                           int
 }
 
 // Run executes one fustorctl call and returns the exit code: 0 ok, 1 RPC error, 2 usage,
@@ -127,6 +149,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	fs.StringVar(&o.glob, "glob", "", "")
 	fs.BoolVar(&o.repair, "repair", false, "")
 	fs.BoolVar(&o.watch, "watch", false, "")
+	fs.StringVar(&o.since, "since", "", "")
+	fs.DurationVar(&o.quiet, "quiet", 0, "")
+	fs.IntVar(&o.minFiles, "min-files", 0, "")
 	help := fs.BoolP("help", "h", false, "")
 	if err := fs.Parse(args); err != nil {
 		fmt.Fprintf(stderr, "fustorctl: %v\n\n%s", err, usage)
@@ -221,7 +246,8 @@ func pathArg(args []string, def string) (string, error) {
 
 func (c *client) run(parent context.Context, cmd string, args []string) error {
 	known := map[string]bool{"views": true, "ls": true, "tree": true, "stat": true, "find": true, "stats": true,
-		"suspects": true, "blind-spots": true, "sessions": true, "pipes": true, "verify": true, "where": true, "status": true}
+		"suspects": true, "blind-spots": true, "sessions": true, "pipes": true, "verify": true, "where": true, "status": true,
+		"watch": true, "changes": true, "wait-stable": true}
 	if !known[cmd] {
 		return fmt.Errorf("%w: unknown command %q (see fustorctl help)", errUsage, cmd)
 	}
@@ -242,6 +268,8 @@ func (c *client) run(parent context.Context, cmd string, args []string) error {
 	ctx, cancel := c.ctx(parent)
 	defer cancel()
 	switch cmd {
+	case "watch", "changes", "wait-stable":
+		return c.changeCommand(parent, cmd, args) // their own deadlines: a watch has none
 	case "status":
 		return c.status(parent, args) // each call has its own timeout: --watch outlasts one
 	case "views":
