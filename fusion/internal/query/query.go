@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -41,12 +42,19 @@ type Service struct {
 	views    *view.Registry
 	sessions *session.Manager
 	commands *command.Tracker
+
+	watchers  atomic.Int64
+	heartbeat time.Duration    // idle Watch heartbeat (0 = DefaultWatchHeartbeat)
+	now       func() time.Time // WaitStable's clock
 }
 
 // New returns the query service; force_real_time scans go to the views' leader sessions.
 func New(views *view.Registry, sessions *session.Manager, commands *command.Tracker) *Service {
-	return &Service{views: views, sessions: sessions, commands: commands}
+	return &Service{views: views, sessions: sessions, commands: commands, now: time.Now}
 }
+
+// SetWatchHeartbeat sets how often an idle Watch gets a heartbeat (tests).
+func (s *Service) SetWatchHeartbeat(d time.Duration) { s.heartbeat = d }
 
 // Bounds of a force_real_time wait.
 const (

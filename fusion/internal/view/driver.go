@@ -89,6 +89,22 @@ type Reader interface {
 	// Len returns the number of nodes held; MemoryBytes estimates the heap they take.
 	Len() int
 	MemoryBytes() uint64
+	ChangeLog
+}
+
+// ChangeLog is a driver's record of the changes it applied (DESIGN.md §5.6): each has the next
+// sequence number of the driver's instance, which a Reset replaces.
+type ChangeLog interface {
+	// ChangeCursor returns the instance and the sequence of the last change.
+	ChangeCursor() (instance, last uint64)
+	// Changes returns up to limit changes after sequence after that pass the filter.
+	Changes(after uint64, f ChangeFilter, limit int) ChangePage
+	// Subscribe makes ch receive a non-blocking ping after changes are applied.
+	Subscribe(ch chan<- struct{}) (cancel func())
+	// LastChange returns when the last change was applied (Fusion ns; 0 = none).
+	LastChange() int64
+	// ChangeLogStats returns the changes held and the bytes they take.
+	ChangeLogStats() (entries, bytes int)
 }
 
 // The driver contract's types, re-exported so callers import view alone.
@@ -105,6 +121,18 @@ type (
 	Attrs            = viewapi.Attrs
 	Diff             = viewapi.Diff
 	VerifyResult     = viewapi.VerifyResult
+	ChangeKind       = viewapi.ChangeKind
+	Change           = viewapi.Change
+	ChangeFilter     = viewapi.ChangeFilter
+	ChangePage       = viewapi.ChangePage
+)
+
+// Change kinds.
+const (
+	ChangeCreated  = viewapi.ChangeCreated
+	ChangeModified = viewapi.ChangeModified
+	ChangeDeleted  = viewapi.ChangeDeleted
+	ChangeFlags    = viewapi.ChangeFlags
 )
 
 // Origins, highest authority first (DESIGN.md §5.4).

@@ -57,7 +57,9 @@ func (ac *applyCtx) path() string {
 func (v *View) Apply(origin Origin, scanStartNs int64, rows []fsbatch.Row) (applied, rejected int, firstErr error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	defer v.changesDone()
 	v.expireSuspects()
+	v.chg.origin = origin
 	ac := applyCtx{origin: origin, watermark: v.clock.Watermark().UnixNano(), now: v.opts.Now().UnixNano(),
 		mono: v.opts.Mono(), threshold: v.opts.HotThreshold, scanStart: scanStartNs}
 	ac.hotCutoffs = ac.watermark - int64(ac.threshold)
@@ -193,9 +195,13 @@ func (v *View) applyRow(ac *applyCtx, r *fsbatch.Row) error {
 		}
 	case OriginAudit, OriginOnDemand:
 		if !dir && (isNew || oldMtime != r.MtimeNs || oldSize != int64(r.Size)) {
+			was := n.Flags
 			n.Flags &^= store.FlagKnown
 			n.Flags |= store.FlagBlindAdd
 			v.c.additions[ac.path()] = struct{}{}
+			if was&(store.FlagBlindAdd|store.FlagKnown) != store.FlagBlindAdd && !isNew {
+				v.recordID(ChangeFlags, id)
+			}
 		}
 		v.auditSeen(ac, id, r)
 		v.hotCheck(ac, id, r)
@@ -214,7 +220,10 @@ func (v *View) applyRealtimeUpsert(ac *applyCtx, id uint32, r *fsbatch.Row) {
 		delete(v.c.tombs, p)
 		delete(v.c.additions, p)
 		delete(v.c.deletions, p)
-		n.Flags &^= store.FlagBlindAdd
+		if n.Flags&store.FlagBlindAdd != 0 {
+			n.Flags &^= store.FlagBlindAdd
+			v.recordID(ChangeFlags, id)
+		}
 		if !n.IsDir() {
 			if r.Flags&fsbatch.FlagPartialWrite != 0 {
 				v.suspectFor(id, p, ac.mono, ac.threshold)
@@ -394,4 +403,5 @@ func (v *View) knownDir(d *fsbatch.Dir) (uint32, bool) {
 func (v *View) dirsGone() {
 	v.dirTag = rand.Uint64() | 1
 	v.lastDir, v.lastDirID = nil, 0
+	v.chg.changeDirGone()
 }

@@ -18,6 +18,8 @@ type auditState struct {
 func (v *View) AuditStart() {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	defer v.changesDone()
+	v.chg.origin = OriginAudit
 	v.st.ClearFlag(store.FlagAuditSeen)
 	v.c.audit = &auditState{startNs: v.opts.Now().UnixNano()}
 }
@@ -30,6 +32,8 @@ func (v *View) AuditStart() {
 func (v *View) AuditEnd(failed bool) []string {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	defer v.changesDone()
+	v.chg.origin = OriginAudit
 	a := v.c.audit
 	v.c.audit = nil
 	if a == nil {
@@ -80,6 +84,8 @@ func (v *View) removeCompensating(id uint32, p string) {
 func (v *View) SentinelFeedback(items []SentinelItem) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	defer v.changesDone()
+	v.chg.origin = OriginAudit
 	wm := v.clock.Watermark().UnixNano()
 	mono := v.opts.Mono()
 	for _, it := range items {
@@ -115,6 +121,8 @@ func (v *View) SentinelFeedback(items []SentinelItem) {
 func (v *View) Tick() {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	defer v.changesDone()
+	v.chg.origin = 0
 	v.expireSuspects()
 }
 
@@ -138,11 +146,17 @@ func (v *View) expireSuspects() {
 
 func (v *View) suspectFor(id uint32, p string, mono int64, life time.Duration) {
 	n := v.st.Get(id)
-	n.Flags |= store.FlagSuspect
+	if n.Flags&store.FlagSuspect == 0 {
+		n.Flags |= store.FlagSuspect
+		v.recordID(ChangeFlags, id)
+	}
 	v.c.markSuspect(p, n.Mtime, mono, life)
 }
 
 func (v *View) unsuspect(id uint32, p string) {
-	v.st.Get(id).Flags &^= store.FlagSuspect
+	if n := v.st.Get(id); n.Flags&store.FlagSuspect != 0 {
+		n.Flags &^= store.FlagSuspect
+		v.recordID(ChangeFlags, id)
+	}
 	v.c.clearSuspect(p)
 }

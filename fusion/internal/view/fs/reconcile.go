@@ -55,6 +55,8 @@ type snapState struct {
 func (v *View) SnapshotStart(owner string) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	defer v.changesDone()
+	v.chg.origin = OriginSnapshot
 	for p := range v.c.additions {
 		if id, _ := v.resolve(p); id != 0 {
 			v.st.Get(id).Flags &^= store.FlagBlindAdd
@@ -87,6 +89,8 @@ func (v *View) snapSeen(ac *applyCtx, id uint32, r *fsbatch.Row) {
 func (v *View) SnapshotEnd(owner string, failed bool) []string {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	defer v.changesDone()
+	v.chg.origin = OriginSnapshot
 	sn := v.c.snap
 	if sn == nil || sn.owner != owner {
 		return nil

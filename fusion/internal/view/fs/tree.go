@@ -46,6 +46,9 @@ type Options struct {
 	TombstoneTTL time.Duration
 	// ClockWindow is the logical clock's sample window (0 = clock.DefaultWindow).
 	ClockWindow int
+	// ChangeLogEntries and ChangeLogBytes bound the change log (0 = DefaultChangeLogEntries,
+	// DefaultChangeLogBytes).
+	ChangeLogEntries, ChangeLogBytes int
 }
 
 // dirAgg is kept for directories only: they are a small fraction of the nodes.
@@ -113,6 +116,9 @@ type View struct {
 
 	// walkGlobs makes every glob find walk the directories (tests compare both plans).
 	walkGlobs bool
+
+	// chg is the change log (changes.go).
+	chg changeLog
 }
 
 // New returns an empty view.
@@ -146,6 +152,12 @@ func (o *Options) limits() {
 	if o.TombstoneTTL <= 0 {
 		o.TombstoneTTL = time.Hour
 	}
+	if o.ChangeLogEntries <= 0 {
+		o.ChangeLogEntries = DefaultChangeLogEntries
+	}
+	if o.ChangeLogBytes <= 0 {
+		o.ChangeLogBytes = DefaultChangeLogBytes
+	}
 }
 
 // Configure takes new limits in place, keeping the tree: a view over its new node bound
@@ -165,12 +177,15 @@ func (v *View) init() {
 	v.chainDir = 0
 	v.dirsGone()
 	v.c = newConsistency()
+	v.chg.reset(v.opts.ChangeLogEntries, v.opts.ChangeLogBytes)
 }
 
-// Reset drops everything.
+// Reset drops everything; the change log starts a new instance (watchers are told).
 func (v *View) Reset() {
 	v.mu.Lock()
 	v.init()
+	v.chg.changed = true
+	v.notify()
 	v.mu.Unlock()
 }
 
@@ -234,6 +249,7 @@ func (v *View) insert(parent uint32, name string, h uint64, dir bool, size, mtim
 		df, dd, size = 0, 1, 0
 	}
 	v.propagate(parent, df, dd, size, mtime)
+	v.recordID(ChangeCreated, id)
 	return id, nil
 }
 
@@ -281,6 +297,9 @@ func (v *View) lowered(dir uint32, m int64) {
 func (v *View) setAttrs(id uint32, size, mtime int64) {
 	n := v.st.Get(id)
 	oldM := n.Mtime
+	if size != n.Size || mtime != oldM {
+		defer v.recordID(ChangeModified, id)
+	}
 	if !n.IsDir() && size != n.Size {
 		v.propagate(n.Parent, 0, 0, size-n.Size, 0)
 	}
@@ -294,6 +313,7 @@ func (v *View) setAttrs(id uint32, size, mtime int64) {
 
 // remove deletes id and its subtree.
 func (v *View) remove(id uint32) {
+	v.recordID(ChangeDeleted, id)
 	n := v.st.Get(id)
 	parent, wasDir := n.Parent, n.IsDir()
 	var files, dirs, size, maxM int64

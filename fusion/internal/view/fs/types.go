@@ -17,6 +17,18 @@ type (
 	Attrs            = viewapi.Attrs
 	Diff             = viewapi.Diff
 	VerifyResult     = viewapi.VerifyResult
+	ChangeKind       = viewapi.ChangeKind
+	Change           = viewapi.Change
+	ChangeFilter     = viewapi.ChangeFilter
+	ChangePage       = viewapi.ChangePage
+)
+
+// Change kinds.
+const (
+	ChangeCreated  = viewapi.ChangeCreated
+	ChangeModified = viewapi.ChangeModified
+	ChangeDeleted  = viewapi.ChangeDeleted
+	ChangeFlags    = viewapi.ChangeFlags
 )
 
 // Origins, highest authority first (DESIGN.md §5.4).

@@ -67,6 +67,8 @@ func (v *View) VerifyAbort(id string) {
 func (v *View) VerifyRows(id string, rows []fsbatch.Row) (compared, rejected int, firstErr error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	defer v.changesDone()
+	v.chg.origin = OriginOnDemand
 	vs := v.c.verify
 	if vs == nil || vs.id != id {
 		return 0, 0, nil
@@ -188,6 +190,8 @@ func (v *View) verifyDiff(vs *verifyState, d Diff) {
 func (v *View) VerifyEnd(id string) (VerifyResult, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	defer v.changesDone()
+	v.chg.origin = OriginOnDemand
 	vs := v.c.verify
 	if vs == nil || vs.id != id {
 		return VerifyResult{}, fmt.Errorf("%w: the verify was abandoned", ErrNotFound)

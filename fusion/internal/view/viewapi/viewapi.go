@@ -106,3 +106,42 @@ type VerifyResult struct {
 	Examples                                   []Diff
 	Repaired                                   bool
 }
+
+// ChangeKind says what a change did to a node.
+type ChangeKind uint8
+
+// Change kinds.
+const (
+	ChangeCreated ChangeKind = iota + 1
+	ChangeModified
+	ChangeDeleted // a directory's deletion stands for its whole subtree
+	ChangeFlags   // suspect or blind-spot flag on or off
+)
+
+// Change is one change applied to a view: its sequence number, the node's path and its state
+// after the change (only IsDir for a deletion), and the origin it came from (0: Fusion itself,
+// e.g. a suspect that expired).
+type Change struct {
+	Seq    uint64
+	Kind   ChangeKind
+	Origin Origin
+	Entry  Entry
+}
+
+// ChangeFilter selects changes: under Root (a deletion of an ancestor of Root too) and, when
+// Match is set, whose basename it accepts.
+type ChangeFilter struct {
+	Root  string
+	Match func(name string) bool
+}
+
+// ChangePage is what a read of a change log returns: the changes after a sequence number, the
+// sequence to go on after (past the changes the filter dropped too), and whether the number
+// asked for was older than the log (Lost: the changes in between are unknown).
+type ChangePage struct {
+	Changes []Change
+	Next    uint64
+	Lost    bool
+	// More is true when the log holds more changes after Next.
+	More bool
+}

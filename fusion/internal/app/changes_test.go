@@ -1,0 +1,122 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
+)
+
+// realtime sends files as one realtime batch and waits for its ack.
+func (a *agent) realtime(t *testing.T, files map[string]uint64, mtime time.Time) {
+	t.Helper()
+	for p, size := range files {
+		a.enc.Add(p, 0, size, mtime.UnixNano(), 1, 0)
+	}
+	b, idx := a.enc.Flush()
+	if ack := a.batch(t, fustorv1.MessageSource_MESSAGE_SOURCE_REALTIME, b, idx); ack.GetRowsApplied() != uint32(len(files)) {
+		t.Fatalf("realtime ack %+v", ack)
+	}
+}
+
+// TestWatchAndListChanges: a watcher gets every change in order, resumes from its cursor
+// without gaps or duplicates, and a cursor of a reset view is a fresh instance.
+func TestWatchAndListChanges(t *testing.T) {
+	h := start(t, nil)
+	a := h.connect(t)
+	a.snapshot(t, map[string]uint64{"/base": 1})
+	q, ctx := h.views(), withKey("demo-key")
+	old := time.Now().Add(-time.Hour)
+
+	wctx, cancel := context.WithCancel(ctx)
+	w, err := q.Watch(wctx, &fustorv1.WatchRequest{View: "demo", Path: "/up"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := w.Recv()
+	if err != nil || first.GetCursor() == "" || first.GetMeta().GetView() != "demo" {
+		t.Fatalf("first message %v, %v", first, err)
+	}
+	a.realtime(t, map[string]uint64{"/up/f1": 1, "/elsewhere/x": 1}, old)
+	var seen []string
+	var cur string
+	for len(seen) < 2 { // /up created (implied) and /up/f1
+		m, err := w.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range m.GetChanges() {
+			seen = append(seen, fmt.Sprintf("%s:%s", c.GetKind(), c.GetPath()))
+		}
+		cur = m.GetCursor()
+	}
+	cancel()
+	if fmt.Sprint(seen) != "[CHANGE_KIND_CREATED:/up CHANGE_KIND_CREATED:/up/f1]" {
+		t.Fatalf("watched %v", seen)
+	}
+	// While nobody watches: a modification and a new file; resuming gets exactly those.
+	a.realtime(t, map[string]uint64{"/up/f1": 2}, old)
+	a.realtime(t, map[string]uint64{"/up/f2": 3}, old)
+	page, err := q.ListChanges(ctx, &fustorv1.ListChangesRequest{View: "demo", Path: "/up", Since: cur})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range page.GetChanges() {
+		got = append(got, fmt.Sprintf("%s:%s:%d", c.GetKind(), c.GetPath(), c.GetEntry().GetSize()))
+	}
+	if fmt.Sprint(got) != "[CHANGE_KIND_MODIFIED:/up/f1:2 CHANGE_KIND_CREATED:/up/f2:3]" || page.GetFreshInstance() || page.GetCursorLost() {
+		t.Fatalf("changes since the cursor: %v (%v)", got, page)
+	}
+	again, err := q.ListChanges(ctx, &fustorv1.ListChangesRequest{View: "demo", Path: "/up", Since: page.GetCursor()})
+	if err != nil || len(again.GetChanges()) != 0 {
+		t.Fatalf("no change after the last cursor: %v, %v", again.GetChanges(), err)
+	}
+	// The live view resets when its last session ends: an old cursor is a fresh instance.
+	a.cancel()
+	if _, err := h.session().CloseSession(withKey("demo-ingest-key"), &fustorv1.CloseSessionRequest{SessionId: a.id}); err != nil {
+		t.Fatal(err)
+	}
+	b := h.connect(t)
+	b.snapshot(t, map[string]uint64{"/base": 1})
+	reset, err := q.ListChanges(ctx, &fustorv1.ListChangesRequest{View: "demo", Since: page.GetCursor()})
+	if err != nil || !reset.GetFreshInstance() || len(reset.GetChanges()) != 0 {
+		t.Fatalf("a cursor from before the reset: %v, %v", reset, err)
+	}
+}
+
+// TestWaitStable: it returns once the subtree has no suspect and no change for the quiet
+// period, and at the deadline with the reason otherwise.
+func TestWaitStable(t *testing.T) {
+	h := start(t, nil)
+	a := h.connect(t)
+	a.snapshot(t, map[string]uint64{"/base": 1})
+	q, ctx := h.views(), withKey("demo-key")
+	// Nothing under /sub yet and min_files 2: not stable before the deadline.
+	short, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	resp, err := q.WaitStable(short, &fustorv1.WaitStableRequest{View: "demo", Path: "/sub", Quiet: durationpb.New(50 * time.Millisecond), MinFiles: 2})
+	if err != nil || resp.GetStable() || resp.GetFiles() != 0 {
+		t.Fatalf("empty subtree: %v, %v", resp, err)
+	}
+	done := make(chan *fustorv1.WaitStableResponse, 1)
+	go func() {
+		r, err := q.WaitStable(ctx, &fustorv1.WaitStableRequest{View: "demo", Path: "/sub", Quiet: durationpb.New(300 * time.Millisecond), MinFiles: 2})
+		if err != nil {
+			t.Errorf("wait: %v", err)
+		}
+		done <- r
+	}()
+	old := time.Now().Add(-time.Hour)
+	a.realtime(t, map[string]uint64{"/sub/a": 1}, old)
+	wrote := time.Now()
+	a.realtime(t, map[string]uint64{"/sub/b": 1}, old)
+	r := <-done
+	if !r.GetStable() || r.GetFiles() != 2 || time.Since(wrote) < 300*time.Millisecond {
+		t.Fatalf("stable %v after %v with %d files", r.GetStable(), time.Since(wrote), r.GetFiles())
+	}
+}

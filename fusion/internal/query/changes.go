@@ -1,0 +1,345 @@
+package query
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"path"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/fustor/fustor/fusion/internal/errs"
+	"github.com/fustor/fustor/fusion/internal/view"
+	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
+)
+
+// The change feed (DESIGN.md §5.6): Watch, ListChanges and WaitStable read the members'
+// change logs from a cursor. A cursor is opaque to clients: per member, the change log's
+// instance and the last sequence seen, so one cursor serves an fs view and a forest alike.
+
+// Bounds of the change feed.
+const (
+	DefaultChangesLimit = 1000
+	MaxChangesLimit     = 100000
+	// watchBatch bounds the changes one Watch message carries.
+	watchBatch = 1000
+	// DefaultWatchHeartbeat is how often an idle watch gets a message with the current cursor.
+	DefaultWatchHeartbeat = 10 * time.Second
+	// MaxWatchers bounds the watches open at once on this server.
+	MaxWatchers = 1024
+)
+
+// memberCursor is one member's part of a cursor.
+type memberCursor struct {
+	Instance uint64 `json:"i"`
+	Seq      uint64 `json:"s"`
+}
+
+type cursor map[string]memberCursor
+
+func (c cursor) String() string {
+	b, _ := json.Marshal(c)
+	return "c1." + base64.RawURLEncoding.EncodeToString(b)
+}
+
+func parseCursor(s string) (cursor, error) {
+	bad := fmt.Errorf("%w: the cursor %q is not one this server issued", errs.ErrInvalidArgument, s)
+	raw, ok := strings.CutPrefix(s, "c1.")
+	if !ok {
+		return nil, bad
+	}
+	b, err := base64.RawURLEncoding.DecodeString(raw)
+	if err != nil {
+		return nil, bad
+	}
+	c := cursor{}
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, bad
+	}
+	return c, nil
+}
+
+// now returns the cursor of the members' current last changes.
+func nowCursor(members []*view.Member) cursor {
+	c := cursor{}
+	for _, m := range members {
+		inst, last := m.Driver.ChangeCursor()
+		c[m.Name] = memberCursor{inst, last}
+	}
+	return c
+}
+
+// changeFilter builds the members' filter of a request; the glob is checked first.
+func changeFilter(root, glob string) (view.ChangeFilter, error) {
+	f := view.ChangeFilter{Root: root}
+	if glob != "" {
+		if err := validGlob(glob); err != nil {
+			return f, err
+		}
+		f.Match = func(name string) bool { ok, _ := path.Match(glob, name); return ok }
+	}
+	return f, nil
+}
+
+// feed reads a scope's members from a cursor.
+type feed struct {
+	sc     scope
+	f      view.ChangeFilter
+	cur    cursor
+	fresh  bool // the cursor asked for was of another instance
+	lost   bool // it was older than a change log
+	lagged bool // the reader fell behind a change log
+}
+
+// start resolves the cursor asked for against the members' instances.
+func newFeed(sc scope, f view.ChangeFilter, since string) (*feed, error) {
+	fd := &feed{sc: sc, f: f, cur: nowCursor(sc.members)}
+	if since == "" {
+		return fd, nil
+	}
+	asked, err := parseCursor(since)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range sc.members {
+		a, ok := asked[m.Name]
+		switch {
+		case !ok && len(asked) > 0 && sc.fanOut:
+			// A member the cursor did not know (it joined since): from its start.
+			fd.cur[m.Name] = memberCursor{fd.cur[m.Name].Instance, 0}
+		case !ok || a.Instance != fd.cur[m.Name].Instance:
+			fd.fresh = true // keep the current position: the changes in between are unknown
+		default:
+			fd.cur[m.Name] = a
+		}
+	}
+	return fd, nil
+}
+
+// read returns up to limit changes after the cursor, member by member, and moves it.
+func (fd *feed) read(limit int) (out []*fustorv1.Change, more bool) {
+	for _, m := range fd.sc.members {
+		if len(out) >= limit {
+			return out, true
+		}
+		c := fd.cur[m.Name]
+		if inst, _ := m.Driver.ChangeCursor(); inst != c.Instance {
+			// The member was reset while we read: a fresh instance.
+			fd.fresh = true
+			inst, last := m.Driver.ChangeCursor()
+			fd.cur[m.Name] = memberCursor{inst, last}
+			continue
+		}
+		page := m.Driver.Changes(c.Seq, fd.f, limit-len(out))
+		if page.Lost {
+			if c.Seq == 0 && fd.sc.fanOut {
+				// A new member read from its start: nothing was lost that we knew of.
+			} else {
+				fd.lost = true
+			}
+		}
+		fd.cur[m.Name] = memberCursor{c.Instance, page.Next}
+		label := ""
+		if fd.sc.fanOut {
+			label = m.Name
+		}
+		for _, ch := range page.Changes {
+			out = append(out, toChange(ch, label))
+		}
+		more = more || page.More
+	}
+	return out, more
+}
+
+func toChange(c view.Change, member string) *fustorv1.Change {
+	e := toProto(c.Entry, c.Kind == view.ChangeDeleted)
+	e.Member = member
+	return &fustorv1.Change{Sequence: c.Seq, Path: c.Entry.Path, Kind: fustorv1.ChangeKind(c.Kind), Entry: e,
+		Source: fustorv1.MessageSource(c.Origin), Member: member}
+}
+
+// ListChanges returns one page of changes since a cursor.
+func (s *Service) ListChanges(ctx context.Context, req *fustorv1.ListChangesRequest) (*fustorv1.ListChangesResponse, error) {
+	sc, p, err := s.open(ctx, req.GetView(), req.GetMember(), orRoot(req.GetPath()))
+	if err != nil {
+		return nil, err
+	}
+	f, err := changeFilter(p, req.GetGlob())
+	if err != nil {
+		return nil, err
+	}
+	fd, err := newFeed(sc, f, req.GetSince())
+	if err != nil {
+		return nil, err
+	}
+	out := &fustorv1.ListChangesResponse{Meta: s.meta(sc, false)}
+	if req.GetSince() != "" && !fd.fresh {
+		limit := int(req.GetLimit())
+		if limit == 0 {
+			limit = DefaultChangesLimit
+		}
+		out.Changes, out.More = fd.read(min(limit, MaxChangesLimit))
+	}
+	out.Cursor, out.FreshInstance, out.CursorLost = fd.cur.String(), fd.fresh, fd.lost
+	return out, nil
+}
+
+// Watch streams changes; see view.proto for the protocol.
+func (s *Service) Watch(req *fustorv1.WatchRequest, stream fustorv1.ViewService_WatchServer) error {
+	ctx := stream.Context()
+	sc, p, err := s.open(ctx, req.GetView(), req.GetMember(), orRoot(req.GetPath()))
+	if err != nil {
+		return err
+	}
+	f, err := changeFilter(p, req.GetGlob())
+	if err != nil {
+		return err
+	}
+	if n := s.watchers.Add(1); n > MaxWatchers {
+		s.watchers.Add(-1)
+		return fmt.Errorf("%w: %d watches are open on this server", errs.ErrFull, MaxWatchers)
+	}
+	defer s.watchers.Add(-1)
+	fd, err := newFeed(sc, f, req.GetSince())
+	if err != nil {
+		return err
+	}
+	ping := make(chan struct{}, 1)
+	for _, m := range sc.members {
+		defer m.Driver.Subscribe(ping)()
+	}
+	beat := s.heartbeat
+	if beat == 0 {
+		beat = DefaultWatchHeartbeat
+	}
+	t := time.NewTimer(beat)
+	defer t.Stop()
+	first := &fustorv1.WatchResponse{Meta: s.meta(sc, false), Cursor: fd.cur.String(), FreshInstance: fd.fresh}
+	if fd.fresh {
+		fd.fresh = false
+	}
+	if err := stream.Send(first); err != nil {
+		return err
+	}
+	asked := req.GetSince() != ""
+	for {
+		changes, more := fd.read(watchBatch)
+		if len(changes) > 0 || fd.fresh || fd.lost {
+			msg := &fustorv1.WatchResponse{Changes: changes, Cursor: fd.cur.String(), FreshInstance: fd.fresh}
+			if fd.lost {
+				// Before the first read it is the cursor asked for that was too old; after, the
+				// watcher fell behind the log.
+				msg.CursorLost, msg.Lagged = asked, !asked
+			}
+			fd.fresh, fd.lost = false, false
+			if err := stream.Send(msg); err != nil {
+				return err
+			}
+		}
+		asked = false
+		if more {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ping:
+		case <-t.C:
+			if err := stream.Send(&fustorv1.WatchResponse{Cursor: fd.cur.String()}); err != nil {
+				return err
+			}
+			t.Reset(beat)
+		}
+	}
+}
+
+// waitMargin is how long before the request's deadline WaitStable answers "not stable", so
+// the answer, not DEADLINE_EXCEEDED, reaches the caller.
+const waitMargin = 200 * time.Millisecond
+
+// WaitStable returns when the subtree holds no suspect, has had no change for the quiet
+// period and holds at least min_files files; or just before the deadline with the reason.
+func (s *Service) WaitStable(ctx context.Context, req *fustorv1.WaitStableRequest) (*fustorv1.WaitStableResponse, error) {
+	sc, p, err := s.open(ctx, req.GetView(), req.GetMember(), orRoot(req.GetPath()))
+	if err != nil {
+		return nil, err
+	}
+	if sc.fanOut {
+		return nil, fmt.Errorf("%w: wait on one member of a forest view: set member", errs.ErrInvalidArgument)
+	}
+	m := sc.one()
+	quiet := req.GetQuiet().AsDuration()
+	if quiet <= 0 {
+		quiet = sc.v.Cfg.HotThreshold
+	}
+	f, _ := changeFilter(p, "")
+	fd, _ := newFeed(sc, f, "")
+	ping := make(chan struct{}, 1)
+	defer m.Driver.Subscribe(ping)()
+	now := s.now
+	start := now()
+	quietSince, lastChange := start, time.Time{}
+	var stop <-chan time.Time
+	if dl, ok := ctx.Deadline(); ok {
+		st := time.NewTimer(time.Until(dl) - waitMargin)
+		defer st.Stop()
+		stop = st.C
+	}
+	for {
+		if changes, _ := fd.read(MaxChangesLimit); len(changes) > 0 || fd.fresh || fd.lost {
+			quietSince, lastChange = now(), now()
+			fd.fresh, fd.lost = false, false
+		}
+		out := &fustorv1.WaitStableResponse{Meta: s.meta(sc, false), Cursor: fd.cur.String()}
+		if !lastChange.IsZero() {
+			out.LastChange = timestamppb.New(lastChange)
+		}
+		suspects, _ := m.Driver.Suspects(p, 100)
+		for _, e := range suspects {
+			out.Suspects = append(out.Suspects, e.Entry.Path)
+		}
+		if st, err := m.Driver.Stats(p); err == nil {
+			out.Files = st.Files
+		}
+		left := quiet - now().Sub(quietSince)
+		var why []string
+		if len(out.Suspects) > 0 {
+			why = append(why, fmt.Sprintf("%d suspect files (still being written?), e.g. %s", len(out.Suspects), out.Suspects[0]))
+		}
+		if left > 0 {
+			if lastChange.IsZero() {
+				why = append(why, fmt.Sprintf("quiet for %v of %v", now().Sub(quietSince).Round(time.Millisecond), quiet))
+			} else {
+				why = append(why, fmt.Sprintf("last change %v ago (quiet period %v)", now().Sub(lastChange).Round(time.Millisecond), quiet))
+			}
+		}
+		if out.Files < req.GetMinFiles() {
+			why = append(why, fmt.Sprintf("%d files of the %d awaited", out.Files, req.GetMinFiles()))
+		}
+		if len(why) == 0 {
+			out.Stable = true
+			return out, nil
+		}
+		out.Reason = strings.Join(why, "; ")
+		// Suspects expire on the view's own clock: look again at least every second.
+		wait := time.Second
+		if left > 0 {
+			wait = min(wait, left)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-stop:
+			t.Stop()
+			return out, nil
+		case <-ping:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}

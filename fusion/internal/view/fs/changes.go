@@ -1,0 +1,277 @@
+package fs
+
+import (
+	"encoding/binary"
+	"math/rand/v2"
+	"path"
+	"sync"
+
+	"github.com/fustor/fustor/sdk/fspath"
+
+	"github.com/fustor/fustor/fusion/internal/view/fs/internal/store"
+)
+
+// The change log (DESIGN.md §5.6): every change applied to the view — a node created,
+// modified or deleted, a suspect or blind-spot flag turned on or off — gets the view's next
+// sequence number and a record in a bounded ring, read by Watch and ListChanges from a
+// cursor. A record is a few bytes plus the part of its path that differs from the record
+// before it (records of one directory share its path), in chunks of changeChunk records that
+// each start with a full path, so a read decodes at most one chunk's worth before its cursor.
+// The oldest chunks go when the ring holds more than its bounds.
+
+// changeChunk is the number of records per chunk.
+const changeChunk = 64
+
+// Default bounds of a view's change log: at least 1M changes of typical paths in 64 MiB
+// (BenchmarkChangeLogMemory).
+const (
+	DefaultChangeLogEntries = 1 << 20
+	DefaultChangeLogBytes   = 64 << 20
+)
+
+type changeLog struct {
+	instance uint64
+	first    uint64 // sequence of chunks[0]'s first record
+	next     uint64 // sequence the next change gets
+	chunks   [][]byte
+	bytes    int
+	maxEntries, maxBytes int
+	prev     []byte // path of the open chunk's last record (front coding)
+	prevM    int64  // its mtime (mtimes are delta-coded within a chunk)
+
+	// dir and dirPath cache the path of the last parent a record was made under: a snapshot
+	// or a burst of writes records thousands of changes in one directory.
+	dir     uint32
+	dirPath []byte
+	buf     []byte
+
+	origin  Origin // the origin of what the view is applying now
+	changed bool   // changes since the last notify
+	lastNs  int64  // Fusion physical time of the last change
+
+	subMu sync.Mutex
+	subs  map[chan<- struct{}]struct{}
+}
+
+func (l *changeLog) reset(maxEntries, maxBytes int) {
+	subs := l.subs
+	*l = changeLog{instance: rand.Uint64() | 1, first: 1, next: 1, maxEntries: maxEntries, maxBytes: maxBytes, subs: subs}
+	if l.subs == nil {
+		l.subs = map[chan<- struct{}]struct{}{}
+	}
+}
+
+// record flags
+const (
+	recDir = 1 << iota
+	recSuspect
+	recKnown
+)
+
+// recordID records a change of node id (still linked, for a deletion).
+func (v *View) recordID(kind ChangeKind, id uint32) {
+	l := &v.chg
+	n := v.st.Get(id)
+	b := l.buf[:0]
+	if id != v.root {
+		if n.Parent != l.dir || l.dir == 0 {
+			l.dirPath = v.appendPath(l.dirPath[:0], n.Parent)
+			l.dir = n.Parent
+		}
+		b = append(append(append(b, l.dirPath...), '/'), v.st.Name(n)...)
+	} else {
+		b = append(b, '/')
+	}
+	l.buf = b
+	var flags byte
+	if n.IsDir() {
+		flags |= recDir
+	}
+	if kind != ChangeDeleted {
+		if n.Flags&store.FlagSuspect != 0 {
+			flags |= recSuspect
+		}
+		if n.Flags&store.FlagKnown != 0 {
+			flags |= recKnown
+		}
+	}
+	var size, mtime int64
+	if kind != ChangeDeleted {
+		size, mtime = n.Size, n.Mtime
+	}
+	v.appendRecord(kind, flags, size, mtime, b)
+}
+
+// appendRecord encodes one record into the open chunk.
+func (v *View) appendRecord(kind ChangeKind, flags byte, size, mtime int64, p []byte) {
+	l := &v.chg
+	k := int((l.next - l.first) % changeChunk)
+	if k == 0 {
+		l.chunks = append(l.chunks, make([]byte, 0, 2048))
+		l.prev, l.prevM = l.prev[:0], 0
+	}
+	c := &l.chunks[len(l.chunks)-1]
+	before := len(*c)
+	shared := 0
+	for shared < len(p) && shared < len(l.prev) && p[shared] == l.prev[shared] {
+		shared++
+	}
+	*c = append(*c, byte(kind)|byte(l.origin)<<3, flags)
+	*c = binary.AppendUvarint(*c, uint64(size))
+	*c = binary.AppendVarint(*c, mtime-l.prevM)
+	*c = binary.AppendUvarint(*c, uint64(shared))
+	*c = binary.AppendUvarint(*c, uint64(len(p)-shared))
+	*c = append(*c, p[shared:]...)
+	l.prev, l.prevM = append(l.prev[:shared], p[shared:]...), mtime
+	l.bytes += len(*c) - before
+	l.next++
+	l.changed = true
+	l.lastNs = v.opts.Now().UnixNano()
+	for len(l.chunks) > 1 && (int(l.next-l.first) > l.maxEntries || l.bytes > l.maxBytes) {
+		l.bytes -= len(l.chunks[0])
+		l.chunks[0] = nil
+		l.chunks = l.chunks[1:]
+		l.first += changeChunk
+	}
+}
+
+// changeDirGone forgets the cached parent path: its node may be reused.
+func (l *changeLog) changeDirGone() { l.dir = 0 }
+
+// changesDone ends a writing call: what it recorded is announced.
+func (v *View) changesDone() {
+	v.chg.origin = 0
+	v.notify()
+}
+
+// notify pings the subscribers when changes were recorded; called at the end of every
+// writing call, never per row, and never blocking.
+func (v *View) notify() {
+	l := &v.chg
+	if !l.changed {
+		return
+	}
+	l.changed = false
+	l.subMu.Lock()
+	for ch := range l.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	l.subMu.Unlock()
+}
+
+// Subscribe makes ch receive a non-blocking ping whenever changes are applied; cancel stops it.
+func (v *View) Subscribe(ch chan<- struct{}) (cancel func()) {
+	l := &v.chg
+	l.subMu.Lock()
+	l.subs[ch] = struct{}{}
+	l.subMu.Unlock()
+	return func() {
+		l.subMu.Lock()
+		delete(l.subs, ch)
+		l.subMu.Unlock()
+	}
+}
+
+// ChangeCursor returns the view's instance and the sequence of its last change.
+func (v *View) ChangeCursor() (instance, last uint64) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return v.chg.instance, v.chg.next - 1
+}
+
+// LastChange returns when the last change was applied (0: none since the view was reset).
+func (v *View) LastChange() int64 {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return v.chg.lastNs
+}
+
+// maxScan bounds the records one read decodes, so a read under a filter that drops nearly
+// everything still holds the read lock briefly; the caller goes on from Next.
+const maxScan = 1 << 16
+
+// Changes returns up to limit changes after sequence after that pass f.
+func (v *View) Changes(after uint64, f ChangeFilter, limit int) ChangePage {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	l := &v.chg
+	page := ChangePage{Next: after}
+	if after+1 < l.first {
+		page.Lost, after = true, l.first-1
+		page.Next = after
+	}
+	if after >= l.next-1 {
+		page.Next = l.next - 1
+		return page
+	}
+	seq := after + 1
+	ci := int((seq - l.first) / changeChunk)
+	scanned := 0
+	for ; ci < len(l.chunks) && len(page.Changes) < limit && scanned < maxScan; ci++ {
+		c := l.chunks[ci]
+		base := l.first + uint64(ci)*changeChunk
+		var prev []byte
+		var prevM int64
+		for s := base; len(c) > 0 && s < l.next; s++ {
+			kind, origin, flags := ChangeKind(c[0]&7), Origin(c[0]>>3), c[1]
+			c = c[2:]
+			size, n := binary.Uvarint(c)
+			c = c[n:]
+			dm, n := binary.Varint(c)
+			c = c[n:]
+			shared, n := binary.Uvarint(c)
+			c = c[n:]
+			sl, n := binary.Uvarint(c)
+			c = c[n:]
+			prev = append(prev[:shared], c[:sl]...)
+			c = c[sl:]
+			prevM += dm
+			if s < seq {
+				continue
+			}
+			scanned++
+			page.Next = s
+			p := string(prev)
+			if !changeMatches(f, kind, flags&recDir != 0, p) {
+				if scanned >= maxScan {
+					break
+				}
+				continue
+			}
+			e := Entry{Path: p, Name: path.Base(p), IsDir: flags&recDir != 0, Size: size, MtimeNs: prevM,
+				Suspect: flags&recSuspect != 0, KnownByAgent: flags&recKnown != 0}
+			if p == fspath.Root {
+				e.Name = ""
+			}
+			page.Changes = append(page.Changes, Change{Seq: s, Kind: kind, Origin: origin, Entry: e})
+			if len(page.Changes) >= limit {
+				break
+			}
+		}
+	}
+	page.More = page.Next < l.next-1
+	return page
+}
+
+// changeMatches applies a filter. A directory's deletion passes the glob: it stands for the
+// deletion of everything below it, matching names included.
+func changeMatches(f ChangeFilter, kind ChangeKind, dir bool, p string) bool {
+	root := f.Root
+	if root == "" {
+		root = fspath.Root
+	}
+	if !fspath.IsWithin(p, root) && !(kind == ChangeDeleted && fspath.IsWithin(root, p)) {
+		return false
+	}
+	return f.Match == nil || kind == ChangeDeleted && dir || f.Match(path.Base(p))
+}
+
+// ChangeLogStats returns the log's size: changes held and bytes.
+func (v *View) ChangeLogStats() (entries int, bytes int) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return int(v.chg.next - v.chg.first), v.chg.bytes
+}

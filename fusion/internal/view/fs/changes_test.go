@@ -1,0 +1,90 @@
+package fs
+
+import (
+	"fmt"
+	"path"
+	"testing"
+	"time"
+
+	"github.com/fustor/fustor/sdk/fsbatch"
+)
+
+func TestChangeLogRecordsEveryChange(t *testing.T) {
+	v, c := newClockedView(t)
+	inst, last := v.ChangeCursor()
+	if last != 0 || inst == 0 {
+		t.Fatalf("a new view's cursor %d/%d", inst, last)
+	}
+	m := c.now.Add(-2 * time.Minute).UnixNano()
+	apply(t, v, OriginRealtime, row("/a/b/f1", 0, 1, m))
+	apply(t, v, OriginRealtime, row("/a/b/f1", 0, 2, m))                             // modified
+	apply(t, v, OriginRealtime, row("/a/b/f1", 0, 2, m))                             // no change: no record
+	apply(t, v, OriginRealtime, row("/a/b/f2", fsbatch.FlagPartialWrite, 3, m))      // created, then suspect
+	apply(t, v, OriginAudit, row("/a/c", 0, 4, m))                                   // created by an audit: not known
+	apply(t, v, OriginRealtime, row("/a", fsbatch.FlagDelete|fsbatch.FlagDir, 0, 0)) // the subtree goes: one change
+	all := v.Changes(0, ChangeFilter{}, 100)
+	var got []string
+	for i, ch := range all.Changes {
+		if ch.Seq != uint64(i+1) {
+			t.Fatalf("change %d has sequence %d", i, ch.Seq)
+		}
+		got = append(got, fmt.Sprintf("%d:%d:%s:%d", ch.Kind, ch.Origin, ch.Entry.Path, ch.Entry.Size))
+	}
+	want := []string{
+		"1:1:/a:0", "1:1:/a/b:0", "1:1:/a/b/f1:1", "2:1:/a/b/f1:2", "1:1:/a/b/f2:3", "4:1:/a/b/f2:3",
+		"1:3:/a/c:4", "4:3:/a/c:4", "3:1:/a:0", // the audit found /a/c young (the clock says so): suspect
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("changes\n%v\nwant\n%v", got, want)
+	}
+	if !all.Changes[5].Entry.Suspect || all.Changes[6].Entry.KnownByAgent || !all.Changes[8].Entry.IsDir || all.Next != 9 || all.More {
+		t.Fatalf("flags or cursor wrong: %+v next %d", all.Changes, all.Next)
+	}
+	// Under /a/b: its own changes and the deletion of its ancestor; a glob on the basename.
+	sub := v.Changes(0, ChangeFilter{Root: "/a/b", Match: func(n string) bool { ok, _ := path.Match("f*", n); return ok }}, 100)
+	if len(sub.Changes) != 5 || sub.Changes[4].Kind != ChangeDeleted {
+		t.Fatalf("filtered %+v", sub.Changes)
+	}
+	// Paged: limit and Next.
+	p1 := v.Changes(0, ChangeFilter{}, 3)
+	p2 := v.Changes(p1.Next, ChangeFilter{}, 100)
+	if len(p1.Changes) != 3 || !p1.More || p2.Changes[0].Seq != 4 || len(p2.Changes) != 6 {
+		t.Fatalf("pages %+v / %+v", p1, p2)
+	}
+	// A reset starts a new instance.
+	v.Reset()
+	if inst2, last2 := v.ChangeCursor(); inst2 == inst || last2 != 0 {
+		t.Fatalf("after reset %d/%d", inst2, last2)
+	}
+}
+
+func TestChangeLogIsBounded(t *testing.T) {
+	v := New(nil, Options{ChangeLogEntries: 256})
+	for i := range 1000 {
+		apply(t, v, OriginRealtime, row(fmt.Sprintf("/d/f%04d", i), 0, 1, 1))
+	}
+	n, _ := v.ChangeLogStats()
+	if n > 256+changeChunk {
+		t.Fatalf("%d changes held; bound 256", n)
+	}
+	page := v.Changes(0, ChangeFilter{}, 10)
+	if !page.Lost || len(page.Changes) != 10 || page.Changes[0].Seq < 1001-256-changeChunk {
+		t.Fatalf("an old cursor: lost %v, first %d", page.Lost, page.Changes[0].Seq)
+	}
+	if page.Changes[0].Entry.Path != fmt.Sprintf("/d/f%04d", page.Changes[0].Seq-2) {
+		t.Fatalf("change %d is %s", page.Changes[0].Seq, page.Changes[0].Entry.Path)
+	}
+}
+
+// BenchmarkChangeLogMemory reports the change log's bytes per change when a snapshot of the
+// product layout records 1M creations.
+func BenchmarkChangeLogMemory(b *testing.B) {
+	rows := benchRows(1_000_000)
+	for b.Loop() {
+		v := New(nil, Options{ChangeLogEntries: 2_000_000, ChangeLogBytes: 1 << 30})
+		applyAll(b, v, OriginSnapshot, rows)
+		n, bytes := v.ChangeLogStats()
+		b.ReportMetric(float64(bytes)/float64(n), "B/change")
+		b.ReportMetric(float64(bytes)/(1<<20)*1e6/float64(n), "MiB/1Mchanges")
+	}
+}
