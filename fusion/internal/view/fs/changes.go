@@ -30,14 +30,14 @@ const (
 )
 
 type changeLog struct {
-	instance uint64
-	first    uint64 // sequence of chunks[0]'s first record
-	next     uint64 // sequence the next change gets
-	chunks   [][]byte
-	bytes    int
+	instance             uint64
+	first                uint64 // sequence of chunks[0]'s first record
+	next                 uint64 // sequence the next change gets
+	chunks               [][]byte
+	bytes                int
 	maxEntries, maxBytes int
-	prev     []byte // path of the open chunk's last record (front coding)
-	prevM    int64  // its mtime (mtimes are delta-coded within a chunk)
+	prev                 []byte // path of the open chunk's last record (front coding)
+	prevM                int64  // its mtime (mtimes are delta-coded within a chunk)
 
 	// dir and dirPath cache the path of the last parent a record was made under: a snapshot
 	// or a burst of writes records thousands of changes in one directory.
