@@ -156,6 +156,15 @@ func (st *stream) drain(ctx context.Context, sendErr <-chan error) error {
 }
 
 func (st *stream) recvLoop(ctx context.Context, ps fustorv1.PushService_PushServer, msgs chan<- *fustorv1.PushRequest, errc chan<- error) {
+	defer func() {
+		if p := recover(); p != nil {
+			st.r.log.Error("push receiver panicked", zap.Any("panic", p), zap.ByteString("stack", debug.Stack()))
+			select {
+			case errc <- fmt.Errorf("push receiver: %v", p):
+			default: // an error is already reported
+			}
+		}
+	}()
 	for {
 		m, err := ps.Recv()
 		if err != nil {
