@@ -172,6 +172,7 @@ func (f *Fusion) Run(ctx context.Context) error {
 	g.Go(func() error { return f.sessions.Run(gctx, f.sweep) })
 	g.Go(func() error { return f.srv.Run(gctx) })
 	g.Go(func() error { return f.healthLoop(gctx) })
+	g.Go(func() error { return f.logProgress(gctx, 30*time.Second) })
 	for _, d := range []*debughttp.Debug{f.debug, f.metrics} {
 		if d != nil {
 			g.Go(func() error { return d.Run(gctx) })
