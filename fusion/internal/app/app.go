@@ -60,6 +60,7 @@ type Fusion struct {
 	sessions *session.Manager
 	views    *view.Registry
 	commands *command.Tracker
+	query    *query.Service
 	sweep    time.Duration
 	health   time.Duration
 	load     func() (config.Config, error)
@@ -98,6 +99,7 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Fusion, error) {
 		},
 		ViewIdle: f.memberIdle,
 	})
+	f.query = query.New(f.views, f.sessions, f.commands)
 	f.rt.init(f, cfg)
 	for _, id := range slices.Sorted(maps.Keys(cfg.Pipes)) {
 		if err := f.rt.addLocked(id, cfg); err != nil {
@@ -130,7 +132,7 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Fusion, error) {
 	rcv := receiver.New(log, f.sessions, &f.rt)
 	fustorv1.RegisterSessionServiceServer(srv.GRPC(), rcv)
 	fustorv1.RegisterPushServiceServer(srv.GRPC(), rcv)
-	fustorv1.RegisterViewServiceServer(srv.GRPC(), query.New(f.views, f.sessions, f.commands))
+	fustorv1.RegisterViewServiceServer(srv.GRPC(), f.query)
 	fustorv1.RegisterAdminServiceServer(srv.GRPC(), admin.New(f, f.sessions, f.views))
 	return f, nil
 }

@@ -17,6 +17,7 @@ type collector struct {
 	queueLen, queueCap, batches, rowsApplied, rowsRejected *prometheus.Desc
 	pipePanics, sessions, panics, dropped                  *prometheus.Desc
 	reloadOK, reloadTime                                   *prometheus.Desc
+	watchers, lagged, changeLogEntries, changeLogBytes     *prometheus.Desc
 }
 
 func newCollector(f *Fusion) *collector {
@@ -47,6 +48,10 @@ func newCollector(f *Fusion) *collector {
 		pipePanics:       d("pipe_panics_total", "Panics recovered while applying the pipe's batches.", pipe),
 		sessions:         d("pipe_sessions", "Live agent sessions on the pipe.", pipe),
 		panics:           d("grpc_server_panics_total", "Panics recovered in gRPC handlers.", nil),
+		watchers:         d("view_watchers", "Watch streams open on the view.", []string{"view"}),
+		lagged:           d("view_watchers_lagged_total", "Watchers that read too slowly and were told lagged.", nil),
+		changeLogEntries: d("view_change_log_entries", "Changes held in the member's change log.", view),
+		changeLogBytes:   d("view_change_log_bytes", "Bytes the member's change log takes.", view),
 		reloadOK:         d("config_last_reload_successful", "1 when the last configuration reload was applied, 0 when it was refused (invalid).", nil),
 		reloadTime:       d("config_last_reload_timestamp_seconds", "When the last configuration reload was asked for (0: never).", nil),
 		dropped:          d("view_batches_dropped_total", "Batches a view dropped because it does not accept their schema.", []string{"view", "pipe"}),
@@ -76,6 +81,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(c.auditRunning, b(cs.AuditRunning), v.Name, m.Name)
 			gauge(c.snapshotComplete, b(st.SnapshotComplete), v.Name, m.Name)
 			gauge(c.hasLeader, b(st.Leader != ""), v.Name, m.Name)
+			n, bytes := m.Driver.ChangeLogStats()
+			gauge(c.changeLogEntries, float64(n), v.Name, m.Name)
+			gauge(c.changeLogBytes, float64(bytes), v.Name, m.Name)
 		}
 	}
 	live := map[string]int{}
@@ -97,6 +105,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	counter(c.panics, float64(c.f.panics.Load()))
+	perView, lagged := c.f.query.WatchStats()
+	for _, v := range c.f.views.All() {
+		gauge(c.watchers, float64(perView[v.Name]), v.Name)
+	}
+	counter(c.lagged, float64(lagged))
 	if at := c.f.rt.lastReloadNs.Load(); at != 0 {
 		gauge(c.reloadOK, b(c.f.rt.lastReloadOK.Load()))
 		gauge(c.reloadTime, float64(at)/1e9)

@@ -108,6 +108,13 @@ type View struct {
 	HotThreshold time.Duration `koanf:"hot_threshold"`
 	// TombstoneTTL is how long realtime deletes are remembered against lagging scans.
 	TombstoneTTL time.Duration `koanf:"tombstone_ttl"`
+	// ChangeLogEntries and ChangeLogBytes bound each member's change log (Watch,
+	// ListChanges); a change takes effect when the view is next built.
+	ChangeLogEntries int `koanf:"change_log_entries"`
+	ChangeLogBytes   int `koanf:"change_log_bytes"`
+	// MaxWatchers bounds the watches open on the view, MaxWatchersPerKey those of one key.
+	MaxWatchers       int `koanf:"max_watchers"`
+	MaxWatchersPerKey int `koanf:"max_watchers_per_key"`
 }
 
 // Default returns a configuration with every default filled and no pipes or views.
@@ -137,6 +144,12 @@ const (
 	MaxNodesLimit       = 1<<27 - 3
 	DefaultHotThreshold = 30 * time.Second
 	DefaultTombstoneTTL = time.Hour
+	// DefaultChangeLogEntries and DefaultChangeLogBytes hold at least 1M changes of typical
+	// paths (BenchmarkChangeLogMemory).
+	DefaultChangeLogEntries  = 1 << 20
+	DefaultChangeLogBytes    = 64 << 20
+	DefaultMaxWatchers       = 256
+	DefaultMaxWatchersPerKey = 64
 )
 
 // Normalize fills per-entry defaults of pipes and views.
@@ -172,6 +185,10 @@ func (c *Config) Normalize() {
 		if v.TombstoneTTL == 0 {
 			v.TombstoneTTL = DefaultTombstoneTTL
 		}
+		v.ChangeLogEntries = cmp.Or(v.ChangeLogEntries, DefaultChangeLogEntries)
+		v.ChangeLogBytes = cmp.Or(v.ChangeLogBytes, DefaultChangeLogBytes)
+		v.MaxWatchers = cmp.Or(v.MaxWatchers, DefaultMaxWatchers)
+		v.MaxWatchersPerKey = cmp.Or(v.MaxWatchersPerKey, DefaultMaxWatchersPerKey)
 		c.Views[id] = v
 	}
 }
@@ -264,6 +281,9 @@ func (c *Config) Validate() error {
 		}
 		if v.HotThreshold < time.Second || v.TombstoneTTL < time.Second {
 			errs = append(errs, fmt.Errorf("views.%s: hot_threshold and tombstone_ttl must be at least 1s", vid))
+		}
+		if v.ChangeLogEntries < 0 || v.ChangeLogBytes < 0 || v.MaxWatchers < 0 || v.MaxWatchersPerKey < 0 {
+			errs = append(errs, fmt.Errorf("views.%s: change_log_entries, change_log_bytes, max_watchers and max_watchers_per_key cannot be negative", vid))
 		}
 	}
 	return errors.Join(errs...)

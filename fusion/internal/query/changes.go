@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/fustor/fustor/fusion/internal/errs"
+	"github.com/fustor/fustor/fusion/internal/server"
 	"github.com/fustor/fustor/fusion/internal/view"
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
 )
@@ -198,11 +199,11 @@ func (s *Service) Watch(req *fustorv1.WatchRequest, stream fustorv1.ViewService_
 	if err != nil {
 		return err
 	}
-	if n := s.watchers.Add(1); n > MaxWatchers {
-		s.watchers.Add(-1)
-		return fmt.Errorf("%w: %d watches are open on this server", errs.ErrFull, MaxWatchers)
+	release, err := s.admitWatch(ctx, sc.v)
+	if err != nil {
+		return err
 	}
-	defer s.watchers.Add(-1)
+	defer release()
 	fd, err := newFeed(sc, f, req.GetSince())
 	if err != nil {
 		return err
@@ -233,6 +234,9 @@ func (s *Service) Watch(req *fustorv1.WatchRequest, stream fustorv1.ViewService_
 				// Before the first read it is the cursor asked for that was too old; after, the
 				// watcher fell behind the log.
 				msg.CursorLost, msg.Lagged = asked, !asked
+				if msg.Lagged {
+					s.lagged.Add(1)
+				}
 			}
 			fd.fresh, fd.lost = false, false
 			if err := stream.Send(msg); err != nil {
@@ -254,6 +258,54 @@ func (s *Service) Watch(req *fustorv1.WatchRequest, stream fustorv1.ViewService_
 			t.Reset(beat)
 		}
 	}
+}
+
+// admitWatch counts a watch against the server's, the view's and the key's bounds.
+func (s *Service) admitWatch(ctx context.Context, v *view.View) (release func(), err error) {
+	key := server.PrincipalFrom(ctx).KeyID
+	maxView, maxKey := cmpOr(v.Cfg.MaxWatchers, 256), cmpOr(v.Cfg.MaxWatchersPerKey, 64)
+	s.watchMu.Lock()
+	defer s.watchMu.Unlock()
+	switch {
+	case s.watchers.Load() >= MaxWatchers:
+		return nil, fmt.Errorf("%w: %d watches are open on this server", errs.ErrFull, MaxWatchers)
+	case s.perView[v.Name] >= maxView:
+		return nil, fmt.Errorf("%w: view %q has %d watches open (views.%s.max_watchers)", errs.ErrFull, v.Name, maxView, v.Name)
+	case s.perKey[key] >= maxKey:
+		return nil, fmt.Errorf("%w: this key has %d watches open (views.%s.max_watchers_per_key)", errs.ErrFull, maxKey, v.Name)
+	}
+	s.watchers.Add(1)
+	s.perView[v.Name]++
+	s.perKey[key]++
+	return func() {
+		s.watchMu.Lock()
+		defer s.watchMu.Unlock()
+		s.watchers.Add(-1)
+		if s.perView[v.Name]--; s.perView[v.Name] == 0 {
+			delete(s.perView, v.Name)
+		}
+		if s.perKey[key]--; s.perKey[key] == 0 {
+			delete(s.perKey, key)
+		}
+	}, nil
+}
+
+func cmpOr(v, def int) int {
+	if v > 0 {
+		return v
+	}
+	return def
+}
+
+// WatchStats returns the open watches by view and how many watchers lagged since the start.
+func (s *Service) WatchStats() (perView map[string]int, lagged uint64) {
+	s.watchMu.Lock()
+	defer s.watchMu.Unlock()
+	perView = make(map[string]int, len(s.perView))
+	for k, v := range s.perView {
+		perView[k] = v
+	}
+	return perView, s.lagged.Load()
 }
 
 // waitMargin is how long before the request's deadline WaitStable answers "not stable", so

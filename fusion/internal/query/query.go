@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -44,13 +45,18 @@ type Service struct {
 	commands *command.Tracker
 
 	watchers  atomic.Int64
+	watchMu   sync.Mutex
+	perView   map[string]int // open watches by view
+	perKey    map[uint64]int // open watches by key (Principal.KeyID)
+	lagged    atomic.Uint64
 	heartbeat time.Duration    // idle Watch heartbeat (0 = DefaultWatchHeartbeat)
 	now       func() time.Time // WaitStable's clock
 }
 
 // New returns the query service; force_real_time scans go to the views' leader sessions.
 func New(views *view.Registry, sessions *session.Manager, commands *command.Tracker) *Service {
-	return &Service{views: views, sessions: sessions, commands: commands, now: time.Now}
+	return &Service{views: views, sessions: sessions, commands: commands, now: time.Now,
+		perView: map[string]int{}, perKey: map[uint64]int{}}
 }
 
 // SetWatchHeartbeat sets how often an idle Watch gets a heartbeat (tests).

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/subtle"
+	"hash/fnv"
 	"strings"
 	"sync/atomic"
 
@@ -33,6 +34,8 @@ type Principal struct {
 	Pipe string
 	// Views are the views a query key may read.
 	Views map[string]bool
+	// KeyID identifies the key (a hash, never the key) for per-key bounds.
+	KeyID uint64
 }
 
 // CanQuery reports whether the principal may query view.
@@ -114,7 +117,7 @@ func (k *Keys) authenticate(ctx context.Context, fullMethod string) (context.Con
 	if key == "" {
 		return nil, status.Error(codes.Unauthenticated, "missing API key: send metadata \"authorization: Bearer <key>\" or \"x-api-key: <key>\"")
 	}
-	p := &Principal{Kind: kind}
+	p := &Principal{Kind: kind, KeyID: keyID(key)}
 	ok := false
 	t := k.t.Load()
 	switch kind {
@@ -132,6 +135,13 @@ func (k *Keys) authenticate(ctx context.Context, fullMethod string) (context.Con
 		return nil, status.Errorf(codes.Unauthenticated, "invalid API key for %s", serviceName(fullMethod))
 	}
 	return WithPrincipal(ctx, p), nil
+}
+
+// keyID hashes a key for per-key bounds, so no key is kept in a principal.
+func keyID(key string) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(key))
+	return h.Sum64()
 }
 
 // verifyMethod accepts a query key of the view or an admin key.

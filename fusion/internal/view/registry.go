@@ -373,7 +373,8 @@ func configDiff(a, b config.View) string {
 // is a set of fs trees).
 func newDriver(log *zap.Logger, name string, vc config.View, now func() time.Time) Driver {
 	return fs.New(log, fs.Options{Name: name, MaxNodes: vc.MaxNodes, Now: now,
-		HotThreshold: vc.HotThreshold, TombstoneTTL: vc.TombstoneTTL})
+		HotThreshold: vc.HotThreshold, TombstoneTTL: vc.TombstoneTTL,
+		ChangeLogEntries: vc.ChangeLogEntries, ChangeLogBytes: vc.ChangeLogBytes})
 }
 
 // ByKey returns the member of a leadership key (Member.Key).
