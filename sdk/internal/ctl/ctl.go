@@ -58,8 +58,9 @@ Commands:
   status [--watch]               each view's state (admin key): ready, or not and why; the
                                  leader agent; its running snapshot or audit with a progress
                                  bar on a terminal, rate and ETA once a total is known (the
-                                 last walk's, else the view's nodes); --watch redraws until
-                                 the walks end; a forest: one line per member
+                                 last walk's, else the view's nodes); --watch redraws while a
+                                 walk runs or a view with an agent is not ready yet; a
+                                 forest: one line per member
   watch PATH [--since CURSOR] [--glob GLOB]
                                  stream the changes under PATH as they are applied, from
                                  CURSOR or from now, one line each: SEQ KIND SOURCE TYPE SIZE

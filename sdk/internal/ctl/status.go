@@ -272,7 +272,8 @@ func isTerminal(w io.Writer) bool {
 const watchEvery = time.Second
 
 // status prints each view's state (fustorctl status). With --watch it asks again every
-// watchEvery until no walk runs, redrawing on a terminal and appending plain lines otherwise;
+// watchEvery while a walk runs or a tree with a leader awaits its first snapshot (so a watch
+// started before the walk shows, or between two heartbeats, does not end at once), redrawing on a terminal and appending plain lines otherwise;
 // each call has its own --timeout, so a watch can outlast it.
 func (c *client) status(parent context.Context, args []string) error {
 	if len(args) > 0 {
@@ -346,10 +347,14 @@ type seenWalk struct {
 // ended since: their leader's count of ended walks (Fusion's, counted when the end marker
 // arrives) grew since the walk was first seen. That count, not the walk vanishing, says it
 // ended, because the leader's last heartbeat rarely catches a walk's last entries and may
-// still show a walk that has ended. It reports whether a walk still runs.
+// still show a walk that has ended. It reports whether there is more to watch: a walk still
+// runs, or a tree has a leader but is not ready (its first snapshot is due or under way).
 func markDone(doc statusDoc, seen map[string]*seenWalk) bool {
 	running := false
 	visit := func(key string, m *memberStatus) {
+		if m.Leader != nil && !m.Ready {
+			running = true
+		}
 		prev := seen[key]
 		if prev != nil && (m.Leader == nil || m.Leader.Session != prev.session) {
 			delete(seen, key) // its session is gone: whether it ended is not known

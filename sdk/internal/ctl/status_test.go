@@ -156,20 +156,23 @@ func TestStatusWatch(t *testing.T) {
 }
 
 // TestMarkDone: a walk is done when its leader's count of ended walks grows; a walk whose
-// session went away is forgotten, not called done.
+// session went away is forgotten, not called done. --watch goes on while a walk runs or a
+// view with a leader is not ready yet, and not for a view without an agent.
 func TestMarkDone(t *testing.T) {
 	views := []*fustorv1.AdminViewInfo{fsView("demo", 1000, true, true)}
 	for _, tc := range []struct {
 		name        string
+		view        *fustorv1.AdminViewInfo
 		next        *fustorv1.SessionInfo
 		wantRunning bool
 		wantDone    bool
 	}{
-		{"still running", walking("demo", snap(1, 2, 0), 1), true, false},
-		{"ended", walking("demo", nil, 2), false, true},
-		{"ended, stale heartbeat", walking("demo", snap(1, 2, 0), 2), false, true},
-		{"session gone", nil, false, false},
-		{"vanished without an end", walking("demo", nil, 1), false, false},
+		{"still running", views[0], walking("demo", snap(1, 2, 0), 1), true, false},
+		{"ended", views[0], walking("demo", nil, 2), false, true},
+		{"ended, stale heartbeat", views[0], walking("demo", snap(1, 2, 0), 2), false, true},
+		{"session gone", fsView("demo", 1000, false, true), nil, false, false},
+		{"vanished without an end", views[0], walking("demo", nil, 1), false, false},
+		{"new leader, first snapshot due", fsView("demo", 0, true, false), walking("demo", nil, 0), true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			seen := map[string]*seenWalk{}
@@ -180,7 +183,7 @@ func TestMarkDone(t *testing.T) {
 			if tc.next != nil {
 				next = append(next, tc.next)
 			}
-			doc := buildStatus(views, next)
+			doc := buildStatus([]*fustorv1.AdminViewInfo{tc.view}, next)
 			running := markDone(doc, seen)
 			done := doc.Views[0].Walk != nil && doc.Views[0].Walk.Done
 			if running != tc.wantRunning || done != tc.wantDone {
