@@ -37,6 +37,7 @@ type changeLog struct {
 	bytes                int
 	maxEntries, maxBytes int
 	prev                 []byte // path of the open chunk's last record (front coding)
+	prevDir              uint32 // the parent of that record\'s node
 	prevM                int64  // its mtime (mtimes are delta-coded within a chunk)
 
 	// dir and dirPath cache the path of the last parent a record was made under: a snapshot
@@ -99,20 +100,26 @@ func (v *View) recordID(kind ChangeKind, id uint32) {
 	if kind != ChangeDeleted {
 		size, mtime = n.Size, n.Mtime
 	}
-	v.appendRecord(kind, flags, size, mtime, b)
+	known := 0
+	if id != v.root && n.Parent == l.prevDir {
+		known = len(l.dirPath) + 1 // the previous record is in the same directory
+	}
+	l.prevDir = n.Parent
+	v.appendRecord(kind, flags, size, mtime, b, known)
 }
 
-// appendRecord encodes one record into the open chunk.
-func (v *View) appendRecord(kind ChangeKind, flags byte, size, mtime int64, p []byte) {
+// appendRecord encodes one record into the open chunk; the first known bytes of p are known
+// to equal the previous record's.
+func (v *View) appendRecord(kind ChangeKind, flags byte, size, mtime int64, p []byte, known int) {
 	l := &v.chg
 	k := int((l.next - l.first) % changeChunk)
 	if k == 0 {
 		l.chunks = append(l.chunks, make([]byte, 0, 2048))
-		l.prev, l.prevM = l.prev[:0], 0
+		l.prev, l.prevM, known = l.prev[:0], 0, 0
 	}
 	c := &l.chunks[len(l.chunks)-1]
 	before := len(*c)
-	shared := 0
+	shared := min(known, len(p), len(l.prev))
 	for shared < len(p) && shared < len(l.prev) && p[shared] == l.prev[shared] {
 		shared++
 	}
@@ -126,7 +133,6 @@ func (v *View) appendRecord(kind ChangeKind, flags byte, size, mtime int64, p []
 	l.bytes += len(*c) - before
 	l.next++
 	l.changed = true
-	l.lastNs = v.opts.Now().UnixNano()
 	for len(l.chunks) > 1 && (int(l.next-l.first) > l.maxEntries || l.bytes > l.maxBytes) {
 		l.bytes -= len(l.chunks[0])
 		l.chunks[0] = nil
@@ -136,7 +142,7 @@ func (v *View) appendRecord(kind ChangeKind, flags byte, size, mtime int64, p []
 }
 
 // changeDirGone forgets the cached parent path: its node may be reused.
-func (l *changeLog) changeDirGone() { l.dir = 0 }
+func (l *changeLog) changeDirGone() { l.dir, l.prevDir = 0, 0 }
 
 // changesDone ends a writing call: what it recorded is announced.
 func (v *View) changesDone() {
@@ -152,6 +158,7 @@ func (v *View) notify() {
 		return
 	}
 	l.changed = false
+	l.lastNs = v.opts.Now().UnixNano()
 	l.subMu.Lock()
 	for ch := range l.subs {
 		select {
