@@ -93,6 +93,16 @@ func (f *beatingFusion) record() (created int, beats []time.Time) {
 	return f.created, append([]time.Time(nil), f.beats...)
 }
 
+// serveFusionWith serves sessions and pushes on ln until the returned stop is called.
+func serveFusionWith(sessions fustorv1.SessionServiceServer, push fustorv1.PushServiceServer, ln net.Listener) (stop func()) {
+	srv := grpc.NewServer()
+	fustorv1.RegisterSessionServiceServer(srv, sessions)
+	fustorv1.RegisterPushServiceServer(srv, push)
+	served := make(chan struct{})
+	go func() { defer close(served); _ = srv.Serve(ln) }()
+	return func() { srv.Stop(); <-served }
+}
+
 // TestSnapshotPanicIsRecoveredAndHeartbeatsGoOn: a panic inside a snapshot walk is recovered
 // (the test process survives), reported (an error log with the stack, the panics metric) and
 // the snapshot restarted after the pipe's backoff, in the same session, while heartbeats keep
@@ -103,12 +113,7 @@ func TestSnapshotPanicIsRecoveredAndHeartbeatsGoOn(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := &beatingFusion{fakeFusion: &fakeFusion{rows: map[fustorv1.MessageSource]int{}}}
-	srv := grpc.NewServer()
-	fustorv1.RegisterSessionServiceServer(srv, f)
-	fustorv1.RegisterPushServiceServer(srv, f.fakeFusion)
-	served := make(chan struct{})
-	go func() { defer close(served); _ = srv.Serve(ln) }()
-	t.Cleanup(func() { srv.Stop(); <-served })
+	t.Cleanup(serveFusionWith(f, f.fakeFusion, ln))
 
 	src := &panicOnceSource{}
 	cfg := config.Default()

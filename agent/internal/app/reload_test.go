@@ -1,7 +1,9 @@
 package app
 
 import (
+	"context"
 	"maps"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/fustor/fustor/agent/internal/config"
 	"github.com/fustor/fustor/agent/internal/pipe"
+	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
 )
 
 // baseReloadConfig is two trees, each with its pipe to one sender.
@@ -253,5 +256,67 @@ func TestValidateReportsEveryError(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestReloadKeepsUnchangedSessions runs the agent against a fake Fusion: a reload that adds a
+// pipe starts its session, and one that removes it ends that session; the untouched pipe keeps
+// its one session throughout.
+func TestReloadKeepsUnchangedSessions(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &beatingFusion{fakeFusion: &fakeFusion{rows: map[fustorv1.MessageSource]int{}}}
+	stop := serveFusionWith(f, f.fakeFusion, ln)
+	t.Cleanup(stop)
+	one, two := t.TempDir(), t.TempDir()
+	base := func() config.Config {
+		cfg := baseReloadConfig(t, one, two)
+		cfg.Senders["fusion"] = config.Sender{Address: ln.Addr().String(), APIKey: "k"}
+		delete(cfg.Pipes, "p2")
+		for id, p := range cfg.Pipes {
+			p.BackoffMin, p.BackoffMax = 10*time.Millisecond, 100*time.Millisecond
+			cfg.Pipes[id] = p
+		}
+		return cfg
+	}
+	a, err := New(nil, base(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() { runErr <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-runErr; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	p1 := a.Pipe("p1")
+	eventually(t, "p1's session", func() bool { return p1.Status().Connected })
+
+	added := base()
+	added.Pipes["p2"] = config.Pipe{Source: "two", Sender: "fusion", BackoffMin: 10 * time.Millisecond, BackoffMax: 100 * time.Millisecond}
+	if err := a.Reload(added); err != nil {
+		t.Fatal(err)
+	}
+	p2 := a.Pipe("p2")
+	if p2 == nil {
+		t.Fatal("no pipe p2 after the reload")
+	}
+	eventually(t, "p2's session", func() bool { return p2.Status().Connected })
+	if err := a.Reload(base()); err != nil {
+		t.Fatal(err)
+	}
+	if p2.Status().Connected {
+		t.Error("p2 still holds a session after its removal")
+	}
+	if a.Pipe("p1") != p1 || !p1.Status().Connected || p1.Status().Sessions != 1 {
+		t.Errorf("p1: %+v; want the same pipe, connected, on its first session", p1.Status())
+	}
+	if created, _ := f.record(); created != 2 {
+		t.Errorf("%d sessions created, want 2 (p1 once, p2 once)", created)
 	}
 }
