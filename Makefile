@@ -57,6 +57,8 @@ test: $(TOOLS)/grpcurl
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 60000x ./sdk/fsbatch
 	$(GO) test -run '^$$' -fuzz '^FuzzApply$$' -fuzztime 4000x ./fusion/internal/view/fs
 	$(GO) test -run '^$$' -fuzz '^FuzzWatermarkIsMode$$' -fuzztime 250000x ./sdk/clock
+	# the example systemd units (systemd-analyze verify where it is installed)
+	bash deploy/systemd/check.sh
 
 test-short:
 	$(GO) test -short -count=1 $(addprefix ./,$(addsuffix /...,$(MODULES)))
