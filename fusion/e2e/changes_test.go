@@ -275,3 +275,175 @@ func TestWaitStableSlowUpload(t *testing.T) {
 		t.Errorf("wait-stable printed %s (%v); want one document with stable true and %d files", out, err, files)
 	}
 }
+
+// waitChanges polls a watch until it has printed a change of kind for every path.
+func (b *bgCtl) waitChanges(within time.Duration, kind string, paths []string) {
+	b.t.Helper()
+	eventually(b.t, within, fmt.Sprintf("the watch prints %d %s changes", len(paths), kind), func() error {
+		if b.exited() {
+			b.t.Fatalf("the watch exited: %v; stderr:\n%s", b.exitErr, b.errText())
+		}
+		chs, _ := changesOf(b.snapshot())
+		seen := map[string]bool{}
+		for _, ch := range chs {
+			if ch.kind == kind {
+				seen[ch.path] = true
+			}
+		}
+		for _, p := range paths {
+			if !seen[p] {
+				return fmt.Errorf("no %s change of %s yet (%d changes)", kind, p, len(chs))
+			}
+		}
+		return nil
+	})
+}
+
+// consecutive checks that chs are numbered from first on with no gap and no repeat.
+func consecutive(chs []change, first uint64) error {
+	for i, ch := range chs {
+		if ch.seq != first+uint64(i) {
+			return fmt.Errorf("change %d (%s %s) has sequence %d; want %d", i, ch.kind, ch.path, ch.seq, first+uint64(i))
+		}
+	}
+	return nil
+}
+
+const (
+	kindCreated = "CHANGE_KIND_CREATED"
+	kindDeleted = "CHANGE_KIND_DELETED"
+)
+
+// TestWatchResumesExactlyOnce: a watch of / is interrupted and resumed from the cursor it
+// printed; meanwhile files are written, deleted, and the agent is killed and restarted. The
+// two runs together hold every change exactly once, in sequence order, with no gap.
+//
+// The view is live, so it resets — a new instance, and the cursor would be a fresh instance
+// (TestWatchCursorFromBeforeResetIsFreshInstance) — when its last session ends. Here the agent
+// is killed (SIGKILL: its session is not closed) and restarted within the 10 s session
+// timeout, so its new session overlaps the old one (it follows, then leads once the old one
+// expires, as in TestAgentRestartBeforeExpiryReconciles) and the view keeps its instance
+// across the restart: the restarted agent's snapshot must come through as changes.
+func TestWatchResumesExactlyOnce(t *testing.T) {
+	root := makeTree(t)
+	c := newCluster(t, root)
+	c.sessionTimeout = "10s"
+	c.writeConfigs()
+	c.startFusion()
+	c.startAgent()
+	c.waitFiles(60*time.Second, "/", 1000)
+	first, err := c.sessionOf("e2e-agent")
+	must(t, err)
+
+	// The watch starts from a cursor taken before the first write, so no write can slip in
+	// between the watch's start and its subscription.
+	start := c.currentCursor()
+	w1 := c.startCtl(true, "watch", "/", "--since", start)
+	batch1 := writeFiles(t, root, "up", 50)
+	w1.waitChanges(30*time.Second, kindCreated, batch1)
+	w1.interrupt()
+	a, resets := changesOf(w1.snapshot())
+	if len(resets) != 0 {
+		t.Fatalf("the first watch got resets %v", resets)
+	}
+	if len(a) == 0 {
+		t.Fatal("the first watch printed no change")
+	}
+	must(t, consecutive(a, a[0].seq))
+	cur := w1.resumeCursor()
+	t.Logf("first watch: %d changes, sequences %d..%d, resume cursor %s", len(a), a[0].seq, a[len(a)-1].seq, cur)
+
+	// While no watch runs: writes through the live agent, then writes and deletions while
+	// the agent is dead, which only its restart's snapshot can bring.
+	batch2 := writeFiles(t, root, "while-unwatched", 50)
+	c.waitFiles(30*time.Second, "/while-unwatched", 50)
+	c.agent.stop(t, syscall.SIGKILL)
+	batch3 := writeFiles(t, root, "while-agent-down", 50)
+	var deleted []string
+	for _, p := range batch1[:10] {
+		must(t, os.Remove(filepath.Join(root, p)))
+		deleted = append(deleted, p)
+	}
+	c.startAgent()
+	c.waitLeader(60*time.Second, "e2e-agent", first.ID)
+	c.waitViewEqualsTree(30*time.Second, "/")
+
+	w2 := c.startCtl(true, "watch", "/", "--since", cur)
+	w2.waitChanges(30*time.Second, kindCreated, append(append([]string(nil), batch2...), batch3...))
+	w2.waitChanges(30*time.Second, kindDeleted, deleted)
+	w2.interrupt()
+	b, resets := changesOf(w2.snapshot())
+	if len(resets) != 0 {
+		t.Fatalf("the resumed watch got resets %v: the view's instance changed across the agent's restart", resets)
+	}
+	t.Logf("resumed watch: %d changes, sequences %d..%d", len(b), b[0].seq, b[len(b)-1].seq)
+	must(t, consecutive(append(append([]change(nil), a...), b...), a[0].seq))
+
+	// changes --since the same cursor pages the same log: it must agree with the watch.
+	doc, err := c.ctl("changes", "--since", cur, "--all")
+	must(t, err)
+	if doc["freshInstance"] == true || doc["cursorLost"] == true {
+		t.Fatalf("changes --since %s: %v", cur, doc)
+	}
+	list, _ := doc["changes"].([]any)
+	for i := 0; i < min(len(list), len(b)); i++ {
+		m, _ := list[i].(map[string]any)
+		if got := num(m["sequence"]); got != b[i].seq || m["path"] != b[i].path {
+			t.Fatalf("changes --since: change %d is %v %v; the watch had %d %s", i, got, m["path"], b[i].seq, b[i].path)
+		}
+	}
+	if len(list) < len(b) {
+		t.Fatalf("changes --since gave %d changes; the watch had %d", len(list), len(b))
+	}
+}
+
+// TestWatchCursorFromBeforeResetIsFreshInstance: the only agent stops (SIGTERM closes its
+// session), so the live view resets; after the agent is back, a cursor from before is
+// answered with fresh_instance by changes and by watch.
+func TestWatchCursorFromBeforeResetIsFreshInstance(t *testing.T) {
+	root := makeTree(t)
+	c := newCluster(t, root)
+	c.startFusion()
+	c.startAgent()
+	c.waitFiles(60*time.Second, "/", 1000)
+	old := c.currentCursor()
+	writeFiles(t, root, "before-reset", 5)
+	c.waitFiles(30*time.Second, "/before-reset", 5)
+	doc, err := c.ctl("changes", "--since", old)
+	must(t, err)
+	if doc["freshInstance"] == true || len(doc["changes"].([]any)) == 0 {
+		t.Fatalf("before the reset, changes --since the old cursor: %v", doc)
+	}
+
+	c.agent.stop(t, syscall.SIGTERM)
+	c.waitNoSessions("the agent's session ends with it")
+	c.startAgent()
+	c.waitFiles(60*time.Second, "/", 1005)
+
+	doc, err = c.ctl("changes", "--since", old)
+	must(t, err)
+	if doc["freshInstance"] != true {
+		t.Fatalf("changes --since a cursor from before the reset: %v; want freshInstance", doc)
+	}
+	if _, ok := doc["changes"]; ok {
+		t.Errorf("a fresh instance answer carries changes: %v", doc)
+	}
+	if doc["cursor"] == old || doc["cursor"] == "" {
+		t.Errorf("fresh instance cursor %v; want a new one", doc["cursor"])
+	}
+
+	w := c.startCtl(true, "watch", "/", "--since", old)
+	eventually(t, 10*time.Second, "the watch's first line", func() error {
+		if len(w.snapshot()) == 0 {
+			return errNotYet
+		}
+		return nil
+	})
+	if l := w.snapshot()[0]; l["freshInstance"] != true {
+		t.Fatalf("watch --since a cursor from before the reset starts with %v; want freshInstance", l)
+	}
+	w.interrupt()
+	if !strings.Contains(w.errText(), "fresh instance") {
+		t.Errorf("watch stderr lacks the fresh instance notice:\n%s", w.errText())
+	}
+}
