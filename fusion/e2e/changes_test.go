@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -446,4 +447,130 @@ func TestWatchCursorFromBeforeResetIsFreshInstance(t *testing.T) {
 	if !strings.Contains(w.errText(), "fresh instance") {
 		t.Errorf("watch stderr lacks the fresh instance notice:\n%s", w.errText())
 	}
+}
+
+// metric reads one sample of Fusion's /metrics on the debug listener (the line's name and
+// labels exactly as printed, e.g. `fustor_view_watchers{view="files"}`).
+func (c *cluster) metric(sample string) (float64, error) {
+	resp, err := http.Get("http://" + c.debugListen + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(l, sample+" "); ok {
+			var f float64
+			_, err := fmt.Sscan(v, &f)
+			return f, err
+		}
+	}
+	return 0, fmt.Errorf("no %s in /metrics", sample)
+}
+
+// writeWide creates dirs × perDir empty files under root/top.
+func writeWide(t *testing.T, root, top string, dirs, perDir int) {
+	t.Helper()
+	for d := range dirs {
+		dir := filepath.Join(root, top, fmt.Sprintf("d%03d", d))
+		must(t, os.MkdirAll(dir, 0o755))
+		for f := range perDir {
+			must(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%04d.dat", f)), nil, 0o644))
+		}
+	}
+}
+
+// TestLaggedWatcherDoesNotSlowApply: a watch of / whose reader stops (fustorctl's stdout is a
+// pipe nobody reads, so it blocks on its writes and stops reading its stream) while tens of
+// thousands of changes are applied. The view converges about as fast as with no watcher, and
+// once the reader reads again the watch says lagged — its position fell out of the change log —
+// with the cursor to go on from, and goes on.
+//
+// The change log is bounded to 4,096 entries (views.files.change_log_entries) so that far
+// fewer changes than the default 1M outrun the stalled watcher; what it can hold unread (the
+// pipe, fustorctl's gRPC receive window, the server's send buffer) is a few thousand changes
+// at most, well under the 20,000 files written while it is stalled.
+func TestLaggedWatcherDoesNotSlowApply(t *testing.T) {
+	root := makeTree(t)
+	// Without the race detector: the test compares apply times, which the detector inflates
+	// and makes noisy.
+	c := newClusterWith(t, root, binaries(t, false))
+	c.debugListen = freePort(t)
+	c.writeConfigs()
+	cfg := filepath.Join(c.cfgDir, "fusion.yaml")
+	b, err := os.ReadFile(cfg)
+	must(t, err)
+	const viewLine = "files: {driver: fs, live: true, query_keys: [query-key]}"
+	if !bytes.Contains(b, []byte(viewLine)) {
+		t.Fatalf("fusion.yaml has no line %q:\n%s", viewLine, b)
+	}
+	b = bytes.Replace(b, []byte(viewLine), []byte("files: {driver: fs, live: true, query_keys: [query-key], change_log_entries: 4096}"), 1)
+	must(t, os.WriteFile(cfg, b, 0o644))
+	c.startFusion()
+	c.startAgent()
+	c.waitFiles(60*time.Second, "/", 1000)
+
+	const dirs, perDir = 20, 1000
+	// converge writes a batch and returns how long until the view equals the storage.
+	converge := func(top string) time.Duration {
+		start := time.Now()
+		writeWide(t, root, top, dirs, perDir)
+		c.waitFiles(120*time.Second, "/"+top, dirs*perDir)
+		c.waitViewEqualsTree(60*time.Second, "/")
+		return time.Since(start)
+	}
+	alone := converge("without-watcher")
+	t.Logf("%d files applied with no watcher in %v", dirs*perDir, alone.Round(time.Millisecond))
+
+	w := c.startCtl(false, "watch", "/")
+	eventually(t, 10*time.Second, "Fusion counts the watch", func() error {
+		n, err := c.metric(`fustor_view_watchers{view="files"}`)
+		if err == nil && n != 1 {
+			err = fmt.Errorf("%v watchers", n)
+		}
+		return err
+	})
+	stalled := converge("with-stalled-watcher")
+	t.Logf("%d files applied with a stalled watcher in %v", dirs*perDir, stalled.Round(time.Millisecond))
+	// The ratio the issue asks for (unchanged apply rate) is measured by the benchmark; here
+	// the bound only catches a watcher that holds the apply loop back: on a shared 2-CPU
+	// machine two runs of the same work differ by tens of percent.
+	if limit := 2*alone + 2*time.Second; stalled > limit {
+		t.Errorf("with a stalled watcher the view took %v to converge; %v without; want ≤ %v", stalled, alone, limit)
+	}
+	if w.exited() {
+		t.Fatalf("the stalled watch exited: %v\n%s", w.exitErr, w.errText())
+	}
+
+	w.read()
+	var lagged map[string]any
+	eventually(t, 30*time.Second, "the watch reads again and says lagged", func() error {
+		_, resets := changesOf(w.snapshot())
+		for _, r := range resets {
+			if r["lagged"] == true {
+				lagged = r
+				return nil
+			}
+		}
+		return fmt.Errorf("%d lines, resets %v", len(w.snapshot()), resets)
+	})
+	if cur, _ := lagged["cursor"].(string); cur == "" {
+		t.Errorf("the lagged line carries no cursor: %v", lagged)
+	}
+	n, err := c.metric("fustor_view_watchers_lagged_total")
+	must(t, err)
+	if n < 1 {
+		t.Errorf("fustor_view_watchers_lagged_total = %v after a lagged watcher", n)
+	}
+	// The watch goes on from the log's current end: a new file shows up in it.
+	after := writeFiles(t, root, "after-lag", 1)
+	w.waitChanges(30*time.Second, kindCreated, after)
+	w.interrupt()
+	if !strings.Contains(w.errText(), "lagged") {
+		t.Errorf("the watch's stderr lacks the lagged notice:\n%s", w.errText())
+	}
+	c.waitViewEqualsTree(30*time.Second, "/")
 }
