@@ -69,9 +69,13 @@ func walkFields(w *fustorv1.WalkProgress, nodes uint64) []zap.Field {
 	}
 	// Floored and capped, as fustorctl status shows it: 100 only once the total is reached.
 	pct := math.Min(100, math.Floor(float64(done)*100/float64(total)))
-	var eta time.Duration
-	if left := float64(total) - float64(done); left > 0 && w.GetEntriesPerSecond() > 0 {
-		eta = time.Duration(left / w.GetEntriesPerSecond() * float64(time.Second)).Round(time.Second)
+	fields = append(fields, zap.Uint64("total", total), zap.String("total_from", from), zap.Float64("percent", pct))
+	// No ETA before the walk has a rate (its first rows can take a while: hot files go last).
+	switch left := float64(total) - float64(done); {
+	case left <= 0:
+		fields = append(fields, zap.Duration("eta", 0))
+	case w.GetEntriesPerSecond() > 0:
+		fields = append(fields, zap.Duration("eta", time.Duration(left/w.GetEntriesPerSecond()*float64(time.Second)).Round(time.Second)))
 	}
-	return append(fields, zap.Uint64("total", total), zap.String("total_from", from), zap.Float64("percent", pct), zap.Duration("eta", eta))
+	return fields
 }

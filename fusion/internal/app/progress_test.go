@@ -31,12 +31,13 @@ func TestWalkFields(t *testing.T) {
 		wantTotal uint64
 		wantFrom  string
 		wantPct   float64
-		wantETA   time.Duration
+		wantETA   time.Duration // -1: none
 	}{
 		{"unknown total", walk(10, 90, 0), 0, 0, "", 0, 0},
 		{"agent's estimate", walk(10, 90, 400), 1000, 400, "last_walk", 25, 30 * time.Second},
 		{"the view's nodes", walk(10, 90, 0), 1000, 1000, "view_nodes", 10, 90 * time.Second},
 		{"past the total", walk(10, 990, 500), 0, 500, "last_walk", 100, 0},
+		{"no rate yet: no eta", walk(0, 0, 500), 0, 500, "last_walk", 0, -1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			enc := zapcore.NewMapObjectEncoder()
@@ -53,7 +54,12 @@ func TestWalkFields(t *testing.T) {
 				}
 				return
 			}
-			if m["total"] != tc.wantTotal || m["total_from"] != tc.wantFrom || m["percent"] != tc.wantPct || m["eta"] != tc.wantETA {
+			if eta, ok := m["eta"]; tc.wantETA < 0 && ok {
+				t.Fatalf("fields %v: an eta without a rate", m)
+			} else if tc.wantETA >= 0 && eta != tc.wantETA {
+				t.Fatalf("fields %v; want eta %v", m, tc.wantETA)
+			}
+			if m["total"] != tc.wantTotal || m["total_from"] != tc.wantFrom || m["percent"] != tc.wantPct {
 				t.Fatalf("fields %v; want total %d from %s, %v %%, eta %v", m, tc.wantTotal, tc.wantFrom, tc.wantPct, tc.wantETA)
 			}
 		})

@@ -152,11 +152,15 @@ func walkOf(w *fustorv1.WalkProgress, nodes uint64) *walkStatus {
 		// Floored and capped: 100 % is said only once the total is reached, and a tree that
 		// grew past its estimate does not read 130 %.
 		pct := math.Min(100, math.Floor(float64(done)*100/float64(ws.Total)))
-		eta := 0.0
-		if left := float64(ws.Total) - float64(done); left > 0 && ws.EntriesPerSecond > 0 {
-			eta = left / ws.EntriesPerSecond
+		ws.Percent = &pct
+		// No ETA before the walk has a rate (the first rows can take a while: hot files are
+		// sent last).
+		switch left := float64(ws.Total) - float64(done); {
+		case left <= 0:
+			ws.ETASeconds = new(0.0)
+		case ws.EntriesPerSecond > 0:
+			ws.ETASeconds = new(left / ws.EntriesPerSecond)
 		}
-		ws.Percent, ws.ETASeconds = &pct, &eta
 	}
 	return ws
 }
@@ -241,10 +245,10 @@ func walkLine(w io.Writer, indent string, ws *walkStatus, tty bool) {
 	}
 	fmt.Fprintf(&b, "  %.0f/s  elapsed %s", ws.EntriesPerSecond, seconds(ws.ElapsedSeconds))
 	switch {
+	case ws.Total == 0:
+		b.WriteString("  (total unknown: no earlier walk)")
 	case ws.ETASeconds != nil:
 		fmt.Fprintf(&b, "  eta %s", seconds(*ws.ETASeconds))
-	default:
-		b.WriteString("  (total unknown: no earlier walk)")
 	}
 	fmt.Fprintln(w, b.String())
 }
@@ -367,6 +371,11 @@ func markDone(doc statusDoc, seen map[string]*seenWalk) bool {
 			return
 		}
 		if m.Walk == nil {
+			if prev == nil && m.Leader != nil && !m.Ready {
+				// A first snapshot is due, or runs unreported yet (a heartbeat is sent every
+				// half session timeout, and a walk can be shorter): its end is watched for too.
+				seen[key] = &seenWalk{kind: "snapshot", session: m.Leader.Session, walks: m.Leader.walks}
+			}
 			return
 		}
 		running = true

@@ -43,7 +43,7 @@ func TestRenderStatus(t *testing.T) {
 	}{
 		{"bar at 0 %", []*fustorv1.AdminViewInfo{fsView("demo", 1000, true, true)}, []*fustorv1.SessionInfo{walking("demo", snap(0, 0, 1000), 1)}, true, []string{
 			"demo: ready, leader agent-demo (session s-demo), 1000 nodes",
-			"  snapshot [....................]   0%  dirs 0  files 0 of ~1000 (last walk)  0/s  elapsed 10s  eta 0s",
+			"  snapshot [....................]   0%  dirs 0  files 0 of ~1000 (last walk)  0/s  elapsed 10s",
 		}},
 		{"bar at 50 %", []*fustorv1.AdminViewInfo{fsView("demo", 1000, true, true)}, []*fustorv1.SessionInfo{walking("demo", snap(100, 400, 1000), 1)}, true, []string{
 			"demo: ready, leader agent-demo (session s-demo), 1000 nodes",
@@ -190,6 +190,19 @@ func TestMarkDone(t *testing.T) {
 				t.Fatalf("running %v, done %v; want %v, %v", running, done, tc.wantRunning, tc.wantDone)
 			}
 		})
+	}
+}
+
+// TestMarkDoneUnreportedSnapshot: a first snapshot no heartbeat caught (shorter than the
+// heartbeat interval) is still shown done once it ended and the view became ready.
+func TestMarkDoneUnreportedSnapshot(t *testing.T) {
+	seen := map[string]*seenWalk{}
+	if !markDone(buildStatus([]*fustorv1.AdminViewInfo{fsView("demo", 10, true, false)}, []*fustorv1.SessionInfo{walking("demo", nil, 0)}), seen) {
+		t.Fatal("a view waiting for its first snapshot is not watched")
+	}
+	doc := buildStatus([]*fustorv1.AdminViewInfo{fsView("demo", 1000, true, true)}, []*fustorv1.SessionInfo{walking("demo", nil, 1)})
+	if markDone(doc, seen) || doc.Views[0].Walk == nil || !doc.Views[0].Walk.Done {
+		t.Fatalf("walk %+v; want the first snapshot done and nothing left to watch", doc.Views[0].Walk)
 	}
 }
 
