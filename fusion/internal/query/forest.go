@@ -65,16 +65,20 @@ func (s *Service) statForest(sc scope, p string, pending bool) (*fustorv1.StatRe
 }
 
 // findForest finds in every ready member, at most memberLimit matches each (0 = limit), and
-// merges them by path, then member, cut at limit.
+// merges them by path, then member, cut at limit. Entries become messages only once kept.
 func (s *Service) findForest(sc scope, p string, mt view.Matcher, limit, memberLimit int, onlyPaths, pending bool) (*fustorv1.FindResponse, error) {
 	per := limit
 	if memberLimit > 0 {
 		per = min(memberLimit, limit)
 	}
-	out := &fustorv1.FindResponse{Meta: s.meta(sc, pending)}
-	truncated := map[string]bool{}
-	found := false
-	for _, m := range sc.members {
+	type hit struct {
+		e view.Entry
+		m int // index in sc.members
+	}
+	var hits []hit
+	truncated := make([]bool, len(sc.members))
+	asked := make([]bool, len(sc.members))
+	for i, m := range sc.members {
 		entries, trunc, err := m.Driver.Find(p, mt, per)
 		if err != nil {
 			if errors.Is(err, errs.ErrNotFound) {
@@ -82,28 +86,37 @@ func (s *Service) findForest(sc scope, p string, mt view.Matcher, limit, memberL
 			}
 			return nil, err
 		}
-		found = true
-		truncated[m.Name] = trunc
-		out.Entries = append(out.Entries, labelled(toProtos(entries, onlyPaths), m.Name)...)
+		asked[i], truncated[i] = true, trunc
+		for _, e := range entries {
+			hits = append(hits, hit{e, i})
+		}
 	}
-	if !found {
+	if !slices.Contains(asked, true) {
 		return nil, fmt.Errorf("%w: %s is in no ready member of view %q", view.ErrPathNotFound, p, sc.v.Name)
 	}
-	slices.SortStableFunc(out.Entries, compareEntries)
-	kept := map[string]int{}
-	if len(out.Entries) > limit {
-		for _, e := range out.Entries[limit:] {
-			truncated[e.GetMember()] = true
+	// Members are sorted by name and each member's matches by path: a stable sort by path
+	// alone orders ties by member.
+	slices.SortStableFunc(hits, func(a, b hit) int { return fspath.Compare(a.e.Path, b.e.Path) })
+	if len(hits) > limit {
+		for _, h := range hits[limit:] {
+			truncated[h.m] = true
 		}
-		out.Entries = out.Entries[:limit]
+		hits = hits[:limit]
 	}
-	for _, e := range out.Entries {
-		kept[e.GetMember()]++
+	kept := make([]int, len(sc.members))
+	entries := make([]view.Entry, len(hits))
+	for i, h := range hits {
+		entries[i] = h.e
+		kept[h.m]++
 	}
-	for _, m := range sc.members {
-		if t, asked := truncated[m.Name]; asked {
-			out.Members = append(out.Members, &fustorv1.MemberMatches{Member: m.Name, Matches: uint32(kept[m.Name]), Truncated: t})
-			out.Truncated = out.Truncated || t
+	out := &fustorv1.FindResponse{Meta: s.meta(sc, pending), Entries: toProtos(entries, onlyPaths)}
+	for i, e := range out.Entries {
+		e.Member = sc.members[hits[i].m].Name
+	}
+	for i, m := range sc.members {
+		if asked[i] {
+			out.Members = append(out.Members, &fustorv1.MemberMatches{Member: m.Name, Matches: uint32(kept[i]), Truncated: truncated[i]})
+			out.Truncated = out.Truncated || truncated[i]
 		}
 	}
 	return out, nil
@@ -193,11 +206,16 @@ func (s *Service) statsForest(sc scope, p string, by fustorv1.StatsBest, pending
 	if best.m == nil {
 		return nil, fmt.Errorf("%w: %s is in no ready member of view %q", view.ErrPathNotFound, p, sc.v.Name)
 	}
-	out := &fustorv1.GetStatsResponse{Meta: s.meta(sc, pending), Best: best.m.Name, BestReason: why}
+	// Each member's consistency state is read once, for its figures and the meta alike.
+	cons := make(map[*view.Member]view.ConsistencyStats, len(sc.v.Members()))
+	for _, m := range sc.v.Members() {
+		cons[m] = m.Driver.Consistency()
+	}
+	out := &fustorv1.GetStatsResponse{Meta: s.forestMetaOf(sc.v, pending, cons), Best: best.m.Name, BestReason: why}
 	var sum view.Stats
 	var cs view.ConsistencyStats
 	for _, ms := range all {
-		c := ms.m.Driver.Consistency()
+		c := cons[ms.m]
 		cs.Suspects += c.Suspects
 		cs.Additions += c.Additions
 		cs.Deletions += c.Deletions

@@ -188,11 +188,20 @@ func (s *Service) meta(sc scope, jobPending bool) *fustorv1.ViewMeta {
 }
 
 func (s *Service) forestMeta(v *view.View, jobPending bool) *fustorv1.ViewMeta {
+	return s.forestMetaOf(v, jobPending, nil)
+}
+
+// forestMetaOf is forestMeta with the members' consistency states already read (nil: read).
+func (s *Service) forestMetaOf(v *view.View, jobPending bool, cons map[*view.Member]view.ConsistencyStats) *fustorv1.ViewMeta {
 	out := &fustorv1.ViewMeta{View: v.Name, JobPending: jobPending, AuthoritativeSession: len(v.Members()) > 0,
 		SnapshotComplete: len(v.Members()) > 0}
 	var wm int64
 	for _, m := range v.Members() {
-		st, cs := m.State(), m.Driver.Consistency()
+		st := m.State()
+		cs, ok := cons[m]
+		if !ok {
+			cs = m.Driver.Consistency()
+		}
 		ms := &fustorv1.MemberStatus{Member: m.Name, Ready: true, HasBlindSpot: cs.HasBlindSpot(),
 			AuthoritativeSession: st.Leader != "", SnapshotComplete: st.SnapshotComplete,
 			Watermark: timestamppb.New(time.Unix(0, cs.WatermarkNs))}

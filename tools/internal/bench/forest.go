@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"path"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -34,6 +35,7 @@ const (
 const (
 	qForestFind      = "forest_find_name"
 	qForestFindFirst = "forest_find_name_first"
+	qForestWhere     = "forest_where_submission"
 	qForestStats     = "forest_stats_best"
 	qForestFSStats   = "forest_fs_stats_root"
 )
@@ -242,7 +244,18 @@ func (r *runner) forestKinds() (find []queryKind, stats, fsStats queryKind) {
 		}
 		return nil
 	}
+	subs := r.tree.Submissions
 	find = []queryKind{
+		// The product's question, "on which storage did submission X land": its directory's
+		// name, exactly, across the members (one match each here: the members hold one tree).
+		{name: qForestWhere, label: fmt.Sprintf("forest: where did a submission land (its directory by exact name under the root, across %d members)", n), method: mFind, target: 20,
+			ask: func(ctx context.Context, c fustorv1.ViewServiceClient, rnd *rand.Rand) error {
+				resp, err := c.Find(ctx, &fustorv1.FindRequest{View: forestView, Path: "/", Name: path.Base(subs[rnd.IntN(len(subs))])})
+				if err == nil && len(resp.GetEntries()) != n {
+					err = fmt.Errorf("%d matches; want one per member (%d)", len(resp.GetEntries()), n)
+				}
+				return err
+			}},
 		{name: qForestFind, label: fmt.Sprintf("forest: find by exact name under the root, across %d members (complete answer, paths)", n), method: mFind, target: 20,
 			ask: func(ctx context.Context, c fustorv1.ViewServiceClient, _ *rand.Rand) error {
 				resp, err := c.Find(ctx, &fustorv1.FindRequest{View: forestView, Path: "/", Name: findName, Limit: nameLimit, OnlyPaths: true})

@@ -56,7 +56,7 @@ func TestForestEndToEnd(t *testing.T) {
 	positive("f1_heap_alloc_per_file", 1, 1e7)
 	positive("f1_heap_alloc_per_held_file", 1, 1e7)
 	positive("rpc_floor_p99_ms", 1e-3, anyTime)
-	for _, q := range []string{qForestFind, qForestFindFirst, qForestStats, qForestFSStats} {
+	for _, q := range []string{qForestWhere, qForestFind, qForestFindFirst, qForestStats, qForestFSStats} {
 		positive(q+"_p50_ms", 1e-3, anyTime)
 		positive(q+"_p99_ms", 1e-3, anyTime)
 		positive(q+"_sat_qps", 1, 1e9)
