@@ -68,6 +68,7 @@ const (
 	reasonNoLeader = "no leader (no agent connected)"
 	reasonSnapshot = "first snapshot running"
 	reasonWaiting  = "waiting for the leader's first snapshot"
+	reasonApplying = "applying the first snapshot"
 )
 
 // buildStatus joins AdminService's views and sessions into each view's state. A forest's
@@ -345,6 +346,8 @@ type seenWalk struct {
 	kind    string
 	session string
 	walks   uint64
+	// done: it ended while the tree was not ready yet.
+	done bool
 }
 
 // markDone records the walks running in doc and marks as done the ones seen before that have
@@ -364,10 +367,19 @@ func markDone(doc statusDoc, seen map[string]*seenWalk) bool {
 			delete(seen, key) // its session is gone: whether it ended is not known
 			prev = nil
 		}
-		if prev != nil && m.Leader.walks > prev.walks {
+		if prev != nil && (prev.done || m.Leader.walks > prev.walks) {
 			pct := 100.0
 			m.Walk = &walkStatus{Kind: prev.kind, Done: true, Percent: &pct}
-			delete(seen, key)
+			if m.Ready {
+				delete(seen, key)
+				return
+			}
+			// Fusion counts the end marker when it arrives, before its pipe has applied the
+			// walk: the walk is done, the tree not ready yet. Both are shown until it is.
+			prev.done = true
+			if m.Reason == reasonWaiting {
+				m.Reason = reasonApplying
+			}
 			return
 		}
 		if m.Walk == nil {

@@ -200,11 +200,19 @@ func TestMarkDoneUnreportedSnapshot(t *testing.T) {
 	if !markDone(buildStatus([]*fustorv1.AdminViewInfo{fsView("demo", 10, true, false)}, []*fustorv1.SessionInfo{walking("demo", nil, 0)}), seen) {
 		t.Fatal("a view waiting for its first snapshot is not watched")
 	}
-	doc := buildStatus([]*fustorv1.AdminViewInfo{fsView("demo", 1000, true, true)}, []*fustorv1.SessionInfo{walking("demo", nil, 1)})
-	if markDone(doc, seen) || doc.Views[0].Walk == nil || !doc.Views[0].Walk.Done {
+	// Fusion counted the end before its pipe applied the walk: done, but watched on.
+	doc := buildStatus([]*fustorv1.AdminViewInfo{fsView("demo", 900, true, false)}, []*fustorv1.SessionInfo{walking("demo", nil, 1)})
+	if !markDone(doc, seen) || !doc.Views[0].Walk.GetDone() || doc.Views[0].Reason != reasonApplying {
+		t.Fatalf("walk %+v, reason %q; want the snapshot done, being applied, and watched on", doc.Views[0].Walk, doc.Views[0].Reason)
+	}
+	doc = buildStatus([]*fustorv1.AdminViewInfo{fsView("demo", 1000, true, true)}, []*fustorv1.SessionInfo{walking("demo", nil, 1)})
+	if markDone(doc, seen) || !doc.Views[0].Walk.GetDone() {
 		t.Fatalf("walk %+v; want the first snapshot done and nothing left to watch", doc.Views[0].Walk)
 	}
 }
+
+// GetDone is nil-safe, as the generated getters are.
+func (w *walkStatus) GetDone() bool { return w != nil && w.Done }
 
 // statusState is one answer of the status server: its views and sessions.
 type statusState struct {
