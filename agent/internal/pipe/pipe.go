@@ -18,8 +18,6 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/fustor/fustor/agent/internal/bus"
@@ -343,7 +341,7 @@ func (s *session) heartbeat(ctx context.Context) error {
 		switch {
 		case err == nil:
 			s.setRole(resp.GetRole())
-		case status.Code(err) == codes.NotFound:
+		case sender.IsSessionGone(err):
 			return fmt.Errorf("%w: heartbeat: %v", errObsoleted, err)
 		case ctx.Err() != nil:
 			return nil

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/fustor/fustor/agent/internal/bus"
+	"github.com/fustor/fustor/agent/internal/sender"
 	"github.com/fustor/fustor/agent/internal/source"
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
 	"github.com/fustor/fustor/sdk/fsbatch"
@@ -85,7 +86,7 @@ func (s *session) recv(stream fustorv1.PushService_PushClient) error {
 			if errors.Is(err, io.EOF) {
 				return errors.New("push stream closed by fusion")
 			}
-			if status.Code(err) == codes.NotFound {
+			if sender.IsSessionGone(err) {
 				return fmt.Errorf("%w: push stream: %v", errObsoleted, err)
 			}
 			if status.Code(err) == codes.Canceled {
