@@ -231,6 +231,9 @@ func waitStableSlowUpload(t *testing.T, auditEvery string, quiet, within time.Du
 	c.startAgent()
 	c.waitFiles(60*time.Second, "/", 1000)
 
+	// Started before sub-1 exists, and not waited for: --min-files keeps it waiting however
+	// early or late its call reaches Fusion, and the quiet period starts no earlier than the
+	// call, so a late call could only make it end later.
 	start := time.Now()
 	ws := c.startCtl(true, "wait-stable", "/sub-1", "--quiet", quiet.String(), "--min-files", "1000", "--timeout", "60s")
 
