@@ -126,12 +126,40 @@ func (rt *parts) startLocked(pr *pipeRun, sentinel time.Duration) {
 	go func() {
 		defer close(pr.done)
 		g, gctx := errgroup.WithContext(ctx)
-		g.Go(func() error { return pr.p.Run(gctx) })
+		g.Go(func() error { return rt.supervise(gctx, pr.p.ID, "loop", pr.p.Run) })
 		if sentinel > 0 {
-			g.Go(func() error { return rt.f.sentinelSweep(gctx, pr.p, sentinel) })
+			g.Go(func() error {
+				return rt.supervise(gctx, pr.p.ID, "sentinel", func(ctx context.Context) error { return rt.f.sentinelSweep(ctx, pr.p, sentinel) })
+			})
 		}
-		_ = g.Wait() // both return nil on cancel; a pipe recovers its own panics
+		_ = g.Wait() // both return nil on cancel
 	}()
+}
+
+// supervise runs one of a pipe's loops until ctx ends: a panic that escapes it is recovered,
+// logged with its stack and counted, and the loop starts again after a pause (DESIGN.md §8).
+func (rt *parts) supervise(ctx context.Context, pipeID, what string, run func(context.Context) error) error {
+	for {
+		err := func() (err error) {
+			defer func() {
+				if r := recover(); r != nil {
+					rt.f.panics.Add(1)
+					rt.f.log.Error("pipe part panicked; restarting it", zap.String("pipe", pipeID), zap.String("part", what),
+						zap.Any("panic", r), zap.Stack("stack"))
+					err = fmt.Errorf("%s of pipe %s panicked: %v", what, pipeID, r)
+				}
+			}()
+			return run(ctx)
+		}()
+		if err == nil || ctx.Err() != nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // start runs every pipe under ctx (Fusion.Run's).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -167,4 +168,36 @@ func TestHealthFollowsReadiness(t *testing.T) {
 	a := r.connect(t)
 	a.snapshot(t, map[string]uint64{"/a": 1})
 	waitStatus("fustor.v1.ViewService/demo", healthpb.HealthCheckResponse_SERVING)
+}
+
+// A panic that escapes a pipe's loop is recovered, counted and the loop runs again.
+func TestPipePartPanicIsRecovered(t *testing.T) {
+	h := start(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var calls atomic.Int32
+	second := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- h.f.rt.supervise(ctx, "demo", "test", func(ctx context.Context) error {
+			if calls.Add(1) == 1 {
+				panic("boom")
+			}
+			close(second)
+			<-ctx.Done()
+			return nil
+		})
+	}()
+	select {
+	case <-second:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the loop was not started again after its panic")
+	}
+	if h.f.panics.Load() != 1 {
+		t.Fatalf("panics %d; want 1", h.f.panics.Load())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 }
