@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math/rand/v2"
 	"path"
@@ -46,6 +47,11 @@ type changeLog struct {
 	dirPath []byte
 	buf     []byte
 
+	// loading is true until the instance's first complete snapshot ended: the changes that
+	// build a view nobody can query yet are not recorded (no cursor can point into them: a
+	// view answers only once its snapshot is applied), so the log does not hold the whole tree.
+	loading bool
+
 	origin  Origin // the origin of what the view is applying now
 	changed bool   // changes since the last notify
 	lastNs  int64  // Fusion physical time of the last change
@@ -56,7 +62,7 @@ type changeLog struct {
 
 func (l *changeLog) reset(maxEntries, maxBytes int) {
 	subs := l.subs
-	*l = changeLog{instance: rand.Uint64() | 1, first: 1, next: 1, maxEntries: maxEntries, maxBytes: maxBytes, subs: subs}
+	*l = changeLog{instance: rand.Uint64() | 1, first: 1, next: 1, maxEntries: maxEntries, maxBytes: maxBytes, subs: subs, loading: true}
 	if l.subs == nil {
 		l.subs = map[chan<- struct{}]struct{}{}
 	}
@@ -72,6 +78,9 @@ const (
 // recordID records a change of node id (still linked, for a deletion).
 func (v *View) recordID(kind ChangeKind, id uint32) {
 	l := &v.chg
+	if l.loading {
+		return
+	}
 	n := v.st.Get(id)
 	b := l.buf[:0]
 	if id != v.root {
@@ -114,7 +123,11 @@ func (v *View) appendRecord(kind ChangeKind, flags byte, size, mtime int64, p []
 	l := &v.chg
 	k := int((l.next - l.first) % changeChunk)
 	if k == 0 {
-		l.chunks = append(l.chunks, make([]byte, 0, 2048))
+		if n := len(l.chunks); n > 0 {
+			// The full chunk keeps exactly its bytes, not the capacity appends left it.
+			l.chunks[n-1] = bytes.Clone(l.chunks[n-1])
+		}
+		l.chunks = append(l.chunks, make([]byte, 0, 1024))
 		l.prev, l.prevM, known = l.prev[:0], 0, 0
 	}
 	c := &l.chunks[len(l.chunks)-1]

@@ -9,8 +9,20 @@ import (
 	"github.com/fustor/fustor/sdk/fsbatch"
 )
 
+// loaded ends an empty first snapshot: from then on the view's changes are recorded.
+func loaded(t *testing.T, v *View) {
+	t.Helper()
+	v.SnapshotStart("s")
+	apply(t, v, OriginSnapshot, fsbatch.Row{Flags: fsbatch.FlagDir})
+	v.SnapshotEnd("s", false)
+}
+
 func TestChangeLogRecordsEveryChange(t *testing.T) {
 	v, c := newClockedView(t)
+	// The first snapshot builds a view nobody can query yet: not recorded.
+	v.SnapshotStart("s")
+	apply(t, v, OriginSnapshot, fsbatch.Row{Flags: fsbatch.FlagDir}, row("/loaded", 0, 1, 1))
+	v.SnapshotEnd("s", false)
 	inst, last := v.ChangeCursor()
 	if last != 0 || inst == 0 {
 		t.Fatalf("a new view's cursor %d/%d", inst, last)
@@ -51,8 +63,9 @@ func TestChangeLogRecordsEveryChange(t *testing.T) {
 	if len(p1.Changes) != 3 || !p1.More || p2.Changes[0].Seq != 4 || len(p2.Changes) != 6 {
 		t.Fatalf("pages %+v / %+v", p1, p2)
 	}
-	// A reset starts a new instance.
+	// A reset starts a new instance, loading again.
 	v.Reset()
+	apply(t, v, OriginRealtime, row("/x", 0, 1, 1))
 	if inst2, last2 := v.ChangeCursor(); inst2 == inst || last2 != 0 {
 		t.Fatalf("after reset %d/%d", inst2, last2)
 	}
@@ -60,6 +73,7 @@ func TestChangeLogRecordsEveryChange(t *testing.T) {
 
 func TestChangeLogIsBounded(t *testing.T) {
 	v := New(nil, Options{ChangeLogEntries: 256})
+	loaded(t, v)
 	for i := range 1000 {
 		apply(t, v, OriginRealtime, row(fmt.Sprintf("/d/f%04d", i), 0, 1, 1))
 	}
@@ -82,7 +96,9 @@ func BenchmarkChangeLogMemory(b *testing.B) {
 	rows := benchRows(1_000_000)
 	for b.Loop() {
 		v := New(nil, Options{ChangeLogEntries: 2_000_000, ChangeLogBytes: 1 << 30})
-		applyAll(b, v, OriginSnapshot, rows)
+		v.SnapshotStart("s")
+		v.SnapshotEnd("s", false) // recorded from now: the rows below are changes of a ready view
+		applyAll(b, v, OriginRealtime, rows)
 		n, bytes := v.ChangeLogStats()
 		b.ReportMetric(float64(bytes)/float64(n), "B/change")
 		b.ReportMetric(float64(bytes)/(1<<20)*1e6/float64(n), "MiB/1Mchanges")

@@ -96,6 +96,9 @@ func (v *View) SnapshotEnd(owner string, failed bool) []string {
 		return nil
 	}
 	v.c.snap = nil
+	if !failed {
+		v.chg.loading = false // the view can be queried from now: its changes are recorded
+	}
 	if failed || sn.unlisted.overflow || sn.unlisted.has(fspath.Root) || v.st.Get(v.root).Flags&store.FlagSnapSeen == 0 {
 		return nil
 	}
