@@ -194,7 +194,8 @@ func (v *View) applyRow(ac *applyCtx, r *fsbatch.Row) error {
 			v.hotCheck(ac, id, r)
 		}
 	case OriginAudit, OriginOnDemand:
-		if !dir && (isNew || oldMtime != r.MtimeNs || oldSize != int64(r.Size)) {
+		changed := isNew || oldMtime != r.MtimeNs || oldSize != int64(r.Size)
+		if !dir && changed {
 			was := n.Flags
 			n.Flags &^= store.FlagKnown
 			n.Flags |= store.FlagBlindAdd
@@ -204,7 +205,13 @@ func (v *View) applyRow(ac *applyCtx, r *fsbatch.Row) error {
 			}
 		}
 		v.auditSeen(ac, id, r)
-		v.hotCheck(ac, id, r)
+		// A file the scan finds as an agent last reported it in real time, settled (known, not
+		// suspect), was closed since its last write: young as it may be, nothing was written
+		// to it unseen (its mtime would differ), so it is not made suspect again (DESIGN.md
+		// §5.3: cleared at once by a realtime closed write). wait-stable relies on it.
+		if changed || n.Flags&store.FlagKnown == 0 || n.Flags&store.FlagSuspect != 0 || n.LastUpdated == 0 {
+			v.hotCheck(ac, id, r)
+		}
 	}
 	setAuditSkipped(n, ac.origin, r)
 	return nil

@@ -363,3 +363,25 @@ func TestFindByNameMatchesAWalk(t *testing.T) {
 		}
 	}
 }
+
+// An audit that finds a young file as its agent last reported it in real time (closed, not
+// suspect) leaves it settled; a young file the audit finds changed, or found first, is suspect.
+func TestAuditLeavesARealtimeSettledFileSettled(t *testing.T) {
+	v, c := newClockedView(t)
+	young := ago(c, 5*time.Second)
+	apply(t, v, OriginRealtime, row("/up/closed", 0, 10, young))
+	c.advance(time.Second) // the audit starts after the realtime evidence: its rows are applied
+	v.AuditStart()
+	apply(t, v, OriginAudit, row("/up/closed", 0, 10, young), row("/up/blind", 0, 3, young))
+	v.AuditEnd(false)
+	if list, _ := v.Suspects("/", 10); len(list) != 1 || list[0].Entry.Path != "/up/blind" {
+		t.Fatalf("suspects %+v; want only the file the audit found first", list)
+	}
+	c.advance(time.Second) // the next audit starts after the realtime evidence
+	v.AuditStart()
+	apply(t, v, OriginAudit, row("/up/closed", 0, 11, ago(c, time.Second)))
+	v.AuditEnd(false)
+	if list, _ := v.Suspects("/up/closed", 10); len(list) != 1 {
+		t.Fatal("a young file the audit found changed is not suspect")
+	}
+}
