@@ -139,7 +139,7 @@ func (a *agent) ack(t testing.TB) *fustorv1.Ack {
 	}
 }
 
-func (a *agent) batch(t *testing.T, src fustorv1.MessageSource, b *fustorv1.FsBatch, index uint64) *fustorv1.Ack {
+func (a *agent) batch(t testing.TB, src fustorv1.MessageSource, b *fustorv1.FsBatch, index uint64) *fustorv1.Ack {
 	t.Helper()
 	if err := a.send(&fustorv1.PushRequest{Payload: &fustorv1.PushRequest_Batch{Batch: &fustorv1.EventBatch{
 		Source: src, SchemaName: "fs", Index: index, Rows: &fustorv1.EventBatch_Fs{Fs: b}}}}); err != nil {
@@ -149,7 +149,10 @@ func (a *agent) batch(t *testing.T, src fustorv1.MessageSource, b *fustorv1.FsBa
 }
 
 // snapshot sends files as one snapshot and waits until it is applied.
-func (a *agent) snapshot(t *testing.T, files map[string]uint64) {
+func (a *agent) snapshot(t *testing.T, files map[string]uint64) { a.snapshotB(t, files) }
+
+// snapshotB is snapshot for tests and benchmarks.
+func (a *agent) snapshotB(t testing.TB, files map[string]uint64) {
 	t.Helper()
 	if err := a.send(&fustorv1.PushRequest{Payload: &fustorv1.PushRequest_SnapshotStart{SnapshotStart: &fustorv1.SnapshotStart{}}}); err != nil {
 		t.Fatal(err)
