@@ -5,10 +5,13 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/fustor/fustor/fusion/internal/errs"
@@ -226,27 +229,62 @@ func (s *Service) Watch(req *fustorv1.WatchRequest, stream fustorv1.ViewService_
 		return err
 	}
 	asked := req.GetSince() != ""
+	filter := req.GetView() + "\x00" + req.GetMember() + "\x00" + p + "\x00" + req.GetGlob()
 	for {
-		changes, more := fd.read(watchBatch)
-		if len(changes) > 0 || fd.fresh || fd.lost {
-			msg := &fustorv1.WatchResponse{Changes: changes, Cursor: fd.cur.String(), FreshInstance: fd.fresh}
-			if fd.lost {
-				// Before the first read it is the cursor asked for that was too old; after, the
-				// watcher fell behind the log.
-				msg.CursorLost, msg.Lagged = asked, !asked
-				if msg.Lagged {
-					s.lagged.Add(1)
+		// Watchers of one subtree at one cursor (most often all of them, at the log's end) get
+		// the same message: it is read and encoded once, by the first (batchCache).
+		before := fd.cur.String()
+		if !fd.fresh && !fd.lost {
+			if hit, ok := s.batches.get(filter, before); ok {
+				if err := stream.SendMsg(hit.msg); err != nil {
+					return err
+				}
+				fd.cur, asked = maps.Clone(hit.after), false // the cached cursor is shared: never written
+				if hit.more {
+					continue
+				}
+				goto wait
+			}
+		}
+		{
+			changes, more := fd.read(watchBatch)
+			if len(changes) > 0 || fd.fresh || fd.lost {
+				if !fd.fresh && !fd.lost {
+					msg := &fustorv1.WatchResponse{Changes: changes, Cursor: fd.cur.String()}
+					pm := &grpc.PreparedMsg{}
+					if err := pm.Encode(stream, msg); err != nil {
+						return err
+					}
+					s.batches.put(filter, before, cachedBatch{msg: pm, after: maps.Clone(fd.cur), more: more})
+					if err := stream.SendMsg(pm); err != nil {
+						return err
+					}
+					asked = false
+					if more {
+						continue
+					}
+					goto wait
+				}
+				msg := &fustorv1.WatchResponse{Changes: changes, Cursor: fd.cur.String(), FreshInstance: fd.fresh}
+				if fd.lost {
+					// Before the first read it is the cursor asked for that was too old; after, the
+					// watcher fell behind the log.
+					msg.CursorLost, msg.Lagged = asked, !asked
+					if msg.Lagged {
+						s.lagged.Add(1)
+					}
+				}
+				fd.fresh, fd.lost = false, false
+				if err := stream.Send(msg); err != nil {
+					return err
 				}
 			}
-			fd.fresh, fd.lost = false, false
-			if err := stream.Send(msg); err != nil {
-				return err
+			asked = false
+			if more {
+				continue
 			}
 		}
-		asked = false
-		if more {
-			continue
-		}
+	wait:
 		select {
 		case <-ctx.Done():
 			return nil
@@ -394,4 +432,36 @@ func (s *Service) WaitStable(ctx context.Context, req *fustorv1.WaitStableReques
 		}
 		t.Stop()
 	}
+}
+
+// cachedBatch is one Watch message already encoded, and the cursor after it.
+type cachedBatch struct {
+	msg   *grpc.PreparedMsg
+	after cursor
+	more  bool
+}
+
+// batchCache holds the last messages sent per (subtree, cursor), so watchers at the same place
+// share one read of the log and one encoding. Bounded: it is cleared when full.
+type batchCache struct {
+	mu sync.Mutex
+	m  map[string]cachedBatch
+}
+
+const maxCachedBatches = 256
+
+func (c *batchCache) get(filter, at string) (cachedBatch, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b, ok := c.m[filter+"\x00"+at]
+	return b, ok
+}
+
+func (c *batchCache) put(filter, at string, b cachedBatch) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= maxCachedBatches {
+		c.m = map[string]cachedBatch{}
+	}
+	c.m[filter+"\x00"+at] = b
 }

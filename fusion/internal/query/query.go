@@ -49,6 +49,7 @@ type Service struct {
 	perView   map[string]int // open watches by view
 	perKey    map[uint64]int // open watches by key (Principal.KeyID)
 	lagged    atomic.Uint64
+	batches   batchCache       // Watch messages shared by watchers at one cursor
 	heartbeat time.Duration    // idle Watch heartbeat (0 = DefaultWatchHeartbeat)
 	now       func() time.Time // WaitStable's clock
 }
