@@ -163,6 +163,7 @@ func (s *session) audit(sessCtx, ctx context.Context, cache *source.AuditCache, 
 	defer func() {
 		if r := recover(); r != nil {
 			ok, end.Failed, end.Error = false, true, fmt.Sprintf("audit panicked: %v", r)
+			s.p.log.Error("audit panicked", zap.Any("panic", r), zap.Stack("stack"))
 		}
 		_ = s.emit(sessCtx, outItem{control: &fustorv1.PushRequest{Payload: &fustorv1.PushRequest_AuditEnd{AuditEnd: end}}})
 	}()

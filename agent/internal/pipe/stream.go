@@ -204,7 +204,7 @@ func (s *session) startDuties(ctx context.Context, snapshot bool) (context.Cance
 		defer cancel()
 		defer func() {
 			if r := recover(); r != nil {
-				s.p.log.Error("leader duties panicked", zap.Any("panic", r))
+				s.p.log.Error("leader duties panicked", zap.Any("panic", r), zap.Stack("stack"))
 			}
 		}()
 		s.duties(ctx, dctx, snapshot)
