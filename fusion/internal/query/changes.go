@@ -130,10 +130,9 @@ func (fd *feed) read(limit int) (out []*fustorv1.Change, more bool) {
 			return out, true
 		}
 		c := fd.cur[m.Name]
-		if inst, _ := m.Driver.ChangeCursor(); inst != c.Instance {
+		if inst, last := m.Driver.ChangeCursor(); inst != c.Instance {
 			// The member was reset while we read: a fresh instance.
 			fd.fresh = true
-			inst, last := m.Driver.ChangeCursor()
 			fd.cur[m.Name] = memberCursor{inst, last}
 			continue
 		}
@@ -222,69 +221,21 @@ func (s *Service) Watch(req *fustorv1.WatchRequest, stream fustorv1.ViewService_
 	t := time.NewTimer(beat)
 	defer t.Stop()
 	first := &fustorv1.WatchResponse{Meta: s.meta(sc, false), Cursor: fd.cur.String(), FreshInstance: fd.fresh}
-	if fd.fresh {
-		fd.fresh = false
-	}
+	fd.fresh = false // said in the first message
 	if err := stream.Send(first); err != nil {
 		return err
 	}
 	asked := req.GetSince() != ""
 	filter := req.GetView() + "\x00" + req.GetMember() + "\x00" + p + "\x00" + req.GetGlob()
 	for {
-		// Watchers of one subtree at one cursor (most often all of them, at the log's end) get
-		// the same message: it is read and encoded once, by the first (batchCache).
-		before := fd.cur.String()
-		if !fd.fresh && !fd.lost {
-			if hit, ok := s.batches.get(filter, before); ok {
-				if err := stream.SendMsg(hit.msg); err != nil {
-					return err
-				}
-				fd.cur, asked = maps.Clone(hit.after), false // the cached cursor is shared: never written
-				if hit.more {
-					continue
-				}
-				goto wait
-			}
+		more, err := s.sendNext(stream, fd, filter, asked)
+		if err != nil {
+			return err
 		}
-		{
-			changes, more := fd.read(watchBatch)
-			if len(changes) > 0 || fd.fresh || fd.lost {
-				if !fd.fresh && !fd.lost {
-					msg := &fustorv1.WatchResponse{Changes: changes, Cursor: fd.cur.String()}
-					pm := &grpc.PreparedMsg{}
-					if err := pm.Encode(stream, msg); err != nil {
-						return err
-					}
-					s.batches.put(filter, before, cachedBatch{msg: pm, after: maps.Clone(fd.cur), more: more})
-					if err := stream.SendMsg(pm); err != nil {
-						return err
-					}
-					asked = false
-					if more {
-						continue
-					}
-					goto wait
-				}
-				msg := &fustorv1.WatchResponse{Changes: changes, Cursor: fd.cur.String(), FreshInstance: fd.fresh}
-				if fd.lost {
-					// Before the first read it is the cursor asked for that was too old; after, the
-					// watcher fell behind the log.
-					msg.CursorLost, msg.Lagged = asked, !asked
-					if msg.Lagged {
-						s.lagged.Add(1)
-					}
-				}
-				fd.fresh, fd.lost = false, false
-				if err := stream.Send(msg); err != nil {
-					return err
-				}
-			}
-			asked = false
-			if more {
-				continue
-			}
+		asked = false
+		if more {
+			continue
 		}
-	wait:
 		select {
 		case <-ctx.Done():
 			return nil
@@ -344,6 +295,42 @@ func (s *Service) WatchStats() (perView map[string]int, lagged uint64) {
 		perView[k] = v
 	}
 	return perView, s.lagged.Load()
+}
+
+// sendNext sends what the watch has after its cursor, if anything, and moves the cursor; more
+// is true when the log holds more already. asked says the cursor is still the one the request
+// named (a lost cursor is then cursor_lost, later lagged).
+func (s *Service) sendNext(stream fustorv1.ViewService_WatchServer, fd *feed, filter string, asked bool) (more bool, err error) {
+	// Watchers of one subtree at one cursor (most often all of them, at the log's end) get the
+	// same message: it is read and encoded once, by the first (batchCache).
+	before := fd.cur.String()
+	if hit, ok := s.batches.get(filter, before); ok && !fd.fresh && !fd.lost {
+		fd.cur = maps.Clone(hit.after) // the cached cursor is shared: never written
+		return hit.more, stream.SendMsg(hit.msg)
+	}
+	changes, more := fd.read(watchBatch)
+	switch {
+	case fd.fresh || fd.lost:
+		msg := &fustorv1.WatchResponse{Changes: changes, Cursor: fd.cur.String(), FreshInstance: fd.fresh}
+		if fd.lost {
+			// Before the first read it is the cursor asked for that was too old; after, the
+			// watcher fell behind the log.
+			msg.CursorLost, msg.Lagged = asked, !asked
+			if msg.Lagged {
+				s.lagged.Add(1)
+			}
+		}
+		fd.fresh, fd.lost = false, false
+		return more, stream.Send(msg)
+	case len(changes) > 0:
+		pm := &grpc.PreparedMsg{}
+		if err := pm.Encode(stream, &fustorv1.WatchResponse{Changes: changes, Cursor: fd.cur.String()}); err != nil {
+			return false, err
+		}
+		s.batches.put(filter, before, cachedBatch{msg: pm, after: maps.Clone(fd.cur), more: more})
+		return more, stream.SendMsg(pm)
+	}
+	return more, nil
 }
 
 // waitMargin is how long before the request's deadline WaitStable answers "not stable", so

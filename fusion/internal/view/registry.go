@@ -275,6 +275,7 @@ func (r *Registry) Apply(cfg config.Config) Changes {
 			ch.Details = append(ch.Details, "view added: "+name)
 		}
 		v := &View{Name: name, Cfg: vc, byName: map[string]*Member{}, byPipe: map[string]*Member{}}
+		membersChanged := false
 		keep := func(member string) *Member {
 			if old == nil {
 				return nil
@@ -299,6 +300,7 @@ func (r *Registry) Apply(cfg config.Config) Changes {
 					m = &Member{View: name, Name: mn, Driver: newDriver(r.log.With(zap.String("view", name), zap.String("member", mn)), name+"/"+mn, vc, r.now)}
 					if old != nil {
 						ch.Details = append(ch.Details, fmt.Sprintf("member added: %s/%s", name, mn))
+						membersChanged = true
 					}
 				}
 				v.members = append(v.members, m)
@@ -313,15 +315,15 @@ func (r *Registry) Apply(cfg config.Config) Changes {
 			for _, m := range old.members {
 				if v.byName[m.Name] != m {
 					ch.Details = append(ch.Details, fmt.Sprintf("member removed: %s/%s", name, m.Name))
+					membersChanged = true
 				}
 			}
-			if d := configDiff(old.Cfg, vc); d != "" || len(ch.Details) > 0 && strings.HasPrefix(ch.Details[len(ch.Details)-1], "member ") {
-				if d != "" {
-					ch.Details = append(ch.Details, fmt.Sprintf("view changed: %s (%s)", name, d))
-				}
-				if !slices.Contains(ch.Changed, name) {
-					ch.Changed = append(ch.Changed, name)
-				}
+			d := configDiff(old.Cfg, vc)
+			if d != "" {
+				ch.Details = append(ch.Details, fmt.Sprintf("view changed: %s (%s)", name, d))
+			}
+			if d != "" || membersChanged {
+				ch.Changed = append(ch.Changed, name) // old != nil: not rebuilt, not yet listed
 			}
 		}
 		views[name] = v

@@ -18,13 +18,7 @@ func TestEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("e2e: builds and runs the real binaries")
 	}
-	bin := t.TempDir()
-	// Built without the race detector: the daemons are measured, not tested, here.
-	build := exec.Command("go", "build", "-o", bin+"/",
-		"github.com/fustor/fustor/fusion/cmd/fustor-fusion", "github.com/fustor/fustor/agent/cmd/fustor-agent")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildDaemons(t)
 	dir := filepath.Join(t.TempDir(), "tree")
 	out := t.TempDir()
 	o := DefaultOptions()
@@ -33,31 +27,8 @@ func TestEndToEnd(t *testing.T) {
 	o.Queries, o.RealtimeFiles, o.FindRuns = 200, 50, 2 // 2: one P1 trial besides the main run
 	o.PacedFor = 500 * time.Millisecond
 	o.Command = "fustor-bench (TestEndToEnd)"
-	var stderr syncBuffer
-	o.Stderr = &stderr
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	rep, repDir, err := Run(ctx, o)
-	if err != nil {
-		t.Fatalf("Run: %v\nstderr:\n%s", err, stderr.String())
-	}
-	if len(rep.Errors) > 0 {
-		t.Fatalf("phases failed: %v\nstderr:\n%s", rep.Errors, stderr.String())
-	}
-	var txt strings.Builder
-	_ = rep.WriteText(&txt)
-	t.Log("\n" + txt.String())
-	positive := func(key string, lo, hi float64) {
-		t.Helper()
-		f, ok := rep.Figure(key)
-		if !ok {
-			t.Errorf("report lacks %s", key)
-			return
-		}
-		if !(f.Value >= lo && f.Value <= hi) {
-			t.Errorf("%s = %v %s; want within [%v, %v]", key, f.Value, f.Unit, lo, hi)
-		}
-	}
+	rep, repDir, stderr := runBench(t, o, 3*time.Minute)
+	positive := func(key string, lo, hi float64) { t.Helper(); wantWithin(t, rep, key, lo, hi) }
 	const anyTime = 1e6 // ms: plausible means measured and finite, not fast
 	positive("p1_snapshot_ms", 0.01, anyTime)
 	if f, _ := rep.Figure("p1_snapshot_ms"); !strings.HasPrefix(f.Detail, "best of 2 (") {
@@ -126,14 +97,66 @@ func TestEndToEnd(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, RealtimeDir)); !os.IsNotExist(err) {
 		t.Errorf("realtime directory left behind: %v", err)
 	}
-	if !strings.Contains(stderr.String(), "generating tree") || !strings.Contains(stderr.String(), "waiting for the view") {
-		t.Errorf("no progress display on stderr:\n%s", stderr.String())
+	if !strings.Contains(stderr, "generating tree") || !strings.Contains(stderr, "waiting for the view") {
+		t.Errorf("no progress display on stderr:\n%s", stderr)
 	}
 
 	// A second run on the same tree reuses it.
 	o.Phases = []string{"snapshot"}
+	var quiet syncBuffer
+	o.Stderr = &quiet
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
 	rep2, _, err := Run(ctx, o)
 	if err != nil || len(rep2.Errors) > 0 || !rep2.Tree.Reused {
 		t.Fatalf("second run: %v, errors %v, reused %v", err, rep2.Errors, rep2.Tree.Reused)
+	}
+}
+
+// buildDaemons builds fustor-fusion and fustor-agent into a temporary directory, without the
+// race detector: the daemons are measured, not tested, here.
+func buildDaemons(t *testing.T) string {
+	t.Helper()
+	bin := t.TempDir()
+	build := exec.Command("go", "build", "-o", bin+"/",
+		"github.com/fustor/fustor/fusion/cmd/fustor-fusion", "github.com/fustor/fustor/agent/cmd/fustor-agent")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// runBench runs the bench with o within the bound, fails the test unless every phase ran, logs
+// the report and returns it, its directory and what the bench wrote on stderr.
+func runBench(t *testing.T, o Options, within time.Duration) (rep *Report, repDir, stderrText string) {
+	t.Helper()
+	var stderr syncBuffer
+	o.Stderr = &stderr
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	rep, repDir, err := Run(ctx, o)
+	if err != nil {
+		t.Fatalf("Run: %v\nstderr:\n%s", err, stderr.String())
+	}
+	stderrText = stderr.String()
+	if len(rep.Errors) > 0 {
+		t.Fatalf("phases failed: %v\nstderr:\n%s", rep.Errors, stderr.String())
+	}
+	var txt strings.Builder
+	_ = rep.WriteText(&txt)
+	t.Log("\n" + txt.String())
+	return rep, repDir, stderrText
+}
+
+// wantWithin fails the test unless the report has figure key within [lo, hi].
+func wantWithin(t *testing.T, rep *Report, key string, lo, hi float64) {
+	t.Helper()
+	f, ok := rep.Figure(key)
+	if !ok {
+		t.Errorf("report lacks %s", key)
+		return
+	}
+	if !(f.Value >= lo && f.Value <= hi) {
+		t.Errorf("%s = %v %s; want within [%v, %v]", key, f.Value, f.Unit, lo, hi)
 	}
 }

@@ -1,10 +1,7 @@
 package bench
 
 import (
-	"context"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 )
@@ -15,42 +12,14 @@ func TestForestEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("e2e: builds and runs the real binaries")
 	}
-	bin := t.TempDir()
-	build := exec.Command("go", "build", "-o", bin+"/",
-		"github.com/fustor/fustor/fusion/cmd/fustor-fusion", "github.com/fustor/fustor/agent/cmd/fustor-agent")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildDaemons(t)
 	o := DefaultOptions()
 	o.Dir, o.Out, o.Bin, o.Files = filepath.Join(t.TempDir(), "tree"), t.TempDir(), bin, 2_000
 	o.Queries, o.FindRuns, o.PacedFor = 200, 1, 300*time.Millisecond
 	o.Forest, o.Phases = 3, []string{forestPhase}
 	o.Command = "fustor-bench (TestForestEndToEnd)"
-	var stderr syncBuffer
-	o.Stderr = &stderr
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	rep, _, err := Run(ctx, o)
-	if err != nil {
-		t.Fatalf("Run: %v\nstderr:\n%s", err, stderr.String())
-	}
-	if len(rep.Errors) > 0 {
-		t.Fatalf("phases failed: %v\nstderr:\n%s", rep.Errors, stderr.String())
-	}
-	var txt strings.Builder
-	_ = rep.WriteText(&txt)
-	t.Log("\n" + txt.String())
-	positive := func(key string, lo, hi float64) {
-		t.Helper()
-		f, ok := rep.Figure(key)
-		if !ok {
-			t.Errorf("report lacks %s", key)
-			return
-		}
-		if !(f.Value >= lo && f.Value <= hi) {
-			t.Errorf("%s = %v %s; want within [%v, %v]", key, f.Value, f.Unit, lo, hi)
-		}
-	}
+	rep, _, _ := runBench(t, o, 4*time.Minute)
+	positive := func(key string, lo, hi float64) { t.Helper(); wantWithin(t, rep, key, lo, hi) }
 	const anyTime = 1e6
 	positive("f_snapshot_ms", 0.01, anyTime)
 	positive("f1_heap_alloc_per_file", 1, 1e7)
