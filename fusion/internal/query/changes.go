@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"maps"
 	"path"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -30,6 +32,13 @@ const (
 	MaxChangesLimit     = 100000
 	// watchBatch bounds the changes one Watch message carries.
 	watchBatch = 1000
+	// A watch sends a burst of watchBurst messages at once, then at most one per watchPace
+	// while changes keep coming (pacer): an isolated change goes the moment it is applied,
+	// and under a stream of small batches each message carries what the view applied
+	// meanwhile, so a watcher's cost follows the changes, not the batches
+	// (BenchmarkSnapshotWithWatchers).
+	watchBurst = 8
+	watchPace  = 2 * time.Millisecond
 	// DefaultWatchHeartbeat is how often an idle watch gets a message with the current cursor.
 	DefaultWatchHeartbeat = 10 * time.Second
 	// MaxWatchers bounds the watches open at once on this server.
@@ -47,6 +56,35 @@ type cursor map[string]memberCursor
 func (c cursor) String() string {
 	b, _ := json.Marshal(c)
 	return "c1." + base64.RawURLEncoding.EncodeToString(b)
+}
+
+// key is the cursor as a batchCache key: cheaper than String, which every watcher of a busy
+// view would otherwise marshal for each message it sends.
+func (c cursor) key() string {
+	if len(c) == 1 {
+		for name, m := range c {
+			b := make([]byte, 0, len(name)+28)
+			b = append(append(b, name...), 0)
+			b = append(strconv.AppendUint(b, m.Instance, 36), 0)
+			return string(strconv.AppendUint(b, m.Seq, 36))
+		}
+	}
+	names := make([]string, 0, len(c))
+	for name := range c {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	b := make([]byte, 0, 40*len(c))
+	for _, name := range names {
+		m := c[name]
+		b = append(b, name...)
+		b = append(b, 0)
+		b = strconv.AppendUint(b, m.Instance, 36)
+		b = append(b, 0)
+		b = strconv.AppendUint(b, m.Seq, 36)
+		b = append(b, 0)
+	}
+	return string(b)
 }
 
 func parseCursor(s string) (cursor, error) {
@@ -123,6 +161,16 @@ func newFeed(sc scope, f view.ChangeFilter, since string) (*feed, error) {
 	return fd, nil
 }
 
+// behind is true when a member's log holds changes after the cursor.
+func (fd *feed) behind() bool {
+	for _, m := range fd.sc.members {
+		if inst, last := m.Driver.ChangeCursor(); inst != fd.cur[m.Name].Instance || last > fd.cur[m.Name].Seq {
+			return true
+		}
+	}
+	return false
+}
+
 // read returns up to limit changes after the cursor, member by member, and moves it.
 func (fd *feed) read(limit int) (out []*fustorv1.Change, more bool) {
 	for _, m := range fd.sc.members {
@@ -158,8 +206,10 @@ func (fd *feed) read(limit int) (out []*fustorv1.Change, more bool) {
 }
 
 func toChange(c view.Change, member string) *fustorv1.Change {
+	// The path is the Change's own: the entry carries only attributes (a watch's bytes are
+	// mostly paths, and every watcher is sent each of them).
 	e := toProto(c.Entry, c.Kind == view.ChangeDeleted)
-	e.Member = member
+	e.Path, e.Name = "", ""
 	return &fustorv1.Change{Sequence: c.Seq, Path: c.Entry.Path, Kind: fustorv1.ChangeKind(c.Kind), Entry: e,
 		Source: fustorv1.MessageSource(c.Origin), Member: member}
 }
@@ -226,7 +276,13 @@ func (s *Service) Watch(req *fustorv1.WatchRequest, stream fustorv1.ViewService_
 		return err
 	}
 	asked := req.GetSince() != ""
-	filter := req.GetView() + "\x00" + req.GetMember() + "\x00" + p + "\x00" + req.GetGlob()
+	// Messages are shared by watchers of one subtree whose streams compress alike (a shared
+	// message is encoded, and compressed, for its first stream).
+	filter := ""
+	if comp, ok := recvCompression(ctx); ok {
+		filter = req.GetView() + "\x00" + req.GetMember() + "\x00" + p + "\x00" + req.GetGlob() + "\x00" + comp
+	}
+	pace := pacer{tokens: watchBurst}
 	for {
 		more, err := s.sendNext(stream, fd, filter, asked)
 		if err != nil {
@@ -234,12 +290,22 @@ func (s *Service) Watch(req *fustorv1.WatchRequest, stream fustorv1.ViewService_
 		}
 		asked = false
 		if more {
-			continue
+			continue // catching up: full messages, no pacing
 		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-ping:
+			if wait := pace.take(time.Now()); wait > 0 {
+				// Pings that come meanwhile fold into this one (ping holds one).
+				pt := time.NewTimer(wait)
+				select {
+				case <-ctx.Done():
+					pt.Stop()
+					return nil
+				case <-pt.C:
+				}
+			}
 		case <-t.C:
 			if err := stream.Send(&fustorv1.WatchResponse{Cursor: fd.cur.String()}); err != nil {
 				return err
@@ -247,6 +313,34 @@ func (s *Service) Watch(req *fustorv1.WatchRequest, stream fustorv1.ViewService_
 			t.Reset(beat)
 		}
 	}
+}
+
+// recvCompression is the compressor of the stream's request, which gRPC answers with; ok is
+// false when the transport does not say.
+func recvCompression(ctx context.Context) (name string, ok bool) {
+	st, ok := grpc.ServerTransportStreamFromContext(ctx).(interface{ RecvCompress() string })
+	if !ok {
+		return "", false
+	}
+	return st.RecvCompress(), true
+}
+
+// pacer is a token bucket of watchBurst messages refilled at one per watchPace.
+type pacer struct {
+	tokens float64
+	last   time.Time
+}
+
+// take spends a token at now and returns how long to wait before sending (0: at once).
+func (p *pacer) take(now time.Time) time.Duration {
+	if !p.last.IsZero() {
+		p.tokens = min(watchBurst, p.tokens+float64(now.Sub(p.last))/float64(watchPace))
+	}
+	p.last = now
+	if p.tokens--; p.tokens >= 0 {
+		return 0
+	}
+	return time.Duration(-p.tokens * float64(watchPace))
 }
 
 // admitWatch counts a watch against the server's, the view's and the key's bounds.
@@ -302,15 +396,28 @@ func (s *Service) WatchStats() (perView map[string]int, lagged uint64) {
 // named (a lost cursor is then cursor_lost, later lagged).
 func (s *Service) sendNext(stream fustorv1.ViewService_WatchServer, fd *feed, filter string, asked bool) (more bool, err error) {
 	// Watchers of one subtree at one cursor (most often all of them, at the log's end) get the
-	// same message: it is read and encoded once, by the first (batchCache).
-	before := fd.cur.String()
-	if hit, ok := s.batches.get(filter, before); ok && !fd.fresh && !fd.lost {
-		fd.cur = maps.Clone(hit.after) // the cached cursor is shared: never written
-		return hit.more, stream.SendMsg(hit.msg)
+	// same message: the first reads and encodes it, the others wait for it (batchCache).
+	var e *sharedBatch
+	if filter != "" && !fd.fresh && !fd.lost {
+		var first bool
+		e, first = s.batches.claim(filter + "\x00" + fd.cur.key())
+		if !first {
+			select {
+			case <-e.done:
+			case <-stream.Context().Done():
+				return false, stream.Context().Err()
+			}
+			if e.msg != nil {
+				fd.cur = maps.Clone(e.after) // the shared cursor is never written
+				return e.more || fd.behind(), stream.SendMsg(e.msg)
+			}
+			e = nil // nothing was shared: read alone
+		}
 	}
 	changes, more := fd.read(watchBatch)
 	switch {
 	case fd.fresh || fd.lost:
+		s.batches.settle(e) // this watcher's own news: nothing shared
 		msg := &fustorv1.WatchResponse{Changes: changes, Cursor: fd.cur.String(), FreshInstance: fd.fresh}
 		if fd.lost {
 			// Before the first read it is the cursor asked for that was too old; after, the
@@ -327,9 +434,13 @@ func (s *Service) sendNext(stream fustorv1.ViewService_WatchServer, fd *feed, fi
 		if err := pm.Encode(stream, &fustorv1.WatchResponse{Changes: changes, Cursor: fd.cur.String()}); err != nil {
 			return false, err
 		}
-		s.batches.put(filter, before, cachedBatch{msg: pm, after: maps.Clone(fd.cur), more: more})
+		if e != nil {
+			e.msg, e.after, e.more = pm, maps.Clone(fd.cur), more
+			s.batches.settle(e) // before sending: a slow stream must not hold the others
+		}
 		return more, stream.SendMsg(pm)
 	}
+	s.batches.settle(e)
 	return more, nil
 }
 
@@ -421,34 +532,52 @@ func (s *Service) WaitStable(ctx context.Context, req *fustorv1.WaitStableReques
 	}
 }
 
-// cachedBatch is one Watch message already encoded, and the cursor after it.
-type cachedBatch struct {
+// sharedBatch is one Watch message read and encoded for watchers at one place, and the cursor
+// after it; done is closed when it is settled (msg nil: nothing to share).
+type sharedBatch struct {
+	key   string
+	done  chan struct{}
 	msg   *grpc.PreparedMsg
 	after cursor
 	more  bool
 }
 
-// batchCache holds the last messages sent per (subtree, cursor), so watchers at the same place
-// share one read of the log and one encoding. Bounded: it is cleared when full.
+// batchCache holds the last messages read per (subtree, compression, cursor), so watchers at
+// the same place share one read of the log and one encoding. Bounded: it is cleared when full.
 type batchCache struct {
 	mu sync.Mutex
-	m  map[string]cachedBatch
+	m  map[string]*sharedBatch
 }
 
 const maxCachedBatches = 256
 
-func (c *batchCache) get(filter, at string) (cachedBatch, bool) {
+// claim returns the batch for key; first is true when the caller must read it and settle it.
+func (c *batchCache) claim(key string) (b *sharedBatch, first bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	b, ok := c.m[filter+"\x00"+at]
-	return b, ok
+	if b, ok := c.m[key]; ok {
+		return b, false
+	}
+	if c.m == nil || len(c.m) >= maxCachedBatches {
+		c.m = map[string]*sharedBatch{}
+	}
+	b = &sharedBatch{key: key, done: make(chan struct{})}
+	c.m[key] = b
+	return b, true
 }
 
-func (c *batchCache) put(filter, at string, b cachedBatch) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m == nil || len(c.m) >= maxCachedBatches {
-		c.m = map[string]cachedBatch{}
+// settle releases the watchers waiting on b; a batch with nothing to share is forgotten, so
+// the next watcher at that place reads again.
+func (c *batchCache) settle(b *sharedBatch) {
+	if b == nil {
+		return
 	}
-	c.m[filter+"\x00"+at] = b
+	if b.msg == nil {
+		c.mu.Lock()
+		if c.m[b.key] == b {
+			delete(c.m, b.key)
+		}
+		c.mu.Unlock()
+	}
+	close(b.done)
 }

@@ -2565,7 +2565,8 @@ type Change struct {
 	Path string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
 	// kind is what happened.
 	Kind ChangeKind `protobuf:"varint,3,opt,name=kind,proto3,enum=fustor.v1.ChangeKind" json:"kind,omitempty"`
-	// entry is the node after the change (path and is_dir only for a deletion).
+	// entry is the node's attributes after the change (is_dir only for a deletion); its path,
+	// name and member are not set: they are this Change's path and member.
 	Entry *Entry `protobuf:"bytes,4,opt,name=entry,proto3" json:"entry,omitempty"`
 	// source is the activity the change came from (UNSPECIFIED: Fusion itself, e.g. a suspect
 	// that expired).
