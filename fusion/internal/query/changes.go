@@ -32,13 +32,6 @@ const (
 	MaxChangesLimit     = 100000
 	// watchBatch bounds the changes one Watch message carries.
 	watchBatch = 1000
-	// A watch sends a burst of watchBurst messages at once, then at most one per watchPace
-	// while changes keep coming (pacer): an isolated change goes the moment it is applied,
-	// and under a stream of small batches each message carries what the view applied
-	// meanwhile, so a watcher's cost follows the changes, not the batches
-	// (BenchmarkSnapshotWithWatchers).
-	watchBurst = 8
-	watchPace  = 2 * time.Millisecond
 	// DefaultWatchHeartbeat is how often an idle watch gets a message with the current cursor.
 	DefaultWatchHeartbeat = 10 * time.Second
 	// MaxWatchers bounds the watches open at once on this server.
@@ -282,7 +275,6 @@ func (s *Service) Watch(req *fustorv1.WatchRequest, stream fustorv1.ViewService_
 	if comp, ok := recvCompression(ctx); ok {
 		filter = req.GetView() + "\x00" + req.GetMember() + "\x00" + p + "\x00" + req.GetGlob() + "\x00" + comp
 	}
-	pace := pacer{tokens: watchBurst}
 	for {
 		more, err := s.sendNext(stream, fd, filter, asked)
 		if err != nil {
@@ -290,22 +282,12 @@ func (s *Service) Watch(req *fustorv1.WatchRequest, stream fustorv1.ViewService_
 		}
 		asked = false
 		if more {
-			continue // catching up: full messages, no pacing
+			continue
 		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-ping:
-			if wait := pace.take(time.Now()); wait > 0 {
-				// Pings that come meanwhile fold into this one (ping holds one).
-				pt := time.NewTimer(wait)
-				select {
-				case <-ctx.Done():
-					pt.Stop()
-					return nil
-				case <-pt.C:
-				}
-			}
 		case <-t.C:
 			if err := stream.Send(&fustorv1.WatchResponse{Cursor: fd.cur.String()}); err != nil {
 				return err
@@ -323,24 +305,6 @@ func recvCompression(ctx context.Context) (name string, ok bool) {
 		return "", false
 	}
 	return st.RecvCompress(), true
-}
-
-// pacer is a token bucket of watchBurst messages refilled at one per watchPace.
-type pacer struct {
-	tokens float64
-	last   time.Time
-}
-
-// take spends a token at now and returns how long to wait before sending (0: at once).
-func (p *pacer) take(now time.Time) time.Duration {
-	if !p.last.IsZero() {
-		p.tokens = min(watchBurst, p.tokens+float64(now.Sub(p.last))/float64(watchPace))
-	}
-	p.last = now
-	if p.tokens--; p.tokens >= 0 {
-		return 0
-	}
-	return time.Duration(-p.tokens * float64(watchPace))
 }
 
 // admitWatch counts a watch against the server's, the view's and the key's bounds.
