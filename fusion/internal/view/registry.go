@@ -90,17 +90,21 @@ func (m *Member) State() State {
 // why and when to retry.
 func (m *Member) Ready() error {
 	st := m.State()
-	what := fmt.Sprintf("view %q", m.View)
-	if m.Name != "" {
-		what = fmt.Sprintf("member %q of view %q", m.Name, m.View)
-	}
 	switch {
 	case st.Leader == "":
-		return fmt.Errorf("%w: %s has no leader session (no agent connected); retry after an agent connects", ErrNotReady, what)
+		return fmt.Errorf("%w: %s has no leader session (no agent connected); retry after an agent connects", ErrNotReady, m.what())
 	case !st.SnapshotComplete:
-		return fmt.Errorf("%w: %s is waiting for its leader's first snapshot to complete; retry in a few seconds", ErrNotReady, what)
+		return fmt.Errorf("%w: %s is waiting for its leader's first snapshot to complete; retry in a few seconds", ErrNotReady, m.what())
 	}
 	return nil
+}
+
+// what names the member in messages (formatted only for an error: Ready is on every query).
+func (m *Member) what() string {
+	if m.Name != "" {
+		return fmt.Sprintf("member %q of view %q", m.Name, m.View)
+	}
+	return fmt.Sprintf("view %q", m.View)
 }
 
 // SetLeader records the member's leader session ("" = none). A member stays complete across a
