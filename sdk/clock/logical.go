@@ -45,7 +45,10 @@ func NewLogical(now func() time.Time, window int) *Logical {
 
 // Sample records the skew of one realtime row's mtime.
 func (l *Logical) Sample(mtimeNs int64) {
-	skew := (l.now().UnixNano() - mtimeNs) / int64(time.Second)
+	l.sampleSkew((l.now().UnixNano() - mtimeNs) / int64(time.Second))
+}
+
+func (l *Logical) sampleSkew(skew int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.n == len(l.ring) {
@@ -109,4 +112,23 @@ func (l *Logical) Samples() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.n
+}
+
+// Skews returns the samples' skews, oldest first (a view's checkpoint keeps them).
+func (l *Logical) Skews() []int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]int64, 0, l.n)
+	start := (l.next - l.n + len(l.ring)) % len(l.ring)
+	for i := range l.n {
+		out = append(out, l.ring[(start+i)%len(l.ring)])
+	}
+	return out
+}
+
+// Restore records skews, oldest first, as if sampled (a view restored from a checkpoint).
+func (l *Logical) Restore(skews []int64) {
+	for _, k := range skews {
+		l.sampleSkew(k)
+	}
 }

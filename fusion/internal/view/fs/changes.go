@@ -68,6 +68,13 @@ func (l *changeLog) reset(maxEntries, maxBytes int) {
 	}
 }
 
+// restore continues instance after seq with an empty log: a view loaded from a checkpoint,
+// whose watchers' cursors up to seq stay valid.
+func (l *changeLog) restore(instance, seq uint64) {
+	l.reset(l.maxEntries, l.maxBytes)
+	l.instance, l.first, l.next, l.loading = instance, seq+1, seq+1, false
+}
+
 // record flags
 const (
 	recDir = 1 << iota
