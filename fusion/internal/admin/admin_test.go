@@ -55,7 +55,11 @@ func start(t *testing.T) *harness {
 		"p1": pipe.New(nil, "p1", []*view.View{get("a"), get("b")}, 8),
 		"p2": pipe.New(nil, "p2", []*view.View{get("c")}, 4),
 	}
-	srv, err := server.New(nil, cfg.Server, server.NewKeys(&cfg), nil, nil)
+	keys, err := cfg.Keys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(nil, cfg.Server, server.NewKeys(keys), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

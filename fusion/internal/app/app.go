@@ -80,6 +80,10 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Fusion, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("validate config: %w", err)
 	}
+	keys, err := cfg.Keys()
+	if err != nil {
+		return nil, fmt.Errorf("resolve api keys: %w", err)
+	}
 	f := &Fusion{log: log, sweep: opts.SweepInterval, health: opts.HealthInterval, load: opts.Load,
 		commands: command.NewTracker(1024)}
 	if f.sweep == 0 {
@@ -100,14 +104,14 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Fusion, error) {
 		ViewIdle: f.memberIdle,
 	})
 	f.query = query.New(f.views, f.sessions, f.commands)
-	f.rt.init(f, cfg)
+	f.rt.init(f, cfg, keys)
 	for _, id := range slices.Sorted(maps.Keys(cfg.Pipes)) {
 		if err := f.rt.addLocked(id, cfg); err != nil {
 			return nil, err
 		}
 	}
 	reg := newRegistry(f)
-	f.keys = server.NewKeys(&cfg)
+	f.keys = server.NewKeys(keys)
 	srv, err := server.New(log, cfg.Server, f.keys, func() { f.panics.Add(1) }, server.NewMetrics(reg))
 	if err != nil {
 		return nil, err

@@ -28,8 +28,11 @@ import (
 type parts struct {
 	f *Fusion
 
-	mu    sync.RWMutex
-	cfg   config.Config
+	mu  sync.RWMutex
+	cfg config.Config
+	// keys are cfg's keys as resolved when it was applied: env: and file: settings are read
+	// at each reload, so the digests, not the settings, tell whether the keys changed.
+	keys  config.KeySet
 	pipes map[string]*pipeRun
 	ctx   context.Context // Run's; nil until Run starts the pipes
 	// list is the running pipes, replaced whenever pipes changes: read without mu by session
@@ -49,8 +52,8 @@ type pipeRun struct {
 	done   chan struct{}
 }
 
-func (rt *parts) init(f *Fusion, cfg config.Config) {
-	rt.f, rt.cfg, rt.pipes = f, cfg, map[string]*pipeRun{}
+func (rt *parts) init(f *Fusion, cfg config.Config, keys config.KeySet) {
+	rt.f, rt.cfg, rt.keys, rt.pipes = f, cfg, keys, map[string]*pipeRun{}
 }
 
 // Pipe returns a running pipe by id (receiver.Pipes).
@@ -206,9 +209,14 @@ func (f *Fusion) Reload(ctx context.Context) (*fustorv1.ReloadResponse, error) {
 	f.rt.reload.Lock()
 	defer f.rt.reload.Unlock()
 	cfg, err := f.load()
+	var keys config.KeySet
 	if err == nil {
 		cfg.Normalize()
 		err = cfg.Validate()
+	}
+	if err == nil {
+		// Validate read the key files too; one that changed since is read as it is now.
+		keys, err = cfg.Keys()
 	}
 	f.rt.lastReloadNs.Store(time.Now().UnixNano())
 	if err != nil {
@@ -216,7 +224,7 @@ func (f *Fusion) Reload(ctx context.Context) (*fustorv1.ReloadResponse, error) {
 		f.log.Error("reload refused: the configuration is invalid; nothing changed", zap.Error(err))
 		return nil, fmt.Errorf("%w: the new configuration is refused, nothing changed: %w", errs.ErrInvalidArgument, err)
 	}
-	resp := f.apply(cfg)
+	resp := f.apply(cfg, keys)
 	f.rt.lastReloadOK.Store(true)
 	for _, c := range resp.Changes {
 		f.log.Info("reload applied", zap.String("change", c))
@@ -229,8 +237,9 @@ func (f *Fusion) Reload(ctx context.Context) (*fustorv1.ReloadResponse, error) {
 
 // apply moves the running Fusion to cfg (normalised and valid): pipes removed or changed are
 // stopped (their sessions end), views are updated in place (trees kept), pipes added or
-// changed are started, keys replaced. Untouched pipes keep their loops and sessions.
-func (f *Fusion) apply(cfg config.Config) *fustorv1.ReloadResponse {
+// changed are started, keys replaced by keys (cfg's, resolved). Untouched pipes keep their
+// loops and sessions.
+func (f *Fusion) apply(cfg config.Config, keys config.KeySet) *fustorv1.ReloadResponse {
 	rt := &f.rt
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
@@ -269,11 +278,11 @@ func (f *Fusion) apply(cfg config.Config) *fustorv1.ReloadResponse {
 			resp.Changes = append(resp.Changes, fmt.Sprintf("pipe %s not started: %v", id, err))
 		}
 	}
-	if keysChanged(old, cfg) {
+	if !reflect.DeepEqual(rt.keys, keys) {
 		resp.Changes = append(resp.Changes, "api keys changed")
 	}
-	f.keys.Replace(&cfg)
-	rt.cfg = cfg
+	f.keys.Replace(keys)
+	rt.cfg, rt.keys = cfg, keys
 	return resp
 }
 
@@ -296,18 +305,6 @@ func pipeChanged(old, cfg config.Config, id string) bool {
 func withoutKeys(s config.Server) config.Server {
 	s.AdminKeys = nil
 	return s
-}
-
-func keysChanged(old, cfg config.Config) bool {
-	if !slices.Equal(old.Server.AdminKeys, cfg.Server.AdminKeys) || !reflect.DeepEqual(old.Receivers, cfg.Receivers) {
-		return true
-	}
-	for id, v := range cfg.Views {
-		if !slices.Equal(old.Views[id].QueryKeys, v.QueryKeys) {
-			return true
-		}
-	}
-	return false
 }
 
 // healthLoop keeps the gRPC health service true (DESIGN.md §7): the server is SERVING once

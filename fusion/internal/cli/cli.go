@@ -134,13 +134,36 @@ func loadConfig(path string, demo bool, environ []string, fs *pflag.FlagSet) (co
 	return cfg, err
 }
 
+// adminKey returns the first admin key the configuration can give (a literal, env: or file:
+// this shell can read): a sha256: setting only lets Fusion check a key, so reload needs --key
+// when every admin key is one.
+func adminKey(settings []string) (string, error) {
+	var first error
+	for i, s := range settings {
+		k, err := config.ReadKey(s)
+		if err == nil {
+			return k, nil
+		}
+		if first == nil && !errors.Is(err, config.ErrDigestOnly) {
+			first = fmt.Errorf("read server.admin_keys[%d]: %w", i, err)
+		}
+	}
+	switch {
+	case first != nil:
+		return "", first
+	case len(settings) > 0:
+		return "", errors.New("no admin key to send: server.admin_keys holds only sha256: digests; give --key")
+	}
+	return "", nil
+}
+
 // reloadMain asks a running Fusion to reload its configuration.
 func reloadMain(args, environ []string, stderr io.Writer) int {
 	fs := pflag.NewFlagSet("fustor-fusion reload", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "the running Fusion's configuration (for its address and admin key)")
 	addr := fs.String("server", "", "Fusion's address (default: server.listen of the configuration)")
-	key := fs.String("key", "", "an admin key (default: the configuration's first server.admin_keys)")
+	key := fs.String("key", "", "an admin key (default: the configuration's first server.admin_keys that is not a sha256: digest)")
 	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the reload")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -157,8 +180,13 @@ func reloadMain(args, environ []string, stderr io.Writer) int {
 		if *addr == "" {
 			*addr = cfg.Server.Listen
 		}
-		if *key == "" && len(cfg.Server.AdminKeys) > 0 {
-			*key = cfg.Server.AdminKeys[0]
+		if *key == "" {
+			k, err := adminKey(cfg.Server.AdminKeys)
+			if err != nil {
+				fmt.Fprintf(stderr, "fustor-fusion reload: %v\n", err)
+				return 2
+			}
+			*key = k
 		}
 	}
 	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))

@@ -26,7 +26,8 @@ type Config struct {
 type Server struct {
 	// Listen is the gRPC listen address.
 	Listen string `koanf:"listen"`
-	// AdminKeys are API keys accepted by AdminService.
+	// AdminKeys are API keys accepted by AdminService: key settings (keys.go), so a key, its
+	// sha256:, env: or file:.
 	AdminKeys []string `koanf:"admin_keys"`
 	// ShutdownTimeout bounds the graceful stop before connections are cut.
 	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
@@ -58,8 +59,11 @@ type Receiver struct {
 
 // APIKey routes one ingest key to one pipe.
 type APIKey struct {
-	Key  string `koanf:"key"`
-	Pipe string `koanf:"pipe"`
+	// Key is a key setting (keys.go): the key, its sha256:, env: or file:.
+	Key string `koanf:"key"`
+	// KeyFile is the file holding the key, instead of Key (the same as key: file:PATH).
+	KeyFile string `koanf:"key_file"`
+	Pipe    string `koanf:"pipe"`
 }
 
 // Pipe is a FusionPipe: sessions of one data stream feeding one or more views.
@@ -100,7 +104,7 @@ type View struct {
 	Schema string `koanf:"schema"`
 	// Live views exist only in memory and reset when their last session ends.
 	Live bool `koanf:"live"`
-	// QueryKeys are API keys accepted by ViewService for this view.
+	// QueryKeys are API keys accepted by ViewService for this view: key settings (keys.go).
 	QueryKeys []string `koanf:"query_keys"`
 	// MaxNodes bounds the nodes the view holds.
 	MaxNodes int `koanf:"max_nodes"`
@@ -218,17 +222,13 @@ func (c *Config) Validate() error {
 	if c.Server.MaxRecvMsgBytes < 1<<16 {
 		errs = append(errs, errors.New("server.max_recv_msg_bytes must be at least 65536"))
 	}
-	keys := map[string]string{}
+	// Key settings are resolved here, env: and file: read, so that --validate and a reload
+	// refuse a key that cannot be read rather than Fusion running without it.
+	_, keyErrs := c.resolveKeys()
+	errs = append(errs, keyErrs...)
 	for _, rid := range slices.Sorted(maps.Keys(c.Receivers)) {
 		for i, k := range c.Receivers[rid].APIKeys {
 			where := fmt.Sprintf("receivers.%s.api_keys[%d]", rid, i)
-			if k.Key == "" {
-				errs = append(errs, fmt.Errorf("%s: empty key", where))
-			}
-			if prev, dup := keys[k.Key]; dup {
-				errs = append(errs, fmt.Errorf("%s: key already used by %s", where, prev))
-			}
-			keys[k.Key] = where
 			p, ok := c.Pipes[k.Pipe]
 			if !ok {
 				errs = append(errs, fmt.Errorf("%s: unknown pipe %q", where, k.Pipe))

@@ -58,7 +58,7 @@ func TestValidate(t *testing.T) {
 		}, `unknown pipe "nope"`},
 		{"empty key", func(c *Config) {
 			c.Receivers["default"] = Receiver{APIKeys: []APIKey{{Key: "", Pipe: "demo"}}}
-		}, "empty key"},
+		}, "receivers.default.api_keys[0]: empty key"},
 		{"bad driver", func(c *Config) { v := c.Views["demo"]; v.Driver = "sql"; c.Views["demo"] = v }, "unknown driver"},
 		{"short timeout", func(c *Config) { p := c.Pipes["demo"]; p.SessionTimeout = 1; c.Pipes["demo"] = p }, "session_timeout"},
 		{"pipe schema no view accepts", func(c *Config) { p := c.Pipes["demo"]; p.Schema = "kv"; c.Pipes["demo"] = p },

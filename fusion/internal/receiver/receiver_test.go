@@ -64,7 +64,11 @@ func start(t *testing.T) *harness {
 	info := PipeInfo{Pipe: p, Schema: "fs", Session: session.Pipe{ID: "demo", Views: []string{"demo"}, Timeout: time.Minute}}
 	rcv := New(nil, sessions, StaticPipes{"demo": info})
 	returns := make(chan pushReturn, 16)
-	srv, err := server.New(nil, cfg.Server, server.NewKeys(&cfg), nil, nil)
+	keys, err := cfg.Keys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(nil, cfg.Server, server.NewKeys(keys), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

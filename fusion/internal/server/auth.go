@@ -2,8 +2,9 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
-	"hash/fnv"
+	"encoding/binary"
 	"strings"
 	"sync/atomic"
 
@@ -34,7 +35,7 @@ type Principal struct {
 	Pipe string
 	// Views are the views a query key may read.
 	Views map[string]bool
-	// KeyID identifies the key (a hash, never the key) for per-key bounds.
+	// KeyID identifies the key for per-key bounds: derived from its digest, never the key.
 	KeyID uint64
 }
 
@@ -60,38 +61,80 @@ type Keys struct {
 	t atomic.Pointer[keyTable]
 }
 
+// keyTable holds SHA-256 digests of the keys, never a key: a configuration may give only the
+// digest (sha256:), and a memory dump or a heap profile reveals no key. An incoming key is
+// hashed first, so the caller picks no byte that is compared; its bucket is found by the
+// digest's first 8 bytes and the whole digest compared in constant time, so how long a refusal
+// takes says nothing of how close a guess came.
 type keyTable struct {
-	ingest map[string]string
-	query  map[string]map[string]bool
-	admin  []string
+	ingest map[uint64][]ingestKey
+	query  map[uint64][]queryKey
+	admin  map[uint64][]config.Digest
 }
 
-// NewKeys indexes the keys of cfg.
-func NewKeys(cfg *config.Config) *Keys {
+type ingestKey struct {
+	d    config.Digest
+	pipe string
+}
+
+type queryKey struct {
+	d     config.Digest
+	views map[string]bool
+}
+
+// NewKeys indexes the keys of ks (config.Config.Keys).
+func NewKeys(ks config.KeySet) *Keys {
 	k := &Keys{}
-	k.Replace(cfg)
+	k.Replace(ks)
 	return k
 }
 
-// Replace makes the keys of cfg the ones in force.
-func (k *Keys) Replace(cfg *config.Config) { k.t.Store(newKeyTable(cfg)) }
+// Replace makes the keys of ks the ones in force.
+func (k *Keys) Replace(ks config.KeySet) { k.t.Store(newKeyTable(ks)) }
 
-func newKeyTable(cfg *config.Config) *keyTable {
-	k := &keyTable{ingest: map[string]string{}, query: map[string]map[string]bool{}, admin: cfg.Server.AdminKeys}
-	for _, r := range cfg.Receivers {
-		for _, ak := range r.APIKeys {
-			k.ingest[ak.Key] = ak.Pipe
+func newKeyTable(ks config.KeySet) *keyTable {
+	t := &keyTable{ingest: map[uint64][]ingestKey{}, query: map[uint64][]queryKey{}, admin: map[uint64][]config.Digest{}}
+	for d, pipe := range ks.Ingest {
+		t.ingest[bucket(d)] = append(t.ingest[bucket(d)], ingestKey{d: d, pipe: pipe})
+	}
+	for d, views := range ks.Query {
+		t.query[bucket(d)] = append(t.query[bucket(d)], queryKey{d: d, views: views})
+	}
+	for d := range ks.Admin {
+		t.admin[bucket(d)] = append(t.admin[bucket(d)], d)
+	}
+	return t
+}
+
+func bucket(d config.Digest) uint64 { return binary.BigEndian.Uint64(d[:8]) }
+
+func same(a, b config.Digest) bool { return subtle.ConstantTimeCompare(a[:], b[:]) == 1 }
+
+func (t *keyTable) ingestPipe(d config.Digest) (string, bool) {
+	for _, e := range t.ingest[bucket(d)] {
+		if same(e.d, d) {
+			return e.pipe, true
 		}
 	}
-	for name, v := range cfg.Views {
-		for _, key := range v.QueryKeys {
-			if k.query[key] == nil {
-				k.query[key] = map[string]bool{}
-			}
-			k.query[key][name] = true
+	return "", false
+}
+
+func (t *keyTable) queryViews(d config.Digest) (map[string]bool, bool) {
+	for _, e := range t.query[bucket(d)] {
+		if same(e.d, d) {
+			return e.views, true
 		}
 	}
-	return k
+	return nil, false
+}
+
+func (t *keyTable) isAdmin(d config.Digest) bool {
+	for _, a := range t.admin[bucket(d)] {
+		if same(a, d) {
+			return true
+		}
+	}
+	return false
 }
 
 // methodKind says which key class a method needs; KindNone methods (health, reflection) are
@@ -117,45 +160,39 @@ func (k *Keys) authenticate(ctx context.Context, fullMethod string) (context.Con
 	if key == "" {
 		return nil, status.Error(codes.Unauthenticated, "missing API key: send metadata \"authorization: Bearer <key>\" or \"x-api-key: <key>\"")
 	}
-	p := &Principal{Kind: kind, KeyID: keyID(key)}
+	d := config.KeyDigest(key)
+	p := &Principal{Kind: kind}
 	ok := false
 	t := k.t.Load()
 	switch kind {
 	case KindIngest:
-		p.Pipe, ok = t.ingest[key]
+		p.Pipe, ok = t.ingestPipe(d)
 	case KindQuery:
-		if p.Views, ok = t.query[key]; !ok && fullMethod == verifyMethod && t.isAdmin(key) {
+		if p.Views, ok = t.queryViews(d); !ok && fullMethod == verifyMethod && t.isAdmin(d) {
 			// An operator proves a view with the admin key too.
 			p.Kind, ok = KindAdmin, true
 		}
 	case KindAdmin:
-		ok = t.isAdmin(key)
+		ok = t.isAdmin(d)
 	}
 	if !ok {
 		return nil, status.Errorf(codes.Unauthenticated, "invalid API key for %s", serviceName(fullMethod))
 	}
+	p.KeyID = keyID(d)
 	return WithPrincipal(ctx, p), nil
 }
 
-// keyID hashes a key for per-key bounds, so no key is kept in a principal.
-func keyID(key string) uint64 {
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(key))
-	return h.Sum64()
+// keyID names a key for per-key bounds: stable for the key, and neither the key nor a part
+// of its digest (which a sha256: setting shows), as it is hashed again under its own label.
+func keyID(d config.Digest) uint64 {
+	h := sha256.New()
+	_, _ = h.Write([]byte("fustor key id\x00"))
+	_, _ = h.Write(d[:])
+	return binary.BigEndian.Uint64(h.Sum(nil)[:8])
 }
 
 // verifyMethod accepts a query key of the view or an admin key.
 const verifyMethod = "/fustor.v1.ViewService/Verify"
-
-func (k *keyTable) isAdmin(key string) bool {
-	ok := false
-	for _, a := range k.admin {
-		if subtle.ConstantTimeCompare([]byte(a), []byte(key)) == 1 {
-			ok = true
-		}
-	}
-	return ok
-}
 
 func serviceName(fullMethod string) string {
 	s := strings.TrimPrefix(fullMethod, "/")

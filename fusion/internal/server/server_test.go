@@ -58,7 +58,11 @@ func TestToStatus(t *testing.T) {
 
 func TestAuthenticate(t *testing.T) {
 	cfg := config.Demo()
-	k := NewKeys(&cfg)
+	ks, err := cfg.Keys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := NewKeys(ks)
 	md := func(kv ...string) context.Context {
 		return metadata.NewIncomingContext(context.Background(), metadata.Pairs(kv...))
 	}
