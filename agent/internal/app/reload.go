@@ -75,6 +75,14 @@ func resolve(cfg config.Config) (*plan, error) {
 	if err := cfg.Validate(); err != nil {
 		errs = append(errs, Errors(err)...)
 	}
+	// The plan's senders hold the key itself, api_key_file read here: a reload reads the file
+	// again, and a rotated key then restarts its sender as any changed setting does.
+	for id, s := range cfg.Senders {
+		if k, err := s.Key(); err == nil {
+			s.APIKey, s.APIKeyFile = k, ""
+			cfg.Senders[id] = s
+		}
+	}
 	pl := &plan{cfg: cfg, groups: map[string][]string{}, sigOf: map[string]string{}, backoffs: senderBackoffs(cfg)}
 	for _, id := range slices.Sorted(maps.Keys(cfg.Sources)) {
 		sig, err := signature(cfg.Sources[id])

@@ -4,6 +4,8 @@ import (
 	"context"
 	"maps"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -35,6 +37,12 @@ func baseReloadConfig(t *testing.T, one, two string) config.Config {
 // The agent is not running: the registry holds the parts Run would start.
 func TestReloadChangesOnlyWhatChanged(t *testing.T) {
 	one, two, three := t.TempDir(), t.TempDir(), t.TempDir()
+	sameKey, otherKey := filepath.Join(three, "same.key"), filepath.Join(three, "other.key")
+	for f, k := range map[string]string{sameKey: "k\n", otherKey: "k3\n"} {
+		if err := os.WriteFile(f, []byte(k), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	tests := []struct {
 		name   string
 		edit   func(c *config.Config)
@@ -100,6 +108,30 @@ func TestReloadChangesOnlyWhatChanged(t *testing.T) {
 			edit:  func(c *config.Config) { c.Senders["fusion"] = config.Sender{Address: "127.0.0.1:1", APIKey: "k2"} },
 			fresh: []string{"p1", "p2"},
 			lines: []string{"pipe restarted: its sender changed", "pipe restarted: its sender changed", "sender changed"},
+		},
+		{
+			// The key file is read at each reload: the same key from a file changes nothing.
+			name: "the sender's key moved to a file",
+			edit: func(c *config.Config) {
+				c.Senders["fusion"] = config.Sender{Address: "127.0.0.1:1", APIKeyFile: sameKey}
+			},
+			kept: []string{"p1", "p2"},
+		},
+		{
+			name: "the sender's key file holds another key",
+			edit: func(c *config.Config) {
+				c.Senders["fusion"] = config.Sender{Address: "127.0.0.1:1", APIKeyFile: otherKey}
+			},
+			fresh: []string{"p1", "p2"},
+			lines: []string{"pipe restarted: its sender changed", "pipe restarted: its sender changed", "sender changed"},
+		},
+		{
+			name: "invalid: the sender's key file is missing",
+			edit: func(c *config.Config) {
+				c.Senders["fusion"] = config.Sender{Address: "127.0.0.1:1", APIKeyFile: three + "/gone.key"}
+			},
+			kept: []string{"p1", "p2"},
+			errs: []string{"senders.fusion: api_key_file: read key file"},
 		},
 		{
 			name: "invalid: unknown source, bad batch size and a missing root",
@@ -232,7 +264,7 @@ func TestValidateReportsEveryError(t *testing.T) {
 		{"valid", func(*config.Config) {}, nil},
 		{"three problems", func(c *config.Config) {
 			c.Pipes["p2"] = config.Pipe{Source: "nope", Sender: "gone"}
-			c.Senders["fusion"] = config.Sender{}
+			c.Senders["fusion"] = config.Sender{APIKey: "k"}
 		}, []string{`unknown source "nope"`, `unknown sender "gone"`, "address is required"}},
 		{"same tree, different settings", func(c *config.Config) {
 			c.Sources["again"] = config.Source{Root: root + "/", Excludes: []string{"x"}}
@@ -243,7 +275,7 @@ func TestValidateReportsEveryError(t *testing.T) {
 			cfg := config.Default()
 			cfg.AgentID = "a"
 			cfg.Sources["src"] = config.Source{Root: root}
-			cfg.Senders["fusion"] = config.Sender{Address: "127.0.0.1:1"}
+			cfg.Senders["fusion"] = config.Sender{Address: "127.0.0.1:1", APIKey: "k"}
 			cfg.Pipes["p"] = config.Pipe{Source: "src", Sender: "fusion"}
 			tt.edit(&cfg)
 			errs := Errors(Validate(cfg))

@@ -26,13 +26,13 @@ func write(t *testing.T, path, body string) string {
 // goodConfig is a valid agent.yaml watching root and sending nowhere reachable (nothing in
 // these tests needs a Fusion).
 func goodConfig(root string) string {
-	return "agent_id: a\nsources:\n  src: {root: " + root + "}\nsenders:\n  f: {address: 127.0.0.1:1}\npipes:\n  p: {source: src, sender: f}\n"
+	return "agent_id: a\nsources:\n  src: {root: " + root + "}\nsenders:\n  f: {address: 127.0.0.1:1, api_key: k}\npipes:\n  p: {source: src, sender: f}\n"
 }
 
 func TestMainExitCodes(t *testing.T) {
 	dir := t.TempDir()
 	home := []string{"FUSTOR_HOME=" + dir} // no agent.yaml there
-	bad := write(t, filepath.Join(dir, "bad.yaml"), "pipes:\n  p: {source: nope, sender: x}\n  q: {source: src, sender: f, batch_size: -1}\nsources:\n  src: {root: "+dir+"/missing}\nsenders:\n  f: {address: ''}\n")
+	bad := write(t, filepath.Join(dir, "bad.yaml"), "pipes:\n  p: {source: nope, sender: x}\n  q: {source: src, sender: f, batch_size: -1}\nsources:\n  src: {root: "+dir+"/missing}\nsenders:\n  f: {address: '', api_key: k}\n")
 	good := write(t, filepath.Join(dir, "good.yaml"), goodConfig(dir))
 	garbled := write(t, filepath.Join(dir, "garbled.yaml"), "pipes: [unclosed\n")
 	unreadable := write(t, filepath.Join(dir, "secret.yaml"), goodConfig(dir))

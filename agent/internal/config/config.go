@@ -9,7 +9,9 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strings"
 	"time"
+	"unicode"
 )
 
 // Config is the agent's whole configuration.
@@ -74,6 +76,32 @@ type Sender struct {
 	Address string `koanf:"address"`
 	// APIKey is the receiver's ingest key; it decides the Fusion pipe.
 	APIKey string `koanf:"api_key"`
+	// APIKeyFile is the file holding the ingest key instead (trailing whitespace trimmed), so
+	// the key can stay out of the configuration; it is read again at each reload.
+	APIKeyFile string `koanf:"api_key_file"`
+}
+
+// Key returns the sender's ingest key: api_key, or api_key_file's content read now. Exactly one
+// of them is set. Errors never quote the key.
+func (s Sender) Key() (string, error) {
+	switch {
+	case s.APIKey != "" && s.APIKeyFile != "":
+		return "", errors.New("api_key and api_key_file are both set: set one")
+	case s.APIKey != "":
+		return s.APIKey, nil
+	case s.APIKeyFile == "":
+		return "", errors.New("no ingest key: set api_key or api_key_file")
+	}
+	b, err := os.ReadFile(s.APIKeyFile)
+	if err != nil {
+		return "", fmt.Errorf("api_key_file: read key file: %w", err)
+	}
+	// The newline editors and echo(1) leave is not part of the key.
+	k := strings.TrimRightFunc(string(b), unicode.IsSpace)
+	if k == "" {
+		return "", fmt.Errorf("api_key_file: key file %s is empty", s.APIKeyFile)
+	}
+	return k, nil
 }
 
 // Pipe binds a source to a sender.
@@ -228,6 +256,9 @@ func (c *Config) Validate() error {
 		}
 		if s.Address == "" {
 			errs = append(errs, fmt.Errorf("senders.%s: address is required", id))
+		}
+		if _, err := s.Key(); err != nil {
+			errs = append(errs, fmt.Errorf("senders.%s: %w", id, err))
 		}
 	}
 	if len(c.Pipes) == 0 {

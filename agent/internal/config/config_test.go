@@ -17,6 +17,13 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestValidate(t *testing.T) {
 	root := t.TempDir()
+	keyFile, emptyFile := filepath.Join(t.TempDir(), "key"), filepath.Join(t.TempDir(), "empty")
+	if err := os.WriteFile(keyFile, []byte("ingest-key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(emptyFile, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name   string
 		mutate func(*Config)
@@ -43,6 +50,27 @@ func TestValidate(t *testing.T) {
 		}, ""},
 		{"overflow delay negative", func(c *Config) { p := c.Pipes["demo"]; p.OverflowAuditDelay = ptr(-time.Second); c.Pipes["demo"] = p }, "overflow_audit_delay -1s"},
 		{"deep every negative", func(c *Config) { p := c.Pipes["demo"]; p.AuditDeepEvery = ptr(-1); c.Pipes["demo"] = p }, "audit_deep_every -1"},
+		{"no key", func(c *Config) { s := c.Senders["fusion"]; s.APIKey = ""; c.Senders["fusion"] = s },
+			"senders.fusion: no ingest key: set api_key or api_key_file"},
+		{"key and key file", func(c *Config) { s := c.Senders["fusion"]; s.APIKeyFile = keyFile; c.Senders["fusion"] = s },
+			"senders.fusion: api_key and api_key_file are both set: set one"},
+		{"key file", func(c *Config) {
+			s := c.Senders["fusion"]
+			s.APIKey, s.APIKeyFile = "", keyFile
+			c.Senders["fusion"] = s
+		}, ""},
+		{"key file missing", func(c *Config) {
+			s := c.Senders["fusion"]
+			s.APIKey, s.APIKeyFile = "", root+"/gone"
+			c.Senders["fusion"] = s
+		},
+			"senders.fusion: api_key_file: read key file: open " + root + "/gone: no such file or directory"},
+		{"key file empty", func(c *Config) {
+			s := c.Senders["fusion"]
+			s.APIKey, s.APIKeyFile = "", emptyFile
+			c.Senders["fusion"] = s
+		},
+			"senders.fusion: api_key_file: key file " + emptyFile + " is empty"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -69,7 +97,7 @@ func TestPipeAuditKeys(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "agent.yaml")
 	yaml := `agent_id: a
 sources: {src: {root: ` + root + `}}
-senders: {fusion: {address: "127.0.0.1:7070"}}
+senders: {fusion: {address: "127.0.0.1:7070", api_key: k}}
 pipes:
   zero: {source: src, sender: fusion, audit_rolling_share: 0, audit_deep_every: 0, overflow_audit_delay: 0s}
   set: {source: src, sender: fusion, audit_rolling_share: 0.25, audit_deep_every: 4, overflow_audit_delay: 3s}
@@ -80,6 +108,7 @@ pipes:
 	}
 	// The three pipes pair one source with one sender: give each its own sender.
 	env := []string{"FUSTOR_SENDERS__F2__ADDRESS=127.0.0.1:7070", "FUSTOR_SENDERS__F3__ADDRESS=127.0.0.1:7070",
+		"FUSTOR_SENDERS__F2__API_KEY=k", "FUSTOR_SENDERS__F3__API_KEY=k",
 		"FUSTOR_PIPES__SET__SENDER=f2", "FUSTOR_PIPES__UNSET__SENDER=f3", "FUSTOR_PIPES__SET__AUDIT_DEEP_EVERY=6",
 		"FUSTOR_PIPES__SET__OVERFLOW_AUDIT_DELAY=2500ms"}
 	c := Default()
@@ -125,4 +154,36 @@ func deref[T any](p *T) any {
 		return nil
 	}
 	return *p
+}
+
+// TestSenderKey: api_key_file's content, trailing whitespace trimmed, is the key, read again at
+// each call (a reload sees a rotated key); it loads from YAML as api_key_file.
+func TestSenderKey(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "ingest.key")
+	if err := os.WriteFile(keyFile, []byte("from-file \r\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "agent.yaml")
+	yaml := "senders: {fusion: {address: 127.0.0.1:7070, api_key_file: " + keyFile + "}}\n"
+	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := Default()
+	if err := sdkconfig.Load(&c, sdkconfig.Source{Path: file, Environ: func() []string { return nil }}); err != nil {
+		t.Fatal(err)
+	}
+	s := c.Senders["fusion"]
+	if k, err := s.Key(); err != nil || k != "from-file" {
+		t.Fatalf("Key() = %q, %v; want from-file", k, err)
+	}
+	if err := os.WriteFile(keyFile, []byte("rotated\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if k, err := s.Key(); err != nil || k != "rotated" {
+		t.Fatalf("Key() after rotation = %q, %v", k, err)
+	}
+	if k, err := (Sender{APIKey: "literal"}).Key(); err != nil || k != "literal" {
+		t.Fatalf("Key() = %q, %v", k, err)
+	}
 }
