@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
@@ -82,6 +84,8 @@ Commands:
 Global flags:
   --server ADDR      Fusion address (default 127.0.0.1:7070, env FUSTOR_SERVER)
   --key KEY          API key (env FUSTOR_KEY)
+  --key-file PATH    read the API key from PATH (trailing newline trimmed); --key wins over
+                     it, it wins over FUSTOR_KEY
   --view VIEW        view to query (env FUSTOR_VIEW; default: the only view the key can read)
   --member NAME      ask one member (storage) of a forest view alone (env FUSTOR_MEMBER);
                      without it a forest's members answer together, each part labelled
@@ -131,7 +135,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	fs.SetInterspersed(true)
 	var o options
 	fs.StringVar(&o.server, "server", envOr(getenv, "FUSTOR_SERVER", "127.0.0.1:7070"), "")
-	fs.StringVar(&o.key, "key", getenv("FUSTOR_KEY"), "")
+	fs.StringVar(&o.key, "key", "", "")
+	keyFile := fs.String("key-file", "", "")
 	fs.StringVar(&o.view, "view", getenv("FUSTOR_VIEW"), "")
 	fs.StringVar(&o.member, "member", getenv("FUSTOR_MEMBER"), "")
 	fs.StringVar(&o.best, "best", "", "")
@@ -159,6 +164,10 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return 2
 	}
 	o.timeoutSet = fs.Changed("timeout")
+	if err := o.readKey(*keyFile, getenv); err != nil {
+		fmt.Fprintf(stderr, "fustorctl: %v\n", err)
+		return 2
+	}
 	rest := fs.Args()
 	if *help || len(rest) == 0 || rest[0] == "help" {
 		fmt.Fprint(stdout, usage)
@@ -187,6 +196,26 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		fmt.Fprintf(stderr, "fustorctl: %v\n", err)
 	}
 	return 1
+}
+
+// readKey sets the key from, in this order, --key, --key-file and FUSTOR_KEY: a key file keeps
+// the key out of the process list and the shell's history. The file's trailing newline is not
+// part of the key.
+func (o *options) readKey(keyFile string, getenv func(string) string) error {
+	switch {
+	case o.key != "":
+	case keyFile != "":
+		b, err := os.ReadFile(keyFile)
+		if err != nil {
+			return fmt.Errorf("read --key-file: %w", err)
+		}
+		if o.key = strings.TrimRightFunc(string(b), unicode.IsSpace); o.key == "" {
+			return fmt.Errorf("--key-file %s is empty", keyFile)
+		}
+	default:
+		o.key = getenv("FUSTOR_KEY")
+	}
+	return nil
 }
 
 func envOr(getenv func(string) string, k, def string) string {
