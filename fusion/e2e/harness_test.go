@@ -115,7 +115,9 @@ func startProc(t testing.TB, name string, args ...string) *proc {
 	t.Helper()
 	p := &proc{name: filepath.Base(name), log: &bytes.Buffer{}, mu: &sync.Mutex{}, done: make(chan struct{})}
 	p.cmd = exec.Command(name, args...)
-	p.cmd.Env = raceEnv()
+	// A state dir of its own: never the user's ~/.fustor, never another test's checkpoints
+	// (a test that restarts Fusion names server.state_dir in its config).
+	p.cmd.Env = append(raceEnv(), "FUSTOR_HOME="+t.TempDir())
 	p.cmd.Stdout = lockedWriter{p.mu, p.log}
 	p.cmd.Stderr = lockedWriter{p.mu, p.log}
 	if err := p.cmd.Start(); err != nil {
@@ -176,6 +178,9 @@ type cluster struct {
 	// storage, when set, is the directory the view must equal (viewEqualsTree) when root is a
 	// client mount of it; empty means root itself.
 	storage string
+	// stateDir and checkpointEvery, when set, are Fusion's server.state_dir and
+	// server.checkpoint_interval (a test that restarts Fusion keeps its checkpoints there).
+	stateDir, checkpointEvery string
 	// auditRollingShare and auditDeepEvery, when set, are the agent pipe's audit_rolling_share
 	// and audit_deep_every (empty = the agent's defaults).
 	auditRollingShare, auditDeepEvery string
@@ -209,7 +214,7 @@ func (c *cluster) writeConfigs() {
   listen: %s
   admin_keys: [admin-key]
   shutdown_timeout: 2s
-  debug_listen: "%s"
+  debug_listen: "%s"%s
 log: {level: debug}
 receivers:
   default:
@@ -219,7 +224,7 @@ pipes:
   main: {receiver: default, views: [files], session_timeout: %s}
 views:
   files: {driver: fs, live: true, query_keys: [query-key]}
-`, c.addr, c.debugListen, cmp.Or(c.sessionTimeout, "3s"))
+`, c.addr, c.debugListen, c.stateKeys(), cmp.Or(c.sessionTimeout, "3s"))
 	agentCfg := fmt.Sprintf(`agent_id: e2e-agent
 log: {level: debug}
 sources:
@@ -231,6 +236,18 @@ pipes:
 `, c.root, !c.realtime, c.maxWatches, c.agentAddr, cmp.Or(c.auditEvery, auditInterval), c.auditKeys())
 	must(t, os.WriteFile(filepath.Join(c.cfgDir, "fusion.yaml"), []byte(fusionCfg), 0o644))
 	must(t, os.WriteFile(filepath.Join(c.cfgDir, "agent.yaml"), []byte(agentCfg), 0o644))
+}
+
+// stateKeys is Fusion's optional checkpoint settings, as lines of the server block.
+func (c *cluster) stateKeys() string {
+	var b strings.Builder
+	if c.stateDir != "" {
+		fmt.Fprintf(&b, "\n  state_dir: %s", c.stateDir)
+	}
+	if c.checkpointEvery != "" {
+		fmt.Fprintf(&b, "\n  checkpoint_interval: %s", c.checkpointEvery)
+	}
+	return b.String()
 }
 
 // auditKeys is the optional audit settings of the agent's pipe, as flow-map entries.

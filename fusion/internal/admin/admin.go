@@ -33,6 +33,8 @@ type Runtime interface {
 	// Reload re-reads the configuration and applies what changed (errs.ErrInvalidArgument
 	// with every error when it is invalid: nothing changes then).
 	Reload(ctx context.Context) (*fustorv1.ReloadResponse, error)
+	// Checkpoint writes the checkpoints of view ("" = all) now.
+	Checkpoint(ctx context.Context, view string) (*fustorv1.CheckpointResponse, error)
 }
 
 // Static is a Runtime of fixed pipes that cannot reload (tests, tools).
@@ -47,6 +49,21 @@ func (s Static) Pipes() (map[string]*pipe.Pipe, map[string]string) { return s.Pi
 // Reload is not available on fixed pipes.
 func (Static) Reload(context.Context) (*fustorv1.ReloadResponse, error) {
 	return nil, fmt.Errorf("%w: this server cannot reload its configuration", errs.ErrPrecondition)
+}
+
+// Checkpoint is not available on fixed pipes.
+func (Static) Checkpoint(context.Context, string) (*fustorv1.CheckpointResponse, error) {
+	return nil, fmt.Errorf("%w: this server keeps no checkpoints", errs.ErrPrecondition)
+}
+
+// Checkpoint writes checkpoints now.
+func (s *Service) Checkpoint(ctx context.Context, req *fustorv1.CheckpointRequest) (*fustorv1.CheckpointResponse, error) {
+	if v := req.GetView(); v != "" {
+		if _, err := s.views.Get(v); err != nil {
+			return nil, err
+		}
+	}
+	return s.rt.Checkpoint(ctx, req.GetView())
 }
 
 // New returns the admin service.
@@ -107,6 +124,12 @@ func (s *Service) ListViews(context.Context, *fustorv1.AdminServiceListViewsRequ
 			st := m.State()
 			meta.AuthoritativeSession = meta.AuthoritativeSession && st.Leader != ""
 			meta.SnapshotComplete = meta.SnapshotComplete && st.SnapshotComplete
+			if !st.RestoredAt.IsZero() {
+				meta.Restored = true
+				if meta.CheckpointTime == nil || st.RestoredAt.Before(meta.CheckpointTime.AsTime()) {
+					meta.CheckpointTime = timestamppb.New(st.RestoredAt)
+				}
+			}
 			if v.IsForest() {
 				ms := &fustorv1.MemberStatus{Member: m.Name, AuthoritativeSession: st.Leader != "", SnapshotComplete: st.SnapshotComplete, Ready: true}
 				if err := m.Ready(); err != nil {

@@ -68,7 +68,8 @@ type Fusion struct {
 	debug    *debughttp.Debug // nil unless server.debug_listen is set
 	metrics  *debughttp.Debug // nil unless server.metrics_listen is set
 
-	rt parts
+	rt   parts
+	ckpt *checkpoints
 }
 
 // New builds Fusion and binds its listener.
@@ -108,6 +109,16 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Fusion, error) {
 	for _, id := range slices.Sorted(maps.Keys(cfg.Pipes)) {
 		if err := f.rt.addLocked(id, cfg); err != nil {
 			return nil, err
+		}
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	f.ckpt = &checkpoints{log: log.Named("checkpoint"), dir: cfg.Server.StateDir, every: cfg.Server.CheckpointInterval, now: now}
+	if f.ckpt.every > 0 {
+		for _, v := range f.views.All() {
+			f.ckpt.restore(v.Members())
 		}
 	}
 	reg := newRegistry(f)
@@ -179,12 +190,17 @@ func (f *Fusion) Run(ctx context.Context) error {
 	g.Go(func() error { return f.srv.Run(gctx) })
 	g.Go(func() error { return f.healthLoop(gctx) })
 	g.Go(func() error { return f.logProgress(gctx, 30*time.Second) })
+	g.Go(func() error { return f.ckpt.run(gctx, f.views.All) })
 	for _, d := range []*debughttp.Debug{f.debug, f.metrics} {
 		if d != nil {
 			g.Go(func() error { return d.Run(gctx) })
 		}
 	}
 	err := g.Wait()
+	// Before the sessions close: a live view's last session ending would reset it.
+	if f.ckpt.every > 0 {
+		f.ckpt.all(f.views.All(), "")
+	}
 	f.sessions.CloseAll("fusion shutting down")
 	f.rt.stopAll()
 	return err

@@ -6,6 +6,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,6 +30,8 @@ type harness struct {
 	t    testing.TB
 	conn *grpc.ClientConn
 	f    *Fusion
+	// stop stops Fusion as SIGTERM does and waits for Run (once; the cleanup calls it too).
+	stop func()
 }
 
 func start(t testing.TB, mutate func(*config.Config)) *harness { return startWith(t, mutate, nil) }
@@ -39,6 +42,7 @@ func startWith(t testing.TB, mutate func(*config.Config), opts func(*Options)) *
 	cfg := config.Demo()
 	cfg.Server.Listen = "127.0.0.1:0"
 	cfg.Server.ShutdownTimeout = time.Second
+	cfg.Server.StateDir = t.TempDir() // never the user's ~/.fustor
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -57,14 +61,15 @@ func startWith(t testing.TB, mutate func(*config.Config), opts func(*Options)) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
+	stop := sync.OnceFunc(func() {
 		_ = conn.Close()
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Run: %v", err)
 		}
 	})
-	return &harness{t: t, conn: conn, f: f}
+	t.Cleanup(stop)
+	return &harness{t: t, conn: conn, f: f, stop: stop}
 }
 
 func withKey(key string) context.Context {

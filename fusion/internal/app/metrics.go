@@ -17,6 +17,7 @@ type collector struct {
 	queueLen, queueCap, batches, rowsApplied, rowsRejected *prometheus.Desc
 	pipePanics, sessions, panics, dropped                  *prometheus.Desc
 	reloadOK, reloadTime                                   *prometheus.Desc
+	ckptWritten, ckptFailed, ckptRefused, ckptEncodeMax    *prometheus.Desc
 	watchers, lagged, changeLogEntries, changeLogBytes     *prometheus.Desc
 }
 
@@ -54,6 +55,10 @@ func newCollector(f *Fusion) *collector {
 		changeLogBytes:   d("view_change_log_bytes", "Bytes the member's change log takes.", view),
 		reloadOK:         d("config_last_reload_successful", "1 when the last configuration reload was applied, 0 when it was refused (invalid).", nil),
 		reloadTime:       d("config_last_reload_timestamp_seconds", "When the last configuration reload was asked for (0: never).", nil),
+		ckptWritten:      d("checkpoints_written_total", "View checkpoints written to server.state_dir.", nil),
+		ckptFailed:       d("checkpoints_failed_total", "View checkpoints that could not be written.", nil),
+		ckptRefused:      d("checkpoints_refused_total", "Checkpoints refused at start (corrupt, truncated, another version) and moved aside.", nil),
+		ckptEncodeMax:    d("checkpoint_encode_max_seconds", "The longest a checkpoint held a view (its apply loop waited), since the start.", nil),
 		dropped:          d("view_batches_dropped_total", "Batches a view dropped because it does not accept their schema.", []string{"view", "pipe"}),
 	}
 }
@@ -110,6 +115,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.watchers, float64(perView[v.Name]), v.Name)
 	}
 	counter(c.lagged, float64(lagged))
+	counter(c.ckptWritten, float64(c.f.ckpt.written.Load()))
+	counter(c.ckptFailed, float64(c.f.ckpt.failed.Load()))
+	counter(c.ckptRefused, float64(c.f.ckpt.refused.Load()))
+	gauge(c.ckptEncodeMax, float64(c.f.ckpt.maxEncodeNs.Load())/1e9)
 	if at := c.f.rt.lastReloadNs.Load(); at != 0 {
 		gauge(c.reloadOK, b(c.f.rt.lastReloadOK.Load()))
 		gauge(c.reloadTime, float64(at)/1e9)

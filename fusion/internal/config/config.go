@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -41,6 +43,28 @@ type Server struct {
 	// MetricsListen, when set, serves Prometheus metrics at /metrics over plain HTTP on this
 	// address. The debug endpoint serves them too.
 	MetricsListen string `koanf:"metrics_listen"`
+	// StateDir holds the views' checkpoints (default $FUSTOR_HOME/state; FUSTOR_HOME defaults
+	// to ~/.fustor): a restarted Fusion answers from them at once.
+	StateDir string `koanf:"state_dir"`
+	// CheckpointInterval is how often every view is checkpointed (they are also on a graceful
+	// stop and on AdminService.Checkpoint); a negative value turns checkpoints off.
+	CheckpointInterval time.Duration `koanf:"checkpoint_interval"`
+}
+
+// DefaultCheckpointInterval is server.checkpoint_interval's default.
+const DefaultCheckpointInterval = 5 * time.Minute
+
+// DefaultStateDir returns $FUSTOR_HOME/state, FUSTOR_HOME defaulting to ~/.fustor.
+func DefaultStateDir() string {
+	home := os.Getenv("FUSTOR_HOME")
+	if home == "" {
+		if h, err := os.UserHomeDir(); err == nil {
+			home = filepath.Join(h, ".fustor")
+		} else {
+			home = ".fustor"
+		}
+	}
+	return filepath.Join(home, "state")
 }
 
 // Log configures zap.
@@ -158,6 +182,12 @@ const (
 
 // Normalize fills per-entry defaults of pipes and views.
 func (c *Config) Normalize() {
+	if c.Server.StateDir == "" {
+		c.Server.StateDir = DefaultStateDir()
+	}
+	if c.Server.CheckpointInterval == 0 {
+		c.Server.CheckpointInterval = DefaultCheckpointInterval
+	}
 	for id, p := range c.Pipes {
 		if p.SessionTimeout == 0 {
 			p.SessionTimeout = DefaultSessionTimeout

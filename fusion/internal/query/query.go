@@ -179,13 +179,23 @@ func (s *Service) meta(sc scope, jobPending bool) *fustorv1.ViewMeta {
 	if !sc.fanOut {
 		m := sc.one()
 		st, cs := m.State(), m.Driver.Consistency()
-		return &fustorv1.ViewMeta{
+		out := &fustorv1.ViewMeta{
 			View: sc.v.Name, Member: m.Name, AuthoritativeSession: st.Leader != "", SnapshotComplete: st.SnapshotComplete,
 			Watermark: timestamppb.New(time.Unix(0, cs.WatermarkNs)), HasBlindSpot: cs.HasBlindSpot(),
 			JobPending: jobPending,
 		}
+		out.Restored, out.CheckpointTime = restoredOf(st)
+		return out
 	}
 	return s.forestMeta(sc.v, jobPending)
+}
+
+// restoredOf says whether a member answers from an unconfirmed checkpoint, and its time.
+func restoredOf(st view.State) (bool, *timestamppb.Timestamp) {
+	if st.RestoredAt.IsZero() {
+		return false, nil
+	}
+	return true, timestamppb.New(st.RestoredAt)
 }
 
 func (s *Service) forestMeta(v *view.View, jobPending bool) *fustorv1.ViewMeta {
@@ -208,6 +218,12 @@ func (s *Service) forestMetaOf(v *view.View, jobPending bool, cons map[*view.Mem
 			Watermark: timestamppb.New(time.Unix(0, cs.WatermarkNs))}
 		if err := m.Ready(); err != nil {
 			ms.Ready, ms.Reason = false, err.Error()
+		}
+		if ms.Restored, ms.CheckpointTime = restoredOf(st); ms.Restored {
+			if !out.Restored || ms.CheckpointTime.AsTime().Before(out.CheckpointTime.AsTime()) {
+				out.CheckpointTime = ms.CheckpointTime
+			}
+			out.Restored = true
 		}
 		out.Members = append(out.Members, ms)
 		out.HasBlindSpot = out.HasBlindSpot || ms.HasBlindSpot

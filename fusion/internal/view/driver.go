@@ -1,6 +1,7 @@
 package view
 
 import (
+	"io"
 	"time"
 
 	"github.com/fustor/fustor/fusion/internal/view/viewapi"
@@ -19,6 +20,16 @@ type Driver interface {
 	Ingest
 	Verifier
 	Reader
+	Checkpointer
+}
+
+// Checkpointer writes and loads the driver's whole state (issue 16: durable views).
+type Checkpointer interface {
+	// WriteCheckpoint writes the state to w; the pipe's loop waits while it is taken.
+	WriteCheckpoint(w io.Writer) (CheckpointInfo, error)
+	// LoadCheckpoint replaces the state with a checkpoint, or refuses it (errs wrapping the
+	// driver's refusal) and keeps the state as it was.
+	LoadCheckpoint(data []byte) (CheckpointInfo, error)
 }
 
 // Ingest is the write side, called from the pipe's loop in stream order.
@@ -114,6 +125,7 @@ type (
 	Stats            = viewapi.Stats
 	Matcher          = viewapi.Matcher
 	ConsistencyStats = viewapi.ConsistencyStats
+	CheckpointInfo   = viewapi.CheckpointInfo
 	SuspectEntry     = viewapi.SuspectEntry
 	BlindSpotList    = viewapi.BlindSpotList
 	SentinelItem     = viewapi.SentinelItem

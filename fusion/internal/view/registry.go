@@ -62,6 +62,9 @@ type Member struct {
 	mu           sync.Mutex
 	leader       string
 	snapshotDone bool
+	// restoredAt is when the checkpoint the member was loaded from was written; zero once a
+	// leader's snapshot confirmed the tree (or when it was not restored).
+	restoredAt time.Time
 }
 
 // Key is the member's leadership key: the sessions of the pipes feeding it elect one leader
@@ -77,13 +80,24 @@ func (m *Member) Key() string {
 type State struct {
 	Leader           string
 	SnapshotComplete bool
+	// RestoredAt is set while the member answers from a checkpoint (its time) that no
+	// agent's snapshot has confirmed yet.
+	RestoredAt time.Time
 }
 
 // State returns the member's readiness.
 func (m *Member) State() State {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return State{Leader: m.leader, SnapshotComplete: m.snapshotDone}
+	return State{Leader: m.leader, SnapshotComplete: m.snapshotDone, RestoredAt: m.restoredAt}
+}
+
+// Restored records that the member was loaded from a checkpoint written at: it answers at
+// once, flagged, until its leader's snapshot ends.
+func (m *Member) Restored(at time.Time) {
+	m.mu.Lock()
+	m.restoredAt = at
+	m.mu.Unlock()
 }
 
 // Ready returns nil when the member can answer, else an error wrapping ErrNotReady that says
@@ -91,6 +105,8 @@ func (m *Member) State() State {
 func (m *Member) Ready() error {
 	st := m.State()
 	switch {
+	case !st.RestoredAt.IsZero():
+		return nil // a checkpoint's tree answers, flagged restored
 	case st.Leader == "":
 		return fmt.Errorf("%w: %s has no leader session (no agent connected); retry after an agent connects", ErrNotReady, m.what())
 	case !st.SnapshotComplete:
@@ -121,6 +137,7 @@ func (m *Member) SnapshotEnded(id string) {
 	m.mu.Lock()
 	if id == m.leader {
 		m.snapshotDone = true
+		m.restoredAt = time.Time{} // confirmed (and reconciled) by an agent
 	}
 	m.mu.Unlock()
 }
@@ -128,7 +145,7 @@ func (m *Member) SnapshotEnded(id string) {
 // Reset drops a live member's state; called when its last session ended.
 func (m *Member) Reset() {
 	m.mu.Lock()
-	m.snapshotDone = false
+	m.snapshotDone, m.restoredAt = false, time.Time{}
 	m.mu.Unlock()
 	m.Driver.Reset()
 }

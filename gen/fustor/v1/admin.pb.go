@@ -22,6 +22,216 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// CheckpointRequest names the view to checkpoint ("" = every view).
+type CheckpointRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// view is the view's name; empty for all.
+	View          string `protobuf:"bytes,1,opt,name=view,proto3" json:"view,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckpointRequest) Reset() {
+	*x = CheckpointRequest{}
+	mi := &file_fustor_v1_admin_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointRequest) ProtoMessage() {}
+
+func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fustor_v1_admin_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointRequest.ProtoReflect.Descriptor instead.
+func (*CheckpointRequest) Descriptor() ([]byte, []int) {
+	return file_fustor_v1_admin_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *CheckpointRequest) GetView() string {
+	if x != nil {
+		return x.View
+	}
+	return ""
+}
+
+// CheckpointResponse says what was written.
+type CheckpointResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// checkpoints has one entry per view member considered.
+	Checkpoints   []*CheckpointResult `protobuf:"bytes,1,rep,name=checkpoints,proto3" json:"checkpoints,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckpointResponse) Reset() {
+	*x = CheckpointResponse{}
+	mi := &file_fustor_v1_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointResponse) ProtoMessage() {}
+
+func (x *CheckpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fustor_v1_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointResponse.ProtoReflect.Descriptor instead.
+func (*CheckpointResponse) Descriptor() ([]byte, []int) {
+	return file_fustor_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CheckpointResponse) GetCheckpoints() []*CheckpointResult {
+	if x != nil {
+		return x.Checkpoints
+	}
+	return nil
+}
+
+// CheckpointResult is one member's checkpoint.
+type CheckpointResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// view is the view's name.
+	View string `protobuf:"bytes,1,opt,name=view,proto3" json:"view,omitempty"`
+	// member is the member's name ("" for an fs view).
+	Member string `protobuf:"bytes,2,opt,name=member,proto3" json:"member,omitempty"`
+	// path is the file written.
+	Path string `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
+	// nodes is the number of nodes it holds.
+	Nodes uint64 `protobuf:"varint,4,opt,name=nodes,proto3" json:"nodes,omitempty"`
+	// bytes is its size.
+	Bytes uint64 `protobuf:"varint,5,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	// duration_ms is how long it took, from encoding to the directory's fsync.
+	DurationMs float64 `protobuf:"fixed64,6,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
+	// encode_ms is the part the view's apply loop waited for.
+	EncodeMs float64 `protobuf:"fixed64,7,opt,name=encode_ms,json=encodeMs,proto3" json:"encode_ms,omitempty"`
+	// skipped says why nothing was written (the member cannot answer yet).
+	Skipped string `protobuf:"bytes,8,opt,name=skipped,proto3" json:"skipped,omitempty"`
+	// error says why writing failed.
+	Error         string `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckpointResult) Reset() {
+	*x = CheckpointResult{}
+	mi := &file_fustor_v1_admin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointResult) ProtoMessage() {}
+
+func (x *CheckpointResult) ProtoReflect() protoreflect.Message {
+	mi := &file_fustor_v1_admin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointResult.ProtoReflect.Descriptor instead.
+func (*CheckpointResult) Descriptor() ([]byte, []int) {
+	return file_fustor_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *CheckpointResult) GetView() string {
+	if x != nil {
+		return x.View
+	}
+	return ""
+}
+
+func (x *CheckpointResult) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *CheckpointResult) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *CheckpointResult) GetNodes() uint64 {
+	if x != nil {
+		return x.Nodes
+	}
+	return 0
+}
+
+func (x *CheckpointResult) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *CheckpointResult) GetDurationMs() float64 {
+	if x != nil {
+		return x.DurationMs
+	}
+	return 0
+}
+
+func (x *CheckpointResult) GetEncodeMs() float64 {
+	if x != nil {
+		return x.EncodeMs
+	}
+	return 0
+}
+
+func (x *CheckpointResult) GetSkipped() string {
+	if x != nil {
+		return x.Skipped
+	}
+	return ""
+}
+
+func (x *CheckpointResult) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 // ListPipesRequest is empty.
 type ListPipesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -31,7 +241,7 @@ type ListPipesRequest struct {
 
 func (x *ListPipesRequest) Reset() {
 	*x = ListPipesRequest{}
-	mi := &file_fustor_v1_admin_proto_msgTypes[0]
+	mi := &file_fustor_v1_admin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -43,7 +253,7 @@ func (x *ListPipesRequest) String() string {
 func (*ListPipesRequest) ProtoMessage() {}
 
 func (x *ListPipesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fustor_v1_admin_proto_msgTypes[0]
+	mi := &file_fustor_v1_admin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -56,7 +266,7 @@ func (x *ListPipesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPipesRequest.ProtoReflect.Descriptor instead.
 func (*ListPipesRequest) Descriptor() ([]byte, []int) {
-	return file_fustor_v1_admin_proto_rawDescGZIP(), []int{0}
+	return file_fustor_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
 // PipeInfo describes a Fusion pipe.
@@ -88,7 +298,7 @@ type PipeInfo struct {
 
 func (x *PipeInfo) Reset() {
 	*x = PipeInfo{}
-	mi := &file_fustor_v1_admin_proto_msgTypes[1]
+	mi := &file_fustor_v1_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -100,7 +310,7 @@ func (x *PipeInfo) String() string {
 func (*PipeInfo) ProtoMessage() {}
 
 func (x *PipeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_fustor_v1_admin_proto_msgTypes[1]
+	mi := &file_fustor_v1_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -113,7 +323,7 @@ func (x *PipeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipeInfo.ProtoReflect.Descriptor instead.
 func (*PipeInfo) Descriptor() ([]byte, []int) {
-	return file_fustor_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_fustor_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PipeInfo) GetId() string {
@@ -197,7 +407,7 @@ type ListPipesResponse struct {
 
 func (x *ListPipesResponse) Reset() {
 	*x = ListPipesResponse{}
-	mi := &file_fustor_v1_admin_proto_msgTypes[2]
+	mi := &file_fustor_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -209,7 +419,7 @@ func (x *ListPipesResponse) String() string {
 func (*ListPipesResponse) ProtoMessage() {}
 
 func (x *ListPipesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fustor_v1_admin_proto_msgTypes[2]
+	mi := &file_fustor_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -222,7 +432,7 @@ func (x *ListPipesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPipesResponse.ProtoReflect.Descriptor instead.
 func (*ListPipesResponse) Descriptor() ([]byte, []int) {
-	return file_fustor_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_fustor_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListPipesResponse) GetPipes() []*PipeInfo {
@@ -243,7 +453,7 @@ type ListSessionsRequest struct {
 
 func (x *ListSessionsRequest) Reset() {
 	*x = ListSessionsRequest{}
-	mi := &file_fustor_v1_admin_proto_msgTypes[3]
+	mi := &file_fustor_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -255,7 +465,7 @@ func (x *ListSessionsRequest) String() string {
 func (*ListSessionsRequest) ProtoMessage() {}
 
 func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fustor_v1_admin_proto_msgTypes[3]
+	mi := &file_fustor_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -268,7 +478,7 @@ func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ListSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_fustor_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_fustor_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListSessionsRequest) GetView() string {
@@ -312,7 +522,7 @@ type SessionInfo struct {
 
 func (x *SessionInfo) Reset() {
 	*x = SessionInfo{}
-	mi := &file_fustor_v1_admin_proto_msgTypes[4]
+	mi := &file_fustor_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -324,7 +534,7 @@ func (x *SessionInfo) String() string {
 func (*SessionInfo) ProtoMessage() {}
 
 func (x *SessionInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_fustor_v1_admin_proto_msgTypes[4]
+	mi := &file_fustor_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -337,7 +547,7 @@ func (x *SessionInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionInfo.ProtoReflect.Descriptor instead.
 func (*SessionInfo) Descriptor() ([]byte, []int) {
-	return file_fustor_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_fustor_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SessionInfo) GetSessionId() string {
@@ -435,7 +645,7 @@ type ListSessionsResponse struct {
 
 func (x *ListSessionsResponse) Reset() {
 	*x = ListSessionsResponse{}
-	mi := &file_fustor_v1_admin_proto_msgTypes[5]
+	mi := &file_fustor_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -447,7 +657,7 @@ func (x *ListSessionsResponse) String() string {
 func (*ListSessionsResponse) ProtoMessage() {}
 
 func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fustor_v1_admin_proto_msgTypes[5]
+	mi := &file_fustor_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -460,7 +670,7 @@ func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsResponse.ProtoReflect.Descriptor instead.
 func (*ListSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_fustor_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_fustor_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListSessionsResponse) GetSessions() []*SessionInfo {
@@ -479,7 +689,7 @@ type AdminServiceListViewsRequest struct {
 
 func (x *AdminServiceListViewsRequest) Reset() {
 	*x = AdminServiceListViewsRequest{}
-	mi := &file_fustor_v1_admin_proto_msgTypes[6]
+	mi := &file_fustor_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -491,7 +701,7 @@ func (x *AdminServiceListViewsRequest) String() string {
 func (*AdminServiceListViewsRequest) ProtoMessage() {}
 
 func (x *AdminServiceListViewsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fustor_v1_admin_proto_msgTypes[6]
+	mi := &file_fustor_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -504,7 +714,7 @@ func (x *AdminServiceListViewsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminServiceListViewsRequest.ProtoReflect.Descriptor instead.
 func (*AdminServiceListViewsRequest) Descriptor() ([]byte, []int) {
-	return file_fustor_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_fustor_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 // AdminViewInfo describes a view's size and memory.
@@ -526,7 +736,7 @@ type AdminViewInfo struct {
 
 func (x *AdminViewInfo) Reset() {
 	*x = AdminViewInfo{}
-	mi := &file_fustor_v1_admin_proto_msgTypes[7]
+	mi := &file_fustor_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -538,7 +748,7 @@ func (x *AdminViewInfo) String() string {
 func (*AdminViewInfo) ProtoMessage() {}
 
 func (x *AdminViewInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_fustor_v1_admin_proto_msgTypes[7]
+	mi := &file_fustor_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -551,7 +761,7 @@ func (x *AdminViewInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminViewInfo.ProtoReflect.Descriptor instead.
 func (*AdminViewInfo) Descriptor() ([]byte, []int) {
-	return file_fustor_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_fustor_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AdminViewInfo) GetId() string {
@@ -600,7 +810,7 @@ type AdminServiceListViewsResponse struct {
 
 func (x *AdminServiceListViewsResponse) Reset() {
 	*x = AdminServiceListViewsResponse{}
-	mi := &file_fustor_v1_admin_proto_msgTypes[8]
+	mi := &file_fustor_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -612,7 +822,7 @@ func (x *AdminServiceListViewsResponse) String() string {
 func (*AdminServiceListViewsResponse) ProtoMessage() {}
 
 func (x *AdminServiceListViewsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fustor_v1_admin_proto_msgTypes[8]
+	mi := &file_fustor_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -625,7 +835,7 @@ func (x *AdminServiceListViewsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminServiceListViewsResponse.ProtoReflect.Descriptor instead.
 func (*AdminServiceListViewsResponse) Descriptor() ([]byte, []int) {
-	return file_fustor_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_fustor_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AdminServiceListViewsResponse) GetViews() []*AdminViewInfo {
@@ -644,7 +854,7 @@ type ReloadRequest struct {
 
 func (x *ReloadRequest) Reset() {
 	*x = ReloadRequest{}
-	mi := &file_fustor_v1_admin_proto_msgTypes[9]
+	mi := &file_fustor_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -656,7 +866,7 @@ func (x *ReloadRequest) String() string {
 func (*ReloadRequest) ProtoMessage() {}
 
 func (x *ReloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fustor_v1_admin_proto_msgTypes[9]
+	mi := &file_fustor_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -669,7 +879,7 @@ func (x *ReloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadRequest.ProtoReflect.Descriptor instead.
 func (*ReloadRequest) Descriptor() ([]byte, []int) {
-	return file_fustor_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_fustor_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 // ReloadResponse says what the reload changed. Nothing changed when the new configuration was
@@ -698,7 +908,7 @@ type ReloadResponse struct {
 
 func (x *ReloadResponse) Reset() {
 	*x = ReloadResponse{}
-	mi := &file_fustor_v1_admin_proto_msgTypes[10]
+	mi := &file_fustor_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -710,7 +920,7 @@ func (x *ReloadResponse) String() string {
 func (*ReloadResponse) ProtoMessage() {}
 
 func (x *ReloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fustor_v1_admin_proto_msgTypes[10]
+	mi := &file_fustor_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -723,7 +933,7 @@ func (x *ReloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadResponse.ProtoReflect.Descriptor instead.
 func (*ReloadResponse) Descriptor() ([]byte, []int) {
-	return file_fustor_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_fustor_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ReloadResponse) GetAdded() []string {
@@ -779,7 +989,22 @@ var File_fustor_v1_admin_proto protoreflect.FileDescriptor
 
 const file_fustor_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x15fustor/v1/admin.proto\x12\tfustor.v1\x1a\x16fustor/v1/common.proto\x1a\x17fustor/v1/session.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n" +
+	"\x15fustor/v1/admin.proto\x12\tfustor.v1\x1a\x16fustor/v1/common.proto\x1a\x17fustor/v1/session.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"'\n" +
+	"\x11CheckpointRequest\x12\x12\n" +
+	"\x04view\x18\x01 \x01(\tR\x04view\"S\n" +
+	"\x12CheckpointResponse\x12=\n" +
+	"\vcheckpoints\x18\x01 \x03(\v2\x1b.fustor.v1.CheckpointResultR\vcheckpoints\"\xec\x01\n" +
+	"\x10CheckpointResult\x12\x12\n" +
+	"\x04view\x18\x01 \x01(\tR\x04view\x12\x16\n" +
+	"\x06member\x18\x02 \x01(\tR\x06member\x12\x12\n" +
+	"\x04path\x18\x03 \x01(\tR\x04path\x12\x14\n" +
+	"\x05nodes\x18\x04 \x01(\x04R\x05nodes\x12\x14\n" +
+	"\x05bytes\x18\x05 \x01(\x04R\x05bytes\x12\x1f\n" +
+	"\vduration_ms\x18\x06 \x01(\x01R\n" +
+	"durationMs\x12\x1b\n" +
+	"\tencode_ms\x18\a \x01(\x01R\bencodeMs\x12\x18\n" +
+	"\askipped\x18\b \x01(\tR\askipped\x12\x14\n" +
+	"\x05error\x18\t \x01(\tR\x05error\"\x12\n" +
 	"\x10ListPipesRequest\"\xbc\x02\n" +
 	"\bPipeInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
@@ -837,12 +1062,14 @@ const file_fustor_v1_admin_proto_rawDesc = "" +
 	"viewsAdded\x12#\n" +
 	"\rviews_removed\x18\x05 \x03(\tR\fviewsRemoved\x12#\n" +
 	"\rviews_changed\x18\x06 \x03(\tR\fviewsChanged\x12#\n" +
-	"\rpipes_changed\x18\a \x03(\tR\fpipesChanged2\xc6\x02\n" +
+	"\rpipes_changed\x18\a \x03(\tR\fpipesChanged2\x91\x03\n" +
 	"\fAdminService\x12F\n" +
 	"\tListPipes\x12\x1b.fustor.v1.ListPipesRequest\x1a\x1c.fustor.v1.ListPipesResponse\x12O\n" +
 	"\fListSessions\x12\x1e.fustor.v1.ListSessionsRequest\x1a\x1f.fustor.v1.ListSessionsResponse\x12^\n" +
 	"\tListViews\x12'.fustor.v1.AdminServiceListViewsRequest\x1a(.fustor.v1.AdminServiceListViewsResponse\x12=\n" +
-	"\x06Reload\x12\x18.fustor.v1.ReloadRequest\x1a\x19.fustor.v1.ReloadResponseB\x91\x01\n" +
+	"\x06Reload\x12\x18.fustor.v1.ReloadRequest\x1a\x19.fustor.v1.ReloadResponse\x12I\n" +
+	"\n" +
+	"Checkpoint\x12\x1c.fustor.v1.CheckpointRequest\x1a\x1d.fustor.v1.CheckpointResponseB\x91\x01\n" +
 	"\rcom.fustor.v1B\n" +
 	"AdminProtoP\x01Z/github.com/fustor/fustor/gen/fustor/v1;fustorv1\xa2\x02\x03FXX\xaa\x02\tFustor.V1\xca\x02\tFustor\\V1\xe2\x02\x15Fustor\\V1\\GPBMetadata\xea\x02\n" +
 	"Fustor::V1b\x06proto3"
@@ -859,48 +1086,54 @@ func file_fustor_v1_admin_proto_rawDescGZIP() []byte {
 	return file_fustor_v1_admin_proto_rawDescData
 }
 
-var file_fustor_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_fustor_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_fustor_v1_admin_proto_goTypes = []any{
-	(*ListPipesRequest)(nil),              // 0: fustor.v1.ListPipesRequest
-	(*PipeInfo)(nil),                      // 1: fustor.v1.PipeInfo
-	(*ListPipesResponse)(nil),             // 2: fustor.v1.ListPipesResponse
-	(*ListSessionsRequest)(nil),           // 3: fustor.v1.ListSessionsRequest
-	(*SessionInfo)(nil),                   // 4: fustor.v1.SessionInfo
-	(*ListSessionsResponse)(nil),          // 5: fustor.v1.ListSessionsResponse
-	(*AdminServiceListViewsRequest)(nil),  // 6: fustor.v1.AdminServiceListViewsRequest
-	(*AdminViewInfo)(nil),                 // 7: fustor.v1.AdminViewInfo
-	(*AdminServiceListViewsResponse)(nil), // 8: fustor.v1.AdminServiceListViewsResponse
-	(*ReloadRequest)(nil),                 // 9: fustor.v1.ReloadRequest
-	(*ReloadResponse)(nil),                // 10: fustor.v1.ReloadResponse
-	nil,                                   // 11: fustor.v1.SessionInfo.CountersEntry
-	(Role)(0),                             // 12: fustor.v1.Role
-	(*timestamppb.Timestamp)(nil),         // 13: google.protobuf.Timestamp
-	(*Progress)(nil),                      // 14: fustor.v1.Progress
-	(*ViewMeta)(nil),                      // 15: fustor.v1.ViewMeta
+	(*CheckpointRequest)(nil),             // 0: fustor.v1.CheckpointRequest
+	(*CheckpointResponse)(nil),            // 1: fustor.v1.CheckpointResponse
+	(*CheckpointResult)(nil),              // 2: fustor.v1.CheckpointResult
+	(*ListPipesRequest)(nil),              // 3: fustor.v1.ListPipesRequest
+	(*PipeInfo)(nil),                      // 4: fustor.v1.PipeInfo
+	(*ListPipesResponse)(nil),             // 5: fustor.v1.ListPipesResponse
+	(*ListSessionsRequest)(nil),           // 6: fustor.v1.ListSessionsRequest
+	(*SessionInfo)(nil),                   // 7: fustor.v1.SessionInfo
+	(*ListSessionsResponse)(nil),          // 8: fustor.v1.ListSessionsResponse
+	(*AdminServiceListViewsRequest)(nil),  // 9: fustor.v1.AdminServiceListViewsRequest
+	(*AdminViewInfo)(nil),                 // 10: fustor.v1.AdminViewInfo
+	(*AdminServiceListViewsResponse)(nil), // 11: fustor.v1.AdminServiceListViewsResponse
+	(*ReloadRequest)(nil),                 // 12: fustor.v1.ReloadRequest
+	(*ReloadResponse)(nil),                // 13: fustor.v1.ReloadResponse
+	nil,                                   // 14: fustor.v1.SessionInfo.CountersEntry
+	(Role)(0),                             // 15: fustor.v1.Role
+	(*timestamppb.Timestamp)(nil),         // 16: google.protobuf.Timestamp
+	(*Progress)(nil),                      // 17: fustor.v1.Progress
+	(*ViewMeta)(nil),                      // 18: fustor.v1.ViewMeta
 }
 var file_fustor_v1_admin_proto_depIdxs = []int32{
-	1,  // 0: fustor.v1.ListPipesResponse.pipes:type_name -> fustor.v1.PipeInfo
-	12, // 1: fustor.v1.SessionInfo.role:type_name -> fustor.v1.Role
-	13, // 2: fustor.v1.SessionInfo.created_at:type_name -> google.protobuf.Timestamp
-	13, // 3: fustor.v1.SessionInfo.last_heartbeat:type_name -> google.protobuf.Timestamp
-	11, // 4: fustor.v1.SessionInfo.counters:type_name -> fustor.v1.SessionInfo.CountersEntry
-	14, // 5: fustor.v1.SessionInfo.progress:type_name -> fustor.v1.Progress
-	4,  // 6: fustor.v1.ListSessionsResponse.sessions:type_name -> fustor.v1.SessionInfo
-	15, // 7: fustor.v1.AdminViewInfo.meta:type_name -> fustor.v1.ViewMeta
-	7,  // 8: fustor.v1.AdminServiceListViewsResponse.views:type_name -> fustor.v1.AdminViewInfo
-	0,  // 9: fustor.v1.AdminService.ListPipes:input_type -> fustor.v1.ListPipesRequest
-	3,  // 10: fustor.v1.AdminService.ListSessions:input_type -> fustor.v1.ListSessionsRequest
-	6,  // 11: fustor.v1.AdminService.ListViews:input_type -> fustor.v1.AdminServiceListViewsRequest
-	9,  // 12: fustor.v1.AdminService.Reload:input_type -> fustor.v1.ReloadRequest
-	2,  // 13: fustor.v1.AdminService.ListPipes:output_type -> fustor.v1.ListPipesResponse
-	5,  // 14: fustor.v1.AdminService.ListSessions:output_type -> fustor.v1.ListSessionsResponse
-	8,  // 15: fustor.v1.AdminService.ListViews:output_type -> fustor.v1.AdminServiceListViewsResponse
-	10, // 16: fustor.v1.AdminService.Reload:output_type -> fustor.v1.ReloadResponse
-	13, // [13:17] is the sub-list for method output_type
-	9,  // [9:13] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	2,  // 0: fustor.v1.CheckpointResponse.checkpoints:type_name -> fustor.v1.CheckpointResult
+	4,  // 1: fustor.v1.ListPipesResponse.pipes:type_name -> fustor.v1.PipeInfo
+	15, // 2: fustor.v1.SessionInfo.role:type_name -> fustor.v1.Role
+	16, // 3: fustor.v1.SessionInfo.created_at:type_name -> google.protobuf.Timestamp
+	16, // 4: fustor.v1.SessionInfo.last_heartbeat:type_name -> google.protobuf.Timestamp
+	14, // 5: fustor.v1.SessionInfo.counters:type_name -> fustor.v1.SessionInfo.CountersEntry
+	17, // 6: fustor.v1.SessionInfo.progress:type_name -> fustor.v1.Progress
+	7,  // 7: fustor.v1.ListSessionsResponse.sessions:type_name -> fustor.v1.SessionInfo
+	18, // 8: fustor.v1.AdminViewInfo.meta:type_name -> fustor.v1.ViewMeta
+	10, // 9: fustor.v1.AdminServiceListViewsResponse.views:type_name -> fustor.v1.AdminViewInfo
+	3,  // 10: fustor.v1.AdminService.ListPipes:input_type -> fustor.v1.ListPipesRequest
+	6,  // 11: fustor.v1.AdminService.ListSessions:input_type -> fustor.v1.ListSessionsRequest
+	9,  // 12: fustor.v1.AdminService.ListViews:input_type -> fustor.v1.AdminServiceListViewsRequest
+	12, // 13: fustor.v1.AdminService.Reload:input_type -> fustor.v1.ReloadRequest
+	0,  // 14: fustor.v1.AdminService.Checkpoint:input_type -> fustor.v1.CheckpointRequest
+	5,  // 15: fustor.v1.AdminService.ListPipes:output_type -> fustor.v1.ListPipesResponse
+	8,  // 16: fustor.v1.AdminService.ListSessions:output_type -> fustor.v1.ListSessionsResponse
+	11, // 17: fustor.v1.AdminService.ListViews:output_type -> fustor.v1.AdminServiceListViewsResponse
+	13, // 18: fustor.v1.AdminService.Reload:output_type -> fustor.v1.ReloadResponse
+	1,  // 19: fustor.v1.AdminService.Checkpoint:output_type -> fustor.v1.CheckpointResponse
+	15, // [15:20] is the sub-list for method output_type
+	10, // [10:15] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_fustor_v1_admin_proto_init() }
@@ -916,7 +1149,7 @@ func file_fustor_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fustor_v1_admin_proto_rawDesc), len(file_fustor_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,7 @@ const (
 	AdminService_ListSessions_FullMethodName = "/fustor.v1.AdminService/ListSessions"
 	AdminService_ListViews_FullMethodName    = "/fustor.v1.AdminService/ListViews"
 	AdminService_Reload_FullMethodName       = "/fustor.v1.AdminService/Reload"
+	AdminService_Checkpoint_FullMethodName   = "/fustor.v1.AdminService/Checkpoint"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -40,6 +41,9 @@ type AdminServiceClient interface {
 	ListViews(ctx context.Context, in *AdminServiceListViewsRequest, opts ...grpc.CallOption) (*AdminServiceListViewsResponse, error)
 	// Reload re-reads the configuration; only what changed is touched.
 	Reload(ctx context.Context, in *ReloadRequest, opts ...grpc.CallOption) (*ReloadResponse, error)
+	// Checkpoint writes the views' checkpoints now (into server.state_dir), as Fusion does
+	// periodically and when it stops; a view that cannot answer yet is skipped.
+	Checkpoint(ctx context.Context, in *CheckpointRequest, opts ...grpc.CallOption) (*CheckpointResponse, error)
 }
 
 type adminServiceClient struct {
@@ -90,6 +94,16 @@ func (c *adminServiceClient) Reload(ctx context.Context, in *ReloadRequest, opts
 	return out, nil
 }
 
+func (c *adminServiceClient) Checkpoint(ctx context.Context, in *CheckpointRequest, opts ...grpc.CallOption) (*CheckpointResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckpointResponse)
+	err := c.cc.Invoke(ctx, AdminService_Checkpoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -105,6 +119,9 @@ type AdminServiceServer interface {
 	ListViews(context.Context, *AdminServiceListViewsRequest) (*AdminServiceListViewsResponse, error)
 	// Reload re-reads the configuration; only what changed is touched.
 	Reload(context.Context, *ReloadRequest) (*ReloadResponse, error)
+	// Checkpoint writes the views' checkpoints now (into server.state_dir), as Fusion does
+	// periodically and when it stops; a view that cannot answer yet is skipped.
+	Checkpoint(context.Context, *CheckpointRequest) (*CheckpointResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -126,6 +143,9 @@ func (UnimplementedAdminServiceServer) ListViews(context.Context, *AdminServiceL
 }
 func (UnimplementedAdminServiceServer) Reload(context.Context, *ReloadRequest) (*ReloadResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Reload not implemented")
+}
+func (UnimplementedAdminServiceServer) Checkpoint(context.Context, *CheckpointRequest) (*CheckpointResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Checkpoint not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -220,6 +240,24 @@ func _AdminService_Reload_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_Checkpoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckpointRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).Checkpoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_Checkpoint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).Checkpoint(ctx, req.(*CheckpointRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -242,6 +280,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Reload",
 			Handler:    _AdminService_Reload_Handler,
+		},
+		{
+			MethodName: "Checkpoint",
+			Handler:    _AdminService_Checkpoint_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -219,9 +219,15 @@ type ViewMeta struct {
 	// members that could not answer are listed with the reason, never left out. The fields
 	// above then summarise them: has_blind_spot if any has one, authoritative_session and
 	// snapshot_complete if every member has it, watermark the newest. Empty for fs views.
-	Members       []*MemberStatus `protobuf:"bytes,8,rep,name=members,proto3" json:"members,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Members []*MemberStatus `protobuf:"bytes,8,rep,name=members,proto3" json:"members,omitempty"`
+	// restored is true while the view (for a forest: any member) answers from a checkpoint Fusion
+	// loaded at start that no agent has confirmed yet: files changed while Fusion was down may
+	// be missing or stale until the leader's snapshot ends (then the flag clears).
+	Restored bool `protobuf:"varint,9,opt,name=restored,proto3" json:"restored,omitempty"`
+	// checkpoint_time is when that checkpoint was written (the oldest member's for a forest).
+	CheckpointTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=checkpoint_time,json=checkpointTime,proto3" json:"checkpoint_time,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ViewMeta) Reset() {
@@ -310,6 +316,20 @@ func (x *ViewMeta) GetMembers() []*MemberStatus {
 	return nil
 }
 
+func (x *ViewMeta) GetRestored() bool {
+	if x != nil {
+		return x.Restored
+	}
+	return false
+}
+
+func (x *ViewMeta) GetCheckpointTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CheckpointTime
+	}
+	return nil
+}
+
 // MemberStatus is the state of one member of a forest view (DESIGN.md §6).
 type MemberStatus struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -326,9 +346,13 @@ type MemberStatus struct {
 	// snapshot_complete is true once the member's leader's first snapshot has been applied.
 	SnapshotComplete bool `protobuf:"varint,6,opt,name=snapshot_complete,json=snapshotComplete,proto3" json:"snapshot_complete,omitempty"`
 	// watermark is the member's logical clock.
-	Watermark     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=watermark,proto3" json:"watermark,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Watermark *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=watermark,proto3" json:"watermark,omitempty"`
+	// restored is ViewMeta's, for this member.
+	Restored bool `protobuf:"varint,8,opt,name=restored,proto3" json:"restored,omitempty"`
+	// checkpoint_time is ViewMeta's, for this member.
+	CheckpointTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=checkpoint_time,json=checkpointTime,proto3" json:"checkpoint_time,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *MemberStatus) Reset() {
@@ -410,6 +434,20 @@ func (x *MemberStatus) GetWatermark() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *MemberStatus) GetRestored() bool {
+	if x != nil {
+		return x.Restored
+	}
+	return false
+}
+
+func (x *MemberStatus) GetCheckpointTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CheckpointTime
+	}
+	return nil
+}
+
 // ForceRealTime asks the leader agent to re-scan the requested path before the answer is built.
 type ForceRealTime struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -473,7 +511,7 @@ const file_fustor_v1_common_proto_rawDesc = "" +
 	"\fCapabilities\x12!\n" +
 	"\fcan_realtime\x18\x01 \x01(\bR\vcanRealtime\x12\x1d\n" +
 	"\n" +
-	"can_resume\x18\x02 \x01(\bR\tcanResume\"\xcc\x02\n" +
+	"can_resume\x18\x02 \x01(\bR\tcanResume\"\xad\x03\n" +
 	"\bViewMeta\x12\x12\n" +
 	"\x04view\x18\x01 \x01(\tR\x04view\x12$\n" +
 	"\x0ehas_blind_spot\x18\x02 \x01(\bR\fhasBlindSpot\x123\n" +
@@ -483,7 +521,10 @@ const file_fustor_v1_common_proto_rawDesc = "" +
 	"jobPending\x12+\n" +
 	"\x11snapshot_complete\x18\x06 \x01(\bR\x10snapshotComplete\x12\x16\n" +
 	"\x06member\x18\a \x01(\tR\x06member\x121\n" +
-	"\amembers\x18\b \x03(\v2\x17.fustor.v1.MemberStatusR\amembers\"\x96\x02\n" +
+	"\amembers\x18\b \x03(\v2\x17.fustor.v1.MemberStatusR\amembers\x12\x1a\n" +
+	"\brestored\x18\t \x01(\bR\brestored\x12C\n" +
+	"\x0fcheckpoint_time\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\x0echeckpointTime\"\xf7\x02\n" +
 	"\fMemberStatus\x12\x16\n" +
 	"\x06member\x18\x01 \x01(\tR\x06member\x12\x14\n" +
 	"\x05ready\x18\x02 \x01(\bR\x05ready\x12\x16\n" +
@@ -491,7 +532,9 @@ const file_fustor_v1_common_proto_rawDesc = "" +
 	"\x0ehas_blind_spot\x18\x04 \x01(\bR\fhasBlindSpot\x123\n" +
 	"\x15authoritative_session\x18\x05 \x01(\bR\x14authoritativeSession\x12+\n" +
 	"\x11snapshot_complete\x18\x06 \x01(\bR\x10snapshotComplete\x128\n" +
-	"\twatermark\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\twatermark\"^\n" +
+	"\twatermark\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\twatermark\x12\x1a\n" +
+	"\brestored\x18\b \x01(\bR\brestored\x12C\n" +
+	"\x0fcheckpoint_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x0echeckpointTime\"^\n" +
 	"\rForceRealTime\x12\x18\n" +
 	"\aenabled\x18\x01 \x01(\bR\aenabled\x123\n" +
 	"\atimeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\atimeout*@\n" +
@@ -535,13 +578,15 @@ var file_fustor_v1_common_proto_goTypes = []any{
 var file_fustor_v1_common_proto_depIdxs = []int32{
 	6, // 0: fustor.v1.ViewMeta.watermark:type_name -> google.protobuf.Timestamp
 	4, // 1: fustor.v1.ViewMeta.members:type_name -> fustor.v1.MemberStatus
-	6, // 2: fustor.v1.MemberStatus.watermark:type_name -> google.protobuf.Timestamp
-	7, // 3: fustor.v1.ForceRealTime.timeout:type_name -> google.protobuf.Duration
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	6, // 2: fustor.v1.ViewMeta.checkpoint_time:type_name -> google.protobuf.Timestamp
+	6, // 3: fustor.v1.MemberStatus.watermark:type_name -> google.protobuf.Timestamp
+	6, // 4: fustor.v1.MemberStatus.checkpoint_time:type_name -> google.protobuf.Timestamp
+	7, // 5: fustor.v1.ForceRealTime.timeout:type_name -> google.protobuf.Duration
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_fustor_v1_common_proto_init() }

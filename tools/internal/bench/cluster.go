@@ -45,6 +45,7 @@ func fusionConfig(addr, debug, view string) string {
   admin_keys: [%s]
   shutdown_timeout: 5s
   debug_listen: %s
+  checkpoint_interval: -1s
 log: {level: info, format: json}
 receivers:
   default:

@@ -64,6 +64,7 @@ func forestFusionConfig(addr, debug string, n int) string {
   admin_keys: [%s]
   shutdown_timeout: 5s
   debug_listen: %s
+  checkpoint_interval: -1s
 log: {level: info, format: json}
 receivers:
   default:

@@ -41,22 +41,14 @@ var ErrCheckpoint = errors.New("checkpoint refused")
 // snapshot or verify walk, which a restored view does not have.
 const persisted = store.FlagDir | store.FlagSuspect | store.FlagKnown | store.FlagAuditSkipped | store.FlagBlindAdd
 
-// CheckpointInfo describes a checkpoint.
-type CheckpointInfo struct {
-	WrittenAt   time.Time
-	WatermarkNs int64
-	Nodes       int
-	// Instance and Seq are the change log's instance and last sequence when it was written.
-	Instance, Seq uint64
-	Bytes         int
-}
-
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // WriteCheckpoint writes the view's state to w. It holds the view's read lock while it encodes
 // (applies wait; queries do not), then writes without it.
 func (v *View) WriteCheckpoint(w io.Writer) (CheckpointInfo, error) {
+	start := time.Now()
 	body, info := v.encodeCheckpoint()
+	info.Encode = time.Since(start)
 	sum := crc32.Checksum(body[len(checkpointMagic):], castagnoli)
 	body = binary.LittleEndian.AppendUint32(body, sum)
 	body = binary.LittleEndian.AppendUint64(body, uint64(len(body)-4))

@@ -10,6 +10,7 @@ type (
 	Stats            = viewapi.Stats
 	Matcher          = viewapi.Matcher
 	ConsistencyStats = viewapi.ConsistencyStats
+	CheckpointInfo   = viewapi.CheckpointInfo
 	SuspectEntry     = viewapi.SuspectEntry
 	BlindSpotList    = viewapi.BlindSpotList
 	SentinelItem     = viewapi.SentinelItem

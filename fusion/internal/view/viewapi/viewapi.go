@@ -145,3 +145,17 @@ type ChangePage struct {
 	// More is true when the log holds more changes after Next.
 	More bool
 }
+
+// CheckpointInfo describes a driver's checkpoint (issue 16: durable views).
+type CheckpointInfo struct {
+	// WrittenAt is when it was taken (Fusion physical time).
+	WrittenAt time.Time
+	// WatermarkNs is the view's logical clock then.
+	WatermarkNs int64
+	// Nodes is the number of nodes it holds, Bytes its size.
+	Nodes, Bytes int
+	// Instance and Seq are the change log's instance and last sequence then.
+	Instance, Seq uint64
+	// Encode is how long writing it held the view (its apply loop waited that long).
+	Encode time.Duration
+}

@@ -1,0 +1,129 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
+)
+
+// TestFusionRestartAnswersFromItsCheckpoint (issue 16): a 100,000-file view; Fusion is stopped
+// (SIGTERM: it checkpoints on the way out; then SIGKILL: the last periodic checkpoint is all
+// there is) while the agent keeps running and files change; the restarted Fusion answers from
+// the checkpoint as soon as its listener is up, flagged restored, with no UNAVAILABLE answer,
+// and once the agent's new session has snapshotted, the view equals the tree and the flag is
+// gone.
+func TestFusionRestartAnswersFromItsCheckpoint(t *testing.T) {
+	root := makeWideTree(t, 200, 500)
+	c := newCluster(t, root)
+	c.stateDir, c.checkpointEvery = t.TempDir(), "1s"
+	c.auditEvery = "1h" // the snapshot, not an audit, is what must heal the view
+	c.writeConfigs()
+	c.startFusion()
+	c.startAgent()
+	c.waitViewEqualsTree(120*time.Second, "/")
+	ckpt := filepath.Join(c.stateDir, "files.ckpt")
+
+	for round, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+		t.Run(sig.String(), func(t *testing.T) {
+			if sig == syscall.SIGKILL {
+				// A periodic checkpoint after the view settled: the one SIGKILL leaves.
+				settled := time.Now()
+				for deadline := settled.Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+					if fi, err := os.Stat(ckpt); err == nil && fi.ModTime().After(settled) {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatal("no periodic checkpoint within 30s of the view settling")
+					}
+				}
+			}
+			c.fusion.stop(t, sig)
+			stoppedAt := time.Now()
+			// Files change while Fusion is down: some deleted, some created, some rewritten.
+			for i := range 20 {
+				must(t, os.Remove(filepath.Join(root, fmt.Sprintf("d%03d", 20*round+i), "f000.dat")))
+				must(t, os.WriteFile(filepath.Join(root, fmt.Sprintf("d%03d", 100+i), fmt.Sprintf("new-%d.dat", round)), []byte("new"), 0o644))
+				must(t, os.WriteFile(filepath.Join(root, fmt.Sprintf("d%03d", 150+i), "f001.dat"), make([]byte, 1000+round), 0o644))
+			}
+			c.startFusion()
+			first, restored := c.firstAnswers(t, 30*time.Second)
+			t.Logf("%v: first answer %v after the listener came up", sig, first)
+			if first > time.Second {
+				t.Errorf("the restarted Fusion answered %v after its listener came up; want within 1s", first)
+			}
+			if restored.GetRestored() != true || restored.GetCheckpointTime() == nil {
+				t.Fatalf("the first answer's meta %v; want restored with the checkpoint's time", restored)
+			}
+			if ct := restored.GetCheckpointTime().AsTime(); ct.After(stoppedAt) {
+				t.Fatalf("the checkpoint claims %v, after Fusion stopped (%v)", ct, stoppedAt)
+			}
+			c.waitViewEqualsTree(120*time.Second, "/")
+			eventually(t, 30*time.Second, "the restored flag clears", func() error {
+				meta, err := c.rootMeta()
+				if err != nil {
+					return err
+				}
+				if meta.GetRestored() {
+					return fmt.Errorf("still restored: %v", meta)
+				}
+				return nil
+			})
+		})
+	}
+}
+
+// firstAnswers waits for Fusion's listener to accept a connection, then asks Stat / at once:
+// it returns how long after the listener came up the answer came, and its meta. An error
+// (UNAVAILABLE: the view not ready) fails the test: there must be no window without answers.
+func (c *cluster) firstAnswers(t *testing.T, within time.Duration) (time.Duration, *fustorv1.ViewMeta) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		nc, err := net.DialTimeout("tcp", c.addr, time.Second)
+		if err == nil {
+			_ = nc.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Fusion's listener did not come up within %v: %v", within, err)
+		}
+		time.Sleep(2 * time.Millisecond) // nothing to wait on but the port
+	}
+	up := time.Now()
+	conn, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	must(t, err)
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer query-key"), 10*time.Second)
+	defer cancel()
+	resp, err := fustorv1.NewViewServiceClient(conn).Stat(ctx, &fustorv1.StatRequest{View: "files", Path: "/"})
+	if err != nil {
+		t.Fatalf("the restarted Fusion's first answer (%v after its listener came up): %v", time.Since(up), err)
+	}
+	return time.Since(up), resp.GetMeta()
+}
+
+// rootMeta is the meta of Stat /.
+func (c *cluster) rootMeta() (*fustorv1.ViewMeta, error) {
+	conn, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer query-key")
+	resp, err := fustorv1.NewViewServiceClient(conn).Stat(ctx, &fustorv1.StatRequest{View: "files", Path: "/"})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetMeta(), nil
+}

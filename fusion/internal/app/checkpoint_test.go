@@ -1,0 +1,180 @@
+package app
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/fustor/fustor/fusion/internal/config"
+	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
+	"github.com/fustor/fustor/sdk/fsbatch"
+	"github.com/fustor/fustor/sdk/fspath"
+)
+
+func TestRestartAnswersFromTheCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	state := func(c *config.Config) { c.Server.StateDir = dir }
+	h := start(t, state)
+	a := h.connect(t)
+	a.snapshot(t, map[string]uint64{"/keep/a": 1, "/keep/b": 2, "/gone/c": 3})
+	// Checkpoint on demand.
+	resp, err := fustorv1.NewAdminServiceClient(h.conn).Checkpoint(withKey("demo-key"), &fustorv1.CheckpointRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.GetCheckpoints()) != 1 || resp.GetCheckpoints()[0].GetNodes() != 5 || resp.GetCheckpoints()[0].GetError() != "" {
+		t.Fatalf("checkpoint: %v", resp)
+	}
+	a.cancel()
+	h.stop() // and a graceful stop writes it again
+
+	h2 := start(t, state)
+	q, ctx := h2.views(), withKey("demo-key")
+	// No agent: the checkpoint answers, flagged restored.
+	st, err := q.Stat(ctx, &fustorv1.StatRequest{View: "demo", Path: "/keep/b"})
+	if err != nil {
+		t.Fatalf("stat after the restart: %v", err)
+	}
+	if st.GetEntry().GetSize() != 2 || !st.GetMeta().GetRestored() || st.GetMeta().GetCheckpointTime() == nil {
+		t.Fatalf("stat after the restart: %v", st)
+	}
+	// The agent comes back; its snapshot reconciles (c was deleted, d created meanwhile) and
+	// confirms the tree: the flag clears.
+	a2 := h2.connect(t)
+	a2.fullSnapshot(t, map[string]uint64{"/keep/a": 1, "/keep/b": 2, "/keep/d": 4})
+	got := map[string]uint64{}
+	list, err := q.ListDirectory(ctx, &fustorv1.ListDirectoryRequest{View: "demo", Path: "/", MaxDepth: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range list.GetEntries() {
+		if !e.GetIsDir() {
+			got[e.GetPath()] = e.GetSize()
+		}
+	}
+	if want := map[string]uint64{"/keep/a": 1, "/keep/b": 2, "/keep/d": 4}; !mapsEqual(got, want) || list.GetMeta().GetRestored() {
+		t.Fatalf("after the agent's snapshot: %v restored=%v; want %v, not restored", got, list.GetMeta().GetRestored(), want)
+	}
+}
+
+func mapsEqual(a, b map[string]uint64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+func TestABadCheckpointIsRefusedAndMovedAside(t *testing.T) {
+	good := t.TempDir()
+	h := start(t, func(c *config.Config) { c.Server.StateDir = good })
+	a := h.connect(t)
+	a.snapshot(t, map[string]uint64{"/f": 1})
+	a.cancel()
+	h.stop()
+	data, err := os.ReadFile(filepath.Join(good, "demo.ckpt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	flipped := append([]byte(nil), data...)
+	flipped[len(flipped)/2] ^= 1
+	future := append([]byte(nil), data...)
+	future[8] = 9 // the format version (its checksum is then wrong too: either refuses it)
+	for _, tt := range []struct {
+		name string
+		data []byte
+	}{
+		{"one flipped byte", flipped},
+		{"truncated at half", data[:len(data)/2]},
+		{"zero length", nil},
+		{"another version", future},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "demo.ckpt")
+			if err := os.WriteFile(path, tt.data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			h := start(t, func(c *config.Config) { c.Server.StateDir = dir })
+			// The view starts empty: not ready until an agent's snapshot, never half a tree.
+			_, err := h.views().Stat(withKey("demo-key"), &fustorv1.StatRequest{View: "demo", Path: "/"})
+			if status.Code(err) != codes.Unavailable {
+				t.Fatalf("stat with a refused checkpoint: %v; want Unavailable", err)
+			}
+			if h.f.ckpt.refused.Load() != 1 {
+				t.Fatalf("refused counted %d", h.f.ckpt.refused.Load())
+			}
+			names, _ := filepath.Glob(filepath.Join(dir, "demo.ckpt.refused-*"))
+			if _, err := os.Stat(path); !os.IsNotExist(err) || len(names) != 1 {
+				t.Fatalf("the refused file was not moved aside: %v, %v", names, err)
+			}
+			if kept, _ := os.ReadFile(names[0]); string(kept) != string(tt.data) {
+				t.Fatal("the file moved aside is not the one refused")
+			}
+			// The agent rebuilds it.
+			a := h.connect(t)
+			a.snapshot(t, map[string]uint64{"/g": 2})
+			if st, err := h.views().Stat(withKey("demo-key"), &fustorv1.StatRequest{View: "demo", Path: "/g"}); err != nil || st.GetEntry().GetSize() != 2 {
+				t.Fatalf("after the agent's snapshot: %v, %v", st, err)
+			}
+		})
+	}
+}
+
+func TestPeriodicCheckpoints(t *testing.T) {
+	dir := t.TempDir()
+	h := start(t, func(c *config.Config) { c.Server.StateDir, c.Server.CheckpointInterval = dir, 20*time.Millisecond })
+	a := h.connect(t)
+	a.snapshot(t, map[string]uint64{"/p": 7})
+	deadline := time.Now().Add(10 * time.Second)
+	for h.f.ckpt.written.Load() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d periodic checkpoints written", h.f.ckpt.written.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if strings.Contains(e.Name(), ".tmp-") {
+			t.Errorf("a temporary file was left: %s", e.Name())
+		}
+	}
+}
+
+// fullSnapshot is snapshot as a real agent sends it: the root and every directory reported
+// too, so the snapshot's end judges what it did not report (DESIGN.md §5.1).
+func (a *agent) fullSnapshot(t *testing.T, files map[string]uint64) {
+	t.Helper()
+	if err := a.send(&fustorv1.PushRequest{Payload: &fustorv1.PushRequest_SnapshotStart{SnapshotStart: &fustorv1.SnapshotStart{}}}); err != nil {
+		t.Fatal(err)
+	}
+	a.ack(t)
+	mtime := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
+	dirs := map[string]bool{"/": true}
+	for p := range files {
+		for d, _ := fspath.Split(p); !dirs[d]; d, _ = fspath.Split(d) {
+			dirs[d] = true
+		}
+	}
+	for d := range dirs {
+		a.enc.Add(d, fsbatch.FlagDir, 0, mtime, 1, 0)
+	}
+	for p, size := range files {
+		a.enc.Add(p, 0, size, mtime, 1, 0)
+	}
+	b, idx := a.enc.Flush()
+	a.batch(t, fustorv1.MessageSource_MESSAGE_SOURCE_SNAPSHOT, b, idx)
+	if err := a.send(&fustorv1.PushRequest{Payload: &fustorv1.PushRequest_SnapshotEnd{SnapshotEnd: &fustorv1.SnapshotEnd{}}}); err != nil {
+		t.Fatal(err)
+	}
+	a.ack(t)
+}
