@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
+	"github.com/fustor/fustor/sdk/dial"
 )
 
 const usage = `fustorctl: query Fustor's Fusion server.
@@ -82,7 +83,8 @@ Commands:
                                  --timeout (default 10m), with the reason and the suspects
 
 Global flags:
-  --server ADDR      Fusion address (default 127.0.0.1:7070, env FUSTOR_SERVER)
+  --server ADDR      Fusion address, or several replicas' separated by commas (queries go to
+                     the healthy ones and fail over; default 127.0.0.1:7070, env FUSTOR_SERVER)
   --key KEY          API key (env FUSTOR_KEY)
   --key-file PATH    read the API key from PATH (trailing newline trimmed); --key wins over
                      it, it wins over FUSTOR_KEY
@@ -244,7 +246,8 @@ func (c *client) dial() error {
 	if c.o.tls {
 		creds = credentials.NewTLS(nil)
 	}
-	conn, err := grpc.NewClient(c.o.server, grpc.WithTransportCredentials(creds))
+	// Several addresses are replicas: round-robin over the healthy ones, failing over.
+	conn, err := dial.Fusion(dial.Addresses(c.o.server), creds)
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", c.o.server, err)
 	}
