@@ -195,15 +195,16 @@ func TestForestOfThreeStorages(t *testing.T) {
 		t.Fatalf("stats by file count: best %v (%v); want storage-1 (a tie with storage-3, first by name)", stats["best"], stats["bestReason"])
 	}
 
-	// Storage 2's agent dies: its member reports why it cannot answer; 1 and 3 answer.
+	// Storage 2's agent dies: its member keeps answering from the tree it kept, flagged stale
+	// with the reason (DESIGN.md §5.1); 1 and 3 answer as before.
 	f.agents[1].stop(t, syscall.SIGKILL)
-	eventually(t, 30*time.Second, "storage-2 reported unavailable", func() error {
+	eventually(t, 30*time.Second, "storage-2 reported stale", func() error {
 		members, err := f.whereMembers(sub)
 		if err != nil {
 			return err
 		}
 		s2 := members["storage-2"]
-		if s2["ready"] == true || !strings.Contains(fmt.Sprint(s2["reason"]), "storage-2") {
+		if s2["stale"] != true || !strings.Contains(fmt.Sprint(s2["reason"]), "storage-2") {
 			return fmt.Errorf("storage-2: %v", s2)
 		}
 		if num(members["storage-1"]["matches"]) != 1 || num(members["storage-3"]["matches"]) != 1 {
@@ -211,17 +212,17 @@ func TestForestOfThreeStorages(t *testing.T) {
 		}
 		return nil
 	})
-	if _, err := f.member(1).ctl("stat", "/"); err == nil || !strings.Contains(err.Error(), "Unavailable") {
-		t.Fatalf("storage-2 asked alone while its agent is gone: %v; want UNAVAILABLE", err)
+	if doc, err := f.member(1).ctl("stat", "/"); err != nil || doc["meta"].(map[string]any)["stale"] != true {
+		t.Fatalf("storage-2 asked alone while its agent is gone: %v, %v; want an answer flagged stale", doc, err)
 	}
 	f.startAgent(1)
 	f.member(1).waitViewEqualsTree(60*time.Second, "/")
-	eventually(t, 30*time.Second, "storage-2 ready again", func() error {
+	eventually(t, 30*time.Second, "storage-2 fresh again", func() error {
 		doc, err := f.forest().ctl("stats", "/")
 		if err != nil {
 			return err
 		}
-		if s2 := metaMembers(doc)["storage-2"]; s2["ready"] != true {
+		if s2 := metaMembers(doc)["storage-2"]; s2["ready"] != true || s2["stale"] == true {
 			return fmt.Errorf("storage-2: %v", s2)
 		}
 		return nil

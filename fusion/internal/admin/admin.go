@@ -124,6 +124,12 @@ func (s *Service) ListViews(context.Context, *fustorv1.AdminServiceListViewsRequ
 			st := m.State()
 			meta.AuthoritativeSession = meta.AuthoritativeSession && st.Leader != ""
 			meta.SnapshotComplete = meta.SnapshotComplete && st.SnapshotComplete
+			if !st.StaleSince.IsZero() {
+				meta.Stale = true
+				if meta.StaleSince == nil || st.StaleSince.Before(meta.StaleSince.AsTime()) {
+					meta.StaleSince = timestamppb.New(st.StaleSince)
+				}
+			}
 			if !st.RestoredAt.IsZero() {
 				meta.Restored = true
 				if meta.CheckpointTime == nil || st.RestoredAt.Before(meta.CheckpointTime.AsTime()) {
@@ -131,7 +137,8 @@ func (s *Service) ListViews(context.Context, *fustorv1.AdminServiceListViewsRequ
 				}
 			}
 			if v.IsForest() {
-				ms := &fustorv1.MemberStatus{Member: m.Name, AuthoritativeSession: st.Leader != "", SnapshotComplete: st.SnapshotComplete, Ready: true}
+				ms := &fustorv1.MemberStatus{Member: m.Name, AuthoritativeSession: st.Leader != "", SnapshotComplete: st.SnapshotComplete, Ready: true,
+					Restored: !st.RestoredAt.IsZero(), Stale: !st.StaleSince.IsZero()}
 				if err := m.Ready(); err != nil {
 					ms.Ready, ms.Reason = false, err.Error()
 				}

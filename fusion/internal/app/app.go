@@ -70,6 +70,7 @@ type Fusion struct {
 
 	rt   parts
 	ckpt *checkpoints
+	now  func() time.Time
 }
 
 // New builds Fusion and binds its listener.
@@ -115,6 +116,7 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Fusion, error) {
 	if now == nil {
 		now = time.Now
 	}
+	f.now = now
 	f.ckpt = &checkpoints{log: log.Named("checkpoint"), dir: cfg.Server.StateDir, every: cfg.Server.CheckpointInterval, now: now}
 	if f.ckpt.every > 0 {
 		for _, v := range f.views.All() {
@@ -152,7 +154,9 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Fusion, error) {
 	return f, nil
 }
 
-// memberIdle resets a live view's member when its last session ended.
+// memberIdle marks a live view's member stale when its last session ended: it keeps its tree
+// and answers, flagged, and the next leader's snapshot reconciles it (DESIGN.md §5.1). The
+// committed index stays: it still says what the tree holds.
 func (f *Fusion) memberIdle(key string) {
 	m, ok := f.views.ByKey(key)
 	if !ok {
@@ -161,13 +165,9 @@ func (f *Fusion) memberIdle(key string) {
 	if v, err := f.views.Get(m.View); err != nil || !v.Cfg.Live {
 		return
 	}
-	f.log.Info("live view reset: its last session ended", zap.String("view", m.View), zap.String("member", m.Name))
-	m.Reset()
-	for _, p := range f.rt.pipeList() {
-		if slices.Contains(p.Members, m) {
-			p.ResetCommitted()
-		}
-	}
+	f.log.Info("view member stale: its last session ended; it keeps answering, flagged stale, until a leader's snapshot",
+		zap.String("view", m.View), zap.String("member", m.Name))
+	m.MarkStale(f.now())
 }
 
 // Addr returns the gRPC listen address.

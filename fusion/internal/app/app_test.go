@@ -392,31 +392,32 @@ func TestFollowerSnapshotIsRejected(t *testing.T) {
 	}
 }
 
-func TestLiveViewResetsWhenLastSessionEnds(t *testing.T) {
+// TestLiveViewStaysStaleWhenLastSessionEnds (DESIGN.md §5.1): the view keeps its tree and
+// answers, flagged stale since then; the next leader's snapshot reconciles it (removes what it
+// did not report) and clears the flag. A view that never completed a snapshot stays
+// UNAVAILABLE (TestReadinessGate).
+func TestLiveViewStaysStaleWhenLastSessionEnds(t *testing.T) {
 	h := start(t, nil)
 	a := h.connect(t)
-	a.snapshot(t, map[string]uint64{"/x.txt": 1})
+	a.fullSnapshot(t, map[string]uint64{"/x.txt": 1, "/y.txt": 2})
 	ctx := withKey("demo-key")
-	if _, err := h.views().Stat(ctx, &fustorv1.StatRequest{View: "demo", Path: "/x.txt"}); err != nil {
-		t.Fatal(err)
-	}
 	a.cancel()
 	if _, err := h.session().CloseSession(withKey("demo-ingest-key"), &fustorv1.CloseSessionRequest{SessionId: a.id}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := h.views().Stat(ctx, &fustorv1.StatRequest{View: "demo", Path: "/x.txt"})
-	if status.Code(err) != codes.Unavailable {
-		t.Fatalf("after the last session: %v; want Unavailable", err)
+	st, err := h.views().Stat(ctx, &fustorv1.StatRequest{View: "demo", Path: "/x.txt"})
+	if err != nil || !st.GetMeta().GetStale() || st.GetMeta().GetStaleSince() == nil || st.GetMeta().GetAuthoritativeSession() {
+		t.Fatalf("after the last session: %v, %v; want the file, flagged stale, no leader", st, err)
 	}
-	if v, _ := h.f.views.Get("demo"); v.Len() != 0 {
-		t.Fatalf("live view kept %d nodes", v.Len())
+	b := h.connect(t)
+	b.fullSnapshot(t, map[string]uint64{"/x.txt": 1, "/z.txt": 3})
+	if _, err := h.views().Stat(ctx, &fustorv1.StatRequest{View: "demo", Path: "/y.txt"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("a file the new leader's snapshot did not report: %v; want NotFound", err)
 	}
-	// The resume point described the reset view: a new session must not resume from it.
-	resp, err := h.session().CreateSession(withKey("demo-ingest-key"), &fustorv1.CreateSessionRequest{AgentId: "again", SchemaName: "fs"})
-	if err != nil || resp.GetCommittedIndex() != 0 {
-		t.Fatalf("committed index after reset = %d, %v", resp.GetCommittedIndex(), err)
+	st, err = h.views().Stat(ctx, &fustorv1.StatRequest{View: "demo", Path: "/z.txt"})
+	if err != nil || st.GetMeta().GetStale() {
+		t.Fatalf("after the new leader's snapshot: %v, %v; want z, not stale", st, err)
 	}
-	_, _ = h.session().CloseSession(withKey("demo-ingest-key"), &fustorv1.CloseSessionRequest{SessionId: resp.GetSessionId()})
 }
 
 func TestSessionExpiresWithoutHeartbeats(t *testing.T) {

@@ -76,16 +76,33 @@ func TestWatchAndListChanges(t *testing.T) {
 	if err != nil || len(again.GetChanges()) != 0 {
 		t.Fatalf("no change after the last cursor: %v, %v", again.GetChanges(), err)
 	}
-	// The live view resets when its last session ends: an old cursor is a fresh instance.
+	// The last session ends: the view keeps its tree and its change log (stale), so the cursor
+	// stays good, and the next leader's snapshot reconciles it: what it did not report is a
+	// deletion in the feed.
 	a.cancel()
 	if _, err := h.session().CloseSession(withKey("demo-ingest-key"), &fustorv1.CloseSessionRequest{SessionId: a.id}); err != nil {
 		t.Fatal(err)
 	}
 	b := h.connect(t)
-	b.snapshot(t, map[string]uint64{"/base": 1})
-	reset, err := q.ListChanges(ctx, &fustorv1.ListChangesRequest{View: "demo", Since: page.GetCursor()})
+	b.fullSnapshot(t, map[string]uint64{"/base": 1, "/up/f1": 2, "/elsewhere/x": 1})
+	after, err := q.ListChanges(ctx, &fustorv1.ListChangesRequest{View: "demo", Path: "/up", Since: page.GetCursor()})
+	if err != nil || after.GetFreshInstance() || after.GetCursorLost() {
+		t.Fatalf("a cursor from before the last session ended: %v, %v", after, err)
+	}
+	deleted := false
+	for _, c := range after.GetChanges() {
+		deleted = deleted || (c.GetKind() == fustorv1.ChangeKind_CHANGE_KIND_DELETED && c.GetPath() == "/up/f2")
+	}
+	if !deleted {
+		t.Fatalf("the reconciling snapshot's deletion of /up/f2 is not in the feed: %v", after.GetChanges())
+	}
+	// Another Fusion (no checkpoint of this one): an old cursor is a fresh instance.
+	h2 := start(t, nil)
+	c := h2.connect(t)
+	c.snapshot(t, map[string]uint64{"/base": 1})
+	reset, err := h2.views().ListChanges(ctx, &fustorv1.ListChangesRequest{View: "demo", Since: page.GetCursor()})
 	if err != nil || !reset.GetFreshInstance() || len(reset.GetChanges()) != 0 {
-		t.Fatalf("a cursor from before the reset: %v, %v", reset, err)
+		t.Fatalf("a cursor of another instance: %v, %v", reset, err)
 	}
 }
 

@@ -185,6 +185,7 @@ func (s *Service) meta(sc scope, jobPending bool) *fustorv1.ViewMeta {
 			JobPending: jobPending,
 		}
 		out.Restored, out.CheckpointTime = restoredOf(st)
+		out.Stale, out.StaleSince = staleOf(st)
 		return out
 	}
 	return s.forestMeta(sc.v, jobPending)
@@ -196,6 +197,14 @@ func restoredOf(st view.State) (bool, *timestamppb.Timestamp) {
 		return false, nil
 	}
 	return true, timestamppb.New(st.RestoredAt)
+}
+
+// staleOf says whether a member answers from a tree no session feeds, and since when.
+func staleOf(st view.State) (bool, *timestamppb.Timestamp) {
+	if st.StaleSince.IsZero() {
+		return false, nil
+	}
+	return true, timestamppb.New(st.StaleSince)
 }
 
 func (s *Service) forestMeta(v *view.View, jobPending bool) *fustorv1.ViewMeta {
@@ -224,6 +233,15 @@ func (s *Service) forestMetaOf(v *view.View, jobPending bool, cons map[*view.Mem
 				out.CheckpointTime = ms.CheckpointTime
 			}
 			out.Restored = true
+		}
+		if ms.Stale, ms.StaleSince = staleOf(st); ms.Stale {
+			if ms.Reason == "" {
+				ms.Reason = fmt.Sprintf("member %q has had no agent session since %s: it answers from the tree it kept, which may be out of date", m.Name, st.StaleSince.UTC().Format(time.RFC3339))
+			}
+			if !out.Stale || ms.StaleSince.AsTime().Before(out.StaleSince.AsTime()) {
+				out.StaleSince = ms.StaleSince
+			}
+			out.Stale = true
 		}
 		out.Members = append(out.Members, ms)
 		out.HasBlindSpot = out.HasBlindSpot || ms.HasBlindSpot

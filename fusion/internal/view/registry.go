@@ -65,6 +65,9 @@ type Member struct {
 	// restoredAt is when the checkpoint the member was loaded from was written; zero once a
 	// leader's snapshot confirmed the tree (or when it was not restored).
 	restoredAt time.Time
+	// staleSince is when the member's last session ended (zero: not stale); it keeps its tree
+	// and answers, flagged, until a leader's snapshot reconciles it (DESIGN.md §5.1).
+	staleSince time.Time
 }
 
 // Key is the member's leadership key: the sessions of the pipes feeding it elect one leader
@@ -83,13 +86,27 @@ type State struct {
 	// RestoredAt is set while the member answers from a checkpoint (its time) that no
 	// agent's snapshot has confirmed yet.
 	RestoredAt time.Time
+	// StaleSince is set while the member answers with no session feeding it since then (or a
+	// new leader's snapshot has not ended yet).
+	StaleSince time.Time
 }
 
 // State returns the member's readiness.
 func (m *Member) State() State {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return State{Leader: m.leader, SnapshotComplete: m.snapshotDone, RestoredAt: m.restoredAt}
+	return State{Leader: m.leader, SnapshotComplete: m.snapshotDone, RestoredAt: m.restoredAt, StaleSince: m.staleSince}
+}
+
+// MarkStale records that the member's last session ended at: it keeps its tree and answers,
+// flagged stale, until a leader's snapshot ends. A member that never completed a snapshot
+// stays not ready: no empty tree is ever presented as ready (DESIGN.md §9.8).
+func (m *Member) MarkStale(at time.Time) {
+	m.mu.Lock()
+	if m.staleSince.IsZero() {
+		m.staleSince = at
+	}
+	m.mu.Unlock()
 }
 
 // Restored records that the member was loaded from a checkpoint written at: it answers at
@@ -107,6 +124,8 @@ func (m *Member) Ready() error {
 	switch {
 	case !st.RestoredAt.IsZero():
 		return nil // a checkpoint's tree answers, flagged restored
+	case st.SnapshotComplete:
+		return nil // a complete tree answers; with no leader, flagged stale
 	case st.Leader == "":
 		return fmt.Errorf("%w: %s has no leader session (no agent connected); retry after an agent connects", ErrNotReady, m.what())
 	case !st.SnapshotComplete:
@@ -137,7 +156,8 @@ func (m *Member) SnapshotEnded(id string) {
 	m.mu.Lock()
 	if id == m.leader {
 		m.snapshotDone = true
-		m.restoredAt = time.Time{} // confirmed (and reconciled) by an agent
+		// Confirmed (and reconciled) by an agent.
+		m.restoredAt, m.staleSince = time.Time{}, time.Time{}
 	}
 	m.mu.Unlock()
 }
@@ -145,7 +165,7 @@ func (m *Member) SnapshotEnded(id string) {
 // Reset drops a live member's state; called when its last session ended.
 func (m *Member) Reset() {
 	m.mu.Lock()
-	m.snapshotDone, m.restoredAt = false, time.Time{}
+	m.snapshotDone, m.restoredAt, m.staleSince = false, time.Time{}, time.Time{}
 	m.mu.Unlock()
 	m.Driver.Reset()
 }

@@ -80,9 +80,40 @@ func TestReadinessStates(t *testing.T) {
 		t.Fatalf("after a failover: %v", err)
 	}
 
-	// The last session ended: no leader, and the view answers UNAVAILABLE again.
+	// The last session ended: no leader; the view keeps its tree and answers, stale since
+	// then (DESIGN.md §5.1), until a leader's snapshot ends.
 	v.SetLeader("")
-	wantNotReady(t, v, "no leader session")
+	at := time.Unix(1_800_000_000, 0)
+	v.MarkStale(at)
+	if err := v.Ready(); err != nil {
+		t.Fatalf("stale: %v", err)
+	}
+	if st := v.State(); !st.StaleSince.Equal(at) || st.Leader != "" {
+		t.Fatalf("stale state %+v", st)
+	}
+	v.SetLeader("s3")
+	if st := v.State(); st.StaleSince.IsZero() {
+		t.Fatal("a new leader cleared stale before its snapshot ended")
+	}
+	v.SnapshotEnded("s3")
+	if st := v.State(); !st.StaleSince.IsZero() {
+		t.Fatal("still stale after the new leader's snapshot")
+	}
+	// A member that never completed a snapshot is never stale-ready: no empty tree presented
+	// as ready.
+	w := member(t, newRegistry(t, "w"), "w")
+	w.MarkStale(at)
+	wantNotReady(t, w, "no leader session")
+	// A restored member answers until its leader's snapshot ends.
+	w.Restored(at)
+	if err := w.Ready(); err != nil {
+		t.Fatalf("restored: %v", err)
+	}
+	w.SetLeader("s4")
+	w.SnapshotEnded("s4")
+	if st := w.State(); !st.RestoredAt.IsZero() || !st.SnapshotComplete {
+		t.Fatalf("after the leader's snapshot: %+v", st)
+	}
 }
 
 func TestResetDropsDataAndCompleteness(t *testing.T) {

@@ -226,8 +226,15 @@ type ViewMeta struct {
 	Restored bool `protobuf:"varint,9,opt,name=restored,proto3" json:"restored,omitempty"`
 	// checkpoint_time is when that checkpoint was written (the oldest member's for a forest).
 	CheckpointTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=checkpoint_time,json=checkpointTime,proto3" json:"checkpoint_time,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// stale is true while the view (for a forest: any member) answers from the tree it kept
+	// when its last agent session ended: what changed since may be missing until a leader's
+	// snapshot ends (then the flag clears). A view that never completed a snapshot is not stale
+	// but UNAVAILABLE.
+	Stale bool `protobuf:"varint,11,opt,name=stale,proto3" json:"stale,omitempty"`
+	// stale_since is when that last session ended (the oldest member's for a forest).
+	StaleSince    *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=stale_since,json=staleSince,proto3" json:"stale_since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ViewMeta) Reset() {
@@ -330,6 +337,20 @@ func (x *ViewMeta) GetCheckpointTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ViewMeta) GetStale() bool {
+	if x != nil {
+		return x.Stale
+	}
+	return false
+}
+
+func (x *ViewMeta) GetStaleSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StaleSince
+	}
+	return nil
+}
+
 // MemberStatus is the state of one member of a forest view (DESIGN.md §6).
 type MemberStatus struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -351,8 +372,12 @@ type MemberStatus struct {
 	Restored bool `protobuf:"varint,8,opt,name=restored,proto3" json:"restored,omitempty"`
 	// checkpoint_time is ViewMeta's, for this member.
 	CheckpointTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=checkpoint_time,json=checkpointTime,proto3" json:"checkpoint_time,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// stale is ViewMeta's, for this member.
+	Stale bool `protobuf:"varint,10,opt,name=stale,proto3" json:"stale,omitempty"`
+	// stale_since is ViewMeta's, for this member.
+	StaleSince    *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=stale_since,json=staleSince,proto3" json:"stale_since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MemberStatus) Reset() {
@@ -448,6 +473,20 @@ func (x *MemberStatus) GetCheckpointTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *MemberStatus) GetStale() bool {
+	if x != nil {
+		return x.Stale
+	}
+	return false
+}
+
+func (x *MemberStatus) GetStaleSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StaleSince
+	}
+	return nil
+}
+
 // ForceRealTime asks the leader agent to re-scan the requested path before the answer is built.
 type ForceRealTime struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -511,7 +550,7 @@ const file_fustor_v1_common_proto_rawDesc = "" +
 	"\fCapabilities\x12!\n" +
 	"\fcan_realtime\x18\x01 \x01(\bR\vcanRealtime\x12\x1d\n" +
 	"\n" +
-	"can_resume\x18\x02 \x01(\bR\tcanResume\"\xad\x03\n" +
+	"can_resume\x18\x02 \x01(\bR\tcanResume\"\x80\x04\n" +
 	"\bViewMeta\x12\x12\n" +
 	"\x04view\x18\x01 \x01(\tR\x04view\x12$\n" +
 	"\x0ehas_blind_spot\x18\x02 \x01(\bR\fhasBlindSpot\x123\n" +
@@ -524,7 +563,10 @@ const file_fustor_v1_common_proto_rawDesc = "" +
 	"\amembers\x18\b \x03(\v2\x17.fustor.v1.MemberStatusR\amembers\x12\x1a\n" +
 	"\brestored\x18\t \x01(\bR\brestored\x12C\n" +
 	"\x0fcheckpoint_time\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampR\x0echeckpointTime\"\xf7\x02\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\x0echeckpointTime\x12\x14\n" +
+	"\x05stale\x18\v \x01(\bR\x05stale\x12;\n" +
+	"\vstale_since\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"staleSince\"\xca\x03\n" +
 	"\fMemberStatus\x12\x16\n" +
 	"\x06member\x18\x01 \x01(\tR\x06member\x12\x14\n" +
 	"\x05ready\x18\x02 \x01(\bR\x05ready\x12\x16\n" +
@@ -534,7 +576,11 @@ const file_fustor_v1_common_proto_rawDesc = "" +
 	"\x11snapshot_complete\x18\x06 \x01(\bR\x10snapshotComplete\x128\n" +
 	"\twatermark\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\twatermark\x12\x1a\n" +
 	"\brestored\x18\b \x01(\bR\brestored\x12C\n" +
-	"\x0fcheckpoint_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x0echeckpointTime\"^\n" +
+	"\x0fcheckpoint_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x0echeckpointTime\x12\x14\n" +
+	"\x05stale\x18\n" +
+	" \x01(\bR\x05stale\x12;\n" +
+	"\vstale_since\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"staleSince\"^\n" +
 	"\rForceRealTime\x12\x18\n" +
 	"\aenabled\x18\x01 \x01(\bR\aenabled\x123\n" +
 	"\atimeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\atimeout*@\n" +
@@ -579,14 +625,16 @@ var file_fustor_v1_common_proto_depIdxs = []int32{
 	6, // 0: fustor.v1.ViewMeta.watermark:type_name -> google.protobuf.Timestamp
 	4, // 1: fustor.v1.ViewMeta.members:type_name -> fustor.v1.MemberStatus
 	6, // 2: fustor.v1.ViewMeta.checkpoint_time:type_name -> google.protobuf.Timestamp
-	6, // 3: fustor.v1.MemberStatus.watermark:type_name -> google.protobuf.Timestamp
-	6, // 4: fustor.v1.MemberStatus.checkpoint_time:type_name -> google.protobuf.Timestamp
-	7, // 5: fustor.v1.ForceRealTime.timeout:type_name -> google.protobuf.Duration
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	6, // 3: fustor.v1.ViewMeta.stale_since:type_name -> google.protobuf.Timestamp
+	6, // 4: fustor.v1.MemberStatus.watermark:type_name -> google.protobuf.Timestamp
+	6, // 5: fustor.v1.MemberStatus.checkpoint_time:type_name -> google.protobuf.Timestamp
+	6, // 6: fustor.v1.MemberStatus.stale_since:type_name -> google.protobuf.Timestamp
+	7, // 7: fustor.v1.ForceRealTime.timeout:type_name -> google.protobuf.Duration
+	8, // [8:8] is the sub-list for method output_type
+	8, // [8:8] is the sub-list for method input_type
+	8, // [8:8] is the sub-list for extension type_name
+	8, // [8:8] is the sub-list for extension extendee
+	0, // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_fustor_v1_common_proto_init() }

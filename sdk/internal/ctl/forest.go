@@ -202,6 +202,8 @@ type whereView struct {
 type whereMember struct {
 	Member      string   `json:"member"`
 	Ready       bool     `json:"ready"`
+	Stale       bool     `json:"stale,omitempty"`
+	Restored    bool     `json:"restored,omitempty"`
 	Reason      string   `json:"reason,omitempty"`
 	Matches     int      `json:"matches"`
 	Truncated   bool     `json:"truncated"`
@@ -355,6 +357,9 @@ func (c *client) whereIn(ctx context.Context, v *fustorv1.ViewInfo, req *fustorv
 		if !st.GetReady() {
 			m.Ready, m.Reason = false, reason(st)
 		}
+		if st.GetStale() || st.GetRestored() {
+			m.Stale, m.Restored, m.Reason = st.GetStale(), st.GetRestored(), st.GetReason()
+		}
 		if !m.newest.IsZero() {
 			m.NewestMtime = m.newest.UTC().Format(time.RFC3339Nano)
 		}
@@ -402,7 +407,14 @@ func (c *client) printWhere(doc whereDoc) error {
 			if newest == "" {
 				newest = "-"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", m.Member, matches, m.TotalSize, newest, first)
+			name := m.Member
+			switch {
+			case m.Restored:
+				name += " (restored)"
+			case m.Stale:
+				name += " (stale)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", name, matches, m.TotalSize, newest, first)
 		}
 	}
 	if truncated {

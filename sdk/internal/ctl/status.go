@@ -68,6 +68,8 @@ const (
 	reasonNoLeader = "no leader (no agent connected)"
 	reasonSnapshot = "first snapshot running"
 	reasonWaiting  = "waiting for the leader's first snapshot"
+	reasonStale    = "stale: no agent session feeds it; answering from the tree it kept"
+	reasonRestored = "restored from Fusion's checkpoint, not yet confirmed by its agent's snapshot"
 	reasonApplying = "applying the first snapshot"
 )
 
@@ -95,11 +97,13 @@ func buildStatus(views []*fustorv1.AdminViewInfo, sessions []*fustorv1.SessionIn
 				nodes = v.GetNodes()
 			}
 			vs.memberStatus = treeStatus("", meta.GetAuthoritativeSession(), meta.GetSnapshotComplete(), leaders[v.GetId()], nodes)
+			kept(&vs.memberStatus, meta.GetRestored(), meta.GetStale())
 		} else {
 			vs.Ready, vs.Reason = true, ""
 			for _, m := range meta.GetMembers() {
 				// A member's own size is not in the answer: only the agent's estimate is a total.
 				ms := treeStatus(m.GetMember(), m.GetAuthoritativeSession(), m.GetSnapshotComplete(), leaders[v.GetId()+"/"+m.GetMember()], 0)
+				kept(&ms, m.GetRestored(), m.GetStale())
 				vs.Members = append(vs.Members, ms)
 				if !ms.Ready {
 					vs.Ready = false
@@ -132,6 +136,17 @@ func treeStatus(member string, led, complete bool, leader *fustorv1.SessionInfo,
 		ms.Reason = reasonWaiting
 	}
 	return ms
+}
+
+// kept marks a tree that answers without an agent's confirmation: restored from Fusion's
+// checkpoint, or kept when its last session ended (stale). It is ready, with the reason.
+func kept(ms *memberStatus, restored, stale bool) {
+	switch {
+	case restored:
+		ms.Ready, ms.Reason = true, reasonRestored
+	case stale:
+		ms.Ready, ms.Reason = true, reasonStale
+	}
 }
 
 // walkOf turns a reported walk into its status; the total is the agent's estimate, else the
