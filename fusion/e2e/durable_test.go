@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -126,4 +127,87 @@ func (c *cluster) rootMeta() (*fustorv1.ViewMeta, error) {
 		return nil, err
 	}
 	return resp.GetMeta(), nil
+}
+
+// TestAgentKilledAndRestartedKeepsAnswering (issue 16): an agent SIGKILLed on a 200,000-file
+// tree and started again: queries never answer UNAVAILABLE (the view is stale while no session
+// feeds it), and once the new session's snapshot ends the view equals the tree again,
+// including what changed while the agent was down.
+func TestAgentKilledAndRestartedKeepsAnswering(t *testing.T) {
+	root := makeWideTree(t, 400, 500)
+	c := newCluster(t, root)
+	c.auditEvery = "1h"
+	c.writeConfigs()
+	c.startFusion()
+	c.startAgent()
+	c.waitViewEqualsTree(180*time.Second, "/")
+
+	conn, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	must(t, err)
+	defer conn.Close()
+	views := fustorv1.NewViewServiceClient(conn)
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer query-key")
+	var mu sync.Mutex
+	var failures []error
+	asked, stale := 0, 0
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			resp, err := views.Stat(cctx, &fustorv1.StatRequest{View: "files", Path: "/d000/f001.dat"})
+			cancel()
+			mu.Lock()
+			asked++
+			if err != nil {
+				failures = append(failures, err)
+			} else if resp.GetMeta().GetStale() {
+				stale++
+			}
+			mu.Unlock()
+		}
+	})
+	c.agent.stop(t, syscall.SIGKILL)
+	for i := range 20 {
+		must(t, os.Remove(filepath.Join(root, fmt.Sprintf("d%03d", 300+i), "f000.dat")))
+		must(t, os.WriteFile(filepath.Join(root, fmt.Sprintf("d%03d", 300+i), "while-down.dat"), []byte("x"), 0o644))
+	}
+	// The session expires (3 s): the view is stale, and keeps answering.
+	eventually(t, 30*time.Second, "the view flagged stale", func() error {
+		meta, err := c.rootMeta()
+		if err != nil {
+			return err
+		}
+		if !meta.GetStale() {
+			return fmt.Errorf("not stale yet: %v", meta)
+		}
+		return nil
+	})
+	c.startAgent()
+	c.waitViewEqualsTree(180*time.Second, "/")
+	eventually(t, 30*time.Second, "the stale flag clears", func() error {
+		meta, err := c.rootMeta()
+		if err != nil {
+			return err
+		}
+		if meta.GetStale() {
+			return fmt.Errorf("still stale: %v", meta)
+		}
+		return nil
+	})
+	close(stop)
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("%d queries while the agent was killed and restarted, %d answered stale, %d failed", asked, stale, len(failures))
+	if len(failures) != 0 || stale == 0 {
+		t.Fatalf("%d of %d queries failed (first: %v), %d stale; want none failed, some stale", len(failures), asked, failures, stale)
+	}
 }
