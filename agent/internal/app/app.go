@@ -197,7 +197,8 @@ func pipeConfig(id, agentID, uri string, pc config.Pipe) pipe.Config {
 	return pipe.Config{ID: id, AgentID: agentID, SourceURI: uri,
 		BatchSize: pc.BatchSize, TimeoutHint: pc.TimeoutHint, BackoffMin: pc.BackoffMin, BackoffMax: pc.BackoffMax,
 		AuditInterval: pc.AuditInterval, StuckAfter: pc.StuckAfter,
-		AuditRollingShare: *pc.AuditRollingShare, AuditDeepEvery: *pc.AuditDeepEvery, OverflowAuditDelay: *pc.OverflowAuditDelay}
+		AuditRollingShare: *pc.AuditRollingShare, AuditDeepEvery: *pc.AuditDeepEvery, OverflowAuditDelay: *pc.OverflowAuditDelay,
+		AuditStateSaveInterval: pc.AuditStateSaveInterval}
 }
 
 // Pipe returns a pipe by id, nil if there is none (for status and tests).

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -15,7 +16,15 @@ import (
 	agentsource "github.com/fustor/fustor/agent/internal/source"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain keeps the agents' default state_dir ($FUSTOR_HOME/agent-state) out of the real home.
+func TestMain(m *testing.M) {
+	home, err := os.MkdirTemp("", "fustor-home-")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("FUSTOR_HOME", home)
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) { os.RemoveAll(home) }))
+}
 
 // TestNewSharesSourcePerSignature checks DESIGN.md §4.2: ids naming the same tree share one
 // source, watcher and bus; different trees do not; the same tree with different settings is

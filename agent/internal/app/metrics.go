@@ -26,6 +26,8 @@ type collector struct {
 	snapshots, audits, recoveryAudits, stuck                  *prometheus.Desc
 	snapshotRunning, auditRunning                             *prometheus.Desc
 	committed, realtime, skipped                              *prometheus.Desc
+	stateSaves, stateSaveFailures, stateRefused, stateRestore *prometheus.Desc
+	lastAuditDirs                                             *prometheus.Desc
 	busPublished, busRejected, busLost, busSplits, busMerges  *prometheus.Desc
 	busLanes, busSubscribers                                  *prometheus.Desc
 	panics, reloadOK, reloadTime, reloads                     *prometheus.Desc
@@ -49,32 +51,37 @@ func newCollector(a *Agent) *collector {
 	drift := gauge("clock_drift_seconds", "Estimated file-system clock minus agent clock, corrected in event indexes.")
 	drift.scale = 1e-3
 	return &collector{a: a,
-		pipeInfo:        d("pipe_info", "Always 1; names the source the pipe reads.", []string{"pipe", "source"}),
-		sessionUp:       d("pipe_session_up", "1 while the pipe holds a session with Fusion.", pipe),
-		leader:          d("pipe_leader", "1 while the pipe's session is its view's leader (it snapshots and audits).", pipe),
-		sessions:        d("pipe_sessions_total", "Sessions the pipe created.", pipe),
-		failures:        d("pipe_session_failures_total", "Sessions that could not be created or ended in an error (each is followed by a backoff).", pipe),
-		rowsSent:        d("pipe_rows_sent_total", "Rows the pipe pushed to Fusion: snapshot, audit, realtime and on-demand.", pipe),
-		snapshots:       d("pipe_snapshots_total", "Snapshots the pipe started.", pipe),
-		audits:          d("pipe_audits_total", "Audits the pipe completed.", pipe),
-		recoveryAudits:  d("pipe_recovery_audits_total", "Deep audits the pipe completed to repair a known loss of realtime events (queue overflow); counted in audits too.", pipe),
-		stuck:           d("pipe_stuck_restarts_total", "Snapshots and audits restarted for making no progress.", pipe),
-		snapshotRunning: d("pipe_snapshot_running", "1 while a snapshot walk runs.", pipe),
-		auditRunning:    d("pipe_audit_running", "1 while an audit walk runs.", pipe),
-		committed:       d("pipe_committed_index", "Highest event index Fusion reported applied (ms on the event clock).", pipe),
-		realtime:        d("source_realtime", "1 while the source delivers realtime events; 0 while it runs degraded.", src),
-		skipped:         d("source_entries_skipped_total", "Entries left out of walks and realtime, by reason (excluded is expected, the rest are problems).", []string{"source", "reason"}),
-		busPublished:    d("bus_published_total", "Realtime events the source's bus accepted.", src),
-		busRejected:     d("bus_rejected_total", "Realtime events the bus refused because their index regressed (a bug).", src),
-		busLost:         d("bus_lost_total", "Reads of pipes that fell behind the bus and lost events (each asks for a snapshot).", src),
-		busSplits:       d("bus_splits_total", "Slow subscribers moved to a lane of their own.", src),
-		busMerges:       d("bus_merges_total", "Subscribers moved back from their own lane.", src),
-		busLanes:        d("bus_lanes", "Subscribers on a lane of their own now.", src),
-		busSubscribers:  d("bus_subscribers", "Open subscribers of the bus (one per pipe session).", src),
-		panics:          d("panics_total", "Panics recovered in the agent's parts, by part: walk (snapshot or audit, restarted by its pipe), pipe and source (restarted by the agent).", []string{"part"}),
-		reloadOK:        d("reload_success", "1 if the last reload was applied, 0 if it was refused (1 before any reload).", nil),
-		reloadTime:      d("reload_timestamp_seconds", "Unix time of the last reload, applied or refused (0 before any reload).", nil),
-		reloads:         d("reloads_total", "Reloads by result: applied or refused.", []string{"result"}),
+		pipeInfo:          d("pipe_info", "Always 1; names the source the pipe reads.", []string{"pipe", "source"}),
+		sessionUp:         d("pipe_session_up", "1 while the pipe holds a session with Fusion.", pipe),
+		leader:            d("pipe_leader", "1 while the pipe's session is its view's leader (it snapshots and audits).", pipe),
+		sessions:          d("pipe_sessions_total", "Sessions the pipe created.", pipe),
+		failures:          d("pipe_session_failures_total", "Sessions that could not be created or ended in an error (each is followed by a backoff).", pipe),
+		rowsSent:          d("pipe_rows_sent_total", "Rows the pipe pushed to Fusion: snapshot, audit, realtime and on-demand.", pipe),
+		snapshots:         d("pipe_snapshots_total", "Snapshots the pipe started.", pipe),
+		audits:            d("pipe_audits_total", "Audits the pipe completed.", pipe),
+		recoveryAudits:    d("pipe_recovery_audits_total", "Deep audits the pipe completed to repair a known loss of realtime events (queue overflow); counted in audits too.", pipe),
+		stuck:             d("pipe_stuck_restarts_total", "Snapshots and audits restarted for making no progress.", pipe),
+		snapshotRunning:   d("pipe_snapshot_running", "1 while a snapshot walk runs.", pipe),
+		auditRunning:      d("pipe_audit_running", "1 while an audit walk runs.", pipe),
+		committed:         d("pipe_committed_index", "Highest event index Fusion reported applied (ms on the event clock).", pipe),
+		stateSaves:        d("pipe_audit_state_saves_total", "Saves of the pipe's audit cache to state_dir.", pipe),
+		stateSaveFailures: d("pipe_audit_state_save_failures_total", "Saves of the pipe's audit cache that failed (the previous file stays).", pipe),
+		stateRefused:      d("pipe_audit_state_refused_total", "Saved audit caches refused at start (corrupt, truncated, another format version): moved aside, the first audit lists every directory.", pipe),
+		stateRestore:      d("pipe_audit_state_restores_total", "Leaderships that started from the audit cache saved by an earlier run.", pipe),
+		lastAuditDirs:     d("pipe_last_audit_dirs", "Directories of the last completed audit: listed (rolled ones included) or silent (unchanged, not listed).", []string{"pipe", "kind"}),
+		realtime:          d("source_realtime", "1 while the source delivers realtime events; 0 while it runs degraded.", src),
+		skipped:           d("source_entries_skipped_total", "Entries left out of walks and realtime, by reason (excluded is expected, the rest are problems).", []string{"source", "reason"}),
+		busPublished:      d("bus_published_total", "Realtime events the source's bus accepted.", src),
+		busRejected:       d("bus_rejected_total", "Realtime events the bus refused because their index regressed (a bug).", src),
+		busLost:           d("bus_lost_total", "Reads of pipes that fell behind the bus and lost events (each asks for a snapshot).", src),
+		busSplits:         d("bus_splits_total", "Slow subscribers moved to a lane of their own.", src),
+		busMerges:         d("bus_merges_total", "Subscribers moved back from their own lane.", src),
+		busLanes:          d("bus_lanes", "Subscribers on a lane of their own now.", src),
+		busSubscribers:    d("bus_subscribers", "Open subscribers of the bus (one per pipe session).", src),
+		panics:            d("panics_total", "Panics recovered in the agent's parts, by part: walk (snapshot or audit, restarted by its pipe), pipe and source (restarted by the agent).", []string{"part"}),
+		reloadOK:          d("reload_success", "1 if the last reload was applied, 0 if it was refused (1 before any reload).", nil),
+		reloadTime:        d("reload_timestamp_seconds", "Unix time of the last reload, applied or refused (0 before any reload).", nil),
+		reloads:           d("reloads_total", "Reloads by result: applied or refused.", []string{"result"}),
 		bySourceKey: map[string]sourceMetric{
 			"symlinks":             counter("symlinks_total", "Symbolic links seen by walks."),
 			"watches":              gauge("watches", "Directories watched in real time."),
@@ -165,6 +172,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.snapshotRunning, b(st.SnapshotRunning), id)
 		gauge(c.auditRunning, b(st.AuditRunning), id)
 		gauge(c.committed, float64(st.Committed), id)
+		counter(c.stateSaves, float64(st.AuditStateSaves), id)
+		counter(c.stateSaveFailures, float64(st.AuditStateSaveFailures), id)
+		counter(c.stateRefused, float64(st.AuditStateRefused), id)
+		counter(c.stateRestore, float64(st.AuditStateRestores), id)
+		gauge(c.lastAuditDirs, float64(st.LastAudit.Dirs-st.LastAudit.Silent), id, "listed")
+		gauge(c.lastAuditDirs, float64(st.LastAudit.Silent), id, "silent")
 	}
 }
 

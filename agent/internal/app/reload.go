@@ -243,6 +243,7 @@ func (a *Agent) prepare(pl *plan) (*change, error) {
 		pc := pl.cfg.Pipes[id]
 		sig := pl.sigOf[pc.Source]
 		e := pipeEntry{cfg: pipeConfig(id, pl.cfg.AgentID, sig, pc), sender: pc.Sender, sig: sig}
+		e.cfg.StateDir = pl.cfg.StateDir
 		old, ok := a.pipes[id]
 		why := ""
 		switch {

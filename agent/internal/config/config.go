@@ -8,10 +8,13 @@ import (
 	"maps"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 	"unicode"
+
+	sdkconfig "github.com/fustor/fustor/sdk/config"
 )
 
 // Config is the agent's whole configuration.
@@ -32,6 +35,11 @@ type Config struct {
 	// finds whom to send SIGHUP (empty = next to the config: agent.pid beside agent.yaml or in
 	// the config directory, else $FUSTOR_HOME/agent.pid).
 	PIDFile string `koanf:"pid_file"`
+	// StateDir is where the agent keeps what its pipes remember across restarts: each pipe's
+	// audit mtime cache, so that the first audit after a restart skips the directories that
+	// did not change (default $FUSTOR_HOME/agent-state, FUSTOR_HOME defaulting to ~/.fustor).
+	// A journal source's resume position is not kept: it is Fusion's committed index.
+	StateDir string `koanf:"state_dir"`
 }
 
 // Log configures zap.
@@ -130,6 +138,10 @@ type Pipe struct {
 	OverflowAuditDelay *time.Duration `koanf:"overflow_audit_delay"`
 	// StuckAfter restarts a snapshot or audit that made no progress for this long.
 	StuckAfter time.Duration `koanf:"stuck_after"`
+	// AuditStateSaveInterval is how often the audit cache is saved to state_dir: 0 after every
+	// completed audit (and only then: a failed audit's cache is never saved), more at most
+	// that often and at a graceful stop, negative never (nor read: every start audits in full).
+	AuditStateSaveInterval time.Duration `koanf:"audit_state_save_interval"`
 	// BackoffMin and BackoffMax bound the reconnect backoff.
 	BackoffMin time.Duration `koanf:"backoff_min"`
 	BackoffMax time.Duration `koanf:"backoff_max"`
@@ -161,12 +173,20 @@ const (
 	DefaultOverflowAuditDelay = 10 * time.Second
 )
 
+// DefaultStateDir returns $FUSTOR_HOME/agent-state, FUSTOR_HOME defaulting to ~/.fustor.
+func DefaultStateDir() string {
+	return filepath.Join(sdkconfig.Home(os.Getenv), "agent-state")
+}
+
 // Normalize fills per-entry defaults.
 func (c *Config) Normalize() {
 	if c.AgentID == "" {
 		if h, err := os.Hostname(); err == nil {
 			c.AgentID = h
 		}
+	}
+	if c.StateDir == "" {
+		c.StateDir = DefaultStateDir()
 	}
 	for id, s := range c.Sources {
 		if s.Driver == "" {
@@ -230,6 +250,10 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
 			errs = append(errs, fmt.Errorf("metrics_listen %q: %w", c.MetricsListen, err))
 		}
+	}
+	// The directory is created at the first save; something else in its place is an error.
+	if st, err := os.Stat(c.StateDir); err == nil && !st.IsDir() {
+		errs = append(errs, fmt.Errorf("state_dir %q is not a directory", c.StateDir))
 	}
 	for _, id := range slices.Sorted(maps.Keys(c.Sources)) {
 		s := c.Sources[id]

@@ -36,6 +36,8 @@ func TestValidate(t *testing.T) {
 		{"no address", func(c *Config) { s := c.Senders["fusion"]; s.Address = ""; c.Senders["fusion"] = s }, "address is required"},
 		{"metrics address", func(c *Config) { c.MetricsListen = "localhost" }, `metrics_listen "localhost"`},
 		{"metrics address set", func(c *Config) { c.MetricsListen = "127.0.0.1:0" }, ""},
+		{"state dir is a file", func(c *Config) { c.StateDir = keyFile }, "state_dir"},
+		{"state dir not created yet", func(c *Config) { c.StateDir = root + "/state/agent" }, ""},
 		{"pair used twice", func(c *Config) { c.Pipes["other"] = c.Pipes["demo"] }, "already paired"},
 		{"rolling share 0", func(c *Config) { p := c.Pipes["demo"]; p.AuditRollingShare = ptr(0.0); c.Pipes["demo"] = p }, ""},
 		{"rolling share 1", func(c *Config) { p := c.Pipes["demo"]; p.AuditRollingShare = ptr(1.0); c.Pipes["demo"] = p }, ""},
@@ -158,6 +160,32 @@ func deref[T any](p *T) any {
 
 // TestSenderKey: api_key_file's content, trailing whitespace trimmed, is the key, read again at
 // each call (a reload sees a rotated key); it loads from YAML as api_key_file.
+// TestStateDirDefault: state_dir defaults to $FUSTOR_HOME/agent-state, beside Fusion's
+// $FUSTOR_HOME/state; a configured one is kept.
+func TestStateDirDefault(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("FUSTOR_HOME", home)
+	c := Default()
+	c.Normalize()
+	if want := filepath.Join(home, "agent-state"); c.StateDir != want {
+		t.Fatalf("state_dir %q; want %q", c.StateDir, want)
+	}
+	c.StateDir = "/var/lib/fustor"
+	c.Normalize()
+	if c.StateDir != "/var/lib/fustor" {
+		t.Fatalf("configured state_dir replaced: %q", c.StateDir)
+	}
+	var k Config
+	if err := sdkconfig.Load(&k, sdkconfig.Source{Environ: func() []string {
+		return []string{"FUSTOR_STATE_DIR=/s", "FUSTOR_PIPES__P__AUDIT_STATE_SAVE_INTERVAL=10m"}
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if k.StateDir != "/s" || k.Pipes["p"].AuditStateSaveInterval != 10*time.Minute {
+		t.Fatalf("koanf keys: state_dir %q, audit_state_save_interval %v", k.StateDir, k.Pipes["p"].AuditStateSaveInterval)
+	}
+}
+
 func TestSenderKey(t *testing.T) {
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "ingest.key")

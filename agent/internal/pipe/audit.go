@@ -46,7 +46,8 @@ func (p *Pipe) after(d time.Duration) <-chan time.Time {
 
 // duties runs the snapshot (once per session) and then audits until cancelled: periodic ones,
 // and a deep recovery audit for every known loss of realtime events. Each leadership starts
-// with an empty audit cache, so its first audit is a full scan.
+// with an empty audit cache, so its first audit is a full scan — except the pipe's first, which
+// takes the cache an earlier run saved once its snapshot completed (leadershipCache).
 func (s *session) duties(sessCtx, ctx context.Context, snapshot bool) {
 	// owed: a recovery audit was requested and has not started yet. holdUntil: no recovery
 	// audit starts before it (zero: none ran in this leadership). wake: the timer of an owed
@@ -62,6 +63,7 @@ func (s *session) duties(sessCtx, ctx context.Context, snapshot bool) {
 			s.p.RequestAudit()
 		}
 	}()
+	snapOK, snapStart := false, s.p.now()
 	if snapshot {
 		// A loss before the snapshot starts is repaired by it (every entry listed and
 		// stat'ed), unless the walk fails; one during the snapshot stays owed.
@@ -69,6 +71,7 @@ func (s *session) duties(sessCtx, ctx context.Context, snapshot bool) {
 		var ok atomic.Bool
 		s.supervise(ctx, "snapshot", func(ctx context.Context) { ok.Store(s.snapshot(ctx)) })
 		owed = before && !ok.Load()
+		snapOK = ok.Load()
 	}
 	if _, ok := s.p.src.(source.Auditor); !ok {
 		// The snapshot is all a leader can do on a source that cannot audit; a request for a
@@ -76,7 +79,8 @@ func (s *session) duties(sessCtx, ctx context.Context, snapshot bool) {
 		owed = false
 		return
 	}
-	cache := source.NewAuditCache()
+	// snapOK: this leadership's snapshot completed, which a saved cache needs to be used.
+	cache := s.leadershipCache(snapshot && snapOK, snapStart)
 	var tick <-chan time.Time
 	if s.p.cfg.AuditInterval > 0 {
 		t := time.NewTicker(s.p.cfg.AuditInterval)
@@ -168,6 +172,7 @@ func (s *session) audit(sessCtx, ctx context.Context, cache *source.AuditCache, 
 		_ = s.emit(sessCtx, outItem{control: &fustorv1.PushRequest{Payload: &fustorv1.PushRequest_AuditEnd{AuditEnd: end}}})
 	}()
 	start := time.Now()
+	cache.Begin()
 	st, err := aud.Audit(ctx, cache, opts, func(evs []source.Event) error {
 		s.progressed()
 		return s.emit(ctx, outItem{origin: fustorv1.MessageSource_MESSAGE_SOURCE_AUDIT, events: evs})
@@ -177,6 +182,7 @@ func (s *session) audit(sessCtx, ctx context.Context, cache *source.AuditCache, 
 		s.p.log.Warn("audit failed", zap.Bool("recovery", recovery), zap.Error(err))
 		return false
 	}
+	s.p.auditCompleted(cache, st)
 	s.p.audits.Add(1)
 	if recovery {
 		s.p.recoveryAudits.Add(1)

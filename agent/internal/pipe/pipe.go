@@ -54,6 +54,13 @@ type Config struct {
 	Now func() time.Time
 	// After is the timer the recovery audit's delay waits on (nil = time.After).
 	After func(time.Duration) <-chan time.Time
+	// StateDir is the agent's state directory: the pipe keeps its audit cache there across
+	// restarts (agent/internal/state), so the first audit after a restart skips the
+	// directories that did not change. "" = keep nothing.
+	StateDir string
+	// AuditStateSaveInterval: 0 saves the audit cache after every completed audit; more saves
+	// it at most that often (and at a graceful stop); negative keeps none (nothing saved or read).
+	AuditStateSaveInterval time.Duration
 	// CriticalAfter is the number of failures in a row after which each failure is logged at
 	// error level as critical (default 5).
 	CriticalAfter int
@@ -79,8 +86,12 @@ type Pipe struct {
 	committed                                         atomic.Uint64
 	snapshotRunning, auditRunning, connected          atomic.Bool
 	role                                              atomic.Int32
+	stateSaves, stateSaveFailures                     atomic.Uint64
+	stateRefused, stateRestores                       atomic.Uint64
+	st                                                auditState
 	mu                                                sync.Mutex
 	sessionID                                         string
+	lastAudit                                         source.WalkStats
 }
 
 // New returns a pipe on src, which every source is (it can walk); what else it can do is
@@ -129,20 +140,33 @@ type Status struct {
 	Failures uint64
 	// Connected is true from a session's creation until it ends.
 	Connected bool
+	// LastAudit is the walk of the last completed audit: how many directories it listed
+	// (Dirs - Silent) and found silent.
+	LastAudit source.WalkStats
+	// AuditStateSaves and AuditStateSaveFailures count the saves of the audit cache to the
+	// state directory; AuditStateRefused counts saved files refused (corrupt, truncated, of
+	// another version: moved aside); AuditStateRestores counts leaderships that started
+	// from a saved cache.
+	AuditStateSaves, AuditStateSaveFailures, AuditStateRefused, AuditStateRestores uint64
 }
 
 // Status returns the pipe's state.
 func (p *Pipe) Status() Status {
 	p.mu.Lock()
-	id := p.sessionID
+	id, last := p.sessionID, p.lastAudit
 	p.mu.Unlock()
-	return Status{SessionID: id, Role: fustorv1.Role(p.role.Load()), Sessions: p.sessions.Load(),
+	return Status{LastAudit: last, AuditStateSaves: p.stateSaves.Load(), AuditStateSaveFailures: p.stateSaveFailures.Load(),
+		AuditStateRefused: p.stateRefused.Load(), AuditStateRestores: p.stateRestores.Load(), SessionID: id, Role: fustorv1.Role(p.role.Load()), Sessions: p.sessions.Load(),
 		EventsSent: p.eventsSent.Load(), Snapshots: p.snapshots.Load(), Audits: p.audits.Load(), RecoveryAudits: p.recoveryAudits.Load(), StuckRestarts: p.stuckRestarts.Load(), Committed: p.committed.Load(),
 		SnapshotRunning: p.snapshotRunning.Load(), AuditRunning: p.auditRunning.Load(), Failures: p.failures.Load(), Connected: p.connected.Load()}
 }
 
 // Run keeps a session alive until ctx is done; it never gives up (DESIGN.md §4.1 step 7).
 func (p *Pipe) Run(ctx context.Context) error {
+	p.loadState()
+	// A graceful stop saves what a save interval still holds back; the sessions, and with them
+	// every walk that could touch it, have ended by then.
+	defer p.flushState()
 	backoff := p.cfg.BackoffMin
 	inARow := 0
 	for {

@@ -2,6 +2,7 @@ package source
 
 import (
 	"context"
+	"maps"
 	"math"
 	"testing"
 
@@ -82,5 +83,28 @@ func TestDescribe(t *testing.T) {
 		if got := Describe(tt.src); got != tt.want {
 			t.Errorf("%s: %+v, want %+v", name, got, tt.want)
 		}
+	}
+}
+
+// TestAuditCacheCompleted: after a completed audit the cache keeps, and returns, only the
+// directories that audit set; those of earlier audits it did not reach are dropped.
+func TestAuditCacheCompleted(t *testing.T) {
+	c := NewAuditCacheFrom(map[string]int64{"/": 1, "/gone": 2})
+	if !c.Silent("/gone", 2) || c.Len() != 2 {
+		t.Fatal("a restored cache does not hold its directories")
+	}
+	c.Begin()
+	c.Set("/", 1)
+	c.Set("/new", 3)
+	got := c.Completed()
+	if want := map[string]int64{"/": 1, "/new": 3}; !maps.Equal(got, want) {
+		t.Fatalf("Completed = %v; want %v", got, want)
+	}
+	if c.Silent("/gone", 2) || c.Len() != 2 {
+		t.Fatal("a directory the completed audit did not reach is still cached")
+	}
+	got["/"] = 99 // a copy: the cache is not changed through it
+	if !c.Silent("/", 1) {
+		t.Fatal("Completed returned the cache's own map")
 	}
 }

@@ -84,13 +84,34 @@ func (o AuditOptions) RollBuckets() uint64 {
 // the contract, not to a driver, because its lifetime is the pipe's: one per leadership, so a
 // new cache (or Reset) makes the next audit a full one, as after a promotion. The driver reads
 // and fills it during the walk. Safe for concurrent use.
+//
+// Each entry also notes the audit that last set it (Begin numbers them), so that after a
+// completed audit Completed can tell the directories that audit saw from those it did not
+// (gone, excluded, unreadable): only the former are worth keeping, and only a completed
+// audit's view is worth saving — a failed one leaves entries of two audits mixed.
 type AuditCache struct {
-	mu sync.Mutex
-	m  map[string]int64
+	mu  sync.Mutex
+	m   map[string]auditEntry
+	gen uint64
+}
+
+type auditEntry struct {
+	mtime int64
+	gen   uint64
 }
 
 // NewAuditCache returns an empty cache.
-func NewAuditCache() *AuditCache { return &AuditCache{m: map[string]int64{}} }
+func NewAuditCache() *AuditCache { return &AuditCache{m: map[string]auditEntry{}} }
+
+// NewAuditCacheFrom returns a cache holding dirs (path -> mtime), as Completed returned them:
+// a cache saved by an earlier run of the agent.
+func NewAuditCacheFrom(dirs map[string]int64) *AuditCache {
+	c := &AuditCache{m: make(map[string]auditEntry, len(dirs))}
+	for k, v := range dirs {
+		c.m[k] = auditEntry{mtime: v}
+	}
+	return c
+}
 
 // Reset forgets every directory.
 func (c *AuditCache) Reset() {
@@ -110,13 +131,38 @@ func (c *AuditCache) Len() int {
 func (c *AuditCache) Silent(rel string, mtime int64) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	m, ok := c.m[rel]
-	return ok && m == mtime
+	e, ok := c.m[rel]
+	return ok && e.mtime == mtime
 }
 
 // Set records that the directory rel was listed (its rows handed on) with this mtime.
 func (c *AuditCache) Set(rel string, mtime int64) {
 	c.mu.Lock()
-	c.m[rel] = mtime
+	c.m[rel] = auditEntry{mtime: mtime, gen: c.gen}
 	c.mu.Unlock()
+}
+
+// Begin starts an audit: what Set records from now on belongs to it.
+func (c *AuditCache) Begin() {
+	c.mu.Lock()
+	c.gen++
+	c.mu.Unlock()
+}
+
+// Completed is called after the audit begun last completed: it drops the directories that
+// audit did not set (a complete walk sets every directory it reaches, silent ones included, so
+// these are gone, excluded or unreadable: forgetting them can only make a later audit list
+// more) and returns a copy of what is left, path -> mtime, for saving.
+func (c *AuditCache) Completed() map[string]int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]int64, len(c.m))
+	for k, e := range c.m {
+		if e.gen != c.gen {
+			delete(c.m, k)
+			continue
+		}
+		out[k] = e.mtime
+	}
+	return out
 }
