@@ -184,6 +184,10 @@ func (v *View) applyRow(ac *applyCtx, r *fsbatch.Row) error {
 	case OriginRealtime:
 		v.applyRealtimeUpsert(ac, id, r)
 	case OriginSnapshot:
+		if n.Flags&store.FlagKnown == 0 && !isNew {
+			n.Flags |= store.FlagKnown
+			v.recordID(ChangeFlags, id) // known by an agent now (a checkpoint's redo needs it)
+		}
 		n.Flags |= store.FlagKnown
 		v.snapSeen(ac, id, r)
 		if !dir && r.Flags&fsbatch.FlagPartialWrite != 0 {
@@ -220,7 +224,15 @@ func (v *View) applyRow(ac *applyCtx, r *fsbatch.Row) error {
 func (v *View) applyRealtimeUpsert(ac *applyCtx, id uint32, r *fsbatch.Row) {
 	n := v.st.Get(id)
 	n.LastUpdated = ac.now
+	// Known by an agent now: a change of the node's flags, recorded once (below if it also
+	// leaves the blind-spot additions).
+	unrecorded := n.Flags&store.FlagKnown == 0
 	n.Flags |= store.FlagKnown
+	defer func() {
+		if unrecorded {
+			v.recordID(ChangeFlags, id)
+		}
+	}()
 	v.clock.Sample(r.MtimeNs)
 	if len(v.c.tombs) > 0 || len(v.c.additions) > 0 || len(v.c.deletions) > 0 || len(v.c.suspects) > 0 || r.Flags&fsbatch.FlagPartialWrite != 0 {
 		p := ac.path()
@@ -230,6 +242,7 @@ func (v *View) applyRealtimeUpsert(ac *applyCtx, id uint32, r *fsbatch.Row) {
 		if n.Flags&store.FlagBlindAdd != 0 {
 			n.Flags &^= store.FlagBlindAdd
 			v.recordID(ChangeFlags, id)
+			unrecorded = false
 		}
 		if !n.IsDir() {
 			if r.Flags&fsbatch.FlagPartialWrite != 0 {

@@ -234,16 +234,49 @@ func (v *View) Changes(after uint64, f ChangeFilter, limit int) ChangePage {
 		page.Next = l.next - 1
 		return page
 	}
-	seq := after + 1
-	ci := int((seq - l.first) / changeChunk)
 	scanned := 0
-	for ; ci < len(l.chunks) && len(page.Changes) < limit && scanned < maxScan; ci++ {
+	l.scan(after, func(r record) bool {
+		scanned++
+		page.Next = r.seq
+		p := string(r.path)
+		if !changeMatches(f, r.kind, r.flags&recDir != 0, p) {
+			return scanned < maxScan
+		}
+		e := Entry{Path: p, Name: path.Base(p), IsDir: r.flags&recDir != 0, Size: r.size, MtimeNs: r.mtime,
+			Suspect: r.flags&recSuspect != 0, KnownByAgent: r.flags&recKnown != 0}
+		if p == fspath.Root {
+			e.Name = ""
+		}
+		page.Changes = append(page.Changes, Change{Seq: r.seq, Kind: r.kind, Origin: r.origin, Entry: e})
+		return len(page.Changes) < limit && scanned < maxScan
+	})
+	page.More = page.Next < l.next-1
+	return page
+}
+
+// record is one decoded change record; path is valid only during the scan's call.
+type record struct {
+	seq    uint64
+	kind   ChangeKind
+	origin Origin
+	flags  byte
+	size   uint64
+	mtime  int64
+	path   []byte
+}
+
+// scan calls fn for the records after sequence after, in order, until fn returns false. The
+// caller holds the view's lock and has checked that after+1 is in the log.
+func (l *changeLog) scan(after uint64, fn func(record) bool) {
+	seq := after + 1
+	if seq < l.first {
+		seq = l.first
+	}
+	for ci := int((seq - l.first) / changeChunk); ci < len(l.chunks); ci++ {
 		c := l.chunks[ci]
-		base := l.first + uint64(ci)*changeChunk
-		var prev []byte
-		var prevM int64
-		for s := base; len(c) > 0 && s < l.next; s++ {
-			kind, origin, flags := ChangeKind(c[0]&7), Origin(c[0]>>3), c[1]
+		r := record{}
+		for s := l.first + uint64(ci)*changeChunk; len(c) > 0 && s < l.next; s++ {
+			r.seq, r.kind, r.origin, r.flags = s, ChangeKind(c[0]&7), Origin(c[0]>>3), c[1]
 			c = c[2:]
 			size, n := binary.Uvarint(c)
 			c = c[n:]
@@ -253,34 +286,17 @@ func (v *View) Changes(after uint64, f ChangeFilter, limit int) ChangePage {
 			c = c[n:]
 			sl, n := binary.Uvarint(c)
 			c = c[n:]
-			prev = append(prev[:shared], c[:sl]...)
+			r.path = append(r.path[:shared], c[:sl]...)
 			c = c[sl:]
-			prevM += dm
+			r.size, r.mtime = size, r.mtime+dm
 			if s < seq {
 				continue
 			}
-			scanned++
-			page.Next = s
-			p := string(prev)
-			if !changeMatches(f, kind, flags&recDir != 0, p) {
-				if scanned >= maxScan {
-					break
-				}
-				continue
-			}
-			e := Entry{Path: p, Name: path.Base(p), IsDir: flags&recDir != 0, Size: size, MtimeNs: prevM,
-				Suspect: flags&recSuspect != 0, KnownByAgent: flags&recKnown != 0}
-			if p == fspath.Root {
-				e.Name = ""
-			}
-			page.Changes = append(page.Changes, Change{Seq: s, Kind: kind, Origin: origin, Entry: e})
-			if len(page.Changes) >= limit {
-				break
+			if !fn(r) {
+				return
 			}
 		}
 	}
-	page.More = page.Next < l.next-1
-	return page
 }
 
 // changeMatches applies a filter. A directory's deletion passes the glob: it stands for the

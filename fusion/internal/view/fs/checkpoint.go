@@ -25,9 +25,12 @@ import (
 // Body: a header (time written, watermark, node count, change-log instance and sequence), the
 // tree in pre-order — for each directory its number of children, then each child (flags, name,
 // size, mtime and last-update as deltas from the previous child's), then its child directories
-// in the same way — and the side tables: tombstones, suspects (with the time they had left),
-// blind-spot additions and deletions, the logical clock's skew samples and the audit count. Names are not front-coded and paths are never written
-// whole except in the side tables, which are small (BenchmarkCheckpoint measures the bytes).
+// in the same way — then the redo: the change-log records of what changed while the tree was
+// walked in pieces (checkpoint_walk.go), replayed by the loader — and the side tables as they
+// were at the end: tombstones, suspects (with the time they had left), blind-spot additions and
+// deletions, the logical clock's skew samples and the audit count. Names are not front-coded
+// and paths are written whole only in the redo and the side tables, which are small
+// (BenchmarkCheckpoint measures the bytes).
 
 // CheckpointVersion is the format this build writes and the only one it reads.
 const CheckpointVersion = 1
@@ -43,12 +46,10 @@ const persisted = store.FlagDir | store.FlagSuspect | store.FlagKnown | store.Fl
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// WriteCheckpoint writes the view's state to w. It holds the view's read lock while it encodes
-// (applies wait; queries do not), then writes without it.
+// WriteCheckpoint writes the view's state to w. It encodes under the view's read lock in
+// pieces (checkpoint_walk.go), so an apply waits for one piece at most, then writes without it.
 func (v *View) WriteCheckpoint(w io.Writer) (CheckpointInfo, error) {
-	start := time.Now()
 	body, info := v.encodeCheckpoint()
-	info.Encode = time.Since(start)
 	sum := crc32.Checksum(body[len(checkpointMagic):], castagnoli)
 	body = binary.LittleEndian.AppendUint32(body, sum)
 	body = binary.LittleEndian.AppendUint64(body, uint64(len(body)-4))
@@ -59,51 +60,9 @@ func (v *View) WriteCheckpoint(w io.Writer) (CheckpointInfo, error) {
 	return info, nil
 }
 
-func (v *View) encodeCheckpoint() ([]byte, CheckpointInfo) {
-	v.mu.RLock()
-	defer v.mu.RUnlock()
-	info := CheckpointInfo{WrittenAt: v.opts.Now(), WatermarkNs: v.clock.Watermark().UnixNano(), Nodes: v.size,
-		Instance: v.chg.instance, Seq: v.chg.next - 1}
-	b := make([]byte, 0, 64+v.size*28)
-	b = append(b, checkpointMagic...)
-	b = binary.AppendUvarint(b, CheckpointVersion)
-	b = binary.AppendVarint(b, info.WrittenAt.UnixNano())
-	b = binary.AppendVarint(b, info.WatermarkNs)
-	b = binary.AppendUvarint(b, uint64(info.Nodes))
-	b = binary.AppendUvarint(b, info.Instance)
-	b = binary.AppendUvarint(b, info.Seq)
-
-	// The tree, pre-order; stack holds the directories still to write, next on top.
-	stack := []uint32{v.root}
-	var kids []uint32
-	for len(stack) > 0 {
-		dir := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		kids = kids[:0]
-		for c := v.st.Get(dir).FirstChild; c != 0; c = v.st.Get(c).NextSib {
-			kids = append(kids, c)
-		}
-		b = binary.AppendUvarint(b, uint64(len(kids)))
-		var mtime, updated int64
-		for _, c := range kids {
-			n := v.st.Get(c)
-			name := v.st.Name(n)
-			b = binary.AppendUvarint(b, uint64(n.Flags&persisted))
-			b = binary.AppendUvarint(b, uint64(len(name)))
-			b = append(b, name...)
-			b = binary.AppendVarint(b, n.Size)
-			b = binary.AppendVarint(b, n.Mtime-mtime)
-			b = binary.AppendVarint(b, n.LastUpdated-updated)
-			mtime, updated = n.Mtime, n.LastUpdated
-		}
-		for i := len(kids) - 1; i >= 0; i-- {
-			if v.st.Get(kids[i]).IsDir() {
-				stack = append(stack, kids[i])
-			}
-		}
-	}
-
-	// The side tables.
+// appendSideTables encodes the consistency side tables, the clock's samples and the audit
+// count (the caller holds the lock).
+func (v *View) appendSideTables(b []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(len(v.c.tombs)))
 	for p, t := range v.c.tombs {
 		b = appendString(b, p)
@@ -130,7 +89,7 @@ func (v *View) encodeCheckpoint() ([]byte, CheckpointInfo) {
 	}
 	b = binary.AppendUvarint(b, v.c.auditCycles)
 	b = binary.AppendVarint(b, v.c.lastAuditNs)
-	return b, info
+	return b
 }
 
 func appendString(b []byte, s string) []byte {
@@ -160,7 +119,11 @@ func (v *View) LoadCheckpoint(data []byte) (CheckpointInfo, error) {
 	if err := nv.decodeTree(d, info.Nodes); err != nil {
 		return info, err
 	}
+	nv.decodeRedo(d, info.WrittenAt.UnixNano())
 	nv.decodeSideTables(d)
+	if d.err == nil {
+		nv.flagsFromTables()
+	}
 	if d.err == nil && len(d.b) != 0 {
 		d.err = fmt.Errorf("%d bytes after the end", len(d.b))
 	}

@@ -119,6 +119,10 @@ type View struct {
 
 	// chg is the change log (changes.go).
 	chg changeLog
+
+	// checkpointHook, when set (tests), is called under the read lock when a checkpoint's
+	// last piece ends: the state the checkpoint stands for.
+	checkpointHook func()
 }
 
 // New returns an empty view.
