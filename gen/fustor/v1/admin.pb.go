@@ -129,7 +129,8 @@ type CheckpointResult struct {
 	Bytes uint64 `protobuf:"varint,5,opt,name=bytes,proto3" json:"bytes,omitempty"`
 	// duration_ms is how long it took, from encoding to the directory's fsync.
 	DurationMs float64 `protobuf:"fixed64,6,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
-	// encode_ms is the part the view's apply loop waited for.
+	// encode_ms is the longest the view's lock was held (the tree is walked in pieces): what an
+	// apply waited at most.
 	EncodeMs float64 `protobuf:"fixed64,7,opt,name=encode_ms,json=encodeMs,proto3" json:"encode_ms,omitempty"`
 	// skipped says why nothing was written (the member cannot answer yet).
 	Skipped string `protobuf:"bytes,8,opt,name=skipped,proto3" json:"skipped,omitempty"`

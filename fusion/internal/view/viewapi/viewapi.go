@@ -156,6 +156,6 @@ type CheckpointInfo struct {
 	Nodes, Bytes int
 	// Instance and Seq are the change log's instance and last sequence then.
 	Instance, Seq uint64
-	// Encode is how long writing it held the view (its apply loop waited that long).
+	// Encode is the longest writing it held the view's lock (an apply waited at most that).
 	Encode time.Duration
 }
