@@ -122,6 +122,7 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Fusion, error) {
 		for _, v := range f.views.All() {
 			f.ckpt.restore(v.Members())
 		}
+		f.ckpt.restorePipes(f.rt.pipeList())
 	}
 	reg := newRegistry(f)
 	f.keys = server.NewKeys(keys)
@@ -190,7 +191,7 @@ func (f *Fusion) Run(ctx context.Context) error {
 	g.Go(func() error { return f.srv.Run(gctx) })
 	g.Go(func() error { return f.healthLoop(gctx) })
 	g.Go(func() error { return f.logProgress(gctx, 30*time.Second) })
-	g.Go(func() error { return f.ckpt.run(gctx, f.views.All) })
+	g.Go(func() error { return f.ckpt.run(gctx, f.views.All, f.rt.pipeList) })
 	for _, d := range []*debughttp.Debug{f.debug, f.metrics} {
 		if d != nil {
 			g.Go(func() error { return d.Run(gctx) })
@@ -199,7 +200,7 @@ func (f *Fusion) Run(ctx context.Context) error {
 	err := g.Wait()
 	// Before the sessions close: a live view's last session ending would reset it.
 	if f.ckpt.every > 0 {
-		f.ckpt.all(f.views.All(), "")
+		f.ckpt.all(f.views.All(), f.rt.pipeList(), "")
 	}
 	f.sessions.CloseAll("fusion shutting down")
 	f.rt.stopAll()

@@ -3,8 +3,10 @@ package app
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/fustor/fustor/fusion/internal/pipe"
 	"github.com/fustor/fustor/fusion/internal/view"
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
 )
@@ -79,20 +82,100 @@ func (c *checkpoints) restore(members []*view.Member) {
 	}
 }
 
-// all checkpoints every member of views (only the one named, when set).
-func (c *checkpoints) all(views []*view.View, only string) *fustorv1.CheckpointResponse {
+// all checkpoints every member of views (only the one named, when set), then the committed
+// index of every pipe whose members were all written: read before them, it is never ahead of
+// what they hold (a replayable source resumes from it after a restart of Fusion).
+func (c *checkpoints) all(views []*view.View, pipes []*pipe.Pipe, only string) *fustorv1.CheckpointResponse {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	committed := map[string]uint64{}
+	for _, p := range pipes {
+		committed[p.ID] = p.Committed()
+	}
 	out := &fustorv1.CheckpointResponse{}
+	written := map[*view.Member]bool{}
 	for _, v := range views {
 		if only != "" && v.Name != only {
 			continue
 		}
 		for _, m := range v.Members() {
-			out.Checkpoints = append(out.Checkpoints, c.write(m))
+			res := c.write(m)
+			written[m] = res.GetError() == "" && res.GetSkipped() == ""
+			out.Checkpoints = append(out.Checkpoints, res)
 		}
 	}
+	if only != "" {
+		return out // a partial pass says nothing of the other views' pipes
+	}
+	st := pipeState{Version: pipeStateVersion, Committed: map[string]uint64{}}
+	for _, p := range pipes {
+		all := len(p.Members) > 0
+		for _, m := range p.Members {
+			all = all && written[m]
+		}
+		if all {
+			st.Committed[p.ID] = committed[p.ID]
+		}
+	}
+	if err := c.writePipes(st); err != nil {
+		c.failed.Add(1)
+		c.log.Error("checkpoint of the pipes' committed indexes failed", zap.Error(err))
+	}
 	return out
+}
+
+// pipeState is pipes.json: each pipe's committed index when its views were last checkpointed.
+type pipeState struct {
+	Version   int               `json:"version"`
+	Committed map[string]uint64 `json:"committed"`
+}
+
+const pipeStateVersion = 1
+
+func (c *checkpoints) pipesFile() string { return filepath.Join(c.dir, "pipes.json") }
+
+func (c *checkpoints) writePipes(st pipeState) error {
+	data, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("encode pipes state: %w", err)
+	}
+	return c.atomicWrite(c.pipesFile(), func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// restorePipes sets the committed index of each pipe whose members were all restored.
+func (c *checkpoints) restorePipes(pipes []*pipe.Pipe) {
+	data, err := os.ReadFile(c.pipesFile())
+	if os.IsNotExist(err) {
+		return
+	}
+	var st pipeState
+	if err == nil {
+		err = json.Unmarshal(data, &st)
+	}
+	if err == nil && st.Version != pipeStateVersion {
+		err = fmt.Errorf("format version %d, this build reads %d", st.Version, pipeStateVersion)
+	}
+	if err != nil {
+		c.refused.Add(1)
+		aside := fmt.Sprintf("%s.refused-%s", c.pipesFile(), c.now().UTC().Format("20060102T150405Z"))
+		_ = os.Rename(c.pipesFile(), aside)
+		c.log.Warn("pipes state refused: sources resume from a snapshot", zap.Error(err), zap.String("moved_to", aside))
+		return
+	}
+	for _, p := range pipes {
+		idx, ok := st.Committed[p.ID]
+		all := ok && len(p.Members) > 0
+		for _, m := range p.Members {
+			all = all && !m.State().RestoredAt.IsZero()
+		}
+		if all {
+			p.RestoreCommitted(idx)
+			c.log.Info("pipe resumes from its restored committed index", zap.String("pipe", p.ID), zap.Uint64("committed_index", idx))
+		}
+	}
 }
 
 // write checkpoints one member; a member that cannot answer is skipped (its last checkpoint,
@@ -135,15 +218,32 @@ func (c *checkpoints) write(m *view.Member) *fustorv1.CheckpointResult {
 	return res
 }
 
-// writeFile writes the member's checkpoint atomically: temp file, fsync, rename, fsync dir.
+// writeFile writes the member's checkpoint atomically; keep says, once it is encoded,
+// whether it may replace the last one.
 func (c *checkpoints) writeFile(m *view.Member, path string, keep func(view.CheckpointInfo) bool) (view.CheckpointInfo, error) {
 	var info view.CheckpointInfo
+	err := c.atomicWrite(path, func(w io.Writer) error {
+		var err error
+		if info, err = m.Driver.WriteCheckpoint(w); err != nil {
+			return err
+		}
+		if !keep(info) {
+			return errReset
+		}
+		return nil
+	})
+	return info, err
+}
+
+// atomicWrite writes path through write: a temp file in the same directory, fsync, rename
+// over path, fsync of the directory. On an error the temp file goes and path is untouched.
+func (c *checkpoints) atomicWrite(path string, write func(io.Writer) error) error {
 	if err := os.MkdirAll(c.dir, 0o700); err != nil {
-		return info, fmt.Errorf("create state dir: %w", err)
+		return fmt.Errorf("create state dir: %w", err)
 	}
 	tmp, err := os.CreateTemp(c.dir, filepath.Base(path)+".tmp-*")
 	if err != nil {
-		return info, fmt.Errorf("create checkpoint: %w", err)
+		return fmt.Errorf("create %s: %w", filepath.Base(path), err)
 	}
 	done := false
 	defer func() {
@@ -153,38 +253,35 @@ func (c *checkpoints) writeFile(m *view.Member, path string, keep func(view.Chec
 		}
 	}()
 	bw := bufio.NewWriterSize(tmp, 1<<20)
-	if info, err = m.Driver.WriteCheckpoint(bw); err != nil {
-		return info, err
+	if err := write(bw); err != nil {
+		return err
 	}
 	if err := bw.Flush(); err != nil {
-		return info, fmt.Errorf("write checkpoint: %w", err)
+		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
 	}
 	if err := tmp.Sync(); err != nil {
-		return info, fmt.Errorf("sync checkpoint: %w", err)
+		return fmt.Errorf("sync %s: %w", filepath.Base(path), err)
 	}
 	if err := tmp.Close(); err != nil {
-		return info, fmt.Errorf("close checkpoint: %w", err)
-	}
-	if !keep(info) {
-		return info, errReset
+		return fmt.Errorf("close %s: %w", filepath.Base(path), err)
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
-		return info, fmt.Errorf("rename checkpoint: %w", err)
+		return fmt.Errorf("rename %s: %w", filepath.Base(path), err)
 	}
 	done = true
 	d, err := os.Open(c.dir)
 	if err != nil {
-		return info, fmt.Errorf("open state dir: %w", err)
+		return fmt.Errorf("open state dir: %w", err)
 	}
 	defer d.Close()
 	if err := d.Sync(); err != nil {
-		return info, fmt.Errorf("sync state dir: %w", err)
+		return fmt.Errorf("sync state dir: %w", err)
 	}
-	return info, nil
+	return nil
 }
 
 // run checkpoints every member periodically until ctx is done.
-func (c *checkpoints) run(ctx context.Context, views func() []*view.View) error {
+func (c *checkpoints) run(ctx context.Context, views func() []*view.View, pipes func() []*pipe.Pipe) error {
 	if c.every <= 0 {
 		return nil
 	}
@@ -195,12 +292,12 @@ func (c *checkpoints) run(ctx context.Context, views func() []*view.View) error 
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			c.all(views(), "")
+			c.all(views(), pipes(), "")
 		}
 	}
 }
 
 // Checkpoint writes the checkpoints of view ("" = all) now (AdminService.Checkpoint).
 func (f *Fusion) Checkpoint(_ context.Context, v string) (*fustorv1.CheckpointResponse, error) {
-	return f.ckpt.all(f.views.All(), v), nil
+	return f.ckpt.all(f.views.All(), f.rt.pipeList(), v), nil
 }

@@ -178,3 +178,40 @@ func (a *agent) fullSnapshot(t *testing.T, files map[string]uint64) {
 	}
 	a.ack(t)
 }
+
+// TestRestartKeepsTheCommittedIndex: a pipe's committed index is checkpointed with its views,
+// so after a restart of Fusion a replayable source's new session resumes from it instead of
+// snapshotting again.
+func TestRestartKeepsTheCommittedIndex(t *testing.T) {
+	dir := t.TempDir()
+	state := func(c *config.Config) { c.Server.StateDir = dir }
+	h := start(t, state)
+	a := h.connect(t)
+	a.snapshot(t, map[string]uint64{"/f": 1})
+	a.enc.Add("/g", 0, 2, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano(), 4242, 0)
+	b, idx := a.enc.Flush()
+	a.batch(t, fustorv1.MessageSource_MESSAGE_SOURCE_REALTIME, b, idx)
+	a.cancel()
+	h.stop()
+	if data, err := os.ReadFile(filepath.Join(dir, "pipes.json")); err != nil || !strings.Contains(string(data), `"demo":4242`) {
+		t.Fatalf("pipes.json: %s, %v", data, err)
+	}
+
+	h2 := start(t, state)
+	resp, err := h2.session().CreateSession(withKey("demo-ingest-key"), &fustorv1.CreateSessionRequest{AgentId: "again", SchemaName: "fs", SchemaVersion: 1})
+	if err != nil || resp.GetCommittedIndex() != 4242 {
+		t.Fatalf("committed index after the restart = %d, %v; want 4242", resp.GetCommittedIndex(), err)
+	}
+	_, _ = h2.session().CloseSession(withKey("demo-ingest-key"), &fustorv1.CloseSessionRequest{SessionId: resp.GetSessionId()})
+
+	// Without the views' checkpoints the index means nothing: a new session starts from 0.
+	must(t, os.Remove(filepath.Join(dir, "demo.ckpt")))
+	h2.stop()
+	must(t, os.Remove(filepath.Join(dir, "demo.ckpt"))) // the graceful stop wrote it again
+	h3 := start(t, state)
+	resp, err = h3.session().CreateSession(withKey("demo-ingest-key"), &fustorv1.CreateSessionRequest{AgentId: "third", SchemaName: "fs", SchemaVersion: 1})
+	if err != nil || resp.GetCommittedIndex() != 0 {
+		t.Fatalf("committed index without the views' checkpoint = %d, %v; want 0", resp.GetCommittedIndex(), err)
+	}
+	_, _ = h3.session().CloseSession(withKey("demo-ingest-key"), &fustorv1.CloseSessionRequest{SessionId: resp.GetSessionId()})
+}

@@ -169,6 +169,10 @@ func (p *Pipe) Submit(ctx context.Context, it *Item) error {
 // resuming from it would leave them incomplete.
 func (p *Pipe) ResetCommitted() { p.committed.Store(0) }
 
+// RestoreCommitted sets the resume point read from Fusion's state dir at start (the views it
+// describes were restored from their checkpoints).
+func (p *Pipe) RestoreCommitted(index uint64) { p.committed.Store(index) }
+
 // Committed returns the highest index applied.
 func (p *Pipe) Committed() uint64 { return p.committed.Load() }
 
