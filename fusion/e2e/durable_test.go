@@ -34,6 +34,12 @@ func TestFusionRestartAnswersFromItsCheckpoint(t *testing.T) {
 	c.startAgent()
 	c.waitViewEqualsTree(120*time.Second, "/")
 	ckpt := filepath.Join(c.stateDir, "files.ckpt")
+	// A checkpoint on demand (fustorctl checkpoint, admin key).
+	doc, err := c.ctlWith("admin-key", "checkpoint")
+	must(t, err)
+	if cks, _ := doc["checkpoints"].([]any); len(cks) != 1 || num(cks[0].(map[string]any)["nodes"]) < 100_000 {
+		t.Fatalf("fustorctl checkpoint: %v", doc)
+	}
 
 	for round, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
 		t.Run(sig.String(), func(t *testing.T) {

@@ -3,6 +3,7 @@ package ctl
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -453,6 +454,41 @@ func (c *client) sessions(ctx context.Context) error {
 		}
 		fmt.Fprintln(w, "(every agent counter: fustorctl sessions --json, under progress)")
 	})
+}
+
+func (c *client) checkpoint(ctx context.Context, args []string) error {
+	if len(args) > 1 {
+		return fmt.Errorf("%w: checkpoint takes an optional VIEW", errUsage)
+	}
+	req := &fustorv1.CheckpointRequest{}
+	if len(args) == 1 {
+		req.View = args[0]
+	}
+	resp, err := c.admin.Checkpoint(ctx, req)
+	if err != nil {
+		return err
+	}
+	failed := 0
+	if err := c.print(resp, func(w io.Writer) {
+		fmt.Fprintln(w, "VIEW\tMEMBER\tNODES\tBYTES\tMS\tLOCK MS\tPATH / WHY NOT")
+		for _, r := range resp.GetCheckpoints() {
+			what := r.GetPath()
+			switch {
+			case r.GetError() != "":
+				what, failed = "failed: "+r.GetError(), failed+1
+			case r.GetSkipped() != "":
+				what = "skipped: " + r.GetSkipped()
+			}
+			fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%.1f\t%.1f\t%s\n", r.GetView(), cmp.Or(r.GetMember(), "-"), r.GetNodes(), r.GetBytes(),
+				r.GetDurationMs(), r.GetEncodeMs(), what)
+		}
+	}); err != nil {
+		return err
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d checkpoints failed", failed)
+	}
+	return nil
 }
 
 func (c *client) pipes(ctx context.Context) error {

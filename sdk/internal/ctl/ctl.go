@@ -58,6 +58,8 @@ Commands:
                                  A forest needs --member: one member is one storage
   sessions                       live agent sessions (admin key)
   pipes                          Fusion pipes (admin key)
+  checkpoint [VIEW]              write the views' checkpoints now, into Fusion's state_dir
+                                 (admin key; Fusion also does every checkpoint_interval)
   status [--watch]               each view's state (admin key): ready, or not and why; the
                                  leader agent; its running snapshot or audit with a progress
                                  bar on a terminal, rate and ETA once a total is known (the
@@ -280,7 +282,7 @@ func pathArg(args []string, def string) (string, error) {
 func (c *client) run(parent context.Context, cmd string, args []string) error {
 	known := map[string]bool{"views": true, "ls": true, "tree": true, "stat": true, "find": true, "stats": true,
 		"suspects": true, "blind-spots": true, "sessions": true, "pipes": true, "verify": true, "where": true, "status": true,
-		"watch": true, "changes": true, "wait-stable": true}
+		"watch": true, "changes": true, "wait-stable": true, "checkpoint": true}
 	if !known[cmd] {
 		return fmt.Errorf("%w: unknown command %q (see fustorctl help)", errUsage, cmd)
 	}
@@ -311,6 +313,8 @@ func (c *client) run(parent context.Context, cmd string, args []string) error {
 		return c.sessions(ctx)
 	case "pipes":
 		return c.pipes(ctx)
+	case "checkpoint":
+		return c.checkpoint(ctx, args)
 	case "where":
 		return c.where(ctx, args)
 	}
