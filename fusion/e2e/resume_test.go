@@ -116,6 +116,17 @@ pipes:
 		t.Fatalf("the session after Fusion's restart sent %d snapshots; want none", s.Counters["snapshots"])
 	}
 	must(t, c.agentLogContains(`"resumed": true`))
+	// The resuming leader confirms the restored tree: no snapshot will come to clear the flag.
+	eventually(t, 10*time.Second, "the view neither restored nor stale", func() error {
+		meta, err := c.rootMeta()
+		if err != nil {
+			return err
+		}
+		if meta.GetRestored() || meta.GetStale() {
+			return fmt.Errorf("meta %v", meta)
+		}
+		return nil
+	})
 }
 
 func (c *cluster) agentLogContains(s string) error {

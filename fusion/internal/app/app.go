@@ -99,8 +99,13 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Fusion, error) {
 	// leaves the others as they are.
 	f.sessions = session.NewManager(log, opts.Now, cfg.Server.MaxSessions, session.Hooks{
 		LeaderChanged: func(key, id string) {
-			if m, ok := f.views.ByKey(key); ok {
-				m.SetLeader(id)
+			m, ok := f.views.ByKey(key)
+			if !ok {
+				return
+			}
+			m.SetLeader(id)
+			if s, err := f.sessions.Get(id); err == nil && s.Info.Resumes {
+				m.Resumed(id)
 			}
 		},
 		ViewIdle: f.memberIdle,

@@ -118,16 +118,18 @@ func (r *Receiver) CreateSession(ctx context.Context, req *fustorv1.CreateSessio
 	if req.GetSchemaName() != pi.Schema {
 		return nil, fmt.Errorf("%w: pipe %q accepts schema %q, not %q", errs.ErrInvalidArgument, pi.Session.ID, pi.Schema, req.GetSchemaName())
 	}
+	committed := pi.Pipe.Committed()
 	s, err := r.sessions.Create(pi.Session, session.Info{
 		AgentID: req.GetAgentId(), TaskID: req.GetTaskId(), SourceURI: req.GetSourceUri(),
 		TimeoutHint: req.GetTimeoutHint().AsDuration(), CanRealtime: req.GetCapabilities().GetCanRealtime(),
+		Resumes: req.GetCapabilities().GetCanResume() && committed > 0,
 	})
 	if err != nil {
 		return nil, err
 	}
 	return &fustorv1.CreateSessionResponse{
 		SessionId: s.ID, Timeout: durationpb.New(s.Timeout), ViewIds: s.Pipe.Views,
-		Role: s.Role(), CommittedIndex: pi.Pipe.Committed(), PipeId: s.Pipe.ID,
+		Role: s.Role(), CommittedIndex: committed, PipeId: s.Pipe.ID,
 	}, nil
 }
 

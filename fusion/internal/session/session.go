@@ -41,6 +41,9 @@ type Info struct {
 	AgentID, TaskID, SourceURI string
 	TimeoutHint                time.Duration
 	CanRealtime                bool
+	// Resumes is true when the agent's source continues from the committed index it was given
+	// (a replayable source and an index > 0): it sends no snapshot, its tree is the pipe's.
+	Resumes bool
 }
 
 // Session is one live session. Fields set at creation are immutable.

@@ -98,6 +98,18 @@ func (m *Member) State() State {
 	return State{Leader: m.leader, SnapshotComplete: m.snapshotDone, RestoredAt: m.restoredAt, StaleSince: m.staleSince}
 }
 
+// Resumed records that leader id continues the member's tree from the pipe's committed index
+// (a replayable source): no snapshot will come, and none is needed, so the tree is confirmed
+// as a leader's snapshot end would confirm it.
+func (m *Member) Resumed(id string) {
+	m.mu.Lock()
+	if id == m.leader {
+		m.snapshotDone = true
+		m.restoredAt, m.staleSince = time.Time{}, time.Time{}
+	}
+	m.mu.Unlock()
+}
+
 // MarkStale records that the member's last session ended at: it keeps its tree and answers,
 // flagged stale, until a leader's snapshot ends. A member that never completed a snapshot
 // stays not ready: no empty tree is ever presented as ready (DESIGN.md §9.8).
