@@ -215,3 +215,51 @@ func TestRestartKeepsTheCommittedIndex(t *testing.T) {
 	}
 	_, _ = h3.session().CloseSession(withKey("demo-ingest-key"), &fustorv1.CloseSessionRequest{SessionId: resp.GetSessionId()})
 }
+
+// TestStaleViewReconcilesUnderTheRules (DESIGN.md §5.1, §5.4): the snapshot that reconciles a
+// stale view obeys the arbitration rules at both ends: a file deleted in real time while it
+// runs stays deleted though the snapshot reports it (the tombstone beats its stale row), and a
+// file created in real time while it runs stays though the snapshot did not report it.
+func TestStaleViewReconcilesUnderTheRules(t *testing.T) {
+	h := start(t, nil)
+	a := h.connect(t)
+	a.fullSnapshot(t, map[string]uint64{"/a": 1, "/x": 2, "/gone": 3})
+	a.cancel()
+	_, _ = h.session().CloseSession(withKey("demo-ingest-key"), &fustorv1.CloseSessionRequest{SessionId: a.id})
+	q, ctx := h.views(), withKey("demo-key")
+	if st, err := q.Stat(ctx, &fustorv1.StatRequest{View: "demo", Path: "/x"}); err != nil || !st.GetMeta().GetStale() {
+		t.Fatalf("stale view: %v, %v", st, err)
+	}
+
+	b := h.connect(t)
+	if err := b.send(&fustorv1.PushRequest{Payload: &fustorv1.PushRequest_SnapshotStart{SnapshotStart: &fustorv1.SnapshotStart{}}}); err != nil {
+		t.Fatal(err)
+	}
+	b.ack(t)
+	mtime := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
+	// While the snapshot walks: /x deleted, /y created, in real time.
+	b.enc.Add("/x", fsbatch.FlagDelete, 0, mtime, 2, 0)
+	b.enc.Add("/y", 0, 5, mtime, 2, 0)
+	rb, idx := b.enc.Flush()
+	b.batch(t, fustorv1.MessageSource_MESSAGE_SOURCE_REALTIME, rb, idx)
+	// The snapshot's rows were read before: they still list /x, not /y (nor /gone).
+	b.enc.Add("/", fsbatch.FlagDir, 0, mtime, 1, 0)
+	b.enc.Add("/a", 0, 1, mtime, 1, 0)
+	b.enc.Add("/x", 0, 2, mtime, 1, 0)
+	sb, idx := b.enc.Flush()
+	b.batch(t, fustorv1.MessageSource_MESSAGE_SOURCE_SNAPSHOT, sb, idx)
+	if err := b.send(&fustorv1.PushRequest{Payload: &fustorv1.PushRequest_SnapshotEnd{SnapshotEnd: &fustorv1.SnapshotEnd{}}}); err != nil {
+		t.Fatal(err)
+	}
+	b.ack(t)
+
+	for p, want := range map[string]codes.Code{"/a": codes.OK, "/y": codes.OK, "/x": codes.NotFound, "/gone": codes.NotFound} {
+		st, err := q.Stat(ctx, &fustorv1.StatRequest{View: "demo", Path: p})
+		if status.Code(err) != want {
+			t.Errorf("%s after the reconciling snapshot: %v; want %v", p, err, want)
+		}
+		if err == nil && st.GetMeta().GetStale() {
+			t.Errorf("%s: still stale after the leader's snapshot", p)
+		}
+	}
+}
