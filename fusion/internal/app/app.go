@@ -153,6 +153,7 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Fusion, error) {
 		}
 	}
 	rcv := receiver.New(log, f.sessions, &f.rt)
+	rcv.SetLimits(receiver.Limits{FirstMessage: cfg.Server.PushFirstMessageTimeout, StreamsPerKey: cfg.Server.MaxPushStreamsPerKey})
 	fustorv1.RegisterSessionServiceServer(srv.GRPC(), rcv)
 	fustorv1.RegisterPushServiceServer(srv.GRPC(), rcv)
 	fustorv1.RegisterViewServiceServer(srv.GRPC(), f.query)

@@ -49,6 +49,11 @@ type Server struct {
 	// CheckpointInterval is how often every view is checkpointed (they are also on a graceful
 	// stop and on AdminService.Checkpoint); a negative value turns checkpoints off.
 	CheckpointInterval time.Duration `koanf:"checkpoint_interval"`
+	// PushFirstMessageTimeout bounds the wait for a push stream's first message (the one that
+	// names its session); MaxPushStreamsPerKey the push streams one ingest key holds open.
+	// 0 = the defaults (10s, 64).
+	PushFirstMessageTimeout time.Duration `koanf:"push_first_message_timeout"`
+	MaxPushStreamsPerKey    int           `koanf:"max_push_streams_per_key"`
 }
 
 // DefaultCheckpointInterval is server.checkpoint_interval's default.

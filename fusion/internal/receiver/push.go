@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"runtime/debug"
+	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/fustor/fustor/fusion/internal/command"
 	"github.com/fustor/fustor/fusion/internal/errs"
+	"github.com/fustor/fustor/fusion/internal/server"
 	"github.com/fustor/fustor/fusion/internal/pipe"
 	"github.com/fustor/fustor/fusion/internal/session"
 	"github.com/fustor/fustor/fusion/internal/view"
@@ -64,7 +66,12 @@ func (r *Receiver) newStream(s *session.Session, pi PipeInfo) *stream {
 func (r *Receiver) Push(ps fustorv1.PushService_PushServer) error {
 	ctx, cancel := context.WithCancel(ps.Context())
 	defer cancel()
-	first, err := ps.Recv()
+	release, err := r.admitStream(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
+	first, err := r.firstMessage(ctx, ps)
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil
@@ -105,6 +112,52 @@ func (r *Receiver) Push(ps fustorv1.PushService_PushServer) error {
 		<-recvDone
 	}
 	return err
+}
+
+// admitStream counts a push stream against its key's bound.
+func (r *Receiver) admitStream(ctx context.Context) (release func(), err error) {
+	p := server.PrincipalFrom(ctx)
+	if p == nil || p.Kind != server.KindIngest {
+		return nil, fmt.Errorf("%w: an ingest API key is required", errs.ErrPermission)
+	}
+	r.openMu.Lock()
+	defer r.openMu.Unlock()
+	if n := r.open[p.KeyID]; n >= r.lim.StreamsPerKey {
+		return nil, fmt.Errorf("%w: this key has %d push streams open (server.max_push_streams_per_key); close one or use another key", errs.ErrFull, n)
+	}
+	r.open[p.KeyID]++
+	return func() {
+		r.openMu.Lock()
+		defer r.openMu.Unlock()
+		if r.open[p.KeyID]--; r.open[p.KeyID] <= 0 {
+			delete(r.open, p.KeyID)
+		}
+	}, nil
+}
+
+// firstMessage reads the stream's first message, which must come within Limits.FirstMessage:
+// a stream that never names its session is not held open. The read goes on in its own
+// goroutine, which ends with the stream when the handler gives up on it.
+func (r *Receiver) firstMessage(ctx context.Context, ps fustorv1.PushService_PushServer) (*fustorv1.PushRequest, error) {
+	type recv struct {
+		m   *fustorv1.PushRequest
+		err error
+	}
+	got := make(chan recv, 1)
+	go func() {
+		m, err := ps.Recv()
+		got <- recv{m, err}
+	}()
+	t := time.NewTimer(r.lim.FirstMessage)
+	defer t.Stop()
+	select {
+	case g := <-got:
+		return g.m, g.err
+	case <-t.C:
+		return nil, fmt.Errorf("%w: no first message within %v (server.push_first_message_timeout): a push stream opens by naming its session", errs.ErrInvalidArgument, r.lim.FirstMessage)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // serve runs the handler's loop until the stream ends; agentEnded reports that the receiving

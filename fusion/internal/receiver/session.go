@@ -10,7 +10,9 @@ package receiver
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -59,6 +61,10 @@ type Receiver struct {
 	pipes    Pipes
 	// maxInflight bounds batches of one stream queued but not yet acknowledged.
 	maxInflight int
+	lim         Limits
+	// open counts the push streams open per ingest key (Principal.KeyID), for Limits.
+	openMu sync.Mutex
+	open   map[uint64]int
 	// recvLoops and sendLoops count each running stream goroutine, slotMisuse every
 	// in-flight slot passed or released out of turn (a bug): what a test checks of Push's
 	// ownership, and what a status page can show.
@@ -70,8 +76,35 @@ func New(log *zap.Logger, sessions *session.Manager, pipes Pipes) *Receiver {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Receiver{log: log, sessions: sessions, pipes: pipes, maxInflight: 32}
+	return &Receiver{log: log, sessions: sessions, pipes: pipes, maxInflight: 32, lim: Limits{}.orDefaults(), open: map[uint64]int{}}
 }
+
+// Limits bound what a client holding a valid ingest key can keep open (issue 22): a push
+// stream must name its session in its first message within FirstMessage, and one key holds at
+// most StreamsPerKey push streams at once.
+type Limits struct {
+	FirstMessage  time.Duration
+	StreamsPerKey int
+}
+
+// Defaults of Limits' zero fields.
+const (
+	DefaultFirstMessage  = 10 * time.Second
+	DefaultStreamsPerKey = 64
+)
+
+func (l Limits) orDefaults() Limits {
+	if l.FirstMessage <= 0 {
+		l.FirstMessage = DefaultFirstMessage
+	}
+	if l.StreamsPerKey <= 0 {
+		l.StreamsPerKey = DefaultStreamsPerKey
+	}
+	return l
+}
+
+// SetLimits sets the push streams' bounds (zero fields: the defaults).
+func (r *Receiver) SetLimits(l Limits) { r.lim = l.orDefaults() }
 
 func (r *Receiver) pipeOf(ctx context.Context) (PipeInfo, error) {
 	p := server.PrincipalFrom(ctx)
