@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -151,35 +150,7 @@ func TestAgentKilledAndRestartedKeepsAnswering(t *testing.T) {
 	conn, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	must(t, err)
 	defer conn.Close()
-	views := fustorv1.NewViewServiceClient(conn)
-	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer query-key")
-	var mu sync.Mutex
-	var failures []error
-	asked, stale := 0, 0
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			resp, err := views.Stat(cctx, &fustorv1.StatRequest{View: "files", Path: "/d000/f001.dat"})
-			cancel()
-			mu.Lock()
-			asked++
-			if err != nil {
-				failures = append(failures, err)
-			} else if resp.GetMeta().GetStale() {
-				stale++
-			}
-			mu.Unlock()
-		}
-	})
+	load := startQueryLoad(t, fustorv1.NewViewServiceClient(conn), "/d000/f001.dat", 10*time.Millisecond)
 	c.agent.stop(t, syscall.SIGKILL)
 	for i := range 20 {
 		must(t, os.Remove(filepath.Join(root, fmt.Sprintf("d%03d", 300+i), "f000.dat")))
@@ -208,12 +179,9 @@ func TestAgentKilledAndRestartedKeepsAnswering(t *testing.T) {
 		}
 		return nil
 	})
-	close(stop)
-	wg.Wait()
-	mu.Lock()
-	defer mu.Unlock()
-	t.Logf("%d queries while the agent was killed and restarted, %d answered stale, %d failed", asked, stale, len(failures))
-	if len(failures) != 0 || stale == 0 {
-		t.Fatalf("%d of %d queries failed (first: %v), %d stale; want none failed, some stale", len(failures), asked, failures, stale)
+	load.Stop()
+	t.Logf("%d queries while the agent was killed and restarted, %d answered stale, %d failed", load.asked, load.stale, len(load.failures))
+	if len(load.failures) != 0 || load.stale == 0 {
+		t.Fatalf("%d of %d queries failed (first: %v), %d stale; want none failed, some stale", len(load.failures), load.asked, load.failures, load.stale)
 	}
 }

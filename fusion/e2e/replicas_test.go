@@ -1,17 +1,14 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
 
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
 	"github.com/fustor/fustor/sdk/dial"
@@ -44,74 +41,23 @@ pipes:
 	conn, err := dial.Fusion([]string{r1.addr, r2.addr}, insecure.NewCredentials())
 	must(t, err)
 	defer conn.Close()
-	views := fustorv1.NewViewServiceClient(conn)
-	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer query-key")
-	// A steady query load: one Stat every 5 ms, failures recorded with their time.
-	type failure struct {
-		at  time.Time
-		err error
-	}
-	var mu sync.Mutex
-	var failures []failure
-	var asked int
-	var slowest time.Duration
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		tick := time.NewTicker(5 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			t0 := time.Now()
-			_, err := views.Stat(cctx, &fustorv1.StatRequest{View: "files", Path: "/"})
-			took := time.Since(t0)
-			cancel()
-			mu.Lock()
-			asked++
-			slowest = max(slowest, took)
-			if err != nil {
-				failures = append(failures, failure{time.Now(), err})
-			}
-			mu.Unlock()
-		}
-	})
-	more := func(n int) { // let the load run for n more queries
-		mu.Lock()
-		want := asked + n
-		mu.Unlock()
-		eventually(t, 30*time.Second, "the query load runs", func() error {
-			mu.Lock()
-			defer mu.Unlock()
-			if asked < want {
-				return errNotYet
-			}
-			return nil
-		})
-	}
-	more(100)
+	load := startQueryLoad(t, fustorv1.NewViewServiceClient(conn), "/", 5*time.Millisecond)
+	load.waitMore(t, 100)
 	r1.fusion.stop(t, syscall.SIGKILL)
 	killed := time.Now()
 	// Files written while r1 is down.
 	writeFiles(t, root, "while-r1-down", 20)
 	r2.waitViewEqualsTree(60*time.Second, "/")
-	more(100) // on r2 alone
+	load.waitMore(t, 100) // on r2 alone
 	r1.startFusion()
 	r1.waitViewEqualsTree(60*time.Second, "/")
-	close(stop)
-	wg.Wait()
+	load.Stop()
 
-	mu.Lock()
-	defer mu.Unlock()
-	t.Logf("%d queries, %d failed, slowest %v (r1 killed at +0)", asked, len(failures), slowest)
-	for _, f := range failures {
+	t.Logf("%d queries, %d failed, slowest %v (r1 killed at +0)", load.asked, len(load.failures), load.slowest)
+	for _, f := range load.failures {
 		t.Logf("  failed at %+v: %v", f.at.Sub(killed), f.err)
 	}
-	if len(failures) != 0 {
-		t.Errorf("%d queries failed while a replica was down; want none", len(failures))
+	if len(load.failures) != 0 {
+		t.Errorf("%d queries failed while a replica was down; want none", len(load.failures))
 	}
 }

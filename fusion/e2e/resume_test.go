@@ -28,28 +28,7 @@ func appendJournal(t *testing.T, path string, first, n int) {
 // snapshot — and entries appended while it was down arrive. The view is not live, so Fusion
 // keeps its state between sessions.
 func TestResumeFromCommittedIndexWithoutSnapshot(t *testing.T) {
-	bin := binaries(t, true)
-	dir := t.TempDir()
-	journal := filepath.Join(dir, "events.jsonl")
-	appendJournal(t, journal, 1, 100)
-	c := &cluster{t: t, bin: bin, addr: freePort(t), cfgDir: dir, realtime: true}
-	c.agentAddr = c.addr
-	must(t, os.WriteFile(filepath.Join(dir, "fusion.yaml"), []byte(fmt.Sprintf(`server: {listen: %s, admin_keys: [admin-key], shutdown_timeout: 2s}
-receivers:
-  default: {api_keys: [{key: ingest-key, pipe: main}]}
-pipes:
-  main: {receiver: default, views: [files], session_timeout: 3s}
-views:
-  files: {driver: fs, live: false, query_keys: [query-key]}
-`, c.addr)), 0o644))
-	must(t, os.WriteFile(filepath.Join(dir, "agent.yaml"), []byte(fmt.Sprintf(`agent_id: e2e-agent
-sources:
-  log: {driver: journal, path: %s}
-senders:
-  fusion: {address: %s, api_key: ingest-key}
-pipes:
-  main: {source: log, sender: fusion, backoff_min: 100ms, backoff_max: 500ms, audit_interval: 1h}
-`, journal, c.addr)), 0o644))
+	c, journal := journalCluster(t, false, "")
 	c.startFusion()
 	c.startAgent()
 	c.waitFiles(60*time.Second, "/", 100)
@@ -78,28 +57,7 @@ pipes:
 // agent on a replayable source re-creates its session, gets the committed index back and
 // carries on from it — no snapshot — and entries appended while Fusion was down arrive.
 func TestJournalResumesAcrossAFusionRestart(t *testing.T) {
-	bin := binaries(t, true)
-	dir := t.TempDir()
-	journal := filepath.Join(dir, "events.jsonl")
-	appendJournal(t, journal, 1, 100)
-	c := &cluster{t: t, bin: bin, addr: freePort(t), cfgDir: dir, realtime: true}
-	c.agentAddr = c.addr
-	must(t, os.WriteFile(filepath.Join(dir, "fusion.yaml"), []byte(fmt.Sprintf(`server: {listen: %s, admin_keys: [admin-key], shutdown_timeout: 2s, state_dir: %s}
-receivers:
-  default: {api_keys: [{key: ingest-key, pipe: main}]}
-pipes:
-  main: {receiver: default, views: [files], session_timeout: 3s}
-views:
-  files: {driver: fs, live: true, query_keys: [query-key]}
-`, c.addr, filepath.Join(dir, "state"))), 0o644))
-	must(t, os.WriteFile(filepath.Join(dir, "agent.yaml"), []byte(fmt.Sprintf(`agent_id: e2e-agent
-sources:
-  log: {driver: journal, path: %s}
-senders:
-  fusion: {address: %s, api_key: ingest-key}
-pipes:
-  main: {source: log, sender: fusion, backoff_min: 100ms, backoff_max: 500ms, audit_interval: 1h}
-`, journal, c.addr)), 0o644))
+	c, journal := journalCluster(t, true, "state")
 	c.startFusion()
 	c.startAgent()
 	c.waitFiles(60*time.Second, "/", 100)
@@ -127,6 +85,37 @@ pipes:
 		}
 		return nil
 	})
+}
+
+// journalCluster is a Fusion with one view (live or not; state, when set, is the state dir's
+// name in the cluster's directory) fed by an agent on a journal of 100 entries.
+func journalCluster(t *testing.T, live bool, state string) (c *cluster, journal string) {
+	dir := t.TempDir()
+	journal = filepath.Join(dir, "events.jsonl")
+	appendJournal(t, journal, 1, 100)
+	c = &cluster{t: t, bin: binaries(t, true), addr: freePort(t), cfgDir: dir, realtime: true}
+	c.agentAddr = c.addr
+	stateDir := ""
+	if state != "" {
+		stateDir = ", state_dir: " + filepath.Join(dir, state)
+	}
+	must(t, os.WriteFile(filepath.Join(dir, "fusion.yaml"), []byte(fmt.Sprintf(`server: {listen: %s, admin_keys: [admin-key], shutdown_timeout: 2s%s}
+receivers:
+  default: {api_keys: [{key: ingest-key, pipe: main}]}
+pipes:
+  main: {receiver: default, views: [files], session_timeout: 3s}
+views:
+  files: {driver: fs, live: %v, query_keys: [query-key]}
+`, c.addr, stateDir, live)), 0o644))
+	must(t, os.WriteFile(filepath.Join(dir, "agent.yaml"), []byte(fmt.Sprintf(`agent_id: e2e-agent
+sources:
+  log: {driver: journal, path: %s}
+senders:
+  fusion: {address: %s, api_key: ingest-key}
+pipes:
+  main: {source: log, sender: fusion, backoff_min: 100ms, backoff_max: 500ms, audit_interval: 1h}
+`, journal, c.addr)), 0o644))
+	return c, journal
 }
 
 func (c *cluster) agentLogContains(s string) error {
