@@ -18,6 +18,11 @@ import (
 type Dir struct {
 	parent *Dir
 	name   string
+	// depth is the directory's number of path components, plen its path's length in bytes
+	// (the root: 0, 0); bad marks a directory declared beyond a decoder's Limits (rows under
+	// it are rejected).
+	depth, plen uint32
+	bad         bool
 
 	slotTag uint64
 	slotVal uint32
@@ -31,7 +36,12 @@ func (d *Dir) Child(name string) (*Dir, error) {
 	if err := fspath.ValidName(name); err != nil {
 		return nil, err
 	}
-	return &Dir{parent: d, name: name}, nil
+	return d.child(name), nil
+}
+
+// child is Child without the name's check.
+func (d *Dir) child(name string) *Dir {
+	return &Dir{parent: d, name: name, depth: d.depth + 1, plen: d.plen + 1 + uint32(len(name)), bad: d.bad}
 }
 
 // DirOf returns a chain of new directories for the clean path p (the root for "/").

@@ -9,8 +9,10 @@
 package fsbatch
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
@@ -83,6 +85,49 @@ type Decoder struct {
 	dirs    map[uint32]*Dir
 	root    *Dir
 	maxDirs int
+	lim     Limits
+	// beyond is the one Dir every declaration beyond the limits maps to: a hostile chain of
+	// deep or long directories costs a map entry each, not a path.
+	beyond *Dir
+}
+
+// Limits bound what a row may be (issue 22): its path's bytes and depth, its name's bytes.
+// Rows beyond them are rejected (counted, with a short reason); so are the rows under a
+// directory declared beyond them.
+type Limits struct {
+	MaxPathBytes, MaxDepth, MaxNameBytes int
+}
+
+// The defaults of Limits' zero fields.
+const (
+	DefaultMaxPathBytes = 4096
+	DefaultMaxDepth     = 1024
+	DefaultMaxNameBytes = 1024
+)
+
+func (l Limits) orDefaults() Limits {
+	l.MaxPathBytes = cmp.Or(max(l.MaxPathBytes, 0), DefaultMaxPathBytes)
+	l.MaxDepth = cmp.Or(max(l.MaxDepth, 0), DefaultMaxDepth)
+	l.MaxNameBytes = cmp.Or(max(l.MaxNameBytes, 0), DefaultMaxNameBytes)
+	return l
+}
+
+// SetLimits sets the rows' bounds (zero fields: the defaults).
+func (d *Decoder) SetLimits(l Limits) { d.lim = l.orDefaults() }
+
+// beyondLimits says why a name under parent is beyond the limits ("" = it is not).
+func (d *Decoder) beyondLimits(parent *Dir, name string) string {
+	switch {
+	case parent.bad:
+		return "under a directory beyond the limits"
+	case len(name) > d.lim.MaxNameBytes:
+		return fmt.Sprintf("a name of %d bytes (at most %d)", len(name), d.lim.MaxNameBytes)
+	case int(parent.depth)+1 > d.lim.MaxDepth:
+		return fmt.Sprintf("a path deeper than %d levels", d.lim.MaxDepth)
+	case int(parent.plen)+1+len(name) > d.lim.MaxPathBytes:
+		return fmt.Sprintf("a path of %d bytes (at most %d)", int(parent.plen)+1+len(name), d.lim.MaxPathBytes)
+	}
+	return ""
 }
 
 // NewDecoder returns a decoder whose declaration table holds at most maxDirs directories
@@ -92,7 +137,8 @@ func NewDecoder(maxDirs int) *Decoder {
 		maxDirs = DefaultMaxDirs
 	}
 	root := NewRoot()
-	return &Decoder{dirs: map[uint32]*Dir{RootID: root}, root: root, maxDirs: maxDirs}
+	return &Decoder{dirs: map[uint32]*Dir{RootID: root}, root: root, maxDirs: maxDirs, lim: Limits{}.orDefaults(),
+		beyond: &Dir{bad: true, name: "(beyond the limits)"}}
 }
 
 // Decode appends the rows of b to dst. index is the batch's EventBatch.index. A malformed batch
@@ -146,7 +192,15 @@ func (d *Decoder) Decode(b *fustorv1.FsBatch, index uint64, dst []Row) (rows []R
 		if len(pm) > 0 {
 			r.ParentMtimeNs = pm[i]
 		}
-		if rerr := d.resolve(&r, b.GetParentIds()[i]); rerr != nil {
+		rerr := d.resolve(&r, b.GetParentIds()[i])
+		switch {
+		case rerr != nil:
+		case r.Size > math.MaxInt64:
+			rerr = fmt.Errorf("size %d is over 2^63-1", r.Size)
+		case len(mdel) > 0 && (mdel[i] > 0 && r.MtimeNs < mtime-mdel[i] || mdel[i] < 0 && r.MtimeNs > mtime-mdel[i]):
+			rerr = errors.New("mtime out of range (its delta overflows)")
+		}
+		if rerr != nil {
 			rejected++
 			if len(rowErrs) < maxRowErrs {
 				rowErrs = append(rowErrs, RowError{Row: i, Err: rerr})
@@ -180,6 +234,9 @@ func (d *Decoder) resolve(r *Row, parentID uint32) error {
 	if err := fspath.ValidName(r.Name); err != nil {
 		return err
 	}
+	if why := d.beyondLimits(parent, r.Name); why != "" {
+		return errors.New(why)
+	}
 	r.Dir = parent
 	return nil
 }
@@ -195,16 +252,21 @@ func (d *Decoder) declare(dir *fustorv1.FsDir) error {
 	if err := fspath.ValidName(dir.GetName()); err != nil {
 		return fmt.Errorf("dir %d: %w", dir.GetId(), err)
 	}
+	beyond := d.beyondLimits(parent, dir.GetName()) != ""
 	if old, ok := d.dirs[dir.GetId()]; ok {
-		if old.parent != parent || old.name != dir.GetName() {
-			return fmt.Errorf("dir %d redeclared as %q (was %q)", dir.GetId(), fspath.Join(parent.Path(), dir.GetName()), old.Path())
+		if beyond && old == d.beyond || old.parent == parent && old.name == dir.GetName() {
+			return nil
 		}
-		return nil
+		return fmt.Errorf("dir %d redeclared under another parent or name (%s)", dir.GetId(), fspath.Short(dir.GetName()))
 	}
 	if len(d.dirs) >= d.maxDirs {
 		return fmt.Errorf("more than %d directories declared; send reset_dirs", d.maxDirs)
 	}
-	d.dirs[dir.GetId()] = &Dir{parent: parent, name: dir.GetName()}
+	if beyond {
+		d.dirs[dir.GetId()] = d.beyond
+		return nil
+	}
+	d.dirs[dir.GetId()] = parent.child(dir.GetName())
 	return nil
 }
 

@@ -1,6 +1,8 @@
 package fsbatch
 
 import (
+	"math"
+	"strings"
 	"unsafe"
 
 	"errors"
@@ -252,5 +254,71 @@ func TestEncoderRecycleReusesColumns(t *testing.T) {
 	enc.Add("/d/h", 0, 1, 1, 1, 0)
 	if b3, _ := enc.Flush(); &b3.Names[:1][0] == &b2.Names[:1][0] {
 		t.Fatal("a stale Recycle handed out the columns of a batch still in use")
+	}
+}
+
+// TestDecodeLimits (issue 22): rows beyond the limits — a path too deep or too long, a name
+// too long, a size over 2^63-1, an mtime whose delta overflows, anything under a directory
+// declared beyond the limits — are rejected with a short reason; the rows within them stay; a
+// hostile chain of deep long directories costs no path per declaration.
+func TestDecodeLimits(t *testing.T) {
+	long := strings.Repeat("n", 1000)
+	// A chain of 600 directories of 1,000-byte names: beyond the path bound from the fifth.
+	var dirs []*fustorv1.FsDir
+	for i := range 600 {
+		dirs = append(dirs, &fustorv1.FsDir{Id: uint32(2 + i), ParentId: uint32(1 + i), Name: long})
+	}
+	b := &fustorv1.FsBatch{
+		Dirs:      dirs,
+		ParentIds: []uint32{1, 4, 5, 601, 1, 1, 1, 1},
+		Names:     []string{"ok", "depth-3-ok", strings.Repeat("o", 100), "deep-down", strings.Repeat("x", 2000), "huge", "fine", "wrap"},
+		Sizes:     []uint64{1, 1, 1, 1, 1, 1 << 63, 1, 1},
+		MtimeBase: math.MaxInt64 - 10,
+		// Each delta is applied to the running mtime: the last row's wraps it.
+		MtimeDeltas: []int64{0, 0, 0, 0, 0, 0, -5, 30},
+	}
+	dec := NewDecoder(0)
+	rows, rejected, rowErrs, err := dec.Decode(b, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []string
+	for _, r := range rows {
+		kept = append(kept, r.Name)
+	}
+	if strings.Join(kept, ",") != "ok,depth-3-ok,fine" || rejected != 5 {
+		t.Fatalf("kept %v, rejected %d: %v", kept, rejected, rowErrs)
+	}
+	for _, re := range rowErrs {
+		if len(re.Error()) > 200 {
+			t.Errorf("a reason echoes its input: %d bytes", len(re.Error()))
+		}
+	}
+	wants := []string{"a path of 4105 bytes", "under a directory beyond the limits", "a name of 2000 bytes", "over 2^63-1", "mtime out of range"}
+	for i, w := range wants {
+		if !strings.Contains(rowErrs[i].Error(), w) {
+			t.Errorf("reason %d %q; want %q", i, rowErrs[i].Error(), w)
+		}
+	}
+	// Only the declarations within the limits hold a name: the rest share one Dir.
+	within := 0
+	for _, d := range dec.dirs {
+		if !d.bad {
+			within++
+		}
+	}
+	if within != 1+4 { // the root and 4 levels of 1,001 bytes (4,004 < 4,096)
+		t.Fatalf("%d declarations hold a name; want 5", within)
+	}
+	// Depth: 1,100 levels of one-byte names, rows at every level.
+	dirs, b = nil, &fustorv1.FsBatch{}
+	for i := range 1100 {
+		dirs = append(dirs, &fustorv1.FsDir{Id: uint32(2 + i), ParentId: uint32(1 + i), Name: "d"})
+		b.ParentIds, b.Names = append(b.ParentIds, uint32(2+i)), append(b.Names, "f")
+	}
+	b.Dirs = dirs
+	rows, rejected, _, err = NewDecoder(0).Decode(b, 0, nil)
+	if err != nil || len(rows) != DefaultMaxDepth-1 || rejected != 1100-(DefaultMaxDepth-1) {
+		t.Fatalf("1,100 levels: %d rows kept, %d rejected, %v; want %d kept", len(rows), rejected, err, DefaultMaxDepth-1)
 	}
 }

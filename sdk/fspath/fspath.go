@@ -61,11 +61,23 @@ func ValidName(name string) error {
 	case name == "." || name == "..":
 		return fmt.Errorf("%w: name %q", ErrInvalid, name)
 	case strings.IndexByte(name, '/') >= 0:
-		return fmt.Errorf("%w: name %q contains \"/\"", ErrInvalid, name)
+		return fmt.Errorf("%w: name %s contains \"/\"", ErrInvalid, Short(name))
 	case strings.IndexByte(name, 0) >= 0:
-		return fmt.Errorf("%w: name %q contains a NUL byte", ErrInvalid, name)
+		return fmt.Errorf("%w: name %s contains a NUL byte", ErrInvalid, Short(name))
 	}
 	return nil
+}
+
+// shortLen is how much of a name or path an error message quotes.
+const shortLen = 64
+
+// Short quotes s for an error message, cut to its first bytes when long: a hostile input is
+// not echoed whole into logs and answers.
+func Short(s string) string {
+	if len(s) <= shortLen {
+		return fmt.Sprintf("%q", s)
+	}
+	return fmt.Sprintf("%q…(%d bytes)", s[:shortLen], len(s))
 }
 
 // Join appends name to a normalised directory path.

@@ -35,6 +35,7 @@ import (
 	"github.com/fustor/fustor/fusion/internal/view"
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
 	"github.com/fustor/fustor/sdk/debughttp"
+	"github.com/fustor/fustor/sdk/fsbatch"
 	"github.com/fustor/fustor/sdk/metrics"
 )
 
@@ -153,7 +154,8 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Fusion, error) {
 		}
 	}
 	rcv := receiver.New(log, f.sessions, &f.rt)
-	rcv.SetLimits(receiver.Limits{FirstMessage: cfg.Server.PushFirstMessageTimeout, StreamsPerKey: cfg.Server.MaxPushStreamsPerKey})
+	rcv.SetLimits(receiver.Limits{FirstMessage: cfg.Server.PushFirstMessageTimeout, StreamsPerKey: cfg.Server.MaxPushStreamsPerKey,
+		Rows: fsbatch.Limits{MaxPathBytes: cfg.Server.MaxPathBytes, MaxDepth: cfg.Server.MaxPathDepth, MaxNameBytes: cfg.Server.MaxNameBytes}})
 	fustorv1.RegisterSessionServiceServer(srv.GRPC(), rcv)
 	fustorv1.RegisterPushServiceServer(srv.GRPC(), rcv)
 	fustorv1.RegisterViewServiceServer(srv.GRPC(), f.query)

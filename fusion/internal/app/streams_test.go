@@ -2,7 +2,9 @@ package app
 
 import (
 	"context"
+	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -109,4 +111,37 @@ func BenchmarkStatDuringIdlePushStreams(b *testing.B) {
 	b.ReportMetric(float64(busy50.Microseconds())/1e3, "p50-ms")
 	b.ReportMetric(float64(busy99.Microseconds())/1e3, "p99-ms")
 	b.ReportMetric(float64(held), "streams-held")
+}
+
+// TestHostileDeepChainIsBounded (issue 22): one push declaring a 600-deep chain of 1 KB
+// directory names, with a row under every level, costs Fusion no path per level: rows beyond
+// max_path_bytes are rejected with a short reason, the heap stays within a few MB, and the
+// view's good data and queries are as before.
+func TestHostileDeepChainIsBounded(t *testing.T) {
+	h := start(t, nil)
+	a := h.connect(t)
+	a.snapshot(t, map[string]uint64{"/good": 7})
+	long := strings.Repeat("n", 1000)
+	b := &fustorv1.FsBatch{}
+	for i := range 600 {
+		b.Dirs = append(b.Dirs, &fustorv1.FsDir{Id: uint32(2 + i), ParentId: uint32(1 + i), Name: long})
+		b.ParentIds, b.Names, b.Sizes = append(b.ParentIds, uint32(2+i)), append(b.Names, "f"), append(b.Sizes, 1)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	ack := a.batch(t, fustorv1.MessageSource_MESSAGE_SOURCE_REALTIME, b, 2)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	// Four levels fit in 4,096 bytes, with their rows; the rest are rejected.
+	if ack.GetRowsApplied() != 4 || ack.GetRowsRejected() != 596 || len(ack.GetError()) > 300 {
+		t.Fatalf("ack: applied %d, rejected %d, error %d bytes: %.300s", ack.GetRowsApplied(), ack.GetRowsRejected(), len(ack.GetError()), ack.GetError())
+	}
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 8<<20 {
+		t.Fatalf("the heap grew %d MB", grew>>20)
+	}
+	st, err := h.views().Stat(withKey("demo-key"), &fustorv1.StatRequest{View: "demo", Path: "/good"})
+	if err != nil || st.GetEntry().GetSize() != 7 {
+		t.Fatalf("the good file after the hostile push: %v, %v", st, err)
+	}
 }

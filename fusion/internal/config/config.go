@@ -54,6 +54,11 @@ type Server struct {
 	// 0 = the defaults (10s, 64).
 	PushFirstMessageTimeout time.Duration `koanf:"push_first_message_timeout"`
 	MaxPushStreamsPerKey    int           `koanf:"max_push_streams_per_key"`
+	// MaxPathBytes, MaxPathDepth and MaxNameBytes bound an ingested row's path and name; rows
+	// beyond them are rejected and counted. 0 = the defaults (4096, 1024, 1024).
+	MaxPathBytes int `koanf:"max_path_bytes"`
+	MaxPathDepth int `koanf:"max_path_depth"`
+	MaxNameBytes int `koanf:"max_name_bytes"`
 }
 
 // DefaultCheckpointInterval is server.checkpoint_interval's default.

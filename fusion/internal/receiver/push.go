@@ -12,8 +12,8 @@ import (
 
 	"github.com/fustor/fustor/fusion/internal/command"
 	"github.com/fustor/fustor/fusion/internal/errs"
-	"github.com/fustor/fustor/fusion/internal/server"
 	"github.com/fustor/fustor/fusion/internal/pipe"
+	"github.com/fustor/fustor/fusion/internal/server"
 	"github.com/fustor/fustor/fusion/internal/session"
 	"github.com/fustor/fustor/fusion/internal/view"
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
@@ -50,7 +50,7 @@ const (
 )
 
 func (r *Receiver) newStream(s *session.Session, pi PipeInfo) *stream {
-	return &stream{r: r, s: s, pi: pi, dec: fsbatch.NewDecoder(0),
+	return &stream{r: r, s: s, pi: pi, dec: r.decoder(),
 		acks: make(chan answer, r.maxInflight), slots: make(chan struct{}, r.maxInflight),
 		rows: make(chan []fsbatch.Row, pooledBatches)}
 }
@@ -112,6 +112,13 @@ func (r *Receiver) Push(ps fustorv1.PushService_PushServer) error {
 		<-recvDone
 	}
 	return err
+}
+
+// decoder returns a stream's row decoder, bounded by the limits.
+func (r *Receiver) decoder() *fsbatch.Decoder {
+	d := fsbatch.NewDecoder(0)
+	d.SetLimits(r.lim.Rows)
+	return d
 }
 
 // admitStream counts a push stream against its key's bound.

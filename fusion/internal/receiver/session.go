@@ -22,6 +22,7 @@ import (
 	"github.com/fustor/fustor/fusion/internal/server"
 	"github.com/fustor/fustor/fusion/internal/session"
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
+	"github.com/fustor/fustor/sdk/fsbatch"
 )
 
 // PipeInfo is what the receiver needs to know of a pipe.
@@ -85,6 +86,8 @@ func New(log *zap.Logger, sessions *session.Manager, pipes Pipes) *Receiver {
 type Limits struct {
 	FirstMessage  time.Duration
 	StreamsPerKey int
+	// Rows bounds each row's path and name (fsbatch.Limits; zero fields: its defaults).
+	Rows fsbatch.Limits
 }
 
 // Defaults of Limits' zero fields.
