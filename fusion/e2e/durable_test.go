@@ -185,3 +185,44 @@ func TestAgentKilledAndRestartedKeepsAnswering(t *testing.T) {
 		t.Fatalf("%d of %d queries failed (first: %v), %d stale; want none failed, some stale", len(load.failures), load.asked, load.failures, load.stale)
 	}
 }
+
+// TestFsAgentResumesAcrossAFusionRestart (issue 16): Fusion stops (SIGTERM) while an fs agent
+// keeps watching; files change meanwhile (inotify sees them); the restarted Fusion restores
+// its view and the pipe's committed index, and the agent re-creates its session and resends
+// what its bus holds since that index — no snapshot — after which the view equals the tree
+// and is no longer flagged restored.
+func TestFsAgentResumesAcrossAFusionRestart(t *testing.T) {
+	root := makeWideTree(t, 20, 50)
+	c := newCluster(t, root)
+	c.stateDir, c.auditEvery = t.TempDir(), "1h"
+	c.writeConfigs()
+	c.startFusion()
+	c.startAgent()
+	c.waitViewEqualsTree(60*time.Second, "/")
+	first, err := c.sessionOf("e2e-agent")
+	must(t, err)
+
+	c.fusion.stop(t, syscall.SIGTERM)
+	for i := range 10 {
+		must(t, os.Remove(filepath.Join(root, fmt.Sprintf("d%03d", i), "f000.dat")))
+		must(t, os.WriteFile(filepath.Join(root, fmt.Sprintf("d%03d", 10+i), "while-down.dat"), []byte("written while fusion was down"), 0o644))
+	}
+	c.startFusion()
+	c.waitViewEqualsTree(60*time.Second, "/")
+	s, err := c.sessionOf("e2e-agent")
+	must(t, err)
+	if s.ID == first.ID || s.Counters["snapshots"] != 0 {
+		t.Fatalf("the session after Fusion's restart (%s) sent %d snapshots; want a new session and none", s.ID, s.Counters["snapshots"])
+	}
+	must(t, c.agentLogContains("realtime resumes from the bus after fusion's restart"))
+	eventually(t, 10*time.Second, "the view neither restored nor stale", func() error {
+		meta, err := c.rootMeta()
+		if err != nil {
+			return err
+		}
+		if meta.GetRestored() || meta.GetStale() {
+			return fmt.Errorf("meta %v", meta)
+		}
+		return nil
+	})
+}

@@ -243,7 +243,9 @@ func TestMetricsEndpoint(t *testing.T) {
 		`fustor_agent_source_entries_skipped_total{reason="permission",source="src"}`: 0,
 		`fustor_agent_bus_published_total{source="src"}`:                              1,
 		`fustor_agent_bus_lost_total{source="src"}`:                                   0,
-		`fustor_agent_bus_subscribers{source="src"}`:                                  1,
+		// The pipe's realtime and its anchor (kept across sessions, for a resume after a
+		// restart of Fusion).
+		`fustor_agent_bus_subscribers{source="src"}`: 2,
 	})
 	if committed == 0 {
 		t.Error("fusion acknowledged no index")

@@ -199,6 +199,48 @@ func (b *Bus[T]) Subscribe() *Subscriber[T] {
 	return s
 }
 
+// Skip advances the subscriber past the events at its position whose index is at most idx,
+// without waiting (a bus without an index function skips nothing). lost is true when its next
+// event was already overwritten.
+func (s *Subscriber[T]) Skip(idx uint64) (lost bool) {
+	b := s.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	head, capa := b.head, uint64(len(b.shared))
+	if head-s.pos > capa {
+		return true
+	}
+	if b.index == nil {
+		return false
+	}
+	ring := b.shared
+	if s.lane != nil {
+		ring = s.lane
+	}
+	for s.pos < head && b.index(ring[s.pos%capa]) <= idx {
+		s.pos++
+	}
+	if s.lane != nil && s.pos == head {
+		s.lane = nil
+		b.stats.Merges++
+	}
+	b.release()
+	return false
+}
+
+// Clone returns a new subscriber at s's position: it reads what s has not read yet.
+func (s *Subscriber[T]) Clone() *Subscriber[T] {
+	b := s.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	c := &Subscriber[T]{b: b, pos: s.pos}
+	if s.lane != nil {
+		c.lane = append([]T(nil), s.lane...)
+	}
+	b.subs[c] = struct{}{}
+	return c
+}
+
 // Close removes the subscriber; it must not be used afterwards.
 func (s *Subscriber[T]) Close() {
 	s.b.mu.Lock()

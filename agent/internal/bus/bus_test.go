@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"fmt"
 	"errors"
 	"testing"
 	"time"
@@ -177,5 +178,27 @@ func TestLowWatermarkReleasesReadSlots(t *testing.T) {
 	s.Close()
 	if b.shared[2] != nil {
 		t.Fatal("closing the last subscriber kept its unread slot")
+	}
+}
+
+// TestSkipAndClone: an anchor that never reads is moved past committed indexes by Skip, keeps
+// what comes after, and a Clone reads exactly that; an anchor overrun reports its loss.
+func TestSkipAndClone(t *testing.T) {
+	b := New(8, func(v int) uint64 { return uint64(v) })
+	anchor := b.Subscribe()
+	defer anchor.Close()
+	b.Publish(1, 2, 3, 4, 5)
+	if anchor.Skip(3) {
+		t.Fatal("lost")
+	}
+	c := anchor.Clone()
+	defer c.Close()
+	got, err := c.Next(context.Background(), 10, nil)
+	if err != nil || fmt.Sprint(got) != "[4 5]" {
+		t.Fatalf("clone read %v, %v; want [4 5]", got, err)
+	}
+	b.Publish(6, 7, 8, 9, 10, 11, 12, 13, 14)
+	if !anchor.Skip(5) {
+		t.Fatal("an anchor overrun by the ring did not report its loss")
 	}
 }

@@ -92,6 +92,83 @@ type Pipe struct {
 	mu                                                sync.Mutex
 	sessionID                                         string
 	lastAudit                                         source.WalkStats
+
+	// anchor follows the bus at the last index Fusion acknowledged as committed (anchorAt),
+	// for a source whose realtime comes through the bus: after a restart of Fusion that
+	// restored its views, the events since are still in the bus and are sent again instead of
+	// a snapshot. covered is true once the anchor has followed the bus since a snapshot Fusion
+	// applied (from its own session's start, or through resumed sessions since).
+	anchorMu sync.Mutex
+	anchor   *bus.Subscriber[source.Event]
+	anchorAt uint64
+	covered  bool
+}
+
+// resumeAfter returns the index the pipe can resume after without a snapshot (ok false: it
+// cannot: no anchor, or none covered by an applied snapshot).
+func (p *Pipe) resumeAfter() (idx uint64, ok bool) {
+	p.anchorMu.Lock()
+	defer p.anchorMu.Unlock()
+	return p.anchorAt, p.anchor != nil && p.covered && p.anchorAt > 0
+}
+
+// advanceAnchor moves the anchor past what Fusion committed; a lost position loses coverage.
+func (p *Pipe) advanceAnchor(committed uint64) {
+	p.anchorMu.Lock()
+	defer p.anchorMu.Unlock()
+	if p.anchor == nil || committed <= p.anchorAt {
+		return
+	}
+	if p.anchor.Skip(committed) {
+		p.covered = false
+	}
+	p.anchorAt = committed
+}
+
+// anchorCovered records that Fusion applied the snapshot of a session the anchor followed.
+func (p *Pipe) anchorCovered() {
+	p.anchorMu.Lock()
+	defer p.anchorMu.Unlock()
+	if p.anchor != nil {
+		p.covered = true
+	}
+}
+
+// resumeBus returns a subscriber at the anchor, past committed, if the pipe can resume there:
+// the anchor is covered and still holds every event after committed.
+func (p *Pipe) resumeBus(committed uint64) (*bus.Subscriber[source.Event], bool) {
+	p.anchorMu.Lock()
+	defer p.anchorMu.Unlock()
+	if p.anchor == nil || !p.covered || committed < p.anchorAt {
+		return nil, false
+	}
+	if p.anchor.Skip(committed) {
+		p.covered = false
+		return nil, false
+	}
+	p.anchorAt = committed
+	return p.anchor.Clone(), true
+}
+
+// newAnchor starts following the bus from now, uncovered until this session's snapshot is
+// applied (the caller subscribes its realtime at the same time, before the snapshot).
+func (p *Pipe) newAnchor() {
+	p.anchorMu.Lock()
+	defer p.anchorMu.Unlock()
+	if p.anchor != nil {
+		p.anchor.Close()
+	}
+	p.anchor, p.anchorAt, p.covered = p.bus.Subscribe(), 0, false
+}
+
+// closeAnchor stops following the bus (the pipe stops).
+func (p *Pipe) closeAnchor() {
+	p.anchorMu.Lock()
+	defer p.anchorMu.Unlock()
+	if p.anchor != nil {
+		p.anchor.Close()
+		p.anchor = nil
+	}
 }
 
 // New returns a pipe on src, which every source is (it can walk); what else it can do is
@@ -167,6 +244,7 @@ func (p *Pipe) Run(ctx context.Context) error {
 	// A graceful stop saves what a save interval still holds back; the sessions, and with them
 	// every walk that could touch it, have ended by then.
 	defer p.flushState()
+	defer p.closeAnchor()
 	backoff := p.cfg.BackoffMin
 	inARow := 0
 	for {
@@ -220,14 +298,20 @@ type session struct {
 	cmds    chan *fustorv1.Command
 	resumed bool // realtime continues from the committed index: no snapshot needed
 	resnap  atomic.Bool
+	snapEnd atomic.Uint64 // seq of the last SnapshotEnd sent (0: none)
 }
 
 func (p *Pipe) runSession(ctx context.Context) (established bool, err error) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	resumeAfter, canResumeBus := p.resumeAfter()
+	if p.caps.Resume {
+		canResumeBus, resumeAfter = false, 0
+	}
 	resp, err := p.snd.CreateSession(cctx, &fustorv1.CreateSessionRequest{
 		AgentId: p.cfg.AgentID, TaskId: p.cfg.ID, TimeoutHint: durationpb.New(p.cfg.TimeoutHint),
 		SchemaName: "fs", SchemaVersion: 1, SourceUri: p.cfg.SourceURI,
-		Capabilities: &fustorv1.Capabilities{CanRealtime: p.canRealtime(), CanResume: p.caps.Resume},
+		Capabilities: &fustorv1.Capabilities{CanRealtime: p.canRealtime(), CanResume: p.caps.Resume || canResumeBus},
+		ResumeAfter:  resumeAfter,
 	})
 	cancel()
 	if err != nil {
@@ -259,7 +343,7 @@ func (p *Pipe) runSession(ctx context.Context) (established bool, err error) {
 	// Where realtime starts decides whether a snapshot is needed (DESIGN.md §4.1 step 4): a
 	// replayable source continues from the committed index and needs none; otherwise the bus
 	// is subscribed before the snapshot starts, so every later change arrives as realtime.
-	realtime, resumed, err := s.realtimeFrom(resp.GetCommittedIndex())
+	realtime, resumed, err := s.realtimeFrom(resp.GetCommittedIndex(), canResumeBus && resp.GetResumable())
 	if err != nil {
 		p.closeSession(s.id)
 		return true, err
@@ -287,14 +371,26 @@ func (p *Pipe) resumer() source.Resumer {
 }
 
 // realtimeFrom returns the session's realtime loop and whether it resumes from committed.
-func (s *session) realtimeFrom(committed uint64) (func(context.Context) error, bool, error) {
+func (s *session) realtimeFrom(committed uint64, resumable bool) (func(context.Context) error, bool, error) {
 	r := s.p.resumer()
 	if r == nil {
-		sub := s.p.bus.Subscribe()
+		// Realtime through the bus. Fusion restarted from its checkpoint and holds everything
+		// up to committed: continue from the anchor, resending what came after (no snapshot).
+		// Otherwise follow the bus from now, and the leader snapshots.
+		sub, resumed := (*bus.Subscriber[source.Event])(nil), false
+		if resumable {
+			sub, resumed = s.p.resumeBus(committed)
+		}
+		if resumed {
+			s.p.log.Info("realtime resumes from the bus after fusion's restart", zap.Uint64("from_index", committed), zap.Bool("resumed", true))
+		} else {
+			s.p.newAnchor()
+			sub = s.p.bus.Subscribe()
+		}
 		return func(ctx context.Context) error {
 			defer sub.Close()
 			return s.realtime(ctx, sub)
-		}, false, nil
+		}, resumed, nil
 	}
 	from, resumed := committed, committed > 0
 	if !resumed {

@@ -52,6 +52,9 @@ func (s *session) send(ctx context.Context, stream fustorv1.PushService_PushClie
 			if err := put(it.control); err != nil {
 				return err
 			}
+			if e := it.control.GetSnapshotEnd(); e != nil && !e.GetFailed() {
+				s.snapEnd.Store(seq) // its Ack says the snapshot is applied
+			}
 			continue
 		}
 		for start := 0; start < len(it.events); start += s.p.cfg.BatchSize {
@@ -97,6 +100,10 @@ func (s *session) recv(stream fustorv1.PushService_PushClient) error {
 		switch p := m.GetPayload().(type) {
 		case *fustorv1.PushResponse_Ack:
 			s.p.committed.Store(max(s.p.committed.Load(), p.Ack.GetCommittedIndex()))
+			s.p.advanceAnchor(p.Ack.GetCommittedIndex())
+			if seq := s.snapEnd.Load(); seq != 0 && p.Ack.GetSeq() == seq && p.Ack.GetError() == "" {
+				s.p.anchorCovered() // Fusion applied this session's snapshot
+			}
 			if p.Ack.GetError() != "" {
 				s.p.log.Warn("fusion rejected rows", zap.Uint64("seq", p.Ack.GetSeq()),
 					zap.Uint32("rejected", p.Ack.GetRowsRejected()), zap.String("error", p.Ack.GetError()))

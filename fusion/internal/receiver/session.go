@@ -155,18 +155,31 @@ func (r *Receiver) CreateSession(ctx context.Context, req *fustorv1.CreateSessio
 		return nil, fmt.Errorf("%w: pipe %q accepts schema %q, not %q", errs.ErrInvalidArgument, pi.Session.ID, pi.Schema, req.GetSchemaName())
 	}
 	committed := pi.Pipe.Committed()
+	// An agent that kept its realtime position may continue without a snapshot when the
+	// pipe's views were restored from the checkpoint and hold what it had seen committed.
+	resumable := req.GetResumeAfter() > 0 && req.GetCapabilities().GetCanResume() && committed >= req.GetResumeAfter() && restored(pi.Pipe)
 	s, err := r.sessions.Create(pi.Session, session.Info{
 		AgentID: req.GetAgentId(), TaskID: req.GetTaskId(), SourceURI: req.GetSourceUri(),
 		TimeoutHint: req.GetTimeoutHint().AsDuration(), CanRealtime: req.GetCapabilities().GetCanRealtime(),
-		Resumes: req.GetCapabilities().GetCanResume() && committed > 0,
+		Resumes: resumable || req.GetResumeAfter() == 0 && req.GetCapabilities().GetCanResume() && committed > 0,
 	})
 	if err != nil {
 		return nil, err
 	}
 	return &fustorv1.CreateSessionResponse{
 		SessionId: s.ID, Timeout: durationpb.New(s.Timeout), ViewIds: s.Pipe.Views,
-		Role: s.Role(), CommittedIndex: committed, PipeId: s.Pipe.ID,
+		Role: s.Role(), CommittedIndex: committed, PipeId: s.Pipe.ID, Resumable: resumable,
 	}, nil
+}
+
+// restored reports whether every member p feeds answers from a restored checkpoint.
+func restored(p *pipe.Pipe) bool {
+	for _, m := range p.Members {
+		if m.State().RestoredAt.IsZero() {
+			return false
+		}
+	}
+	return len(p.Members) > 0
 }
 
 // Heartbeat refreshes a session.

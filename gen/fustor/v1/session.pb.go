@@ -38,7 +38,11 @@ type CreateSessionRequest struct {
 	// capabilities describe the source.
 	Capabilities *Capabilities `protobuf:"bytes,6,opt,name=capabilities,proto3" json:"capabilities,omitempty"`
 	// source_uri describes the source for operators (e.g. "fs:///mnt/nfs1"); informational.
-	SourceUri     string `protobuf:"bytes,7,opt,name=source_uri,json=sourceUri,proto3" json:"source_uri,omitempty"`
+	SourceUri string `protobuf:"bytes,7,opt,name=source_uri,json=sourceUri,proto3" json:"source_uri,omitempty"`
+	// resume_after is, for an agent that kept its realtime position across sessions (it still
+	// holds every event after this index), the committed index it last saw acknowledged; with
+	// capabilities.can_resume it asks to continue without a snapshot (see resumable).
+	ResumeAfter   uint64 `protobuf:"varint,8,opt,name=resume_after,json=resumeAfter,proto3" json:"resume_after,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -122,6 +126,13 @@ func (x *CreateSessionRequest) GetSourceUri() string {
 	return ""
 }
 
+func (x *CreateSessionRequest) GetResumeAfter() uint64 {
+	if x != nil {
+		return x.ResumeAfter
+	}
+	return 0
+}
+
 // CreateSessionResponse returns the negotiated session.
 type CreateSessionResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -137,7 +148,12 @@ type CreateSessionResponse struct {
 	// point for sources that can replay.
 	CommittedIndex uint64 `protobuf:"varint,5,opt,name=committed_index,json=committedIndex,proto3" json:"committed_index,omitempty"`
 	// pipe_id is the Fusion pipe the session was routed to.
-	PipeId        string `protobuf:"bytes,6,opt,name=pipe_id,json=pipeId,proto3" json:"pipe_id,omitempty"`
+	PipeId string `protobuf:"bytes,6,opt,name=pipe_id,json=pipeId,proto3" json:"pipe_id,omitempty"`
+	// resumable is true when an agent that asked with resume_after may continue from
+	// committed_index without a snapshot: the pipe's views hold everything up to it (they were
+	// restored from Fusion's checkpoint, and committed_index >= resume_after). A replayable
+	// source resumes from committed_index whatever this says.
+	Resumable     bool `protobuf:"varint,7,opt,name=resumable,proto3" json:"resumable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -212,6 +228,13 @@ func (x *CreateSessionResponse) GetPipeId() string {
 		return x.PipeId
 	}
 	return ""
+}
+
+func (x *CreateSessionResponse) GetResumable() bool {
+	if x != nil {
+		return x.Resumable
+	}
+	return false
 }
 
 // Progress reports what the agent pipe is doing, for operators and stuck-task detection.
@@ -809,7 +832,7 @@ var File_fustor_v1_session_proto protoreflect.FileDescriptor
 
 const file_fustor_v1_session_proto_rawDesc = "" +
 	"\n" +
-	"\x17fustor/v1/session.proto\x12\tfustor.v1\x1a\x16fustor/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\"\xac\x02\n" +
+	"\x17fustor/v1/session.proto\x12\tfustor.v1\x1a\x16fustor/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\"\xcf\x02\n" +
 	"\x14CreateSessionRequest\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12<\n" +
@@ -819,7 +842,8 @@ const file_fustor_v1_session_proto_rawDesc = "" +
 	"\x0eschema_version\x18\x05 \x01(\rR\rschemaVersion\x12;\n" +
 	"\fcapabilities\x18\x06 \x01(\v2\x17.fustor.v1.CapabilitiesR\fcapabilities\x12\x1d\n" +
 	"\n" +
-	"source_uri\x18\a \x01(\tR\tsourceUri\"\xed\x01\n" +
+	"source_uri\x18\a \x01(\tR\tsourceUri\x12!\n" +
+	"\fresume_after\x18\b \x01(\x04R\vresumeAfter\"\x8b\x02\n" +
 	"\x15CreateSessionResponse\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x123\n" +
@@ -827,7 +851,8 @@ const file_fustor_v1_session_proto_rawDesc = "" +
 	"\bview_ids\x18\x03 \x03(\tR\aviewIds\x12#\n" +
 	"\x04role\x18\x04 \x01(\x0e2\x0f.fustor.v1.RoleR\x04role\x12'\n" +
 	"\x0fcommitted_index\x18\x05 \x01(\x04R\x0ecommittedIndex\x12\x17\n" +
-	"\apipe_id\x18\x06 \x01(\tR\x06pipeId\"\xe5\x02\n" +
+	"\apipe_id\x18\x06 \x01(\tR\x06pipeId\x12\x1c\n" +
+	"\tresumable\x18\a \x01(\bR\tresumable\"\xe5\x02\n" +
 	"\bProgress\x12)\n" +
 	"\x10snapshot_running\x18\x01 \x01(\bR\x0fsnapshotRunning\x12#\n" +
 	"\raudit_running\x18\x02 \x01(\bR\fauditRunning\x12\x1f\n" +
