@@ -325,6 +325,12 @@ func (c *client) stats(ctx context.Context, p string) error {
 		kv(w, "has_blind_spot", resp.GetMeta().GetHasBlindSpot())
 		kv(w, "authoritative_session", resp.GetMeta().GetAuthoritativeSession())
 		kv(w, "watermark", ts(resp.GetMeta().GetWatermark()))
+		if m := resp.GetMeta(); m.GetRestored() {
+			kv(w, "restored", "from Fusion's checkpoint of "+ts(m.GetCheckpointTime())+", not yet confirmed by its agent")
+		}
+		if m := resp.GetMeta(); m.GetStale() {
+			kv(w, "stale", "no agent session since "+ts(m.GetStaleSince())+": answers may be out of date")
+		}
 	})
 }
 
