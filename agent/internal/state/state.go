@@ -42,6 +42,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/fustor/fustor/sdk/wire"
 )
 
 // Version is the format this agent writes and the only one it reads.
@@ -152,99 +154,46 @@ func Decode(b []byte) (State, error) {
 	if sum := binary.LittleEndian.Uint32(b[end:]); sum != crc32.Checksum(b[len(magic):end], castagnoli) {
 		return st, errors.New("decode audit state: checksum mismatch")
 	}
-	r := reader{b: b[headerSize:end]}
-	st.Source = string(r.bytes(MaxPathBytes))
-	st.Cycle = r.uvarint()
-	if at := r.varint(); at != 0 {
+	r := wire.Reader{B: b[headerSize:end]}
+	st.Source = string(r.Bytes(MaxPathBytes))
+	st.Cycle = r.Uvarint()
+	if at := r.Varint(); at != 0 {
 		st.WrittenAt = time.Unix(0, at)
 	}
-	count := r.uvarint()
-	if r.err == nil && (count > MaxDirs || count > uint64(len(r.b))/minEntryBytes) {
-		r.fail(fmt.Errorf("%d directories announced", count))
+	count := r.Uvarint()
+	if r.Err == nil && (count > MaxDirs || count > uint64(len(r.B))/minEntryBytes) {
+		r.Fail(fmt.Errorf("%d directories announced", count))
 	}
-	if r.err == nil {
+	if r.Err == nil {
 		st.Dirs = make(map[string]int64, count)
 	}
 	prev := ""
-	for i := uint64(0); i < count && r.err == nil; i++ {
-		shared := r.uvarint()
+	for i := uint64(0); i < count && r.Err == nil; i++ {
+		shared := r.Uvarint()
 		if shared > uint64(len(prev)) {
-			r.fail(fmt.Errorf("directory %d shares %d bytes with a %d-byte path", i, shared, len(prev)))
+			r.Fail(fmt.Errorf("directory %d shares %d bytes with a %d-byte path", i, shared, len(prev)))
 			break
 		}
-		suffix := r.bytes(MaxPathBytes - int(shared))
+		suffix := r.Bytes(MaxPathBytes - int(shared))
 		k := prev[:shared] + string(suffix)
-		mtime := r.varint()
-		if r.err != nil {
+		mtime := r.Varint()
+		if r.Err != nil {
 			break
 		}
 		if i > 0 && k <= prev {
-			r.fail(fmt.Errorf("directory %d out of order", i))
+			r.Fail(fmt.Errorf("directory %d out of order", i))
 			break
 		}
 		st.Dirs[k] = mtime
 		prev = k
 	}
-	if r.err == nil && len(r.b) != 0 {
-		r.fail(fmt.Errorf("%d bytes after the last directory", len(r.b)))
+	if r.Err == nil && len(r.B) != 0 {
+		r.Fail(fmt.Errorf("%d bytes after the last directory", len(r.B)))
 	}
-	if r.err != nil {
-		return State{}, fmt.Errorf("decode audit state: %w", r.err)
+	if r.Err != nil {
+		return State{}, fmt.Errorf("decode audit state: %w", r.Err)
 	}
 	return st, nil
-}
-
-// reader reads the payload's varints; the first error sticks and every later read is zero.
-type reader struct {
-	b   []byte
-	err error
-}
-
-func (r *reader) fail(err error) {
-	if r.err == nil {
-		r.err = err
-	}
-}
-
-func (r *reader) uvarint() uint64 {
-	if r.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.fail(errors.New("bad or truncated varint"))
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) varint() int64 {
-	if r.err != nil {
-		return 0
-	}
-	v, n := binary.Varint(r.b)
-	if n <= 0 {
-		r.fail(errors.New("bad or truncated varint"))
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-// bytes reads a uvarint length of at most limit and that many bytes.
-func (r *reader) bytes(limit int) []byte {
-	n := r.uvarint()
-	if r.err != nil {
-		return nil
-	}
-	if n > uint64(limit) || n > uint64(len(r.b)) {
-		r.fail(fmt.Errorf("a string of %d bytes (limit %d, %d left)", n, limit, len(r.b)))
-		return nil
-	}
-	out := r.b[:n]
-	r.b = r.b[n:]
-	return out
 }
 
 // Read reads and decodes the file at path. A missing file is an error wrapping os.ErrNotExist

@@ -165,10 +165,6 @@ func (p *Pipe) Submit(ctx context.Context, it *Item) error {
 	}
 }
 
-// ResetCommitted forgets the resume point: the views it described were reset, so a source
-// resuming from it would leave them incomplete.
-func (p *Pipe) ResetCommitted() { p.committed.Store(0) }
-
 // RestoreCommitted sets the resume point read from Fusion's state dir at start (the views it
 // describes were restored from their checkpoints).
 func (p *Pipe) RestoreCommitted(index uint64) { p.committed.Store(index) }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fustor/fustor/fusion/internal/view/fs/internal/store"
+	"github.com/fustor/fustor/sdk/wire"
 )
 
 // A checkpoint is the view's state as one file (issue 16): the tree and the consistency side
@@ -108,27 +109,27 @@ func (v *View) LoadCheckpoint(data []byte) (CheckpointInfo, error) {
 		return info, err
 	}
 	nv := New(v.log, v.opts)
-	d := &decoder{b: body}
-	if ver := d.uvarint(); d.err == nil && ver != CheckpointVersion {
+	d := &decoder{wire.Reader{B: body}}
+	if ver := d.Uvarint(); d.Err == nil && ver != CheckpointVersion {
 		return info, fmt.Errorf("%w: format version %d, this build reads %d", ErrCheckpoint, ver, CheckpointVersion)
 	}
-	info.WrittenAt = time.Unix(0, d.varint())
-	info.WatermarkNs = d.varint()
-	info.Nodes = int(d.uvarint())
-	info.Instance, info.Seq = d.uvarint(), d.uvarint()
+	info.WrittenAt = time.Unix(0, d.Varint())
+	info.WatermarkNs = d.Varint()
+	info.Nodes = int(d.Uvarint())
+	info.Instance, info.Seq = d.Uvarint(), d.Uvarint()
 	if err := nv.decodeTree(d, info.Nodes); err != nil {
 		return info, err
 	}
 	nv.decodeRedo(d, info.WrittenAt.UnixNano())
 	nv.decodeSideTables(d)
-	if d.err == nil {
+	if d.Err == nil {
 		nv.flagsFromTables()
 	}
-	if d.err == nil && len(d.b) != 0 {
-		d.err = fmt.Errorf("%d bytes after the end", len(d.b))
+	if d.Err == nil && len(d.B) != 0 {
+		d.Err = fmt.Errorf("%d bytes after the end", len(d.B))
 	}
-	if d.err != nil {
-		return info, fmt.Errorf("%w: %w", ErrCheckpoint, d.err)
+	if d.Err != nil {
+		return info, fmt.Errorf("%w: %w", ErrCheckpoint, d.Err)
 	}
 	info.Bytes = len(data)
 
@@ -169,10 +170,10 @@ func (v *View) decodeTree(d *decoder, nodes int) error {
 	}
 	stack := []uint32{v.root}
 	var dirs []uint32
-	for len(stack) > 0 && d.err == nil {
+	for len(stack) > 0 && d.Err == nil {
 		dir := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		count := d.uvarint()
+		count := d.Uvarint()
 		if count > uint64(nodes-v.size) {
 			d.fail("directory %q claims %d children, more than the nodes left", v.pathOf(dir), count)
 			break
@@ -180,10 +181,10 @@ func (v *View) decodeTree(d *decoder, nodes int) error {
 		dirs = dirs[:0]
 		var mtime, updated int64
 		for range count {
-			flags := uint16(d.uvarint()) & persisted
-			name := d.bytes()
-			size, dm, du := d.varint(), d.varint(), d.varint()
-			if d.err != nil {
+			flags := uint16(d.Uvarint()) & persisted
+			name := d.Bytes(0)
+			size, dm, du := d.Varint(), d.Varint(), d.Varint()
+			if d.Err != nil {
 				break
 			}
 			mtime, updated = mtime+dm, updated+du
@@ -200,7 +201,7 @@ func (v *View) decodeTree(d *decoder, nodes int) error {
 			isDir := flags&store.FlagDir != 0
 			id, err := v.insert(dir, nm, h, isDir, size, mtime, flags&^store.FlagDir)
 			if err != nil {
-				d.err = err
+				d.Err = err
 				break
 			}
 			v.st.Get(id).LastUpdated = updated
@@ -212,105 +213,47 @@ func (v *View) decodeTree(d *decoder, nodes int) error {
 			stack = append(stack, dirs[i])
 		}
 	}
-	if d.err == nil && v.size != nodes {
+	if d.Err == nil && v.size != nodes {
 		d.fail("%d nodes, the header says %d", v.size, nodes)
 	}
-	if d.err != nil {
-		return fmt.Errorf("%w: %w", ErrCheckpoint, d.err)
+	if d.Err != nil {
+		return fmt.Errorf("%w: %w", ErrCheckpoint, d.Err)
 	}
 	return nil
 }
 
 func (v *View) decodeSideTables(d *decoder) {
-	for n := d.count(); n > 0 && d.err == nil; n-- {
+	for n := d.Count(); n > 0 && d.Err == nil; n-- {
 		p := d.str()
-		v.c.tombs[p] = tombstone{logicalNs: d.varint(), physicalNs: d.varint()}
+		v.c.tombs[p] = tombstone{logicalNs: d.Varint(), physicalNs: d.Varint()}
 	}
 	now := v.opts.Mono()
-	for n := d.count(); n > 0 && d.err == nil; n-- {
+	for n := d.Count(); n > 0 && d.Err == nil; n-- {
 		p := d.str()
-		left, mtime := d.varint(), d.varint()
-		if d.err == nil {
+		left, mtime := d.Varint(), d.Varint()
+		if d.Err == nil {
 			v.c.markSuspect(p, mtime, now, time.Duration(left))
 		}
 	}
 	for _, set := range []map[string]struct{}{v.c.additions, v.c.deletions} {
-		for n := d.count(); n > 0 && d.err == nil; n-- {
+		for n := d.Count(); n > 0 && d.Err == nil; n-- {
 			set[d.str()] = struct{}{}
 		}
 	}
-	skews := make([]int64, 0, min(d.count(), 1<<20))
-	for n := cap(skews); n > 0 && d.err == nil; n-- {
-		skews = append(skews, d.varint())
+	skews := make([]int64, 0, min(d.Count(), 1<<20))
+	for n := cap(skews); n > 0 && d.Err == nil; n-- {
+		skews = append(skews, d.Varint())
 	}
-	if d.err == nil {
+	if d.Err == nil {
 		v.clock.Restore(skews)
 	}
-	v.c.auditCycles, v.c.lastAuditNs = d.uvarint(), d.varint()
+	v.c.auditCycles, v.c.lastAuditNs = d.Uvarint(), d.Varint()
 }
 
-// decoder reads varints and strings; the first error sticks and later reads return zero.
-type decoder struct {
-	b   []byte
-	err error
-}
+// decoder is a wire.Reader with the checkpoint's own reads.
+type decoder struct{ wire.Reader }
 
-func (d *decoder) fail(format string, args ...any) {
-	if d.err == nil {
-		d.err = fmt.Errorf(format, args...)
-	}
-}
-
-func (d *decoder) uvarint() uint64 {
-	if d.err != nil {
-		return 0
-	}
-	x, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail("truncated at a number")
-		return 0
-	}
-	d.b = d.b[n:]
-	return x
-}
-
-func (d *decoder) varint() int64 {
-	if d.err != nil {
-		return 0
-	}
-	x, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail("truncated at a number")
-		return 0
-	}
-	d.b = d.b[n:]
-	return x
-}
-
-// count reads a table's length, bounded by the bytes left (every entry takes one at least).
-func (d *decoder) count() uint64 {
-	n := d.uvarint()
-	if n > uint64(len(d.b)) {
-		d.fail("a table of %d entries in %d bytes", n, len(d.b))
-		return 0
-	}
-	return n
-}
-
-func (d *decoder) bytes() []byte {
-	n := d.uvarint()
-	if d.err != nil {
-		return nil
-	}
-	if n > uint64(len(d.b)) {
-		d.fail("a string of %d bytes in %d", n, len(d.b))
-		return nil
-	}
-	s := d.b[:n]
-	d.b = d.b[n:]
-	return s
-}
-
-func (d *decoder) str() string { return string(d.bytes()) }
+func (d *decoder) fail(format string, args ...any) { d.Fail(fmt.Errorf(format, args...)) }
+func (d *decoder) str() string                     { return string(d.Bytes(0)) }
 
 func crcOf(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }

@@ -156,15 +156,15 @@ func (v *View) encode(pieces bool) (out []byte, info CheckpointInfo, ok bool) {
 // decodeRedo replays the redo records on the walked tree of a loading view; stamp is the
 // last-update time of what realtime changed (the records do not carry it).
 func (v *View) decodeRedo(d *decoder, stamp int64) {
-	for n := d.count(); n > 0 && d.err == nil; n-- {
-		if len(d.b) < 2 {
+	for n := d.Count(); n > 0 && d.Err == nil; n-- {
+		if len(d.B) < 2 {
 			d.fail("truncated in the redo")
 			return
 		}
-		kind, origin, flags := ChangeKind(d.b[0]&7), Origin(d.b[0]>>3), d.b[1]
-		d.b = d.b[2:]
-		size, mtime, p := d.uvarint(), d.varint(), d.str()
-		if d.err != nil {
+		kind, origin, flags := ChangeKind(d.B[0]&7), Origin(d.B[0]>>3), d.B[1]
+		d.B = d.B[2:]
+		size, mtime, p := d.Uvarint(), d.Varint(), d.str()
+		if d.Err != nil {
 			return
 		}
 		if err := v.redo(kind, origin, flags, size, mtime, p, stamp); err != nil {
