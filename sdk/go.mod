@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/fustor/fustor/gen v0.0.0
+	github.com/klauspost/compress v1.20.1
 	github.com/knadh/koanf/parsers/yaml v1.1.1
 	github.com/knadh/koanf/providers/env/v2 v2.0.2
 	github.com/knadh/koanf/providers/file v1.2.1

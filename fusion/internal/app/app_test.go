@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -23,7 +24,12 @@ import (
 	"github.com/fustor/fustor/sdk/fsbatch"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(watchChildEnv); spec != "" {
+		os.Exit(watchChild(spec)) // a benchmark's watcher process (watchApart)
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // harness runs a real Fusion on 127.0.0.1:0 and a gRPC client to it.
 type harness struct {

@@ -3,11 +3,13 @@ package app
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/fustor/fustor/fusion/internal/config"
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
 )
 
@@ -135,5 +137,99 @@ func TestWaitStable(t *testing.T) {
 	r := <-done
 	if !r.GetStable() || r.GetFiles() != 2 || time.Since(wrote) < 300*time.Millisecond {
 		t.Fatalf("stable %v after %v with %d files", r.GetStable(), time.Since(wrote), r.GetFiles())
+	}
+}
+
+// TestWatchHoldsAnOpenSnapshotsChanges: while a snapshot is applied its changes are held, a
+// realtime change is not (it brings the held ones with it, in order), the pass's end sends
+// the rest, and a short watch_max_hold sends held changes before the end. Every change comes
+// exactly once, in sequence order.
+func TestWatchHoldsAnOpenSnapshotsChanges(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		hold time.Duration
+	}{{"until-the-end", time.Hour}, {"max-hold", 20 * time.Millisecond}} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := start(t, func(c *config.Config) {
+				v := c.Views["demo"]
+				v.WatchMaxHold = tc.hold
+				c.Views["demo"] = v
+			})
+			a := h.connect(t)
+			a.snapshot(t, map[string]uint64{"/base": 1})
+			wctx, cancel := context.WithCancel(withKey("demo-key"))
+			defer cancel()
+			w, err := h.views().Watch(wctx, &fustorv1.WatchRequest{View: "demo", Path: "/"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.Recv(); err != nil {
+				t.Fatal(err)
+			}
+			msgs := make(chan *fustorv1.WatchResponse, 64)
+			go func() {
+				defer close(msgs)
+				for {
+					m, err := w.Recv()
+					if err != nil {
+						return
+					}
+					if len(m.GetChanges()) > 0 {
+						msgs <- m
+					}
+				}
+			}()
+			if err := a.send(&fustorv1.PushRequest{Payload: &fustorv1.PushRequest_SnapshotStart{SnapshotStart: &fustorv1.SnapshotStart{}}}); err != nil {
+				t.Fatal(err)
+			}
+			a.ack(t)
+			mtime := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+			for i := range 3 {
+				a.enc.Add(fmt.Sprintf("/snap/f%d", i), 0, 1, mtime.UnixNano(), 1, 0)
+			}
+			b, idx := a.enc.Flush()
+			a.batch(t, fustorv1.MessageSource_MESSAGE_SOURCE_SNAPSHOT, b, idx)
+			var got []*fustorv1.Change
+			if tc.hold < time.Minute {
+				// Held no longer than watch_max_hold, though the snapshot is still open.
+				for len(got) < 4 { // /snap and its three files
+					got = append(got, (<-msgs).GetChanges()...)
+				}
+			}
+			a.realtime(t, map[string]uint64{"/live/x": 1}, mtime)
+			if tc.hold > time.Minute {
+				// Nothing came before the realtime change: its message carries the held ones.
+				m := <-msgs
+				got = append(got, m.GetChanges()...)
+				if last := m.GetChanges()[len(m.GetChanges())-1]; last.GetPath() != "/live/x" {
+					t.Fatalf("the first message ends with %s, not the realtime change (held changes came alone)", last.GetPath())
+				}
+			}
+			a.enc.Add("/snap/late", 0, 1, mtime.UnixNano(), 1, 0)
+			b, idx = a.enc.Flush()
+			a.batch(t, fustorv1.MessageSource_MESSAGE_SOURCE_SNAPSHOT, b, idx)
+			if err := a.send(&fustorv1.PushRequest{Payload: &fustorv1.PushRequest_SnapshotEnd{SnapshotEnd: &fustorv1.SnapshotEnd{}}}); err != nil {
+				t.Fatal(err)
+			}
+			a.ack(t)
+			for len(got) < 8 { // and the flag SnapshotEnd sets on /snap/late (suspect)
+				m, ok := <-msgs
+				if !ok {
+					t.Fatal("the watch ended")
+				}
+				got = append(got, m.GetChanges()...)
+			}
+			var paths []string
+			for i, c := range got {
+				if i > 0 && c.GetSequence() != got[i-1].GetSequence()+1 {
+					t.Fatalf("sequence %d after %d: %v", c.GetSequence(), got[i-1].GetSequence(), got)
+				}
+				paths = append(paths, strings.TrimPrefix(c.GetKind().String(), "CHANGE_KIND_")+":"+c.GetPath())
+			}
+			want := "[CREATED:/snap CREATED:/snap/f0 CREATED:/snap/f1 CREATED:/snap/f2 CREATED:/live CREATED:/live/x CREATED:/snap/late FLAGS:/snap/late]"
+			if fmt.Sprint(paths) != want {
+				t.Fatalf("watched %v, want %s", paths, want)
+			}
+		})
 	}
 }

@@ -153,6 +153,10 @@ type View struct {
 	// MaxWatchers bounds the watches open on the view, MaxWatchersPerKey those of one key.
 	MaxWatchers       int `koanf:"max_watchers"`
 	MaxWatchersPerKey int `koanf:"max_watchers_per_key"`
+	// WatchMaxHold is how long a watcher may hold the changes of an open snapshot or audit
+	// before it sends them (it sends at the pass's end, or at once when a realtime change
+	// comes): the change feed yields to the apply loop while a bulk pass runs. <0: never hold.
+	WatchMaxHold time.Duration `koanf:"watch_max_hold"`
 }
 
 // Default returns a configuration with every default filled and no pipes or views.
@@ -188,6 +192,7 @@ const (
 	DefaultChangeLogBytes    = 64 << 20
 	DefaultMaxWatchers       = 256
 	DefaultMaxWatchersPerKey = 64
+	DefaultWatchMaxHold      = time.Second
 )
 
 // Normalize fills per-entry defaults of pipes and views.
@@ -233,6 +238,7 @@ func (c *Config) Normalize() {
 		v.ChangeLogBytes = cmp.Or(v.ChangeLogBytes, DefaultChangeLogBytes)
 		v.MaxWatchers = cmp.Or(v.MaxWatchers, DefaultMaxWatchers)
 		v.MaxWatchersPerKey = cmp.Or(v.MaxWatchersPerKey, DefaultMaxWatchersPerKey)
+		v.WatchMaxHold = cmp.Or(v.WatchMaxHold, DefaultWatchMaxHold)
 		c.Views[id] = v
 	}
 }

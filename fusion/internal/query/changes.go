@@ -275,7 +275,36 @@ func (s *Service) Watch(req *fustorv1.WatchRequest, stream fustorv1.ViewService_
 	if comp, ok := recvCompression(ctx); ok {
 		filter = req.GetView() + "\x00" + req.GetMember() + "\x00" + p + "\x00" + req.GetGlob() + "\x00" + comp
 	}
+	// While a snapshot or an audit is applied, its changes are held (up to the view's
+	// watch_max_hold) and sent when the pass ends: the feed yields the cores to the apply loop
+	// (BenchmarkSnapshotWithWatchers), and a realtime change is never held.
+	hold := time.NewTimer(time.Hour)
+	hold.Stop()
+	defer hold.Stop()
+	var holdSince time.Time
+	draining := false // a hold ran out: send all that is there before holding again
 	for {
+		left, ok, expired := time.Duration(0), false, false
+		if !draining && !asked {
+			left, ok, expired = fd.holding(sc.v.Cfg.WatchMaxHold, &holdSince, s.now())
+			draining = expired
+		}
+		if ok {
+			hold.Reset(left)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-ping:
+			case <-hold.C:
+			case <-t.C:
+				if err := stream.Send(&fustorv1.WatchResponse{Cursor: fd.cur.String()}); err != nil {
+					return err
+				}
+				t.Reset(beat)
+			}
+			hold.Stop()
+			continue
+		}
 		more, err := s.sendNext(stream, fd, filter, asked)
 		if err != nil {
 			return err
@@ -284,6 +313,7 @@ func (s *Service) Watch(req *fustorv1.WatchRequest, stream fustorv1.ViewService_
 		if more {
 			continue
 		}
+		draining = false
 		select {
 		case <-ctx.Done():
 			return nil
@@ -295,6 +325,45 @@ func (s *Service) Watch(req *fustorv1.WatchRequest, stream fustorv1.ViewService_
 			t.Reset(beat)
 		}
 	}
+}
+
+// holding is true while the watch should wait before it reads: every member with changes
+// after the cursor has a bulk pass open, the changes are all the pass's, and the hold
+// began (since, set here) less than maxHold ago; left is what remains of it, expired says it
+// ran out. A hold that ends, for whatever reason, clears since.
+func (fd *feed) holding(maxHold time.Duration, since *time.Time, now time.Time) (left time.Duration, ok, expired bool) {
+	if maxHold <= 0 {
+		return 0, false, false
+	}
+	pending := false
+	for _, m := range fd.sc.members {
+		c := fd.cur[m.Name]
+		inst, last := m.Driver.ChangeCursor()
+		if inst != c.Instance {
+			*since = time.Time{} // a reset: the watcher's news
+			return 0, false, false
+		}
+		if last <= c.Seq {
+			continue
+		}
+		if bulk, from, live := m.Driver.DeliveryHint(); !bulk || c.Seq+1 < from || live > c.Seq {
+			*since = time.Time{}
+			return 0, false, false
+		}
+		pending = true
+	}
+	if !pending {
+		*since = time.Time{}
+		return 0, false, false
+	}
+	if since.IsZero() {
+		*since = now
+	}
+	if left = maxHold - now.Sub(*since); left <= 0 {
+		*since = time.Time{}
+		return 0, false, true
+	}
+	return left, true, false
 }
 
 // recvCompression is the compressor of the stream's request, which gRPC answers with; ok is

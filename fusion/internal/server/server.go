@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/fustor/fustor/fusion/internal/config"
+	_ "github.com/fustor/fustor/sdk/compress" // answers clients that ask for s2 in kind
 )
 
 // Server is the gRPC server; register services on GRPC() before Run.

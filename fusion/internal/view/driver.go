@@ -114,6 +114,10 @@ type ChangeLog interface {
 	Subscribe(ch chan<- struct{}) (cancel func())
 	// LastChange returns when the last change was applied (Fusion ns; 0 = none).
 	LastChange() int64
+	// DeliveryHint says whether a bulk pass (snapshot, audit) is open, the sequence of its
+	// first change and that of the last change of another origin: watchers may hold the
+	// pass's changes until it ends.
+	DeliveryHint() (bulk bool, bulkFrom, lastLive uint64)
 	// ChangeLogStats returns the changes held and the bytes they take.
 	ChangeLogStats() (entries, bytes int)
 }

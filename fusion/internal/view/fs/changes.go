@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"math/rand/v2"
 	"path"
+	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/fustor/fustor/sdk/fspath"
 
@@ -52,20 +54,50 @@ type changeLog struct {
 	// view answers only once its snapshot is applied), so the log does not hold the whole tree.
 	loading bool
 
-	origin  Origin // the origin of what the view is applying now
-	changed bool   // changes since the last notify
-	lastNs  int64  // Fusion physical time of the last change
+	origin   Origin // the origin of what the view is applying now
+	changed  bool   // changes since the last notify
+	lastNs   int64  // Fusion physical time of the last change
+	lastLive uint64 // sequence of the last change that is neither a snapshot's nor an audit's
+	bulk     bool   // a snapshot or an audit was open at the last publish
+	bulkFrom uint64 // the sequence the first change of that pass got (or gets)
 
 	subMu sync.Mutex
 	subs  map[chan<- struct{}]struct{}
+
+	// pub is what the log's readers see without the view's lock, published at the end of
+	// every writing call (publish): a watcher's checks then never wait for the apply loop.
+	pub struct {
+		instance, last, live, bulkFrom atomic.Uint64
+		lastNs                         atomic.Int64
+		bulk                           atomic.Bool
+	}
 }
 
 func (l *changeLog) reset(maxEntries, maxBytes int) {
+	l.subMu.Lock()
 	subs := l.subs
-	*l = changeLog{instance: rand.Uint64() | 1, first: 1, next: 1, maxEntries: maxEntries, maxBytes: maxBytes, subs: subs, loading: true}
-	if l.subs == nil {
-		l.subs = map[chan<- struct{}]struct{}{}
+	l.subMu.Unlock()
+	if subs == nil {
+		subs = map[chan<- struct{}]struct{}{}
 	}
+	l.instance, l.first, l.next, l.chunks, l.bytes = rand.Uint64()|1, 1, 1, nil, 0
+	l.maxEntries, l.maxBytes = maxEntries, maxBytes
+	l.prev, l.prevDir, l.prevM, l.dir, l.dirPath, l.buf = nil, 0, 0, 0, nil, nil
+	l.loading, l.origin, l.changed, l.lastNs, l.lastLive, l.bulk, l.bulkFrom = true, 0, false, 0, 0, false, 0
+	l.subMu.Lock()
+	l.subs = subs
+	l.subMu.Unlock()
+	l.publish()
+}
+
+// publish makes the log's state visible to readers outside the view's lock.
+func (l *changeLog) publish() {
+	l.pub.instance.Store(l.instance)
+	l.pub.last.Store(l.next - 1)
+	l.pub.live.Store(l.lastLive)
+	l.pub.lastNs.Store(l.lastNs)
+	l.pub.bulk.Store(l.bulk)
+	l.pub.bulkFrom.Store(l.bulkFrom)
 }
 
 // restore continues instance after seq with an empty log: a view loaded from a checkpoint,
@@ -73,6 +105,7 @@ func (l *changeLog) reset(maxEntries, maxBytes int) {
 func (l *changeLog) restore(instance, seq uint64) {
 	l.reset(l.maxEntries, l.maxBytes)
 	l.instance, l.first, l.next, l.loading = instance, seq+1, seq+1, false
+	l.publish()
 }
 
 // record flags
@@ -151,6 +184,9 @@ func (v *View) appendRecord(kind ChangeKind, flags byte, size, mtime int64, p []
 	*c = append(*c, p[shared:]...)
 	l.prev, l.prevM = append(l.prev[:shared], p[shared:]...), mtime
 	l.bytes += len(*c) - before
+	if l.origin != OriginSnapshot && l.origin != OriginAudit {
+		l.lastLive = l.next
+	}
 	l.next++
 	l.changed = true
 	for len(l.chunks) > 1 && (int(l.next-l.first) > l.maxEntries || l.bytes > l.maxBytes) {
@@ -164,21 +200,32 @@ func (v *View) appendRecord(kind ChangeKind, flags byte, size, mtime int64, p []
 // changeDirGone forgets the cached parent path: its node may be reused.
 func (l *changeLog) changeDirGone() { l.dir, l.prevDir = 0, 0 }
 
-// changesDone ends a writing call: what it recorded is announced.
+// changesDone ends a writing call: what it recorded is published and announced.
 func (v *View) changesDone() {
-	v.chg.origin = 0
+	l := &v.chg
+	l.origin = 0
+	if bulk := v.c.snap != nil || v.c.audit != nil; bulk != l.bulk {
+		// Watchers holding bulk changes wait for the pass's end (DeliveryHint): tell them.
+		l.bulk, l.changed = bulk, l.changed || !bulk
+		if bulk {
+			// The changes this call recorded (a snapshot's start) are the pass's already.
+			l.bulkFrom = l.pub.last.Load() + 1
+		}
+	}
 	v.notify()
 }
 
-// notify pings the subscribers when changes were recorded; called at the end of every
-// writing call, never per row, and never blocking.
+// notify publishes the log and pings the subscribers when changes were recorded; called at
+// the end of every writing call, never per row, and never blocking.
 func (v *View) notify() {
 	l := &v.chg
 	if !l.changed {
+		l.publish()
 		return
 	}
 	l.changed = false
 	l.lastNs = v.opts.Now().UnixNano()
+	l.publish()
 	l.subMu.Lock()
 	for ch := range l.subs {
 		select {
@@ -202,28 +249,32 @@ func (v *View) Subscribe(ch chan<- struct{}) (cancel func()) {
 	}
 }
 
-// ChangeCursor returns the view's instance and the sequence of its last change.
+// ChangeCursor returns the view's instance and the sequence of its last change, as of the
+// end of the last writing call; it never waits for the apply loop.
 func (v *View) ChangeCursor() (instance, last uint64) {
-	v.mu.RLock()
-	defer v.mu.RUnlock()
-	return v.chg.instance, v.chg.next - 1
+	return v.chg.pub.instance.Load(), v.chg.pub.last.Load()
 }
 
 // LastChange returns when the last change was applied (0: none since the view was reset).
-func (v *View) LastChange() int64 {
-	v.mu.RLock()
-	defer v.mu.RUnlock()
-	return v.chg.lastNs
+func (v *View) LastChange() int64 { return v.chg.pub.lastNs.Load() }
+
+// DeliveryHint says whether a snapshot or an audit is open (bulk), from which sequence its
+// changes are (bulkFrom), and the sequence of the last change of any other origin (realtime,
+// on-demand, expiry): watchers may hold the pass's own changes until it ends, never what came
+// before it or after lastLive.
+func (v *View) DeliveryHint() (bulk bool, bulkFrom, lastLive uint64) {
+	return v.chg.pub.bulk.Load(), v.chg.pub.bulkFrom.Load(), v.chg.pub.live.Load()
 }
 
 // maxScan bounds the records one read decodes, so a read under a filter that drops nearly
 // everything still holds the read lock briefly; the caller goes on from Next.
 const maxScan = 1 << 16
 
-// Changes returns up to limit changes after sequence after that pass f.
+// Changes returns up to limit changes after sequence after that pass f. The view's lock is
+// held only to copy the part of the chunk list the read needs: full chunks never change and
+// the open one only grows past the copied length, so the records are decoded without it.
 func (v *View) Changes(after uint64, f ChangeFilter, limit int) ChangePage {
 	v.mu.RLock()
-	defer v.mu.RUnlock()
 	l := &v.chg
 	page := ChangePage{Next: after}
 	if after+1 < l.first {
@@ -232,10 +283,14 @@ func (v *View) Changes(after uint64, f ChangeFilter, limit int) ChangePage {
 	}
 	if after >= l.next-1 {
 		page.Next = l.next - 1
+		v.mu.RUnlock()
 		return page
 	}
+	ci := int((after + 1 - l.first) / changeChunk)
+	part := changeLog{first: l.first + uint64(ci)*changeChunk, next: l.next, chunks: slices.Clone(l.chunks[ci:])}
+	v.mu.RUnlock()
 	scanned := 0
-	l.scan(after, func(r record) bool {
+	part.scan(after, func(r record) bool {
 		scanned++
 		page.Next = r.seq
 		p := string(r.path)
@@ -250,7 +305,7 @@ func (v *View) Changes(after uint64, f ChangeFilter, limit int) ChangePage {
 		page.Changes = append(page.Changes, Change{Seq: r.seq, Kind: r.kind, Origin: r.origin, Entry: e})
 		return len(page.Changes) < limit && scanned < maxScan
 	})
-	page.More = page.Next < l.next-1
+	page.More = page.Next < part.next-1
 	return page
 }
 
@@ -266,7 +321,8 @@ type record struct {
 }
 
 // scan calls fn for the records after sequence after, in order, until fn returns false. The
-// caller holds the view's lock and has checked that after+1 is in the log.
+// caller holds the view's lock, or reads a copy of the chunk list (Changes), and has checked
+// that after+1 is in the log.
 func (l *changeLog) scan(after uint64, fn func(record) bool) {
 	seq := after + 1
 	if seq < l.first {

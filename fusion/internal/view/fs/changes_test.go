@@ -104,3 +104,53 @@ func BenchmarkChangeLogMemory(b *testing.B) {
 		b.ReportMetric(float64(bytes)/(1<<20)*1e6/float64(n), "MiB/1Mchanges")
 	}
 }
+
+// TestDeliveryHint: a snapshot or an audit open is a bulk pass whose changes start at
+// bulkFrom; a realtime change moves lastLive; the pass's end pings subscribers even when it
+// recorded nothing, so watchers holding its changes send them.
+func TestDeliveryHint(t *testing.T) {
+	v, c := newClockedView(t)
+	loaded(t, v)
+	m := c.now.Add(-2 * time.Minute).UnixNano()
+	ping := make(chan struct{}, 1)
+	defer v.Subscribe(ping)()
+	if bulk, _, _ := v.DeliveryHint(); bulk {
+		t.Fatal("bulk with no pass open")
+	}
+	apply(t, v, OriginRealtime, row("/r1", 0, 1, m))
+	<-ping
+	_, before := v.ChangeCursor()
+	v.SnapshotStart("s")
+	apply(t, v, OriginSnapshot, row("/s1", 0, 1, m))
+	bulk, from, live := v.DeliveryHint()
+	if !bulk || from != before+1 || live != before {
+		t.Fatalf("in a snapshot: bulk %v from %d live %d (last before it %d)", bulk, from, live, before)
+	}
+	apply(t, v, OriginRealtime, row("/r2", 0, 1, m))
+	if _, _, live := v.DeliveryHint(); live != lastSeq(v) || live <= before+1 {
+		t.Fatalf("a realtime change in a snapshot: live %d, want %d", live, lastSeq(v))
+	}
+	<-ping
+	v.SnapshotEnd("s", true) // failed: judges nothing, records nothing
+	select {
+	case <-ping:
+	default:
+		t.Fatal("the snapshot's end did not ping")
+	}
+	if bulk, _, _ := v.DeliveryHint(); bulk {
+		t.Fatal("bulk after the snapshot's end")
+	}
+	v.AuditStart()
+	if bulk, from, _ := v.DeliveryHint(); !bulk || from != lastSeq(v)+1 {
+		t.Fatalf("in an audit: bulk %v from %d", bulk, from)
+	}
+	v.AuditEnd(true)
+	if bulk, _, _ := v.DeliveryHint(); bulk {
+		t.Fatal("bulk after the audit's end")
+	}
+}
+
+func lastSeq(v *View) uint64 {
+	_, last := v.ChangeCursor()
+	return last
+}
