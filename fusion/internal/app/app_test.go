@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -24,12 +23,7 @@ import (
 	"github.com/fustor/fustor/sdk/fsbatch"
 )
 
-func TestMain(m *testing.M) {
-	if spec := os.Getenv(watchChildEnv); spec != "" {
-		os.Exit(watchChild(spec)) // a benchmark's watcher process (watchApart)
-	}
-	goleak.VerifyTestMain(m)
-}
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // harness runs a real Fusion on 127.0.0.1:0 and a gRPC client to it.
 type harness struct {

@@ -1,13 +1,10 @@
 package app
 
 import (
-	"bufio"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
-	"io"
-	"os"
-	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fustor/fustor/fusion/internal/config"
@@ -38,18 +36,18 @@ type watcherCase struct {
 	watchers int
 	reading  bool
 	compress string // the compressor the watchers ask for ("" none)
-	// apart runs the watchers in a child process at the lowest CPU priority (nice 19),
-	// standing in for clients on other hosts: they read only when Fusion leaves a core idle,
-	// so the row measures what serving them costs Fusion itself.
-	apart bool
+	// backToBack starts the next snapshot as soon as one ends, while the watchers still
+	// receive the last one's changes (they are not held: they precede the new pass); the other
+	// rows wait, untimed, until every watcher has every change, and report how long that took.
+	backToBack bool
 }
 
 var watcherCases = []watcherCase{
-	{0, false, "", false},
-	{100, true, "", false},
-	{100, true, "", true},
-	{100, true, compress.Name, true},
-	{100, false, "", false},
+	{watchers: 0},
+	{watchers: 100, reading: true},
+	{watchers: 100, reading: true, compress: compress.Name},
+	{watchers: 100, reading: true, backToBack: true},
+	{watchers: 100},
 }
 
 func (c watcherCase) String() string {
@@ -60,156 +58,120 @@ func (c watcherCase) String() string {
 	if c.compress != "" {
 		name += "-" + c.compress
 	}
-	if c.apart {
-		name += "-apart"
+	if c.backToBack {
+		name += "-back-to-back"
 	}
 	return name
 }
 
-// watchRoot opens c.watchers Watch streams on the root of view demo, on their own connection
-// (a stalled reader fills its connection's flow-control window, which must not be the
-// agent's), and returns a function that stops them and reports the bytes each received.
-func watchRoot(b *testing.B, h *harness, c watcherCase) (stop func() int64) {
-	b.Helper()
-	report := func(bytes, msgs int64) int64 {
-		if c.watchers == 0 {
-			return 0
-		}
-		b.ReportMetric(float64(msgs)/float64(c.watchers)/float64(b.N), "msgs/watcher/op")
-		return bytes / int64(c.watchers)
-	}
-	if c.apart {
-		return watchApart(b, h.f.Addr().String(), c, report)
-	}
-	done, err := openWatchers(h.f.Addr().String(), c)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return func() int64 { return report(done()) }
+// watchers are a benchmark's Watch streams on the root of view demo.
+type watchers struct {
+	c        watcherCase
+	cancel   context.CancelFunc
+	conn     *grpc.ClientConn
+	wg       sync.WaitGroup
+	received atomic.Int64
+	msgs     atomic.Int64
+	seen     []atomic.Uint64 // per watcher, the sequence of the last change it received
 }
 
-// openWatchers opens c's watch streams on addr and returns a function that closes them and
-// says what they received.
-func openWatchers(addr string, c watcherCase) (stop func() (bytes, msgs int64), err error) {
+// watchRoot opens c.watchers Watch streams on the root of view demo, on their own connection
+// (a stalled reader fills its connection's flow-control window, which must not be the
+// agent's).
+func watchRoot(b *testing.B, h *harness, c watcherCase) *watchers {
+	b.Helper()
 	ctx, cancel := context.WithCancel(withKey("demo-key"))
+	w := &watchers{c: c, cancel: cancel, seen: make([]atomic.Uint64, c.watchers)}
 	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 	if !c.reading {
 		opts = append(opts, grpc.WithStaticStreamWindowSize(64<<10), grpc.WithStaticConnWindowSize(64<<10))
 	}
-	conn, err := grpc.NewClient(addr, opts...)
+	conn, err := grpc.NewClient(h.f.Addr().String(), opts...)
 	if err != nil {
-		cancel()
-		return nil, err
+		b.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	var received, msgs atomic.Int64
-	stop = func() (int64, int64) {
-		cancel()
-		wg.Wait()
-		_ = conn.Close()
-		return received.Load(), msgs.Load()
-	}
+	w.conn = conn
 	desc := &grpc.StreamDesc{StreamName: "Watch", ServerStreams: true}
 	callOpts := []grpc.CallOption{grpc.ForceCodecV2(rawCodec{})}
 	if c.compress != "" {
 		callOpts = append(callOpts, grpc.UseCompressor(c.compress))
 	}
-	for range c.watchers {
+	for i := range c.watchers {
 		st, err := conn.NewStream(ctx, desc, "/fustor.v1.ViewService/Watch", callOpts...)
-		if err == nil {
-			err = st.SendMsg(&fustorv1.WatchRequest{View: "demo", Path: "/"})
+		if err != nil {
+			b.Fatal(err)
 		}
-		if err == nil {
-			err = st.CloseSend()
+		if err := st.SendMsg(&fustorv1.WatchRequest{View: "demo", Path: "/"}); err != nil {
+			b.Fatal(err)
+		}
+		if err := st.CloseSend(); err != nil {
+			b.Fatal(err)
 		}
 		var first rawMsg
-		if err == nil {
-			err = st.RecvMsg(&first)
+		if err := st.RecvMsg(&first); err != nil {
+			b.Fatal(err)
 		}
-		if err != nil {
-			stop()
-			return nil, err
-		}
+		w.seen[i].Store(first.seq)
 		if !c.reading {
 			continue
 		}
-		wg.Go(func() {
+		w.wg.Go(func() {
 			for {
 				var m rawMsg
 				if err := st.RecvMsg(&m); err != nil {
 					return
 				}
-				received.Add(int64(m.n))
-				msgs.Add(1)
+				w.received.Add(int64(m.n))
+				w.msgs.Add(1)
+				w.seen[i].Store(m.seq)
 			}
 		})
 	}
-	return stop, nil
+	return w
 }
 
-// watchChildEnv carries a child watcher process's orders: address, watchers, compressor.
-const watchChildEnv = "FUSTOR_BENCH_WATCH_CHILD"
-
-// watchApart runs c's watchers in this test binary started again as a child at nice 19
-// (watchChild); stop closes its stdin and reads what they received.
-func watchApart(b *testing.B, addr string, c watcherCase, report func(bytes, msgs int64) int64) (stop func() int64) {
+// caughtUp waits until every watcher received the changes up to the view's last one.
+func (w *watchers) caughtUp(b *testing.B, h *harness) {
 	b.Helper()
-	cmd := exec.Command("nice", "-n", "19", os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%d,%s", watchChildEnv, addr, c.watchers, c.compress))
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
+	page, err := h.views().ListChanges(withKey("demo-key"), &fustorv1.ListChangesRequest{View: "demo"})
 	if err != nil {
 		b.Fatal(err)
 	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	r := bufio.NewReader(out)
-	if line, err := r.ReadString('\n'); err != nil || line != "ready\n" {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		b.Fatalf("watcher process: %q %v", line, err)
-	}
-	return func() int64 {
-		_ = in.Close()
-		var bytes, msgs int64
-		line, err := r.ReadString('\n')
-		if _, serr := fmt.Sscan(line, &bytes, &msgs); err != nil || serr != nil {
-			b.Errorf("watcher process said %q: %v %v", line, err, serr)
+	last := cursorSeq(page.GetCursor())
+	for i := range w.seen {
+		for w.seen[i].Load() < last {
+			time.Sleep(100 * time.Microsecond) // a benchmark's poll, untimed
 		}
-		if err := cmd.Wait(); err != nil {
-			b.Errorf("watcher process: %v", err)
-		}
-		return report(bytes, msgs)
 	}
 }
 
-// watchChild is the child of watchApart: it opens the watchers, says "ready", and when its
-// stdin closes prints the bytes and messages they received.
-func watchChild(spec string) int {
-	parts := strings.Split(spec, ",")
-	if len(parts) != 3 {
-		fmt.Fprintf(os.Stderr, "bad %s %q\n", watchChildEnv, spec)
-		return 2
+// stop closes the streams and reports the bytes each received.
+func (w *watchers) stop(b *testing.B) int64 {
+	w.cancel()
+	w.wg.Wait()
+	_ = w.conn.Close()
+	if w.c.watchers == 0 {
+		return 0
 	}
-	n, err := strconv.Atoi(parts[1])
+	b.ReportMetric(float64(w.msgs.Load())/float64(w.c.watchers)/float64(b.N), "msgs/watcher/op")
+	return w.received.Load() / int64(w.c.watchers)
+}
+
+// cursorSeq is the sequence in a single-member cursor ("c1." + base64 JSON, query/changes.go).
+func cursorSeq(cur string) uint64 {
+	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(cur, "c1."))
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
+		return 0
 	}
-	stop, err := openWatchers(parts[0], watcherCase{watchers: n, reading: true, compress: parts[2]})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+	var c map[string]struct {
+		S uint64 `json:"s"`
 	}
-	fmt.Println("ready")
-	_, _ = io.Copy(io.Discard, os.Stdin)
-	bytes, msgs := stop()
-	fmt.Println(bytes, msgs)
+	if json.Unmarshal(raw, &c) != nil {
+		return 0
+	}
+	for _, m := range c {
+		return m.S
+	}
 	return 0
 }
 
@@ -233,11 +195,14 @@ func benchPaths(n int) []string {
 //	go test -run '^$' -bench IngestWithWatchers -benchtime 400x ./fusion/internal/app
 func BenchmarkIngestWithWatchers(b *testing.B) {
 	for _, c := range watcherCases {
+		if c.backToBack {
+			continue // realtime changes are never held: every row of the matrix is back to back
+		}
 		b.Run(c.String(), func(b *testing.B) {
 			h := startWatched(b)
 			a := h.connect(b)
 			a.snapshotB(b, map[string]uint64{"/base": 1})
-			stop := watchRoot(b, h, c)
+			w := watchRoot(b, h, c)
 			const files, batch = 200_000, 1000
 			paths := benchPaths(files)
 			mtime := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -259,7 +224,7 @@ func BenchmarkIngestWithWatchers(b *testing.B) {
 			elapsed := time.Since(start)
 			b.StopTimer()
 			b.ReportMetric(float64(b.N*batch)/elapsed.Seconds(), "rows/s")
-			if per := stop(); c.reading {
+			if per := w.stop(b); c.reading {
 				b.ReportMetric(float64(per), "bytes/watcher")
 			}
 		})
@@ -271,7 +236,9 @@ func BenchmarkIngestWithWatchers(b *testing.B) {
 // of 1,000 rows in flight, SnapshotStart to the Ack of SnapshotEnd) with 0, 100 reading and 100
 // stalled Watch streams on the root, when 1% of the files changed since the view's last
 // snapshot (each op changes another 1%) and when every file changed (every row a change sent
-// to every watcher). Run:
+// to every watcher). The watchers hold the snapshot's changes until its end (watch_max_hold);
+// after each op, untimed, the benchmark waits until every watcher has every change and
+// reports that wait as deliver-ms/op, except in the back-to-back row. Run:
 //
 //	go test -run '^$' -bench SnapshotWithWatchers -benchtime 5x ./fusion/internal/app
 func BenchmarkSnapshotWithWatchers(b *testing.B) {
@@ -287,22 +254,34 @@ func BenchmarkSnapshotWithWatchers(b *testing.B) {
 					a.pipelinedSnapshot(b, paths, batch, inFlight, func(i int) (uint64, int64) { return size(i), mtime })
 				}
 				snapshot(func(int) uint64 { return 1 })
-				stop := watchRoot(b, h, c)
+				w := watchRoot(b, h, c)
 				b.ResetTimer()
-				start, cpu := time.Now(), cpuTime()
+				var elapsed, cpu, deliver time.Duration
 				for op := range b.N {
+					start, cpu0 := time.Now(), cpuTime()
 					snapshot(func(i int) uint64 {
 						if i%every == op%every {
 							return uint64(2 + op)
 						}
 						return sizeBefore(i, op, every)
 					})
+					elapsed, cpu = elapsed+time.Since(start), cpu+cpuTime()-cpu0
+					if c.reading && !c.backToBack {
+						b.StopTimer()
+						end := time.Now()
+						w.caughtUp(b, h)
+						deliver += time.Since(end)
+						b.StartTimer()
+					}
 				}
-				elapsed, cpu := time.Since(start), cpuTime()-cpu
 				b.StopTimer()
 				b.ReportMetric(float64(b.N*files)/elapsed.Seconds(), "rows/s")
 				b.ReportMetric(float64(cpu.Milliseconds())/float64(b.N), "cpu-ms/op")
-				if per := stop(); c.reading {
+				if deliver > 0 {
+					// From the Ack of SnapshotEnd until every watcher has every change.
+					b.ReportMetric(float64(deliver.Microseconds())/1000/float64(b.N), "deliver-ms/op")
+				}
+				if per := w.stop(b); c.reading {
 					b.ReportMetric(float64(per), "bytes/watcher")
 				}
 			})
@@ -391,7 +370,10 @@ func (a *agent) pipelinedSnapshot(b *testing.B, paths []string, batch, inFlight 
 
 // rawMsg is a message received as bytes; rawCodec marshals requests as protobuf and keeps
 // answers as the transport's buffers, undecoded and uncopied.
-type rawMsg struct{ n int }
+type rawMsg struct {
+	n   int
+	seq uint64 // the sequence in the message's cursor
+}
 
 type rawCodec struct{}
 
@@ -403,8 +385,32 @@ func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
 	return mem.BufferSlice{mem.SliceBuffer(data)}, nil
 }
 
+// Unmarshal keeps the size and reads only the cursor (field 3 of WatchResponse, after the
+// changes): the watchers' decoding is not what the benchmarks measure.
 func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	v.(*rawMsg).n = data.Len()
+	m := v.(*rawMsg)
+	m.n = data.Len()
+	buf := data.Materialize()
+	for len(buf) > 0 {
+		num, typ, n := protowire.ConsumeTag(buf)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		buf = buf[n:]
+		if num == 3 && typ == protowire.BytesType {
+			cur, n := protowire.ConsumeBytes(buf)
+			if n < 0 {
+				return protowire.ParseError(n)
+			}
+			m.seq = cursorSeq(string(cur))
+			return nil
+		}
+		n = protowire.ConsumeFieldValue(num, typ, buf)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		buf = buf[n:]
+	}
 	return nil
 }
 

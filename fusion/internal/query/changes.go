@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"path"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -285,18 +286,18 @@ func (s *Service) Watch(req *fustorv1.WatchRequest, stream fustorv1.ViewService_
 	draining := false // a hold ran out: send all that is there before holding again
 	for {
 		left, ok, expired := time.Duration(0), false, false
+		var released []<-chan struct{}
 		if !draining && !asked {
+			released = fd.released() // before the check: a release in between closes them
 			left, ok, expired = fd.holding(sc.v.Cfg.WatchMaxHold, &holdSince, s.now())
 			draining = expired
 		}
 		if ok {
 			hold.Reset(left)
-			select {
-			case <-ctx.Done():
+			switch waitRelease(ctx, released, hold.C, t.C) {
+			case waitDone:
 				return nil
-			case <-ping:
-			case <-hold.C:
-			case <-t.C:
+			case waitBeat:
 				if err := stream.Send(&fustorv1.WatchResponse{Cursor: fd.cur.String()}); err != nil {
 					return err
 				}
@@ -325,6 +326,54 @@ func (s *Service) Watch(req *fustorv1.WatchRequest, stream fustorv1.ViewService_
 			t.Reset(beat)
 		}
 	}
+}
+
+// released returns the members' release channels (view.ChangeLog.Released).
+func (fd *feed) released() []<-chan struct{} {
+	out := make([]<-chan struct{}, len(fd.sc.members))
+	for i, m := range fd.sc.members {
+		out[i] = m.Driver.Released()
+	}
+	return out
+}
+
+type waitResult int
+
+const (
+	waitReleased waitResult = iota // a member released its holds, or the hold ran out
+	waitBeat                      // the heartbeat is due
+	waitDone                      // the watch ends
+)
+
+// waitRelease waits for the first of: ctx done, a release channel closed, the hold timer, the
+// heartbeat. A holding watcher waits on these, not on the per-batch ping.
+func waitRelease(ctx context.Context, released []<-chan struct{}, hold, beat <-chan time.Time) waitResult {
+	if len(released) == 1 {
+		select {
+		case <-ctx.Done():
+			return waitDone
+		case <-released[0]:
+		case <-hold:
+		case <-beat:
+			return waitBeat
+		}
+		return waitReleased
+	}
+	cases := make([]reflect.SelectCase, 0, len(released)+3)
+	cases = append(cases,
+		reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())},
+		reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(beat)},
+		reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(hold)})
+	for _, r := range released {
+		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(r)})
+	}
+	switch i, _, _ := reflect.Select(cases); i {
+	case 0:
+		return waitDone
+	case 1:
+		return waitBeat
+	}
+	return waitReleased
 }
 
 // holding is true while the watch should wait before it reads: every member with changes

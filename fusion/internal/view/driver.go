@@ -118,6 +118,9 @@ type ChangeLog interface {
 	// first change and that of the last change of another origin: watchers may hold the
 	// pass's changes until it ends.
 	DeliveryHint() (bulk bool, bulkFrom, lastLive uint64)
+	// Released returns a channel closed when held changes must go: a bulk pass's end, a
+	// change of another origin, a reset. Taken before DeliveryHint is read.
+	Released() <-chan struct{}
 	// ChangeLogStats returns the changes held and the bytes they take.
 	ChangeLogStats() (entries, bytes int)
 }

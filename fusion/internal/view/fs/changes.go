@@ -61,8 +61,9 @@ type changeLog struct {
 	bulk     bool   // a snapshot or an audit was open at the last publish
 	bulkFrom uint64 // the sequence the first change of that pass got (or gets)
 
-	subMu sync.Mutex
-	subs  map[chan<- struct{}]struct{}
+	subMu   sync.Mutex
+	subs    map[chan<- struct{}]struct{}
+	release chan struct{} // closed at the next release (Released); nil: none asked for
 
 	// pub is what the log's readers see without the view's lock, published at the end of
 	// every writing call (publish): a watcher's checks then never wait for the apply loop.
@@ -204,15 +205,45 @@ func (l *changeLog) changeDirGone() { l.dir, l.prevDir = 0, 0 }
 func (v *View) changesDone() {
 	l := &v.chg
 	l.origin = 0
+	released := l.lastLive != l.pub.live.Load() // a change watchers must not hold
 	if bulk := v.c.snap != nil || v.c.audit != nil; bulk != l.bulk {
-		// Watchers holding bulk changes wait for the pass's end (DeliveryHint): tell them.
-		l.bulk, l.changed = bulk, l.changed || !bulk
+		l.bulk = bulk
 		if bulk {
 			// The changes this call recorded (a snapshot's start) are the pass's already.
 			l.bulkFrom = l.pub.last.Load() + 1
+		} else {
+			released = true // the pass ended: watchers holding its changes send them
 		}
 	}
 	v.notify()
+	if released {
+		v.releaseHolds()
+	}
+}
+
+// releaseHolds wakes the watchers waiting on Released.
+func (v *View) releaseHolds() {
+	l := &v.chg
+	l.subMu.Lock()
+	if l.release != nil {
+		close(l.release)
+		l.release = nil
+	}
+	l.subMu.Unlock()
+}
+
+// Released returns a channel closed at the next end of a bulk pass, change of another origin
+// (realtime, on-demand, expiry) or reset: what a watcher holding a pass's changes waits for
+// instead of every applied batch's ping (a hundred holding watchers woken per batch would
+// cost the apply loop what holding saves). Take it before checking DeliveryHint.
+func (v *View) Released() <-chan struct{} {
+	l := &v.chg
+	l.subMu.Lock()
+	defer l.subMu.Unlock()
+	if l.release == nil {
+		l.release = make(chan struct{})
+	}
+	return l.release
 }
 
 // notify publishes the log and pings the subscribers when changes were recorded; called at

@@ -107,7 +107,8 @@ func BenchmarkChangeLogMemory(b *testing.B) {
 
 // TestDeliveryHint: a snapshot or an audit open is a bulk pass whose changes start at
 // bulkFrom; a realtime change moves lastLive; the pass's end pings subscribers even when it
-// recorded nothing, so watchers holding its changes send them.
+// recorded nothing, and so does a realtime change: watchers holding the pass's changes wait on
+// Released, not on every batch's ping.
 func TestDeliveryHint(t *testing.T) {
 	v, c := newClockedView(t)
 	loaded(t, v)
@@ -121,21 +122,29 @@ func TestDeliveryHint(t *testing.T) {
 	<-ping
 	_, before := v.ChangeCursor()
 	v.SnapshotStart("s")
+	rel := v.Released()
 	apply(t, v, OriginSnapshot, row("/s1", 0, 1, m))
+	select {
+	case <-rel:
+		t.Fatal("a snapshot's change released the holds")
+	default:
+	}
 	bulk, from, live := v.DeliveryHint()
 	if !bulk || from != before+1 || live != before {
 		t.Fatalf("in a snapshot: bulk %v from %d live %d (last before it %d)", bulk, from, live, before)
 	}
 	apply(t, v, OriginRealtime, row("/r2", 0, 1, m))
+	<-rel // a realtime change releases them
+	rel = v.Released()
 	if _, _, live := v.DeliveryHint(); live != lastSeq(v) || live <= before+1 {
 		t.Fatalf("a realtime change in a snapshot: live %d, want %d", live, lastSeq(v))
 	}
 	<-ping
 	v.SnapshotEnd("s", true) // failed: judges nothing, records nothing
 	select {
-	case <-ping:
+	case <-rel:
 	default:
-		t.Fatal("the snapshot's end did not ping")
+		t.Fatal("the snapshot's end did not release the holds")
 	}
 	if bulk, _, _ := v.DeliveryHint(); bulk {
 		t.Fatal("bulk after the snapshot's end")

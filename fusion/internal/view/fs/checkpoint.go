@@ -140,6 +140,7 @@ func (v *View) LoadCheckpoint(data []byte) (CheckpointInfo, error) {
 	v.dirTag++ // remembered stream directories point into the old tree
 	v.lastDir, v.lastDirID, v.chainDir, v.chain = nil, 0, 0, nil
 	v.chg.restore(info.Instance, info.Seq)
+	v.releaseHolds()
 	v.marks = store.MarkPool{}
 	return info, nil
 }

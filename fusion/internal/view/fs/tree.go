@@ -190,6 +190,7 @@ func (v *View) Reset() {
 	v.init()
 	v.chg.changed = true
 	v.notify()
+	v.releaseHolds()
 	v.mu.Unlock()
 }
 
