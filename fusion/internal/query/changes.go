@@ -341,8 +341,8 @@ type waitResult int
 
 const (
 	waitReleased waitResult = iota // a member released its holds, or the hold ran out
-	waitBeat                      // the heartbeat is due
-	waitDone                      // the watch ends
+	waitBeat                       // the heartbeat is due
+	waitDone                       // the watch ends
 )
 
 // waitRelease waits for the first of: ctx done, a release channel closed, the hold timer, the
