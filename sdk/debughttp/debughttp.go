@@ -40,6 +40,9 @@ type MemStats struct {
 	Goroutines int    `json:"goroutines"`
 	// RSS is the resident set from /proc/self/status (0 where unavailable).
 	RSS uint64 `json:"rss"`
+	// PauseNs are the stop-the-world pauses of the last GCs (at most 256, the runtime's
+	// record), oldest first: with NumGC, a reader takes the pauses between two reads.
+	PauseNs []uint64 `json:"pause_ns"`
 }
 
 // New binds addr and serves /debug/pprof/, /debug/memstats and routes (pattern → handler,
@@ -107,6 +110,10 @@ func serveMemStats(w http.ResponseWriter, r *http.Request) {
 	runtime.ReadMemStats(&ms)
 	out := MemStats{HeapAlloc: ms.HeapAlloc, HeapInuse: ms.HeapInuse, HeapSys: ms.HeapSys, Sys: ms.Sys,
 		NumGC: ms.NumGC, Goroutines: runtime.NumGoroutine(), RSS: selfRSS()}
+	n := min(ms.NumGC, uint32(len(ms.PauseNs)))
+	for i := ms.NumGC - n; i < ms.NumGC; i++ {
+		out.PauseNs = append(out.PauseNs, ms.PauseNs[i%uint32(len(ms.PauseNs))])
+	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(out)
 }

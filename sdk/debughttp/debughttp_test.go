@@ -54,6 +54,9 @@ func TestDebugServesMemStatsAndPprof(t *testing.T) {
 	if ms.HeapInuse == 0 || ms.NumGC == 0 || ms.Goroutines == 0 {
 		t.Errorf("memstats %+v: want heap in use, a GC and goroutines", ms)
 	}
+	if want := min(int(ms.NumGC), 256); len(ms.PauseNs) != want || ms.PauseNs[len(ms.PauseNs)-1] == 0 {
+		t.Errorf("memstats: %d GC pauses (last %v), want %d and the forced GC's last", len(ms.PauseNs), ms.PauseNs, want)
+	}
 	resp, err = http.Get(base + "/debug/pprof/")
 	if err != nil {
 		t.Fatal(err)

@@ -48,6 +48,9 @@ type Options struct {
 	Keep       bool
 	// Forest is the number of agents (members) of the forest phase; 0 = no forest phase.
 	Forest int
+	// Scale is the number of synthetic paths of the scale phase (measured beside ScaleRef);
+	// 0 = no scale phase.
+	Scale int
 	// Command is the command line, printed in the report.
 	Command string
 	// Stderr receives progress and log lines; TTY selects the one-line progress display.
@@ -88,7 +91,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool
 	fs.StringVar(&o.Out, "out", o.Out, "report directory; each run writes a <timestamp> directory in it")
 	fs.StringVar(&o.Bin, "bin", o.Bin, "directory holding fustor-fusion and fustor-agent (make build)")
 	fs.IntVar(&o.Files, "files", o.Files, "N, the number of files in the tree (1,000 per submission)")
-	fs.StringVar(&phases, "phases", "all", "comma-separated phases: all or "+phases+","+forestPhase+" (forest needs --forest N; all includes it then)")
+	fs.StringVar(&phases, "phases", "all", "comma-separated phases: all or "+phases+","+forestPhase+","+scalePhase+" (forest needs --forest N, scale --scale N; all includes them then)")
 	fs.DurationVar(&o.IngestDuration, "ingest-duration", o.IngestDuration, "how long P2 pushes rows")
 	fs.IntVar(&o.Clients, "clients", o.Clients, "concurrent query clients (P4)")
 	fs.IntVar(&o.Queries, "queries", o.Queries, "measured queries per kind, clients back to back (P4)")
@@ -100,6 +103,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool
 	fs.IntVar(&o.FindRuns, "find-runs", o.FindRuns, "timed runs of each find baseline, after one warm-up (best is reported)")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the daemons' configs and logs in the report directory")
 	fs.IntVar(&o.Forest, "forest", 0, "N > 0 adds the forest phase (F): N agents on the same tree (one storage mounted N times), N pipes into a forest view of N members, member-1's pipe also feeding an fs view; 0 = off")
+	fs.IntVar(&o.Scale, "scale", 0, "N > 0 adds the scale phase (S): a synthetic N-path tree of the layout (nothing on disk) pushed into one Fusion, measured beside 1M; 0 = off")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
@@ -113,14 +117,20 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool
 	if phases != "all" {
 		o.Phases = nil
 		for p := range strings.SplitSeq(phases, ",") {
-			if p = strings.TrimSpace(p); !slices.Contains(allPhases, p) && p != forestPhase {
-				fmt.Fprintf(stderr, "fustor-bench: unknown phase %q (want all or %s,%s)\n", p, strings.Join(allPhases, ","), forestPhase)
+			if p = strings.TrimSpace(p); !slices.Contains(allPhases, p) && p != forestPhase && p != scalePhase {
+				fmt.Fprintf(stderr, "fustor-bench: unknown phase %q (want all or %s,%s,%s)\n", p, strings.Join(allPhases, ","), forestPhase, scalePhase)
 				return 2
 			}
 			o.Phases = append(o.Phases, p)
 		}
-	} else if o.Forest > 0 {
-		o.Phases = append(slices.Clone(allPhases), forestPhase)
+	} else {
+		o.Phases = slices.Clone(o.Phases)
+		if o.Forest > 0 {
+			o.Phases = append(o.Phases, forestPhase)
+		}
+		if o.Scale > 0 {
+			o.Phases = append(o.Phases, scalePhase)
+		}
 	}
 	o.Command = "fustor-bench " + strings.Join(args, " ")
 	o.Stderr, o.TTY = stderr, tty
@@ -155,6 +165,9 @@ func Run(ctx context.Context, o Options) (*Report, string, error) {
 	}
 	if o.Forest < 0 || (o.Forest == 0 && slices.Contains(o.Phases, forestPhase)) {
 		return nil, "", fmt.Errorf("check options: %w: the forest phase needs --forest N with N > 0", errUsage)
+	}
+	if o.Scale < 0 || (o.Scale == 0 && slices.Contains(o.Phases, scalePhase)) {
+		return nil, "", fmt.Errorf("check options: %w: the scale phase needs --scale N with N > 0", errUsage)
 	}
 	if o.Stderr == nil {
 		o.Stderr = io.Discard
@@ -236,6 +249,27 @@ func (r *runner) fail(phase string, err error) {
 }
 
 func (r *runner) run(ctx context.Context) error {
+	if err := r.runTree(ctx); err != nil {
+		return err
+	}
+	if r.o.Scale > 0 && r.want(scalePhase) {
+		if err := r.scale(ctx); err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			r.fail(scalePhase, err)
+		}
+	}
+	r.rep.Notes = append(r.rep.Notes, notes(r.o)...)
+	return ctx.Err()
+}
+
+// runTree runs the phases that need the tree on disk (or a Fusion of their own: ingest).
+func (r *runner) runTree(ctx context.Context) error {
+	onDisk := slices.ContainsFunc(r.o.Phases, func(p string) bool { return p != scalePhase })
+	if !onDisk {
+		return nil
+	}
 	start := time.Now()
 	r.prog.Logf("tree %s, %s files", r.o.Dir, commas(int64(r.o.Files)))
 	t, err := Prepare(ctx, r.o.Dir, r.o.Files, r.prog)
@@ -292,6 +326,5 @@ func (r *runner) run(ctx context.Context) error {
 			r.fail(forestPhase, err)
 		}
 	}
-	r.rep.Notes = append(r.rep.Notes, notes(r.o)...)
-	return ctx.Err()
+	return nil
 }

@@ -14,6 +14,10 @@ func notes(o Options) []string {
 		fmt.Sprintf("P5: %d files written one at a time (create, write 1-1024 bytes, close) into %s/ at the tree root, watched by the agent; after each close, Stat is polled in a tight loop over one gRPC connection until it shows the file with the right size; latency = visible − close returned. The directory is removed afterwards.", o.RealtimeFiles, RealtimeDir),
 		fmt.Sprintf("P2: a second Fusion process, one session speaking the push protocol (SnapshotStart, then %d-row FsBatch batches from sdk/fsbatch, up to %d unacknowledged), for %s; rows cycle over the N paths of the layout (the view grows to N files, then is updated in place). Fusion acks a batch once applied: rate = rows acked ÷ (last ack − first send). Client and server share the machine.", ingestBatch, ingestInFlight, o.IngestDuration),
 	}
+	if o.Scale > 0 {
+		out = append(out, fmt.Sprintf("S (scale): a synthetic tree of the layout (%d submissions of %d files per million, names from a seeded generator, nothing on disk), pushed as one agent's snapshot over one push stream (%d-row batches, %d in flight) into a Fusion of its own, at %s and at %s paths; heap and RSS read as P3 (after a forced GC) and divided by files + directories; the queries are P4's lookups (not the complete-answer finds, which grow with the tree), paced as P4 without the find baselines; GC pauses from Fusion's runtime.MemStats.PauseNs between the queries' start and end; the checkpoint written by AdminService.Checkpoint (its duration_ms) and read by a new Fusion at its start (the took of its 'view restored from its checkpoint' log line).",
+			1_000_000/FilesPerSubm, FilesPerSubm, ingestBatch, ingestInFlight, commas(ScaleRef), commas(int64(o.Scale))))
+	}
 	if o.Forest > 0 {
 		out = append(out, forestNotes(o)...)
 	}
