@@ -59,6 +59,7 @@ test: $(TOOLS)/grpcurl
 	$(GO) test -run '^$$' -fuzz '^FuzzWatermarkIsMode$$' -fuzztime 250000x ./sdk/clock
 	# the example systemd units (systemd-analyze verify where it is installed)
 	bash deploy/systemd/check.sh
+	@echo "note: the container fault tests are not part of make test; run make test-docker (it needs a Docker engine; .ci/run runs it when one answers)"
 
 test-short:
 	$(GO) test -short -count=1 $(addprefix ./,$(addsuffix /...,$(MODULES)))
@@ -96,13 +97,15 @@ compose-demo: build
 
 compose-down:
 	@test -n "$(COMPOSE)" || { echo "compose-down: no Compose installed" >&2; exit 1; }
-	$(COMPOSE) -p $(COMPOSE_PROJECT) down --volumes --rmi local --remove-orphans
+	$(COMPOSE) -p $(COMPOSE_PROJECT) down --volumes --rmi all --remove-orphans
 
 # The container fault tests (fusion/e2e/docker_test.go): the compose demo's images and file, the
 # storages bind-mounted so the test compares the views with them. Skipped, saying so, where no
 # Docker engine answers.
 test-docker: build
-	FUSTOR_COMPOSE="$(COMPOSE)" $(GO) test -tags docker -count=1 -timeout 20m -run '^TestDocker' -v ./fusion/e2e
+	@docker info >/dev/null 2>&1 || { echo "test-docker: no Docker engine answers (docker info failed)" >&2; exit 1; }
+	@test -n "$(COMPOSE)" || { echo "test-docker: neither 'docker compose' nor docker-compose is installed" >&2; exit 1; }
+	FUSTOR_COMPOSE="$(COMPOSE)" $(GO) test -tags docker -count=1 -timeout 20m -run '^TestDocker' ./fusion/e2e
 
 clean:
 	rm -rf $(BIN)

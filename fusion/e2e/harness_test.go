@@ -185,8 +185,8 @@ type cluster struct {
 	// and audit_deep_every (empty = the agent's defaults).
 	auditRollingShare, auditDeepEvery string
 	// view and member are what fustorctl queries (default the view "files"; member only for
-	// a forest's).
-	view, member string
+	// a forest's); key is its query key (default "query-key").
+	view, member, key string
 }
 
 func newCluster(t testing.TB, root string) *cluster {
@@ -277,7 +277,7 @@ func (c *cluster) startAgentAs(id string) *proc {
 
 // ctl runs fustorctl --json with the query key and decodes its one JSON document.
 func (c *cluster) ctl(args ...string) (map[string]any, error) {
-	return c.ctlWith("query-key", args...)
+	return c.ctlWith(cmp.Or(c.key, "query-key"), args...)
 }
 
 func (c *cluster) ctlWith(key string, args ...string) (map[string]any, error) {
