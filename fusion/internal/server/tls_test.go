@@ -34,7 +34,7 @@ type pki struct {
 	strangerCert, strangerKey string // a client certificate of another CA
 }
 
-func newPKI(t *testing.T) *pki {
+func newPKI(t testing.TB) *pki {
 	t.Helper()
 	p := &pki{dir: t.TempDir(), ca: tlstest.NewCA(t, "fustor test ca")}
 	p.caFile = p.ca.WriteCA(t, p.dir, "ca")
@@ -47,7 +47,7 @@ func newPKI(t *testing.T) *pki {
 // startServer runs a Server on 127.0.0.1:0 with cfg's TLS, the demo keys, the health service
 // and SessionService left unimplemented: an ingest call the interceptors let through answers
 // UNIMPLEMENTED.
-func startServer(t *testing.T, cfg config.TLS, log *zap.Logger) *Server {
+func startServer(t testing.TB, cfg config.TLS, log *zap.Logger) *Server {
 	t.Helper()
 	c := config.Demo()
 	c.Server.Listen = "127.0.0.1:0"
