@@ -47,6 +47,14 @@ func TestTLSAndMutualTLS(t *testing.T) {
 		}
 	}
 	c.ctlFlags = []string{"--ca-file", caFile}
+	// grpcurl as the README shows it: reflection over TLS with the CA.
+	out, err := grpcurl(t, "-cacert", caFile, c.addr, "list")
+	if err != nil || !strings.Contains(out, "fustor.v1.ViewService") {
+		t.Fatalf("grpcurl -cacert list: %v\n%s", err, out)
+	}
+	if out, err := grpcurl(t, "-plaintext", c.addr, "list"); err == nil {
+		t.Fatalf("grpcurl -plaintext against the TLS listener answered:\n%s", out)
+	}
 
 	// An agent without a client certificate is refused, saying why; the view stays empty.
 	c.startAgent()
@@ -103,10 +111,10 @@ func TestTLSAndMutualTLS(t *testing.T) {
 	// fustor-fusion reload speaks TLS too (the configuration has server.tls).
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, filepath.Join(c.bin, "fustor-fusion"), "reload",
+	rout, err := exec.CommandContext(ctx, filepath.Join(c.bin, "fustor-fusion"), "reload",
 		"--config", filepath.Join(c.cfgDir, "fusion.yaml"), "--ca-file", caFile).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "nothing changed") {
-		t.Fatalf("fustor-fusion reload over TLS: %v\n%s", err, out)
+	if err != nil || !strings.Contains(string(rout), "nothing changed") {
+		t.Fatalf("fustor-fusion reload over TLS: %v\n%s", err, rout)
 	}
 	if strings.Contains(c.fusion.output(), "plaintext") {
 		t.Fatal("Fusion warned of a plaintext listener while serving TLS")
