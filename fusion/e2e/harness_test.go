@@ -187,6 +187,10 @@ type cluster struct {
 	// view and member are what fustorctl queries (default the view "files"; member only for
 	// a forest's); key is its query key (default "query-key").
 	view, member, key string
+	// serverTLS is Fusion's server.tls block as one flow map ("{cert_file: …}"; empty:
+	// plaintext), senderTLS the agent sender's tls flow map, ctlFlags fustorctl's TLS flags.
+	serverTLS, senderTLS string
+	ctlFlags             []string
 }
 
 func newCluster(t testing.TB, root string) *cluster {
@@ -214,7 +218,7 @@ func (c *cluster) writeConfigs() {
   listen: %s
   admin_keys: [admin-key]
   shutdown_timeout: 2s
-  debug_listen: "%s"%s
+  debug_listen: "%s"%s%s
 log: {level: debug}
 receivers:
   default:
@@ -224,16 +228,16 @@ pipes:
   main: {receiver: default, views: [files], session_timeout: %s}
 views:
   files: {driver: fs, live: true, query_keys: [query-key]}
-`, c.addr, c.debugListen, c.stateKeys(), cmp.Or(c.sessionTimeout, "3s"))
+`, c.addr, c.debugListen, c.stateKeys(), c.serverTLSKey(), cmp.Or(c.sessionTimeout, "3s"))
 	agentCfg := fmt.Sprintf(`agent_id: e2e-agent
 log: {level: debug}
 sources:
   data: {root: %s, modify_throttle: 200ms, disable_realtime: %v, max_watches: %d}
 senders:
-  fusion: {address: %s, api_key: ingest-key}
+  fusion: {address: %s, api_key: ingest-key%s}
 pipes:
   main: {source: data, sender: fusion, batch_size: 500, backoff_min: 100ms, backoff_max: 500ms, audit_interval: %s%s}
-`, c.root, !c.realtime, c.maxWatches, c.agentAddr, cmp.Or(c.auditEvery, auditInterval), c.auditKeys())
+`, c.root, !c.realtime, c.maxWatches, c.agentAddr, c.senderTLSKey(), cmp.Or(c.auditEvery, auditInterval), c.auditKeys())
 	must(t, os.WriteFile(filepath.Join(c.cfgDir, "fusion.yaml"), []byte(fusionCfg), 0o644))
 	must(t, os.WriteFile(filepath.Join(c.cfgDir, "agent.yaml"), []byte(agentCfg), 0o644))
 }
@@ -248,6 +252,22 @@ func (c *cluster) stateKeys() string {
 		fmt.Fprintf(&b, "\n  checkpoint_interval: %s", c.checkpointEvery)
 	}
 	return b.String()
+}
+
+// serverTLSKey is Fusion's optional server.tls, as a line of the server block.
+func (c *cluster) serverTLSKey() string {
+	if c.serverTLS == "" {
+		return ""
+	}
+	return "\n  tls: " + c.serverTLS
+}
+
+// senderTLSKey is the agent sender's optional tls, as a flow-map entry.
+func (c *cluster) senderTLSKey() string {
+	if c.senderTLS == "" {
+		return ""
+	}
+	return ", tls: " + c.senderTLS
 }
 
 // auditKeys is the optional audit settings of the agent's pipe, as flow-map entries.
@@ -281,7 +301,7 @@ func (c *cluster) ctl(args ...string) (map[string]any, error) {
 }
 
 func (c *cluster) ctlWith(key string, args ...string) (map[string]any, error) {
-	full := []string{"--server", c.addr, "--key", key, "--view", cmp.Or(c.view, "files"), "--json"}
+	full := append([]string{"--server", c.addr, "--key", key, "--view", cmp.Or(c.view, "files"), "--json"}, c.ctlFlags...)
 	if c.member != "" {
 		full = append(full, "--member", c.member)
 	}

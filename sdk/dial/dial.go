@@ -9,12 +9,40 @@ import (
 	"fmt"
 	"strings"
 
+	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	_ "google.golang.org/grpc/health" // client-side health checking (healthCheckConfig)
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
+
+	"github.com/fustor/fustor/sdk/tlsfiles"
 )
+
+// TLS is a client's transport security: plaintext unless Enabled or a file or server name is
+// given; then TLS, verifying the server with CAFile (empty: the system roots) and presenting
+// CertFile and KeyFile when given (mutual TLS).
+type TLS struct {
+	Enabled bool
+	tlsfiles.Client
+}
+
+// On reports whether the connection uses TLS.
+func (t TLS) On() bool { return t.Enabled || t.Client != (tlsfiles.Client{}) }
+
+// Credentials returns the transport credentials t describes. log (nil: none) hears of client
+// certificate reloads.
+func (t TLS) Credentials(log *zap.Logger) (credentials.TransportCredentials, error) {
+	if !t.On() {
+		return insecure.NewCredentials(), nil
+	}
+	cfg, err := t.Config(log)
+	if err != nil {
+		return nil, fmt.Errorf("configure tls: %w", err)
+	}
+	return credentials.NewTLS(cfg), nil
+}
 
 // serviceConfig balances over healthy replicas and retries the read-only services' calls
 // that fail UNAVAILABLE (a replica going away): they are safe to ask again. Pushes and

@@ -13,6 +13,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
+	"github.com/fustor/fustor/sdk/tlsfiles"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -116,6 +117,29 @@ func TestARefusedConnectionIsRetriedOnTheOther(t *testing.T) {
 		cancel()
 		if err != nil {
 			t.Fatalf("with one replica down from the start: %v", err)
+		}
+	}
+}
+
+func TestTLSCredentials(t *testing.T) {
+	tests := []struct {
+		name string
+		t    TLS
+		want string // the credentials' security protocol; empty: an error
+	}{
+		{"off", TLS{}, "insecure"},
+		{"system roots", TLS{Enabled: true}, "tls"},
+		{"a server name means tls", TLS{Client: tlsfiles.Client{ServerName: "fusion.example"}}, "tls"},
+		{"a missing ca", TLS{Client: tlsfiles.Client{CAFile: t.TempDir() + "/nope"}}, ""},
+		{"a key without its certificate", TLS{Enabled: true, Client: tlsfiles.Client{KeyFile: "k"}}, ""},
+	}
+	for _, tt := range tests {
+		c, err := tt.t.Credentials(nil)
+		switch {
+		case tt.want == "" && err == nil:
+			t.Errorf("%s: credentials made", tt.name)
+		case tt.want != "" && (err != nil || c.Info().SecurityProtocol != tt.want):
+			t.Errorf("%s: %v, %v; want %s", tt.name, c, err, tt.want)
 		}
 	}
 }

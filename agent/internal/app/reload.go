@@ -221,7 +221,7 @@ func (a *Agent) prepare(pl *plan) (*change, error) {
 			continue
 		}
 		var s *grpcsender.GRPC
-		s, err = grpcsender.NewGRPC(sc, pl.backoffs[id])
+		s, err = grpcsender.NewGRPC(sc, pl.backoffs[id], a.log.Named("sender").With(zap.String("sender", id)))
 		if err != nil {
 			return nil, fmt.Errorf("create sender %s: %w", id, err)
 		}

@@ -15,6 +15,7 @@ import (
 	"unicode"
 
 	sdkconfig "github.com/fustor/fustor/sdk/config"
+	"github.com/fustor/fustor/sdk/tlsfiles"
 )
 
 // Config is the agent's whole configuration.
@@ -87,6 +88,40 @@ type Sender struct {
 	// APIKeyFile is the file holding the ingest key instead (trailing whitespace trimmed), so
 	// the key can stay out of the configuration; it is read again at each reload.
 	APIKeyFile string `koanf:"api_key_file"`
+	// TLS secures the connection to Fusion; plaintext unless enabled.
+	TLS SenderTLS `koanf:"tls"`
+}
+
+// SenderTLS is a sender's TLS: the CA bundle that verifies Fusion (empty: the system roots),
+// the agent's client certificate for mutual TLS (Fusion's server.tls.client_ca_file), and the
+// name Fusion's certificate must carry (empty: the host of address). The CA bundle is read
+// when the sender starts; the client certificate again whenever its files change.
+type SenderTLS struct {
+	Enabled    bool   `koanf:"enabled"`
+	CAFile     string `koanf:"ca_file"`
+	CertFile   string `koanf:"cert_file"`
+	KeyFile    string `koanf:"key_file"`
+	ServerName string `koanf:"server_name"`
+}
+
+// Client returns the settings as the sdk's client TLS.
+func (t SenderTLS) Client() tlsfiles.Client {
+	return tlsfiles.Client{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile, ServerName: t.ServerName}
+}
+
+// validate checks the settings and loads the files, so that --validate and a reload refuse a
+// certificate that cannot be used.
+func (t SenderTLS) validate() error {
+	if !t.Enabled {
+		if t.Client() != (tlsfiles.Client{}) {
+			return errors.New("tls: ca_file, cert_file, key_file or server_name is set but tls.enabled is false")
+		}
+		return nil
+	}
+	if _, err := t.Client().Config(nil); err != nil {
+		return fmt.Errorf("tls: %w", err)
+	}
+	return nil
 }
 
 // Key returns the sender's ingest key: api_key, or api_key_file's content read now. Exactly one
@@ -283,6 +318,9 @@ func (c *Config) Validate() error {
 		}
 		if _, err := s.Key(); err != nil {
 			errs = append(errs, fmt.Errorf("senders.%s: %w", id, err))
+		}
+		if err := s.TLS.validate(); err != nil {
+			errs = append(errs, fmt.Errorf("senders.%s.%w", id, err))
 		}
 	}
 	if len(c.Pipes) == 0 {

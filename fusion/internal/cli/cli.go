@@ -15,7 +15,6 @@ import (
 	"github.com/spf13/pflag"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -23,6 +22,7 @@ import (
 	"github.com/fustor/fustor/fusion/internal/config"
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
 	sdkconfig "github.com/fustor/fustor/sdk/config"
+	"github.com/fustor/fustor/sdk/dial"
 	"github.com/fustor/fustor/sdk/logging"
 )
 
@@ -30,6 +30,7 @@ const usage = `fustor-fusion: merge agents' event streams into views and serve q
 
 Usage: fustor-fusion [--config FILE|DIR] [--demo] [--validate] [--server.listen ADDR] [--log.level LEVEL]
        fustor-fusion reload [--config FILE|DIR] [--server ADDR] [--key ADMIN_KEY]
+                            [--tls] [--ca-file F] [--cert F --cert-key F] [--server-name N]
 
 --validate checks the configuration, prints every error and exits 0 (valid) or 1.
 "reload" asks the running Fusion (AdminService.Reload; its address and admin key from the same
@@ -165,6 +166,12 @@ func reloadMain(args, environ []string, stderr io.Writer) int {
 	addr := fs.String("server", "", "Fusion's address (default: server.listen of the configuration)")
 	key := fs.String("key", "", "an admin key (default: the configuration's first server.admin_keys that is not a sha256: digest)")
 	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the reload")
+	var sec dial.TLS
+	fs.BoolVar(&sec.Enabled, "tls", false, "use TLS (default when the configuration's server.tls is set), verifying Fusion with the system roots unless --ca-file")
+	fs.StringVar(&sec.CAFile, "ca-file", "", "use TLS, verifying Fusion with this PEM CA bundle")
+	fs.StringVar(&sec.CertFile, "cert", "", "use TLS and present this client certificate (mutual TLS)")
+	fs.StringVar(&sec.KeyFile, "cert-key", "", "the client certificate's private key")
+	fs.StringVar(&sec.ServerName, "server-name", "", "the name Fusion's certificate must carry (default: the host of --server)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
@@ -180,6 +187,9 @@ func reloadMain(args, environ []string, stderr io.Writer) int {
 		if *addr == "" {
 			*addr = cfg.Server.Listen
 		}
+		if cfg.Server.TLS.Enabled() {
+			sec.Enabled = true
+		}
 		if *key == "" {
 			k, err := adminKey(cfg.Server.AdminKeys)
 			if err != nil {
@@ -189,7 +199,12 @@ func reloadMain(args, environ []string, stderr io.Writer) int {
 			*key = k
 		}
 	}
-	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds, err := sec.Credentials(nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "fustor-fusion reload: %v\n", err)
+		return 2
+	}
+	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		fmt.Fprintf(stderr, "fustor-fusion reload: connect to %s: %v\n", *addr, err)
 		return 1

@@ -33,6 +33,7 @@ func TestMainExitCodes(t *testing.T) {
 		{"validate an invalid config", []string{"--validate", "--config", bad}, nil, 1, "the configuration is invalid"},
 		{"validate the demo", []string{"--validate", "--demo"}, nil, 0, "the configuration is valid (1 views, 1 pipes)"},
 		{"reload with nothing listening", []string{"reload", "--server", "127.0.0.1:1", "--key", "k", "--timeout", "2s"}, nil, 1, "fustor-fusion reload: Unavailable"},
+		{"reload with a certificate and no key", []string{"reload", "--server", "127.0.0.1:1", "--key", "k", "--cert", bad}, nil, 2, "a certificate file and a key file are both needed"},
 		{"reload an unreadable config", []string{"reload", "--config", filepath.Join(dir, "none.yaml")}, nil, 2, "read config"},
 	}
 	for _, tt := range tests {

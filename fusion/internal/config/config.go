@@ -28,6 +28,16 @@ type Config struct {
 type Server struct {
 	// Listen is the gRPC listen address.
 	Listen string `koanf:"listen"`
+	// TLS secures the listener, and may ask clients for certificates (tls.go); plaintext when
+	// its cert_file is empty.
+	TLS TLS `koanf:"tls"`
+	// MaxConcurrentStreams bounds the calls open at once on one client connection (0 = 1024).
+	MaxConcurrentStreams int `koanf:"max_concurrent_streams"`
+	// KeepaliveTime, KeepaliveTimeout and MaxConnectionIdle are the server's keepalive
+	// (tls.go; 0 = 2m, 20s, 30m).
+	KeepaliveTime     time.Duration `koanf:"keepalive_time"`
+	KeepaliveTimeout  time.Duration `koanf:"keepalive_timeout"`
+	MaxConnectionIdle time.Duration `koanf:"max_connection_idle"`
 	// AdminKeys are API keys accepted by AdminService: key settings (keys.go), so a key, its
 	// sha256:, env: or file:.
 	AdminKeys []string `koanf:"admin_keys"`
@@ -203,6 +213,7 @@ func (c *Config) Normalize() {
 	if c.Server.CheckpointInterval == 0 {
 		c.Server.CheckpointInterval = DefaultCheckpointInterval
 	}
+	c.Server.normalizeServerConn()
 	for id, p := range c.Pipes {
 		if p.SessionTimeout == 0 {
 			p.SessionTimeout = DefaultSessionTimeout
@@ -268,6 +279,7 @@ func (c *Config) Validate() error {
 	if c.Server.MaxRecvMsgBytes < 1<<16 {
 		errs = append(errs, errors.New("server.max_recv_msg_bytes must be at least 65536"))
 	}
+	errs = append(errs, c.Server.validateServerConn()...)
 	// Key settings are resolved here, env: and file: read, so that --validate and a reload
 	// refuse a key that cannot be read rather than Fusion running without it.
 	_, keyErrs := c.resolveKeys()

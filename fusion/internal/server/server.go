@@ -7,6 +7,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -37,6 +38,7 @@ type Server struct {
 	lis     net.Listener
 	panics  func()
 	started chan struct{}
+	tls     bool
 }
 
 // New builds the server and binds its listener now, so callers know the address (":0" in tests)
@@ -46,9 +48,21 @@ func New(log *zap.Logger, cfg config.Server, keys *Keys, onPanic func(), metrics
 	if log == nil {
 		log = zap.NewNop()
 	}
+	// The certificate is loaded before the port is bound: a bad one fails New with no
+	// listener left open.
+	var stls *serverTLS
+	if cfg.TLS.Enabled() {
+		var err error
+		if stls, err = newServerTLS(log, cfg.TLS); err != nil {
+			return nil, err
+		}
+	}
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	if stls == nil && reachable(lis.Addr()) {
+		log.Warn(MsgPlaintextListener, zap.String("addr", lis.Addr().String()))
 	}
 	s := &Server{log: log, cfg: cfg, lis: lis, panics: onPanic, started: make(chan struct{})}
 	if metrics != nil {
@@ -85,13 +99,32 @@ func New(log *zap.Logger, cfg config.Server, keys *Keys, onPanic func(), metrics
 	if metrics != nil {
 		unary, stream = append(unary, metrics.unary()), append(stream, metrics.stream())
 	}
-	unary, stream = append(unary, errorsUnary(), keys.unary()), append(stream, errorsStream(), keys.stream())
-	s.grpc = grpc.NewServer(
+	unary, stream = append(unary, errorsUnary()), append(stream, errorsStream())
+	if cfg.TLS.RequireClientCertForIngest {
+		// Before the key is looked at: a caller without the certificate learns nothing of it.
+		unary, stream = append(unary, ingestCerts{}.unary()), append(stream, ingestCerts{}.stream())
+	}
+	unary, stream = append(unary, keys.unary()), append(stream, keys.stream())
+	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgBytes),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		// As etcd: bounded streams per connection, pings enforced (a client pinging more often
+		// than KeepaliveMinTime is sent GOAWAY), silent peers pinged and dropped, idle
+		// connections closed.
+		grpc.MaxConcurrentStreams(uint32(cmp.Or(cfg.MaxConcurrentStreams, config.DefaultMaxConcurrentStreams))),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: config.KeepaliveMinTime, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			Time:              cmp.Or(cfg.KeepaliveTime, config.DefaultKeepaliveTime),
+			Timeout:           cmp.Or(cfg.KeepaliveTimeout, config.DefaultKeepaliveTimeout),
+			MaxConnectionIdle: cmp.Or(cfg.MaxConnectionIdle, config.DefaultMaxConnectionIdle),
+		}),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
-	)
+	}
+	if stls != nil {
+		opts = append(opts, grpc.Creds(stls.credentials()))
+	}
+	s.tls = stls != nil
+	s.grpc = grpc.NewServer(opts...)
 	s.health = health.NewServer()
 	// NOT_SERVING until the composition says every part runs (SetServing).
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
@@ -121,7 +154,8 @@ func (s *Server) Addr() net.Addr { return s.lis.Addr() }
 func (s *Server) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- s.grpc.Serve(s.lis) }()
-	s.log.Info("grpc server listening", zap.String("addr", s.lis.Addr().String()))
+	s.log.Info("grpc server listening", zap.String("addr", s.lis.Addr().String()), zap.Bool("tls", s.tls),
+		zap.String("client_auth", s.cfg.TLS.ClientAuth), zap.Bool("client_cert_for_ingest", s.cfg.TLS.RequireClientCertForIngest))
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve grpc: %w", err)

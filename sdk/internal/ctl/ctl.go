@@ -13,13 +13,12 @@ import (
 
 	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
 	"github.com/fustor/fustor/sdk/dial"
+	"github.com/fustor/fustor/sdk/tlsfiles"
 )
 
 const usage = `fustorctl: query Fustor's Fusion server.
@@ -96,7 +95,13 @@ Global flags:
   --timeout D        per-call timeout (default 10s; verify, wait-stable: 10m; watch: none)
   --json             print one JSON document
   --force-real-time  ask the leader agent to re-scan the path first
-  --tls              use TLS with the system roots
+  --tls              use TLS, verifying Fusion with the system roots
+  --ca-file PATH     use TLS, verifying Fusion with this PEM CA bundle (env FUSTOR_CA_FILE)
+  --cert PATH        use TLS and present this client certificate (mutual TLS; env FUSTOR_CERT)
+  --cert-key PATH    the client certificate's private key (env FUSTOR_CERT_KEY); --key is
+                     the API key
+  --server-name NAME use TLS; the name Fusion's certificate must carry (default: the host of
+                     --server; env FUSTOR_SERVER_NAME)
 
 Members that are not ready (no agent, snapshot running) are always listed with the reason:
 an answer without them is not an answer about their storage.
@@ -120,6 +125,7 @@ var errUsage = errors.New("usage")
 
 type options struct {
 	server, key, view, typ, name, glob string
+	tlsFiles                           tlsfiles.Client
 	member, best                       string
 	timeout                            time.Duration
 	json, force, tls, all, paths       bool
@@ -149,6 +155,10 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	fs.BoolVar(&o.json, "json", false, "")
 	fs.BoolVar(&o.force, "force-real-time", false, "")
 	fs.BoolVar(&o.tls, "tls", false, "")
+	fs.StringVar(&o.tlsFiles.CAFile, "ca-file", getenv("FUSTOR_CA_FILE"), "")
+	fs.StringVar(&o.tlsFiles.CertFile, "cert", getenv("FUSTOR_CERT"), "")
+	fs.StringVar(&o.tlsFiles.KeyFile, "cert-key", getenv("FUSTOR_CERT_KEY"), "")
+	fs.StringVar(&o.tlsFiles.ServerName, "server-name", getenv("FUSTOR_SERVER_NAME"), "")
 	fs.BoolVar(&o.all, "all", false, "")
 	fs.BoolVar(&o.paths, "paths", false, "")
 	fs.IntVar(&o.depth, "depth", 0, "")
@@ -244,9 +254,10 @@ type client struct {
 }
 
 func (c *client) dial() error {
-	creds := insecure.NewCredentials()
-	if c.o.tls {
-		creds = credentials.NewTLS(nil)
+	// Any TLS file or name means TLS; --tls alone, TLS with the system roots.
+	creds, err := dial.TLS{Enabled: c.o.tls, Client: c.o.tlsFiles}.Credentials(nil)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
 	}
 	// Several addresses are replicas: round-robin over the healthy ones, failing over.
 	conn, err := dial.Fusion(dial.Addresses(c.o.server), creds)

@@ -149,6 +149,12 @@ func (s *server) last() any {
 
 func startServer(t *testing.T, views ...string) (*server, string) {
 	t.Helper()
+	return startServerWith(t, nil, views...)
+}
+
+// startServerWith is startServer with server options (TLS credentials).
+func startServerWith(t *testing.T, opts []grpc.ServerOption, views ...string) (*server, string) {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -160,7 +166,7 @@ func startServer(t *testing.T, views ...string) (*server, string) {
 		s.views = append(s.views, name)
 		s.drivers[name] = driver
 	}
-	g := grpc.NewServer()
+	g := grpc.NewServer(opts...)
 	fustorv1.RegisterViewServiceServer(g, s)
 	fustorv1.RegisterAdminServiceServer(g, admin{s: s})
 	go func() { _ = g.Serve(lis) }()

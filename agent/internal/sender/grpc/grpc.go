@@ -7,14 +7,15 @@ import (
 	"fmt"
 	"time"
 
+	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/fustor/fustor/agent/internal/config"
 	"github.com/fustor/fustor/agent/internal/sender"
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
+	"github.com/fustor/fustor/sdk/dial"
 )
 
 // The contract this package implements, the optional backoff reset included.
@@ -49,9 +50,16 @@ func (apiKey) RequireTransportSecurity() bool { return false }
 // The connection has no stats handler or interceptor that reads a message after Send
 // returns: the push stream reuses a sent batch's columns (pipe/stream.go). Adding one
 // means dropping that reuse.
-func NewGRPC(cfg config.Sender, b sender.Backoff) (*GRPC, error) {
+//
+// With cfg.TLS enabled the connection is TLS, with the agent's client certificate when one is
+// configured (read again when its files change; log hears of it).
+func NewGRPC(cfg config.Sender, b sender.Backoff, log *zap.Logger) (*GRPC, error) {
+	creds, err := dial.TLS{Enabled: cfg.TLS.Enabled, Client: cfg.TLS.Client()}.Credentials(log)
+	if err != nil {
+		return nil, fmt.Errorf("sender for %s: %w", cfg.Address, err)
+	}
 	conn, err := grpc.NewClient(cfg.Address,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithPerRPCCredentials(apiKey(cfg.APIKey)),
 		grpc.WithConnectParams(connectParams(b)),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 20 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),

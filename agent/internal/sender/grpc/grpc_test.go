@@ -44,7 +44,7 @@ func TestConnectParams(t *testing.T) {
 }
 
 func TestNewGRPCDoesNotDial(t *testing.T) {
-	g, err := NewGRPC(config.Sender{Address: "127.0.0.1:1", APIKey: "k"}, sender.Backoff{Min: time.Millisecond, Max: time.Second})
+	g, err := NewGRPC(config.Sender{Address: "127.0.0.1:1", APIKey: "k"}, sender.Backoff{Min: time.Millisecond, Max: time.Second}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestSessionGoneOverTheWire(t *testing.T) {
 	fustorv1.RegisterPushServiceServer(srv, stub)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
-	g, err := NewGRPC(config.Sender{Address: lis.Addr().String(), APIKey: "k"}, sender.Backoff{})
+	g, err := NewGRPC(config.Sender{Address: lis.Addr().String(), APIKey: "k"}, sender.Backoff{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
