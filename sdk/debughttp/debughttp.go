@@ -13,6 +13,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -29,8 +30,8 @@ type Debug struct {
 	srv *http.Server
 }
 
-// MemStats is the JSON document of /debug/memstats. With ?gc=1 a collection runs first, so
-// heap_inuse is what live data holds.
+// MemStats is the JSON document of /debug/memstats. With ?gc=1 a collection runs first and
+// the freed pages go back to the system, so heap_inuse and rss are what live data holds.
 type MemStats struct {
 	HeapAlloc  uint64 `json:"heap_alloc"`
 	HeapInuse  uint64 `json:"heap_inuse"`
@@ -104,7 +105,9 @@ func (d *Debug) Run(ctx context.Context) error {
 
 func serveMemStats(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Query().Get("gc") == "1" {
-		runtime.GC()
+		// A GC that also returns the freed pages to the system: the RSS read next is what the
+		// live heap needs, not what the last burst of garbage left mapped.
+		debug.FreeOSMemory()
 	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
