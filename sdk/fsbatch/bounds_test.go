@@ -157,3 +157,34 @@ func TestEncoderResetsOnNameBytes(t *testing.T) {
 		t.Fatalf("%d resets for 100 MB of names; want at least 2", resets)
 	}
 }
+
+// BenchmarkDecoderTableAtBound reports the heap one stream's declaration table holds when
+// full at the default bounds: DefaultMaxDirs directories of 32-byte names, in batches of 20k
+// as a hostile stream would send them (table-MB, B/dir). Run:
+//
+//	go test -run '^$' -bench DecoderTableAtBound -benchtime 1x ./sdk/fsbatch
+func BenchmarkDecoderTableAtBound(b *testing.B) {
+	for range b.N {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		d := NewDecoder(0)
+		const per = 20_000
+		var err error
+		n := 0
+		for first := uint32(2); err == nil; first += per {
+			_, _, _, err = d.Decode(dirsBatch(first, per, 32), 0, nil)
+			n++
+		}
+		if !errors.Is(err, ErrDirTable) {
+			b.Fatal(err)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		held := float64(after.HeapAlloc) - float64(before.HeapAlloc)
+		b.ReportMetric(held/(1<<20), "table-MB")
+		b.ReportMetric(held/float64(d.Dirs()), "B/dir")
+		b.ReportMetric(float64(d.Dirs()), "dirs")
+		runtime.KeepAlive(d)
+	}
+}

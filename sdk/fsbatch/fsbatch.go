@@ -36,8 +36,8 @@ const RootID = 1
 // directories, and the bytes of their names. An Encoder starts over (reset_dirs) at half of
 // each, so a decoder with the defaults always has room for its next batch.
 const (
-	DefaultMaxDirs     = 1 << 20
-	DefaultMaxDirBytes = 64 << 20
+	DefaultMaxDirs     = 1 << 18
+	DefaultMaxDirBytes = 16 << 20
 )
 
 // ErrMalformed is wrapped by errors that make a whole batch unusable; the stream that carried

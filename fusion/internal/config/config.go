@@ -61,8 +61,8 @@ type Server struct {
 	MaxNameBytes int `koanf:"max_name_bytes"`
 	// MaxPushDirs and MaxPushDirBytes bound one push stream's directory declarations (count,
 	// bytes of names); a batch beyond ends the stream, RESOURCE_EXHAUSTED. Agents start their
-	// table over at half the defaults: keep them at least that. 0 = the defaults (1,048,576,
-	// 64 MiB).
+	// table over at half the defaults: keep them at least that. 0 = the defaults (262,144,
+	// 16 MiB).
 	MaxPushDirs     int `koanf:"max_push_dirs"`
 	MaxPushDirBytes int `koanf:"max_push_dir_bytes"`
 	// PushIdleTimeout ends a session that has no push stream open for that long (one that
