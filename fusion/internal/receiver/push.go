@@ -229,13 +229,22 @@ func (st *stream) serve(ctx context.Context, first *fustorv1.PushRequest, msgs <
 	return false, err
 }
 
-// drain waits until every in-flight message is answered: it takes the whole window.
+// drain waits until every in-flight message is answered: it takes the whole window. A session
+// that ends meanwhile (its pipe stopped by a reload, say) ends the wait.
 func (st *stream) drain(ctx context.Context, sendErr <-chan error) error {
 	for range cap(st.slots) {
 		select {
 		case st.slots <- struct{}{}:
 		case err := <-sendErr:
 			return err
+		case <-st.s.Done():
+			// The sender tells the agent why, as serve lets it.
+			select {
+			case err := <-sendErr:
+				return err
+			case <-ctx.Done():
+				return nil
+			}
 		case <-ctx.Done():
 			return nil
 		}
