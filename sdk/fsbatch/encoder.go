@@ -8,15 +8,18 @@ import (
 )
 
 // Encoder builds FsBatch messages for one stream, declaring each directory the first time a
-// row needs it. When its table reaches maxDirs it starts over with reset_dirs, so memory stays
-// bounded on endless streams. Not safe for concurrent use.
+// row needs it. When its table reaches maxDirs, or its names DefaultMaxDirBytes/2 bytes, it
+// starts over with reset_dirs, so memory stays bounded on endless streams and a decoder with
+// the default bounds never refuses it. Not safe for concurrent use.
 type Encoder struct {
 	ids     map[string]uint32
 	next    uint32
 	maxDirs int
-	batch   *fustorv1.FsBatch
-	mtime   int64
-	index   uint64
+	// dirBytes is the bytes of the names declared since the last reset.
+	dirBytes int
+	batch    *fustorv1.FsBatch
+	mtime    int64
+	index    uint64
 
 	// Columns: the last flushed batch's (until Recycle), and those a new batch reuses.
 	flushed     *fustorv1.FsBatch
@@ -52,6 +55,7 @@ func NewEncoder(maxDirs int) *Encoder {
 func (e *Encoder) Reset() {
 	e.ids = map[string]uint32{fspath.Root: RootID}
 	e.next = RootID + 1
+	e.dirBytes = 0
 	e.batch = nil
 }
 
@@ -126,10 +130,11 @@ func (e *Encoder) cur(mtimeNs int64, index uint64) *fustorv1.FsBatch {
 	if e.batch == nil {
 		// The table is reset only between batches, so every id a batch uses is declared in
 		// it or known from before; within one batch it may exceed maxDirs by the batch's dirs.
-		reset := len(e.ids) >= e.maxDirs
+		reset := len(e.ids) >= e.maxDirs || e.dirBytes >= DefaultMaxDirBytes/2
 		if reset {
 			e.ids = map[string]uint32{fspath.Root: RootID}
 			e.next = RootID + 1
+			e.dirBytes = 0
 		}
 		c := e.spare
 		e.spare = columns{}
@@ -159,6 +164,7 @@ func (e *Encoder) dirID(dir string) uint32 {
 	// dir is usually a slice of a row's path, which may share its memory with many other
 	// paths (the agent's walk cuts a listing's paths from one block): keep a copy.
 	e.ids[strings.Clone(dir)] = id
+	e.dirBytes += len(name)
 	e.batch.Dirs = append(e.batch.Dirs, &fustorv1.FsDir{Id: id, ParentId: pid, Name: name})
 	return id
 }

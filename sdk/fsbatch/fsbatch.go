@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"time"
 
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
 	"github.com/fustor/fustor/sdk/fspath"
@@ -31,12 +32,40 @@ const (
 // RootID is the implicit id of the source root; it is never declared.
 const RootID = 1
 
-// DefaultMaxDirs bounds the declaration table of one stream.
-const DefaultMaxDirs = 1 << 22
+// DefaultMaxDirs and DefaultMaxDirBytes bound the declaration table of one stream: its
+// directories, and the bytes of their names. An Encoder starts over (reset_dirs) at half of
+// each, so a decoder with the defaults always has room for its next batch.
+const (
+	DefaultMaxDirs     = 1 << 18
+	DefaultMaxDirBytes = 16 << 20
+)
 
 // ErrMalformed is wrapped by errors that make a whole batch unusable; the stream that carried
 // it must end with INVALID_ARGUMENT. Row-level problems are reported per row instead.
 var ErrMalformed = errors.New("malformed fs batch")
+
+// ErrDirTable is wrapped by the error of a batch whose declarations would take the stream's
+// table past Limits.MaxDirs or MaxDirBytes: the batch is refused whole, the stream must end
+// (Fusion answers RESOURCE_EXHAUSTED), and an agent's next stream starts a fresh table. It
+// is not an ErrMalformed: the batch is well-formed, the stream has declared too much.
+var ErrDirTable = errors.New("directory declarations over the stream's bound")
+
+// The mtimes a row may carry: [MinMtimeNs, MaxMtimeNs). Rows outside are rejected, never
+// clamped (a clamped mtime would be a lie a query repeats). The range holds every real file,
+// touched into the past or the future (DESIGN.md §1), and keeps the view's arithmetic on
+// mtimes (watermark - mtime, in ns) within int64.
+var (
+	MinMtimeNs = time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
+	MaxMtimeNs = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
+)
+
+// CheckMtime says why mtimeNs is outside [MinMtimeNs, MaxMtimeNs) (nil: it is not).
+func CheckMtime(mtimeNs int64) error {
+	if mtimeNs >= MinMtimeNs && mtimeNs < MaxMtimeNs {
+		return nil
+	}
+	return fmt.Errorf("mtime %s is outside [1900-01-01, 2200-01-01): rejected", time.Unix(0, mtimeNs).UTC().Format(time.RFC3339))
+}
 
 // Row is one decoded fs event.
 type Row struct {
@@ -86,6 +115,9 @@ type Decoder struct {
 	root    *Dir
 	maxDirs int
 	lim     Limits
+	// dirBytes is the bytes of the names the table holds (declarations beyond the limits
+	// hold none).
+	dirBytes int
 	// beyond is the one Dir every declaration beyond the limits maps to: a hostile chain of
 	// deep or long directories costs a map entry each, not a path.
 	beyond *Dir
@@ -93,9 +125,12 @@ type Decoder struct {
 
 // Limits bound what a row may be (issue 22): its path's bytes and depth, its name's bytes.
 // Rows beyond them are rejected (counted, with a short reason); so are the rows under a
-// directory declared beyond them.
+// directory declared beyond them. MaxDirs and MaxDirBytes bound the stream's declaration
+// table (directories, bytes of their names); a batch that would pass them fails with
+// ErrDirTable. A zero MaxDirs keeps the decoder's own (NewDecoder's maxDirs).
 type Limits struct {
 	MaxPathBytes, MaxDepth, MaxNameBytes int
+	MaxDirs, MaxDirBytes                 int
 }
 
 // The defaults of Limits' zero fields.
@@ -109,11 +144,17 @@ func (l Limits) orDefaults() Limits {
 	l.MaxPathBytes = cmp.Or(max(l.MaxPathBytes, 0), DefaultMaxPathBytes)
 	l.MaxDepth = cmp.Or(max(l.MaxDepth, 0), DefaultMaxDepth)
 	l.MaxNameBytes = cmp.Or(max(l.MaxNameBytes, 0), DefaultMaxNameBytes)
+	l.MaxDirBytes = cmp.Or(max(l.MaxDirBytes, 0), DefaultMaxDirBytes)
 	return l
 }
 
-// SetLimits sets the rows' bounds (zero fields: the defaults).
-func (d *Decoder) SetLimits(l Limits) { d.lim = l.orDefaults() }
+// SetLimits sets the rows' and the table's bounds (zero fields: the defaults).
+func (d *Decoder) SetLimits(l Limits) {
+	if l.MaxDirs > 0 {
+		d.maxDirs = l.MaxDirs
+	}
+	d.lim = l.orDefaults()
+}
 
 // beyondLimits says why a name under parent is beyond the limits ("" = it is not).
 func (d *Decoder) beyondLimits(parent *Dir, name string) string {
@@ -162,9 +203,12 @@ func (d *Decoder) Decode(b *fustorv1.FsBatch, index uint64, dst []Row) (rows []R
 		// Rows already decoded keep their Dirs: a queued batch still resolves as it was sent.
 		clear(d.dirs)
 		d.dirs[RootID] = d.root
+		d.dirBytes = 0
 	}
 	for i, dir := range b.GetDirs() {
-		if err := d.declare(dir); err != nil {
+		if err := d.declare(dir); errors.Is(err, ErrDirTable) {
+			return dst, 0, nil, err
+		} else if err != nil {
 			return dst, 0, nil, fmt.Errorf("%w: dirs[%d]: %w", ErrMalformed, i, err)
 		}
 	}
@@ -198,7 +242,9 @@ func (d *Decoder) Decode(b *fustorv1.FsBatch, index uint64, dst []Row) (rows []R
 		case r.Size > math.MaxInt64:
 			rerr = fmt.Errorf("size %d is over 2^63-1", r.Size)
 		case len(mdel) > 0 && (mdel[i] > 0 && r.MtimeNs < mtime-mdel[i] || mdel[i] < 0 && r.MtimeNs > mtime-mdel[i]):
-			rerr = errors.New("mtime out of range (its delta overflows)")
+			rerr = errors.New("mtime out of range (its delta overflows): rejected")
+		default:
+			rerr = CheckMtime(r.MtimeNs)
 		}
 		if rerr != nil {
 			rejected++
@@ -260,15 +306,26 @@ func (d *Decoder) declare(dir *fustorv1.FsDir) error {
 		return fmt.Errorf("dir %d redeclared under another parent or name (%s)", dir.GetId(), fspath.Short(dir.GetName()))
 	}
 	if len(d.dirs) >= d.maxDirs {
-		return fmt.Errorf("more than %d directories declared; send reset_dirs", d.maxDirs)
+		return fmt.Errorf("%w: more than %d directories declared on the stream; send reset_dirs", ErrDirTable, d.maxDirs)
 	}
 	if beyond {
 		d.dirs[dir.GetId()] = d.beyond
 		return nil
 	}
+	if d.dirBytes+len(dir.GetName()) > d.lim.MaxDirBytes {
+		return fmt.Errorf("%w: the stream's directory names pass %d bytes; send reset_dirs", ErrDirTable, d.lim.MaxDirBytes)
+	}
+	d.dirBytes += len(dir.GetName())
 	d.dirs[dir.GetId()] = parent.child(dir.GetName())
 	return nil
 }
 
 // Dirs returns how many directories the decoder knows, the root included.
 func (d *Decoder) Dirs() int { return len(d.dirs) }
+
+// DirBytes returns the bytes of the names of the directories the decoder knows.
+func (d *Decoder) DirBytes() int { return d.dirBytes }
+
+// MaxDirs and MaxDirBytes return the bounds of the declaration table.
+func (d *Decoder) MaxDirs() int     { return d.maxDirs }
+func (d *Decoder) MaxDirBytes() int { return d.lim.MaxDirBytes }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
@@ -273,9 +274,9 @@ func TestDecodeLimits(t *testing.T) {
 		ParentIds: []uint32{1, 4, 5, 601, 1, 1, 1, 1},
 		Names:     []string{"ok", "depth-3-ok", strings.Repeat("o", 100), "deep-down", strings.Repeat("x", 2000), "huge", "fine", "wrap"},
 		Sizes:     []uint64{1, 1, 1, 1, 1, 1 << 63, 1, 1},
-		MtimeBase: math.MaxInt64 - 10,
+		MtimeBase: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano(),
 		// Each delta is applied to the running mtime: the last row's wraps it.
-		MtimeDeltas: []int64{0, 0, 0, 0, 0, 0, -5, 30},
+		MtimeDeltas: []int64{0, 0, 0, 0, 0, 0, -5, math.MaxInt64},
 	}
 	dec := NewDecoder(0)
 	rows, rejected, rowErrs, err := dec.Decode(b, 0, nil)

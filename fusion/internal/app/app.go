@@ -69,6 +69,7 @@ type Fusion struct {
 	debug    *debughttp.Debug // nil unless server.debug_listen is set
 	metrics  *debughttp.Debug // nil unless server.metrics_listen is set
 
+	rcv  *receiver.Receiver
 	rt   parts
 	ckpt *checkpoints
 	now  func() time.Time
@@ -130,6 +131,8 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Fusion, error) {
 		}
 		f.ckpt.restorePipes(f.rt.pipeList())
 	}
+	f.rcv = receiver.New(log, f.sessions, &f.rt)
+	f.setIngestLimits(cfg.Server)
 	reg := newRegistry(f)
 	f.keys = server.NewKeys(keys)
 	srv, err := server.New(log, cfg.Server, f.keys, func() { f.panics.Add(1) }, server.NewMetrics(reg))
@@ -153,14 +156,27 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Fusion, error) {
 			return nil, err
 		}
 	}
-	rcv := receiver.New(log, f.sessions, &f.rt)
-	rcv.SetLimits(receiver.Limits{FirstMessage: cfg.Server.PushFirstMessageTimeout, StreamsPerKey: cfg.Server.MaxPushStreamsPerKey,
-		Rows: fsbatch.Limits{MaxPathBytes: cfg.Server.MaxPathBytes, MaxDepth: cfg.Server.MaxPathDepth, MaxNameBytes: cfg.Server.MaxNameBytes}})
-	fustorv1.RegisterSessionServiceServer(srv.GRPC(), rcv)
-	fustorv1.RegisterPushServiceServer(srv.GRPC(), rcv)
+	fustorv1.RegisterSessionServiceServer(srv.GRPC(), f.rcv)
+	fustorv1.RegisterPushServiceServer(srv.GRPC(), f.rcv)
 	fustorv1.RegisterViewServiceServer(srv.GRPC(), f.query)
 	fustorv1.RegisterAdminServiceServer(srv.GRPC(), admin.New(f, f.sessions, f.views))
 	return f, nil
+}
+
+// setIngestLimits puts the server's ingest bounds in force (at start and on each reload): the
+// receiver's for push streams and rows, the session manager's for sessions.
+func (f *Fusion) setIngestLimits(s config.Server) {
+	f.rcv.SetLimits(receiver.Limits{FirstMessage: s.PushFirstMessageTimeout, StreamsPerKey: s.MaxPushStreamsPerKey,
+		Rows: fsbatch.Limits{MaxPathBytes: s.MaxPathBytes, MaxDepth: s.MaxPathDepth, MaxNameBytes: s.MaxNameBytes,
+			MaxDirs: s.MaxPushDirs, MaxDirBytes: s.MaxPushDirBytes}})
+	f.sessions.SetLimits(session.Limits{PushIdle: s.PushIdleTimeout, MaxTimeout: s.MaxSessionTimeout})
+}
+
+// ingestLimits is the part of the server's settings setIngestLimits applies.
+func ingestLimits(s config.Server) config.Server {
+	return config.Server{PushFirstMessageTimeout: s.PushFirstMessageTimeout, MaxPushStreamsPerKey: s.MaxPushStreamsPerKey,
+		MaxPathBytes: s.MaxPathBytes, MaxPathDepth: s.MaxPathDepth, MaxNameBytes: s.MaxNameBytes,
+		MaxPushDirs: s.MaxPushDirs, MaxPushDirBytes: s.MaxPushDirBytes, PushIdleTimeout: s.PushIdleTimeout, MaxSessionTimeout: s.MaxSessionTimeout}
 }
 
 // memberIdle marks a live view's member stale when its last session ended: it keeps its tree

@@ -353,14 +353,14 @@ func TestSessionTimeoutNegotiationAndLeadership(t *testing.T) {
 		t.Fatal(err)
 	}
 	second, err := h.session().CreateSession(ctx, &fustorv1.CreateSessionRequest{AgentId: "a2", SchemaName: "fs",
-		TimeoutHint: durationOf(time.Hour)})
+		TimeoutHint: durationOf(5 * time.Minute)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if first.GetRole() != fustorv1.Role_ROLE_LEADER || second.GetRole() != fustorv1.Role_ROLE_FOLLOWER {
 		t.Fatalf("roles %v %v", first.GetRole(), second.GetRole())
 	}
-	if first.GetTimeout().AsDuration() != config.DefaultSessionTimeout || second.GetTimeout().AsDuration() != time.Hour {
+	if first.GetTimeout().AsDuration() != config.DefaultSessionTimeout || second.GetTimeout().AsDuration() != 5*time.Minute {
 		t.Fatalf("timeouts %v %v", first.GetTimeout().AsDuration(), second.GetTimeout().AsDuration())
 	}
 	if _, err := h.session().CloseSession(ctx, &fustorv1.CloseSessionRequest{SessionId: first.GetSessionId()}); err != nil {

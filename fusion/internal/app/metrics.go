@@ -19,6 +19,7 @@ type collector struct {
 	reloadOK, reloadTime                                   *prometheus.Desc
 	ckptWritten, ckptFailed, ckptRefused, ckptEncodeMax    *prometheus.Desc
 	watchers, lagged, changeLogEntries, changeLogBytes     *prometheus.Desc
+	pushBad                                                *prometheus.Desc
 }
 
 func newCollector(f *Fusion) *collector {
@@ -49,6 +50,7 @@ func newCollector(f *Fusion) *collector {
 		pipePanics:       d("pipe_panics_total", "Panics recovered while applying the pipe's batches.", pipe),
 		sessions:         d("pipe_sessions", "Live agent sessions on the pipe.", pipe),
 		panics:           d("grpc_server_panics_total", "Panics recovered in gRPC handlers.", nil),
+		pushBad:          d("push_streams_bad_message_total", "Push streams ended for what their client sent: undecodable bytes, a malformed batch, an end without its start, a declaration table past its bound.", nil),
 		watchers:         d("view_watchers", "Watch streams open on the view.", []string{"view"}),
 		lagged:           d("view_watchers_lagged_total", "Watchers that read too slowly and were told lagged.", nil),
 		changeLogEntries: d("view_change_log_entries", "Changes held in the member's change log.", view),
@@ -110,6 +112,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	counter(c.panics, float64(c.f.panics.Load()))
+	counter(c.pushBad, float64(c.f.rcv.BadMessages()))
 	perView, lagged := c.f.query.WatchStats()
 	for _, v := range c.f.views.All() {
 		gauge(c.watchers, float64(perView[v.Name]), v.Name)

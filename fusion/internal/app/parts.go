@@ -245,6 +245,10 @@ func (f *Fusion) apply(cfg config.Config, keys config.KeySet) *fustorv1.ReloadRe
 	defer rt.mu.Unlock()
 	old := rt.cfg
 	resp := &fustorv1.ReloadResponse{}
+	if !reflect.DeepEqual(ingestLimits(old.Server), ingestLimits(cfg.Server)) {
+		f.setIngestLimits(cfg.Server)
+		resp.Changes = append(resp.Changes, "ingest limits changed: in force for new push streams, and for sessions at the next sweep")
+	}
 	if !reflect.DeepEqual(withoutKeys(old.Server), withoutKeys(cfg.Server)) || old.Log != cfg.Log {
 		resp.Changes = append(resp.Changes, "server or log settings changed: they take effect at the next restart")
 	}
@@ -302,8 +306,12 @@ func pipeChanged(old, cfg config.Config, id string) bool {
 	return false
 }
 
+// withoutKeys leaves out of s what a reload applies: the admin keys and the ingest limits.
 func withoutKeys(s config.Server) config.Server {
 	s.AdminKeys = nil
+	s.PushFirstMessageTimeout, s.MaxPushStreamsPerKey = 0, 0
+	s.MaxPathBytes, s.MaxPathDepth, s.MaxNameBytes, s.MaxPushDirs, s.MaxPushDirBytes = 0, 0, 0, 0, 0
+	s.PushIdleTimeout, s.MaxSessionTimeout = 0, 0
 	return s
 }
 

@@ -69,6 +69,17 @@ type Server struct {
 	MaxPathBytes int `koanf:"max_path_bytes"`
 	MaxPathDepth int `koanf:"max_path_depth"`
 	MaxNameBytes int `koanf:"max_name_bytes"`
+	// MaxPushDirs and MaxPushDirBytes bound one push stream's directory declarations (count,
+	// bytes of names); a batch beyond ends the stream, RESOURCE_EXHAUSTED. Agents start their
+	// table over at half the defaults: keep them at least that. 0 = the defaults (262,144,
+	// 16 MiB).
+	MaxPushDirs     int `koanf:"max_push_dirs"`
+	MaxPushDirBytes int `koanf:"max_push_dir_bytes"`
+	// PushIdleTimeout ends a session that has no push stream open for that long (one that
+	// never pushes); MaxSessionTimeout caps the timeout an agent asks for (timeout_hint).
+	// 0 = the defaults (1m, 10m). Both, and the bounds above, apply on a reload.
+	PushIdleTimeout   time.Duration `koanf:"push_idle_timeout"`
+	MaxSessionTimeout time.Duration `koanf:"max_session_timeout"`
 }
 
 // DefaultCheckpointInterval is server.checkpoint_interval's default.
@@ -280,6 +291,12 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("server.max_recv_msg_bytes must be at least 65536"))
 	}
 	errs = append(errs, c.Server.validateServerConn()...)
+	if c.Server.MaxPushDirs < 0 || c.Server.MaxPushDirBytes < 0 {
+		errs = append(errs, errors.New("server.max_push_dirs and max_push_dir_bytes must not be negative (0: the defaults)"))
+	}
+	if c.Server.PushIdleTimeout < 0 || c.Server.MaxSessionTimeout < 0 || c.Server.MaxSessionTimeout > 0 && c.Server.MaxSessionTimeout < time.Second {
+		errs = append(errs, errors.New("server.push_idle_timeout and max_session_timeout must not be negative (0: the defaults), max_session_timeout at least 1s"))
+	}
 	// Key settings are resolved here, env: and file: read, so that --validate and a reload
 	// refuse a key that cannot be read rather than Fusion running without it.
 	_, keyErrs := c.resolveKeys()

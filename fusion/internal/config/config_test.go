@@ -3,6 +3,7 @@ package config
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 )
@@ -61,6 +62,9 @@ func TestValidate(t *testing.T) {
 		}, "receivers.default.api_keys[0]: empty key"},
 		{"bad driver", func(c *Config) { v := c.Views["demo"]; v.Driver = "sql"; c.Views["demo"] = v }, "unknown driver"},
 		{"short timeout", func(c *Config) { p := c.Pipes["demo"]; p.SessionTimeout = 1; c.Pipes["demo"] = p }, "session_timeout"},
+		{"negative dir bound", func(c *Config) { c.Server.MaxPushDirBytes = -1 }, "server.max_push_dirs and max_push_dir_bytes must not be negative"},
+		{"negative push idle", func(c *Config) { c.Server.PushIdleTimeout = -1 }, "server.push_idle_timeout and max_session_timeout"},
+		{"sub-second session cap", func(c *Config) { c.Server.MaxSessionTimeout = time.Millisecond }, "max_session_timeout at least 1s"},
 		{"pipe schema no view accepts", func(c *Config) { p := c.Pipes["demo"]; p.Schema = "kv"; c.Pipes["demo"] = p },
 			`pipes.demo: schema "kv" cannot feed view "demo": driver fs accepts schema fs only`},
 		{"members on an fs view", func(c *Config) { v := c.Views["demo"]; v.Members = map[string]string{"demo": "x"}; c.Views["demo"] = v },

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"runtime/debug"
 	"time"
 
@@ -82,6 +83,8 @@ func (r *Receiver) Push(ps fustorv1.PushService_PushServer) error {
 	if err != nil {
 		return err
 	}
+	r.sessions.StreamOpened(s)
+	defer r.sessions.StreamClosed(s)
 	st := r.newStream(s, pi)
 	s.Count("streams", 1)
 	r.sessions.Touch(s)
@@ -111,13 +114,25 @@ func (r *Receiver) Push(ps fustorv1.PushService_PushServer) error {
 	if agentEnded || ps.Context().Err() != nil {
 		<-recvDone
 	}
+	if clientFault(err) {
+		r.badMessages.Add(1)
+		s.Count("streams_ended_bad_message", 1)
+		r.log.Warn("push stream ended: bad message", zap.String("session", s.ID), zap.String("pipe", s.Pipe.ID), zap.Error(err))
+	}
 	return err
+}
+
+// clientFault reports whether a stream's end is due to what its client sent (a bad message,
+// a bound passed): what is counted and logged as such.
+func clientFault(err error) bool {
+	return errors.Is(err, errs.ErrInvalidArgument) || errors.Is(err, fsbatch.ErrMalformed) ||
+		errors.Is(err, errs.ErrPrecondition) || errors.Is(err, errs.ErrFull)
 }
 
 // decoder returns a stream's row decoder, bounded by the limits.
 func (r *Receiver) decoder() *fsbatch.Decoder {
 	d := fsbatch.NewDecoder(0)
-	d.SetLimits(r.lim.Rows)
+	d.SetLimits(r.limits().Rows)
 	return d
 }
 
@@ -129,7 +144,7 @@ func (r *Receiver) admitStream(ctx context.Context) (release func(), err error) 
 	}
 	r.openMu.Lock()
 	defer r.openMu.Unlock()
-	if n := r.open[p.KeyID]; n >= r.lim.StreamsPerKey {
+	if n := r.open[p.KeyID]; n >= r.limits().StreamsPerKey {
 		return nil, fmt.Errorf("%w: this key has %d push streams open (server.max_push_streams_per_key); close one or use another key", errs.ErrFull, n)
 	}
 	r.open[p.KeyID]++
@@ -155,13 +170,21 @@ func (r *Receiver) firstMessage(ctx context.Context, ps fustorv1.PushService_Pus
 		m, err := ps.Recv()
 		got <- recv{m, err}
 	}()
-	t := time.NewTimer(r.lim.FirstMessage)
+	wait := r.limits().FirstMessage
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case g := <-got:
+		if g.err == nil {
+			if err := undecodable(g.m); err != nil {
+				r.badMessages.Add(1)
+				r.log.Warn("push stream ended: undecodable first message", zap.Error(err))
+				return nil, err
+			}
+		}
 		return g.m, g.err
 	case <-t.C:
-		return nil, fmt.Errorf("%w: no first message within %v (server.push_first_message_timeout): a push stream opens by naming its session", errs.ErrInvalidArgument, r.lim.FirstMessage)
+		return nil, fmt.Errorf("%w: no first message within %v (server.push_first_message_timeout): a push stream opens by naming its session", errs.ErrInvalidArgument, wait)
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -198,16 +221,30 @@ func (st *stream) serve(ctx context.Context, first *fustorv1.PushRequest, msgs <
 			return false, nil
 		}
 	}
+	// A message ends the stream (malformed, out of turn): what came before it is answered
+	// first, so its sender knows exactly which message was refused.
+	if derr := st.drain(ctx, sendErr); derr != nil {
+		return false, derr
+	}
 	return false, err
 }
 
-// drain waits until every in-flight message is answered: it takes the whole window.
+// drain waits until every in-flight message is answered: it takes the whole window. A session
+// that ends meanwhile (its pipe stopped by a reload, say) ends the wait.
 func (st *stream) drain(ctx context.Context, sendErr <-chan error) error {
 	for range cap(st.slots) {
 		select {
 		case st.slots <- struct{}{}:
 		case err := <-sendErr:
 			return err
+		case <-st.s.Done():
+			// The sender tells the agent why, as serve lets it.
+			select {
+			case err := <-sendErr:
+				return err
+			case <-ctx.Done():
+				return nil
+			}
 		case <-ctx.Done():
 			return nil
 		}
@@ -303,6 +340,9 @@ func (st *stream) reply(sl *slot, a *fustorv1.Ack) { st.queue(sl.pass(), a) }
 // handle processes one message. A returned error ends the stream; row-level problems are
 // reported in the Ack instead.
 func (st *stream) handle(ctx context.Context, m *fustorv1.PushRequest) error {
+	if err := undecodable(m); err != nil {
+		return err
+	}
 	if id := m.GetSessionId(); id != "" && id != st.s.ID {
 		return fmt.Errorf("%w: message seq %d names session %q on the stream of %q", errs.ErrInvalidArgument, m.GetSeq(), id, st.s.ID)
 	}
@@ -329,11 +369,9 @@ func (st *stream) handle(ctx context.Context, m *fustorv1.PushRequest) error {
 		return st.control(ctx, sl, seq, &pipe.Item{Kind: pipe.KindAuditEnd, Failed: p.AuditEnd.GetFailed()}, "audit")
 	case *fustorv1.PushRequest_SentinelFeedback:
 		st.s.Count("sentinel_feedback", 1)
-		items := make([]view.SentinelItem, 0, len(p.SentinelFeedback.GetItems()))
-		for _, it := range p.SentinelFeedback.GetItems() {
-			items = append(items, view.SentinelItem{Path: it.GetPath(), Exists: it.GetExists(), Size: it.GetSize(), MtimeNs: it.GetMtimeNs()})
-		}
-		return st.submit(ctx, sl, &pipe.Item{Session: st.s, Kind: pipe.KindSentinel, Sentinel: items}, seq, 0, "")
+		items, rejected, firstErr := sentinelItems(p.SentinelFeedback.GetItems())
+		st.s.Count("rows_rejected", uint64(rejected))
+		return st.submit(ctx, sl, &pipe.Item{Session: st.s, Kind: pipe.KindSentinel, Sentinel: items}, seq, rejected, firstErr)
 	case *fustorv1.PushRequest_CommandResult:
 		st.s.Count("command_results", 1)
 		r := p.CommandResult
@@ -351,8 +389,46 @@ func (st *stream) control(ctx context.Context, sl *slot, seq uint64, it *pipe.It
 			Error: fmt.Sprintf("rejected: session %s is a follower; only the leader runs %ss", st.s.ID, what)})
 		return nil
 	}
+	phase, name := session.PhaseSnapshot, "Snapshot"
+	if what == "audit" {
+		phase, name = session.PhaseAudit, "Audit"
+	}
+	switch it.Kind {
+	case pipe.KindSnapshotStart, pipe.KindAuditStart:
+		st.s.Begin(phase)
+	case pipe.KindSnapshotEnd, pipe.KindAuditEnd:
+		if !st.s.End(phase) {
+			// Applied, it would end nothing, yet an end marks a view's snapshot complete.
+			st.s.Count("ends_without_start", 1)
+			return fmt.Errorf("%w: message seq %d (%sEnd) ends no open %s: send %sStart first", errs.ErrPrecondition, seq, name, what, name)
+		}
+	}
 	it.Session = st.s
 	return st.submit(ctx, sl, it, seq, 0, "")
+}
+
+// sentinelItems converts sentinel feedback, leaving out the items no row could carry (a size
+// over 2^63-1, an mtime out of range): it returns how many and why the first was.
+func sentinelItems(in []*fustorv1.SentinelItem) (items []view.SentinelItem, rejected int, firstErr string) {
+	items = make([]view.SentinelItem, 0, len(in))
+	for i, it := range in {
+		var err error
+		switch {
+		case !it.GetExists():
+		case it.GetSize() > math.MaxInt64:
+			err = fmt.Errorf("size %d is over 2^63-1", it.GetSize())
+		default:
+			err = fsbatch.CheckMtime(it.GetMtimeNs())
+		}
+		if err != nil {
+			if rejected++; firstErr == "" {
+				firstErr = fmt.Sprintf("sentinel item %d: %v", i, err)
+			}
+			continue
+		}
+		items = append(items, view.SentinelItem{Path: it.GetPath(), Exists: it.GetExists(), Size: it.GetSize(), MtimeNs: it.GetMtimeNs()})
+	}
+	return items, rejected, firstErr
 }
 
 func (st *stream) batch(ctx context.Context, sl *slot, seq uint64, b *fustorv1.EventBatch) error {
@@ -385,6 +461,11 @@ func (st *stream) batch(ctx context.Context, sl *slot, seq uint64, b *fustorv1.E
 	default:
 	}
 	rows, rejected, rowErrs, err := st.dec.Decode(fsb, b.GetIndex(), buf)
+	if errors.Is(err, fsbatch.ErrDirTable) {
+		st.s.Count("dir_table_full", 1)
+		return fmt.Errorf("%w: batch seq %d: %w (server.max_push_dirs %d, max_push_dir_bytes %d)", errs.ErrFull, seq, err,
+			st.dec.MaxDirs(), st.dec.MaxDirBytes())
+	}
 	if err != nil {
 		st.s.Count("malformed_batches", 1)
 		return fmt.Errorf("batch seq %d: %w", seq, err)

@@ -62,7 +62,7 @@ type Receiver struct {
 	pipes    Pipes
 	// maxInflight bounds batches of one stream queued but not yet acknowledged.
 	maxInflight int
-	lim         Limits
+	lim         atomic.Pointer[Limits]
 	// open counts the push streams open per ingest key (Principal.KeyID), for Limits.
 	openMu sync.Mutex
 	open   map[uint64]int
@@ -70,6 +70,9 @@ type Receiver struct {
 	// in-flight slot passed or released out of turn (a bug): what a test checks of Push's
 	// ownership, and what a status page can show.
 	recvLoops, sendLoops, slotMisuse atomic.Int64
+	// badMessages counts the push streams ended for what the client sent: undecodable bytes,
+	// malformed batches, protocol errors, a declaration table past its bound.
+	badMessages atomic.Uint64
 }
 
 // New returns a receiver over the given pipes.
@@ -77,7 +80,9 @@ func New(log *zap.Logger, sessions *session.Manager, pipes Pipes) *Receiver {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Receiver{log: log, sessions: sessions, pipes: pipes, maxInflight: 32, lim: Limits{}.orDefaults(), open: map[uint64]int{}}
+	r := &Receiver{log: log, sessions: sessions, pipes: pipes, maxInflight: 32, open: map[uint64]int{}}
+	r.SetLimits(Limits{})
+	return r
 }
 
 // Limits bound what a client holding a valid ingest key can keep open (issue 22): a push
@@ -86,7 +91,8 @@ func New(log *zap.Logger, sessions *session.Manager, pipes Pipes) *Receiver {
 type Limits struct {
 	FirstMessage  time.Duration
 	StreamsPerKey int
-	// Rows bounds each row's path and name (fsbatch.Limits; zero fields: its defaults).
+	// Rows bounds each row's path and name, and each stream's declaration table
+	// (fsbatch.Limits; zero fields: its defaults).
 	Rows fsbatch.Limits
 }
 
@@ -106,8 +112,18 @@ func (l Limits) orDefaults() Limits {
 	return l
 }
 
-// SetLimits sets the push streams' bounds (zero fields: the defaults).
-func (r *Receiver) SetLimits(l Limits) { r.lim = l.orDefaults() }
+// SetLimits sets the push streams' bounds (zero fields: the defaults). Safe while streams run
+// (a reload): streams opened from now on get them; a lower StreamsPerKey refuses new streams
+// until a key is under it again.
+func (r *Receiver) SetLimits(l Limits) {
+	l = l.orDefaults()
+	r.lim.Store(&l)
+}
+
+func (r *Receiver) limits() Limits { return *r.lim.Load() }
+
+// BadMessages returns how many push streams ended for what their client sent.
+func (r *Receiver) BadMessages() uint64 { return r.badMessages.Load() }
 
 func (r *Receiver) pipeOf(ctx context.Context) (PipeInfo, error) {
 	p := server.PrincipalFrom(ctx)

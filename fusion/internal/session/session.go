@@ -2,7 +2,8 @@
 //
 // What keeps a session alive: a Heartbeat call or any message received on its push stream
 // (Touch). Both refresh it before any queueing, so a busy pipe cannot starve a live session.
-// A sweeper (Run) expires sessions not refreshed for their negotiated timeout.
+// A sweeper (Run) expires sessions not refreshed for their negotiated timeout, and ends those
+// with no push stream open for Limits.PushIdle.
 package session
 
 import (
@@ -58,6 +59,11 @@ type Session struct {
 	leader      atomic.Bool
 	canRealtime atomic.Bool
 	progress    atomic.Pointer[fustorv1.Progress]
+	// phases holds the Phase bits open (Begin, End); streams counts the push streams open,
+	// streamless is since when none is (unix ns; creation until the first opens).
+	phases     atomic.Uint32
+	streams    atomic.Int32
+	streamless atomic.Int64
 
 	// Out carries control messages (role changes, commands) to the push stream's sender.
 	// Bounded: when full, new messages are dropped and counted, which is safe because every
@@ -156,6 +162,7 @@ type Manager struct {
 	now   func() time.Time
 	max   int
 	hooks Hooks
+	lim   atomic.Pointer[Limits]
 
 	mu       sync.Mutex
 	sessions map[string]*Session
@@ -170,13 +177,16 @@ func NewManager(log *zap.Logger, now func() time.Time, maxSessions int, hooks Ho
 	if now == nil {
 		now = time.Now
 	}
-	return &Manager{log: log, now: now, max: maxSessions, hooks: hooks,
+	m := &Manager{log: log, now: now, max: maxSessions, hooks: hooks,
 		sessions: map[string]*Session{}, leaders: map[string]string{}}
+	m.SetLimits(Limits{})
+	return m
 }
 
-// Create opens a session on pipe p. The negotiated timeout is max(hint, pipe default).
+// Create opens a session on pipe p. The negotiated timeout is max(hint, pipe default), the
+// hint capped at Limits.MaxTimeout.
 func (m *Manager) Create(p Pipe, info Info) (*Session, error) {
-	timeout := max(info.TimeoutHint, p.Timeout)
+	timeout := max(min(info.TimeoutHint, m.limits().MaxTimeout), p.Timeout)
 	now := m.now()
 	s := &Session{
 		ID: newID(), Pipe: p, Info: info, Timeout: timeout, Created: now,
@@ -184,6 +194,7 @@ func (m *Manager) Create(p Pipe, info Info) (*Session, error) {
 		counters: map[string]uint64{},
 	}
 	s.lastSeen.Store(now.UnixNano())
+	s.streamless.Store(now.UnixNano())
 	s.canRealtime.Store(info.CanRealtime)
 	m.mu.Lock()
 	if len(m.sessions) >= m.max {
@@ -345,21 +356,28 @@ func (m *Manager) List() []*Session {
 	return m.byAgeLocked()
 }
 
-// Sweep expires every session not refreshed within its timeout and returns how many.
+// Sweep expires every session not refreshed within its timeout, ends every session with no
+// push stream open for Limits.PushIdle, and returns how many ended.
 func (m *Manager) Sweep() int {
-	now := m.now().UnixNano()
-	var expired []string
+	now, idle := m.now().UnixNano(), m.limits().PushIdle
+	var expired, unpushed []string
 	m.mu.Lock()
 	for id, s := range m.sessions {
-		if now-s.lastSeen.Load() > int64(s.Timeout) {
+		switch {
+		case now-s.lastSeen.Load() > int64(s.Timeout):
 			expired = append(expired, id)
+		case s.pushIdle(now, idle):
+			unpushed = append(unpushed, id)
 		}
 	}
 	m.mu.Unlock()
 	for _, id := range expired {
 		_ = m.end(id, "expired")
 	}
-	return len(expired)
+	for _, id := range unpushed {
+		_ = m.end(id, "no push stream for "+idle.String()+" (server.push_idle_timeout)")
+	}
+	return len(expired) + len(unpushed)
 }
 
 // Run sweeps every interval until ctx is done.

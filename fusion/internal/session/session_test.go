@@ -93,6 +93,7 @@ func TestTouchKeepsSessionAlive(t *testing.T) {
 	c := &clock{now: time.Unix(1000, 0)}
 	m := NewManager(nil, c.Now, 10, Hooks{})
 	s, _ := m.Create(pipeA, Info{AgentID: "x"})
+	m.StreamOpened(s)
 	for range 100 {
 		c.Add(9 * time.Second)
 		m.Touch(s) // a message received on the push stream

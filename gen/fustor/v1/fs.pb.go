@@ -90,7 +90,11 @@ func (FsRowFlag) EnumDescriptor() ([]byte, []int) {
 // Ids are chosen by the agent, are unique within one push stream (one session), and are never
 // reused for another path within it. Id 1 is always the source root ("/") and is implicit: it
 // must not be declared. A declaration must arrive before, or in the same batch as, the first row
-// that references it, and its parent must already be declared (or be 1).
+// that references it, and its parent must already be declared (or be 1): a declaration under an
+// unknown parent ends the stream (INVALID_ARGUMENT), a row under an unknown parent is rejected.
+// A directory whose name, path or depth is beyond the server's bounds may be declared, but
+// every row under it is rejected. A stream's declarations are bounded (server.max_push_dirs,
+// max_push_dir_bytes: RESOURCE_EXHAUSTED beyond); reset_dirs starts the table over.
 type FsDir struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// id is the directory's stream-local id (>= 2).
@@ -163,7 +167,9 @@ func (x *FsDir) GetName() string {
 // parent id 0 and an empty name describes the source root itself.
 //
 // mtime of row i = mtime of row i-1 + mtime_deltas[i], starting from mtime_base; in nanoseconds
-// since the Unix epoch (zig-zag deltas keep rows of similar age small).
+// since the Unix epoch (zig-zag deltas keep rows of similar age small). A row whose mtime is
+// outside [1900-01-01, 2200-01-01), or whose delta overflows, is rejected (never clamped); so is
+// one whose size is over 2^63-1.
 //
 // index_deltas has length N or is empty (empty = every row has the batch's index); the index of
 // row i = index of row i-1 + index_deltas[i], starting from EventBatch.index.

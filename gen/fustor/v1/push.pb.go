@@ -382,7 +382,9 @@ func (x *AuditStart) GetIndex() uint64 {
 }
 
 // AuditEnd marks the end of an audit walk. Missing-item detection runs after every row sent
-// before it has been applied.
+// before it has been applied. An AuditEnd with no AuditStart of the session since its last
+// AuditEnd ends the stream with FAILED_PRECONDITION and changes nothing; a follower's is
+// refused in its Ack.
 type AuditEnd struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// index is the agent event time (ms) at the end.
@@ -492,7 +494,9 @@ func (x *SnapshotStart) GetIndex() uint64 {
 	return 0
 }
 
-// SnapshotEnd marks the end of a snapshot walk.
+// SnapshotEnd marks the end of a snapshot walk. A SnapshotEnd with no SnapshotStart of the
+// session since its last SnapshotEnd ends the stream with FAILED_PRECONDITION and changes
+// nothing (it completes no snapshot); a follower's is refused in its Ack.
 type SnapshotEnd struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// index is the agent event time (ms) at the end.
@@ -629,7 +633,8 @@ func (x *SentinelFeedback) GetItems() []*SentinelItem {
 	return nil
 }
 
-// SentinelItem is the state of one checked path.
+// SentinelItem is the state of one checked path. An existing path's item with a size over
+// 2^63-1 or an mtime outside [1900-01-01, 2200-01-01) is left out, counted in the Ack.
 type SentinelItem struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// path is the checked path, relative to the source root.

@@ -32,17 +32,32 @@ const (
 //  1. The agent opens Push and sends a first PushRequest with session_id set. It may carry a
 //     payload or none: an empty first message only binds the stream to the session, so Fusion
 //     can send role changes and commands at once. A stream whose first message lacks a known
-//     session_id ends with NOT_FOUND or INVALID_ARGUMENT.
+//     session_id ends with NOT_FOUND or INVALID_ARGUMENT; one whose first message does not
+//     arrive within server.push_first_message_timeout ends with INVALID_ARGUMENT. One ingest
+//     key holds at most server.max_push_streams_per_key streams (RESOURCE_EXHAUSTED beyond).
 //  2. The agent then sends payloads with increasing seq. Each EventBatch is queued in the Fusion
 //     pipe's bounded queue; a full queue stops reading from the stream (flow control), it never
 //     drops. Every message received refreshes the session (it keeps the session alive).
 //  3. Fusion answers each applied EventBatch, and each control message, with an Ack carrying its
-//     seq and the pipe's committed index (the empty first message gets no Ack). Rows a view could not apply are counted in the Ack;
-//     they never end the stream. A malformed message (missing payload, unknown directory id,
-//     inconsistent columns) ends the stream with INVALID_ARGUMENT naming the problem.
-//  4. Fusion may send RoleChange and Command at any time, and SessionObsoleted when the session
+//     seq and the pipe's committed index (the empty first message gets no Ack). Rows refused
+//     are counted in the Ack's rows_rejected, the first one's reason in its error; they never
+//     end the stream: a row whose parent id was never declared on the stream (or was declared
+//     beyond the bounds), a name, path or depth beyond server.max_name_bytes, max_path_bytes
+//     or max_path_depth, a size over 2^63-1, an mtime outside [1900-01-01, 2200-01-01) (never
+//     clamped), a file that would take the view's total size past 2^63-1, rows a view could
+//     not apply.
+//  4. A message that makes the stream unusable ends it, after every earlier message has been
+//     answered, with a status naming the problem: INVALID_ARGUMENT for bytes that are no
+//     PushRequest (not protobuf, a string that is not UTF-8), a missing payload, a session_id
+//     other than the stream's, a directory declared under an unknown parent id or an id
+//     declared again otherwise, columns of inconsistent lengths; FAILED_PRECONDITION for a
+//     SnapshotEnd or AuditEnd the session did not start; RESOURCE_EXHAUSTED for a batch whose
+//     declarations take the stream's table past server.max_push_dirs or max_push_dir_bytes.
+//     The session survives its stream.
+//  5. Fusion may send RoleChange and Command at any time, and SessionObsoleted when the session
 //     expired or was closed; the agent then creates a new session at once.
-//  5. Either side may end the stream; the session outlives it until closed or expired.
+//  6. Either side may end the stream; the session outlives it until closed or expired, or until
+//     it has had no stream open for server.push_idle_timeout.
 type PushServiceClient interface {
 	// Push is the bidirectional event stream of one session.
 	Push(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PushRequest, PushResponse], error)
@@ -79,17 +94,32 @@ type PushService_PushClient = grpc.BidiStreamingClient[PushRequest, PushResponse
 //  1. The agent opens Push and sends a first PushRequest with session_id set. It may carry a
 //     payload or none: an empty first message only binds the stream to the session, so Fusion
 //     can send role changes and commands at once. A stream whose first message lacks a known
-//     session_id ends with NOT_FOUND or INVALID_ARGUMENT.
+//     session_id ends with NOT_FOUND or INVALID_ARGUMENT; one whose first message does not
+//     arrive within server.push_first_message_timeout ends with INVALID_ARGUMENT. One ingest
+//     key holds at most server.max_push_streams_per_key streams (RESOURCE_EXHAUSTED beyond).
 //  2. The agent then sends payloads with increasing seq. Each EventBatch is queued in the Fusion
 //     pipe's bounded queue; a full queue stops reading from the stream (flow control), it never
 //     drops. Every message received refreshes the session (it keeps the session alive).
 //  3. Fusion answers each applied EventBatch, and each control message, with an Ack carrying its
-//     seq and the pipe's committed index (the empty first message gets no Ack). Rows a view could not apply are counted in the Ack;
-//     they never end the stream. A malformed message (missing payload, unknown directory id,
-//     inconsistent columns) ends the stream with INVALID_ARGUMENT naming the problem.
-//  4. Fusion may send RoleChange and Command at any time, and SessionObsoleted when the session
+//     seq and the pipe's committed index (the empty first message gets no Ack). Rows refused
+//     are counted in the Ack's rows_rejected, the first one's reason in its error; they never
+//     end the stream: a row whose parent id was never declared on the stream (or was declared
+//     beyond the bounds), a name, path or depth beyond server.max_name_bytes, max_path_bytes
+//     or max_path_depth, a size over 2^63-1, an mtime outside [1900-01-01, 2200-01-01) (never
+//     clamped), a file that would take the view's total size past 2^63-1, rows a view could
+//     not apply.
+//  4. A message that makes the stream unusable ends it, after every earlier message has been
+//     answered, with a status naming the problem: INVALID_ARGUMENT for bytes that are no
+//     PushRequest (not protobuf, a string that is not UTF-8), a missing payload, a session_id
+//     other than the stream's, a directory declared under an unknown parent id or an id
+//     declared again otherwise, columns of inconsistent lengths; FAILED_PRECONDITION for a
+//     SnapshotEnd or AuditEnd the session did not start; RESOURCE_EXHAUSTED for a batch whose
+//     declarations take the stream's table past server.max_push_dirs or max_push_dir_bytes.
+//     The session survives its stream.
+//  5. Fusion may send RoleChange and Command at any time, and SessionObsoleted when the session
 //     expired or was closed; the agent then creates a new session at once.
-//  5. Either side may end the stream; the session outlives it until closed or expired.
+//  6. Either side may end the stream; the session outlives it until closed or expired, or until
+//     it has had no stream open for server.push_idle_timeout.
 type PushServiceServer interface {
 	// Push is the bidirectional event stream of one session.
 	Push(grpc.BidiStreamingServer[PushRequest, PushResponse]) error

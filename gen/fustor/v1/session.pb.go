@@ -29,7 +29,8 @@ type CreateSessionRequest struct {
 	AgentId string `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
 	// task_id is the agent pipe's id on the agent, for lineage and admin listings.
 	TaskId string `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	// timeout_hint is the agent's wanted session timeout; the server uses max(hint, default).
+	// timeout_hint is the agent's wanted session timeout; the server uses max(hint, default),
+	// the hint counting up to server.max_session_timeout.
 	TimeoutHint *durationpb.Duration `protobuf:"bytes,3,opt,name=timeout_hint,json=timeoutHint,proto3" json:"timeout_hint,omitempty"`
 	// schema_name names the data contract of the events (e.g. "fs").
 	SchemaName string `protobuf:"bytes,4,opt,name=schema_name,json=schemaName,proto3" json:"schema_name,omitempty"`

@@ -34,7 +34,9 @@ const (
 //
 // What keeps a session alive: any Heartbeat call, and any message received on its push stream.
 // A session expires when neither arrived for its negotiated timeout. Load cannot expire a live
-// session because every batch received refreshes it, before it is queued.
+// session because every batch received refreshes it, before it is queued. A session that has
+// no push stream open for server.push_idle_timeout ends too, heartbeats or not: an agent opens
+// its stream right after CreateSession.
 type SessionServiceClient interface {
 	// CreateSession opens a session and returns its id, negotiated timeout, role and resume point.
 	CreateSession(ctx context.Context, in *CreateSessionRequest, opts ...grpc.CallOption) (*CreateSessionResponse, error)
@@ -93,7 +95,9 @@ func (c *sessionServiceClient) CloseSession(ctx context.Context, in *CloseSessio
 //
 // What keeps a session alive: any Heartbeat call, and any message received on its push stream.
 // A session expires when neither arrived for its negotiated timeout. Load cannot expire a live
-// session because every batch received refreshes it, before it is queued.
+// session because every batch received refreshes it, before it is queued. A session that has
+// no push stream open for server.push_idle_timeout ends too, heartbeats or not: an agent opens
+// its stream right after CreateSession.
 type SessionServiceServer interface {
 	// CreateSession opens a session and returns its id, negotiated timeout, role and resume point.
 	CreateSession(context.Context, *CreateSessionRequest) (*CreateSessionResponse, error)

@@ -2,6 +2,7 @@ package fs
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"time"
@@ -172,11 +173,21 @@ func (v *View) applyRow(ac *applyCtx, r *fsbatch.Row) error {
 		if compensating {
 			flags = 0
 		}
+		if !dir {
+			if err := v.sizeFits(int64(r.Size)); err != nil {
+				return err
+			}
+		}
 		if id, err = v.insert(parent, r.Name, h, dir, int64(r.Size), r.MtimeNs, flags); err != nil {
 			return err
 		}
 	} else {
 		oldMtime, oldSize = v.st.Get(id).Mtime, v.st.Get(id).Size
+		if !dir {
+			if err := v.sizeFits(int64(r.Size) - oldSize); err != nil {
+				return err
+			}
+		}
 		v.setAttrs(id, int64(r.Size), r.MtimeNs)
 	}
 	n := v.st.Get(id)
@@ -252,6 +263,16 @@ func (v *View) applyRealtimeUpsert(ac *applyCtx, id uint32, r *fsbatch.Row) {
 			}
 		}
 	}
+}
+
+// sizeFits says why a file's size may not grow by delta (nil: it may): the view's total
+// size, the root's aggregate, which no directory's exceeds (sizes are never negative), would
+// pass 2^63-1. Rows that would make a total wrap are rejected; the totals stay exact.
+func (v *View) sizeFits(delta int64) error {
+	if delta > 0 && v.dirs[v.root].size > math.MaxInt64-delta {
+		return fmt.Errorf("the view's total size would pass 2^63-1 bytes: rejected")
+	}
+	return nil
 }
 
 // hotCheck makes a scanned file suspect when it is younger than the hot threshold.

@@ -111,6 +111,9 @@ func (v *View) SentinelFeedback(items []SentinelItem) {
 			}
 			continue
 		}
+		if v.sizeFits(int64(it.Size)-n.Size) != nil {
+			continue // the receiver bounds each size; the total is bounded here
+		}
 		v.setAttrs(id, int64(it.Size), it.MtimeNs)
 		v.suspectFor(id, p, mono, v.opts.HotThreshold)
 	}
