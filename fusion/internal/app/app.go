@@ -15,6 +15,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"google.golang.org/grpc"
 	"maps"
 	"net"
 	"slices"
@@ -135,7 +136,8 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Fusion, error) {
 	f.setIngestLimits(cfg.Server)
 	reg := newRegistry(f)
 	f.keys = server.NewKeys(keys)
-	srv, err := server.New(log, cfg.Server, f.keys, func() { f.panics.Add(1) }, server.NewMetrics(reg))
+	srv, err := server.New(log, cfg.Server, f.keys, func() { f.panics.Add(1) }, server.NewMetrics(reg),
+		grpc.ForceServerCodecV2(receiver.Codec())) // an undecodable push is INVALID_ARGUMENT
 	if err != nil {
 		return nil, err
 	}

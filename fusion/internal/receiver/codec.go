@@ -22,11 +22,9 @@ import (
 // and the handler ends the stream with INVALID_ARGUMENT (undecodable). Every other message
 // and every other outcome is the default codec's own.
 //
-// Registering a codec is process-wide and must happen at init: Fusion's server and any
-// client in the same process share it, unchanged but for that one case.
-func init() {
-	encoding.RegisterCodecV2(pushCodec{base: encoding.GetCodecV2("proto")})
-}
+// Codec is given to Fusion's gRPC server alone (grpc.ForceServerCodecV2), not registered
+// process-wide: clients in the same process keep the default codec.
+func Codec() encoding.CodecV2 { return pushCodec{base: encoding.GetCodecV2("proto")} }
 
 // undecodableField is the unknown field that carries the unmarshal error.
 const undecodableField = protowire.MaxValidNumber

@@ -44,7 +44,7 @@ type Server struct {
 // New builds the server and binds its listener now, so callers know the address (":0" in tests)
 // before Run. onPanic, if not nil, is called for every recovered panic (a counter); metrics, if
 // not nil, counts and times every call.
-func New(log *zap.Logger, cfg config.Server, keys *Keys, onPanic func(), metrics *Metrics) (*Server, error) {
+func New(log *zap.Logger, cfg config.Server, keys *Keys, onPanic func(), metrics *Metrics, extra ...grpc.ServerOption) (*Server, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -124,7 +124,7 @@ func New(log *zap.Logger, cfg config.Server, keys *Keys, onPanic func(), metrics
 		opts = append(opts, grpc.Creds(stls.credentials()))
 	}
 	s.tls = stls != nil
-	s.grpc = grpc.NewServer(opts...)
+	s.grpc = grpc.NewServer(append(opts, extra...)...)
 	s.health = health.NewServer()
 	// NOT_SERVING until the composition says every part runs (SetServing).
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
