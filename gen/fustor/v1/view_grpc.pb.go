@@ -83,8 +83,12 @@ type ViewServiceClient interface {
 	// cursor of another view instance (the view was reset or rebuilt) is answered once with
 	// fresh_instance, one older than the view's change log with cursor_lost, and a watcher that
 	// reads too slowly to keep up with the change log with lagged: each with the cursor to go on
-	// from, the changes in between being unknown (resync with GetTree). The stream ends when the
-	// client cancels it; RESOURCE_EXHAUSTED when the view or the key has too many watchers.
+	// from, the changes in between being unknown (resync with GetTree). While an agent's
+	// snapshot or an audit is being applied, the changes it makes are held and sent when it ends
+	// (at most the view's watch_max_hold later), in few large messages; a change of any other
+	// source (realtime, on-demand, a suspect expiring) is sent as it is applied, with whatever
+	// was held before it. The stream ends when the client cancels it; RESOURCE_EXHAUSTED when
+	// the view or the key has too many watchers.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
 	// ListChanges returns the changes since a cursor, one page at a time: for cron jobs and
 	// pollers. The same fresh_instance / cursor_lost answers as Watch.
@@ -291,8 +295,12 @@ type ViewServiceServer interface {
 	// cursor of another view instance (the view was reset or rebuilt) is answered once with
 	// fresh_instance, one older than the view's change log with cursor_lost, and a watcher that
 	// reads too slowly to keep up with the change log with lagged: each with the cursor to go on
-	// from, the changes in between being unknown (resync with GetTree). The stream ends when the
-	// client cancels it; RESOURCE_EXHAUSTED when the view or the key has too many watchers.
+	// from, the changes in between being unknown (resync with GetTree). While an agent's
+	// snapshot or an audit is being applied, the changes it makes are held and sent when it ends
+	// (at most the view's watch_max_hold later), in few large messages; a change of any other
+	// source (realtime, on-demand, a suspect expiring) is sent as it is applied, with whatever
+	// was held before it. The stream ends when the client cancels it; RESOURCE_EXHAUSTED when
+	// the view or the key has too many watchers.
 	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
 	// ListChanges returns the changes since a cursor, one page at a time: for cron jobs and
 	// pollers. The same fresh_instance / cursor_lost answers as Watch.
