@@ -30,6 +30,8 @@ import (
 
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
 	"github.com/fustor/fustor/sdk/compress"
@@ -50,6 +52,7 @@ type Client struct {
 }
 
 type settings struct {
+	creds        credentials.TransportCredentials
 	key, keyFile string
 	keySet       bool
 	getenv       func(string) string
@@ -87,6 +90,11 @@ func WithEnv(getenv func(string) string) Option {
 // certificate reloads.
 func WithTLS(t dial.TLS, log *zap.Logger) Option {
 	return func(s *settings) { s.tls, s.log = t, log }
+}
+
+// WithTransportCredentials sets the transport credentials themselves, instead of WithTLS.
+func WithTransportCredentials(creds credentials.TransportCredentials) Option {
+	return func(s *settings) { s.creds = creds }
 }
 
 // WithCompression asks for every call and answer to be compressed with s2 (package
@@ -143,9 +151,12 @@ func New(addrs string, opts ...Option) (*Client, error) {
 	default:
 		key = s.getenv(EnvKey)
 	}
-	creds, err := s.tls.Credentials(s.log)
-	if err != nil {
-		return nil, fmt.Errorf("new client: %w", err)
+	creds := s.creds
+	if creds == nil {
+		var err error
+		if creds, err = s.tls.Credentials(s.log); err != nil {
+			return nil, fmt.Errorf("new client: %w", err)
+		}
 	}
 	dopts := s.dialOpts
 	if key != "" {
@@ -196,6 +207,25 @@ func (c *Client) callCtx(ctx context.Context) (context.Context, context.CancelFu
 // it stops: the client is the one that ends a watch. Watch again from the last cursor.
 var ErrStreamEnded = errors.New("watch ended by the server")
 
+// Error is a call that failed with a gRPC status: it names the call (and its view and path)
+// and keeps the server's status. status.Code(err) and status.FromError(err) see the status
+// as the server sent it, message included; errors.Is and errors.As see through it.
+type Error struct {
+	// Op is the call, its view and its path, e.g. "stat demo /docs/a.txt".
+	Op  string
+	err error
+	st  *status.Status
+}
+
+// Error is Op, then the status error's text.
+func (e *Error) Error() string { return e.Op + ": " + e.err.Error() }
+
+// Unwrap returns the gRPC status error.
+func (e *Error) Unwrap() error { return e.err }
+
+// GRPCStatus returns the server's status, for status.FromError and status.Code.
+func (e *Error) GRPCStatus() *status.Status { return e.st }
+
 // wrap names the call in err, keeping the status for status.Code and errors.Is.
 func wrap(err error, op, view, path string) error {
 	if err == nil {
@@ -208,6 +238,9 @@ func wrap(err error, op, view, path string) error {
 	}
 	if path != "" {
 		b.WriteString(" " + path)
+	}
+	if st, ok := status.FromError(err); ok {
+		return &Error{Op: b.String(), err: err, st: st}
 	}
 	return fmt.Errorf("%s: %w", b.String(), err)
 }

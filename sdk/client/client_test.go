@@ -85,6 +85,10 @@ func TestErrorsKeepCodes(t *testing.T) {
 				if !errors.As(err, &se) || se.GRPCStatus().Code() != tt.code {
 					t.Fatalf("errors.As finds no status of code %v in %v", tt.code, err)
 				}
+				// The status is the server's, its message without the call's name.
+				if st, ok := status.FromError(err); !ok || st.Message() == "" || strings.HasPrefix(st.Message(), "stat ") {
+					t.Fatalf("status.FromError(%v) = %v, %v", err, st, ok)
+				}
 			}
 		})
 	}

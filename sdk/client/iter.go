@@ -32,7 +32,7 @@ func (c *Client) ListDirectoryPages(ctx context.Context, req *fustorv1.ListDirec
 				return
 			}
 			if resp.GetNextPageToken() == r.GetPageToken() {
-				yield(nil, fmt.Errorf("list directory %s %s: the server gave the same page token twice", r.GetView(), r.GetPath()))
+				yield(nil, fmt.Errorf("page directory %s %s: the server gave the same page token twice", r.GetView(), r.GetPath()))
 				return
 			}
 			r.PageToken = resp.GetNextPageToken()
@@ -250,7 +250,7 @@ func (c *Client) Changes(ctx context.Context, req *fustorv1.ListChangesRequest, 
 				return
 			}
 			if resp.GetCursor() == "" || resp.GetCursor() == r.GetSince() {
-				yield(nil, fmt.Errorf("list changes %s %s: the server said more but gave no new cursor after %q",
+				yield(nil, fmt.Errorf("page changes %s %s: the server said more but gave no new cursor after %q",
 					r.GetView(), r.GetPath(), r.GetSince()))
 				return
 			}
