@@ -1,7 +1,8 @@
 // Package client is the Go client library of Fustor's Fusion server: typed calls for every
 // ViewService RPC and for the AdminService calls an operator's tools need, iterators over
-// paged answers (ListDirectory pages, ListChanges by cursor) and streamed ones (GetTree, the
-// Watch change feed), and errors that keep their gRPC code.
+// paged answers (ListDirectoryPages and Entries; Changes, ListChanges by cursor) and streamed
+// ones (GetTree and Tree; the change feed Watch, and Follow, which resumes it from its cursor
+// when the stream breaks), and errors that keep their gRPC code. fustorctl is built on it.
 //
 // Connect with New, giving one Fusion address or several replicas' separated by commas
 // (queries then balance over the healthy replicas and fail over, see package sdk/dial):

@@ -160,3 +160,89 @@ func ExampleClient_Watch() {
 	// Output:
 	// CHANGE_KIND_CREATED /inbox/new.dat
 }
+
+// Changes is the change feed for pollers: a cron job keeps the last cursor between runs and
+// reads what happened since, page after page.
+func ExampleClient_Changes() {
+	c, err := client.New(addr, client.WithKey("demo-key"), client.WithCallTimeout(10*time.Second))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	// The first run has no cursor: an empty Since answers the current one.
+	first, err := c.ListChanges(ctx, &fustorv1.ListChangesRequest{View: "demo", Path: "/"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	cursor := first.GetCursor()
+	dir := filepath.Join(dataDir, "reports")
+	for _, name := range []string{"q1.csv", "q2.csv"} {
+		if err := writeFile(filepath.Join(dir, name), name); err != nil {
+			log.Fatal(err)
+		}
+	}
+	// Wait until both files are in the view and settled (a real cron job runs later).
+	st, err := c.WaitStable(ctx, &fustorv1.WaitStableRequest{View: "demo", Path: "/reports", MinFiles: 2})
+	if err != nil || !st.GetStable() {
+		log.Fatal(err, st.GetReason())
+	}
+	// The next run: what was created since the cursor.
+	var created []string
+	for b, err := range c.Changes(ctx, &fustorv1.ListChangesRequest{View: "demo", Path: "/reports", Glob: "*.csv", Since: cursor}) {
+		if err != nil {
+			log.Fatal(err)
+		}
+		if b.Reset != client.NoReset {
+			log.Fatalf("%v: resync /reports", b.Reset)
+		}
+		for _, ch := range b.Changes {
+			if ch.GetKind() == fustorv1.ChangeKind_CHANGE_KIND_CREATED {
+				created = append(created, ch.GetPath())
+			}
+		}
+		cursor = b.Cursor // saved for the run after
+	}
+	slices.Sort(created)
+	fmt.Println(created)
+	// Output:
+	// [/reports/q1.csv /reports/q2.csv]
+}
+
+// The AdminService needs an admin key (the demo's key is one).
+func ExampleClient_Admin() {
+	c, err := client.New(addr, client.WithKey("demo-key"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	resp, err := c.Admin().ListSessions(context.Background(), &fustorv1.ListSessionsRequest{View: "demo"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, s := range resp.GetSessions() {
+		fmt.Println(s.GetPipeId(), s.GetRole())
+	}
+	// Output:
+	// demo ROLE_LEADER
+}
+
+// Several replicas: calls go to the healthy ones. Here the second address has no Fusion, and
+// every call still finds the first.
+func ExampleNew_replicas() {
+	c, err := client.New(addr+",127.0.0.1:1", client.WithKey("demo-key"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	for range 2 {
+		views, err := c.ListViews(context.Background())
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(views[0].GetId(), views[0].GetDriver())
+	}
+	// Output:
+	// demo fs
+	// demo fs
+}
