@@ -386,9 +386,9 @@ func TestCalls(t *testing.T) {
 		check func() error
 	}{
 		{"ListViews", func() error {
-			v, err := c.ListViews(ctx)
-			if err != nil || len(v) != 1 || v[0].GetId() != "demo" {
-				return fmt.Errorf("%v, %v", v, err)
+			r, err := c.ListViews(ctx)
+			if err != nil || len(r.GetViews()) != 1 || r.GetViews()[0].GetId() != "demo" {
+				return fmt.Errorf("%v, %v", r, err)
 			}
 			return nil
 		}},
@@ -439,6 +439,54 @@ func TestCalls(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if err := tt.check(); err != nil {
 				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestNilRequests: a nil request is an empty one: the server's error, never a panic.
+func TestNilRequests(t *testing.T) {
+	c := newClient(t)
+	ctx := testCtx(t)
+	first := func(seq func(func(any, error) bool)) error {
+		var got error
+		seq(func(_ any, err error) bool { got = err; return false })
+		return got
+	}
+	tests := []struct {
+		name string
+		call func() error
+	}{
+		{"Stat", func() error { _, err := c.Stat(ctx, nil); return err }},
+		{"Find", func() error { _, err := c.Find(ctx, nil); return err }},
+		{"GetStats", func() error { _, err := c.GetStats(ctx, nil); return err }},
+		{"ListChanges", func() error { _, err := c.ListChanges(ctx, nil); return err }},
+		{"Entries", func() error {
+			return first(func(y func(any, error) bool) {
+				c.Entries(ctx, nil)(func(e *fustorv1.Entry, err error) bool { return y(e, err) })
+			})
+		}},
+		{"Tree", func() error {
+			return first(func(y func(any, error) bool) {
+				c.Tree(ctx, nil)(func(e *fustorv1.Entry, err error) bool { return y(e, err) })
+			})
+		}},
+		{"Changes", func() error {
+			return first(func(y func(any, error) bool) {
+				c.Changes(ctx, nil)(func(b *client.Batch, err error) bool { return y(b, err) })
+			})
+		}},
+		{"Follow", func() error {
+			return first(func(y func(any, error) bool) {
+				c.Follow(ctx, nil)(func(b *client.Batch, err error) bool { return y(b, err) })
+			})
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.call()
+			if code := status.Code(err); code != codes.InvalidArgument && code != codes.NotFound {
+				t.Fatalf("error %v; want InvalidArgument or NotFound", err)
 			}
 		})
 	}

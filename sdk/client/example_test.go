@@ -236,11 +236,12 @@ func ExampleNew_replicas() {
 	}
 	defer c.Close()
 	for range 2 {
-		views, err := c.ListViews(context.Background())
+		resp, err := c.ListViews(context.Background())
 		if err != nil {
 			log.Fatal(err)
 		}
-		fmt.Println(views[0].GetId(), views[0].GetDriver())
+		v := resp.GetViews()[0]
+		fmt.Println(v.GetId(), v.GetDriver())
 	}
 	// Output:
 	// demo fs

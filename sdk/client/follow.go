@@ -29,7 +29,10 @@ const (
 // loop. With an empty req.Since, a break before the first batch resumes from the new now.
 func (c *Client) Follow(ctx context.Context, req *fustorv1.WatchRequest, opts ...grpc.CallOption) iter.Seq2[*Batch, error] {
 	return func(yield func(*Batch, error) bool) {
-		r := proto.Clone(req).(*fustorv1.WatchRequest)
+		r := &fustorv1.WatchRequest{}
+		if req != nil {
+			r = proto.Clone(req).(*fustorv1.WatchRequest)
+		}
 		backoff := followBackoffMin
 		for {
 			var last error

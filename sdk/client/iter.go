@@ -21,7 +21,10 @@ import (
 // not modified.
 func (c *Client) ListDirectoryPages(ctx context.Context, req *fustorv1.ListDirectoryRequest, opts ...grpc.CallOption) iter.Seq2[*fustorv1.ListDirectoryResponse, error] {
 	return func(yield func(*fustorv1.ListDirectoryResponse, error) bool) {
-		r := proto.Clone(req).(*fustorv1.ListDirectoryRequest)
+		r := &fustorv1.ListDirectoryRequest{}
+		if req != nil {
+			r = proto.Clone(req).(*fustorv1.ListDirectoryRequest)
+		}
 		for {
 			resp, err := c.ListDirectory(ctx, r, opts...)
 			if err != nil {
@@ -62,7 +65,10 @@ func (c *Client) Entries(ctx context.Context, req *fustorv1.ListDirectoryRequest
 				if m.GetNextPageToken() == "" {
 					continue
 				}
-				r := proto.Clone(req).(*fustorv1.ListDirectoryRequest)
+				r := &fustorv1.ListDirectoryRequest{}
+				if req != nil {
+					r = proto.Clone(req).(*fustorv1.ListDirectoryRequest)
+				}
 				r.Member, r.PageToken = m.GetMember(), m.GetNextPageToken()
 				for page, err := range c.ListDirectoryPages(ctx, r, opts...) {
 					if err != nil {
@@ -237,7 +243,10 @@ func (c *Client) Watch(ctx context.Context, req *fustorv1.WatchRequest, opts ...
 // changes: the one batch yielded carries the current cursor.
 func (c *Client) Changes(ctx context.Context, req *fustorv1.ListChangesRequest, opts ...grpc.CallOption) iter.Seq2[*Batch, error] {
 	return func(yield func(*Batch, error) bool) {
-		r := proto.Clone(req).(*fustorv1.ListChangesRequest)
+		r := &fustorv1.ListChangesRequest{}
+		if req != nil {
+			r = proto.Clone(req).(*fustorv1.ListChangesRequest)
+		}
 		for {
 			resp, err := c.ListChanges(ctx, r, opts...)
 			if err != nil {

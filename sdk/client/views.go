@@ -9,14 +9,11 @@ import (
 )
 
 // ListViews lists the views the client's key may query.
-func (c *Client) ListViews(ctx context.Context, opts ...grpc.CallOption) ([]*fustorv1.ViewInfo, error) {
+func (c *Client) ListViews(ctx context.Context, opts ...grpc.CallOption) (*fustorv1.ListViewsResponse, error) {
 	ctx, cancel := c.callCtx(ctx)
 	defer cancel()
 	resp, err := c.views.ListViews(ctx, &fustorv1.ListViewsRequest{}, opts...)
-	if err != nil {
-		return nil, wrap(err, "list views", "", "")
-	}
-	return resp.GetViews(), nil
+	return resp, wrap(err, "list views", "", "")
 }
 
 // ListDirectory returns one page of a directory's listing; ListDirectoryPages and Entries

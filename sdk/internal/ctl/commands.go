@@ -93,11 +93,10 @@ func anyLabelled(entries []*fustorv1.Entry) bool {
 }
 
 func (c *client) listViews(ctx context.Context) error {
-	views, err := c.api.ListViews(ctx)
+	resp, err := c.api.ListViews(ctx)
 	if err != nil {
 		return err
 	}
-	resp := &fustorv1.ListViewsResponse{Views: views}
 	return c.print(resp, func(w io.Writer) {
 		fmt.Fprintln(w, "VIEW\tDRIVER\tNODES\tLEADER\tSNAPSHOT COMPLETE")
 		for _, v := range resp.GetViews() {

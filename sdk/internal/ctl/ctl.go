@@ -381,11 +381,11 @@ func (c *client) viewInfos(ctx context.Context) ([]*fustorv1.ViewInfo, error) {
 	if c.asked {
 		return c.listed, nil
 	}
-	views, err := c.api.ListViews(ctx)
+	resp, err := c.api.ListViews(ctx)
 	if err != nil {
 		return nil, err
 	}
-	c.listed, c.asked = views, true
+	c.listed, c.asked = resp.GetViews(), true
 	return c.listed, nil
 }
 
