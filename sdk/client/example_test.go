@@ -240,10 +240,13 @@ func ExampleNew_replicas() {
 		if err != nil {
 			log.Fatal(err)
 		}
-		v := resp.GetViews()[0]
-		fmt.Println(v.GetId(), v.GetDriver())
+		var views []string
+		for _, v := range resp.GetViews() {
+			views = append(views, v.GetId()+" ("+v.GetDriver()+")")
+		}
+		fmt.Println(views)
 	}
 	// Output:
-	// demo fs
-	// demo fs
+	// [all (forest-fs) demo (fs)]
+	// [all (forest-fs) demo (fs)]
 }

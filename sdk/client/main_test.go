@@ -46,9 +46,30 @@ func demoFiles() map[string]string {
 	return files
 }
 
-const otherView = `views:
+// overlay is laid over the demo configuration: a second storage ("second", its own pipe and
+// agent), a forest view "all" of both (its members are the pipes), and a view "other" of
+// another key, which may not read "demo" (PermissionDenied).
+const overlay = `receivers:
+  default:
+    api_keys:
+      - {key: demo-ingest-key, pipe: demo}
+      - {key: second-ingest-key, pipe: second}
+pipes:
+  demo: {receiver: default, views: [demo, all]}
+  second: {receiver: default, views: [all]}
+views:
+  all: {driver: forest-fs, schema: fs, live: true, query_keys: [demo-key], hot_threshold: 1s}
   other: {driver: fs, schema: fs, live: true, query_keys: [other-key]}
 `
+
+// secondFiles is the second storage's tree: /many holds other names than the demo's.
+func secondFiles() map[string]string {
+	files := map[string]string{}
+	for i := range 15 {
+		files[fmt.Sprintf("many/g%02d.txt", i)] = "yy"
+	}
+	return files
+}
 
 // TestMain builds fustor-fusion and fustor-agent from the workspace, runs Fusion's demo
 // configuration on a free port and an agent on a temporary directory, and waits until the
@@ -111,36 +132,24 @@ func startDemo(tmp string) (stop func(showLogs bool), err error) {
 		return stop, err
 	}
 	dataDir = filepath.Join(tmp, "data")
-	for name, body := range demoFiles() {
-		if err := writeFile(filepath.Join(dataDir, name), body); err != nil {
-			return stop, err
-		}
+	secondDir := filepath.Join(tmp, "second")
+	if err := writeTree(dataDir, demoFiles()); err != nil {
+		return stop, err
 	}
-	// Directories get the fixed mtime too, deepest first (a child's Chtimes does not touch
-	// its parent's mtime, but creating it did).
-	var dirs []string
-	_ = filepath.WalkDir(dataDir, func(p string, d os.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			dirs = append(dirs, p)
-		}
-		return err
-	})
-	for i := len(dirs) - 1; i >= 0; i-- {
-		if err := os.Chtimes(dirs[i], mtime, mtime); err != nil {
-			return stop, err
-		}
+	if err := writeTree(secondDir, secondFiles()); err != nil {
+		return stop, err
 	}
 	if addr, err = freePort(); err != nil {
 		return stop, err
 	}
-	start := func(name string, env []string, args ...string) error {
-		logPath := filepath.Join(tmp, name+".log")
+	start := func(name, label string, env []string, args ...string) error {
+		logPath := filepath.Join(tmp, label+".log")
 		f, err := os.Create(logPath)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
-		home := filepath.Join(tmp, name+"-home")
+		home := filepath.Join(tmp, label+"-home")
 		if err := os.MkdirAll(home, 0o755); err != nil {
 			return err
 		}
@@ -154,14 +163,13 @@ func startDemo(tmp string) (stop func(showLogs bool), err error) {
 		procs, logs = append(procs, cmd), append(logs, logPath)
 		return nil
 	}
-	// On top of the demo: a view of another key, whose key may not read "demo"
-	// (PermissionDenied), and a hot_threshold of 1s: a file the tests write stops being
-	// suspect within a second or two.
-	overlay := filepath.Join(tmp, "fusion.yaml")
-	if err := os.WriteFile(overlay, []byte(otherView), 0o644); err != nil {
+	// The demo, the overlay on top, and a hot_threshold of 1s: a file the tests write stops
+	// being suspect within a second or two.
+	cfg := filepath.Join(tmp, "fusion.yaml")
+	if err := os.WriteFile(cfg, []byte(overlay), 0o644); err != nil {
 		return stop, err
 	}
-	if err := start("fustor-fusion", []string{"FUSTOR_VIEWS__DEMO__HOT_THRESHOLD=1s"}, "--demo", "--config", overlay, "--server.listen", addr); err != nil {
+	if err := start("fustor-fusion", "fusion", []string{"FUSTOR_VIEWS__DEMO__HOT_THRESHOLD=1s"}, "--demo", "--config", cfg, "--server.listen", addr); err != nil {
 		return stop, err
 	}
 	c, err := client.New(addr, client.WithKey("demo-key"))
@@ -176,24 +184,57 @@ func startDemo(tmp string) (stop func(showLogs bool), err error) {
 	}
 	// The agent's demo configuration sends to 127.0.0.1:7070; the address is overridden as
 	// the compose demo's agents set theirs.
-	if err := start("fustor-agent", []string{"FUSTOR_SENDERS__FUSION__ADDRESS=" + addr}, "--demo", dataDir); err != nil {
+	if err := start("fustor-agent", "agent", []string{"FUSTOR_SENDERS__FUSION__ADDRESS=" + addr}, "--demo", dataDir); err != nil {
 		return stop, err
 	}
-	want := uint64(len(demoFiles()))
-	err = poll(ctx, func() error {
-		st, err := c.GetStats(ctx, &fustorv1.GetStatsRequest{View: "demo", Path: "/"})
+	if err := start("fustor-agent", "second-agent", []string{"FUSTOR_SENDERS__FUSION__ADDRESS=" + addr,
+		"FUSTOR_SENDERS__FUSION__API_KEY=second-ingest-key", "FUSTOR_AGENT_ID=second-agent"}, "--demo", secondDir); err != nil {
+		return stop, err
+	}
+	for _, v := range []struct {
+		view, member string
+		files        int
+	}{{"demo", "", len(demoFiles())}, {"all", "demo", len(demoFiles())}, {"all", "second", len(secondFiles())}} {
+		err = poll(ctx, func() error {
+			st, err := c.GetStats(ctx, &fustorv1.GetStatsRequest{View: v.view, Member: v.member, Path: "/"})
+			if err != nil {
+				return err
+			}
+			if st.GetFileCount() != uint64(v.files) || st.GetSuspectCount() != 0 {
+				return fmt.Errorf("holds %d files (%d suspect); want %d", st.GetFileCount(), st.GetSuspectCount(), v.files)
+			}
+			return nil
+		})
 		if err != nil {
-			return err
+			return stop, fmt.Errorf("view %s (member %q) is not ready: %w", v.view, v.member, err)
 		}
-		if st.GetFileCount() != want || st.GetSuspectCount() != 0 {
-			return fmt.Errorf("view holds %d files (%d suspect); want %d", st.GetFileCount(), st.GetSuspectCount(), want)
-		}
-		return nil
-	})
-	if err != nil {
-		return stop, fmt.Errorf("the demo view is not ready: %w", err)
 	}
 	return stop, nil
+}
+
+// writeTree writes files under root, directories included with the fixed mtime (deepest
+// first: creating a child changed its parent's mtime, a Chtimes does not).
+func writeTree(root string, files map[string]string) error {
+	for name, body := range files {
+		if err := writeFile(filepath.Join(root, name), body); err != nil {
+			return err
+		}
+	}
+	var dirs []string
+	if err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			dirs = append(dirs, p)
+		}
+		return err
+	}); err != nil {
+		return err
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if err := os.Chtimes(dirs[i], mtime, mtime); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // build builds the daemons from the workspace root by exec (sdk imports neither).
