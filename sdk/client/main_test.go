@@ -139,6 +139,13 @@ func startDemo(tmp string) (stop func(showLogs bool), err error) {
 	if err := writeTree(secondDir, secondFiles()); err != nil {
 		return stop, err
 	}
+	demoCount := len(demoFiles())
+	if f := flag.Lookup("test.bench"); f != nil && f.Value.String() != "" {
+		if err := benchTree(dataDir); err != nil {
+			return stop, err
+		}
+		demoCount += benchFiles
+	}
 	if addr, err = freePort(); err != nil {
 		return stop, err
 	}
@@ -194,7 +201,7 @@ func startDemo(tmp string) (stop func(showLogs bool), err error) {
 	for _, v := range []struct {
 		view, member string
 		files        int
-	}{{"demo", "", len(demoFiles())}, {"all", "demo", len(demoFiles())}, {"all", "second", len(secondFiles())}} {
+	}{{"demo", "", demoCount}, {"all", "demo", demoCount}, {"all", "second", len(secondFiles())}} {
 		err = poll(ctx, func() error {
 			st, err := c.GetStats(ctx, &fustorv1.GetStatsRequest{View: v.view, Member: v.member, Path: "/"})
 			if err != nil {
