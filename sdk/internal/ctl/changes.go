@@ -13,13 +13,13 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
+	sdkclient "github.com/fustor/fustor/sdk/client"
 )
 
 // errNotStable makes wait-stable exit with 1 once its answer is printed: the deadline came
@@ -85,9 +85,6 @@ func (c *client) callCtx(parent context.Context, d time.Duration) (context.Conte
 	} else {
 		ctx, cancel = context.WithCancel(parent)
 	}
-	if c.o.key != "" {
-		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+c.o.key)
-	}
 	return ctx, cancel
 }
 
@@ -127,55 +124,50 @@ func (c *client) watch(parent context.Context, p string) error {
 // watchStream prints the watch's messages as they come, keeping *cursor at the last one
 // received so the caller can tell where to resume whatever ends the stream.
 func (c *client) watchStream(ctx context.Context, req *fustorv1.WatchRequest, cursor *string) error {
-	stream, err := c.views.Watch(ctx, req)
-	if err != nil {
-		return err
-	}
 	w := bufio.NewWriter(c.out)
-	for {
-		resp, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return errors.New("watch ended by the server")
-		}
+	// The watch ends without an error when ctx does (ctrl-C, --timeout); the server ending
+	// it is sdkclient.ErrStreamEnded.
+	for b, err := range c.api.Watch(ctx, req) {
 		if err != nil {
 			return err
 		}
-		if resp.GetMeta() != nil {
-			notReady(c.errOut, resp.GetMeta())
+		if b.Meta != nil {
+			notReady(c.errOut, b.Meta)
 		}
 		// A reset comes before the message's changes: they follow the new cursor.
-		if kind := resetKind(resp.GetFreshInstance(), resp.GetCursorLost(), resp.GetLagged()); kind != "" {
-			fmt.Fprintf(c.errOut, "fustorctl: %s; going on from --since %s\n", kind, resp.GetCursor())
+		if kind := resetKind(b.Reset); kind != "" {
+			fmt.Fprintf(c.errOut, "fustorctl: %s; going on from --since %s\n", kind, b.Cursor)
 			if c.o.json {
-				reset := &fustorv1.WatchResponse{Cursor: resp.GetCursor(), FreshInstance: resp.GetFreshInstance(),
-					CursorLost: resp.GetCursorLost(), Lagged: resp.GetLagged()}
+				reset := &fustorv1.WatchResponse{Cursor: b.Cursor, FreshInstance: b.Reset == sdkclient.FreshInstance,
+					CursorLost: b.Reset == sdkclient.CursorLost, Lagged: b.Reset == sdkclient.Lagged}
 				if err := jsonLine(w, reset); err != nil {
 					return err
 				}
 			}
 		}
-		if err := c.changeLines(w, resp.GetChanges()); err != nil {
+		if err := c.changeLines(w, b.Changes); err != nil {
 			return err
 		}
-		if resp.GetCursor() != "" {
-			*cursor = resp.GetCursor()
+		if b.Cursor != "" {
+			*cursor = b.Cursor
 		}
 		// Flushed per message so a pipe reader sees each change when it happens.
 		if err := w.Flush(); err != nil {
 			return fmt.Errorf("write changes: %w", err)
 		}
 	}
+	return nil
 }
 
 // resetKind names a cursor reset for the stderr line, "" when there is none.
-func resetKind(fresh, lost, lagged bool) string {
+func resetKind(r sdkclient.Reset) string {
 	const unknown = "the changes in between are unknown (resync, e.g. with fustorctl tree)"
-	switch {
-	case fresh:
+	switch r {
+	case sdkclient.FreshInstance:
 		return "fresh instance: the view was reset or rebuilt since the cursor; " + unknown
-	case lost:
+	case sdkclient.CursorLost:
 		return "cursor lost: the cursor is older than the view's change log; " + unknown
-	case lagged:
+	case sdkclient.Lagged:
 		return "lagged: this watch read too slowly and the change log moved past it; " + unknown
 	}
 	return ""
@@ -244,42 +236,36 @@ func (c *client) changes(parent context.Context, p string) error {
 		Limit: uint32(c.o.limit), Member: c.o.member}
 	w := bufio.NewWriter(c.out)
 	var all *fustorv1.ListChangesResponse
-	for {
-		ctx, cancel := c.callCtx(parent, c.o.timeout)
-		resp, err := c.views.ListChanges(ctx, req)
-		cancel()
+	// Each page is one call bounded by --timeout (the client's call timeout: parent has no
+	// deadline), not the whole backlog.
+	for b, err := range c.api.Changes(parent, req) {
 		if err != nil {
 			return err
 		}
 		if all == nil {
-			all = resp
-			notReady(c.errOut, resp.GetMeta())
-		} else {
-			all.Changes = append(all.Changes, resp.GetChanges()...)
-			all.Cursor, all.More = resp.GetCursor(), resp.GetMore()
-			all.FreshInstance = all.FreshInstance || resp.GetFreshInstance()
-			all.CursorLost = all.CursorLost || resp.GetCursorLost()
+			all = &fustorv1.ListChangesResponse{Meta: b.Meta}
+			notReady(c.errOut, b.Meta)
 		}
-		if kind := resetKind(resp.GetFreshInstance(), resp.GetCursorLost(), false); kind != "" {
-			fmt.Fprintf(c.errOut, "fustorctl: %s; the changes below follow cursor %s\n", kind, resp.GetCursor())
+		all.Changes = append(all.Changes, b.Changes...)
+		all.Cursor, all.More = b.Cursor, b.More
+		all.FreshInstance = all.FreshInstance || b.Reset == sdkclient.FreshInstance
+		all.CursorLost = all.CursorLost || b.Reset == sdkclient.CursorLost
+		if kind := resetKind(b.Reset); kind != "" {
+			fmt.Fprintf(c.errOut, "fustorctl: %s; the changes below follow cursor %s\n", kind, b.Cursor)
 		}
 		// Human output streams page by page, so --all over a large backlog shows progress and
 		// holds one page; --json has to gather them into its one document.
 		if !c.o.json {
-			if err := c.changeLines(w, resp.GetChanges()); err != nil {
+			if err := c.changeLines(w, b.Changes); err != nil {
 				return err
 			}
 			if err := w.Flush(); err != nil {
 				return fmt.Errorf("write changes: %w", err)
 			}
 		}
-		if !c.o.all || !resp.GetMore() {
+		if !c.o.all {
 			break
 		}
-		if resp.GetCursor() == "" || resp.GetCursor() == req.GetSince() {
-			return fmt.Errorf("page changes: the server said more but gave no new cursor after %q", req.GetSince())
-		}
-		req.Since = resp.GetCursor()
 	}
 	if c.o.json {
 		return c.print(all, func(io.Writer) {})
@@ -305,7 +291,7 @@ func (c *client) waitStable(parent context.Context, p string) error {
 	if c.o.quiet > 0 {
 		req.Quiet = durationpb.New(c.o.quiet)
 	}
-	resp, err := c.views.WaitStable(ctx, req)
+	resp, err := c.api.WaitStable(ctx, req)
 	if err != nil {
 		return err
 	}

@@ -93,7 +93,7 @@ func anyLabelled(entries []*fustorv1.Entry) bool {
 }
 
 func (c *client) listViews(ctx context.Context) error {
-	resp, err := c.views.ListViews(ctx, &fustorv1.ListViewsRequest{})
+	resp, err := c.api.ListViews(ctx)
 	if err != nil {
 		return err
 	}
@@ -110,8 +110,10 @@ func (c *client) ls(ctx context.Context, p string) error {
 	req := &fustorv1.ListDirectoryRequest{View: c.o.view, Path: p, MaxDepth: uint32(c.o.depth),
 		PageSize: uint32(c.o.pageSize), ForceRealTime: c.force(), Member: c.o.member}
 	var all *fustorv1.ListDirectoryResponse
-	for {
-		resp, err := c.views.ListDirectory(ctx, req)
+	// A forest's fan-out answer is every member's first page, and the pages stop there: the
+	// next ones are asked one member at a time (the server refuses a page token without
+	// member).
+	for resp, err := range c.api.ListDirectoryPages(ctx, req) {
 		if err != nil {
 			return err
 		}
@@ -121,12 +123,9 @@ func (c *client) ls(ctx context.Context, p string) error {
 			all.Entries = append(all.Entries, resp.GetEntries()...)
 			all.NextPageToken = resp.GetNextPageToken()
 		}
-		// A forest's fan-out answer is every member's first page; the next pages are asked
-		// one member at a time (the server refuses a page token without member).
-		if !c.o.all || resp.GetNextPageToken() == "" || len(resp.GetMembers()) > 0 {
+		if !c.o.all {
 			break
 		}
-		req.PageToken = resp.GetNextPageToken()
 	}
 	if len(all.GetMembers()) > 0 {
 		return c.print(all, func(w io.Writer) { c.lsMembers(w, p, all) })
@@ -145,16 +144,8 @@ func (c *client) tree(ctx context.Context, p string) error {
 	if c.o.best != "" {
 		req.BestOnly, req.BestBy = true, c.bestBy
 	}
-	stream, err := c.views.GetTree(ctx, req)
-	if err != nil {
-		return err
-	}
 	all := &fustorv1.GetTreeResponse{}
-	for {
-		chunk, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
+	for chunk, err := range c.api.GetTree(ctx, req) {
 		if err != nil {
 			return err
 		}
@@ -177,7 +168,7 @@ func (c *client) tree(ctx context.Context, p string) error {
 }
 
 func (c *client) stat(ctx context.Context, p string) error {
-	resp, err := c.views.Stat(ctx, &fustorv1.StatRequest{View: c.o.view, Path: p, ForceRealTime: c.force(), Member: c.o.member})
+	resp, err := c.api.Stat(ctx, &fustorv1.StatRequest{View: c.o.view, Path: p, ForceRealTime: c.force(), Member: c.o.member})
 	if err != nil {
 		return err
 	}
@@ -239,7 +230,7 @@ func (c *client) find(ctx context.Context, p string) error {
 		}
 		req.PackedPaths = !forest
 	}
-	resp, err := c.views.Find(ctx, req)
+	resp, err := c.api.Find(ctx, req)
 	if err != nil {
 		return err
 	}
@@ -300,7 +291,7 @@ func (c *client) printPaths(resp *fustorv1.FindResponse) error {
 }
 
 func (c *client) stats(ctx context.Context, p string) error {
-	resp, err := c.views.GetStats(ctx, &fustorv1.GetStatsRequest{View: c.o.view, Path: p, ForceRealTime: c.force(),
+	resp, err := c.api.GetStats(ctx, &fustorv1.GetStatsRequest{View: c.o.view, Path: p, ForceRealTime: c.force(),
 		Member: c.o.member, BestBy: c.bestBy})
 	if err != nil {
 		return err
@@ -335,7 +326,7 @@ func (c *client) stats(ctx context.Context, p string) error {
 }
 
 func (c *client) suspects(ctx context.Context, p string) error {
-	resp, err := c.views.ListSuspects(ctx, &fustorv1.ListSuspectsRequest{View: c.o.view, Path: p, Limit: uint32(c.o.limit),
+	resp, err := c.api.ListSuspects(ctx, &fustorv1.ListSuspectsRequest{View: c.o.view, Path: p, Limit: uint32(c.o.limit),
 		Member: c.o.member})
 	if err != nil {
 		return err
@@ -361,7 +352,7 @@ func (c *client) suspects(ctx context.Context, p string) error {
 }
 
 func (c *client) blindSpots(ctx context.Context, p string) error {
-	resp, err := c.views.ListBlindSpots(ctx, &fustorv1.ListBlindSpotsRequest{View: c.o.view, Path: p, Limit: uint32(c.o.limit),
+	resp, err := c.api.ListBlindSpots(ctx, &fustorv1.ListBlindSpotsRequest{View: c.o.view, Path: p, Limit: uint32(c.o.limit),
 		Member: c.o.member})
 	if err != nil {
 		return err
@@ -399,7 +390,7 @@ func (c *client) verify(ctx context.Context, p string) error {
 	// The server bounds the walk a little inside the call's own deadline, so a slow walk is
 	// answered DEADLINE_EXCEEDED by Fusion, with its message, rather than cut by the client.
 	walk := c.o.timeout - c.o.timeout/20
-	resp, err := c.views.Verify(ctx, &fustorv1.VerifyRequest{View: c.o.view, Path: p, Repair: c.o.repair,
+	resp, err := c.api.Verify(ctx, &fustorv1.VerifyRequest{View: c.o.view, Path: p, Repair: c.o.repair,
 		Timeout: durationpb.New(walk), MaxExamples: uint32(c.o.limit), Member: c.o.member})
 	if err != nil {
 		return err
@@ -445,7 +436,7 @@ func side(e *fustorv1.VerifyEntry) string {
 }
 
 func (c *client) sessions(ctx context.Context) error {
-	resp, err := c.admin.ListSessions(ctx, &fustorv1.ListSessionsRequest{View: c.o.view})
+	resp, err := c.api.Admin().ListSessions(ctx, &fustorv1.ListSessionsRequest{View: c.o.view})
 	if err != nil {
 		return err
 	}
@@ -470,7 +461,7 @@ func (c *client) checkpoint(ctx context.Context, args []string) error {
 	if len(args) == 1 {
 		req.View = args[0]
 	}
-	resp, err := c.admin.Checkpoint(ctx, req)
+	resp, err := c.api.Admin().Checkpoint(ctx, req)
 	if err != nil {
 		return err
 	}
@@ -498,7 +489,7 @@ func (c *client) checkpoint(ctx context.Context, args []string) error {
 }
 
 func (c *client) pipes(ctx context.Context) error {
-	resp, err := c.admin.ListPipes(ctx, &fustorv1.ListPipesRequest{})
+	resp, err := c.api.Admin().ListPipes(ctx)
 	if err != nil {
 		return err
 	}

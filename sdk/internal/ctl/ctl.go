@@ -12,11 +12,10 @@ import (
 	"unicode"
 
 	"github.com/spf13/pflag"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
+	sdkclient "github.com/fustor/fustor/sdk/client"
 	"github.com/fustor/fustor/sdk/dial"
 	"github.com/fustor/fustor/sdk/tlsfiles"
 )
@@ -243,9 +242,8 @@ type client struct {
 	o      options
 	out    io.Writer
 	errOut io.Writer
-	conn   *grpc.ClientConn
-	views  fustorv1.ViewServiceClient
-	admin  fustorv1.AdminServiceClient
+	// api is the connection: every call goes through sdk/client.
+	api *sdkclient.Client
 	// bestBy is --best parsed.
 	bestBy fustorv1.StatsBest
 	// listed holds ListViews' answer once asked (resolveView, driver), so it is asked once.
@@ -259,21 +257,19 @@ func (c *client) dial() error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
-	// Several addresses are replicas: round-robin over the healthy ones, failing over.
-	conn, err := dial.Fusion(dial.Addresses(c.o.server), creds)
+	// Several addresses are replicas: round-robin over the healthy ones, failing over. The
+	// call timeout bounds each page of changes --all, whose context has no deadline.
+	api, err := sdkclient.New(c.o.server, sdkclient.WithTransportCredentials(creds), sdkclient.WithKey(c.o.key),
+		sdkclient.WithCallTimeout(c.o.timeout))
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", c.o.server, err)
 	}
-	c.conn, c.views, c.admin = conn, fustorv1.NewViewServiceClient(conn), fustorv1.NewAdminServiceClient(conn)
+	c.api = api
 	return nil
 }
 
 func (c *client) ctx(parent context.Context) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithTimeout(parent, c.o.timeout)
-	if c.o.key != "" {
-		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+c.o.key)
-	}
-	return ctx, cancel
+	return context.WithTimeout(parent, c.o.timeout)
 }
 
 // pathArg returns the n-th positional argument, or def.
@@ -307,7 +303,7 @@ func (c *client) run(parent context.Context, cmd string, args []string) error {
 	if err := c.dial(); err != nil {
 		return err
 	}
-	defer c.conn.Close()
+	defer c.api.Close()
 	if cmd == "verify" && !c.o.timeoutSet {
 		c.o.timeout = 10 * time.Minute // a deep walk of millions of files takes minutes on NFS
 	}
@@ -385,7 +381,7 @@ func (c *client) viewInfos(ctx context.Context) ([]*fustorv1.ViewInfo, error) {
 	if c.asked {
 		return c.listed, nil
 	}
-	resp, err := c.views.ListViews(ctx, &fustorv1.ListViewsRequest{})
+	resp, err := c.api.ListViews(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -269,7 +269,7 @@ func (c *client) where(ctx context.Context, args []string) error {
 		req.View = v.GetId()
 		wv, err := c.whereIn(ctx, v, req)
 		if err != nil {
-			return fmt.Errorf("find %s in view %s: %w", pattern, v.GetId(), err)
+			return fmt.Errorf("find %s in view %s: %w", pattern, v.GetId(), status.Convert(err).Err())
 		}
 		for _, m := range wv.Members {
 			found = found || m.Matches > 0
@@ -303,7 +303,7 @@ func hasMember(meta *fustorv1.ViewMeta, name string) bool {
 // whereIn runs one view's find and sums its matches per member.
 func (c *client) whereIn(ctx context.Context, v *fustorv1.ViewInfo, req *fustorv1.FindRequest) (whereView, error) {
 	wv := whereView{View: v.GetId(), Members: []*whereMember{}}
-	resp, err := c.views.Find(ctx, req)
+	resp, err := c.api.Find(ctx, req)
 	meta := resp.GetMeta()
 	switch status.Code(err) {
 	case codes.OK:

@@ -345,11 +345,11 @@ func (c *client) status(parent context.Context, args []string) error {
 func (c *client) fetchStatus(parent context.Context) (statusDoc, error) {
 	ctx, cancel := c.ctx(parent)
 	defer cancel()
-	views, err := c.admin.ListViews(ctx, &fustorv1.AdminServiceListViewsRequest{})
+	views, err := c.api.Admin().ListViews(ctx)
 	if err != nil {
 		return statusDoc{}, err
 	}
-	sessions, err := c.admin.ListSessions(ctx, &fustorv1.ListSessionsRequest{})
+	sessions, err := c.api.Admin().ListSessions(ctx, &fustorv1.ListSessionsRequest{})
 	if err != nil {
 		return statusDoc{}, err
 	}
