@@ -32,6 +32,8 @@ const MaxGlobBytes = 1024
 type limiter struct {
 	mu    sync.Mutex
 	views map[string]*slots
+	// admitted, when set (tests), is called with the query's context once it holds a slot.
+	admitted func(ctx context.Context)
 }
 
 // slots are one view's expensive queries: held in all and by key, waiters woken by closing
@@ -123,7 +125,11 @@ func (l *limiter) acquire(ctx context.Context, v *view.View, patient bool) (rele
 	}
 	s.held++
 	s.byKey[key]++
+	hook := l.admitted
 	l.mu.Unlock()
+	if hook != nil {
+		hook(ctx)
+	}
 	began := time.Now()
 	return sync.OnceFunc(func() {
 		took := float64(time.Since(began))
@@ -159,6 +165,14 @@ func (l *limiter) refusal(s *slots, name string, maxView, maxKey int, key uint64
 		return status.Error(codes.ResourceExhausted, msg)
 	}
 	return st.Err()
+}
+
+// SetAdmitHook makes every expensive query call hook with its context once it holds a slot
+// (tests: a query held at a known point, its slot taken, while others arrive).
+func (s *Service) SetAdmitHook(hook func(ctx context.Context)) {
+	s.limits.mu.Lock()
+	defer s.limits.mu.Unlock()
+	s.limits.admitted = hook
 }
 
 // ExpensiveStats returns each view's expensive-query figures (metrics).

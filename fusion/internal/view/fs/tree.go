@@ -9,7 +9,6 @@ package fs
 
 import (
 	"bytes"
-	"context"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -118,10 +117,8 @@ type View struct {
 	// walkGlobs makes every glob find walk the directories (tests compare both plans).
 	walkGlobs bool
 
-	// visits counts the work of queries' walks (work.go); queryHook, when set (tests), is
-	// called at each of a walk's context checks.
-	visits    atomic.Uint64
-	queryHook func(ctx context.Context)
+	// visits counts the work of queries' walks (work.go).
+	visits atomic.Uint64
 
 	// chg is the change log (changes.go).
 	chg changeLog

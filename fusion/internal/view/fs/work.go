@@ -34,9 +34,6 @@ func (w *work) tick() bool {
 	}
 	w.v.visits.Add(uint64(w.n))
 	w.n = 0
-	if h := w.v.queryHook; h != nil {
-		h(w.ctx)
-	}
 	if err := w.ctx.Err(); err != nil {
 		w.err = err
 		return false
@@ -54,7 +51,3 @@ func (w *work) done() error {
 // Visits returns the units of work the view's finds and listings have read since it was
 // built: what an expensive query costs, and proof that a stopped one stopped.
 func (v *View) Visits() uint64 { return v.visits.Load() }
-
-// SetQueryHook makes every walk call hook with its query's context at each check (tests: a
-// walk held at a known point while its client cancels). Not for concurrent use with queries.
-func (v *View) SetQueryHook(hook func(ctx context.Context)) { v.queryHook = hook }
