@@ -22,7 +22,7 @@ import (
 // BenchmarkStatUnderGlobs times a plain Stat over loopback gRPC on a 100,000-name view, idle
 // and while 100 clients run a long glob back to back (issue 22: a Stat's p99 under 100
 // concurrent expensive globs within 2× its idle p99). The globbers honour the RetryInfo of a
-// refusal, as fustorctl and the SDK's clients do. "limited" is the default configuration
+// refusal, as a well-behaved client does. "limited" is the default configuration
 // (views.<id>.max_expensive_queries = GOMAXPROCS/2); "unlimited" sets the bounds out of reach,
 // as before they existed. Fusion, the globbers and the Stat client share the machine. Run:
 //
