@@ -455,16 +455,15 @@ func (s *Service) Find(ctx context.Context, req *fustorv1.FindRequest) (*fustorv
 	}
 	d := sc.one().Driver
 	lim := view.Limit{Entries: limitOf(req.GetLimit()), Bytes: bytesLeft(sc.v, out, 0)}
-	var err2 error
 	if req.GetPackedPaths() {
-		out.PackedPaths, out.DirIndexes, out.Truncated, err2 = d.FindPaths(ctx, p, m, lim)
+		out.PackedPaths, out.DirIndexes, out.Truncated, err = d.FindPaths(ctx, p, m, lim)
 	} else {
 		var entries []view.Entry
-		entries, out.Truncated, err2 = d.Find(ctx, p, m, lim)
+		entries, out.Truncated, err = d.Find(ctx, p, m, lim)
 		out.Entries = toProtos(entries, req.GetOnlyPaths())
 	}
-	if err2 != nil {
-		return nil, err2
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
