@@ -115,6 +115,13 @@ func TestExpensiveQueriesAreBoundedPerViewAndKey(t *testing.T) {
 	if d := retryDelay(t, err, "views.demo.max_expensive_queries"); d <= 0 {
 		t.Fatalf("retry delay %v", d)
 	}
+	// A tree's first chunk needs a slot too.
+	tree, err := q.GetTree(withKey("third-key"), &fustorv1.GetTreeRequest{View: "demo", Path: "/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = tree.Recv()
+	retryDelay(t, err, "views.demo.max_expensive_queries")
 	// Cheap queries take no slot.
 	if _, err := q.Stat(withKey("demo-key"), &fustorv1.StatRequest{View: "demo", Path: "/d0001/f0001.dat"}); err != nil {
 		t.Fatalf("Stat while the slots are taken: %v", err)
@@ -122,8 +129,8 @@ func TestExpensiveQueriesAreBoundedPerViewAndKey(t *testing.T) {
 	if resp, err := q.Find(withKey("third-key"), &fustorv1.FindRequest{View: "demo", Path: "/", Name: "f0002.dat"}); err != nil || len(resp.GetEntries()) != 1 {
 		t.Fatalf("exact-name Find while the slots are taken: %v %v", resp, err)
 	}
-	if st := h.f.query.ExpensiveStats()["demo"]; st.Running != 2 || st.Rejected != 2 {
-		t.Fatalf("expensive stats %+v; want 2 running, 2 rejected", st)
+	if st := h.f.query.ExpensiveStats()["demo"]; st.Running != 2 || st.Rejected != 3 {
+		t.Fatalf("expensive stats %+v; want 2 running, 3 rejected", st)
 	}
 
 	for _, cancel := range cancels {
