@@ -20,6 +20,7 @@ type collector struct {
 	ckptWritten, ckptFailed, ckptRefused, ckptEncodeMax    *prometheus.Desc
 	watchers, lagged, changeLogEntries, changeLogBytes     *prometheus.Desc
 	pushBad                                                *prometheus.Desc
+	expRunning, expWaiting, expRejected, queryVisits       *prometheus.Desc
 }
 
 func newCollector(f *Fusion) *collector {
@@ -55,6 +56,10 @@ func newCollector(f *Fusion) *collector {
 		lagged:           d("view_watchers_lagged_total", "Watchers that read too slowly and were told lagged.", nil),
 		changeLogEntries: d("view_change_log_entries", "Changes held in the member's change log.", view),
 		changeLogBytes:   d("view_change_log_bytes", "Bytes the member's change log takes.", view),
+		expRunning:       d("view_expensive_queries", "Expensive queries (globs, complete finds, tree chunks) running on the view.", []string{"view"}),
+		expWaiting:       d("view_expensive_queries_waiting", "Expensive queries waiting for one of the view's slots.", []string{"view"}),
+		expRejected:      d("view_expensive_queries_rejected_total", "Expensive queries refused RESOURCE_EXHAUSTED: no slot within expensive_query_wait, or the key's share taken.", []string{"view"}),
+		queryVisits:      d("view_query_visits_total", "Work of the member's finds and listings: directories, names and children read.", view),
 		reloadOK:         d("config_last_reload_successful", "1 when the last configuration reload was applied, 0 when it was refused (invalid).", nil),
 		reloadTime:       d("config_last_reload_timestamp_seconds", "When the last configuration reload was asked for (0: never).", nil),
 		ckptWritten:      d("checkpoints_written_total", "View checkpoints written to server.state_dir.", nil),
@@ -91,6 +96,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			n, bytes := m.Driver.ChangeLogStats()
 			gauge(c.changeLogEntries, float64(n), v.Name, m.Name)
 			gauge(c.changeLogBytes, float64(bytes), v.Name, m.Name)
+			counter(c.queryVisits, float64(m.Driver.Visits()), v.Name, m.Name)
 		}
 	}
 	live := map[string]int{}
@@ -118,6 +124,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.watchers, float64(perView[v.Name]), v.Name)
 	}
 	counter(c.lagged, float64(lagged))
+	exp := c.f.query.ExpensiveStats()
+	for _, v := range c.f.views.All() {
+		st := exp[v.Name]
+		gauge(c.expRunning, float64(st.Running), v.Name)
+		gauge(c.expWaiting, float64(st.Waiting), v.Name)
+		counter(c.expRejected, float64(st.Rejected), v.Name)
+	}
 	counter(c.ckptWritten, float64(c.f.ckpt.written.Load()))
 	counter(c.ckptFailed, float64(c.f.ckpt.failed.Load()))
 	counter(c.ckptRefused, float64(c.f.ckpt.refused.Load()))

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -178,6 +179,18 @@ type View struct {
 	// before it sends them (it sends at the pass's end, or at once when a realtime change
 	// comes): the change feed yields to the apply loop while a bulk pass runs. <0: never hold.
 	WatchMaxHold time.Duration `koanf:"watch_max_hold"`
+	// MaxExpensiveQueries bounds the expensive queries (Find with a glob or a limit above
+	// the default, GetTree chunks, their forest fan-outs) running on the view at once,
+	// MaxExpensiveQueriesPerKey those of one key; a query beyond waits up to
+	// ExpensiveQueryWait for a slot, then is refused RESOURCE_EXHAUSTED with a retry hint. The
+	// bound keeps cores free for the cheap queries and ingest (BenchmarkStatUnderGlobs).
+	MaxExpensiveQueries       int           `koanf:"max_expensive_queries"`
+	MaxExpensiveQueriesPerKey int           `koanf:"max_expensive_queries_per_key"`
+	ExpensiveQueryWait        time.Duration `koanf:"expensive_query_wait"`
+	// MaxAnswerBytes bounds the bytes of one answer or streamed message (ListDirectory, Find,
+	// GetTree chunks, ListSuspects, ListBlindSpots, ListChanges, Watch batches), as the entry
+	// limits bound their entries; a page cut by it goes on from its page token or cursor.
+	MaxAnswerBytes int `koanf:"max_answer_bytes"`
 }
 
 // Default returns a configuration with every default filled and no pipes or views.
@@ -214,7 +227,20 @@ const (
 	DefaultMaxWatchers       = 256
 	DefaultMaxWatchersPerKey = 64
 	DefaultWatchMaxHold      = time.Second
+	// DefaultMaxExpensiveQueriesPerKey lets one key use two slots, so one client cannot take
+	// every slot of a view with more.
+	DefaultMaxExpensiveQueriesPerKey = 2
+	DefaultExpensiveQueryWait        = time.Second
+	// DefaultMaxAnswerBytes keeps an answer under gRPC clients' default 4 MiB receive limit
+	// with room for its meta (a forest's lists every member).
+	DefaultMaxAnswerBytes = 3 << 20
+	// MinMaxAnswerBytes is the smallest budget: one entry of the longest path fits.
+	MinMaxAnswerBytes = 16 << 10
 )
+
+// DefaultMaxExpensiveQueries is half the cores Go schedules on (at least 1): expensive
+// queries are CPU-bound walks, and a core left free is one a cheap query finds at once.
+func DefaultMaxExpensiveQueries() int { return max(1, runtime.GOMAXPROCS(0)/2) }
 
 // Normalize fills per-entry defaults of pipes and views.
 func (c *Config) Normalize() {
@@ -261,6 +287,10 @@ func (c *Config) Normalize() {
 		v.MaxWatchers = cmp.Or(v.MaxWatchers, DefaultMaxWatchers)
 		v.MaxWatchersPerKey = cmp.Or(v.MaxWatchersPerKey, DefaultMaxWatchersPerKey)
 		v.WatchMaxHold = cmp.Or(v.WatchMaxHold, DefaultWatchMaxHold)
+		v.MaxExpensiveQueries = cmp.Or(v.MaxExpensiveQueries, DefaultMaxExpensiveQueries())
+		v.MaxExpensiveQueriesPerKey = cmp.Or(v.MaxExpensiveQueriesPerKey, DefaultMaxExpensiveQueriesPerKey)
+		v.ExpensiveQueryWait = cmp.Or(v.ExpensiveQueryWait, DefaultExpensiveQueryWait)
+		v.MaxAnswerBytes = cmp.Or(v.MaxAnswerBytes, DefaultMaxAnswerBytes)
 		c.Views[id] = v
 	}
 }
@@ -359,6 +389,12 @@ func (c *Config) Validate() error {
 		}
 		if v.ChangeLogEntries < 0 || v.ChangeLogBytes < 0 || v.MaxWatchers < 0 || v.MaxWatchersPerKey < 0 {
 			errs = append(errs, fmt.Errorf("views.%s: change_log_entries, change_log_bytes, max_watchers and max_watchers_per_key cannot be negative", vid))
+		}
+		if v.MaxExpensiveQueries < 0 || v.MaxExpensiveQueriesPerKey < 0 || v.ExpensiveQueryWait < 0 {
+			errs = append(errs, fmt.Errorf("views.%s: max_expensive_queries, max_expensive_queries_per_key and expensive_query_wait cannot be negative", vid))
+		}
+		if v.MaxAnswerBytes != 0 && v.MaxAnswerBytes < MinMaxAnswerBytes {
+			errs = append(errs, fmt.Errorf("views.%s: max_answer_bytes must be at least %d (one entry of the longest path)", vid, MinMaxAnswerBytes))
 		}
 	}
 	return errors.Join(errs...)

@@ -165,8 +165,10 @@ func (fd *feed) behind() bool {
 	return false
 }
 
-// read returns up to limit changes after the cursor, member by member, and moves it.
-func (fd *feed) read(limit int) (out []*fustorv1.Change, more bool) {
+// read returns up to limit changes after the cursor, member by member, and moves it; when
+// maxBytes > 0, also no more than about that many bytes of changes (at least one).
+func (fd *feed) read(limit, maxBytes int) (out []*fustorv1.Change, more bool) {
+	used := 0
 	for _, m := range fd.sc.members {
 		if len(out) >= limit {
 			return out, true
@@ -191,7 +193,17 @@ func (fd *feed) read(limit int) (out []*fustorv1.Change, more bool) {
 		if fd.sc.fanOut {
 			label = m.Name
 		}
-		for _, ch := range page.Changes {
+		for i, ch := range page.Changes {
+			cost := entryBytes(ch.Entry, label)
+			if maxBytes > 0 && len(out) > 0 && used+cost > maxBytes {
+				// The byte budget ends the batch here: the cursor goes on after the last one kept.
+				if i > 0 {
+					c.Seq = page.Changes[i-1].Seq
+				}
+				fd.cur[m.Name] = c
+				return out, true
+			}
+			used += cost
 			out = append(out, toChange(ch, label))
 		}
 		more = more || page.More
@@ -228,7 +240,7 @@ func (s *Service) ListChanges(ctx context.Context, req *fustorv1.ListChangesRequ
 		if limit == 0 {
 			limit = DefaultChangesLimit
 		}
-		out.Changes, out.More = fd.read(min(limit, MaxChangesLimit))
+		out.Changes, out.More = fd.read(min(limit, MaxChangesLimit), bytesLeft(sc.v, out, 0)-tokenBytes)
 	}
 	out.Cursor, out.FreshInstance, out.CursorLost = fd.cur.String(), fd.fresh, fd.lost
 	return out, nil
@@ -496,7 +508,7 @@ func (s *Service) sendNext(stream fustorv1.ViewService_WatchServer, fd *feed, fi
 			e = nil // nothing was shared: read alone
 		}
 	}
-	changes, more := fd.read(watchBatch)
+	changes, more := fd.read(watchBatch, answerBytes(fd.sc.v)-tokenBytes)
 	switch {
 	case fd.fresh || fd.lost:
 		s.batches.settle(e) // this watcher's own news: nothing shared
@@ -559,7 +571,7 @@ func (s *Service) WaitStable(ctx context.Context, req *fustorv1.WaitStableReques
 		stop = st.C
 	}
 	for {
-		if changes, _ := fd.read(MaxChangesLimit); len(changes) > 0 || fd.fresh || fd.lost {
+		if changes, _ := fd.read(MaxChangesLimit, 0); len(changes) > 0 || fd.fresh || fd.lost {
 			quietSince, lastChange = now(), now()
 			fd.fresh, fd.lost = false, false
 		}

@@ -1,12 +1,14 @@
 package query
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/fustor/fustor/fusion/internal/errs"
@@ -20,10 +22,12 @@ import (
 // with each part labelled by its member. Members that are not ready are not asked; the
 // answer's meta lists them with the reason.
 
-// listForest lists a directory in every ready member holding it: each member's first page.
-func (s *Service) listForest(sc scope, p string, depth, size int, onlyPaths, pending bool) (*fustorv1.ListDirectoryResponse, error) {
+// listForest lists a directory in every ready member holding it: each member's first page,
+// the members sharing the answer's byte budget equally.
+func (s *Service) listForest(ctx context.Context, sc scope, p string, depth, size int, onlyPaths, pending bool) (*fustorv1.ListDirectoryResponse, error) {
 	out := &fustorv1.ListDirectoryResponse{Meta: s.meta(sc, pending)}
 	found := false
+	share := bytesLeft(sc.v, out, 0) / len(sc.members)
 	for _, m := range sc.members {
 		ml := &fustorv1.MemberListing{Member: m.Name}
 		out.Members = append(out.Members, ml)
@@ -32,7 +36,8 @@ func (s *Service) listForest(sc scope, p string, depth, size int, onlyPaths, pen
 			continue
 		}
 		found, ml.Found, ml.Directory = true, true, labelled1(toProto(dir, false), m.Name)
-		entries, next, err := m.Driver.List(p, depth, "", size)
+		budget := share - proto.Size(ml) - tokenBytes - size*len(m.Name)
+		entries, next, err := m.Driver.List(ctx, p, depth, "", view.Limit{Entries: size, Bytes: max(1, budget)})
 		if err != nil {
 			if errors.Is(err, errs.ErrNotDir) {
 				continue // a file in this member: its entry says so
@@ -65,8 +70,9 @@ func (s *Service) statForest(sc scope, p string, pending bool) (*fustorv1.StatRe
 }
 
 // findForest finds in every ready member, at most memberLimit matches each (0 = limit), and
-// merges them by path, then member, cut at limit. Entries become messages only once kept.
-func (s *Service) findForest(sc scope, p string, mt view.Matcher, limit, memberLimit int, onlyPaths, pending bool) (*fustorv1.FindResponse, error) {
+// merges them by path, then member, cut at limit and at the byte budget. Entries become
+// messages only once kept. out holds the answer's meta.
+func (s *Service) findForest(ctx context.Context, sc scope, p string, mt view.Matcher, limit, memberLimit int, onlyPaths bool, out *fustorv1.FindResponse) (*fustorv1.FindResponse, error) {
 	per := limit
 	if memberLimit > 0 {
 		per = min(memberLimit, limit)
@@ -78,8 +84,14 @@ func (s *Service) findForest(sc scope, p string, mt view.Matcher, limit, memberL
 	var hits []hit
 	truncated := make([]bool, len(sc.members))
 	asked := make([]bool, len(sc.members))
+	// The members' counts take at most 32 bytes each besides the member's name.
+	budget := bytesLeft(sc.v, out, 0)
+	for _, m := range sc.members {
+		budget -= 32 + len(m.Name)
+	}
+	budget = max(1, budget)
 	for i, m := range sc.members {
-		entries, trunc, err := m.Driver.Find(p, mt, per)
+		entries, trunc, err := m.Driver.Find(ctx, p, mt, view.Limit{Entries: per, Bytes: budget})
 		if err != nil {
 			if errors.Is(err, errs.ErrNotFound) {
 				continue // the subtree is not in this member
@@ -97,19 +109,26 @@ func (s *Service) findForest(sc scope, p string, mt view.Matcher, limit, memberL
 	// Members are sorted by name and each member's matches by path: a stable sort by path
 	// alone orders ties by member.
 	slices.SortStableFunc(hits, func(a, b hit) int { return fspath.Compare(a.e.Path, b.e.Path) })
-	if len(hits) > limit {
-		for _, h := range hits[limit:] {
-			truncated[h.m] = true
+	lim, used, keep := view.Limit{Entries: limit, Bytes: budget}, 0, len(hits)
+	for i, h := range hits {
+		c := entryBytes(h.e, sc.members[h.m].Name)
+		if !lim.Fits(i, used, c) {
+			keep = i
+			break
 		}
-		hits = hits[:limit]
+		used += c
 	}
+	for _, h := range hits[keep:] {
+		truncated[h.m] = true
+	}
+	hits = hits[:keep]
 	kept := make([]int, len(sc.members))
 	entries := make([]view.Entry, len(hits))
 	for i, h := range hits {
 		entries[i] = h.e
 		kept[h.m]++
 	}
-	out := &fustorv1.FindResponse{Meta: s.meta(sc, pending), Entries: toProtos(entries, onlyPaths)}
+	out.Entries = toProtos(entries, onlyPaths)
 	for i, e := range out.Entries {
 		e.Member = sc.members[hits[i].m].Name
 	}

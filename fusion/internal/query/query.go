@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/fustor/fustor/fusion/internal/command"
@@ -52,6 +53,8 @@ type Service struct {
 	batches   batchCache       // Watch messages shared by watchers at one cursor
 	heartbeat time.Duration    // idle Watch heartbeat (0 = DefaultWatchHeartbeat)
 	now       func() time.Time // WaitStable's clock
+
+	limits limiter // expensive queries' slots (limits.go)
 }
 
 // New returns the query service; force_real_time scans go to the views' leader sessions.
@@ -292,27 +295,41 @@ func (s *Service) ListDirectory(ctx context.Context, req *fustorv1.ListDirectory
 	}
 	pending := s.forceScan(ctx, sc, p, req.GetForceRealTime())
 	if sc.fanOut {
-		return s.listForest(sc, p, int(req.GetMaxDepth()), size, req.GetOnlyPaths(), pending)
+		return s.listForest(ctx, sc, p, int(req.GetMaxDepth()), size, req.GetOnlyPaths(), pending)
 	}
 	d := sc.one().Driver
 	dir, err := d.Stat(p)
 	if err != nil {
 		return nil, err
 	}
-	entries, next, err := d.List(p, int(req.GetMaxDepth()), after, size)
+	out := &fustorv1.ListDirectoryResponse{Meta: s.meta(sc, pending), Directory: toProto(dir, false)}
+	entries, next, err := d.List(ctx, p, int(req.GetMaxDepth()), after, view.Limit{Entries: size, Bytes: bytesLeft(sc.v, out, tokenBytes)})
 	if err != nil {
 		return nil, err
 	}
-	out := &fustorv1.ListDirectoryResponse{Meta: s.meta(sc, pending), Directory: toProto(dir, false),
-		NextPageToken: encodeToken(next)}
+	out.NextPageToken = encodeToken(next)
 	out.Entries = toProtos(entries, req.GetOnlyPaths())
 	return out, nil
 }
 
+// tokenBytes bounds a page token's field: the base64 of the longest path, tag and length.
+const tokenBytes = 4<<10*4/3 + 8
+
+// bytesLeft is the view's answer budget less what the message holds already and reserve
+// more (at least 1: an answer always takes one entry).
+func bytesLeft(v *view.View, m proto.Message, reserve int) int {
+	return max(1, answerBytes(v)-proto.Size(m)-reserve)
+}
+
 // GetTree streams a subtree in chunks. Each chunk is read under the view's read lock and sent
 // after it is released, so a slow client never holds up writers.
+//
+// A tree is an expensive query: each chunk is read holding one of the view's slots, the first
+// waiting as any expensive query does (RESOURCE_EXHAUSTED beyond), the next ones as long as
+// the stream lasts; no slot is held while a chunk is sent, so a slow reader holds none.
 func (s *Service) GetTree(req *fustorv1.GetTreeRequest, stream fustorv1.ViewService_GetTreeServer) error {
-	sc, p, err := s.open(stream.Context(), req.GetView(), req.GetMember(), req.GetPath())
+	ctx := stream.Context()
+	sc, p, err := s.open(ctx, req.GetView(), req.GetMember(), req.GetPath())
 	if err != nil {
 		return err
 	}
@@ -348,7 +365,16 @@ func (s *Service) GetTree(req *fustorv1.GetTreeRequest, stream fustorv1.ViewServ
 			if limit > 0 {
 				n = int(min(uint64(n), limit-sent))
 			}
-			entries, next, err := m.Driver.List(p, depth, after, n)
+			budget := answerBytes(sc.v) - len(label)*n
+			if first {
+				budget -= proto.Size(meta)
+			}
+			release, err := s.limits.acquire(ctx, sc.v, !first)
+			if err != nil {
+				return err
+			}
+			entries, next, err := m.Driver.List(ctx, p, depth, after, view.Limit{Entries: n, Bytes: max(1, budget)})
+			release()
 			if err != nil {
 				return err
 			}
@@ -415,23 +441,31 @@ func (s *Service) Find(ctx context.Context, req *fustorv1.FindRequest) (*fustorv
 		return nil, fmt.Errorf("%w: packed_paths carries no member: set member, or ask for entries", errs.ErrInvalidArgument)
 	}
 	pending := s.forceScan(ctx, sc, p, req.GetForceRealTime())
-	m := view.Matcher{Name: req.GetName(), Glob: req.GetGlob(), DirsOnly: req.GetDirsOnly(), FilesOnly: req.GetFilesOnly()}
-	if sc.fanOut {
-		return s.findForest(sc, p, m, limitOf(req.GetLimit()), int(req.GetMemberLimit()), req.GetOnlyPaths(), pending)
-	}
-	d := sc.one().Driver
-	if req.GetPackedPaths() {
-		packed, dirs, truncated, err := d.FindPaths(p, m, limitOf(req.GetLimit()))
+	if expensiveFind(req.GetGlob(), req.GetLimit()) {
+		release, err := s.limits.acquire(ctx, sc.v, false)
 		if err != nil {
 			return nil, err
 		}
-		return &fustorv1.FindResponse{Meta: s.meta(sc, pending), Truncated: truncated, PackedPaths: packed, DirIndexes: dirs}, nil
+		defer release()
 	}
-	entries, truncated, err := d.Find(p, m, limitOf(req.GetLimit()))
+	m := view.Matcher{Name: req.GetName(), Glob: req.GetGlob(), DirsOnly: req.GetDirsOnly(), FilesOnly: req.GetFilesOnly()}
+	out := &fustorv1.FindResponse{Meta: s.meta(sc, pending)}
+	if sc.fanOut {
+		return s.findForest(ctx, sc, p, m, limitOf(req.GetLimit()), int(req.GetMemberLimit()), req.GetOnlyPaths(), out)
+	}
+	d := sc.one().Driver
+	lim := view.Limit{Entries: limitOf(req.GetLimit()), Bytes: bytesLeft(sc.v, out, 0)}
+	if req.GetPackedPaths() {
+		out.PackedPaths, out.DirIndexes, out.Truncated, err = d.FindPaths(ctx, p, m, lim)
+	} else {
+		var entries []view.Entry
+		entries, out.Truncated, err = d.Find(ctx, p, m, lim)
+		out.Entries = toProtos(entries, req.GetOnlyPaths())
+	}
 	if err != nil {
 		return nil, err
 	}
-	return &fustorv1.FindResponse{Meta: s.meta(sc, pending), Truncated: truncated, Entries: toProtos(entries, req.GetOnlyPaths())}, nil
+	return out, nil
 }
 
 // GetStats returns subtree figures.
@@ -475,25 +509,45 @@ func (s *Service) ListSuspects(ctx context.Context, req *fustorv1.ListSuspectsRe
 	}
 	limit := limitOf(req.GetLimit())
 	out := &fustorv1.ListSuspectsResponse{Meta: s.meta(sc, false)}
+	type hit struct {
+		e view.SuspectEntry
+		m string
+	}
+	var hits []hit
 	for _, m := range sc.members {
 		list, truncated := m.Driver.Suspects(p, limit)
 		out.Truncated = out.Truncated || truncated
+		label := ""
+		if sc.fanOut {
+			label = m.Name
+		}
 		for _, e := range list {
-			pe := toProto(e.Entry, false)
-			if sc.fanOut {
-				pe.Member = m.Name
-			}
-			out.Suspects = append(out.Suspects, &fustorv1.Suspect{Entry: pe, ExpiresInMs: e.ExpiresIn.Milliseconds()})
+			hits = append(hits, hit{e, label})
 		}
 	}
 	if sc.fanOut {
-		slices.SortStableFunc(out.Suspects, func(a, b *fustorv1.Suspect) int { return compareEntries(a.GetEntry(), b.GetEntry()) })
-		if len(out.Suspects) > limit {
-			out.Suspects, out.Truncated = out.Suspects[:limit], true
+		slices.SortStableFunc(hits, func(a, b hit) int {
+			return compareEntries(&fustorv1.Entry{Path: a.e.Entry.Path, Member: a.m}, &fustorv1.Entry{Path: b.e.Entry.Path, Member: b.m})
+		})
+	}
+	// Cut at limit and at the byte budget, in path order: the suspects left are the last ones.
+	lim, used := view.Limit{Entries: limit, Bytes: bytesLeft(sc.v, out, 0)}, 0
+	for i, h := range hits {
+		c := entryBytes(h.e.Entry, h.m) + suspectOverhead
+		if !lim.Fits(i, used, c) {
+			out.Truncated = true
+			break
 		}
+		used += c
+		pe := toProto(h.e.Entry, false)
+		pe.Member = h.m
+		out.Suspects = append(out.Suspects, &fustorv1.Suspect{Entry: pe, ExpiresInMs: h.e.ExpiresIn.Milliseconds()})
 	}
 	return out, nil
 }
+
+// suspectOverhead is what a Suspect message adds to its entry: expires_in_ms, tags, lengths.
+const suspectOverhead = 16
 
 // ListBlindSpots lists additions (with their nodes) and deletions (paths).
 func (s *Service) ListBlindSpots(ctx context.Context, req *fustorv1.ListBlindSpotsRequest) (*fustorv1.ListBlindSpotsResponse, error) {
@@ -524,12 +578,32 @@ func (s *Service) ListBlindSpots(ctx context.Context, req *fustorv1.ListBlindSpo
 	}
 	if sc.fanOut {
 		slices.SortStableFunc(out.Additions, compareEntries)
-		if len(out.Additions) > limit {
-			out.Additions, out.Truncated = out.Additions[:limit], true
+	}
+	// Each list is cut at limit; both share the byte budget, additions first. The answer's
+	// first item is always kept.
+	budget, used := bytesLeft(sc.v, &fustorv1.ListBlindSpotsResponse{Meta: out.Meta}, 0), 0
+	fits := func(c int) bool { return used == 0 || used+c <= budget }
+	for i, e := range out.Additions {
+		c := view.EntryBytes(len(e.GetPath()), len(e.GetName())) + len(e.GetMember())
+		if i == limit || !fits(c) {
+			out.Additions, out.Truncated = out.Additions[:i], true
+			break
 		}
-		if len(out.Deletions) > limit {
-			out.Deletions, out.DeletionMembers, out.Truncated = out.Deletions[:limit], out.DeletionMembers[:limit], true
+		used += c
+	}
+	for i, d := range out.Deletions {
+		c := len(d) + 8
+		if sc.fanOut {
+			c += len(out.DeletionMembers[i]) + 8
 		}
+		if i == limit || !fits(c) {
+			out.Deletions, out.Truncated = out.Deletions[:i], true
+			if sc.fanOut {
+				out.DeletionMembers = out.DeletionMembers[:i]
+			}
+			break
+		}
+		used += c
 	}
 	return out, nil
 }

@@ -1,6 +1,7 @@
 package view
 
 import (
+	"context"
 	"io"
 	"time"
 
@@ -73,22 +74,28 @@ type Verifier interface {
 
 // Reader answers queries. Paths are clean (fspath.Clean); an unknown path is of kind
 // errs.ErrNotFound, a directory operation on a file errs.ErrNotDir. Answers are bounded by
-// limit, never by the size of the view.
+// limit, in entries and in bytes, never by the size of the view. The walks (List, Walk, Find,
+// FindPaths) stop when ctx ends and return its error: a client that cancelled or whose
+// deadline passed costs no more work.
 type Reader interface {
 	// Stat describes one path.
 	Stat(path string) (Entry, error)
-	// List returns up to limit entries below dir depth first (children sorted by name),
-	// maxDepth levels deep (<= 1: direct children), after the path after ("" = from the
-	// start); next is the last path returned when more remain, "" otherwise.
-	List(dir string, maxDepth int, after string, limit int) (entries []Entry, next string, err error)
+	// List returns entries below dir depth first (children sorted by name), maxDepth levels
+	// deep (<= 1: direct children), after the path after ("" = from the start), up to limit
+	// (at least one); next is the last path returned when more remain, "" otherwise.
+	List(ctx context.Context, dir string, maxDepth int, after string, limit Limit) (entries []Entry, next string, err error)
 	// Walk calls fn for the entries below root, depth first and sorted, maxDepth levels deep
 	// (0 = unlimited), until fn returns false. fn must not call the driver (a lock is held).
-	Walk(root string, maxDepth int, fn func(Entry) bool) error
-	// Find returns up to limit entries below root whose basename matches, sorted by path.
-	Find(root string, m Matcher, limit int) (entries []Entry, truncated bool, err error)
+	Walk(ctx context.Context, root string, maxDepth int, fn func(Entry) bool) error
+	// Find returns entries below root whose basename matches, sorted by path, up to limit;
+	// truncated says the limit cut the answer.
+	Find(ctx context.Context, root string, m Matcher, limit Limit) (entries []Entry, truncated bool, err error)
 	// FindPaths is Find answering only paths, packed NUL-ended with their directories'
 	// indexes (FindResponse.packed_paths).
-	FindPaths(root string, m Matcher, limit int) (packed []byte, dirs []uint32, truncated bool, err error)
+	FindPaths(ctx context.Context, root string, m Matcher, limit Limit) (packed []byte, dirs []uint32, truncated bool, err error)
+	// Visits returns the units of work (directories, names, children read) the walks above
+	// have done since the driver was built.
+	Visits() uint64
 	// Stats returns the subtree aggregates at path.
 	Stats(path string) (Stats, error)
 	// Suspects lists suspect files at or below root, sorted by path.
@@ -144,7 +151,11 @@ type (
 	Change           = viewapi.Change
 	ChangeFilter     = viewapi.ChangeFilter
 	ChangePage       = viewapi.ChangePage
+	Limit            = viewapi.Limit
 )
+
+// EntryBytes is what an answer spends on an entry (viewapi.EntryBytes).
+func EntryBytes(pathLen, nameLen int) int { return viewapi.EntryBytes(pathLen, nameLen) }
 
 // Change kinds.
 const (

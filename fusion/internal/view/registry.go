@@ -421,6 +421,10 @@ func configDiff(a, b config.View) string {
 	if !maps.Equal(a.Members, b.Members) {
 		d = append(d, "member labels")
 	}
+	if a.MaxExpensiveQueries != b.MaxExpensiveQueries || a.MaxExpensiveQueriesPerKey != b.MaxExpensiveQueriesPerKey ||
+		a.ExpensiveQueryWait != b.ExpensiveQueryWait || a.MaxAnswerBytes != b.MaxAnswerBytes {
+		d = append(d, "query bounds")
+	}
 	return strings.Join(d, ", ")
 }
 

@@ -1,6 +1,7 @@
 package view
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"strings"
@@ -174,7 +175,7 @@ func TestDriverErrorsHaveKinds(t *testing.T) {
 	if _, err := v.Driver.Stat("/missing"); !errors.Is(err, errs.ErrNotFound) {
 		t.Errorf("Stat(missing) = %v; want kind not found", err)
 	}
-	if _, _, err := v.Driver.List("/f", 1, "", 10); !errors.Is(err, errs.ErrNotDir) || !errors.Is(err, errs.ErrPrecondition) {
+	if _, _, err := v.Driver.List(context.Background(), "/f", 1, "", Limit{Entries: 10}); !errors.Is(err, errs.ErrNotDir) || !errors.Is(err, errs.ErrPrecondition) {
 		t.Errorf("List(file) = %v; want not a directory", err)
 	}
 	if err := v.Driver.VerifyStart("c1", "/", 10, false); err != nil {

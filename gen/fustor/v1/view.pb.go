@@ -522,7 +522,8 @@ type ListDirectoryRequest struct {
 	MaxDepth uint32 `protobuf:"varint,3,opt,name=max_depth,json=maxDepth,proto3" json:"max_depth,omitempty"`
 	// only_paths leaves every Entry field but path and is_dir empty.
 	OnlyPaths bool `protobuf:"varint,4,opt,name=only_paths,json=onlyPaths,proto3" json:"only_paths,omitempty"`
-	// page_size bounds the entries per answer (0 = 1000, at most 10000).
+	// page_size bounds the entries per answer (0 = 1000, at most 10000); the view's
+	// max_answer_bytes bounds its bytes, and a page cut by them has a next_page_token too.
 	PageSize uint32 `protobuf:"varint,5,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// page_token continues a previous listing (from next_page_token).
 	PageToken string `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
@@ -627,13 +628,14 @@ type ListDirectoryResponse struct {
 	Meta *ViewMeta `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
 	// entries are the listed nodes, sorted by path (depth-first order).
 	Entries []*Entry `protobuf:"bytes,2,rep,name=entries,proto3" json:"entries,omitempty"`
-	// next_page_token is empty on the last page.
+	// next_page_token is empty on the last page; set when page_size or the byte budget cut it.
 	NextPageToken string `protobuf:"bytes,3,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	// directory is the listed directory itself.
 	Directory *Entry `protobuf:"bytes,4,opt,name=directory,proto3" json:"directory,omitempty"`
 	// members holds one listing per ready member of a forest view asked without `member`
-	// (entries and directory above are empty then): each member's first page; a member's next
-	// pages are asked with `member` and its next_page_token.
+	// (entries and directory above are empty then): each member's first page, the members
+	// sharing the byte budget equally; a member's next pages are asked with `member` and its
+	// next_page_token.
 	Members       []*MemberListing `protobuf:"bytes,5,rep,name=members,proto3" json:"members,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1172,9 +1174,13 @@ type FindRequest struct {
 	Path string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
 	// name matches basenames exactly. Exactly one of name and glob must be set.
 	Name string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
-	// glob matches basenames with path.Match syntax (*, ?, [a-z]).
+	// glob matches basenames with path.Match syntax (*, ?, [a-z]); at most 1024 bytes. A find
+	// with a glob is an expensive query (see ViewService); under a path it reads that subtree
+	// only.
 	Glob string `protobuf:"bytes,4,opt,name=glob,proto3" json:"glob,omitempty"`
-	// limit bounds the matches returned (0 = 1000, at most 100000); truncated tells when hit.
+	// limit bounds the matches returned (0 = 1000, at most 100000; above 1000 the find is an
+	// expensive query); the view's max_answer_bytes bounds their bytes. truncated tells when
+	// either was hit.
 	Limit uint32 `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"`
 	// dirs_only / files_only restrict the kinds matched (both false = both kinds).
 	DirsOnly bool `protobuf:"varint,6,opt,name=dirs_only,json=dirsOnly,proto3" json:"dirs_only,omitempty"`
@@ -1321,7 +1327,7 @@ type FindResponse struct {
 	Meta *ViewMeta `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
 	// entries are the matches.
 	Entries []*Entry `protobuf:"bytes,2,rep,name=entries,proto3" json:"entries,omitempty"`
-	// truncated is true when limit was hit.
+	// truncated is true when limit or the byte budget was hit: narrow the path or the pattern.
 	Truncated bool `protobuf:"varint,3,opt,name=truncated,proto3" json:"truncated,omitempty"`
 	// packed_paths holds the matches' paths in order, each followed by a NUL byte (as find
 	// -print0 writes them; a name never holds a NUL), when the request set packed_paths; entries
@@ -1844,7 +1850,8 @@ type ListSuspectsRequest struct {
 	View string `protobuf:"bytes,1,opt,name=view,proto3" json:"view,omitempty"`
 	// path restricts the list to a subtree ("" or "/" for all).
 	Path string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
-	// limit bounds the answer (0 = 1000).
+	// limit bounds the answer (0 = 1000, at most 100000); the view's max_answer_bytes bounds
+	// its bytes.
 	Limit uint32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
 	// member asks one member of a forest view (see ViewService); without it the members'
 	// suspects are merged, sorted by path, each labelled (Entry.member).
@@ -1973,7 +1980,7 @@ type ListSuspectsResponse struct {
 	Meta *ViewMeta `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
 	// suspects are the suspect files.
 	Suspects []*Suspect `protobuf:"bytes,2,rep,name=suspects,proto3" json:"suspects,omitempty"`
-	// truncated is true when limit was hit.
+	// truncated is true when limit or the byte budget was hit.
 	Truncated     bool `protobuf:"varint,3,opt,name=truncated,proto3" json:"truncated,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2037,7 +2044,8 @@ type ListBlindSpotsRequest struct {
 	View string `protobuf:"bytes,1,opt,name=view,proto3" json:"view,omitempty"`
 	// path restricts the list to a subtree ("" or "/" for all).
 	Path string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
-	// limit bounds each list (0 = 1000).
+	// limit bounds each list (0 = 1000, at most 100000); the view's max_answer_bytes bounds
+	// both together, additions first.
 	Limit uint32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
 	// member asks one member of a forest view (see ViewService); without it the members' lists
 	// are merged, additions labelled (Entry.member), deletions with deletion_members.
@@ -2113,7 +2121,7 @@ type ListBlindSpotsResponse struct {
 	Additions []*Entry `protobuf:"bytes,2,rep,name=additions,proto3" json:"additions,omitempty"`
 	// deletions are paths removed by audit missing-detection.
 	Deletions []string `protobuf:"bytes,3,rep,name=deletions,proto3" json:"deletions,omitempty"`
-	// truncated is true when limit was hit on either list.
+	// truncated is true when limit was hit on either list, or the byte budget.
 	Truncated bool `protobuf:"varint,4,opt,name=truncated,proto3" json:"truncated,omitempty"`
 	// deletion_members[i] is the member of deletions[i], for a forest view asked without
 	// `member`.
@@ -2737,7 +2745,8 @@ type WatchResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// meta is set on the first message.
 	Meta *ViewMeta `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
-	// changes are the changes since the previous message, in order.
+	// changes are the changes since the previous message, in order: at most 1000 and at most
+	// the view's max_answer_bytes of them; more follow at once when the log holds more.
 	Changes []*Change `protobuf:"bytes,2,rep,name=changes,proto3" json:"changes,omitempty"`
 	// cursor resumes the watch after these changes (an opaque token).
 	Cursor string `protobuf:"bytes,3,opt,name=cursor,proto3" json:"cursor,omitempty"`
@@ -2835,7 +2844,8 @@ type ListChangesRequest struct {
 	Glob string `protobuf:"bytes,3,opt,name=glob,proto3" json:"glob,omitempty"`
 	// since is the cursor to start after; empty returns no changes and the current cursor.
 	Since string `protobuf:"bytes,4,opt,name=since,proto3" json:"since,omitempty"`
-	// limit bounds the changes returned (0 = 1000, at most 100000).
+	// limit bounds the changes returned (0 = 1000, at most 100000); the view's
+	// max_answer_bytes bounds their bytes (more is set when either cut the page).
 	Limit uint32 `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"`
 	// member asks one member of a forest view.
 	Member        string `protobuf:"bytes,6,opt,name=member,proto3" json:"member,omitempty"`

@@ -43,7 +43,18 @@ const (
 // that starts with "/", is relative to the view's root, and has no "." or ".." parts and no
 // NUL byte (INVALID_ARGUMENT otherwise). An unknown view is NOT_FOUND; a view with no leader
 // session, or whose leader's first snapshot is still running, is UNAVAILABLE with a message
-// that says which. Result sizes are bounded by paging, never by the size of the view.
+// that says which. Result sizes are bounded by paging, never by the size of the view: every
+// answer and every streamed message holds at most its entry limit and at most the view's
+// max_answer_bytes (3 MiB by default, under gRPC clients' 4 MiB receive limit) of entries;
+// a page cut by bytes goes on from its page token or cursor like one cut by its entry limit
+// (a Find, which has no page token, says truncated). At least one entry is always answered.
+//
+// Expensive queries (Find with a glob or with a limit above 1000, GetTree) have their own
+// bounded concurrency per view and per API key (max_expensive_queries,
+// max_expensive_queries_per_key): a query beyond waits briefly (expensive_query_wait) for a
+// slot, then is answered RESOURCE_EXHAUSTED with a google.rpc.RetryInfo detail saying when to
+// retry. Cheap queries (Stat, GetStats, ListDirectory, an exact-name Find) never wait for
+// them. A query whose client cancels, or whose deadline passes, stops its walk.
 //
 // A forest view (driver forest-fs, DESIGN.md §6) holds one fs tree per member (one storage).
 // Every request has an optional field `member`: set, the member alone answers, exactly as an
@@ -57,7 +68,9 @@ type ViewServiceClient interface {
 	ListViews(ctx context.Context, in *ListViewsRequest, opts ...grpc.CallOption) (*ListViewsResponse, error)
 	// ListDirectory lists a directory, optionally to a depth, one page at a time.
 	ListDirectory(ctx context.Context, in *ListDirectoryRequest, opts ...grpc.CallOption) (*ListDirectoryResponse, error)
-	// GetTree streams a subtree in depth-first order, in chunks; for large trees.
+	// GetTree streams a subtree in depth-first order, in chunks (at most 1000 entries and
+	// max_answer_bytes each); for large trees. Each chunk is read in one of the view's
+	// expensive-query slots, none is held while a chunk waits for the client.
 	GetTree(ctx context.Context, in *GetTreeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GetTreeResponse], error)
 	// Stat describes one path.
 	Stat(ctx context.Context, in *StatRequest, opts ...grpc.CallOption) (*StatResponse, error)
@@ -255,7 +268,18 @@ func (c *viewServiceClient) WaitStable(ctx context.Context, in *WaitStableReques
 // that starts with "/", is relative to the view's root, and has no "." or ".." parts and no
 // NUL byte (INVALID_ARGUMENT otherwise). An unknown view is NOT_FOUND; a view with no leader
 // session, or whose leader's first snapshot is still running, is UNAVAILABLE with a message
-// that says which. Result sizes are bounded by paging, never by the size of the view.
+// that says which. Result sizes are bounded by paging, never by the size of the view: every
+// answer and every streamed message holds at most its entry limit and at most the view's
+// max_answer_bytes (3 MiB by default, under gRPC clients' 4 MiB receive limit) of entries;
+// a page cut by bytes goes on from its page token or cursor like one cut by its entry limit
+// (a Find, which has no page token, says truncated). At least one entry is always answered.
+//
+// Expensive queries (Find with a glob or with a limit above 1000, GetTree) have their own
+// bounded concurrency per view and per API key (max_expensive_queries,
+// max_expensive_queries_per_key): a query beyond waits briefly (expensive_query_wait) for a
+// slot, then is answered RESOURCE_EXHAUSTED with a google.rpc.RetryInfo detail saying when to
+// retry. Cheap queries (Stat, GetStats, ListDirectory, an exact-name Find) never wait for
+// them. A query whose client cancels, or whose deadline passes, stops its walk.
 //
 // A forest view (driver forest-fs, DESIGN.md §6) holds one fs tree per member (one storage).
 // Every request has an optional field `member`: set, the member alone answers, exactly as an
@@ -269,7 +293,9 @@ type ViewServiceServer interface {
 	ListViews(context.Context, *ListViewsRequest) (*ListViewsResponse, error)
 	// ListDirectory lists a directory, optionally to a depth, one page at a time.
 	ListDirectory(context.Context, *ListDirectoryRequest) (*ListDirectoryResponse, error)
-	// GetTree streams a subtree in depth-first order, in chunks; for large trees.
+	// GetTree streams a subtree in depth-first order, in chunks (at most 1000 entries and
+	// max_answer_bytes each); for large trees. Each chunk is read in one of the view's
+	// expensive-query slots, none is held while a chunk waits for the client.
 	GetTree(*GetTreeRequest, grpc.ServerStreamingServer[GetTreeResponse]) error
 	// Stat describes one path.
 	Stat(context.Context, *StatRequest) (*StatResponse, error)

@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"path"
@@ -112,7 +113,7 @@ func BenchmarkList250(b *testing.B) {
 	v := bigView(b)
 	dir := benchRows(1)[0].Dir.Path()
 	for b.Loop() {
-		if es, _, _ := v.List(dir, 1, "", 1000); len(es) != 250 {
+		if es, _, _ := v.List(context.Background(), dir, 1, "", Limit{Entries: 1000}); len(es) != 250 {
 			b.Fatal(len(es))
 		}
 	}
@@ -156,9 +157,9 @@ func BenchmarkFind(b *testing.B) {
 			for b.Loop() {
 				var err error
 				if c.paths {
-					_, _, _, err = v.FindPaths("/", c.m, c.limit)
+					_, _, _, err = v.FindPaths(context.Background(), "/", c.m, Limit{Entries: c.limit})
 				} else {
-					_, _, err = v.Find("/", c.m, c.limit)
+					_, _, err = v.Find(context.Background(), "/", c.m, Limit{Entries: c.limit})
 				}
 				if err != nil {
 					b.Fatal(err)

@@ -3,6 +3,7 @@ package fs
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -26,7 +27,7 @@ import (
 func dump(t *testing.T, v *View) map[string]any {
 	t.Helper()
 	var entries []string
-	if err := v.Walk(fspath.Root, 0, func(e Entry) bool {
+	if err := v.Walk(context.Background(), fspath.Root, 0, func(e Entry) bool {
 		entries = append(entries, fmt.Sprintf("%s dir=%v size=%d mtime=%d suspect=%v known=%v skipped=%v updated=%d children=%d",
 			e.Path, e.IsDir, e.Size, e.MtimeNs, e.Suspect, e.KnownByAgent, e.AuditSkipped, e.LastUpdatedAtNs, e.ChildCount))
 		return true

@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -334,7 +335,7 @@ func TestFindByNameMatchesAWalk(t *testing.T) {
 		for _, m := range []Matcher{{Name: "n4"}, {Name: "n0", DirsOnly: true}, {Name: "n5", FilesOnly: true}, {Name: "absent"},
 			{Glob: "n*"}, {Glob: "*4"}, {Glob: "n[0-2]", DirsOnly: true}, {Glob: "?3", FilesOnly: true}, {Glob: "n\\5"}, {Glob: "x*"}} {
 			var want []string
-			_ = v.Walk(root, 0, func(e Entry) bool {
+			_ = v.Walk(context.Background(), root, 0, func(e Entry) bool {
 				ok := e.Name == m.Name
 				if m.Glob != "" {
 					ok, _ = path.Match(m.Glob, e.Name)
@@ -344,7 +345,7 @@ func TestFindByNameMatchesAWalk(t *testing.T) {
 				}
 				return true
 			})
-			got, truncated, err := v.Find(root, m, 1000)
+			got, truncated, err := v.Find(context.Background(), root, m, Limit{Entries: 1000})
 			if err != nil || truncated {
 				t.Fatal(err, truncated)
 			}
@@ -356,7 +357,7 @@ func TestFindByNameMatchesAWalk(t *testing.T) {
 				t.Fatalf("Find(%s, %+v) = %v\nwalk: %v", root, m, paths, want)
 			}
 			if len(want) > 2 {
-				if got, truncated, _ := v.Find(root, m, 2); len(got) != 2 || !truncated || got[0].Path != want[0] {
+				if got, truncated, _ := v.Find(context.Background(), root, m, Limit{Entries: 2}); len(got) != 2 || !truncated || got[0].Path != want[0] {
 					t.Fatalf("limited find %v %v", got, truncated)
 				}
 			}

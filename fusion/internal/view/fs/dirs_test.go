@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -61,7 +62,7 @@ func requireSameView(t *testing.T, step int, a, b *View) {
 func dumpView(t *testing.T, v *View) []Entry {
 	t.Helper()
 	var out []Entry
-	if err := v.Walk("/", 0, func(e Entry) bool { out = append(out, e); return true }); err != nil {
+	if err := v.Walk(context.Background(), "/", 0, func(e Entry) bool { out = append(out, e); return true }); err != nil {
 		t.Fatal(err)
 	}
 	return out

@@ -2,6 +2,7 @@ package fs
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"path"
 	"slices"
@@ -29,19 +30,30 @@ func matchName(m *Matcher, name []byte, dir bool) bool {
 // matchType applies DirsOnly and FilesOnly alone.
 func matchType(m *Matcher, dir bool) bool { return !(m.DirsOnly && !dir) && !(m.FilesOnly && dir) }
 
-// Find returns up to limit entries below root whose basename matches, sorted by path.
-func (v *View) Find(root string, m Matcher, limit int) (entries []Entry, truncated bool, err error) {
+// Find returns the entries below root whose basename matches, sorted by path, up to limit; a
+// cancelled ctx stops the walk (its error is returned).
+func (v *View) Find(ctx context.Context, root string, m Matcher, limit Limit) (entries []Entry, truncated bool, err error) {
 	var paths pathBuf
-	truncated, err = v.find(root, m, limit, findSink{add: func(id uint32, p []byte) {
+	truncated, err = v.find(ctx, root, m, &findSink{limit: limit, cost: entryCost, add: func(id uint32, p []byte) {
 		entries = append(entries, v.entry(id, paths.copy(p)))
 	}})
-	return entries, truncated, err
+	if err != nil {
+		return nil, false, err
+	}
+	return entries, truncated, nil
 }
+
+// entryCost is what an Entry answer spends on a match at path p (EntryBytes).
+func entryCost(p []byte) int { return EntryBytes(len(p), len(p)-bytes.LastIndexByte(p, '/')-1) }
+
+// packedCost is what a packed answer spends on a match at path p: the path, its NUL and at
+// most a directory index.
+func packedCost(p []byte) int { return len(p) + 1 + 5 }
 
 // FindPaths is Find answering only paths: each NUL-ended in packed (names never hold a NUL),
 // in the same order, and dirs the positions of the directories among them. A large answer
 // costs one growing byte slice instead of an Entry and a string per match.
-func (v *View) FindPaths(root string, m Matcher, limit int) (packed []byte, dirs []uint32, truncated bool, err error) {
+func (v *View) FindPaths(ctx context.Context, root string, m Matcher, limit Limit) (packed []byte, dirs []uint32, truncated bool, err error) {
 	n, expected := uint32(0), 0
 	add := func(dir bool, p []byte) {
 		if dir {
@@ -54,29 +66,39 @@ func (v *View) FindPaths(root string, m Matcher, limit int) (packed []byte, dirs
 			grow := max(len(p)+1, cap(packed), 4<<10)
 			if n == 0 && expected > 0 {
 				grow = expected * (len(p) + 1) * 9 / 8
+				if limit.Bytes > 0 {
+					grow = min(grow, limit.Bytes)
+				}
 			}
 			packed = slices.Grow(packed, grow)
 		}
 		packed = append(append(packed, p...), 0)
 		n++
 	}
-	truncated, err = v.find(root, m, limit, findSink{
+	truncated, err = v.find(ctx, root, m, &findSink{limit: limit, cost: packedCost,
 		expect:   func(k int) { expected = k },
 		add:      func(id uint32, p []byte) { add(v.st.Get(id).IsDir(), p) },
 		addTyped: func(_ uint32, dir bool, p []byte) { add(dir, p) },
 	})
-	return packed, dirs, truncated, err
+	if err != nil {
+		return nil, nil, false, err
+	}
+	return packed, dirs, truncated, nil
 }
 
 // findSink receives a find's matches in path order: add with each, its path valid only
 // during the call; expect, when set, first with how many will come at most, when known.
 // addTyped, when set, takes the matches whose finder already knows whether they are
 // directories: a complete answer's 4,000 matches are otherwise 4,000 more cache misses to
-// learn it (a fifth of the walk's cost, BenchmarkFind/…_complete_paths).
+// learn it (a fifth of the walk's cost, BenchmarkFind/…_complete_paths). The sink keeps the
+// answer within limit: emit refuses a match beyond it, in entries or in bytes (cost each).
 type findSink struct {
 	add      func(id uint32, path []byte)
 	addTyped func(id uint32, dir bool, path []byte)
 	expect   func(n int)
+	limit    Limit
+	cost     func(path []byte) int
+	n, used  int
 }
 
 // A finder's pending match ids may carry kindKnown, and kindDir for a directory, above the
@@ -86,21 +108,31 @@ const (
 	kindDir   = 1 << 30
 )
 
-func (s findSink) emit(id uint32, path []byte) {
+// emit adds a match, or returns false when the answer is full (the find is truncated).
+func (s *findSink) emit(id uint32, path []byte) bool {
+	c := 0
+	if s.limit.Bytes > 0 {
+		c = s.cost(path)
+	}
+	if !s.limit.Fits(s.n, s.used, c) {
+		return false
+	}
+	s.n, s.used = s.n+1, s.used+c
 	if id&kindKnown != 0 && s.addTyped != nil {
 		s.addTyped(id&store.IDMask, id&kindDir != 0, path)
-		return
+		return true
 	}
 	s.add(id&store.IDMask, path)
+	return true
 }
 
-func (s findSink) hint(n int) {
+func (s *findSink) hint(n int) {
 	if s.expect != nil {
 		s.expect(n)
 	}
 }
 
-func (v *View) find(root string, m Matcher, limit int, sink findSink) (truncated bool, err error) {
+func (v *View) find(ctx context.Context, root string, m Matcher, sink *findSink) (truncated bool, err error) {
 	if m.Glob != "" {
 		if _, err := path.Match(m.Glob, ""); err != nil {
 			return false, fmt.Errorf("%w: glob %q: %w", fspath.ErrInvalid, m.Glob, err)
@@ -112,7 +144,9 @@ func (v *View) find(root string, m Matcher, limit int, sink findSink) (truncated
 	if err != nil {
 		return false, err
 	}
-	return v.findDFS(id, m, limit, sink), nil
+	w := v.work(ctx)
+	truncated = v.findDFS(id, m, sink, w)
+	return truncated, w.done()
 }
 
 // findDFS finds entries by basename without building a path or sorting a listing for every
@@ -122,21 +156,21 @@ func (v *View) find(root string, m Matcher, limit int, sink findSink) (truncated
 // (an exact name is one child-index lookup; a glob scans the children unsorted, literal prefix
 // and suffix first). Few matches are sorted by path; many are taken by orderedFind, which
 // stops at limit.
-func (v *View) findDFS(root uint32, m Matcher, limit int, sink findSink) (truncated bool) {
+func (v *View) findDFS(root uint32, m Matcher, sink *findSink, w *work) (truncated bool) {
 	if m.Name != "" && fspath.ValidName(m.Name) != nil {
 		return false
 	}
+	limit := sink.limit.Entries
 	if m.Name != "" {
-		if truncated, ok := v.findByName(root, m, limit, sink); ok {
+		if truncated, ok := v.findByName(root, m, sink, w); ok || w.err != nil {
 			return truncated
 		}
 	}
 	pre, suf := globLiterals(m.Glob)
 	const sortFew = 256
 	if m.Glob != "" && !v.walkGlobs {
-		if found, ok := v.globByNames(root, m, pre, suf, min(limit, sortFew)); ok {
-			v.emitSorted(found, sink)
-			return false
+		if found, ok := v.globByNames(root, m, pre, suf, min(limit, sortFew), w); ok || w.err != nil {
+			return w.err == nil && v.emitSorted(found, sink)
 		}
 	}
 	var hits []uint32
@@ -172,26 +206,54 @@ func (v *View) findDFS(root uint32, m Matcher, limit int, sink findSink) (trunca
 	// and stops at the limit.
 	var found []uint32
 	fits := true
-	for dir := range v.dirs {
-		if root != v.root && !v.isWithin(dir, root) {
-			continue
+	v.eachDir(root, func(dir uint32) bool {
+		if !w.tick() {
+			return false
 		}
 		if found = append(found, hitsIn(dir)...); len(found) > min(limit, sortFew) {
 			fits = false
-			break
 		}
-	}
-	if fits {
-		v.emitSorted(found, sink)
+		return fits
+	})
+	if w.err != nil {
 		return false
 	}
+	if fits {
+		return v.emitSorted(found, sink)
+	}
 
-	return v.orderedFind(root, limit, nil, func(dst []uint32, dir uint32) []uint32 { return append(dst, hitsIn(dir)...) },
-		func(uint32) bool { return true }, sink)
+	return v.orderedFind(root, nil, func(dst []uint32, dir uint32) []uint32 { return append(dst, hitsIn(dir)...) },
+		func(uint32) bool { return true }, sink, w)
 }
 
-// emitSorted emits a few matches (found holds them all) in path order.
-func (v *View) emitSorted(found []uint32, sink findSink) {
+// eachDir calls fn with root and every directory below it until fn returns false. The whole
+// view is its directory table; a subtree is walked down its subdirectory lists, so a find
+// under a subtree costs the subtree, not the view.
+func (v *View) eachDir(root uint32, fn func(dir uint32) bool) {
+	if root == v.root {
+		for dir := range v.dirs {
+			if !fn(dir) {
+				return
+			}
+		}
+		return
+	}
+	stack := []uint32{root}
+	for len(stack) > 0 {
+		dir := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if !fn(dir) {
+			return
+		}
+		if g := v.dirs[dir]; g.dirs > 0 {
+			stack = append(stack, v.subdirs(g, dir).ids...)
+		}
+	}
+}
+
+// emitSorted emits a few matches (found holds them all) in path order; it returns whether
+// the answer's limit cut them.
+func (v *View) emitSorted(found []uint32, sink *findSink) (truncated bool) {
 	type hit struct {
 		id   uint32
 		path string
@@ -203,8 +265,11 @@ func (v *View) emitSorted(found []uint32, sink findSink) {
 	slices.SortFunc(hs, func(a, b hit) int { return fspath.Compare(a.path, b.path) })
 	sink.hint(len(hs))
 	for _, h := range hs {
-		sink.add(h.id, unsafe.Slice(unsafe.StringData(h.path), len(h.path)))
+		if !sink.emit(h.id, unsafe.Slice(unsafe.StringData(h.path), len(h.path))) {
+			return true
+		}
 	}
+	return false
 }
 
 // globByNames answers a glob from the name table when that is the smaller thing to read: each
@@ -215,10 +280,12 @@ func (v *View) emitSorted(found []uint32, sink findSink) {
 // the tree and the directory walk answers. ok is false when the table is the larger or its
 // chains run past that budget, or when more than most nodes match (the ordered walk then stops
 // at the limit instead).
-func (v *View) globByNames(root uint32, m Matcher, pre, suf []byte, most int) (found []uint32, ok bool) {
-	budget := len(v.dirs)
+func (v *View) globByNames(root uint32, m Matcher, pre, suf []byte, most int, w *work) (found []uint32, ok bool) {
+	// The walk's cost: with a literal prefix, the subtree's directories (most ruled out by
+	// their name range); without, every node of the subtree.
+	g := v.dirs[root]
+	budget := int(g.dirs) + 1
 	if len(pre) == 0 {
-		g := v.dirs[root]
 		budget = int(g.files + g.dirs)
 	}
 	if v.st.DistinctNames() > budget {
@@ -226,6 +293,9 @@ func (v *View) globByNames(root uint32, m Matcher, pre, suf []byte, most int) (f
 	}
 	visits := 0
 	for head := range v.st.NameHeads {
+		if !w.tick() {
+			return nil, false
+		}
 		name := v.st.Name(v.st.Get(head))
 		if !bytes.HasPrefix(name, pre) || !bytes.HasSuffix(name, suf) {
 			continue
@@ -255,14 +325,13 @@ func (v *View) globByNames(root uint32, m Matcher, pre, suf []byte, most int) (f
 // subdirectories descend accepts. Paths are built incrementally; a directory without
 // subdirectories (its aggregate says so) is never scanned for them. name, when not nil, is
 // every match's name (an exact-name find), so no match's node or name is read for it.
-func (v *View) orderedFind(root uint32, limit int, name []byte, hits func(dst []uint32, dir uint32) []uint32, descend func(sub uint32) bool, sink findSink) (truncated bool) {
+func (v *View) orderedFind(root uint32, name []byte, hits func(dst []uint32, dir uint32) []uint32, descend func(sub uint32) bool, sink *findSink, w *work) (truncated bool) {
 	nameOf := func(id uint32) []byte {
 		if name != nil {
 			return name
 		}
 		return v.st.Name(v.st.Get(id & store.IDMask))
 	}
-	emitted := 0
 	buf := make([]byte, 0, 256)
 	if root != v.root {
 		buf = append(buf, v.pathOf(root)...)
@@ -272,18 +341,19 @@ func (v *View) orderedFind(root uint32, limit int, name []byte, hits func(dst []
 	var stack []uint32
 	var visit func(dir uint32, g *dirAgg) bool
 	visit = func(dir uint32, g *dirAgg) bool {
+		if !w.tick() {
+			return false
+		}
 		base, start := len(buf), len(stack)
 		defer func() { buf, stack = buf[:base], stack[:start] }()
 		stack = hits(stack, dir)
 		found := stack[start:]
 		emit := func(id uint32) bool {
-			if emitted == limit {
+			buf = append(append(buf[:base], '/'), nameOf(id)...)
+			if !sink.emit(id, buf) {
 				truncated = true
 				return false
 			}
-			buf = append(append(buf[:base], '/'), nameOf(id)...)
-			sink.emit(id, buf)
-			emitted++
 			return true
 		}
 		// The aggregate comes from the parent's subdirectory list, not a lookup in v.dirs: a
@@ -332,17 +402,17 @@ const nameSortMax = 1024
 // findByName answers an exact-name find from the name's chain: its nodes below root, in path
 // order. ok is false when the chain is too long to read whole: the ordered walk of every
 // directory then answers, stopping at the limit.
-func (v *View) findByName(root uint32, m Matcher, limit int, sink findSink) (truncated, ok bool) {
-	return v.findNamed(root, m, limit, nameSortMax, sink)
+func (v *View) findByName(root uint32, m Matcher, sink *findSink, w *work) (truncated, ok bool) {
+	return v.findNamed(root, m, nameSortMax, sink, w)
 }
 
 // findNamed is findByName with the most matches it sorts by path; more are ordered by
 // walkToMatches. Tests pass a small sortMax to run both ways on small trees.
-func (v *View) findNamed(root uint32, m Matcher, limit, sortMax int, sink findSink) (truncated, ok bool) {
+func (v *View) findNamed(root uint32, m Matcher, sortMax int, sink *findSink, w *work) (truncated, ok bool) {
 	var found []uint32
 	visits := 0
 	for id := v.st.NameHead(m.Name); id != 0; id = v.st.Get(id).NextSame() {
-		if visits++; visits > nameChainVisits {
+		if visits++; visits > nameChainVisits || !w.tick() {
 			return false, false
 		}
 		// Every node on the chain carries the name (the table compares names, not hashes):
@@ -353,7 +423,7 @@ func (v *View) findNamed(root uint32, m Matcher, limit, sortMax int, sink findSi
 		}
 	}
 	if len(found) > sortMax {
-		return v.walkToMatches(root, found, []byte(m.Name), limit, sink), true
+		return v.walkToMatches(root, found, []byte(m.Name), sink, w), true
 	}
 	// Sort keys are the paths with "/" as NUL (names never hold one), so a plain byte compare
 	// orders them as the walk does.
@@ -369,15 +439,14 @@ func (v *View) findNamed(root uint32, m Matcher, limit, sortMax int, sink findSi
 		hs[i] = hit{id, keys.copy(buf)}
 	}
 	slices.SortFunc(hs, func(a, b hit) int { return strings.Compare(a.key, b.key) })
-	if len(hs) > limit {
-		hs, truncated = hs[:limit], true
-	}
-	sink.hint(len(hs))
+	sink.hint(min(len(hs), sink.limit.Entries))
 	for _, h := range hs {
 		buf = swapByte(append(buf[:0], h.key...), 0, '/')
-		sink.add(h.id, buf)
+		if !sink.emit(h.id, buf) {
+			return true, true
+		}
 	}
-	return truncated, true
+	return false, true
 }
 
 // walkToMatches emits found, nodes of one name below root, in path order: a walk of the sorted
@@ -387,7 +456,7 @@ func (v *View) findNamed(root uint32, m Matcher, limit, sortMax int, sink findSi
 // noMatch is walkToMatches' mark of a directory whose matches are further down.
 const noMatch = ^uint32(0)
 
-func (v *View) walkToMatches(root uint32, found []uint32, name []byte, limit int, sink findSink) bool {
+func (v *View) walkToMatches(root uint32, found []uint32, name []byte, sink *findSink, w *work) bool {
 	// marks holds every directory on the way from root to a match: the match it holds (a name
 	// is unique within a directory) or noMatch when the matches are further down.
 	marks := v.marks.Get(len(found) + len(found)/2)
@@ -409,11 +478,11 @@ func (v *View) walkToMatches(root uint32, found []uint32, name []byte, limit int
 			marks.Put(d, noMatch)
 		}
 	}
-	sink.hint(min(limit, len(found)))
+	sink.hint(min(sink.limit.Entries, len(found)))
 	// The walk asks descend(sub) and then, on entering sub, hits(sub): the mark found for the
 	// first answers the second without another lookup.
 	var lastDir, lastHit uint32
-	return v.orderedFind(root, limit, name,
+	return v.orderedFind(root, name,
 		func(dst []uint32, dir uint32) []uint32 {
 			hit, ok := lastHit, dir == lastDir // ids start at 1: the zero lastDir matches none
 			if !ok {
@@ -430,7 +499,7 @@ func (v *View) walkToMatches(root uint32, found []uint32, name []byte, limit int
 				lastDir, lastHit = sub, hit
 			}
 			return ok
-		}, sink)
+		}, sink, w)
 }
 
 // swapByte replaces every from in b by to, in place.

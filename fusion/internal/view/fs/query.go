@@ -2,6 +2,7 @@ package fs
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -140,12 +141,16 @@ type walker struct {
 	paths    pathBuf
 	maxDepth int
 	fn       func(id uint32, p string) bool
+	w        *work
 }
 
 // walk visits the children of dir (at depth 1..maxDepth). after holds the remaining parts of
 // the resume path below dir; entries up to and including it are skipped.
 func (w *walker) walk(dir uint32, prefix string, depth int, after []string) bool {
 	for _, ch := range w.v.sortedChildren(dir) {
+		if !w.w.tick() {
+			return false
+		}
 		n := w.v.st.Get(ch)
 		p := w.paths.join(prefix, w.v.st.Name(n))
 		name := p[len(p)-int(n.NameLen()):]
@@ -195,8 +200,8 @@ func (v *View) dir(p string) (uint32, error) {
 
 // List returns up to limit entries below dir in depth-first order (children sorted by name),
 // maxDepth levels deep (<= 1: direct children), starting after the path after. next is the
-// last path returned when more remain, "" otherwise.
-func (v *View) List(dir string, maxDepth int, after string, limit int) (entries []Entry, next string, err error) {
+// last path returned when more remain, "" otherwise. A cancelled ctx stops the walk.
+func (v *View) List(ctx context.Context, dir string, maxDepth int, after string, limit Limit) (entries []Entry, next string, err error) {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	id, err := v.dir(dir)
@@ -211,20 +216,25 @@ func (v *View) List(dir string, maxDepth int, after string, limit int) (entries 
 		rel := strings.TrimPrefix(after, dir)
 		resume = strings.Split(strings.TrimPrefix(rel, "/"), "/")
 	}
-	more := false
-	if maxDepth <= 1 && limit > 0 {
-		entries = make([]Entry, 0, min(limit, int(v.dirs[id].children)))
+	more, used := false, 0
+	if maxDepth <= 1 && limit.Entries > 0 {
+		entries = make([]Entry, 0, min(limit.Entries, int(v.dirs[id].children)))
 	}
-	w := &walker{v: v, maxDepth: max(maxDepth, 1), fn: func(id uint32, p string) bool {
-		if len(entries) == limit {
+	w := &walker{v: v, maxDepth: max(maxDepth, 1), w: v.work(ctx), fn: func(id uint32, p string) bool {
+		e := v.entry(id, p)
+		c := EntryBytes(len(e.Path), len(e.Name))
+		if !limit.Fits(len(entries), used, c) {
 			more = true
 			return false
 		}
-		entries = append(entries, v.entry(id, p))
+		entries, used = append(entries, e), used+c
 		return true
 	}}
 	w.walk(id, dir, 1, resume)
-	if more {
+	if err := w.w.done(); err != nil {
+		return nil, "", err
+	}
+	if more && len(entries) > 0 {
 		next = entries[len(entries)-1].Path
 	}
 	return entries, next, nil
@@ -232,7 +242,7 @@ func (v *View) List(dir string, maxDepth int, after string, limit int) (entries 
 
 // Walk visits the subtree below root depth-first, sorted; maxDepth 0 is unlimited; fn returning
 // false stops the walk. fn runs under the read lock and must not call the view.
-func (v *View) Walk(root string, maxDepth int, fn func(Entry) bool) error {
+func (v *View) Walk(ctx context.Context, root string, maxDepth int, fn func(Entry) bool) error {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	id, err := v.dir(root)
@@ -242,9 +252,9 @@ func (v *View) Walk(root string, maxDepth int, fn func(Entry) bool) error {
 	if maxDepth <= 0 {
 		maxDepth = int(^uint(0) >> 1)
 	}
-	w := &walker{v: v, maxDepth: maxDepth, fn: func(id uint32, p string) bool { return fn(v.entry(id, p)) }}
+	w := &walker{v: v, maxDepth: maxDepth, w: v.work(ctx), fn: func(id uint32, p string) bool { return fn(v.entry(id, p)) }}
 	w.walk(id, root, 1, nil)
-	return nil
+	return w.w.done()
 }
 
 // isWithin reports whether node id is root or below it.

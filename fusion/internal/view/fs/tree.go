@@ -117,6 +117,9 @@ type View struct {
 	// walkGlobs makes every glob find walk the directories (tests compare both plans).
 	walkGlobs bool
 
+	// visits counts the work of queries' walks (work.go).
+	visits atomic.Uint64
+
 	// chg is the change log (changes.go).
 	chg changeLog
 

@@ -2,6 +2,7 @@ package fs
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -175,7 +176,7 @@ func TestListOrderDepthAndPaging(t *testing.T) {
 	var all []string
 	after := ""
 	for {
-		es, next, err := v.List("/", 10, after, 2)
+		es, next, err := v.List(context.Background(), "/", 10, after, Limit{Entries: 2})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -191,14 +192,14 @@ func TestListOrderDepthAndPaging(t *testing.T) {
 	if fmt.Sprint(all) != fmt.Sprint(want) {
 		t.Fatalf("paged = %v\nwant %v", all, want)
 	}
-	es, next, err := v.List("/b", 1, "", 100)
+	es, next, err := v.List(context.Background(), "/b", 1, "", Limit{Entries: 100})
 	if err != nil || len(es) != 3 || next != "" {
 		t.Fatalf("List(/b) = %v %q %v", es, next, err)
 	}
-	if _, _, err := v.List("/a", 1, "", 10); !errors.Is(err, ErrNotDir) {
+	if _, _, err := v.List(context.Background(), "/a", 1, "", Limit{Entries: 10}); !errors.Is(err, ErrNotDir) {
 		t.Fatalf("List(file) err = %v", err)
 	}
-	if _, _, err := v.List("/zz", 1, "", 10); !errors.Is(err, ErrNotFound) {
+	if _, _, err := v.List(context.Background(), "/zz", 1, "", Limit{Entries: 10}); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("List(missing) err = %v", err)
 	}
 }
@@ -225,7 +226,7 @@ func TestFind(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			es, tr, err := v.Find(tt.root, tt.m, tt.limit)
+			es, tr, err := v.Find(context.Background(), tt.root, tt.m, Limit{Entries: tt.limit})
 			if err != nil || len(es) != tt.want || tr != tt.truncated {
 				t.Fatalf("Find = %d entries, truncated %v, %v", len(es), tr, err)
 			}
@@ -234,7 +235,7 @@ func TestFind(t *testing.T) {
 			}
 		})
 	}
-	if _, _, err := v.Find("/", Matcher{Glob: "[a-"}, 1); !errors.Is(err, fspath.ErrInvalid) {
+	if _, _, err := v.Find(context.Background(), "/", Matcher{Glob: "[a-"}, Limit{Entries: 1}); !errors.Is(err, fspath.ErrInvalid) {
 		t.Fatalf("bad glob err = %v", err)
 	}
 }
@@ -306,15 +307,15 @@ func randomOp(t testing.TB, r *rand.Rand, v *View, c *clocks) {
 		// Queries fill the sorted-children caches that later changes must drop.
 		rw := randomRow(r, c)
 		dir := rw.Path()
-		_, _, _ = v.List(dir[:strings.LastIndexByte(dir, '/')+1], 1+r.IntN(3), "", 100)
+		_, _, _ = v.List(context.Background(), dir[:strings.LastIndexByte(dir, '/')+1], 1+r.IntN(3), "", Limit{Entries: 100})
 		// An exact name is answered from the name chains; the same literal as a glob takes the
 		// directory walk. Both must give the same answer.
 		name, root, limit := fmt.Sprintf("n%d", r.IntN(6)), dir[:strings.LastIndexByte(dir, '/')+1], 1+r.IntN(300)
 		if root != "/" {
 			root = strings.TrimSuffix(root, "/")
 		}
-		byName, tn, errN := v.Find(root, Matcher{Name: name}, limit)
-		byGlob, tg, errG := v.Find(root, Matcher{Glob: name}, limit)
+		byName, tn, errN := v.Find(context.Background(), root, Matcher{Name: name}, Limit{Entries: limit})
+		byGlob, tg, errG := v.Find(context.Background(), root, Matcher{Glob: name}, Limit{Entries: limit})
 		if (errN == nil) != (errG == nil) || tn != tg || len(byName) != len(byGlob) {
 			t.Fatalf("find %q under %s limit %d: by name %d entries (truncated %v, %v), by glob %d (%v, %v)",
 				name, root, limit, len(byName), tn, errN, len(byGlob), tg, errG)
@@ -327,9 +328,9 @@ func randomOp(t testing.TB, r *rand.Rand, v *View, c *clocks) {
 		// A glob is answered from the name table or by walking the directories, whichever is
 		// smaller to read: both plans must give the same answer.
 		for _, g := range []string{name, "n[0-2]", "*", "n*", "*3"} {
-			byTable, tt, errT := v.Find(root, Matcher{Glob: g}, limit)
+			byTable, tt, errT := v.Find(context.Background(), root, Matcher{Glob: g}, Limit{Entries: limit})
 			v.walkGlobs = true
-			byWalk, tw, errW := v.Find(root, Matcher{Glob: g}, limit)
+			byWalk, tw, errW := v.Find(context.Background(), root, Matcher{Glob: g}, Limit{Entries: limit})
 			v.walkGlobs = false
 			if (errT == nil) != (errW == nil) || tt != tw || !slices.Equal(byTable, byWalk) {
 				t.Fatalf("glob %q under %s limit %d: name table %d entries (truncated %v, %v), directory walk %d (%v, %v)",
@@ -338,7 +339,7 @@ func randomOp(t testing.TB, r *rand.Rand, v *View, c *clocks) {
 		}
 		// Paths only, as packed_paths answers: the same matches, order, directories and truncation.
 		for _, m := range []Matcher{{Name: name}, {Glob: name}} {
-			packed, dirs, tp, errP := v.FindPaths(root, m, limit)
+			packed, dirs, tp, errP := v.FindPaths(context.Background(), root, m, Limit{Entries: limit})
 			if (errP == nil) != (errN == nil) || tp != tn {
 				t.Fatalf("find paths %+v under %s limit %d: truncated %v, %v; entries: %v, %v", m, root, limit, tp, errP, tn, errN)
 			}
@@ -348,7 +349,7 @@ func randomOp(t testing.TB, r *rand.Rand, v *View, c *clocks) {
 		if id, err := v.dir(root); errN == nil && err == nil {
 			var walked []Entry
 			var paths pathBuf
-			tw, ok := v.findNamed(id, Matcher{Name: name}, limit, 0, findSink{add: func(id uint32, p []byte) { walked = append(walked, v.entry(id, paths.copy(p))) }})
+			tw, ok := v.findNamed(id, Matcher{Name: name}, 0, &findSink{limit: Limit{Entries: limit}, add: func(id uint32, p []byte) { walked = append(walked, v.entry(id, paths.copy(p))) }}, v.work(context.Background()))
 			if !ok || tw != tn || !slices.Equal(walked, byName) {
 				t.Fatalf("find %q under %s limit %d: walked to matches %d entries (truncated %v, ok %v), sorted %d (%v)",
 					name, root, limit, len(walked), tw, ok, len(byName), tn)
@@ -588,11 +589,11 @@ func TestFindPathsLargeNameAnswerKnowsItsDirectories(t *testing.T) {
 	}
 	apply(t, v, OriginRealtime, rows...)
 	for _, limit := range []int{nameSortMax + 200, 700} {
-		entries, tr, err := v.Find("/", Matcher{Name: "x"}, limit)
+		entries, tr, err := v.Find(context.Background(), "/", Matcher{Name: "x"}, Limit{Entries: limit})
 		if err != nil || len(entries) != limit || tr != (limit < nameSortMax+200) {
 			t.Fatalf("Find limit %d: %d entries, truncated %v, %v", limit, len(entries), tr, err)
 		}
-		packed, dirs, ptr, err := v.FindPaths("/", Matcher{Name: "x"}, limit)
+		packed, dirs, ptr, err := v.FindPaths(context.Background(), "/", Matcher{Name: "x"}, Limit{Entries: limit})
 		if err != nil || ptr != tr {
 			t.Fatalf("FindPaths limit %d: truncated %v, %v", limit, ptr, err)
 		}

@@ -22,7 +22,11 @@ type (
 	Change           = viewapi.Change
 	ChangeFilter     = viewapi.ChangeFilter
 	ChangePage       = viewapi.ChangePage
+	Limit            = viewapi.Limit
 )
+
+// EntryBytes is what an answer spends on an entry (viewapi.EntryBytes).
+func EntryBytes(pathLen, nameLen int) int { return viewapi.EntryBytes(pathLen, nameLen) }
 
 // Change kinds.
 const (

@@ -36,6 +36,29 @@ type Stats struct {
 	LatestMtimeNs          int64
 }
 
+// Limit bounds one answer: at most Entries entries and, when Bytes > 0, about Bytes bytes on
+// the wire (each entry costs EntryBytes). At least one entry is always answered, so a page
+// bounded by bytes still moves a listing on.
+type Limit struct {
+	Entries, Bytes int
+}
+
+// EntryOverhead bounds what an Entry message costs on the wire beyond its path, name and
+// member: tags, lengths, the numbers and both timestamps at their largest
+// (query.TestEntryBytesBoundsTheWireSize checks it). It also bounds a Change's.
+const EntryOverhead = 112
+
+// EntryBytes is what an answer spends on an entry whose path and name are so long.
+func EntryBytes(pathLen, nameLen int) int { return pathLen + nameLen + EntryOverhead }
+
+// Fits reports whether an answer holding n entries of used bytes can take one of cost more.
+func (l Limit) Fits(n, used, cost int) bool {
+	if n >= l.Entries {
+		return false
+	}
+	return l.Bytes <= 0 || n == 0 || used+cost <= l.Bytes
+}
+
 // Matcher selects entries by basename: exactly one of Name and Glob (a path.Match pattern).
 type Matcher struct {
 	Name, Glob          string
