@@ -142,7 +142,10 @@ func TestPeriodicCheckpoints(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	// Between two periodic rounds (a round holds ckpt.mu), no temporary file is left over.
+	h.f.ckpt.mu.Lock()
 	entries, _ := os.ReadDir(dir)
+	h.f.ckpt.mu.Unlock()
 	for _, e := range entries {
 		if strings.Contains(e.Name(), ".tmp-") {
 			t.Errorf("a temporary file was left: %s", e.Name())
