@@ -433,21 +433,11 @@ func (r *runner) addRun(id string, k queryKind, run kindRun, target *Target, pac
 // forestQueries measures F2 and F3 with P4's clients (and P4's machine rows, M, unless the
 // queries phase measured them already in this run).
 func (r *runner) forestQueries(ctx context.Context, fusion *fusionProc) error {
-	conns := make([]*grpc.ClientConn, r.o.Clients)
-	defer func() {
-		for _, c := range conns {
-			if c != nil {
-				_ = c.Close()
-			}
-		}
-	}()
-	for i := range conns {
-		c, err := dial(fusion.addr)
-		if err != nil {
-			return err
-		}
-		conns[i] = c
+	conns, err := dialClients(fusion.addr, r.o.Clients)
+	if err != nil {
+		return err
 	}
+	defer closeAll(conns)
 	qctx := withKey(ctx, queryKey)
 	if err := r.checkForest(qctx, fustorv1.NewViewServiceClient(conns[0])); err != nil {
 		return err
@@ -478,7 +468,6 @@ func (r *runner) forestQueries(ctx context.Context, fusion *fusionProc) error {
 	// two passes each, in the order forest, fs, fs, forest: a drift of the machine's speed
 	// over the minutes of the runs weighs on both alike.
 	var fr, sr kindRun
-	var err error
 	if fr.sat, err = r.backToBack(qctx, conns, fusion, stats); err != nil {
 		return err
 	}

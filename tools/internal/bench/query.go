@@ -163,25 +163,36 @@ func packedCount(resp *fustorv1.FindResponse) int {
 	return bytes.Count(resp.GetPackedPaths(), []byte{0})
 }
 
+// dialClients opens n connections to addr, one per query client (as separate client
+// processes would have them); on an error the ones opened are closed.
+func dialClients(addr string, n int) ([]*grpc.ClientConn, error) {
+	conns := make([]*grpc.ClientConn, 0, n)
+	for range n {
+		c, err := dial(addr)
+		if err != nil {
+			closeAll(conns)
+			return nil, err
+		}
+		conns = append(conns, c)
+	}
+	return conns, nil
+}
+
+func closeAll(conns []*grpc.ClientConn) {
+	for _, c := range conns {
+		_ = c.Close()
+	}
+}
+
 // queries is P4: for each kind, Clients goroutines, each with its own connection (as separate
 // client processes would have), run Queries queries in all after a warm-up; then the
 // equivalent find is timed.
 func (r *runner) queries(ctx context.Context, fusion *fusionProc) error {
-	conns := make([]*grpc.ClientConn, r.o.Clients)
-	defer func() {
-		for _, c := range conns {
-			if c != nil {
-				_ = c.Close()
-			}
-		}
-	}()
-	for i := range conns {
-		c, err := dial(fusion.addr)
-		if err != nil {
-			return err
-		}
-		conns[i] = c
+	conns, err := dialClients(fusion.addr, r.o.Clients)
+	if err != nil {
+		return err
 	}
+	defer closeAll(conns)
 	qctx := withKey(ctx, queryKey)
 	w := wakeLateness(ctx, 500)
 	r.rep.Add("M", "wake_lateness_p50_ms", "machine: a goroutine sleeping 1 ms wakes this late, p50", w.P50, "ms", nil, "500 sleeps")

@@ -317,21 +317,11 @@ func (r *runner) pushSynthetic(ctx context.Context, fusion *fusionProc, t *Tree)
 // scaleQueries runs P4's kinds against the view, paced as P4 is (without the find baselines:
 // nothing is on disk), and adds their p50 and p99.
 func (r *runner) scaleQueries(ctx context.Context, fusion *fusionProc, id string, n int) error {
-	conns := make([]*grpc.ClientConn, r.o.Clients)
-	defer func() {
-		for _, c := range conns {
-			if c != nil {
-				_ = c.Close()
-			}
-		}
-	}()
-	for i := range conns {
-		c, err := dial(fusion.addr)
-		if err != nil {
-			return err
-		}
-		conns[i] = c
+	conns, err := dialClients(fusion.addr, r.o.Clients)
+	if err != nil {
+		return err
 	}
+	defer closeAll(conns)
 	qctx := withKey(ctx, queryKey)
 	for _, k := range r.queryKinds(scaleView) {
 		if !slices.Contains([]string{qLs, qStatsSub, qStatsRoot, qFindSub, qGlobSub, qFindGlob}, k.name) {
