@@ -158,7 +158,7 @@ function viewChanged(resetPath) {
   if (!members.some((m) => m.member === state.member)) state.member = "";
   msel.value = state.member;
   if (resetPath) state.path = "/";
-  open(state.path);
+  openDir(state.path);
 }
 
 function saveHash() {
@@ -180,7 +180,7 @@ function metaText(meta) {
 
 // ---- browse ---------------------------------------------------------------------------------
 
-function open(path) {
+function openDir(path) {
   state.path = path;
   state.tokens = [""];
   state.page = 0;
@@ -196,14 +196,14 @@ function crumbs() {
   c.replaceChildren();
   const parts = state.path === "/" ? [] : state.path.slice(1).split("/");
   const root = el("a", { text: state.view + ":/" });
-  root.onclick = () => open("/");
+  root.onclick = () => openDir("/");
   c.append(root);
   let p = "";
   parts.forEach((name, i) => {
     p += "/" + name;
     const target = p;
     const a = el("a", { text: name });
-    a.onclick = () => open(target);
+    a.onclick = () => openDir(target);
     c.append(a);
     if (i < parts.length - 1) c.append("/");
   });
@@ -254,7 +254,7 @@ function renderListing(entries) {
   const frag = document.createDocumentFragment();
   if (state.path !== "/") {
     const up = el("a", { text: ".." });
-    up.onclick = () => open(parentOf(state.path));
+    up.onclick = () => openDir(parentOf(state.path));
     frag.append(el("tr", { class: "dir" }, el("td", {}, up), el("td"), el("td"), el("td")));
   }
   for (const e of entries) {
@@ -262,7 +262,7 @@ function renderListing(entries) {
     const cell = el("td");
     if (e.is_dir) {
       const a = el("a", { text: name + "/" });
-      a.onclick = () => open(e.path);
+      a.onclick = () => openDir(e.path);
       cell.append(a);
     } else {
       cell.textContent = name;
@@ -363,7 +363,7 @@ function scheduleRefetch() {
 
 function entryRow(e, cells) {
   const a = el("a", { text: e.path + (e.is_dir ? "/" : "") });
-  a.onclick = () => { selectTab("browse"); open(e.is_dir ? e.path : parentOf(e.path)); };
+  a.onclick = () => { selectTab("browse"); openDir(e.is_dir ? e.path : parentOf(e.path)); };
   const row = el("tr", {}, el("td", {}, a), ...cells);
   row.dataset.path = e.path;
   return row;
@@ -463,7 +463,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("logout").onclick = signOut;
   $("view").onchange = () => { state.view = $("view").value; state.member = ""; viewChanged(true); };
   $("member").onchange = () => { state.member = $("member").value; viewChanged(false); };
-  $("pagesize").onchange = () => { state.pageSize = Number($("pagesize").value); open(state.path); };
+  $("pagesize").onchange = () => { state.pageSize = Number($("pagesize").value); openDir(state.path); };
   $("next").onclick = () => { state.tokens[state.page + 1] = state.nextToken; state.page++; loadPage(); };
   $("prev").onclick = () => { if (state.page > 0) { state.page--; loadPage(); } };
   $("searchform").addEventListener("submit", search);
