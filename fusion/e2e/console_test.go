@@ -160,7 +160,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	js := func(expr string) chromedp.Action[chromedp.Void] {
 		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-			_, err := chromedp.Evaluate[bool](expr + "; true")(ctx, tg)
+			_, err := chromedp.Evaluate[bool](expr+"; true")(ctx, tg)
 			return err
 		})
 	}
@@ -246,4 +246,3 @@ func TestConsoleInBrowser(t *testing.T) {
 		renders[2], renders[0], renders[4])
 	must(t, f.Close())
 }
-
