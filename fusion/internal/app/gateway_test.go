@@ -20,6 +20,7 @@ import (
 
 	"github.com/fustor/fustor/fusion/internal/config"
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
+	"github.com/fustor/fustor/sdk/tlsfiles/tlstest"
 )
 
 // withGateway turns the HTTP gateway on, on a free port, with a second view "other" whose
@@ -284,6 +285,8 @@ func TestGatewayAuthStatuses(t *testing.T) {
 		{"unknown view", "/v1/views/nope/stats?path=/", "demo-key", http.StatusNotFound, codes.NotFound},
 		{"missing path", "/v1/views/demo/stat?path=/zz", "demo-key", http.StatusNotFound, codes.NotFound},
 		{"bad path", "/v1/views/demo/stat?path=a/../b", "demo-key", http.StatusBadRequest, codes.InvalidArgument},
+		{"bad parameter", "/v1/views/demo/dir?path=/&max_depth=deep", "demo-key", http.StatusBadRequest, codes.InvalidArgument},
+		{"bad enum", "/v1/views/demo/stats?path=/&best_by=BIGGEST", "demo-key", http.StatusBadRequest, codes.InvalidArgument},
 		{"no such route", "/v1/nothing", "demo-key", http.StatusNotFound, codes.NotFound},
 		{"right key", "/v1/views/demo/stats?path=/", "demo-key", http.StatusOK, codes.OK},
 	}
@@ -350,5 +353,55 @@ func TestGatewayServesOpenAPIAndConsole(t *testing.T) {
 	code, body = httpCall(t, h, "GET", "/", "", "")
 	if code != http.StatusOK || !strings.Contains(string(body), "<title>Fustor") {
 		t.Fatalf("console: HTTP %d %.200s", code, body)
+	}
+}
+
+// TestGatewayOverTLSListener: with server.tls on, the gateway calls the gRPC listener over
+// TLS; with client certificates required it cannot, and Fusion refuses to start, saying why.
+func TestGatewayOverTLSListener(t *testing.T) {
+	dir := t.TempDir()
+	ca := tlstest.NewCA(t, "gateway test ca")
+	cert, key := ca.Server(t, "127.0.0.1", "localhost").Write(t, dir, "server")
+	caFile := ca.WriteCA(t, dir, "ca")
+	tests := []struct {
+		name, clientAuth, refused string
+	}{
+		{"plain TLS", config.ClientAuthNone, ""},
+		{"client certificates verified if given", config.ClientAuthVerifyIfGiven, ""},
+		{"client certificates required", config.ClientAuthRequire, "server.tls.client_auth \"require\""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := config.Demo()
+			cfg.Server.Listen, cfg.Server.StateDir, cfg.Server.ShutdownTimeout = "127.0.0.1:0", t.TempDir(), time.Second
+			withGateway(&cfg)
+			cfg.Server.TLS = config.TLS{CertFile: cert, KeyFile: key, ClientAuth: tt.clientAuth}
+			if tt.clientAuth != config.ClientAuthNone {
+				cfg.Server.TLS.ClientCAFile = caFile
+			}
+			f, err := New(nil, cfg, Options{})
+			if tt.refused != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.refused) {
+					t.Fatalf("New = %v; want a refusal naming %s", err, tt.refused)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- f.Run(ctx) }()
+			defer func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			}()
+			code, body := httpCall(t, &harness{f: f}, "GET", "/v1/views", "demo-key", "")
+			if code != http.StatusOK || !strings.Contains(string(body), `"id":"demo"`) {
+				t.Fatalf("HTTP %d %s", code, body)
+			}
+		})
 	}
 }

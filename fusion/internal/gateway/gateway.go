@@ -134,8 +134,6 @@ func NewMux() *runtime.ServeMux {
 	return runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, m),
 		runtime.WithIncomingHeaderMatcher(headerMatcher),
-		// grpc-gateway's own routing errors (no such route, wrong method) keep its mapping.
-		runtime.WithRoutingErrorHandler(runtime.DefaultRoutingErrorHandler),
 	)
 }
 

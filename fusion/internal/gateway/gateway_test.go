@@ -117,3 +117,29 @@ func TestRoutesServeDocumentAndConsole(t *testing.T) {
 		}
 	}
 }
+
+// TestWaitStableGetsADeadline: a WaitStable call without Grpc-Timeout (curl) gets the default
+// deadline, one with it keeps its own (grpc-gateway reads the header), other calls get none.
+func TestWaitStableGetsADeadline(t *testing.T) {
+	tests := []struct {
+		path, timeout string
+		deadline      bool
+	}{
+		{"/v1/views/demo/wait-stable?path=/", "", true},
+		{"/v1/views/demo/wait-stable?path=/", "5S", false},
+		{"/v1/views/demo/watch?path=/", "", false},
+		{"/v1/views/demo/dir?path=/", "", false},
+	}
+	for _, tt := range tests {
+		var got bool
+		api := http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { _, got = r.Context().Deadline() })
+		req := httptest.NewRequest("GET", tt.path, nil)
+		if tt.timeout != "" {
+			req.Header.Set("Grpc-Timeout", tt.timeout)
+		}
+		Routes(api).ServeHTTP(httptest.NewRecorder(), req)
+		if got != tt.deadline {
+			t.Errorf("GET %s (Grpc-Timeout %q): deadline %v; want %v", tt.path, tt.timeout, got, tt.deadline)
+		}
+	}
+}
