@@ -38,8 +38,9 @@ func artifactDir(t *testing.T) string {
 }
 
 // demoDaemons runs make demo's setup with the real binaries: Fusion with one live fs view
-// "demo" (query and admin key "demo-key") and its HTTP gateway, and an agent on root. It
-// returns the console's URL.
+// "demo" (query and admin key "demo-key") and its HTTP gateway, and an agent on root; the
+// agent's pipe also feeds a forest view "all" (one member, "storage-1"). It returns the
+// console's URL.
 func demoDaemons(t *testing.T, root string) string {
 	bin := binaries(t, true)
 	grpcAddr, httpAddr, dir := freePort(t), freePort(t), t.TempDir()
@@ -53,9 +54,10 @@ receivers:
     api_keys:
       - {key: demo-ingest-key, pipe: demo}
 pipes:
-  demo: {receiver: default, views: [demo]}
+  demo: {receiver: default, views: [demo, all]}
 views:
   demo: {driver: fs, schema: fs, live: true, query_keys: [demo-key]}
+  all: {driver: forest-fs, schema: fs, live: true, query_keys: [demo-key], members: {demo: storage-1}}
 `, grpcAddr, httpAddr)
 	agentCfg := fmt.Sprintf(`agent_id: console-agent
 sources:
@@ -246,5 +248,13 @@ func TestConsoleInBrowser(t *testing.T) {
 	slices.Sort(loads)
 	t.Logf("console: 250-entry directory rendered in %.1f ms median (min %.1f, max %.1f ms); fetched and rendered in %.1f ms median (max %.1f ms); 5 runs, headless chromium",
 		renders[2], renders[0], renders[4], loads[2], loads[4])
+
+	// A forest view: its member is chosen, and a listing of all members labels each entry.
+	step("09-forest",
+		js(`const s = document.getElementById("view"); s.value = "all"; s.dispatchEvent(new Event("change"))`),
+		visible(`#memberlabel`),
+		visible(`#listing tr[data-path="/upload"] .flag.member`),
+		js(`const m = document.getElementById("member"); m.value = "storage-1"; m.dispatchEvent(new Event("change"))`),
+		chromedp.WaitVisible(`//table[@id="listing"]//tr[@data-path="/upload" and not(.//span[contains(@class, "member")])]`))
 	must(t, f.Close())
 }
