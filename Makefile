@@ -38,7 +38,8 @@ GEN_TOOLS := $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc $(T
 
 tools: $(GEN_TOOLS) $(TOOLS)/grpcurl
 
-# The JSON/HTTP gateway and its OpenAPI document come from proto/http.yaml (grpc-gateway's
+# The JSON/HTTP gateway and its OpenAPI document come from proto/http.yaml (and the
+# document-wide settings in proto/openapi.yaml) (grpc-gateway's
 # standalone HTTP rules: no google/api/annotations.proto, which would need the Buf registry).
 # The OpenAPI document is copied beside the gateway's server code, which embeds it.
 generate: $(GEN_TOOLS)
