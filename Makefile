@@ -38,10 +38,10 @@ GEN_TOOLS := $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc $(T
 
 tools: $(GEN_TOOLS) $(TOOLS)/grpcurl
 
-# The JSON/HTTP gateway and its OpenAPI document come from proto/http.yaml (and the
-# document-wide settings in proto/openapi.yaml) (grpc-gateway's
-# standalone HTTP rules: no google/api/annotations.proto, which would need the Buf registry).
-# The OpenAPI document is copied beside the gateway's server code, which embeds it.
+# The JSON/HTTP gateway (gen/gateway) and its OpenAPI document (gen/openapi, embedded by
+# gen/openapi/openapi.go, which is not generated) come from grpc-gateway's standalone HTTP
+# rules in proto/http.yaml, the document's own settings from proto/openapi.yaml: no
+# google/api/annotations.proto, which would need the Buf registry.
 generate: $(GEN_TOOLS)
 	rm -rf gen/fustor gen/gateway gen/openapi/*.json
 	buf generate
