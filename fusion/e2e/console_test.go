@@ -162,7 +162,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	js := func(expr string) chromedp.Action[chromedp.Void] {
 		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-			_, err := chromedp.Evaluate[bool](expr+"; true")(ctx, tg)
+			_, err := chromedp.Evaluate[bool]("{ "+expr+" }; true")(ctx, tg) // a block: its consts do not leak
 			return err
 		})
 	}
@@ -180,6 +180,10 @@ func TestConsoleInBrowser(t *testing.T) {
 	step("02-signed-in",
 		chromedp.SendKeys(chromedp.ID("key"), "demo-key"),
 		click(`#loginform button`),
+		visible(`#listing tr[data-path="/upload"]`),
+		// The fs view (the forest "all" comes first).
+		js(`const s = document.getElementById("view"); s.value = "demo"; s.dispatchEvent(new Event("change"))`),
+		chromedp.WaitNotPresent(`#listing tr[data-path="/upload"] .flag.member`),
 		visible(`#listing tr[data-path="/upload"]`),
 		// A marker the page keeps until it is reloaded.
 		js(`window.notReloaded = "yes"`))
@@ -249,8 +253,16 @@ func TestConsoleInBrowser(t *testing.T) {
 	t.Logf("console: 250-entry directory rendered in %.1f ms median (min %.1f, max %.1f ms); fetched and rendered in %.1f ms median (max %.1f ms); 5 runs, headless chromium",
 		renders[2], renders[0], renders[4], loads[2], loads[4])
 
+	// Paging: 100 a page, the next page starts after the first 100 entries.
+	step("09-paging",
+		js(`const p = document.getElementById("pagesize"); p.value = "100"; p.dispatchEvent(new Event("change"))`),
+		visible(`#listing tr[data-path="/big/file_099.bin"]`),
+		click(`#next`),
+		visible(`#listing tr[data-path="/big/file_100.bin"]`),
+		chromedp.WaitVisible(`//span[@id="pageinfo" and contains(., "page 2")]`))
+
 	// A forest view: its member is chosen, and a listing of all members labels each entry.
-	step("09-forest",
+	step("10-forest",
 		js(`const s = document.getElementById("view"); s.value = "all"; s.dispatchEvent(new Event("change"))`),
 		visible(`#memberlabel`),
 		visible(`#listing tr[data-path="/upload"] .flag.member`),

@@ -9,7 +9,7 @@ const KEY = "fustor.key";
 const $ = (id) => document.getElementById(id);
 const state = {
   views: [], view: "", member: "", path: "/", pageSize: 250,
-  tokens: [""], page: 0, nextToken: "", watch: null, refetch: null, tab: "browse",
+  tokens: [""], page: 0, nextToken: "", watch: null, refetch: null, statsTimer: null, tab: "browse",
 };
 
 // ---- the gateway ----------------------------------------------------------------------------
@@ -279,7 +279,10 @@ function renderListing(entries) {
   tb.replaceChildren(frag);
 }
 
+// loadStats shows the subtree's figures; while a snapshot or an audit runs they are asked
+// again every 5 s (progress), else when the change feed says something changed.
 async function loadStats() {
+  clearTimeout(state.statsTimer);
   let s;
   try {
     s = await api(viewURL("stats"), { path: state.path, member: state.member });
@@ -296,6 +299,7 @@ async function loadStats() {
     item("blind spots (view)", Number(s.blind_spot_additions || 0) + Number(s.blind_spot_deletions || 0)),
     item("audits", Number(s.audit_cycles || 0) + ", " + audit),
     item("snapshot", s.meta && s.meta.snapshot_complete ? "complete" : "running"));
+  if (s.audit_running || !(s.meta && s.meta.snapshot_complete)) state.statsTimer = setTimeout(loadStats, 5000);
 }
 
 // ---- live updates ---------------------------------------------------------------------------
