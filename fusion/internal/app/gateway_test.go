@@ -308,6 +308,10 @@ func TestGatewayAuthStatuses(t *testing.T) {
 			}
 		})
 	}
+	// A body beyond the gateway's bound is refused before it reaches Fusion.
+	if code, body := httpCall(t, h, "POST", "/v1/admin/checkpoint", "demo-key", `{"view": "`+strings.Repeat("x", 2<<20)+`"}`); code != http.StatusBadRequest {
+		t.Fatalf("a 2 MiB body: HTTP %d %.200s", code, body)
+	}
 	// x-api-key is the other header gRPC accepts.
 	req, _ := http.NewRequest("GET", "http://"+h.f.HTTPAddr().String()+"/v1/views", nil)
 	req.Header.Set("X-Api-Key", "demo-key")

@@ -154,8 +154,13 @@ func headerMatcher(key string) (string, bool) {
 // header: a gRPC client always has one, curl has none, and WaitStable waits until it.
 const DefaultWaitStableTimeout = time.Minute
 
+// MaxRequestBytes bounds a request's body: every request message is small (a path, a few
+// options), and a larger body is refused (400) before it is read whole.
+const MaxRequestBytes = 1 << 20
+
 // Routes serves the gateway under /v1/, the OpenAPI document and the console.
 func Routes(api http.Handler) http.Handler {
+	api = http.MaxBytesHandler(api, MaxRequestBytes)
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", api)
 	mux.HandleFunc("/v1/views/{view}/wait-stable", func(w http.ResponseWriter, r *http.Request) {
