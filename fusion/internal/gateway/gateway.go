@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -47,6 +48,8 @@ type Config struct {
 	// MaxRecvMsgBytes bounds one answer the gateway receives (0 = 64 MiB): a Find or a
 	// listing may be larger than gRPC's 4 MiB default.
 	MaxRecvMsgBytes int
+	// Registerer, if not nil, gets the gateway's request counter.
+	Registerer prometheus.Registerer
 }
 
 // Gateway is the HTTP server of the gateway, the OpenAPI document and the console.
@@ -82,7 +85,7 @@ func New(log *zap.Logger, cfg Config) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial grpc listener %s: %w", target, err)
 	}
-	mux := NewMux()
+	mux := NewMux(log)
 	ctx := context.Background()
 	if err := gw.RegisterViewServiceHandler(ctx, mux, conn); err != nil {
 		_ = conn.Close()
@@ -102,7 +105,7 @@ func New(log *zap.Logger, cfg Config) (*Gateway, error) {
 	}
 	g := &Gateway{log: log, ln: ln, conn: conn}
 	// No write timeout: GetTree and Watch stream for as long as the client reads.
-	g.srv = &http.Server{Handler: Routes(mux), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	g.srv = &http.Server{Handler: Routes(newRequests(cfg.Registerer).wrap(mux)), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	return g, nil
 }
 
@@ -125,8 +128,11 @@ func loopbackTarget(addr net.Addr) (string, error) {
 
 // NewMux returns the grpc-gateway mux with Fusion's choices: JSON field names as in the .proto
 // files (snake_case, as the query parameters), unset fields left out, unknown request fields
-// ignored, and the API-key headers passed on as gRPC metadata.
-func NewMux() *runtime.ServeMux {
+// ignored, the API-key headers passed on as gRPC metadata, and every error answer logged.
+func NewMux(log *zap.Logger) *runtime.ServeMux {
+	if log == nil {
+		log = zap.NewNop()
+	}
 	m := &runtime.JSONPb{
 		MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true},
 		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: true},
@@ -134,6 +140,12 @@ func NewMux() *runtime.ServeMux {
 	return runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, m),
 		runtime.WithIncomingHeaderMatcher(headerMatcher),
+		runtime.WithErrorHandler(func(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+			// Debug: a call that reached gRPC is logged there already; this line also covers
+			// what the gateway refused itself (fustor_gateway_requests_total counts both).
+			log.Debug("http gateway call failed", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
+			runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
+		}),
 	)
 }
 

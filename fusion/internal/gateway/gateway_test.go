@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 
 	"github.com/fustor/fustor/gen/openapi"
@@ -95,7 +97,7 @@ func TestOpenAPIDocument(t *testing.T) {
 }
 
 func TestRoutesServeDocumentAndConsole(t *testing.T) {
-	h := Routes(NewMux())
+	h := Routes(NewMux(nil))
 	tests := []struct {
 		path, contentType, body string
 		code                    int
@@ -141,5 +143,35 @@ func TestWaitStableGetsADeadline(t *testing.T) {
 		if got != tt.deadline {
 			t.Errorf("GET %s (Grpc-Timeout %q): deadline %v; want %v", tt.path, tt.timeout, got, tt.deadline)
 		}
+	}
+}
+
+// TestRequestsCounted: every answer is counted by its status, and a stream can still flush
+// through the counting writer.
+func TestRequestsCounted(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	r := newRequests(reg)
+	flushed := false
+	h := r.wrap(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		switch req.URL.Path {
+		case "/missing":
+			w.WriteHeader(http.StatusNotFound)
+		case "/stream":
+			_, _ = w.Write([]byte("{}\n"))
+			f, ok := w.(http.Flusher)
+			if ok {
+				f.Flush()
+			}
+			flushed = ok
+		}
+	}))
+	for _, p := range []string{"/missing", "/stream", "/missing"} {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", p, nil))
+	}
+	if got := testutil.ToFloat64(r.total.WithLabelValues("404")); got != 2 {
+		t.Errorf("404 answers counted %v; want 2", got)
+	}
+	if got := testutil.ToFloat64(r.total.WithLabelValues("200")); got != 1 || !flushed {
+		t.Errorf("200 answers counted %v, flushed %v; want 1, true", got, flushed)
 	}
 }
