@@ -10,7 +10,7 @@ if [ ! -d "$DATA" ]; then
   echo "partial upload" >"$DATA/upload/submit/aa/cc/run-0002/sub_1/data_0001.dat"
   echo "Files here are watched by the demo agent. Add, change or remove some, then query again." >"$DATA/docs/README.txt"
 fi
-for port in 7070 7071; do
+for port in 7070 7071 7080; do
   if command -v ss >/dev/null && ss -ltn 2>/dev/null | grep -q "127.0.0.1:$port "; then
     echo "demo: 127.0.0.1:$port is already in use; stop whatever listens there first" >&2
     exit 1
@@ -44,6 +44,8 @@ done
 cat <<TXT
 Fustor demo is running: Fusion on 127.0.0.1:7070, an agent watching $DATA (view "demo").
 
+  Console: http://127.0.0.1:7080/   (sign in with the key demo-key)
+
 Query it from another terminal:
   $CTL stats /
   $CTL ls / --depth 3
@@ -53,6 +55,11 @@ Query it from another terminal:
   $BIN/fustorctl --key demo-key sessions
 or with grpcurl (reflection is on):
   grpcurl -plaintext -H 'authorization: Bearer demo-key' -d '{"view":"demo","path":"/"}' 127.0.0.1:7070 fustor.v1.ViewService/GetStats
+
+Web console (key: demo-key): http://127.0.0.1:7080/
+JSON over HTTP, the same calls and keys (OpenAPI document at http://127.0.0.1:7080/openapi.json):
+  curl -s -H 'authorization: Bearer demo-key' 'http://127.0.0.1:7080/v1/views/demo/dir?path=/upload&max_depth=3'
+  curl -sN -H 'authorization: Bearer demo-key' 'http://127.0.0.1:7080/v1/views/demo/watch?path=/'
 
 Prometheus metrics (views, pipes, gRPC calls and their timings): curl -s 127.0.0.1:7071/metrics
 

@@ -14,6 +14,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"google.golang.org/grpc"
 	"maps"
@@ -28,6 +29,7 @@ import (
 	"github.com/fustor/fustor/fusion/internal/admin"
 	"github.com/fustor/fustor/fusion/internal/command"
 	"github.com/fustor/fustor/fusion/internal/config"
+	"github.com/fustor/fustor/fusion/internal/gateway"
 	"github.com/fustor/fustor/fusion/internal/pipe"
 	"github.com/fustor/fustor/fusion/internal/query"
 	"github.com/fustor/fustor/fusion/internal/receiver"
@@ -69,6 +71,7 @@ type Fusion struct {
 	panics   atomic.Uint64
 	debug    *debughttp.Debug // nil unless server.debug_listen is set
 	metrics  *debughttp.Debug // nil unless server.metrics_listen is set
+	gateway  *gateway.Gateway // nil unless server.http_listen is set
 
 	rcv  *receiver.Receiver
 	rt   parts
@@ -158,6 +161,23 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Fusion, error) {
 			return nil, err
 		}
 	}
+	if cfg.Server.HTTPListen != "" {
+		if cfg.Server.TLS.ClientAuth == config.ClientAuthRequire {
+			err = errors.New("start http gateway: it calls the gRPC listener without a client certificate, which server.tls.client_auth \"require\" refuses; use verify_if_given or leave server.http_listen empty")
+		} else {
+			f.gateway, err = gateway.New(log.Named("gateway"), gateway.Config{Listen: cfg.Server.HTTPListen, GRPCAddr: srv.Addr(),
+				GRPCTLS: cfg.Server.TLS.Enabled(), MaxRecvMsgBytes: cfg.Server.MaxRecvMsgBytes, Registerer: reg})
+		}
+		if err != nil {
+			srv.Close()
+			for _, d := range []*debughttp.Debug{f.debug, f.metrics} {
+				if d != nil {
+					d.Close()
+				}
+			}
+			return nil, err
+		}
+	}
 	fustorv1.RegisterSessionServiceServer(srv.GRPC(), f.rcv)
 	fustorv1.RegisterPushServiceServer(srv.GRPC(), f.rcv)
 	fustorv1.RegisterViewServiceServer(srv.GRPC(), f.query)
@@ -208,6 +228,14 @@ func (f *Fusion) MetricsAddr() net.Addr {
 	return f.metrics.Addr()
 }
 
+// HTTPAddr returns the HTTP gateway's address (nil unless server.http_listen is set).
+func (f *Fusion) HTTPAddr() net.Addr {
+	if f.gateway == nil {
+		return nil
+	}
+	return f.gateway.Addr()
+}
+
 // Run serves until ctx is done; it returns nil on cancel. The pipes run under it, each with
 // its own context, so a reload can stop one without touching the others.
 func (f *Fusion) Run(ctx context.Context) error {
@@ -222,6 +250,9 @@ func (f *Fusion) Run(ctx context.Context) error {
 		if d != nil {
 			g.Go(func() error { return d.Run(gctx) })
 		}
+	}
+	if f.gateway != nil {
+		g.Go(func() error { return f.gateway.Run(gctx) })
 	}
 	err := g.Wait()
 	// Before the sessions close: a live view's last session ending would reset it.

@@ -43,6 +43,7 @@ func startWith(t testing.TB, mutate func(*config.Config), opts func(*Options)) *
 	cfg.Server.Listen = "127.0.0.1:0"
 	cfg.Server.ShutdownTimeout = time.Second
 	cfg.Server.StateDir = t.TempDir() // never the user's ~/.fustor
+	cfg.Server.HTTPListen = ""        // the demo's fixed port; gateway tests ask for 127.0.0.1:0
 	if mutate != nil {
 		mutate(&cfg)
 	}

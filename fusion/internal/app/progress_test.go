@@ -74,6 +74,7 @@ func TestLogProgress(t *testing.T) {
 	cfg := config.Demo()
 	cfg.Server.Listen = "127.0.0.1:0"
 	cfg.Server.ShutdownTimeout = time.Second
+	cfg.Server.HTTPListen = ""
 	f, err := New(zap.New(core), cfg, Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -60,6 +60,7 @@ func Main(args, environ []string, stderr io.Writer) int {
 	fs.String("server.listen", def.Server.Listen, "gRPC listen address")
 	fs.String("server.debug_listen", def.Server.DebugListen, "serve /debug/pprof/, /debug/memstats and /metrics on this HTTP address (off when empty)")
 	fs.String("server.metrics_listen", def.Server.MetricsListen, "serve Prometheus metrics at /metrics on this HTTP address (off when empty)")
+	fs.String("server.http_listen", def.Server.HTTPListen, "serve the JSON/HTTP gateway, /openapi.json and the web console on this HTTP address (off when empty)")
 	fs.String("log.level", def.Log.Level, "log level: debug, info, warn, error")
 	fs.String("log.format", def.Log.Format, "log format: console or json")
 	if err := fs.Parse(args); err != nil {

@@ -54,6 +54,11 @@ type Server struct {
 	// MetricsListen, when set, serves Prometheus metrics at /metrics over plain HTTP on this
 	// address. The debug endpoint serves them too.
 	MetricsListen string `koanf:"metrics_listen"`
+	// HTTPListen, when set, serves the JSON/HTTP gateway (/v1/..., every ViewService and
+	// AdminService call, the same API keys), its OpenAPI document (/openapi.json) and the web
+	// console (/) over plain HTTP on this address. The gateway calls this server's own gRPC
+	// listener over loopback, so every call passes the same auth, metrics and error mapping.
+	HTTPListen string `koanf:"http_listen"`
 	// StateDir holds the views' checkpoints (default $FUSTOR_HOME/state; FUSTOR_HOME defaults
 	// to ~/.fustor): a restarted Fusion answers from them at once.
 	StateDir string `koanf:"state_dir"`
@@ -309,6 +314,11 @@ func (c *Config) Validate() error {
 	if c.Server.MetricsListen != "" {
 		if _, _, err := net.SplitHostPort(c.Server.MetricsListen); err != nil {
 			errs = append(errs, fmt.Errorf("server.metrics_listen %q: %w", c.Server.MetricsListen, err))
+		}
+	}
+	if c.Server.HTTPListen != "" {
+		if _, _, err := net.SplitHostPort(c.Server.HTTPListen); err != nil {
+			errs = append(errs, fmt.Errorf("server.http_listen %q: %w", c.Server.HTTPListen, err))
 		}
 	}
 	if c.Server.ShutdownTimeout <= 0 {
