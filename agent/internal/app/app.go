@@ -8,7 +8,7 @@
 // or fails, so Reload (reload.go) can start, stop or restart one by id while the others, and
 // their sessions, run on.
 //
-// It is the one package that names the drivers — source/fs, source/journal and sender/grpc —
+// It is the one package that names the drivers — source/fs, source/journal, sender/grpc and sender/echo —
 // and hands them to the pipe as the contracts of agent/internal/source and
 // agent/internal/sender (layers_test.go checks that nothing else imports them).
 package app
@@ -33,6 +33,8 @@ import (
 	"github.com/fustor/fustor/agent/internal/bus"
 	"github.com/fustor/fustor/agent/internal/config"
 	"github.com/fustor/fustor/agent/internal/pipe"
+	agentsender "github.com/fustor/fustor/agent/internal/sender"
+	echosender "github.com/fustor/fustor/agent/internal/sender/echo"
 	grpcsender "github.com/fustor/fustor/agent/internal/sender/grpc"
 	agentsource "github.com/fustor/fustor/agent/internal/source"
 	"github.com/fustor/fustor/agent/internal/source/fs"
@@ -111,7 +113,21 @@ func (s *source) counters() map[string]uint64 {
 // senderEntry is one configured sender and its connection.
 type senderEntry struct {
 	cfg config.Sender
-	s   *grpcsender.GRPC
+	s   closableSender
+}
+
+// closableSender is a sender driver: the contract plus the release of its connection or file.
+type closableSender interface {
+	agentsender.Sender
+	Close() error
+}
+
+// newSender builds the sender driver of sc.
+func newSender(sc config.Sender, b agentsender.Backoff) (closableSender, error) {
+	if sc.Driver == "echo" {
+		return echosender.New(sc.Path)
+	}
+	return grpcsender.NewGRPC(sc, b)
 }
 
 // pipeEntry is one configured pipe: what it was built from, to tell on reload whether it

@@ -19,6 +19,7 @@ const (
 	contract   = mod + "/internal/source"
 	sourceTree = contract + "/"
 	grpcSender = mod + "/internal/sender/grpc"
+	echoSender = mod + "/internal/sender/echo"
 	appPkg     = mod + "/internal/app"
 	cmdPrefix  = mod + "/cmd/"
 	pipePkg    = mod + "/internal/pipe"
@@ -28,7 +29,7 @@ const (
 )
 
 // drivers are the packages only app (and cmd) may import.
-var drivers = []string{fsDriver, journalDrv, grpcSender}
+var drivers = []string{fsDriver, journalDrv, grpcSender, echoSender}
 
 type listed struct {
 	ImportPath                         string

@@ -16,7 +16,6 @@ import (
 	"github.com/fustor/fustor/agent/internal/config"
 	"github.com/fustor/fustor/agent/internal/pipe"
 	"github.com/fustor/fustor/agent/internal/sender"
-	grpcsender "github.com/fustor/fustor/agent/internal/sender/grpc"
 )
 
 // plan is a configuration checked whole and resolved into the parts it asks for.
@@ -220,8 +219,8 @@ func (a *Agent) prepare(pl *plan) (*change, error) {
 		if ok && old.cfg == sc {
 			continue
 		}
-		var s *grpcsender.GRPC
-		s, err = grpcsender.NewGRPC(sc, pl.backoffs[id])
+		var s closableSender
+		s, err = newSender(sc, pl.backoffs[id])
 		if err != nil {
 			return nil, fmt.Errorf("create sender %s: %w", id, err)
 		}

@@ -78,8 +78,11 @@ type Source struct {
 
 // Sender is where events go.
 type Sender struct {
-	// Driver is the sender kind; only "grpc" exists.
+	// Driver is the sender kind: "grpc" (Fusion, the default) or "echo" (JSON lines to stdout
+	// or path, for debugging a source without Fusion; address and keys are then unused).
 	Driver string `koanf:"driver"`
+	// Path is where the echo sender writes ("" or "-" = stdout); appended to.
+	Path string `koanf:"path"`
 	// Address is Fusion's gRPC address.
 	Address string `koanf:"address"`
 	// APIKey is the receiver's ingest key; it decides the Fusion pipe.
@@ -275,8 +278,12 @@ func (c *Config) Validate() error {
 	}
 	for _, id := range slices.Sorted(maps.Keys(c.Senders)) {
 		s := c.Senders[id]
-		if s.Driver != "grpc" {
-			errs = append(errs, fmt.Errorf("senders.%s: unknown driver %q (want grpc)", id, s.Driver))
+		switch s.Driver {
+		case "echo":
+			continue // writes locally: no address, no key
+		case "grpc":
+		default:
+			errs = append(errs, fmt.Errorf("senders.%s: unknown driver %q (want grpc or echo)", id, s.Driver))
 		}
 		if s.Address == "" {
 			errs = append(errs, fmt.Errorf("senders.%s: address is required", id))
