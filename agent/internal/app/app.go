@@ -8,7 +8,7 @@
 // or fails, so Reload (reload.go) can start, stop or restart one by id while the others, and
 // their sessions, run on.
 //
-// It is the one package that names the drivers — source/fs, source/journal, sender/grpc and sender/echo —
+// It is the one package that names the drivers — source/fs, source/journal, source/s3, sender/grpc and sender/echo —
 // and hands them to the pipe as the contracts of agent/internal/source and
 // agent/internal/sender (layers_test.go checks that nothing else imports them).
 package app
@@ -39,6 +39,7 @@ import (
 	agentsource "github.com/fustor/fustor/agent/internal/source"
 	"github.com/fustor/fustor/agent/internal/source/fs"
 	"github.com/fustor/fustor/agent/internal/source/journal"
+	s3source "github.com/fustor/fustor/agent/internal/source/s3"
 	"github.com/fustor/fustor/sdk/debughttp"
 	"github.com/fustor/fustor/sdk/metrics"
 )
@@ -316,6 +317,9 @@ func (a *Agent) pipeLogger() *zap.Logger {
 // driver has a credential): the driver and the cleaned absolute root or journal path, so
 // "/mnt/x" and "/mnt/x/" are one tree. It doubles as the source URI sent to Fusion.
 func signature(sc config.Source) (string, error) {
+	if sc.Driver == "s3" {
+		return s3source.URI(sc.S3.Endpoint, sc.S3.Bucket, sc.S3.Prefix), nil
+	}
 	p := sc.Root
 	if sc.Driver == "journal" {
 		p = sc.Path
@@ -353,6 +357,16 @@ func (a *Agent) newSource(ids []string, sig string, sc config.Source) (*source, 
 	}
 	switch {
 	case src != nil:
+	case sc.Driver == "s3":
+		c := sc.S3
+		sv, err := s3source.New(log, s3source.Config{Endpoint: c.Endpoint, Bucket: c.Bucket, Prefix: c.Prefix, Region: c.Region,
+			PathStyle: c.PathStyle, AccessKey: c.AccessKey, SecretKey: c.SecretKey, SessionToken: c.SessionToken,
+			CredentialsFile: c.CredentialsFile, Profile: c.Profile, ListInterval: c.ListInterval, BackoffMax: c.BackoffMax,
+			MaxRetries: c.MaxRetries, PageSize: c.PageSize, Workers: sc.ScanWorkers})
+		if err != nil {
+			return nil, err
+		}
+		src = sv
 	case sc.Driver == "journal":
 		j, err := journal.New(log, sc.Path)
 		if err != nil {

@@ -3,7 +3,8 @@
 // sentinel sees, and the interfaces a source implements, split by capability.
 //
 // The pipe and the bus are written against this package only; the drivers implement it:
-// source/fs (walk + inotify) and source/journal (a replayable change log). Only agent/internal/app
+// source/fs (walk + inotify), source/journal (a replayable change log) and source/s3 (an object
+// store: listings, and an incremental listing for realtime). Only agent/internal/app
 // names a driver (agent/internal/app/layers_test.go checks it), so a new source is a new driver
 // package and a case in app, never a change to the pipe.
 //
@@ -127,8 +128,10 @@ type Watcher interface {
 	Watch(ctx context.Context, emit func(Event)) error
 }
 
-// OverflowNotifier is a Watcher that knows when it lost events (an inotify queue overflow):
-// f is called then, so the pipes on it can schedule a recovery audit.
+// OverflowNotifier is a Watcher that knows when realtime cannot carry what happened — it
+// lost events (an inotify queue overflow), or it found deletes no event witnessed (an object
+// store's listing diff): f is called then, so the pipes on it schedule an audit, whose listing
+// lets Fusion remove what is gone as blind-spot deletions.
 type OverflowNotifier interface {
 	SetOnOverflow(f func())
 }
