@@ -24,10 +24,12 @@ type obj struct {
 	mtime int64
 }
 
-// listing is one complete listing of the source: its objects by path, and when it started.
+// listing is one complete listing of the source: its objects by path, when it started and
+// ended, and whether the watcher made it (else a walk did).
 type listing struct {
-	objs  map[string]obj
-	start time.Time
+	objs        map[string]obj
+	start, done time.Time
+	watched     bool
 }
 
 // item is one entry of a listing page: an object, or a directory (common prefix, folder marker).
@@ -148,6 +150,51 @@ func (s *Source) listFlat(ctx context.Context, prefix string, call func([]item) 
 	return nil
 }
 
+// rows turns listed items into the events of one walk: every directory once, before what it
+// holds (the walk's own directory first).
+type rows struct {
+	origin source.Origin
+	rel    string
+	dirs   map[string]bool
+	st     *source.WalkStats
+	idx    uint64
+	evs    []source.Event
+}
+
+func (r *rows) dir(p string) {
+	if r.dirs[p] {
+		return
+	}
+	if p != r.rel {
+		r.dir(parent(p))
+	}
+	r.dirs[p] = true
+	r.st.Dirs++
+	r.evs = append(r.evs, source.Event{Origin: r.origin, Path: p, Flags: fsbatch.FlagDir, Index: r.idx})
+}
+
+// add appends the rows of it (and of its directories not sent yet), if it lies below rel.
+func (r *rows) add(it item) bool {
+	if it.path == r.rel || !fspath.IsWithin(it.path, r.rel) {
+		return false
+	}
+	if it.dir {
+		r.dir(it.path)
+		return false
+	}
+	r.dir(parent(it.path))
+	r.evs = append(r.evs, source.Event{Origin: r.origin, Path: it.path, Size: it.o.size, MtimeNs: it.o.mtime, Index: r.idx})
+	r.st.Files++
+	return true
+}
+
+// take returns the events gathered since the last take.
+func (r *rows) take() []source.Event {
+	evs := r.evs
+	r.evs = nil
+	return evs
+}
+
 // walk lists the subtree at rel and emits it as events of origin, every directory before what
 // it holds. A complete listing of the whole source is offered to the watcher (adopt).
 func (s *Source) walk(ctx context.Context, rel string, origin source.Origin, emit func([]source.Event) error) (source.WalkStats, error) {
@@ -160,60 +207,76 @@ func (s *Source) walk(ctx context.Context, rel string, origin source.Origin, emi
 	if rel == fspath.Root {
 		whole = &listing{objs: map[string]obj{}, start: time.Now()}
 	}
-	dirs := map[string]bool{}
-	// dir appends the row of directory p, and first those of its parents not sent yet.
-	var dir func(evs []source.Event, p string, idx uint64) []source.Event
-	dir = func(evs []source.Event, p string, idx uint64) []source.Event {
-		if dirs[p] {
-			return evs
-		}
-		if p != rel {
-			evs = dir(evs, parent(p), idx)
-		}
-		dirs[p] = true
-		st.Dirs++
-		return append(evs, source.Event{Origin: origin, Path: p, Flags: fsbatch.FlagDir, Index: idx})
-	}
+	r := &rows{origin: origin, rel: rel, dirs: map[string]bool{}, st: &st}
 	err = s.list(ctx, rel, func(items []item) error {
-		idx := s.clock.Index()
-		evs := make([]source.Event, 0, len(items)+8)
+		r.idx = s.clock.Index()
 		for _, it := range items {
-			if it.path == rel || !fspath.IsWithin(it.path, rel) {
-				continue
-			}
-			if it.dir {
-				evs = dir(evs, it.path, idx)
-				continue
-			}
-			evs = dir(evs, parent(it.path), idx)
-			evs = append(evs, source.Event{Origin: origin, Path: it.path, Size: it.o.size, MtimeNs: it.o.mtime, Index: idx})
-			st.Files++
-			s.c.objects.Add(1)
-			if whole != nil {
-				whole.objs[it.path] = it.o
+			if r.add(it) {
+				s.c.objects.Add(1)
+				if whole != nil {
+					whole.objs[it.path] = it.o
+				}
 			}
 		}
-		if len(evs) == 0 {
-			return nil
+		if evs := r.take(); len(evs) > 0 {
+			return emit(evs)
 		}
-		return emit(evs)
+		return nil
 	})
 	if err != nil {
 		return st, err
 	}
-	if len(dirs) == 0 {
+	if len(r.dirs) == 0 {
 		// Nothing under rel: the root is still a directory; another path may be one object.
 		if rel == fspath.Root {
-			err = emit([]source.Event{{Origin: origin, Path: rel, Flags: fsbatch.FlagDir, Index: s.clock.Index()}})
-			st.Dirs++
+			r.idx = s.clock.Index()
+			r.dir(rel)
+			err = emit(r.take())
 		} else {
 			err = s.stat(ctx, rel, origin, emit, &st)
 		}
 	}
 	if err == nil && whole != nil {
+		whole.done = time.Now()
 		s.adopt(whole)
 	}
 	return st, err
+}
+
+// auditFromListing emits, as an audit, the watcher's last listing if it is its own and no
+// older than one list_interval, and reports whether it did. The audit a listing's deletes ask
+// for then costs no second listing.
+//
+// Why it is safe: every realtime event sent before the audit's start marker came from that
+// listing or an earlier one (the watcher records a listing before sending what it found), so
+// a path the listing lacks and no later event confirmed is gone; what the watcher sends after
+// the marker is newer than the audit in Fusion's eyes, and protected.
+func (s *Source) auditFromListing(emit func([]source.Event) error) (source.WalkStats, bool, error) {
+	var st source.WalkStats
+	s.mu.Lock()
+	l := s.last
+	s.mu.Unlock()
+	if l == nil || !l.watched || time.Since(l.done) > s.cfg.ListInterval {
+		return st, false, nil
+	}
+	r := &rows{origin: source.OriginAudit, rel: fspath.Root, dirs: map[string]bool{}, st: &st, idx: s.clock.Index()}
+	r.dir(fspath.Root)
+	for _, p := range sortedPaths(l.objs) {
+		r.add(item{path: p, o: l.objs[p]})
+		if len(r.evs) >= s.cfg.PageSize {
+			if err := emit(r.take()); err != nil {
+				return st, true, err
+			}
+			r.idx = s.clock.Index()
+		}
+	}
+	if evs := r.take(); len(evs) > 0 {
+		if err := emit(evs); err != nil {
+			return st, true, err
+		}
+	}
+	s.c.auditsFromListing.Add(1)
+	return st, true, nil
 }
 
 // stat emits the object at path rel, if there is one. It lists rather than HEADs the key:

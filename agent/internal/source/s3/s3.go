@@ -17,8 +17,9 @@
 // changed is sent as realtime upserts. A delete cannot be sent as realtime — nothing
 // witnessed it — so deletes found by the comparison ask the pipes for an audit
 // (OverflowNotifier): a full listing in which Fusion finds the missing keys and removes them
-// as blind-spot deletions. Every audit lists everything (directories have no mtime, so there
-// is no "true silence").
+// as blind-spot deletions. Every audit covers everything (directories have no mtime, so there
+// is no "true silence"); the one a listing's deletes asked for sends that listing rather than
+// listing again.
 //
 // Throttling (503 SlowDown) and other retryable failures are retried per request by the
 // client with exponential backoff (max_retries); a listing that still fails is retried by the
@@ -201,7 +202,13 @@ func (s *Source) Snapshot(ctx context.Context, rel string, origin source.Origin,
 // Audit lists the whole tree, every directory in full: an object store's prefixes have no
 // mtime, so nothing can be silent and cache and opts change nothing. Fusion removes what the
 // audit did not report (blind-spot deletions).
+//
+// When the watcher's own last listing is at most one list_interval old — the audit its deletes
+// asked for — the audit sends that listing instead of listing again (auditFromListing).
 func (s *Source) Audit(ctx context.Context, _ *source.AuditCache, _ source.AuditOptions, emit func([]source.Event) error) (source.WalkStats, error) {
+	if st, done, err := s.auditFromListing(emit); done {
+		return st, err
+	}
 	return s.walk(ctx, "/", source.OriginAudit, emit)
 }
 
@@ -210,21 +217,22 @@ type counters struct {
 	requests, throttled, failedRequests atomic.Uint64
 	objects, listings, listFailures     atomic.Uint64
 	deletesFound, changesFound          atomic.Uint64
-	invalidName                         atomic.Uint64
+	invalidName, auditsFromListing      atomic.Uint64
 }
 
 // Counters returns the source's counters; every key is always present.
 func (s *Source) Counters() map[string]uint64 {
 	return map[string]uint64{
-		"s3_requests":          s.c.requests.Load(),
-		"s3_throttled":         s.c.throttled.Load(),
-		"s3_failed_requests":   s.c.failedRequests.Load(),
-		"s3_objects_listed":    s.c.objects.Load(),
-		"s3_listings":          s.c.listings.Load(),
-		"s3_listing_failures":  s.c.listFailures.Load(),
-		"s3_changes_found":     s.c.changesFound.Load(),
-		"s3_deletes_found":     s.c.deletesFound.Load(),
-		"skipped_invalid_name": s.c.invalidName.Load(),
+		"s3_requests":            s.c.requests.Load(),
+		"s3_throttled":           s.c.throttled.Load(),
+		"s3_failed_requests":     s.c.failedRequests.Load(),
+		"s3_objects_listed":      s.c.objects.Load(),
+		"s3_listings":            s.c.listings.Load(),
+		"s3_listing_failures":    s.c.listFailures.Load(),
+		"s3_changes_found":       s.c.changesFound.Load(),
+		"s3_deletes_found":       s.c.deletesFound.Load(),
+		"s3_audits_from_listing": s.c.auditsFromListing.Load(),
+		"skipped_invalid_name":   s.c.invalidName.Load(),
 	}
 }
 

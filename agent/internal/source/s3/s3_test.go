@@ -30,7 +30,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // stopped and started again on the same port. Objects get LastModified from a clock that
 // advances one second per put, so mtimes differ and are known.
 type fakeS3 struct {
-	t       *testing.T
+	t       testing.TB
 	backend *s3mem.Backend
 	clock   gofakes3.TimeSourceAdvancer
 	handler http.Handler
@@ -44,7 +44,7 @@ type fakeS3 struct {
 
 const bucket = "data"
 
-func newFakeS3(t *testing.T) *fakeS3 {
+func newFakeS3(t testing.TB) *fakeS3 {
 	t.Helper()
 	clock := gofakes3.FixedTimeSource(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	b := s3mem.New(s3mem.WithTimeSource(clock))
@@ -107,7 +107,7 @@ func (f *fakeS3) del(key string) {
 }
 
 // newSource returns a source on f (prefix as given) whose connections are closed at the end.
-func newSource(t *testing.T, f *fakeS3, prefix string, mod func(*Config)) *Source {
+func newSource(t testing.TB, f *fakeS3, prefix string, mod func(*Config)) *Source {
 	t.Helper()
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)
@@ -494,5 +494,57 @@ func TestEmitErrorStopsWalk(t *testing.T) {
 	_, err := s.Snapshot(context.Background(), "/", source.OriginSnapshot, func([]source.Event) error { return errEmit })
 	if !errors.Is(err, errEmit) {
 		t.Errorf("walk: %v, want %v", err, errEmit)
+	}
+}
+
+// TestAuditFromFreshListing: the audit a listing's deletes ask for sends that listing (no
+// request), without the deleted object and with every directory in full; a stale listing is
+// listed again.
+func TestAuditFromFreshListing(t *testing.T) {
+	f := newFakeS3(t)
+	f.put("a/keep.txt", "k")
+	f.put("a/b/gone.txt", "g")
+	s := newSource(t, f, "", func(c *Config) { c.ListInterval, c.BackoffMax = time.Hour, time.Hour })
+	ctx := context.Background()
+	audits := 0
+	s.SetOnOverflow(func() { audits++ })
+	emit := func(source.Event) {}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(s.cycle(ctx, emit))
+	f.del("a/b/gone.txt")
+	must(s.cycle(ctx, emit))
+	if audits != 1 {
+		t.Fatalf("%d audit requests after a delete, want 1", audits)
+	}
+	audit := func() []row {
+		var evs []source.Event
+		_, err := s.Audit(ctx, source.NewAuditCache(), source.AuditOptions{}, func(b []source.Event) error {
+			evs = append(evs, b...)
+			return nil
+		})
+		must(err)
+		return rowsOf(evs)
+	}
+	req := s.Counters()["s3_requests"]
+	got := audit()
+	want := []row{{path: "/", dir: true}, {path: "/a", dir: true}, {"/a/keep.txt", false, 1, got[len(got)-1].mtime}}
+	if !slices.Equal(got, want) {
+		t.Errorf("audit rows %v, want %v", got, want)
+	}
+	if c := s.Counters(); c["s3_requests"] != req || c["s3_audits_from_listing"] != 1 {
+		t.Errorf("audit from the listing sent %d requests (counters %v), want none", c["s3_requests"]-req, c)
+	}
+	// The listing ages past list_interval: the next audit lists.
+	s.mu.Lock()
+	s.last.done = time.Now().Add(-2 * time.Hour)
+	s.mu.Unlock()
+	audit()
+	if c := s.Counters(); c["s3_requests"] == req || c["s3_audits_from_listing"] != 1 {
+		t.Errorf("a stale listing was reused: counters %v", c)
 	}
 }

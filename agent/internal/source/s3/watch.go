@@ -74,6 +74,8 @@ func (s *Source) cycle(ctx context.Context, emit func(source.Event)) error {
 		return err
 	}
 	s.c.listings.Add(1)
+	cur.done, cur.watched = time.Now(), true
+	s.log.Debug("s3 listing done", zap.Int("objects", len(cur.objs)), zap.Duration("took", cur.done.Sub(cur.start)))
 	s.mu.Lock()
 	prev := s.last
 	if prev != nil && prev.start.After(cur.start) {
