@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/fustor/fustor/agent/internal/mapping"
 	sdkconfig "github.com/fustor/fustor/sdk/config"
 )
 
@@ -192,6 +193,10 @@ type Pipe struct {
 	// BackoffMin and BackoffMax bound the reconnect backoff.
 	BackoffMin time.Duration `koanf:"backoff_min"`
 	BackoffMax time.Duration `koanf:"backoff_max"`
+	// FieldsMapping projects the rows of a generic-schema source (DESIGN.md §7; package
+	// agent/internal/mapping): empty = pass-through. Every source driver today emits the fs
+	// schema, whose rows are typed, so a non-empty mapping is refused on them.
+	FieldsMapping mapping.Config `koanf:"fields_mapping"`
 }
 
 // Default returns a configuration with no sources, senders or pipes.
@@ -385,6 +390,13 @@ func (c *Config) Validate() error {
 		if v := p.OverflowAuditDelay; v != nil && *v < 0 {
 			errs = append(errs, fmt.Errorf("pipes.%s: overflow_audit_delay %v must not be negative", id, *v))
 		}
+		if err := p.FieldsMapping.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("pipes.%s: fields_mapping: %w", id, err))
+		} else if len(p.FieldsMapping.Fields) > 0 || p.FieldsMapping.OnCastError != "" {
+			if src, ok := c.Sources[p.Source]; ok && SchemaOf(src.Driver) == "fs" {
+				errs = append(errs, fmt.Errorf("pipes.%s: fields_mapping applies to generic-schema rows; source %q (driver %s) emits fs rows", id, p.Source, src.Driver))
+			}
+		}
 	}
 	// DESIGN.md §2: a <source, sender> pair runs at most one pipe.
 	seen := map[[2]string]string{}
@@ -411,3 +423,16 @@ func Demo(root string) Config {
 
 // ptr returns a pointer to a copy of v, for the settings whose zero is a value of its own.
 func ptr[T any](v T) *T { return &v }
+
+// SchemaOf is the schema (DESIGN.md §2) a source driver emits: every driver today emits "fs"
+// rows, version SchemaVersionFS; a driver of another schema (a database) names its own.
+func SchemaOf(driver string) string {
+	switch driver {
+	case "fs", "journal", "s3", "":
+		return "fs"
+	}
+	return driver
+}
+
+// SchemaVersionFS is the version of the fs schema the agent speaks.
+const SchemaVersionFS = 1
