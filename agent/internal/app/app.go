@@ -210,8 +210,8 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Agent, error) {
 }
 
 // pipeConfig is a pipe's settings from its normalised configuration (every optional one set).
-func pipeConfig(id, agentID, uri string, pc config.Pipe) pipe.Config {
-	return pipe.Config{ID: id, AgentID: agentID, SourceURI: uri,
+func pipeConfig(id, agentID, uri, driver string, pc config.Pipe) pipe.Config {
+	return pipe.Config{ID: id, AgentID: agentID, SourceURI: uri, Schema: config.SchemaOf(driver), SchemaVersion: config.SchemaVersionFS,
 		BatchSize: pc.BatchSize, TimeoutHint: pc.TimeoutHint, BackoffMin: pc.BackoffMin, BackoffMax: pc.BackoffMax,
 		AuditInterval: pc.AuditInterval, StuckAfter: pc.StuckAfter,
 		AuditRollingShare: *pc.AuditRollingShare, AuditDeepEvery: *pc.AuditDeepEvery, OverflowAuditDelay: *pc.OverflowAuditDelay,

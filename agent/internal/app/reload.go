@@ -241,7 +241,7 @@ func (a *Agent) prepare(pl *plan) (*change, error) {
 	for _, id := range slices.Sorted(maps.Keys(pl.cfg.Pipes)) {
 		pc := pl.cfg.Pipes[id]
 		sig := pl.sigOf[pc.Source]
-		e := pipeEntry{cfg: pipeConfig(id, pl.cfg.AgentID, sig, pc), sender: pc.Sender, sig: sig}
+		e := pipeEntry{cfg: pipeConfig(id, pl.cfg.AgentID, sig, pl.cfg.Sources[pc.Source].Driver, pc), sender: pc.Sender, sig: sig}
 		e.cfg.StateDir = pl.cfg.StateDir
 		old, ok := a.pipes[id]
 		why := ""

@@ -82,7 +82,9 @@ func TestValidate(t *testing.T) {
 	}{
 		{"echo sender needs no address nor key", func(c *Config) { c.Senders["fusion"] = Sender{Driver: "echo"} }, ""},
 		{"unknown sender driver", func(c *Config) { s := c.Senders["fusion"]; s.Driver = "kafka"; c.Senders["fusion"] = s }, `unknown driver "kafka" (want grpc or echo)`},
-		{"s3 source", func(c *Config) { c.Sources["demo"] = Source{Driver: "s3", BusCapacity: 1, S3: S3{Endpoint: "e", Bucket: "b"}} }, ""},
+		{"s3 source", func(c *Config) {
+			c.Sources["demo"] = Source{Driver: "s3", BusCapacity: 1, S3: S3{Endpoint: "e", Bucket: "b"}}
+		}, ""},
 		{"s3 without bucket", func(c *Config) { c.Sources["demo"] = Source{Driver: "s3", BusCapacity: 1, S3: S3{Endpoint: "e"}} }, "s3.endpoint and s3.bucket are required"},
 		{"s3 half a key", func(c *Config) {
 			c.Sources["demo"] = Source{Driver: "s3", BusCapacity: 1, S3: S3{Endpoint: "e", Bucket: "b", AccessKey: "a"}}
