@@ -8,57 +8,62 @@ import (
 	"github.com/fustor/fustor/agent/internal/source"
 )
 
-// benchObjects is the bucket of the benchmarks: 10 × 10 × 10 prefixes of 10 objects.
-const benchObjects = 10_000
+// benchSizes are the buckets of the benchmarks: 10 top-level prefixes, each of 10 × 10
+// prefixes, objects spread evenly.
+var benchSizes = []int{10_000, 100_000}
 
-func benchSource(b *testing.B) (*fakeS3, *Source) {
+func benchSource(b *testing.B, n int) *Source {
 	f := newFakeS3(b)
-	for i := range benchObjects {
+	for i := range n {
 		f.put(fmt.Sprintf("t%d/m%d/l%d/obj-%06d.dat", i%10, i/10%10, i/100%10, i), "x")
 	}
-	s := newSource(b, f, "", func(c *Config) { c.PageSize = 1000 })
-	return f, s
+	return newSource(b, f, "", func(c *Config) { c.PageSize = 1000 })
 }
 
-// BenchmarkSnapshot lists the whole bucket as a snapshot: objects/s and requests per 1,000
-// objects (the cost of a snapshot on a billed store).
-func BenchmarkSnapshot(b *testing.B) {
-	_, s := benchSource(b)
-	req0 := s.Counters()["s3_requests"]
-	b.ResetTimer()
-	for range b.N {
-		n := 0
-		_, err := s.Snapshot(context.Background(), "/", source.OriginSnapshot, func(evs []source.Event) error {
-			n += len(evs)
-			return nil
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.StopTimer()
+// report adds objects/s and the requests per 1,000 objects of one operation.
+func report(b *testing.B, s *Source, n int, req0 uint64) {
 	reqs := float64(s.Counters()["s3_requests"]-req0) / float64(b.N)
-	b.ReportMetric(float64(benchObjects*b.N)/b.Elapsed().Seconds(), "objects/s")
-	b.ReportMetric(reqs*1000/benchObjects, "requests/1k-objects")
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "objects/s")
+	b.ReportMetric(reqs*1000/float64(n), "requests/1k-objects")
+}
+
+// BenchmarkSnapshot lists the whole bucket as a snapshot, against gofakes3 over loopback HTTP.
+func BenchmarkSnapshot(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprintf("objects=%d", n), func(b *testing.B) {
+			s := benchSource(b, n)
+			req0 := s.Counters()["s3_requests"]
+			b.ResetTimer()
+			for range b.N {
+				if _, err := s.Snapshot(context.Background(), "/", source.OriginSnapshot, func([]source.Event) error { return nil }); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			report(b, s, n, req0)
+		})
+	}
 }
 
 // BenchmarkIncrementalCycle is one realtime cycle (a listing compared with the last) on an
 // unchanged bucket.
 func BenchmarkIncrementalCycle(b *testing.B) {
-	_, s := benchSource(b)
-	ctx := context.Background()
-	if err := s.cycle(ctx, func(source.Event) {}); err != nil {
-		b.Fatal(err)
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprintf("objects=%d", n), func(b *testing.B) {
+			s := benchSource(b, n)
+			ctx := context.Background()
+			if err := s.cycle(ctx, func(source.Event) {}); err != nil {
+				b.Fatal(err)
+			}
+			req0 := s.Counters()["s3_requests"]
+			b.ResetTimer()
+			for range b.N {
+				if err := s.cycle(ctx, func(source.Event) {}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			report(b, s, n, req0)
+		})
 	}
-	req0 := s.Counters()["s3_requests"]
-	b.ResetTimer()
-	for range b.N {
-		if err := s.cycle(ctx, func(source.Event) {}); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.StopTimer()
-	reqs := float64(s.Counters()["s3_requests"]-req0) / float64(b.N)
-	b.ReportMetric(float64(benchObjects*b.N)/b.Elapsed().Seconds(), "objects/s")
-	b.ReportMetric(reqs*1000/benchObjects, "requests/1k-objects")
 }
