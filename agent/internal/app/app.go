@@ -362,7 +362,7 @@ func (a *Agent) newSource(ids []string, sig string, sc config.Source) (*source, 
 		sv, err := s3source.New(log, s3source.Config{Endpoint: c.Endpoint, Bucket: c.Bucket, Prefix: c.Prefix, Region: c.Region,
 			PathStyle: c.PathStyle, AccessKey: c.AccessKey, SecretKey: c.SecretKey, SessionToken: c.SessionToken,
 			CredentialsFile: c.CredentialsFile, Profile: c.Profile, ListInterval: c.ListInterval, BackoffMax: c.BackoffMax,
-			MaxRetries: c.MaxRetries, PageSize: c.PageSize, Workers: sc.ScanWorkers})
+			MaxRetries: c.MaxRetries, PageSize: c.PageSize, Workers: sc.ScanWorkers, Excludes: sc.Excludes})
 		if err != nil {
 			return nil, err
 		}

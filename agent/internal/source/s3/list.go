@@ -3,6 +3,7 @@ package s3
 import (
 	"context"
 	"fmt"
+	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -65,6 +66,10 @@ func (s *Source) toItem(key string, size int64, etag string, mtime time.Time) (i
 			return item{}, false
 		}
 	}
+	if s.excluded(rel) {
+		s.c.excluded.Add(1)
+		return item{}, false
+	}
 	it := item{path: "/" + rel, dir: dir}
 	if !dir {
 		it.o = obj{etag: etag, size: uint64(max(size, 0)), mtime: mtime.UnixNano()}
@@ -94,6 +99,10 @@ func (s *Source) list(ctx context.Context, rel string, fn func([]item) error) er
 			// A common prefix. Some servers repeat one on the next page; list it once.
 			if slices.Contains(subs, o.Key) {
 				continue
+			}
+			if rel, ok := strings.CutPrefix(o.Key, s.prefix); ok && s.excluded(strings.TrimSuffix(rel, "/")) {
+				s.c.excluded.Add(1)
+				continue // an excluded directory is not listed at all
 			}
 			subs = append(subs, o.Key)
 		}
@@ -315,4 +324,31 @@ func sortedPaths(m map[string]obj) []string {
 func parent(p string) string {
 	d, _ := fspath.Split(p)
 	return d
+}
+
+// excluded reports whether rel (a key relative to the prefix, no leading "/") or a directory
+// above it matches an exclude pattern, by basename or by path.
+func (s *Source) excluded(rel string) bool {
+	if len(s.cfg.Excludes) == 0 {
+		return false
+	}
+	for end := 0; end < len(rel); {
+		next := strings.IndexByte(rel[end+1:], '/')
+		if next < 0 {
+			end = len(rel)
+		} else {
+			end += 1 + next
+		}
+		p := rel[:end]
+		base := p[strings.LastIndexByte(p, '/')+1:]
+		for _, pat := range s.cfg.Excludes {
+			if ok, _ := path.Match(pat, base); ok {
+				return true
+			}
+			if ok, _ := path.Match(pat, p); ok {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -37,6 +37,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -71,6 +72,10 @@ type Config struct {
 	CredentialsFile, Profile           string
 	ListInterval, BackoffMax           time.Duration
 	MaxRetries, PageSize, Workers      int
+	// Excludes are path.Match patterns, each matched against the basename and the path
+	// (without the leading "/") of an object and of every directory above it: an excluded
+	// directory hides everything under it.
+	Excludes []string
 	// Transport, when set, carries the requests (tests); nil = the client's default.
 	Transport http.RoundTripper
 }
@@ -91,6 +96,11 @@ func (c Config) Validate() error {
 	}
 	if c.PageSize < 0 || c.PageSize > 1000 || c.Workers < 0 || c.MaxRetries < 0 {
 		errs = append(errs, errors.New("page_size must be 0..1000, scan_workers and max_retries not negative"))
+	}
+	for _, p := range c.Excludes {
+		if _, err := path.Match(p, ""); err != nil || p == "" {
+			errs = append(errs, fmt.Errorf("exclude pattern %q is not a valid pattern", p))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -218,6 +228,7 @@ type counters struct {
 	objects, listings, listFailures     atomic.Uint64
 	deletesFound, changesFound          atomic.Uint64
 	invalidName, auditsFromListing      atomic.Uint64
+	excluded                            atomic.Uint64
 }
 
 // Counters returns the source's counters; every key is always present.
@@ -232,6 +243,7 @@ func (s *Source) Counters() map[string]uint64 {
 		"s3_changes_found":       s.c.changesFound.Load(),
 		"s3_deletes_found":       s.c.deletesFound.Load(),
 		"s3_audits_from_listing": s.c.auditsFromListing.Load(),
+		"s3_excluded":            s.c.excluded.Load(),
 		"skipped_invalid_name":   s.c.invalidName.Load(),
 	}
 }

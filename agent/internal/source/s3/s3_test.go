@@ -553,3 +553,31 @@ func TestAuditFromFreshListing(t *testing.T) {
 		t.Errorf("a stale listing was reused: counters %v", c)
 	}
 }
+
+// TestExcludes: a pattern hides objects by basename or path, and a directory with what is
+// under it; bad patterns are refused.
+func TestExcludes(t *testing.T) {
+	f := newFakeS3(t)
+	for _, k := range []string{"a/keep.txt", "a/skip.tmp", "a/.snapshot/x.txt", "b/c/d.txt", "b/e.txt", ".snapshot/top.txt", ".snapshot/more.txt"} {
+		f.put(k, "x")
+	}
+	s := newSource(t, f, "", func(c *Config) { c.Excludes = []string{"*.tmp", ".snapshot", "b/c"} })
+	evs, _ := collect(t, s, "/", source.OriginSnapshot)
+	var paths []string
+	for _, e := range evs {
+		paths = append(paths, e.Path)
+	}
+	slices.Sort(paths)
+	if want := []string{"/", "/a", "/a/keep.txt", "/b", "/b/e.txt"}; !slices.Equal(paths, want) {
+		t.Errorf("paths %v, want %v", paths, want)
+	}
+	// The top-level .snapshot/ is not even listed: one exclusion for it, not one per key.
+	if c := s.Counters()["s3_excluded"]; c != 4 {
+		t.Errorf("s3_excluded = %d, want 4", c)
+	}
+	cfg := Default()
+	cfg.Endpoint, cfg.Bucket, cfg.Excludes = "e", "b", []string{"[a-"}
+	if _, err := New(nil, cfg); err == nil || !strings.Contains(err.Error(), `exclude pattern "[a-"`) {
+		t.Errorf("bad pattern: %v", err)
+	}
+}
