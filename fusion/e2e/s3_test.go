@@ -152,7 +152,8 @@ func s3Objects(t *testing.T) int {
 // under nested prefixes (10 × 10 × 10 directories of 100) gives a view whose tree equals the
 // listing — keys, sizes, mtimes; objects added, overwritten and deleted show within a listing
 // cycle, the deletes as blind-spot deletions; with the server gone for 30 s the agent backs
-// off while its heartbeats keep the session, and converges once the server is back.
+// off while its heartbeats keep the session (reporting can_realtime=false), and converges once
+// the server is back.
 func TestS3SourceFeedsView(t *testing.T) {
 	srv := newS3Server(t)
 	n := s3Objects(t)
@@ -271,9 +272,9 @@ pipes:
 		if err != nil {
 			return err
 		}
-		if n < failedBefore+2 {
+		if n < failedBefore+2 || s.CanRealtime {
 			time.Sleep(200 * time.Millisecond)
-			return fmt.Errorf("%d failed listings", n-failedBefore)
+			return fmt.Errorf("%d failed listings, can_realtime %v", n-failedBefore, s.CanRealtime)
 		}
 		return nil
 	})
@@ -289,11 +290,20 @@ pipes:
 	srv.start(addr)
 	back := waitEqual(4*time.Second+cycle, "view converges after the outage")
 	t.Logf("converged %v after the server returned (backoff_max 4s)", back.Round(time.Millisecond))
-	after, err := c.sessionOf("e2e-agent")
-	must(t, err)
-	if after.ID != before.ID {
-		t.Errorf("session changed across the outage: %s → %s", before.ID, after.ID)
-	}
+	eventually(t, 30*time.Second, "realtime reported back", func() error {
+		after, err := c.sessionOf("e2e-agent")
+		if err != nil {
+			return err
+		}
+		if after.ID != before.ID {
+			t.Fatalf("session changed across the outage: %s → %s", before.ID, after.ID)
+		}
+		if !after.CanRealtime {
+			time.Sleep(200 * time.Millisecond)
+			return errNotYet
+		}
+		return nil
+	})
 }
 
 // TestS3SourceInForest: one agent feeds a forest view from an s3 source and an fs directory,

@@ -103,6 +103,15 @@ func (s *source) removePipe(p *pipe.Pipe) {
 	s.pipes = slices.DeleteFunc(s.pipes, func(q *pipe.Pipe) bool { return q == p })
 }
 
+// canRealtime reports whether the source delivers realtime now: its watcher runs and, for a
+// source that can tell (an object store), sees changes.
+func (s *source) canRealtime() bool {
+	if r, ok := s.src.(agentsource.RealtimeReporter); ok && !r.Realtime() {
+		return false
+	}
+	return s.realtime.Load()
+}
+
 // counters are the source's counters (none for a source without any).
 func (s *source) counters() map[string]uint64 {
 	if c, ok := s.src.(agentsource.Counters); ok {

@@ -145,7 +145,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	sources, pipes := c.a.parts()
 	for _, s := range sources {
 		name := s.name()
-		gauge(c.realtime, b(s.realtime.Load()), name)
+		gauge(c.realtime, b(s.canRealtime()), name)
 		for k, v := range s.counters() {
 			if reason, ok := strings.CutPrefix(k, skippedPrefix); ok {
 				counter(c.skipped, float64(v), name, reason)

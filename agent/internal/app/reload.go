@@ -304,7 +304,7 @@ func (a *Agent) commit(ch *change, logChanges bool) {
 	for _, id := range slices.Sorted(maps.Keys(ch.pipes)) {
 		e := ch.pipes[id]
 		src := a.sources[e.sig]
-		e.p = pipe.New(plog, e.cfg, src.src, src.bus, a.senders[e.sender].s, src.realtime.Load)
+		e.p = pipe.New(plog, e.cfg, src.src, src.bus, a.senders[e.sender].s, src.canRealtime)
 		a.pipes[id] = &e
 		src.addPipe(e.p)
 		a.startPart(partKey(kindPipe, id), e.p.Run)

@@ -17,6 +17,7 @@
 //     committed index is still in the log.
 //   - Auditor, Sentineler (optional): the leader's periodic audit and its sentinel answers.
 //   - Counters (optional): the source's counters for heartbeats and metrics.
+//   - RealtimeReporter (optional): whether a running watcher sees changes right now.
 //
 // Describe sums up what a source can do (Capabilities), as sent to Fusion.
 package source
@@ -134,6 +135,13 @@ type Watcher interface {
 // lets Fusion remove what is gone as blind-spot deletions.
 type OverflowNotifier interface {
 	SetOnOverflow(f func())
+}
+
+// RealtimeReporter is a Watcher whose watching can run and yet see nothing for a while (an
+// object store's listings failing): Realtime reports whether it works right now, and the
+// pipes on it report can_realtime accordingly. Optional; without it a running Watch counts.
+type RealtimeReporter interface {
+	Realtime() bool
 }
 
 // Resumer is a realtime source that can continue from a committed index (a replayable log),

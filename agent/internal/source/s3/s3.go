@@ -58,6 +58,7 @@ var (
 	_ source.Watcher          = (*Source)(nil)
 	_ source.OverflowNotifier = (*Source)(nil)
 	_ source.Counters         = (*Source)(nil)
+	_ source.RealtimeReporter = (*Source)(nil)
 )
 
 // Config is one s3 source.
@@ -115,6 +116,8 @@ type Source struct {
 	c      counters
 
 	onOverflow atomic.Pointer[func()]
+	// failing is set while listings fail: realtime sees nothing then (Realtime).
+	failing atomic.Bool
 
 	// mu guards last: the listing the watcher compares the next one with (watch.go).
 	mu   sync.Mutex
@@ -200,6 +203,10 @@ func URI(endpointURL, bucket, prefix string) string {
 	}
 	return "s3://" + host + "/" + bucket + "/" + strings.Trim(prefix, "/")
 }
+
+// Realtime reports whether the incremental listing works: false from a failed listing until
+// one succeeds again, so the pipes run degraded (can_realtime=false) through an outage.
+func (s *Source) Realtime() bool { return !s.failing.Load() }
 
 // SetOnOverflow sets what is called when a listing finds deletes: the pipes audit.
 func (s *Source) SetOnOverflow(f func()) { s.onOverflow.Store(&f) }

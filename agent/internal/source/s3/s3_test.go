@@ -356,12 +356,16 @@ func TestWatchSurvivesOutage(t *testing.T) {
 	addr := f.addr
 	f.stop()
 	waitFor(t, "failed listings", func() bool { return s.Counters()["s3_listing_failures"] >= 3 })
+	if s.Realtime() {
+		t.Error("realtime reported working while listings fail")
+	}
 	at := f.put("b.txt", "bb")
 	f.start(addr)
 	waitFor(t, "b.txt", func() bool { return len(w.events()) > 0 })
 	if got, want := rowsOf(w.events()), []row{{"/b.txt", false, 2, at.UnixNano()}}; !slices.Equal(got, want) {
 		t.Errorf("after the outage: %v, want %v", got, want)
 	}
+	waitFor(t, "realtime back", s.Realtime)
 }
 
 // TestThrottlingRetried: 503 SlowDown answers are retried by the client; the walk succeeds

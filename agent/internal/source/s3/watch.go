@@ -37,6 +37,7 @@ func (s *Source) Watch(ctx context.Context, emit func(source.Event)) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		s.failing.Store(err != nil)
 		if err != nil {
 			failures++
 			s.c.listFailures.Add(1)
