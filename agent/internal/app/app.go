@@ -8,7 +8,7 @@
 // or fails, so Reload (reload.go) can start, stop or restart one by id while the others, and
 // their sessions, run on.
 //
-// It is the one package that names the drivers — source/fs, source/journal and sender/grpc —
+// It is the one package that names the drivers — source/fs, source/journal, source/s3, sender/grpc and sender/echo —
 // and hands them to the pipe as the contracts of agent/internal/source and
 // agent/internal/sender (layers_test.go checks that nothing else imports them).
 package app
@@ -33,10 +33,13 @@ import (
 	"github.com/fustor/fustor/agent/internal/bus"
 	"github.com/fustor/fustor/agent/internal/config"
 	"github.com/fustor/fustor/agent/internal/pipe"
+	agentsender "github.com/fustor/fustor/agent/internal/sender"
+	echosender "github.com/fustor/fustor/agent/internal/sender/echo"
 	grpcsender "github.com/fustor/fustor/agent/internal/sender/grpc"
 	agentsource "github.com/fustor/fustor/agent/internal/source"
 	"github.com/fustor/fustor/agent/internal/source/fs"
 	"github.com/fustor/fustor/agent/internal/source/journal"
+	s3source "github.com/fustor/fustor/agent/internal/source/s3"
 	"github.com/fustor/fustor/sdk/debughttp"
 	"github.com/fustor/fustor/sdk/metrics"
 )
@@ -100,6 +103,15 @@ func (s *source) removePipe(p *pipe.Pipe) {
 	s.pipes = slices.DeleteFunc(s.pipes, func(q *pipe.Pipe) bool { return q == p })
 }
 
+// canRealtime reports whether the source delivers realtime now: its watcher runs and, for a
+// source that can tell (an object store), sees changes.
+func (s *source) canRealtime() bool {
+	if r, ok := s.src.(agentsource.RealtimeReporter); ok && !r.Realtime() {
+		return false
+	}
+	return s.realtime.Load()
+}
+
 // counters are the source's counters (none for a source without any).
 func (s *source) counters() map[string]uint64 {
 	if c, ok := s.src.(agentsource.Counters); ok {
@@ -111,7 +123,21 @@ func (s *source) counters() map[string]uint64 {
 // senderEntry is one configured sender and its connection.
 type senderEntry struct {
 	cfg config.Sender
-	s   *grpcsender.GRPC
+	s   closableSender
+}
+
+// closableSender is a sender driver: the contract plus the release of its connection or file.
+type closableSender interface {
+	agentsender.Sender
+	Close() error
+}
+
+// newSender builds the sender driver of sc.
+func newSender(sc config.Sender, b agentsender.Backoff, log *zap.Logger) (closableSender, error) {
+	if sc.Driver == "echo" {
+		return echosender.New(sc.Path)
+	}
+	return grpcsender.NewGRPC(sc, b, log)
 }
 
 // pipeEntry is one configured pipe: what it was built from, to tell on reload whether it
@@ -193,8 +219,8 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Agent, error) {
 }
 
 // pipeConfig is a pipe's settings from its normalised configuration (every optional one set).
-func pipeConfig(id, agentID, uri string, pc config.Pipe) pipe.Config {
-	return pipe.Config{ID: id, AgentID: agentID, SourceURI: uri,
+func pipeConfig(id, agentID, uri, driver string, pc config.Pipe) pipe.Config {
+	return pipe.Config{ID: id, AgentID: agentID, SourceURI: uri, Schema: config.SchemaOf(driver), SchemaVersion: config.SchemaVersionFS,
 		BatchSize: pc.BatchSize, TimeoutHint: pc.TimeoutHint, BackoffMin: pc.BackoffMin, BackoffMax: pc.BackoffMax,
 		AuditInterval: pc.AuditInterval, StuckAfter: pc.StuckAfter,
 		AuditRollingShare: *pc.AuditRollingShare, AuditDeepEvery: *pc.AuditDeepEvery, OverflowAuditDelay: *pc.OverflowAuditDelay,
@@ -300,6 +326,9 @@ func (a *Agent) pipeLogger() *zap.Logger {
 // driver has a credential): the driver and the cleaned absolute root or journal path, so
 // "/mnt/x" and "/mnt/x/" are one tree. It doubles as the source URI sent to Fusion.
 func signature(sc config.Source) (string, error) {
+	if sc.Driver == "s3" {
+		return s3source.URI(sc.S3.Endpoint, sc.S3.Bucket, sc.S3.Prefix), nil
+	}
 	p := sc.Root
 	if sc.Driver == "journal" {
 		p = sc.Path
@@ -337,6 +366,16 @@ func (a *Agent) newSource(ids []string, sig string, sc config.Source) (*source, 
 	}
 	switch {
 	case src != nil:
+	case sc.Driver == "s3":
+		c := sc.S3
+		sv, err := s3source.New(log, s3source.Config{Endpoint: c.Endpoint, Bucket: c.Bucket, Prefix: c.Prefix, Region: c.Region,
+			PathStyle: c.PathStyle, AccessKey: c.AccessKey, SecretKey: c.SecretKey, SessionToken: c.SessionToken,
+			CredentialsFile: c.CredentialsFile, Profile: c.Profile, ListInterval: c.ListInterval, BackoffMax: c.BackoffMax,
+			MaxRetries: c.MaxRetries, PageSize: c.PageSize, Workers: sc.ScanWorkers, Excludes: sc.Excludes})
+		if err != nil {
+			return nil, err
+		}
+		src = sv
 	case sc.Driver == "journal":
 		j, err := journal.New(log, sc.Path)
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/fustor/fustor/agent/internal/bus"
 	"github.com/fustor/fustor/agent/internal/config"
+	"github.com/fustor/fustor/agent/internal/pipe"
 	agentsource "github.com/fustor/fustor/agent/internal/source"
 )
 
@@ -161,10 +162,14 @@ func TestPipeConfigCarriesEverySetting(t *testing.T) {
 			f.SetFloat(0.01 * float64(i))
 		}
 	}
-	got := reflect.ValueOf(pipeConfig("p", "a", "fs:///x", pc))
+	got := reflect.ValueOf(pipeConfig("p", "a", "fs:///x", "fs", pc))
+	if g := got.Interface().(pipe.Config); g.Schema != "fs" || g.SchemaVersion != 1 {
+		t.Errorf("schema %q version %d, want fs 1", g.Schema, g.SchemaVersion)
+	}
 	for i := range v.NumField() {
 		name := v.Type().Field(i).Name
-		if name == "Source" || name == "Sender" {
+		// FieldsMapping is for generic-schema rows, refused on every source there is (fs rows).
+		if name == "Source" || name == "Sender" || name == "FieldsMapping" {
 			continue
 		}
 		want := reflect.Indirect(v.Field(i))

@@ -19,6 +19,8 @@ const (
 	contract   = mod + "/internal/source"
 	sourceTree = contract + "/"
 	grpcSender = mod + "/internal/sender/grpc"
+	echoSender = mod + "/internal/sender/echo"
+	s3Driver   = mod + "/internal/source/s3"
 	appPkg     = mod + "/internal/app"
 	cmdPrefix  = mod + "/cmd/"
 	pipePkg    = mod + "/internal/pipe"
@@ -28,7 +30,7 @@ const (
 )
 
 // drivers are the packages only app (and cmd) may import.
-var drivers = []string{fsDriver, journalDrv, grpcSender}
+var drivers = []string{fsDriver, journalDrv, s3Driver, grpcSender, echoSender}
 
 type listed struct {
 	ImportPath                         string

@@ -100,9 +100,20 @@ func newCollector(a *Agent) *collector {
 			"snapshot_rows":        counter("walk_rows_total", "Rows handed on by walks: snapshots, audits and on-demand scans."),
 			"panics":               counter("panics_total", "Panics recovered in the watcher and walks."),
 			"clock_drift_ms":       drift,
-			"clock_index_held":     counter("clock_index_held_total", "Event indexes held at their last value because corrected time went backwards."),
-			"journal_lines":        counter("journal_lines_total", "Valid lines the journal source read."),
-			"journal_replays":      counter("journal_replays_total", "Times the journal source replayed its log from a committed index."),
+			// The s3 source's (source/s3).
+			"s3_requests":            counter("s3_requests_total", "Requests sent to the object store."),
+			"s3_throttled":           counter("s3_throttled_total", "Requests the store answered 503 SlowDown or 429 (retried with backoff)."),
+			"s3_failed_requests":     counter("s3_failed_requests_total", "Requests that failed: network errors and 5xx answers other than throttling."),
+			"s3_objects_listed":      counter("s3_objects_listed_total", "Objects listed by walks."),
+			"s3_listings":            counter("s3_listings_total", "Incremental listings completed (the s3 source's realtime)."),
+			"s3_listing_failures":    counter("s3_listing_failures_total", "Incremental listings that failed (each retried after a backoff)."),
+			"s3_changes_found":       counter("s3_changes_found_total", "Objects added or changed, found by incremental listings and sent as realtime events."),
+			"s3_deletes_found":       counter("s3_deletes_found_total", "Objects deleted, found by incremental listings (each listing with any asks for an audit)."),
+			"s3_audits_from_listing": counter("s3_audits_from_listing_total", "Audits that resent the last listing instead of listing again."),
+			"s3_excluded":            counter("s3_excluded_total", "Keys hidden by the source's excludes."),
+			"clock_index_held":       counter("clock_index_held_total", "Event indexes held at their last value because corrected time went backwards."),
+			"journal_lines":          counter("journal_lines_total", "Valid lines the journal source read."),
+			"journal_replays":        counter("journal_replays_total", "Times the journal source replayed its log from a committed index."),
 		},
 	}
 }
@@ -134,7 +145,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	sources, pipes := c.a.parts()
 	for _, s := range sources {
 		name := s.name()
-		gauge(c.realtime, b(s.realtime.Load()), name)
+		gauge(c.realtime, b(s.canRealtime()), name)
 		for k, v := range s.counters() {
 			if reason, ok := strings.CutPrefix(k, skippedPrefix); ok {
 				counter(c.skipped, float64(v), name, reason)

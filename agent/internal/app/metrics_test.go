@@ -20,6 +20,7 @@ import (
 	"github.com/fustor/fustor/agent/internal/config"
 	"github.com/fustor/fustor/agent/internal/source/fs"
 	"github.com/fustor/fustor/agent/internal/source/journal"
+	s3source "github.com/fustor/fustor/agent/internal/source/s3"
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
 )
 
@@ -288,7 +289,11 @@ func TestCollectorCoversEveryCounter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, counters := range map[string]map[string]uint64{"fs": fsrc.Counters(), "journal": jsrc.Counters()} {
+	s3src, err := s3source.New(nil, s3source.Config{Endpoint: "http://127.0.0.1:1", Bucket: "b", ListInterval: time.Second, BackoffMax: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, counters := range map[string]map[string]uint64{"fs": fsrc.Counters(), "journal": jsrc.Counters(), "s3": s3src.Counters()} {
 		for k := range counters {
 			if _, ok := c.bySourceKey[k]; !ok && !strings.HasPrefix(k, skippedPrefix) {
 				t.Errorf("%s source counter %q is not exposed", name, k)

@@ -16,7 +16,6 @@ import (
 	"github.com/fustor/fustor/agent/internal/config"
 	"github.com/fustor/fustor/agent/internal/pipe"
 	"github.com/fustor/fustor/agent/internal/sender"
-	grpcsender "github.com/fustor/fustor/agent/internal/sender/grpc"
 )
 
 // plan is a configuration checked whole and resolved into the parts it asks for.
@@ -220,8 +219,8 @@ func (a *Agent) prepare(pl *plan) (*change, error) {
 		if ok && old.cfg == sc {
 			continue
 		}
-		var s *grpcsender.GRPC
-		s, err = grpcsender.NewGRPC(sc, pl.backoffs[id], a.log.Named("sender").With(zap.String("sender", id)))
+		var s closableSender
+		s, err = newSender(sc, pl.backoffs[id], a.log.Named("sender").With(zap.String("sender", id)))
 		if err != nil {
 			return nil, fmt.Errorf("create sender %s: %w", id, err)
 		}
@@ -242,7 +241,7 @@ func (a *Agent) prepare(pl *plan) (*change, error) {
 	for _, id := range slices.Sorted(maps.Keys(pl.cfg.Pipes)) {
 		pc := pl.cfg.Pipes[id]
 		sig := pl.sigOf[pc.Source]
-		e := pipeEntry{cfg: pipeConfig(id, pl.cfg.AgentID, sig, pc), sender: pc.Sender, sig: sig}
+		e := pipeEntry{cfg: pipeConfig(id, pl.cfg.AgentID, sig, pl.cfg.Sources[pc.Source].Driver, pc), sender: pc.Sender, sig: sig}
 		e.cfg.StateDir = pl.cfg.StateDir
 		old, ok := a.pipes[id]
 		why := ""
@@ -305,7 +304,7 @@ func (a *Agent) commit(ch *change, logChanges bool) {
 	for _, id := range slices.Sorted(maps.Keys(ch.pipes)) {
 		e := ch.pipes[id]
 		src := a.sources[e.sig]
-		e.p = pipe.New(plog, e.cfg, src.src, src.bus, a.senders[e.sender].s, src.realtime.Load)
+		e.p = pipe.New(plog, e.cfg, src.src, src.bus, a.senders[e.sender].s, src.canRealtime)
 		a.pipes[id] = &e
 		src.addPipe(e.p)
 		a.startPart(partKey(kindPipe, id), e.p.Run)

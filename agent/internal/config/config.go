@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/fustor/fustor/agent/internal/mapping"
 	sdkconfig "github.com/fustor/fustor/sdk/config"
 	"github.com/fustor/fustor/sdk/tlsfiles"
 )
@@ -51,7 +52,8 @@ type Log struct {
 
 // Source is where events come from.
 type Source struct {
-	// Driver is the source kind; only "fs" exists.
+	// Driver is the source kind: "fs" (a directory tree, the default), "journal" (a
+	// replayable event log) or "s3" (a bucket: settings under s3).
 	Driver string `koanf:"driver"`
 	// Root is the directory the fs source watches and scans.
 	Root string `koanf:"root"`
@@ -75,12 +77,58 @@ type Source struct {
 	// DisableRealtime turns watching off: the pipes run degraded (can_realtime=false), kept
 	// consistent by snapshot, audits and on-demand scans. For mounts where watching is useless.
 	DisableRealtime bool `koanf:"disable_realtime"`
+	// S3 configures the s3 driver (object storage: S3, MinIO, Alibaba OSS, Ceph RGW).
+	S3 S3 `koanf:"s3"`
 }
+
+// S3 is an object-storage source: a bucket and a key prefix mapped into the fs schema.
+type S3 struct {
+	// Endpoint is the S3 service: "host:port" (HTTPS) or a URL "http://host:port".
+	Endpoint string `koanf:"endpoint"`
+	Bucket   string `koanf:"bucket"`
+	// Prefix is the key prefix the source covers ("" = the whole bucket); keys are sent
+	// relative to it, as paths: prefix "data/" and key "data/a/b.txt" give /a/b.txt.
+	Prefix string `koanf:"prefix"`
+	Region string `koanf:"region"`
+	// PathStyle addresses the bucket in the path (http://host/bucket), as MinIO and most
+	// self-hosted stores want; false lets the client choose (virtual hosts on AWS and OSS).
+	PathStyle bool `koanf:"path_style"`
+	// AccessKey, SecretKey and SessionToken are static credentials. Without them the
+	// credentials come from the environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY /
+	// AWS_SESSION_TOKEN, or MINIO_ACCESS_KEY / MINIO_SECRET_KEY), then from CredentialsFile
+	// (an AWS shared credentials file; Profile, default "default"), else the bucket is read
+	// anonymously.
+	AccessKey       string `koanf:"access_key"`
+	SecretKey       string `koanf:"secret_key"`
+	SessionToken    string `koanf:"session_token"`
+	CredentialsFile string `koanf:"credentials_file"`
+	Profile         string `koanf:"profile"`
+	// ListInterval is the period of the incremental listing that stands for realtime
+	// (0 = DefaultS3ListInterval).
+	ListInterval time.Duration `koanf:"list_interval"`
+	// BackoffMax bounds the wait after failed listings, which doubles from ListInterval
+	// (0 = DefaultS3BackoffMax).
+	BackoffMax time.Duration `koanf:"backoff_max"`
+	// MaxRetries is how often one request is retried, with the client's exponential backoff,
+	// on throttling (503 SlowDown) and other retryable errors (0 = the client's 10).
+	MaxRetries int `koanf:"max_retries"`
+	// PageSize is the keys per ListObjectsV2 request (0 = 1000, the S3 maximum).
+	PageSize int `koanf:"page_size"`
+}
+
+// S3 defaults.
+const (
+	DefaultS3ListInterval = 30 * time.Second
+	DefaultS3BackoffMax   = 5 * time.Minute
+)
 
 // Sender is where events go.
 type Sender struct {
-	// Driver is the sender kind; only "grpc" exists.
+	// Driver is the sender kind: "grpc" (Fusion, the default) or "echo" (JSON lines to stdout
+	// or path, for debugging a source without Fusion; address and keys are then unused).
 	Driver string `koanf:"driver"`
+	// Path is where the echo sender writes ("" or "-" = stdout); appended to.
+	Path string `koanf:"path"`
 	// Address is Fusion's gRPC address.
 	Address string `koanf:"address"`
 	// APIKey is the receiver's ingest key; it decides the Fusion pipe.
@@ -180,6 +228,10 @@ type Pipe struct {
 	// BackoffMin and BackoffMax bound the reconnect backoff.
 	BackoffMin time.Duration `koanf:"backoff_min"`
 	BackoffMax time.Duration `koanf:"backoff_max"`
+	// FieldsMapping projects the rows of a generic-schema source (DESIGN.md §7; package
+	// agent/internal/mapping): empty = pass-through. Every source driver today emits the fs
+	// schema, whose rows are typed, so a non-empty mapping is refused on them.
+	FieldsMapping mapping.Config `koanf:"fields_mapping"`
 }
 
 // Default returns a configuration with no sources, senders or pipes.
@@ -232,6 +284,15 @@ func (c *Config) Normalize() {
 		}
 		if s.BusCapacity == 0 {
 			s.BusCapacity = DefaultBusCapacity
+		}
+		if s.Driver == "s3" {
+			if s.S3.ListInterval == 0 {
+				s.S3.ListInterval = DefaultS3ListInterval
+			}
+			if s.S3.BackoffMax == 0 {
+				s.S3.BackoffMax = DefaultS3BackoffMax
+			}
+			s.S3.BackoffMax = max(s.S3.BackoffMax, s.S3.ListInterval)
 		}
 		c.Sources[id] = s
 	}
@@ -301,8 +362,18 @@ func (c *Config) Validate() error {
 			if st, err := os.Stat(s.Path); err != nil || st.IsDir() {
 				errs = append(errs, fmt.Errorf("sources.%s: journal path %q is not a readable file", id, s.Path))
 			}
+		case "s3":
+			if s.S3.Endpoint == "" || s.S3.Bucket == "" {
+				errs = append(errs, fmt.Errorf("sources.%s: s3.endpoint and s3.bucket are required", id))
+			}
+			if s.S3.ListInterval < 0 || s.S3.BackoffMax < 0 || s.S3.MaxRetries < 0 || s.S3.PageSize < 0 || s.S3.PageSize > 1000 {
+				errs = append(errs, fmt.Errorf("sources.%s: s3.list_interval, backoff_max and max_retries must not be negative, page_size must be 0..1000", id))
+			}
+			if (s.S3.AccessKey == "") != (s.S3.SecretKey == "") {
+				errs = append(errs, fmt.Errorf("sources.%s: set both s3.access_key and s3.secret_key, or neither", id))
+			}
 		default:
-			errs = append(errs, fmt.Errorf("sources.%s: unknown driver %q (want fs or journal)", id, s.Driver))
+			errs = append(errs, fmt.Errorf("sources.%s: unknown driver %q (want fs, journal or s3)", id, s.Driver))
 		}
 		if s.ScanWorkers < 0 || s.BusCapacity <= 0 || s.ModifyThrottle < 0 || s.MaxWatches < 0 {
 			errs = append(errs, fmt.Errorf("sources.%s: scan_workers, bus_capacity, modify_throttle and max_watches must not be negative", id))
@@ -310,8 +381,12 @@ func (c *Config) Validate() error {
 	}
 	for _, id := range slices.Sorted(maps.Keys(c.Senders)) {
 		s := c.Senders[id]
-		if s.Driver != "grpc" {
-			errs = append(errs, fmt.Errorf("senders.%s: unknown driver %q (want grpc)", id, s.Driver))
+		switch s.Driver {
+		case "echo":
+			continue // writes locally: no address, no key
+		case "grpc":
+		default:
+			errs = append(errs, fmt.Errorf("senders.%s: unknown driver %q (want grpc or echo)", id, s.Driver))
 		}
 		if s.Address == "" {
 			errs = append(errs, fmt.Errorf("senders.%s: address is required", id))
@@ -353,6 +428,13 @@ func (c *Config) Validate() error {
 		if v := p.OverflowAuditDelay; v != nil && *v < 0 {
 			errs = append(errs, fmt.Errorf("pipes.%s: overflow_audit_delay %v must not be negative", id, *v))
 		}
+		if err := p.FieldsMapping.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("pipes.%s: fields_mapping: %w", id, err))
+		} else if len(p.FieldsMapping.Fields) > 0 || p.FieldsMapping.OnCastError != "" {
+			if src, ok := c.Sources[p.Source]; ok && SchemaOf(src.Driver) == "fs" {
+				errs = append(errs, fmt.Errorf("pipes.%s: fields_mapping applies to generic-schema rows; source %q (driver %s) emits fs rows", id, p.Source, src.Driver))
+			}
+		}
 	}
 	// DESIGN.md §2: a <source, sender> pair runs at most one pipe.
 	seen := map[[2]string]string{}
@@ -379,3 +461,16 @@ func Demo(root string) Config {
 
 // ptr returns a pointer to a copy of v, for the settings whose zero is a value of its own.
 func ptr[T any](v T) *T { return &v }
+
+// SchemaOf is the schema (DESIGN.md §2) a source driver emits: every driver today emits "fs"
+// rows, version SchemaVersionFS; a driver of another schema (a database) names its own.
+func SchemaOf(driver string) string {
+	switch driver {
+	case "fs", "journal", "s3", "":
+		return "fs"
+	}
+	return driver
+}
+
+// SchemaVersionFS is the version of the fs schema the agent speaks.
+const SchemaVersionFS = 1

@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/fustor/fustor/agent/internal/mapping"
 	sdkconfig "github.com/fustor/fustor/sdk/config"
 )
 
@@ -74,10 +75,39 @@ func TestValidate(t *testing.T) {
 		},
 			"senders.fusion: api_key_file: key file " + emptyFile + " is empty"},
 	}
+	tests = append(tests, []struct {
+		name   string
+		mutate func(*Config)
+		want   string
+	}{
+		{"echo sender needs no address nor key", func(c *Config) { c.Senders["fusion"] = Sender{Driver: "echo"} }, ""},
+		{"unknown sender driver", func(c *Config) { s := c.Senders["fusion"]; s.Driver = "kafka"; c.Senders["fusion"] = s }, `unknown driver "kafka" (want grpc or echo)`},
+		{"s3 source", func(c *Config) {
+			c.Sources["demo"] = Source{Driver: "s3", BusCapacity: 1, S3: S3{Endpoint: "e", Bucket: "b"}}
+		}, ""},
+		{"s3 without bucket", func(c *Config) { c.Sources["demo"] = Source{Driver: "s3", BusCapacity: 1, S3: S3{Endpoint: "e"}} }, "s3.endpoint and s3.bucket are required"},
+		{"s3 half a key", func(c *Config) {
+			c.Sources["demo"] = Source{Driver: "s3", BusCapacity: 1, S3: S3{Endpoint: "e", Bucket: "b", AccessKey: "a"}}
+		}, "set both s3.access_key and s3.secret_key"},
+		{"s3 page size", func(c *Config) {
+			c.Sources["demo"] = Source{Driver: "s3", BusCapacity: 1, S3: S3{Endpoint: "e", Bucket: "b", PageSize: 5000}}
+		}, "page_size must be 0..1000"},
+		{"fields_mapping on an fs source", func(c *Config) {
+			p := c.Pipes["demo"]
+			p.FieldsMapping = mapping.Config{Fields: []mapping.Rule{{To: "a"}}}
+			c.Pipes["demo"] = p
+		}, `fields_mapping applies to generic-schema rows; source "demo" (driver fs) emits fs rows`},
+		{"bad fields_mapping", func(c *Config) {
+			p := c.Pipes["demo"]
+			p.FieldsMapping = mapping.Config{Fields: []mapping.Rule{{To: "a", Type: "decimal"}}}
+			c.Pipes["demo"] = p
+		}, `pipes.demo: fields_mapping: fields[0]: unknown type "decimal"`},
+	}...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := Demo(root)
 			tt.mutate(&c)
+			c.Normalize()
 			err := c.Validate()
 			if tt.want == "" {
 				if err != nil {
@@ -213,5 +243,50 @@ func TestSenderKey(t *testing.T) {
 	}
 	if k, err := (Sender{APIKey: "literal"}).Key(); err != nil || k != "literal" {
 		t.Fatalf("Key() = %q, %v", k, err)
+	}
+}
+
+// TestLoadNewKeys: the s3 source, the echo sender and a fields_mapping load from YAML.
+func TestLoadNewKeys(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "agent.yaml")
+	yaml := `agent_id: a
+sources:
+  b: {driver: s3, s3: {endpoint: "http://127.0.0.1:9000", bucket: data, prefix: in/, path_style: true, list_interval: 5s, max_retries: 3}}
+senders: {dbg: {driver: echo, path: /tmp/x.jsonl}}
+pipes:
+  p:
+    source: b
+    sender: dbg
+    fields_mapping:
+      on_cast_error: drop_row
+      fields:
+        - {to: id, from: user_id, type: int}
+        - {to: site, value: eu}
+        - {to: on, from: enabled, type: bool, default: "false"}
+`
+	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := Default()
+	if err := sdkconfig.Load(&c, sdkconfig.Source{Path: file, Environ: func() []string { return nil }}); err != nil {
+		t.Fatal(err)
+	}
+	c.Normalize()
+	s3 := c.Sources["b"].S3
+	if s3.Endpoint != "http://127.0.0.1:9000" || s3.Bucket != "data" || s3.Prefix != "in/" || !s3.PathStyle || s3.ListInterval != 5*time.Second ||
+		s3.MaxRetries != 3 || s3.BackoffMax != DefaultS3BackoffMax {
+		t.Errorf("s3 settings %+v", s3)
+	}
+	if snd := c.Senders["dbg"]; snd.Driver != "echo" || snd.Path != "/tmp/x.jsonl" {
+		t.Errorf("sender %+v", snd)
+	}
+	fm := c.Pipes["p"].FieldsMapping
+	if fm.OnCastError != "drop_row" || len(fm.Fields) != 3 || fm.Fields[0] != (mapping.Rule{To: "id", From: "user_id", Type: "int"}) ||
+		fm.Fields[1].Value == nil || *fm.Fields[1].Value != "eu" || fm.Fields[2].Default == nil || *fm.Fields[2].Default != "false" {
+		t.Errorf("fields_mapping %+v", fm)
+	}
+	// On an s3 source (fs rows) the mapping is refused, with the reason.
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "fields_mapping applies to generic-schema rows") {
+		t.Errorf("Validate() = %v", err)
 	}
 }

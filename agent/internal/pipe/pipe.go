@@ -8,6 +8,7 @@
 package pipe
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -32,6 +33,10 @@ var errObsoleted = errors.New("session obsoleted")
 // Config is one pipe's settings.
 type Config struct {
 	ID, AgentID, SourceURI string
+	// Schema and SchemaVersion are the data contract the pipe declares at CreateSession, which
+	// Fusion checks against its pipe and views (routing by schema; "" = "fs", 0 = 1).
+	Schema                 string
+	SchemaVersion          uint32
 	BatchSize              int
 	TimeoutHint            time.Duration
 	BackoffMin, BackoffMax time.Duration
@@ -309,7 +314,7 @@ func (p *Pipe) runSession(ctx context.Context) (established bool, err error) {
 	}
 	resp, err := p.snd.CreateSession(cctx, &fustorv1.CreateSessionRequest{
 		AgentId: p.cfg.AgentID, TaskId: p.cfg.ID, TimeoutHint: durationpb.New(p.cfg.TimeoutHint),
-		SchemaName: "fs", SchemaVersion: 1, SourceUri: p.cfg.SourceURI,
+		SchemaName: cmp.Or(p.cfg.Schema, "fs"), SchemaVersion: cmp.Or(p.cfg.SchemaVersion, 1), SourceUri: p.cfg.SourceURI,
 		Capabilities: &fustorv1.Capabilities{CanRealtime: p.canRealtime(), CanResume: p.caps.Resume || canResumeBus},
 		ResumeAfter:  resumeAfter,
 	})

@@ -3,7 +3,8 @@
 // sentinel sees, and the interfaces a source implements, split by capability.
 //
 // The pipe and the bus are written against this package only; the drivers implement it:
-// source/fs (walk + inotify) and source/journal (a replayable change log). Only agent/internal/app
+// source/fs (walk + inotify), source/journal (a replayable change log) and source/s3 (an object
+// store: listings, and an incremental listing for realtime). Only agent/internal/app
 // names a driver (agent/internal/app/layers_test.go checks it), so a new source is a new driver
 // package and a case in app, never a change to the pipe.
 //
@@ -16,6 +17,7 @@
 //     committed index is still in the log.
 //   - Auditor, Sentineler (optional): the leader's periodic audit and its sentinel answers.
 //   - Counters (optional): the source's counters for heartbeats and metrics.
+//   - RealtimeReporter (optional): whether a running watcher sees changes right now.
 //
 // Describe sums up what a source can do (Capabilities), as sent to Fusion.
 package source
@@ -127,10 +129,19 @@ type Watcher interface {
 	Watch(ctx context.Context, emit func(Event)) error
 }
 
-// OverflowNotifier is a Watcher that knows when it lost events (an inotify queue overflow):
-// f is called then, so the pipes on it can schedule a recovery audit.
+// OverflowNotifier is a Watcher that knows when realtime cannot carry what happened — it
+// lost events (an inotify queue overflow), or it found deletes no event witnessed (an object
+// store's listing diff): f is called then, so the pipes on it schedule an audit, whose listing
+// lets Fusion remove what is gone as blind-spot deletions.
 type OverflowNotifier interface {
 	SetOnOverflow(f func())
+}
+
+// RealtimeReporter is a Watcher whose watching can run and yet see nothing for a while (an
+// object store's listings failing): Realtime reports whether it works right now, and the
+// pipes on it report can_realtime accordingly. Optional; without it a running Watch counts.
+type RealtimeReporter interface {
+	Realtime() bool
 }
 
 // Resumer is a realtime source that can continue from a committed index (a replayable log),

@@ -471,3 +471,22 @@ func duplicates(xs []string) []string {
 	}
 	return dup
 }
+
+// SchemaVersionFS is the version of the fs schema the fs and forest-fs drivers read.
+const SchemaVersionFS = 1
+
+// AcceptsSchema reports why a view of this configuration cannot take events of the schema
+// name at version (0 = unspecified, taken as 1: agents from before versions were checked), or
+// nil when it can. Every driver today reads fs, version SchemaVersionFS.
+func (v View) AcceptsSchema(name string, version uint32) error {
+	if v.Schema != name {
+		return fmt.Errorf("accepts schema %q, not %q", v.Schema, name)
+	}
+	if version == 0 {
+		version = 1
+	}
+	if (v.Driver == DriverFS || v.Driver == DriverForestFS) && version != SchemaVersionFS {
+		return fmt.Errorf("driver %s reads schema fs version %d, not version %d", v.Driver, SchemaVersionFS, version)
+	}
+	return nil
+}

@@ -100,3 +100,24 @@ func TestValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestAcceptsSchema: what each view driver reads, for CreateSession's routing by schema.
+func TestAcceptsSchema(t *testing.T) {
+	for _, tt := range []struct {
+		view    View
+		name    string
+		version uint32
+		want    string // "" = accepted
+	}{
+		{View{Driver: DriverFS, Schema: "fs"}, "fs", 1, ""},
+		{View{Driver: DriverFS, Schema: "fs"}, "fs", 0, ""},
+		{View{Driver: DriverForestFS, Schema: "fs"}, "fs", 1, ""},
+		{View{Driver: DriverFS, Schema: "fs"}, "fs", 2, "driver fs reads schema fs version 1, not version 2"},
+		{View{Driver: DriverForestFS, Schema: "fs"}, "mysql", 1, `accepts schema "fs", not "mysql"`},
+	} {
+		err := tt.view.AcceptsSchema(tt.name, tt.version)
+		if (tt.want == "") != (err == nil) || (err != nil && err.Error() != tt.want) {
+			t.Errorf("%s view, %s v%d: %v, want %q", tt.view.Driver, tt.name, tt.version, err, tt.want)
+		}
+	}
+}

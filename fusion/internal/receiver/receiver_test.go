@@ -179,14 +179,21 @@ func TestCreateSessionRejections(t *testing.T) {
 	for _, tt := range []struct {
 		name string
 		req  *fustorv1.CreateSessionRequest
+		code codes.Code
 		want string
 	}{
-		{"no agent id", &fustorv1.CreateSessionRequest{SchemaName: "fs"}, "agent_id is required"},
-		{"wrong schema", &fustorv1.CreateSessionRequest{AgentId: "a", SchemaName: "mysql"}, `accepts schema "fs", not "mysql"`},
+		{"no agent id", &fustorv1.CreateSessionRequest{SchemaName: "fs"}, codes.InvalidArgument, "agent_id is required"},
+		{"no schema", &fustorv1.CreateSessionRequest{AgentId: "a"}, codes.InvalidArgument, "schema_name is required"},
+		{"wrong schema", &fustorv1.CreateSessionRequest{AgentId: "a", SchemaName: "mysql"}, codes.FailedPrecondition,
+			`pipe "demo" accepts schema "fs", not "mysql": send this agent pipe with the ingest key of a pipe of schema "mysql"`},
+		{"unknown version", &fustorv1.CreateSessionRequest{AgentId: "a", SchemaName: "fs", SchemaVersion: 2}, codes.FailedPrecondition,
+			`view "demo" of pipe "demo" driver fs reads schema fs version 1, not version 2`},
+		{"version 1", &fustorv1.CreateSessionRequest{AgentId: "a", SchemaName: "fs", SchemaVersion: 1}, codes.OK, ""},
+		{"version unspecified", &fustorv1.CreateSessionRequest{AgentId: "b", SchemaName: "fs"}, codes.OK, ""},
 	} {
 		_, err := c.CreateSession(ingest(), tt.req)
-		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("%s: %v; want INVALID_ARGUMENT saying %q", tt.name, err, tt.want)
+		if status.Code(err) != tt.code || !strings.Contains(status.Convert(err).Message(), tt.want) {
+			t.Errorf("%s: %v; want %v saying %q", tt.name, err, tt.code, tt.want)
 		}
 	}
 	_, err := c.Heartbeat(ingest(), &fustorv1.HeartbeatRequest{SessionId: "nope"})

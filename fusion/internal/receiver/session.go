@@ -167,8 +167,8 @@ func (r *Receiver) CreateSession(ctx context.Context, req *fustorv1.CreateSessio
 	if req.GetAgentId() == "" {
 		return nil, fmt.Errorf("%w: agent_id is required", errs.ErrInvalidArgument)
 	}
-	if req.GetSchemaName() != pi.Schema {
-		return nil, fmt.Errorf("%w: pipe %q accepts schema %q, not %q", errs.ErrInvalidArgument, pi.Session.ID, pi.Schema, req.GetSchemaName())
+	if err := checkSchema(pi, req.GetSchemaName(), req.GetSchemaVersion()); err != nil {
+		return nil, err
 	}
 	committed := pi.Pipe.Committed()
 	// An agent that kept its realtime position may continue without a snapshot when the
@@ -186,6 +186,30 @@ func (r *Receiver) CreateSession(ctx context.Context, req *fustorv1.CreateSessio
 		SessionId: s.ID, Timeout: durationpb.New(s.Timeout), ViewIds: s.Pipe.Views,
 		Role: s.Role(), CommittedIndex: committed, PipeId: s.Pipe.ID, Resumable: resumable,
 	}, nil
+}
+
+// checkSchema routes by schema (DESIGN.md §2): a session's declared schema must be its pipe's
+// and one every view of the pipe reads, at that version. A missing name is a malformed request
+// (INVALID_ARGUMENT); a schema the configuration does not route here is FAILED_PRECONDITION —
+// the request is sound, the agent pipe is sent to the wrong Fusion pipe (its ingest key), and
+// no retry helps until one of the two configurations changes.
+func checkSchema(pi PipeInfo, name string, version uint32) error {
+	if name == "" {
+		return fmt.Errorf("%w: schema_name is required", errs.ErrInvalidArgument)
+	}
+	if name != pi.Schema {
+		return fmt.Errorf("%w: pipe %q accepts schema %q, not %q: send this agent pipe with the ingest key of a pipe of schema %q",
+			errs.ErrPrecondition, pi.Session.ID, pi.Schema, name, name)
+	}
+	if pi.Pipe == nil {
+		return nil
+	}
+	for _, v := range pi.Pipe.Views {
+		if err := v.Cfg.AcceptsSchema(name, version); err != nil {
+			return fmt.Errorf("%w: view %q of pipe %q %v (schema %q version %d declared)", errs.ErrPrecondition, v.Name, pi.Session.ID, err, name, version)
+		}
+	}
+	return nil
 }
 
 // restored reports whether every member p feeds answers from a restored checkpoint.

@@ -32,9 +32,10 @@ type CreateSessionRequest struct {
 	// timeout_hint is the agent's wanted session timeout; the server uses max(hint, default),
 	// the hint counting up to server.max_session_timeout.
 	TimeoutHint *durationpb.Duration `protobuf:"bytes,3,opt,name=timeout_hint,json=timeoutHint,proto3" json:"timeout_hint,omitempty"`
-	// schema_name names the data contract of the events (e.g. "fs").
+	// schema_name names the data contract of the events (e.g. "fs"); required. Checked against
+	// the pipe and its views (see CreateSession).
 	SchemaName string `protobuf:"bytes,4,opt,name=schema_name,json=schemaName,proto3" json:"schema_name,omitempty"`
-	// schema_version is the version of that contract (currently 1).
+	// schema_version is the version of that contract (currently 1; 0 is taken as 1).
 	SchemaVersion uint32 `protobuf:"varint,5,opt,name=schema_version,json=schemaVersion,proto3" json:"schema_version,omitempty"`
 	// capabilities describe the source.
 	Capabilities *Capabilities `protobuf:"bytes,6,opt,name=capabilities,proto3" json:"capabilities,omitempty"`

@@ -39,6 +39,13 @@ const (
 // its stream right after CreateSession.
 type SessionServiceClient interface {
 	// CreateSession opens a session and returns its id, negotiated timeout, role and resume point.
+	//
+	// Routing by schema: the declared schema_name and schema_version must be the Fusion pipe's
+	// schema and one every view of the pipe reads (today every view driver reads "fs" version 1).
+	// A request without schema_name is INVALID_ARGUMENT. A schema the pipe or one of its views does
+	// not take is FAILED_PRECONDITION, its message naming the pipe or view and what it accepts:
+	// the request itself is sound, but the ingest key routes it to a pipe of another schema, and
+	// retrying cannot help until the agent's or Fusion's configuration changes.
 	CreateSession(ctx context.Context, in *CreateSessionRequest, opts ...grpc.CallOption) (*CreateSessionResponse, error)
 	// Heartbeat keeps a session alive and returns its role and any pending commands. It answers
 	// NOT_FOUND for an unknown or expired session: the agent must create a new one.
@@ -100,6 +107,13 @@ func (c *sessionServiceClient) CloseSession(ctx context.Context, in *CloseSessio
 // its stream right after CreateSession.
 type SessionServiceServer interface {
 	// CreateSession opens a session and returns its id, negotiated timeout, role and resume point.
+	//
+	// Routing by schema: the declared schema_name and schema_version must be the Fusion pipe's
+	// schema and one every view of the pipe reads (today every view driver reads "fs" version 1).
+	// A request without schema_name is INVALID_ARGUMENT. A schema the pipe or one of its views does
+	// not take is FAILED_PRECONDITION, its message naming the pipe or view and what it accepts:
+	// the request itself is sound, but the ingest key routes it to a pipe of another schema, and
+	// retrying cannot help until the agent's or Fusion's configuration changes.
 	CreateSession(context.Context, *CreateSessionRequest) (*CreateSessionResponse, error)
 	// Heartbeat keeps a session alive and returns its role and any pending commands. It answers
 	// NOT_FOUND for an unknown or expired session: the agent must create a new one.
