@@ -122,6 +122,15 @@ func (v *View) SentinelFeedback(items []SentinelItem) {
 // Tick expires suspects whose time is up: an unchanged mtime means the file is stable and the
 // suspect is cleared; a changed one renews it for a full period with the new mtime.
 func (v *View) Tick() {
+	// Most ticks have nothing due: they must not queue for the write lock behind a long
+	// read (a glob's walk), where every query arriving meanwhile would queue behind them
+	// (BenchmarkStatUnderGlobs).
+	v.mu.RLock()
+	due := len(v.c.heap) > 0 && v.c.heap[0].expires <= v.opts.Mono()
+	v.mu.RUnlock()
+	if !due {
+		return
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	defer v.changesDone()
