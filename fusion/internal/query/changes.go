@@ -296,6 +296,7 @@ func (s *Service) Watch(req *fustorv1.WatchRequest, stream fustorv1.ViewService_
 	defer hold.Stop()
 	var holdSince time.Time
 	draining := false // a hold ran out: send all that is there before holding again
+	pinged := []<-chan struct{}{ping}
 	for {
 		left, ok, expired := time.Duration(0), false, false
 		var released []<-chan struct{}
@@ -304,34 +305,27 @@ func (s *Service) Watch(req *fustorv1.WatchRequest, stream fustorv1.ViewService_
 			left, ok, expired = fd.holding(sc.v.Cfg.WatchMaxHold, &holdSince, s.now())
 			draining = expired
 		}
+		wake, holdC := pinged, (<-chan time.Time)(nil)
 		if ok {
 			hold.Reset(left)
-			switch waitRelease(ctx, released, hold.C, t.C) {
-			case waitDone:
-				return nil
-			case waitBeat:
-				if err := stream.Send(&fustorv1.WatchResponse{Cursor: fd.cur.String()}); err != nil {
-					return err
-				}
-				t.Reset(beat)
+			wake, holdC = released, hold.C
+		} else {
+			more, err := s.sendNext(stream, fd, filter, asked)
+			if err != nil {
+				return err
 			}
-			hold.Stop()
-			continue
+			asked = false
+			if more {
+				continue
+			}
+			draining = false
 		}
-		more, err := s.sendNext(stream, fd, filter, asked)
-		if err != nil {
-			return err
-		}
-		asked = false
-		if more {
-			continue
-		}
-		draining = false
-		select {
-		case <-ctx.Done():
+		res := waitWake(ctx, wake, holdC, t.C)
+		hold.Stop()
+		switch res {
+		case waitDone:
 			return nil
-		case <-ping:
-		case <-t.C:
+		case waitBeat:
 			if err := stream.Send(&fustorv1.WatchResponse{Cursor: fd.cur.String()}); err != nil {
 				return err
 			}
@@ -352,32 +346,32 @@ func (fd *feed) released() []<-chan struct{} {
 type waitResult int
 
 const (
-	waitReleased waitResult = iota // a member released its holds, or the hold ran out
-	waitBeat                       // the heartbeat is due
-	waitDone                       // the watch ends
+	waitWoken waitResult = iota // a wake channel fired (a ping, a release), or the hold ran out
+	waitBeat                    // the heartbeat is due
+	waitDone                    // the watch ends
 )
 
-// waitRelease waits for the first of: ctx done, a release channel closed, the hold timer, the
-// heartbeat. A holding watcher waits on these, not on the per-batch ping.
-func waitRelease(ctx context.Context, released []<-chan struct{}, hold, beat <-chan time.Time) waitResult {
-	if len(released) == 1 {
+// waitWake waits for the first of: ctx done, a wake channel (the per-batch ping, or while
+// holding the members' releases, not the ping), the hold timer (nil: none), the heartbeat.
+func waitWake(ctx context.Context, wake []<-chan struct{}, hold, beat <-chan time.Time) waitResult {
+	if len(wake) == 1 {
 		select {
 		case <-ctx.Done():
 			return waitDone
-		case <-released[0]:
+		case <-wake[0]:
 		case <-hold:
 		case <-beat:
 			return waitBeat
 		}
-		return waitReleased
+		return waitWoken
 	}
-	cases := make([]reflect.SelectCase, 0, len(released)+3)
+	cases := make([]reflect.SelectCase, 0, len(wake)+3)
 	cases = append(cases,
 		reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())},
 		reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(beat)},
 		reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(hold)})
-	for _, r := range released {
-		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(r)})
+	for _, w := range wake {
+		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(w)})
 	}
 	switch i, _, _ := reflect.Select(cases); i {
 	case 0:
@@ -385,7 +379,7 @@ func waitRelease(ctx context.Context, released []<-chan struct{}, hold, beat <-c
 	case 1:
 		return waitBeat
 	}
-	return waitReleased
+	return waitWoken
 }
 
 // holding is true while the watch should wait before it reads: every member with changes
