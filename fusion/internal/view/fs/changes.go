@@ -317,8 +317,7 @@ func (v *View) Changes(after uint64, f ChangeFilter, limit int) ChangePage {
 		v.mu.RUnlock()
 		return page
 	}
-	ci := int((after + 1 - l.first) / changeChunk)
-	part := changeLog{first: l.first + uint64(ci)*changeChunk, next: l.next, chunks: slices.Clone(l.chunks[ci:])}
+	part := l.readFrom(after)
 	v.mu.RUnlock()
 	scanned := 0
 	part.scan(after, func(r record) bool {
@@ -338,6 +337,14 @@ func (v *View) Changes(after uint64, f ChangeFilter, limit int) ChangePage {
 	})
 	page.More = page.Next < part.next-1
 	return page
+}
+
+// readFrom returns the part of the log from the chunk that holds sequence after+1 (after+1 ≥
+// first) to its end, for scan without the view's lock: the caller holds it while copying. Full
+// chunks never change and the open one only grows past the copied length.
+func (l *changeLog) readFrom(after uint64) changeLog {
+	ci := int((after + 1 - l.first) / changeChunk)
+	return changeLog{first: l.first + uint64(ci)*changeChunk, next: l.next, chunks: slices.Clone(l.chunks[ci:])}
 }
 
 // record is one decoded change record; path is valid only during the scan's call.

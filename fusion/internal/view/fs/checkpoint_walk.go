@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"runtime"
-	"slices"
 	"strings"
 	"time"
 
@@ -115,9 +114,8 @@ func (v *View) encode(pieces bool) (out []byte, info CheckpointInfo, ok bool) {
 	if pieces && end > seq0 && seq0+1 < v.chg.first {
 		return nil, info, false // the log moved past the walk's start: no complete redo
 	}
-	// The log's records are read after the lock is released: a copy of the chunk list is
-	// enough, since the log only appends to its open chunk and drops whole ones.
-	log := changeLog{first: v.chg.first, next: v.chg.next, chunks: slices.Clone(v.chg.chunks)}
+	// The log's records are read after the lock is released (readFrom).
+	log := v.chg.readFrom(v.chg.first - 1)
 	sides := v.appendSideTables(nil)
 	if v.checkpointHook != nil {
 		v.checkpointHook()
