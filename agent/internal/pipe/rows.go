@@ -1,0 +1,175 @@
+package pipe
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/fustor/fustor/agent/internal/mapping"
+	"github.com/fustor/fustor/agent/internal/sender"
+	"github.com/fustor/fustor/agent/internal/source"
+	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
+	"github.com/fustor/fustor/sdk/fspath"
+)
+
+// A pipe on a generic-schema source (source.RowSnapshotter, NewRows) runs the same control loop
+// as one on an fs source: sessions, heartbeats, the leader's snapshot and audits between their
+// markers, realtime from the source's own log (source.RowResumer). Only what is handed to the
+// sender differs: out items carry rows instead of events, and the sender goroutine applies the
+// pipe's fields_mapping to each row and sends them as GenericBatch rows of the source's schema.
+// The fs path is untouched: its items carry events and never meet a mapping.
+
+// NewRows returns a pipe on a generic-schema source. cfg.Schema and cfg.SchemaVersion, when
+// unset, are the source's; cfg.FieldsMapping is applied to every row sent (Run fails, and is
+// restarted by its supervisor, if it does not compile — config validation refuses it first).
+func NewRows(log *zap.Logger, cfg Config, src source.RowSnapshotter, snd sender.Sender, canRealtime func() bool) *Pipe {
+	if sc := src.Schema(); cfg.Schema == "" {
+		cfg.Schema, cfg.SchemaVersion = sc.Name, sc.Version
+	}
+	p := New(log, cfg, nil, nil, snd, canRealtime)
+	p.rows, p.caps = src, source.DescribeRows(src)
+	p.mapping, p.mappingErr = mapping.New(cfg.FieldsMapping)
+	return p
+}
+
+// sourceCounters is the source's Counters, whichever kind it is (nil without).
+func (p *Pipe) sourceCounters() source.Counters {
+	var c source.Counters
+	if p.rows != nil {
+		c, _ = p.rows.(source.Counters)
+	} else {
+		c, _ = p.src.(source.Counters)
+	}
+	return c
+}
+
+// walk runs a listing of the source below rel — a snapshot or an on-demand scan — handing each
+// batch on as an out item (origin and command to be set by the caller).
+func (p *Pipe) walk(ctx context.Context, rel string, origin source.Origin, emit func(outItem) error) (source.WalkStats, error) {
+	if p.rows == nil {
+		return p.src.Snapshot(ctx, rel, origin, func(evs []source.Event) error { return emit(outItem{events: evs}) })
+	}
+	if rel != "" && rel != fspath.Root {
+		// A generic schema has no paths: only the whole source can be listed.
+		return source.WalkStats{}, fmt.Errorf("scan %q: a %s source lists only all its rows (path %q)", rel, p.cfg.Schema, fspath.Root)
+	}
+	return p.rows.SnapshotRows(ctx, origin, func(rs []source.Row) error { return emit(outItem{rows: rs}) })
+}
+
+// auditWalk runs the source's audit, handing each batch on as an out item.
+func (p *Pipe) auditWalk(ctx context.Context, cache *source.AuditCache, opts source.AuditOptions, emit func(outItem) error) (source.WalkStats, error) {
+	if p.rows != nil {
+		aud, _ := p.rows.(source.RowAuditor)
+		return aud.AuditRows(ctx, func(rs []source.Row) error { return emit(outItem{rows: rs}) })
+	}
+	aud, _ := p.src.(source.Auditor)
+	return aud.Audit(ctx, cache, opts, func(evs []source.Event) error { return emit(outItem{events: evs}) })
+}
+
+// len is the number of rows or events the item carries.
+func (it *outItem) len() int { return len(it.events) + len(it.rows) }
+
+// followRows is the realtime loop of a generic source that resumes from its own log, and
+// whether it resumes from committed; an fs pipe's is realtimeFrom's.
+func (s *session) followRows(committed uint64) (func(context.Context) error, bool, error) {
+	r, ok := s.p.rows.(source.RowResumer)
+	if !ok {
+		// No realtime: the source is kept by snapshot and audits only.
+		return func(ctx context.Context) error { <-ctx.Done(); return nil }, false, nil
+	}
+	from, resumed := committed, committed > 0
+	if !resumed {
+		last, err := r.LastIndex()
+		if err != nil {
+			return nil, false, fmt.Errorf("find the source's last index: %w", err)
+		}
+		from = last
+	}
+	s.p.log.Info("realtime from the source's log", zap.Uint64("from_index", from), zap.Bool("resumed", resumed))
+	return func(ctx context.Context) error {
+		err := r.FollowRows(ctx, from, s.p.cfg.BatchSize, func(rs []source.Row) error {
+			return s.emit(ctx, outItem{origin: fustorv1.MessageSource_MESSAGE_SOURCE_REALTIME, rows: rs})
+		})
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}, resumed, nil
+}
+
+// rowSender is the sender goroutine's state for generic rows.
+type rowSender struct {
+	p *Pipe
+	// warnedAt throttles the warnings of failed casts (unix ns of the last one).
+	warnedAt atomic.Int64
+}
+
+// castWarnEvery bounds the warnings about failed casts: every one is counted, and the first
+// one and then at most one per period are logged with the count so far.
+const castWarnEvery = time.Minute
+
+// batches maps the item's rows and returns them as the GenericBatch payloads to send, each of
+// at most BatchSize rows (drop_row leaves rows out).
+func (r *rowSender) batches(it outItem) []*fustorv1.GenericBatch {
+	var out []*fustorv1.GenericBatch
+	size := max(r.p.cfg.BatchSize, 1)
+	var cur []*fustorv1.GenericRow
+	for i := range it.rows {
+		row := &it.rows[i]
+		g := &fustorv1.GenericRow{Key: row.Key, Delete: row.Delete, Fields: row.Fields, Index: row.Index}
+		keep, failed := r.p.mapping.Apply(g)
+		if len(failed) > 0 {
+			r.warn(failed, keep)
+		}
+		if !keep {
+			continue
+		}
+		cur = append(cur, g)
+		if len(cur) == size {
+			out = append(out, &fustorv1.GenericBatch{Rows: cur})
+			cur = nil
+		}
+	}
+	if len(cur) > 0 {
+		out = append(out, &fustorv1.GenericBatch{Rows: cur})
+	}
+	return out
+}
+
+func (r *rowSender) warn(failed []*mapping.CastError, kept bool) {
+	now := r.p.now().UnixNano()
+	last := r.warnedAt.Load()
+	if last != 0 && now-last < int64(castWarnEvery) || !r.warnedAt.CompareAndSwap(last, now) {
+		r.p.log.Debug("fields_mapping cast failed", zap.Error(failed[0]))
+		return
+	}
+	st := r.p.mapping.Stats()
+	r.p.log.Warn("fields_mapping cast failed", zap.Error(failed[0]), zap.Bool("row_dropped", !kept),
+		zap.Uint64("cast_failures", st.CastFailures), zap.Uint64("rows_dropped", st.RowsDropped))
+}
+
+// sendRows sends the item's rows as GenericBatch batches of the pipe's schema.
+func (r *rowSender) sendRows(it outItem, put func(*fustorv1.PushRequest) error) error {
+	for _, b := range r.batches(it) {
+		err := put(&fustorv1.PushRequest{Payload: &fustorv1.PushRequest_Batch{Batch: &fustorv1.EventBatch{
+			Source: it.origin, SchemaName: r.p.cfg.Schema, Index: b.GetRows()[0].GetIndex(), CommandId: it.commandID,
+			Rows: &fustorv1.EventBatch_Generic{Generic: b}}}})
+		if err != nil {
+			return err
+		}
+		r.p.eventsSent.Add(uint64(len(b.GetRows())))
+	}
+	return nil
+}
+
+// mappingCounters adds the fields_mapping's counters to a heartbeat's (generic pipes only).
+func (p *Pipe) mappingCounters(c map[string]uint64) {
+	if p.rows == nil {
+		return
+	}
+	st := p.mapping.Stats()
+	c["mapping_rows"], c["mapping_rows_dropped"], c["mapping_cast_failures"] = st.Rows, st.RowsDropped, st.CastFailures
+}
