@@ -294,7 +294,9 @@ func chownAll(t testing.TB, dir string) {
 
 // binDir finds the directory of initdb and postgres ("" = not installed).
 func binDir() string {
-	has := func(d string) bool { return d != "" && exists(filepath.Join(d, "initdb")) && exists(filepath.Join(d, "postgres")) }
+	has := func(d string) bool {
+		return d != "" && exists(filepath.Join(d, "initdb")) && exists(filepath.Join(d, "postgres"))
+	}
 	if d := os.Getenv("FUSTOR_PG_BIN"); has(d) {
 		return d
 	}
