@@ -82,13 +82,15 @@ type Pipe struct {
 	src source.Snapshotter
 	// rows is the source of a generic-schema pipe (NewRows; src is nil then), mapping its
 	// fields_mapping, mappingErr why that did not compile.
-	rows        source.RowSnapshotter
-	mapping     *mapping.Mapping
-	mappingErr  error
-	caps        source.Capabilities
-	bus         *bus.Bus[source.Event]
-	snd         sender.Sender
-	canRealtime func() bool
+	rows       source.RowSnapshotter
+	mapping    *mapping.Mapping
+	mappingErr error
+	// castWarnedAt throttles the warnings of failed casts (unix ns of the last one).
+	castWarnedAt atomic.Int64
+	caps         source.Capabilities
+	bus          *bus.Bus[source.Event]
+	snd          sender.Sender
+	canRealtime  func() bool
 
 	sessions, eventsSent, snapshots, failures, audits atomic.Uint64
 	recoveryAudits                                    atomic.Uint64
@@ -308,9 +310,9 @@ func (p *Pipe) Run(ctx context.Context) error {
 // outItem is work for the stream's sender goroutine, which alone owns the encoder and Send.
 type outItem struct {
 	origin fustorv1.MessageSource
-	// events are an fs source's rows, rows a generic source's (the other is nil).
+	// events are an fs source's rows, rows a generic source's, mapped (the other is nil).
 	events    []source.Event
-	rows      []source.Row
+	rows      []*fustorv1.GenericRow
 	commandID string // set on on-demand rows answering a scan command
 	control   *fustorv1.PushRequest
 }
@@ -500,6 +502,9 @@ func (s *session) heartbeat(ctx context.Context) error {
 		}
 	}
 }
+
+// Progress is what the pipe's next heartbeat reports (status tools, tests).
+func (p *Pipe) Progress() *fustorv1.Progress { return p.progress() }
 
 func (p *Pipe) progress() *fustorv1.Progress {
 	var c map[string]uint64

@@ -3,7 +3,6 @@ package pipe
 import (
 	"context"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -18,9 +17,10 @@ import (
 // A pipe on a generic-schema source (source.RowSnapshotter, NewRows) runs the same control loop
 // as one on an fs source: sessions, heartbeats, the leader's snapshot and audits between their
 // markers, realtime from the source's own log (source.RowResumer). Only what is handed to the
-// sender differs: out items carry rows instead of events, and the sender goroutine applies the
-// pipe's fields_mapping to each row and sends them as GenericBatch rows of the source's schema.
-// The fs path is untouched: its items carry events and never meet a mapping.
+// sender differs: out items carry wire rows (fustor.v1.GenericRow) instead of events, mapped
+// through the pipe's fields_mapping where the source produced them (generic), and the sender
+// goroutine sends them as GenericBatch rows of the source's schema. The fs path is untouched:
+// its items carry events, encoded as before, and never meet a mapping.
 
 // NewRows returns a pipe on a generic-schema source. cfg.Schema and cfg.SchemaVersion, when
 // unset, are the source's; cfg.FieldsMapping is applied to every row sent (Run fails, and is
@@ -56,14 +56,14 @@ func (p *Pipe) walk(ctx context.Context, rel string, origin source.Origin, emit 
 		// A generic schema has no paths: only the whole source can be listed.
 		return source.WalkStats{}, fmt.Errorf("scan %q: a %s source lists only all its rows (path %q)", rel, p.cfg.Schema, fspath.Root)
 	}
-	return p.rows.SnapshotRows(ctx, origin, func(rs []source.Row) error { return emit(outItem{rows: rs}) })
+	return p.rows.SnapshotRows(ctx, origin, func(rs []source.Row) error { return emit(outItem{rows: p.generic(rs)}) })
 }
 
 // auditWalk runs the source's audit, handing each batch on as an out item.
 func (p *Pipe) auditWalk(ctx context.Context, cache *source.AuditCache, opts source.AuditOptions, emit func(outItem) error) (source.WalkStats, error) {
 	if p.rows != nil {
 		aud, _ := p.rows.(source.RowAuditor)
-		return aud.AuditRows(ctx, func(rs []source.Row) error { return emit(outItem{rows: rs}) })
+		return aud.AuditRows(ctx, func(rs []source.Row) error { return emit(outItem{rows: p.generic(rs)}) })
 	}
 	aud, _ := p.src.(source.Auditor)
 	return aud.Audit(ctx, cache, opts, func(evs []source.Event) error { return emit(outItem{events: evs}) })
@@ -91,7 +91,7 @@ func (s *session) followRows(committed uint64) (func(context.Context) error, boo
 	s.p.log.Info("realtime from the source's log", zap.Uint64("from_index", from), zap.Bool("resumed", resumed))
 	return func(ctx context.Context) error {
 		err := r.FollowRows(ctx, from, s.p.cfg.BatchSize, func(rs []source.Row) error {
-			return s.emit(ctx, outItem{origin: fustorv1.MessageSource_MESSAGE_SOURCE_REALTIME, rows: rs})
+			return s.emit(ctx, outItem{origin: fustorv1.MessageSource_MESSAGE_SOURCE_REALTIME, rows: s.p.generic(rs)})
 		})
 		if ctx.Err() != nil {
 			return nil
@@ -100,67 +100,55 @@ func (s *session) followRows(committed uint64) (func(context.Context) error, boo
 	}, resumed, nil
 }
 
-// rowSender is the sender goroutine's state for generic rows.
-type rowSender struct {
-	p *Pipe
-	// warnedAt throttles the warnings of failed casts (unix ns of the last one).
-	warnedAt atomic.Int64
-}
-
 // castWarnEvery bounds the warnings about failed casts: every one is counted, and the first
 // one and then at most one per period are logged with the count so far.
 const castWarnEvery = time.Minute
 
-// batches maps the item's rows and returns them as the GenericBatch payloads to send, each of
-// at most BatchSize rows (drop_row leaves rows out).
-func (r *rowSender) batches(it outItem) []*fustorv1.GenericBatch {
-	var out []*fustorv1.GenericBatch
-	size := max(r.p.cfg.BatchSize, 1)
-	var cur []*fustorv1.GenericRow
-	for i := range it.rows {
-		row := &it.rows[i]
-		g := &fustorv1.GenericRow{Key: row.Key, Delete: row.Delete, Fields: row.Fields, Index: row.Index}
-		keep, failed := r.p.mapping.Apply(g)
+// generic maps a batch of the source's rows through the fields_mapping into wire rows, on the
+// goroutine that produced them (a walk or Follow), so that what a walk counts (SnapshotEnd.rows,
+// the heartbeat's walk progress) is what is sent: rows drop_row leaves out are not.
+func (p *Pipe) generic(rs []source.Row) []*fustorv1.GenericRow {
+	out := make([]*fustorv1.GenericRow, 0, len(rs))
+	for i := range rs {
+		r := &rs[i]
+		g := &fustorv1.GenericRow{Key: r.Key, Delete: r.Delete, Fields: r.Fields, Index: r.Index}
+		keep, failed := p.mapping.Apply(g)
 		if len(failed) > 0 {
-			r.warn(failed, keep)
+			p.castFailed(failed, keep)
 		}
-		if !keep {
-			continue
+		if keep {
+			out = append(out, g)
 		}
-		cur = append(cur, g)
-		if len(cur) == size {
-			out = append(out, &fustorv1.GenericBatch{Rows: cur})
-			cur = nil
-		}
-	}
-	if len(cur) > 0 {
-		out = append(out, &fustorv1.GenericBatch{Rows: cur})
 	}
 	return out
 }
 
-func (r *rowSender) warn(failed []*mapping.CastError, kept bool) {
-	now := r.p.now().UnixNano()
-	last := r.warnedAt.Load()
-	if last != 0 && now-last < int64(castWarnEvery) || !r.warnedAt.CompareAndSwap(last, now) {
-		r.p.log.Debug("fields_mapping cast failed", zap.Error(failed[0]))
+// castFailed logs failed casts, throttled (castWarnEvery); each is counted by the mapping.
+func (p *Pipe) castFailed(failed []*mapping.CastError, kept bool) {
+	now := p.now().UnixNano()
+	last := p.castWarnedAt.Load()
+	if last != 0 && now-last < int64(castWarnEvery) || !p.castWarnedAt.CompareAndSwap(last, now) {
+		p.log.Debug("fields_mapping cast failed", zap.Error(failed[0]), zap.Bool("row_dropped", !kept))
 		return
 	}
-	st := r.p.mapping.Stats()
-	r.p.log.Warn("fields_mapping cast failed", zap.Error(failed[0]), zap.Bool("row_dropped", !kept),
+	st := p.mapping.Stats()
+	p.log.Warn("fields_mapping cast failed", zap.Error(failed[0]), zap.Bool("row_dropped", !kept),
 		zap.Uint64("cast_failures", st.CastFailures), zap.Uint64("rows_dropped", st.RowsDropped))
 }
 
-// sendRows sends the item's rows as GenericBatch batches of the pipe's schema.
-func (r *rowSender) sendRows(it outItem, put func(*fustorv1.PushRequest) error) error {
-	for _, b := range r.batches(it) {
+// sendRows sends the item's rows as GenericBatch batches of the pipe's schema, each of at most
+// BatchSize rows.
+func (s *session) sendRows(it outItem, put func(*fustorv1.PushRequest) error) error {
+	size := max(s.p.cfg.BatchSize, 1)
+	for start := 0; start < len(it.rows); start += size {
+		chunk := it.rows[start:min(start+size, len(it.rows))]
 		err := put(&fustorv1.PushRequest{Payload: &fustorv1.PushRequest_Batch{Batch: &fustorv1.EventBatch{
-			Source: it.origin, SchemaName: r.p.cfg.Schema, Index: b.GetRows()[0].GetIndex(), CommandId: it.commandID,
-			Rows: &fustorv1.EventBatch_Generic{Generic: b}}}})
+			Source: it.origin, SchemaName: s.p.cfg.Schema, Index: chunk[0].GetIndex(), CommandId: it.commandID,
+			Rows: &fustorv1.EventBatch_Generic{Generic: &fustorv1.GenericBatch{Rows: chunk}}}}})
 		if err != nil {
 			return err
 		}
-		r.p.eventsSent.Add(uint64(len(b.GetRows())))
+		s.p.eventsSent.Add(uint64(len(chunk)))
 	}
 	return nil
 }

@@ -23,7 +23,6 @@ import (
 // so exactly one goroutine may number them.
 func (s *session) send(ctx context.Context, stream fustorv1.PushService_PushClient) error {
 	enc := fsbatch.NewEncoder(0)
-	rows := &rowSender{p: s.p}
 	var seq uint64
 	put := func(m *fustorv1.PushRequest) error {
 		seq++
@@ -59,7 +58,7 @@ func (s *session) send(ctx context.Context, stream fustorv1.PushService_PushClie
 			continue
 		}
 		if it.rows != nil {
-			if err := rows.sendRows(it, put); err != nil {
+			if err := s.sendRows(it, put); err != nil {
 				return err
 			}
 			continue
