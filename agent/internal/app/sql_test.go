@@ -237,14 +237,9 @@ func (f *rowsFusion) seen() (created []*fustorv1.CreateSessionRequest, beats []*
 		append([]*fustorv1.PushRequest(nil), f.msgs...)
 }
 
-// TestSQLOverGRPC runs the sql source against a gRPC Fusion on a loopback port: the session
-// declares the table's schema, the snapshot and the audits are framed by their markers and
-// carry GenericBatch rows of that schema (an audit lists every row, so a row deleted from the
-// table is simply absent), realtime carries the changes; through a database outage the
-// session and its heartbeats go on, reporting no realtime, and realtime resumes after it.
-func TestSQLOverGRPC(t *testing.T) {
-	srv := pgtest.Start(t)
-	createPeople(srv)
+// startRowsFusion serves a rowsFusion on a loopback port until the test ends.
+func startRowsFusion(t *testing.T) (*rowsFusion, string) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -256,10 +251,56 @@ func TestSQLOverGRPC(t *testing.T) {
 	served := make(chan struct{})
 	go func() { defer close(served); _ = gs.Serve(ln) }()
 	t.Cleanup(func() { gs.Stop(); <-served })
+	return f, ln.Addr().String()
+}
 
+// TestSQLDatabaseDownAtStart: with the database down when the agent starts, the session is
+// created and heartbeats flow (no realtime reported), the snapshot waits, and once the
+// database is up the snapshot runs in that same session.
+func TestSQLDatabaseDownAtStart(t *testing.T) {
+	srv := pgtest.Start(t)
+	createPeople(srv)
+	srv.Stop()
+	f, addr := startRowsFusion(t)
+	cfg := sqlConfig(srv, map[string]config.Pipe{"p": {Source: "people", Sender: "fusion", AuditInterval: time.Hour,
+		BackoffMin: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond}},
+		map[string]config.Sender{"fusion": {Address: addr, APIKey: "k"}})
+	runAgent(t, cfg)
+	eventually(t, "heartbeats with the database down", func() bool {
+		_, beats, _ := f.seen()
+		return len(beats) >= 2 && !beats[len(beats)-1].GetCanRealtime()
+	})
+	created, _, msgs := f.seen()
+	if len(created) != 1 || len(msgs) != 0 {
+		t.Fatalf("%d sessions, messages %v: want one session, nothing sent before the database is up", len(created), msgs)
+	}
+	srv.Restart()
+	eventually(t, "the snapshot once the database is up", func() bool {
+		_, _, msgs := f.seen()
+		for _, m := range msgs {
+			if e := m.GetSnapshotEnd(); e != nil && !e.GetFailed() && e.GetRows() == 2 {
+				return true
+			}
+		}
+		return false
+	})
+	if created, _, _ := f.seen(); len(created) != 1 {
+		t.Errorf("%d sessions: the database's absence must not end the session", len(created))
+	}
+}
+
+// TestSQLOverGRPC runs the sql source against a gRPC Fusion on a loopback port: the session
+// declares the table's schema, the snapshot and the audits are framed by their markers and
+// carry GenericBatch rows of that schema (an audit lists every row, so a row deleted from the
+// table is simply absent), realtime carries the changes; through a database outage the
+// session and its heartbeats go on, reporting no realtime, and realtime resumes after it.
+func TestSQLOverGRPC(t *testing.T) {
+	srv := pgtest.Start(t)
+	createPeople(srv)
+	f, addr := startRowsFusion(t)
 	cfg := sqlConfig(srv, map[string]config.Pipe{"p": {Source: "people", Sender: "fusion", AuditInterval: 300 * time.Millisecond,
 		BackoffMin: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond}},
-		map[string]config.Sender{"fusion": {Address: ln.Addr().String(), APIKey: "k"}})
+		map[string]config.Sender{"fusion": {Address: addr, APIKey: "k"}})
 	a := runAgent(t, cfg)
 	p := a.Pipe("p")
 

@@ -63,6 +63,14 @@ func (s *session) duties(sessCtx, ctx context.Context, snapshot bool) {
 			s.p.RequestAudit()
 		}
 	}()
+	if snapshot && s.positioned != nil {
+		// The snapshot covers what came before realtime's start, so that start comes first.
+		select {
+		case <-s.positioned:
+		case <-ctx.Done():
+			return
+		}
+	}
 	snapOK, snapStart := false, s.p.now()
 	if snapshot {
 		// A loss before the snapshot starts is repaired by it (every entry listed and

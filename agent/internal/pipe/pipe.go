@@ -328,6 +328,9 @@ type session struct {
 	resumed bool // realtime continues from the committed index: no snapshot needed
 	resnap  atomic.Bool
 	snapEnd atomic.Uint64 // seq of the last SnapshotEnd sent (0: none)
+	// positioned, when set, is closed once realtime knows where it starts (a generic source's
+	// last index, read from the source): the snapshot waits for it. nil: known from the start.
+	positioned chan struct{}
 }
 
 func (p *Pipe) runSession(ctx context.Context) (established bool, err error) {

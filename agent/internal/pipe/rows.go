@@ -74,22 +74,31 @@ func (it *outItem) len() int { return len(it.events) + len(it.rows) }
 
 // followRows is the realtime loop of a generic source that resumes from its own log, and
 // whether it resumes from committed; an fs pipe's is realtimeFrom's.
+//
+// With nothing committed, realtime starts at the source's last index, which takes a statement
+// to the database: it is read by the loop itself, retried with the pipe's backoff while the
+// database is down, and the snapshot waits for it (positioned). So the session — heartbeats,
+// commands — never waits on the database, unlike an fs pipe's session, which needs nothing
+// from its source to start.
 func (s *session) followRows(committed uint64) (func(context.Context) error, bool, error) {
 	r, ok := s.p.rows.(source.RowResumer)
 	if !ok {
 		// No realtime: the source is kept by snapshot and audits only.
 		return func(ctx context.Context) error { <-ctx.Done(); return nil }, false, nil
 	}
-	from, resumed := committed, committed > 0
-	if !resumed {
-		last, err := r.LastIndex()
-		if err != nil {
-			return nil, false, fmt.Errorf("find the source's last index: %w", err)
-		}
-		from = last
-	}
-	s.p.log.Info("realtime from the source's log", zap.Uint64("from_index", from), zap.Bool("resumed", resumed))
+	resumed := committed > 0
+	positioned := make(chan struct{})
+	s.positioned = positioned
 	return func(ctx context.Context) error {
+		from := committed
+		if !resumed {
+			var ok bool
+			if from, ok = s.lastIndex(ctx, r); !ok {
+				return nil
+			}
+		}
+		close(positioned)
+		s.p.log.Info("realtime from the source's log", zap.Uint64("from_index", from), zap.Bool("resumed", resumed))
 		err := r.FollowRows(ctx, from, s.p.cfg.BatchSize, func(rs []source.Row) error {
 			return s.emit(ctx, outItem{origin: fustorv1.MessageSource_MESSAGE_SOURCE_REALTIME, rows: s.p.generic(rs)})
 		})
@@ -98,6 +107,25 @@ func (s *session) followRows(committed uint64) (func(context.Context) error, boo
 		}
 		return err
 	}, resumed, nil
+}
+
+// lastIndex reads the source's last index, retrying with the pipe's backoff until it succeeds
+// (ok false: ctx ended first).
+func (s *session) lastIndex(ctx context.Context, r source.RowResumer) (uint64, bool) {
+	wait := max(s.p.cfg.BackoffMin, time.Millisecond)
+	for {
+		last, err := r.LastIndex(ctx)
+		if err == nil {
+			return last, true
+		}
+		s.p.log.Warn("cannot read the source's last index; realtime and the snapshot wait", zap.Duration("retry_in", wait), zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return 0, false
+		case <-s.p.after(wait):
+		}
+		wait = min(wait*2, max(s.p.cfg.BackoffMax, wait))
+	}
 }
 
 // castWarnEvery bounds the warnings about failed casts: every one is counted, and the first

@@ -50,8 +50,9 @@ type RowResumer interface {
 	// FollowRows emits, as realtime rows in batches of at most batch, every row changed at an
 	// index from on, then what changes, until ctx is done.
 	FollowRows(ctx context.Context, from uint64, batch int, emit func([]Row) error) error
-	// LastIndex is the highest index of the source now (0 when empty).
-	LastIndex() (uint64, error)
+	// LastIndex is the highest index of the source now (0 when empty). Unlike Resumer's it
+	// takes a context: it is a statement to a database that may be down.
+	LastIndex(ctx context.Context) (uint64, error)
 }
 
 // DescribeRows returns what a generic source can do, from the interfaces it implements.

@@ -292,18 +292,21 @@ func (s *Source) AuditRows(ctx context.Context, emit func([]source.Row) error) (
 	return s.SnapshotRows(ctx, source.OriginAudit, emit)
 }
 
-// LastIndex is the highest cursor value now (0 for an empty table).
-func (s *Source) LastIndex() (uint64, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.QueryTimeout)
+// LastIndex is the highest cursor value now (0 for an empty table). While it fails the
+// source reports no realtime: realtime cannot start.
+func (s *Source) LastIndex(ctx context.Context) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
 	defer cancel()
 	t, err := s.table(ctx)
 	if err != nil {
+		s.failing.Store(true)
 		return 0, err
 	}
 	s.c.queries.Add(1)
 	var v any
 	if err := s.db.QueryRowContext(ctx, t.maxCursor).Scan(&v); err != nil {
 		s.failed()
+		s.failing.Store(true)
 		return 0, fmt.Errorf("read max(%s): %w", s.cfg.CursorColumn, err)
 	}
 	if v == nil {

@@ -168,7 +168,7 @@ func TestFollowInCursorOrder(t *testing.T) {
 		`CREATE TABLE items (id int PRIMARY KEY, name text, version bigint NOT NULL DEFAULT nextval('ver'))`,
 		`INSERT INTO items (id, name) SELECT g, 'old-' || g FROM generate_series(1, 5) g`)
 	s := newSource(t, srv, Config{Table: "items", KeyColumns: []string{"id"}, CursorColumn: "version", Columns: []string{"name"}})
-	last, err := s.LastIndex()
+	last, err := s.LastIndex(context.Background())
 	if err != nil || last != 5 {
 		t.Fatalf("LastIndex %d, %v; want 5", last, err)
 	}
@@ -206,7 +206,7 @@ func TestFollowTimestampTies(t *testing.T) {
 	srv := pgtest.Start(t)
 	srv.Exec(`CREATE TABLE events (site text, n int, updated_at timestamptz NOT NULL, PRIMARY KEY (site, n))`)
 	s := newSource(t, srv, Config{Table: "events", KeyColumns: []string{"site", "n"}, CursorColumn: "updated_at"})
-	last, err := s.LastIndex()
+	last, err := s.LastIndex(context.Background())
 	if err != nil || last != 0 {
 		t.Fatalf("LastIndex of an empty table %d, %v", last, err)
 	}
@@ -321,7 +321,7 @@ func TestTableProblems(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := newSource(t, srv, tt.cfg).LastIndex()
+			_, err := newSource(t, srv, tt.cfg).LastIndex(context.Background())
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("error %v, want one with %q", err, tt.want)
 			}
@@ -335,11 +335,11 @@ func TestPassword(t *testing.T) {
 	srv := pgtest.Start(t)
 	srv.Exec(`CREATE TABLE items (id int PRIMARY KEY, version bigint NOT NULL)`, `INSERT INTO items VALUES (1, 41)`)
 	cfg := Config{DSN: srv.DSNWithoutPassword(), Password: pgtest.Password, Table: "items", KeyColumns: []string{"id"}, CursorColumn: "version"}
-	if last, err := newSource(t, srv, cfg).LastIndex(); err != nil || last != 41 {
+	if last, err := newSource(t, srv, cfg).LastIndex(context.Background()); err != nil || last != 41 {
 		t.Fatalf("LastIndex %d, %v; want 41", last, err)
 	}
 	cfg.Password = "wrong-secret"
-	_, err := newSource(t, srv, cfg).LastIndex()
+	_, err := newSource(t, srv, cfg).LastIndex(context.Background())
 	if err == nil || strings.Contains(err.Error(), "wrong-secret") {
 		t.Fatalf("error %v: want a failure that does not quote the password", err)
 	}
