@@ -34,10 +34,13 @@
 // Follow starts at the committed index itself (>=), sending its rows again rather than
 // skipping the ones not yet sent.
 //
+// A row whose cursor is NULL is listed (index 0) but never polled: give the column a default.
+//
 // Connection loss never ends anything: every statement runs with query_timeout, and a failed
 // one is retried, keeping its position, after a wait doubling from poll_interval (walks: from
 // a tenth of it) to backoff_max. While polls fail the source reports no realtime
-// (RealtimeReporter). The pipe's heartbeats never touch the database.
+// (RealtimeReporter). The pipe's heartbeats never touch the database. (A walk that waits
+// longer than the pipe's stuck_after is restarted by the pipe from its first page.)
 package sql
 
 import (
