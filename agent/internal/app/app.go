@@ -8,7 +8,7 @@
 // or fails, so Reload (reload.go) can start, stop or restart one by id while the others, and
 // their sessions, run on.
 //
-// It is the one package that names the drivers — source/fs, source/journal, source/s3, sender/grpc and sender/echo —
+// It is the one package that names the drivers — source/fs, source/journal, source/s3, source/sql, sender/grpc and sender/echo —
 // and hands them to the pipe as the contracts of agent/internal/source and
 // agent/internal/sender (layers_test.go checks that nothing else imports them).
 package app
@@ -16,6 +16,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"path/filepath"
@@ -40,6 +41,7 @@ import (
 	"github.com/fustor/fustor/agent/internal/source/fs"
 	"github.com/fustor/fustor/agent/internal/source/journal"
 	s3source "github.com/fustor/fustor/agent/internal/source/s3"
+	sqlsource "github.com/fustor/fustor/agent/internal/source/sql"
 	"github.com/fustor/fustor/sdk/debughttp"
 	"github.com/fustor/fustor/sdk/metrics"
 )
@@ -65,6 +67,8 @@ type source struct {
 	uri   string
 	watch bool
 	src   agentsource.Snapshotter
+	// rows is set instead of src for a source of a generic schema (sql).
+	rows agentsource.RowSnapshotter
 	// watcher is set for a source whose realtime goes through the bus (fs): it feeds bus.
 	watcher  agentsource.Watcher
 	bus      *bus.Bus[agentsource.Event]
@@ -106,7 +110,7 @@ func (s *source) removePipe(p *pipe.Pipe) {
 // canRealtime reports whether the source delivers realtime now: its watcher runs and, for a
 // source that can tell (an object store), sees changes.
 func (s *source) canRealtime() bool {
-	if r, ok := s.src.(agentsource.RealtimeReporter); ok && !r.Realtime() {
+	if r, ok := s.driver().(agentsource.RealtimeReporter); ok && !r.Realtime() {
 		return false
 	}
 	return s.realtime.Load()
@@ -114,10 +118,25 @@ func (s *source) canRealtime() bool {
 
 // counters are the source's counters (none for a source without any).
 func (s *source) counters() map[string]uint64 {
-	if c, ok := s.src.(agentsource.Counters); ok {
+	if c, ok := s.driver().(agentsource.Counters); ok {
 		return c.Counters()
 	}
 	return nil
+}
+
+// driver is the source's driver, whichever kind it is, for its optional interfaces.
+func (s *source) driver() any {
+	if s.rows != nil {
+		return s.rows
+	}
+	return s.src
+}
+
+// close releases what the driver holds (a database pool); the pipes on it have stopped.
+func (s *source) close() {
+	if c, ok := s.driver().(io.Closer); ok {
+		_ = c.Close()
+	}
 }
 
 // senderEntry is one configured sender and its connection.
@@ -219,8 +238,9 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Agent, error) {
 }
 
 // pipeConfig is a pipe's settings from its normalised configuration (every optional one set).
-func pipeConfig(id, agentID, uri, driver string, pc config.Pipe) pipe.Config {
-	return pipe.Config{ID: id, AgentID: agentID, SourceURI: uri, Schema: config.SchemaOf(driver), SchemaVersion: config.SchemaVersionFS,
+func pipeConfig(id, agentID, uri string, sc config.Source, pc config.Pipe) pipe.Config {
+	schema, version := config.SchemaOf(sc)
+	return pipe.Config{ID: id, AgentID: agentID, SourceURI: uri, Schema: schema, SchemaVersion: version, FieldsMapping: pc.FieldsMapping,
 		BatchSize: pc.BatchSize, TimeoutHint: pc.TimeoutHint, BackoffMin: pc.BackoffMin, BackoffMax: pc.BackoffMax,
 		AuditInterval: pc.AuditInterval, StuckAfter: pc.StuckAfter,
 		AuditRollingShare: *pc.AuditRollingShare, AuditDeepEvery: *pc.AuditDeepEvery, OverflowAuditDelay: *pc.OverflowAuditDelay,
@@ -309,6 +329,9 @@ func (a *Agent) close() {
 	for _, s := range a.senders {
 		_ = s.s.Close()
 	}
+	for _, s := range a.sources {
+		s.close()
+	}
 }
 
 // pipeLogger is a pipe's logger: it counts the walks the pipe recovered from a panic, which
@@ -326,6 +349,13 @@ func (a *Agent) pipeLogger() *zap.Logger {
 // driver has a credential): the driver and the cleaned absolute root or journal path, so
 // "/mnt/x" and "/mnt/x/" are one tree. It doubles as the source URI sent to Fusion.
 func signature(sc config.Source) (string, error) {
+	if sc.Driver == "sql" {
+		dsn, _, err := sc.SQL.Credentials()
+		if err != nil {
+			return "", err
+		}
+		return sqlsource.URI(dsn, sc.SQL.Table)
+	}
 	if sc.Driver == "s3" {
 		return s3source.URI(sc.S3.Endpoint, sc.S3.Bucket, sc.S3.Prefix), nil
 	}
@@ -366,6 +396,22 @@ func (a *Agent) newSource(ids []string, sig string, sc config.Source) (*source, 
 	}
 	switch {
 	case src != nil:
+	case sc.Driver == "sql":
+		c := sc.SQL
+		dsn, password, err := c.Credentials()
+		if err != nil {
+			return nil, err
+		}
+		sv, err := sqlsource.New(log, sqlsource.Config{Dialect: c.Dialect, DSN: dsn, Password: password, Table: c.Table,
+			KeyColumns: c.KeyColumns, CursorColumn: c.CursorColumn, Columns: c.Columns, SoftDeleteColumn: c.SoftDeleteColumn,
+			SchemaName: c.SchemaName, SchemaVersion: c.SchemaVersion, PollInterval: c.PollInterval, BackoffMax: c.BackoffMax,
+			QueryTimeout: c.QueryTimeout, PageSize: c.PageSize})
+		if err != nil {
+			return nil, err
+		}
+		s.rows = sv
+		s.realtime.Store(true) // it polls its table per session (FollowRows)
+		return s, nil
 	case sc.Driver == "s3":
 		c := sc.S3
 		sv, err := s3source.New(log, s3source.Config{Endpoint: c.Endpoint, Bucket: c.Bucket, Prefix: c.Prefix, Region: c.Region,

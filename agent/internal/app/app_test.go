@@ -13,6 +13,7 @@ import (
 
 	"github.com/fustor/fustor/agent/internal/bus"
 	"github.com/fustor/fustor/agent/internal/config"
+	"github.com/fustor/fustor/agent/internal/mapping"
 	"github.com/fustor/fustor/agent/internal/pipe"
 	agentsource "github.com/fustor/fustor/agent/internal/source"
 )
@@ -162,13 +163,13 @@ func TestPipeConfigCarriesEverySetting(t *testing.T) {
 			f.SetFloat(0.01 * float64(i))
 		}
 	}
-	got := reflect.ValueOf(pipeConfig("p", "a", "fs:///x", "fs", pc))
+	got := reflect.ValueOf(pipeConfig("p", "a", "fs:///x", config.Source{Driver: "fs"}, pc))
 	if g := got.Interface().(pipe.Config); g.Schema != "fs" || g.SchemaVersion != 1 {
 		t.Errorf("schema %q version %d, want fs 1", g.Schema, g.SchemaVersion)
 	}
 	for i := range v.NumField() {
 		name := v.Type().Field(i).Name
-		// FieldsMapping is for generic-schema rows, refused on every source there is (fs rows).
+		// FieldsMapping holds slices (no ==): checked below, on a generic source.
 		if name == "Source" || name == "Sender" || name == "FieldsMapping" {
 			continue
 		}
@@ -181,5 +182,11 @@ func TestPipeConfigCarriesEverySetting(t *testing.T) {
 		if !g.Equal(want) {
 			t.Errorf("%s: pipe got %v, configured %v", name, g, want)
 		}
+	}
+	pc.FieldsMapping = mapping.Config{OnCastError: mapping.OnCastErrorDropRow, Fields: []mapping.Rule{{To: "id", Type: "int"}}}
+	sc := config.Source{Driver: "sql", SQL: config.SQL{Table: "items", SchemaVersion: 3}}
+	g := pipeConfig("p", "a", "sql://x", sc, pc)
+	if !reflect.DeepEqual(g.FieldsMapping, pc.FieldsMapping) || g.Schema != "items" || g.SchemaVersion != 3 {
+		t.Errorf("sql pipe: mapping %+v schema %q version %d; want %+v, items 3", g.FieldsMapping, g.Schema, g.SchemaVersion, pc.FieldsMapping)
 	}
 }

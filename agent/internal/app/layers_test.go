@@ -21,6 +21,7 @@ const (
 	grpcSender = mod + "/internal/sender/grpc"
 	echoSender = mod + "/internal/sender/echo"
 	s3Driver   = mod + "/internal/source/s3"
+	sqlDriver  = mod + "/internal/source/sql"
 	appPkg     = mod + "/internal/app"
 	cmdPrefix  = mod + "/cmd/"
 	pipePkg    = mod + "/internal/pipe"
@@ -30,7 +31,7 @@ const (
 )
 
 // drivers are the packages only app (and cmd) may import.
-var drivers = []string{fsDriver, journalDrv, s3Driver, grpcSender, echoSender}
+var drivers = []string{fsDriver, journalDrv, s3Driver, sqlDriver, grpcSender, echoSender}
 
 type listed struct {
 	ImportPath                         string

@@ -27,7 +27,7 @@ type collector struct {
 	snapshotRunning, auditRunning                             *prometheus.Desc
 	committed, realtime, skipped                              *prometheus.Desc
 	stateSaves, stateSaveFailures, stateRefused, stateRestore *prometheus.Desc
-	lastAuditDirs                                             *prometheus.Desc
+	lastAuditDirs, castFailures, rowsDropped                  *prometheus.Desc
 	busPublished, busRejected, busLost, busSplits, busMerges  *prometheus.Desc
 	busLanes, busSubscribers                                  *prometheus.Desc
 	panics, reloadOK, reloadTime, reloads                     *prometheus.Desc
@@ -68,6 +68,8 @@ func newCollector(a *Agent) *collector {
 		stateSaveFailures: d("pipe_audit_state_save_failures_total", "Saves of the pipe's audit cache that failed (the previous file stays).", pipe),
 		stateRefused:      d("pipe_audit_state_refused_total", "Saved audit caches refused at start (corrupt, truncated, another format version): moved aside, the first audit lists every directory.", pipe),
 		stateRestore:      d("pipe_audit_state_restores_total", "Leaderships that started from the audit cache saved by an earlier run.", pipe),
+		castFailures:      d("pipe_mapping_cast_failures_total", "Field values the pipe's fields_mapping could not cast (the field, or with drop_row the row, left out).", pipe),
+		rowsDropped:       d("pipe_mapping_rows_dropped_total", "Rows the pipe's fields_mapping dropped for a failed cast (on_cast_error: drop_row).", pipe),
 		lastAuditDirs:     d("pipe_last_audit_dirs", "Directories of the last completed audit: listed (rolled ones included) or silent (unchanged, not listed).", []string{"pipe", "kind"}),
 		realtime:          d("source_realtime", "1 while the source delivers realtime events; 0 while it runs degraded.", src),
 		skipped:           d("source_entries_skipped_total", "Entries left out of walks and realtime, by reason (excluded is expected, the rest are problems).", []string{"source", "reason"}),
@@ -114,6 +116,13 @@ func newCollector(a *Agent) *collector {
 			"clock_index_held":       counter("clock_index_held_total", "Event indexes held at their last value because corrected time went backwards."),
 			"journal_lines":          counter("journal_lines_total", "Valid lines the journal source read."),
 			"journal_replays":        counter("journal_replays_total", "Times the journal source replayed its log from a committed index."),
+			// The sql source's (source/sql).
+			"sql_queries":        counter("sql_queries_total", "Statements sent to the database."),
+			"sql_query_failures": counter("sql_query_failures_total", "Statements that failed (connection lost, timeout, ...): each retried with backoff."),
+			"sql_rows_read":      counter("sql_rows_read_total", "Rows read from the table by listings and polls."),
+			"sql_polls":          counter("sql_polls_total", "Realtime polls of the table."),
+			"sql_deletes_found":  counter("sql_deletes_found_total", "Soft-deleted rows realtime polls sent as deletes."),
+			"sql_invalid_text":   counter("sql_invalid_text_total", "Values whose text was not UTF-8 (the bad bytes replaced)."),
 		},
 	}
 }
@@ -187,6 +196,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.stateSaveFailures, float64(st.AuditStateSaveFailures), id)
 		counter(c.stateRefused, float64(st.AuditStateRefused), id)
 		counter(c.stateRestore, float64(st.AuditStateRestores), id)
+		counter(c.castFailures, float64(st.CastFailures), id)
+		counter(c.rowsDropped, float64(st.RowsDropped), id)
 		gauge(c.lastAuditDirs, float64(st.LastAudit.Dirs-st.LastAudit.Silent), id, "listed")
 		gauge(c.lastAuditDirs, float64(st.LastAudit.Silent), id, "silent")
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/fustor/fustor/agent/internal/source/fs"
 	"github.com/fustor/fustor/agent/internal/source/journal"
 	s3source "github.com/fustor/fustor/agent/internal/source/s3"
+	sqlsource "github.com/fustor/fustor/agent/internal/source/sql"
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
 )
 
@@ -293,7 +294,12 @@ func TestCollectorCoversEveryCounter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, counters := range map[string]map[string]uint64{"fs": fsrc.Counters(), "journal": jsrc.Counters(), "s3": s3src.Counters()} {
+	sqlsrc, err := sqlsource.New(nil, sqlsource.Config{DSN: "postgres://u@127.0.0.1:1/db", Table: "t", KeyColumns: []string{"id"}, CursorColumn: "v"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sqlsrc.Close()
+	for name, counters := range map[string]map[string]uint64{"fs": fsrc.Counters(), "journal": jsrc.Counters(), "s3": s3src.Counters(), "sql": sqlsrc.Counters()} {
 		for k := range counters {
 			if _, ok := c.bySourceKey[k]; !ok && !strings.HasPrefix(k, skippedPrefix) {
 				t.Errorf("%s source counter %q is not exposed", name, k)

@@ -75,7 +75,17 @@ func resolve(cfg config.Config) (*plan, error) {
 		errs = append(errs, Errors(err)...)
 	}
 	// The plan's senders hold the key itself, api_key_file read here: a reload reads the file
-	// again, and a rotated key then restarts its sender as any changed setting does.
+	// again, and a rotated key then restarts its sender as any changed setting does. A sql
+	// source's DSN and password files likewise.
+	for id, s := range cfg.Sources {
+		if s.Driver != "sql" {
+			continue
+		}
+		if dsn, pw, err := s.SQL.Credentials(); err == nil {
+			s.SQL.DSN, s.SQL.DSNFile, s.SQL.Password, s.SQL.PasswordFile = dsn, "", pw, ""
+			cfg.Sources[id] = s
+		}
+	}
 	for id, s := range cfg.Senders {
 		if k, err := s.Key(); err == nil {
 			s.APIKey, s.APIKeyFile = k, ""
@@ -172,6 +182,9 @@ func (a *Agent) prepare(pl *plan) (*change, error) {
 			for _, s := range ch.senders {
 				_ = s.s.Close()
 			}
+			for _, s := range ch.sources {
+				s.close()
+			}
 		}
 	}()
 	for _, sig := range slices.Sorted(maps.Keys(a.sources)) {
@@ -241,7 +254,7 @@ func (a *Agent) prepare(pl *plan) (*change, error) {
 	for _, id := range slices.Sorted(maps.Keys(pl.cfg.Pipes)) {
 		pc := pl.cfg.Pipes[id]
 		sig := pl.sigOf[pc.Source]
-		e := pipeEntry{cfg: pipeConfig(id, pl.cfg.AgentID, sig, pl.cfg.Sources[pc.Source].Driver, pc), sender: pc.Sender, sig: sig}
+		e := pipeEntry{cfg: pipeConfig(id, pl.cfg.AgentID, sig, pl.cfg.Sources[pc.Source], pc), sender: pc.Sender, sig: sig}
 		e.cfg.StateDir = pl.cfg.StateDir
 		old, ok := a.pipes[id]
 		why := ""
@@ -282,6 +295,7 @@ func (a *Agent) commit(ch *change, logChanges bool) {
 	}
 	for _, sig := range ch.stopSources {
 		a.reg.stop(partKey(kindSource, sig))
+		a.sources[sig].close()
 		delete(a.sources, sig)
 	}
 	for _, id := range ch.stopSenders {
@@ -304,7 +318,11 @@ func (a *Agent) commit(ch *change, logChanges bool) {
 	for _, id := range slices.Sorted(maps.Keys(ch.pipes)) {
 		e := ch.pipes[id]
 		src := a.sources[e.sig]
-		e.p = pipe.New(plog, e.cfg, src.src, src.bus, a.senders[e.sender].s, src.canRealtime)
+		if src.rows != nil {
+			e.p = pipe.NewRows(plog, e.cfg, src.rows, a.senders[e.sender].s, src.canRealtime)
+		} else {
+			e.p = pipe.New(plog, e.cfg, src.src, src.bus, a.senders[e.sender].s, src.canRealtime)
+		}
 		a.pipes[id] = &e
 		src.addPipe(e.p)
 		a.startPart(partKey(kindPipe, id), e.p.Run)

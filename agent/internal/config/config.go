@@ -3,6 +3,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
@@ -53,7 +54,8 @@ type Log struct {
 // Source is where events come from.
 type Source struct {
 	// Driver is the source kind: "fs" (a directory tree, the default), "journal" (a
-	// replayable event log) or "s3" (a bucket: settings under s3).
+	// replayable event log), "s3" (a bucket: settings under s3) or "sql" (a database table,
+	// sent as rows of a generic schema: settings under sql).
 	Driver string `koanf:"driver"`
 	// Root is the directory the fs source watches and scans.
 	Root string `koanf:"root"`
@@ -79,6 +81,93 @@ type Source struct {
 	DisableRealtime bool `koanf:"disable_realtime"`
 	// S3 configures the s3 driver (object storage: S3, MinIO, Alibaba OSS, Ceph RGW).
 	S3 S3 `koanf:"s3"`
+	// SQL configures the sql driver (a PostgreSQL table).
+	SQL SQL `koanf:"sql"`
+}
+
+// SQL is a database-table source: one table's rows sent as generic rows (key, delete, text
+// fields, index) of a schema of their own (agent/internal/source/sql has the details).
+type SQL struct {
+	// Dialect is the database kind: "postgres" (the default and only one).
+	Dialect string `koanf:"dialect"`
+	// DSN is the connection, a libpq key=value string or a URL
+	// ("postgres://fustor@db:5432/app?sslmode=verify-full"); DSNFile is a file holding it
+	// instead (trailing whitespace trimmed, read again at each reload). Exactly one is set.
+	DSN     string `koanf:"dsn"`
+	DSNFile string `koanf:"dsn_file"`
+	// Password and PasswordFile replace the DSN's password (at most one is set). Without
+	// any, the password is libpq's: the DSN's, else PGPASSWORD, else PGPASSFILE or ~/.pgpass.
+	Password     string `koanf:"password"`
+	PasswordFile string `koanf:"password_file"`
+	// Table is the table or view, optionally schema-qualified ("sales.orders").
+	Table string `koanf:"table"`
+	// KeyColumns identify a row (its primary key): the row's key, and the listing's order.
+	KeyColumns []string `koanf:"key_columns"`
+	// CursorColumn is a monotone version or updated-at column (timestamp, date or integer):
+	// realtime polls the rows past it, and it is each row's index (ms for a time).
+	CursorColumn string `koanf:"cursor_column"`
+	// Columns are the columns sent as fields (empty = all of them).
+	Columns []string `koanf:"columns"`
+	// SoftDeleteColumn, when set, marks deleted rows (any value but NULL, false or 0): left
+	// out of listings, sent as deletes by realtime.
+	SoftDeleteColumn string `koanf:"soft_delete_column"`
+	// SchemaName and SchemaVersion are the schema the rows are declared as, which Fusion's
+	// pipe and views must accept (default: the table's name, version 1).
+	SchemaName    string `koanf:"schema_name"`
+	SchemaVersion uint32 `koanf:"schema_version"`
+	// PollInterval is realtime's period (0 = DefaultSQLPollInterval).
+	PollInterval time.Duration `koanf:"poll_interval"`
+	// BackoffMax bounds the wait after failed statements, doubling from poll_interval
+	// (0 = DefaultSQLBackoffMax).
+	BackoffMax time.Duration `koanf:"backoff_max"`
+	// QueryTimeout bounds every statement and connection attempt (0 = DefaultSQLQueryTimeout).
+	QueryTimeout time.Duration `koanf:"query_timeout"`
+	// PageSize is the rows per listing statement (0 = DefaultSQLPageSize).
+	PageSize int `koanf:"page_size"`
+}
+
+// SQL defaults.
+const (
+	DefaultSQLPollInterval = 5 * time.Second
+	DefaultSQLBackoffMax   = time.Minute
+	DefaultSQLQueryTimeout = 30 * time.Second
+	DefaultSQLPageSize     = 1000
+)
+
+// Credentials returns the DSN and the password override ("" = none), files read now. Errors
+// never quote a secret.
+func (s SQL) Credentials() (dsn, password string, err error) {
+	read := func(what, path string) (string, error) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", fmt.Errorf("%s: read file: %w", what, err)
+		}
+		v := strings.TrimRightFunc(string(b), unicode.IsSpace)
+		if v == "" {
+			return "", fmt.Errorf("%s: file %s is empty", what, path)
+		}
+		return v, nil
+	}
+	switch {
+	case s.DSN != "" && s.DSNFile != "":
+		return "", "", errors.New("sql.dsn and sql.dsn_file are both set: set one")
+	case s.DSN == "" && s.DSNFile == "":
+		return "", "", errors.New("sql.dsn or sql.dsn_file is required")
+	case s.Password != "" && s.PasswordFile != "":
+		return "", "", errors.New("sql.password and sql.password_file are both set: set one")
+	}
+	dsn, password = s.DSN, s.Password
+	if s.DSNFile != "" {
+		if dsn, err = read("sql.dsn_file", s.DSNFile); err != nil {
+			return "", "", err
+		}
+	}
+	if s.PasswordFile != "" {
+		if password, err = read("sql.password_file", s.PasswordFile); err != nil {
+			return "", "", err
+		}
+	}
+	return dsn, password, nil
 }
 
 // S3 is an object-storage source: a bucket and a key prefix mapped into the fs schema.
@@ -229,8 +318,8 @@ type Pipe struct {
 	BackoffMin time.Duration `koanf:"backoff_min"`
 	BackoffMax time.Duration `koanf:"backoff_max"`
 	// FieldsMapping projects the rows of a generic-schema source (DESIGN.md §7; package
-	// agent/internal/mapping): empty = pass-through. Every source driver today emits the fs
-	// schema, whose rows are typed, so a non-empty mapping is refused on them.
+	// agent/internal/mapping; the sql driver): empty = pass-through. The fs, journal and s3
+	// drivers emit the fs schema, whose rows are typed, so a non-empty mapping is refused on them.
 	FieldsMapping mapping.Config `koanf:"fields_mapping"`
 }
 
@@ -293,6 +382,16 @@ func (c *Config) Normalize() {
 				s.S3.BackoffMax = DefaultS3BackoffMax
 			}
 			s.S3.BackoffMax = max(s.S3.BackoffMax, s.S3.ListInterval)
+		}
+		if s.Driver == "sql" {
+			q := &s.SQL
+			q.Dialect = cmp.Or(q.Dialect, "postgres")
+			q.PollInterval = cmp.Or(q.PollInterval, DefaultSQLPollInterval)
+			q.BackoffMax = max(cmp.Or(q.BackoffMax, DefaultSQLBackoffMax), q.PollInterval)
+			q.QueryTimeout = cmp.Or(q.QueryTimeout, DefaultSQLQueryTimeout)
+			q.PageSize = cmp.Or(q.PageSize, DefaultSQLPageSize)
+			q.SchemaName = cmp.Or(q.SchemaName, q.Table)
+			q.SchemaVersion = cmp.Or(q.SchemaVersion, 1)
 		}
 		c.Sources[id] = s
 	}
@@ -372,8 +471,10 @@ func (c *Config) Validate() error {
 			if (s.S3.AccessKey == "") != (s.S3.SecretKey == "") {
 				errs = append(errs, fmt.Errorf("sources.%s: set both s3.access_key and s3.secret_key, or neither", id))
 			}
+		case "sql":
+			errs = append(errs, s.SQL.validate(id)...)
 		default:
-			errs = append(errs, fmt.Errorf("sources.%s: unknown driver %q (want fs, journal or s3)", id, s.Driver))
+			errs = append(errs, fmt.Errorf("sources.%s: unknown driver %q (want fs, journal, s3 or sql)", id, s.Driver))
 		}
 		if s.ScanWorkers < 0 || s.BusCapacity <= 0 || s.ModifyThrottle < 0 || s.MaxWatches < 0 {
 			errs = append(errs, fmt.Errorf("sources.%s: scan_workers, bus_capacity, modify_throttle and max_watches must not be negative", id))
@@ -431,7 +532,7 @@ func (c *Config) Validate() error {
 		if err := p.FieldsMapping.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("pipes.%s: fields_mapping: %w", id, err))
 		} else if len(p.FieldsMapping.Fields) > 0 || p.FieldsMapping.OnCastError != "" {
-			if src, ok := c.Sources[p.Source]; ok && SchemaOf(src.Driver) == "fs" {
+			if src, ok := c.Sources[p.Source]; ok && !Generic(src.Driver) {
 				errs = append(errs, fmt.Errorf("pipes.%s: fields_mapping applies to generic-schema rows; source %q (driver %s) emits fs rows", id, p.Source, src.Driver))
 			}
 		}
@@ -462,14 +563,42 @@ func Demo(root string) Config {
 // ptr returns a pointer to a copy of v, for the settings whose zero is a value of its own.
 func ptr[T any](v T) *T { return &v }
 
-// SchemaOf is the schema (DESIGN.md §2) a source driver emits: every driver today emits "fs"
-// rows, version SchemaVersionFS; a driver of another schema (a database) names its own.
-func SchemaOf(driver string) string {
-	switch driver {
-	case "fs", "journal", "s3", "":
-		return "fs"
+// SchemaOf is the schema (DESIGN.md §2) a source emits, name and version: "fs" rows, version
+// SchemaVersionFS, for the fs, journal and s3 drivers; a sql source's is its schema_name and
+// schema_version (default: the table, 1).
+func SchemaOf(s Source) (string, uint32) {
+	if s.Driver == "sql" {
+		return cmp.Or(s.SQL.SchemaName, s.SQL.Table), cmp.Or(s.SQL.SchemaVersion, 1)
 	}
-	return driver
+	return "fs", SchemaVersionFS
+}
+
+// Generic reports whether a driver emits rows of a generic schema (fustor.v1.GenericRow),
+// which a pipe's fields_mapping applies to, rather than the typed fs rows.
+func Generic(driver string) bool { return driver == "sql" }
+
+// validate reports what is wrong with a sql source's settings.
+func (s SQL) validate(id string) []error {
+	var errs []error
+	if s.Dialect != "postgres" {
+		errs = append(errs, fmt.Errorf("sources.%s: sql.dialect %q: want postgres", id, s.Dialect))
+	}
+	if _, _, err := s.Credentials(); err != nil {
+		errs = append(errs, fmt.Errorf("sources.%s: %w", id, err))
+	}
+	if s.Table == "" || len(s.KeyColumns) == 0 || s.CursorColumn == "" {
+		errs = append(errs, fmt.Errorf("sources.%s: sql.table, sql.key_columns and sql.cursor_column are required", id))
+	}
+	if s.PollInterval <= 0 || s.BackoffMax < s.PollInterval || s.QueryTimeout <= 0 || s.PageSize <= 0 || s.PageSize > 100_000 {
+		errs = append(errs, fmt.Errorf("sources.%s: need 0 < sql.poll_interval <= backoff_max, query_timeout > 0, page_size 1..100000", id))
+	}
+	for _, c := range slices.Concat(s.KeyColumns, s.Columns) {
+		if c == "" {
+			errs = append(errs, fmt.Errorf("sources.%s: sql.key_columns and sql.columns must not hold an empty name", id))
+			break
+		}
+	}
+	return errs
 }
 
 // SchemaVersionFS is the version of the fs schema the agent speaks.

@@ -4,6 +4,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -97,6 +98,22 @@ func TestValidate(t *testing.T) {
 			p.FieldsMapping = mapping.Config{Fields: []mapping.Rule{{To: "a"}}}
 			c.Pipes["demo"] = p
 		}, `fields_mapping applies to generic-schema rows; source "demo" (driver fs) emits fs rows`},
+		{"sql source", func(c *Config) { c.Sources["demo"] = sqlSource(SQL{}) }, ""},
+		{"sql source with a fields_mapping", func(c *Config) {
+			c.Sources["demo"] = sqlSource(SQL{})
+			p := c.Pipes["demo"]
+			p.FieldsMapping = mapping.Config{Fields: []mapping.Rule{{To: "a"}}}
+			c.Pipes["demo"] = p
+		}, ""},
+		{"sql without table", func(c *Config) { q := sqlSource(SQL{}); q.SQL.Table = ""; c.Sources["demo"] = q },
+			"sources.demo: sql.table, sql.key_columns and sql.cursor_column are required"},
+		{"sql without dsn", func(c *Config) { q := sqlSource(SQL{}); q.SQL.DSN = ""; c.Sources["demo"] = q },
+			"sources.demo: sql.dsn or sql.dsn_file is required"},
+		{"sql dsn twice", func(c *Config) { c.Sources["demo"] = sqlSource(SQL{DSNFile: keyFile}) }, "sql.dsn and sql.dsn_file are both set"},
+		{"sql password file missing", func(c *Config) { c.Sources["demo"] = sqlSource(SQL{PasswordFile: root + "/gone"}) },
+			"sql.password_file: read file: open " + root + "/gone"},
+		{"sql dialect", func(c *Config) { c.Sources["demo"] = sqlSource(SQL{Dialect: "oracle"}) }, `sql.dialect "oracle": want postgres`},
+		{"sql page size", func(c *Config) { c.Sources["demo"] = sqlSource(SQL{PageSize: 200_000}) }, "page_size 1..100000"},
 		{"bad fields_mapping", func(c *Config) {
 			p := c.Pipes["demo"]
 			p.FieldsMapping = mapping.Config{Fields: []mapping.Rule{{To: "a", Type: "decimal"}}}
@@ -119,6 +136,82 @@ func TestValidate(t *testing.T) {
 				t.Fatalf("Validate() = %v; want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// sqlSource is a valid sql source with o's non-zero settings over it.
+func sqlSource(o SQL) Source {
+	q := SQL{DSN: "postgres://u@db/app", Table: "items", KeyColumns: []string{"id"}, CursorColumn: "version"}
+	if o.DSNFile != "" {
+		q.DSNFile = o.DSNFile
+	}
+	if o.PasswordFile != "" {
+		q.PasswordFile = o.PasswordFile
+	}
+	if o.Dialect != "" {
+		q.Dialect = o.Dialect
+	}
+	q.PageSize = o.PageSize
+	return Source{Driver: "sql", SQL: q}
+}
+
+// TestSQLKeys: a sql source loads from YAML, gets its defaults, and reads its secrets from
+// files; SchemaOf is its schema.
+func TestSQLKeys(t *testing.T) {
+	dir := t.TempDir()
+	dsnFile, pwFile := filepath.Join(dir, "dsn"), filepath.Join(dir, "pw")
+	if err := os.WriteFile(dsnFile, []byte("postgres://reader@db:5432/app?sslmode=disable\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pwFile, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "agent.yaml")
+	yaml := `agent_id: a
+sources:
+  orders:
+    driver: sql
+    sql:
+      dsn_file: ` + dsnFile + `
+      password_file: ` + pwFile + `
+      table: sales.orders
+      key_columns: [region, id]
+      cursor_column: updated_at
+      columns: [id, region, total]
+      soft_delete_column: deleted_at
+      poll_interval: 2s
+      page_size: 500
+senders: {dbg: {driver: echo}}
+pipes:
+  p: {source: orders, sender: dbg, fields_mapping: {fields: [{to: total, type: float}]}}
+`
+	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := Default()
+	if err := sdkconfig.Load(&c, sdkconfig.Source{Path: file, Environ: func() []string { return nil }}); err != nil {
+		t.Fatal(err)
+	}
+	c.Normalize()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	q := c.Sources["orders"].SQL
+	want := SQL{Dialect: "postgres", DSNFile: dsnFile, PasswordFile: pwFile, Table: "sales.orders", KeyColumns: []string{"region", "id"},
+		CursorColumn: "updated_at", Columns: []string{"id", "region", "total"}, SoftDeleteColumn: "deleted_at", SchemaName: "sales.orders",
+		SchemaVersion: 1, PollInterval: 2 * time.Second, BackoffMax: DefaultSQLBackoffMax, QueryTimeout: DefaultSQLQueryTimeout, PageSize: 500}
+	if !reflect.DeepEqual(q, want) {
+		t.Errorf("sql settings\n%+v\nwant\n%+v", q, want)
+	}
+	dsn, pw, err := q.Credentials()
+	if err != nil || dsn != "postgres://reader@db:5432/app?sslmode=disable" || pw != "s3cret" {
+		t.Errorf("Credentials() = %q, %q, %v", dsn, pw, err)
+	}
+	if name, v := SchemaOf(c.Sources["orders"]); name != "sales.orders" || v != 1 {
+		t.Errorf("SchemaOf = %s %d", name, v)
+	}
+	if name, v := SchemaOf(Source{Driver: "s3"}); name != "fs" || v != SchemaVersionFS {
+		t.Errorf("SchemaOf(s3) = %s %d", name, v)
 	}
 }
 

@@ -260,7 +260,10 @@ func (m *Mapping) Apply(row *fustorv1.GenericRow) (keep bool, failed []*CastErro
 	return true, failed
 }
 
-// Stats returns the mapping's counters.
+// Stats returns the mapping's counters (zero for a nil mapping, which maps nothing).
 func (m *Mapping) Stats() Stats {
+	if m == nil {
+		return Stats{}
+	}
 	return Stats{Rows: m.rows.Load(), RowsDropped: m.dropped.Load(), CastFailures: m.failures.Load()}
 }

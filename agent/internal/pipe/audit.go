@@ -63,6 +63,14 @@ func (s *session) duties(sessCtx, ctx context.Context, snapshot bool) {
 			s.p.RequestAudit()
 		}
 	}()
+	if snapshot && s.positioned != nil {
+		// The snapshot covers what came before realtime's start, so that start comes first.
+		select {
+		case <-s.positioned:
+		case <-ctx.Done():
+			return
+		}
+	}
 	snapOK, snapStart := false, s.p.now()
 	if snapshot {
 		// A loss before the snapshot starts is repaired by it (every entry listed and
@@ -73,7 +81,7 @@ func (s *session) duties(sessCtx, ctx context.Context, snapshot bool) {
 		owed = before && !ok.Load()
 		snapOK = ok.Load()
 	}
-	if _, ok := s.p.src.(source.Auditor); !ok {
+	if !s.p.caps.Audit {
 		// The snapshot is all a leader can do on a source that cannot audit; a request for a
 		// recovery audit can never be met there, so it is not kept owed.
 		owed = false
@@ -153,8 +161,7 @@ func (p *Pipe) nextAudit() source.AuditOptions {
 // out, failure and cancellation included, on the session's context (DESIGN.md §9.6). It
 // reports whether the walk completed. recovery marks the audit answering RequestAudit.
 func (s *session) audit(sessCtx, ctx context.Context, cache *source.AuditCache, opts source.AuditOptions, recovery bool) (ok bool) {
-	aud, can := s.p.src.(source.Auditor)
-	if !can {
+	if !s.p.caps.Audit {
 		return false
 	}
 	s.p.auditRunning.Store(true)
@@ -173,9 +180,10 @@ func (s *session) audit(sessCtx, ctx context.Context, cache *source.AuditCache, 
 	}()
 	start := time.Now()
 	cache.Begin()
-	st, err := aud.Audit(ctx, cache, opts, func(evs []source.Event) error {
+	st, err := s.p.auditWalk(ctx, cache, opts, func(it outItem) error {
 		s.progressed()
-		return s.emit(ctx, outItem{origin: fustorv1.MessageSource_MESSAGE_SOURCE_AUDIT, events: evs})
+		it.origin = fustorv1.MessageSource_MESSAGE_SOURCE_AUDIT
+		return s.emit(ctx, it)
 	})
 	if err != nil {
 		end.Failed, end.Error = true, err.Error()

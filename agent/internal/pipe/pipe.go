@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/fustor/fustor/agent/internal/bus"
+	"github.com/fustor/fustor/agent/internal/mapping"
 	"github.com/fustor/fustor/agent/internal/sender"
 	"github.com/fustor/fustor/agent/internal/source"
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
@@ -69,17 +70,27 @@ type Config struct {
 	// CriticalAfter is the number of failures in a row after which each failure is logged at
 	// error level as critical (default 5).
 	CriticalAfter int
+	// FieldsMapping projects the rows of a generic-schema source (NewRows) before they are
+	// sent; empty = pass-through. An fs pipe has none.
+	FieldsMapping mapping.Config
 }
 
 // Pipe is one AgentPipe.
 type Pipe struct {
-	log         *zap.Logger
-	cfg         Config
-	src         source.Snapshotter
-	caps        source.Capabilities
-	bus         *bus.Bus[source.Event]
-	snd         sender.Sender
-	canRealtime func() bool
+	log *zap.Logger
+	cfg Config
+	src source.Snapshotter
+	// rows is the source of a generic-schema pipe (NewRows; src is nil then), mapping its
+	// fields_mapping, mappingErr why that did not compile.
+	rows       source.RowSnapshotter
+	mapping    *mapping.Mapping
+	mappingErr error
+	// castWarnedAt throttles the warnings of failed casts (unix ns of the last one).
+	castWarnedAt atomic.Int64
+	caps         source.Capabilities
+	bus          *bus.Bus[source.Event]
+	snd          sender.Sender
+	canRealtime  func() bool
 
 	sessions, eventsSent, snapshots, failures, audits atomic.Uint64
 	recoveryAudits                                    atomic.Uint64
@@ -194,7 +205,11 @@ func New(log *zap.Logger, cfg Config, src source.Snapshotter, b *bus.Bus[source.
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Pipe{log: log.With(zap.String("pipe", cfg.ID)), cfg: cfg, src: src, caps: source.Describe(src), bus: b, snd: snd,
+	var caps source.Capabilities
+	if src != nil {
+		caps = source.Describe(src)
+	}
+	return &Pipe{log: log.With(zap.String("pipe", cfg.ID)), cfg: cfg, src: src, caps: caps, bus: b, snd: snd,
 		canRealtime: canRealtime, auditReq: make(chan struct{}, 1)}
 }
 
@@ -225,6 +240,9 @@ type Status struct {
 	// LastAudit is the walk of the last completed audit: how many directories it listed
 	// (Dirs - Silent) and found silent.
 	LastAudit source.WalkStats
+	// MappedRows, RowsDropped and CastFailures are the fields_mapping's counters (generic-schema
+	// pipes): rows it saw, rows drop_row left out, values that failed their cast.
+	MappedRows, RowsDropped, CastFailures uint64
 	// AuditStateSaves and AuditStateSaveFailures count the saves of the audit cache to the
 	// state directory; AuditStateRefused counts saved files refused (corrupt, truncated, of
 	// another version: moved aside); AuditStateRestores counts leaderships that started
@@ -237,7 +255,8 @@ func (p *Pipe) Status() Status {
 	p.mu.Lock()
 	id, last := p.sessionID, p.lastAudit
 	p.mu.Unlock()
-	return Status{LastAudit: last, AuditStateSaves: p.stateSaves.Load(), AuditStateSaveFailures: p.stateSaveFailures.Load(),
+	ms := p.mapping.Stats()
+	return Status{MappedRows: ms.Rows, RowsDropped: ms.RowsDropped, CastFailures: ms.CastFailures, LastAudit: last, AuditStateSaves: p.stateSaves.Load(), AuditStateSaveFailures: p.stateSaveFailures.Load(),
 		AuditStateRefused: p.stateRefused.Load(), AuditStateRestores: p.stateRestores.Load(), SessionID: id, Role: fustorv1.Role(p.role.Load()), Sessions: p.sessions.Load(),
 		EventsSent: p.eventsSent.Load(), Snapshots: p.snapshots.Load(), Audits: p.audits.Load(), RecoveryAudits: p.recoveryAudits.Load(), StuckRestarts: p.stuckRestarts.Load(), Committed: p.committed.Load(),
 		SnapshotRunning: p.snapshotRunning.Load(), AuditRunning: p.auditRunning.Load(), Failures: p.failures.Load(), Connected: p.connected.Load()}
@@ -245,6 +264,9 @@ func (p *Pipe) Status() Status {
 
 // Run keeps a session alive until ctx is done; it never gives up (DESIGN.md §4.1 step 7).
 func (p *Pipe) Run(ctx context.Context) error {
+	if p.mappingErr != nil {
+		return fmt.Errorf("pipe %s: %w", p.cfg.ID, p.mappingErr)
+	}
 	p.loadState()
 	// A graceful stop saves what a save interval still holds back; the sessions, and with them
 	// every walk that could touch it, have ended by then.
@@ -287,8 +309,10 @@ func (p *Pipe) Run(ctx context.Context) error {
 
 // outItem is work for the stream's sender goroutine, which alone owns the encoder and Send.
 type outItem struct {
-	origin    fustorv1.MessageSource
+	origin fustorv1.MessageSource
+	// events are an fs source's rows, rows a generic source's, mapped (the other is nil).
 	events    []source.Event
+	rows      []*fustorv1.GenericRow
 	commandID string // set on on-demand rows answering a scan command
 	control   *fustorv1.PushRequest
 }
@@ -304,6 +328,9 @@ type session struct {
 	resumed bool // realtime continues from the committed index: no snapshot needed
 	resnap  atomic.Bool
 	snapEnd atomic.Uint64 // seq of the last SnapshotEnd sent (0: none)
+	// positioned, when set, is closed once realtime knows where it starts (a generic source's
+	// last index, read from the source): the snapshot waits for it. nil: known from the start.
+	positioned chan struct{}
 }
 
 func (p *Pipe) runSession(ctx context.Context) (established bool, err error) {
@@ -377,6 +404,9 @@ func (p *Pipe) resumer() source.Resumer {
 
 // realtimeFrom returns the session's realtime loop and whether it resumes from committed.
 func (s *session) realtimeFrom(committed uint64, resumable bool) (func(context.Context) error, bool, error) {
+	if s.p.rows != nil {
+		return s.followRows(committed)
+	}
 	r := s.p.resumer()
 	if r == nil {
 		// Realtime through the bus. Fusion restarted from its checkpoint and holds everything
@@ -476,14 +506,18 @@ func (s *session) heartbeat(ctx context.Context) error {
 	}
 }
 
+// Progress is what the pipe's next heartbeat reports (status tools, tests).
+func (p *Pipe) Progress() *fustorv1.Progress { return p.progress() }
+
 func (p *Pipe) progress() *fustorv1.Progress {
 	var c map[string]uint64
-	if cs, ok := p.src.(source.Counters); ok {
+	if cs := p.sourceCounters(); cs != nil {
 		c = cs.Counters()
 	}
 	if c == nil {
 		c = map[string]uint64{}
 	}
+	p.mappingCounters(c)
 	c["recovery_audits"] = p.recoveryAudits.Load()
 	var skipped uint64
 	for k, v := range c {

@@ -113,6 +113,10 @@ func (m *walkMeter) observe(it outItem, now time.Time) {
 	if it.origin != fustorv1.MessageSource_MESSAGE_SOURCE_SNAPSHOT && it.origin != fustorv1.MessageSource_MESSAGE_SOURCE_AUDIT {
 		return
 	}
+	if it.rows != nil {
+		m.count(0, uint64(len(it.rows))) // a generic schema has no directories
+		return
+	}
 	var dirs uint64
 	for i := range it.events {
 		if it.events[i].IsDir() {

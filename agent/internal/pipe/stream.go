@@ -57,6 +57,12 @@ func (s *session) send(ctx context.Context, stream fustorv1.PushService_PushClie
 			}
 			continue
 		}
+		if it.rows != nil {
+			if err := s.sendRows(it, put); err != nil {
+				return err
+			}
+			continue
+		}
 		for start := 0; start < len(it.events); start += s.p.cfg.BatchSize {
 			chunk := it.events[start:min(start+s.p.cfg.BatchSize, len(it.events))]
 			for i := range chunk {
@@ -237,10 +243,11 @@ func (s *session) snapshot(ctx context.Context) bool {
 	}
 	var rows uint64
 	start := time.Now()
-	st, err := s.p.src.Snapshot(ctx, fspath.Root, source.OriginSnapshot, func(evs []source.Event) error {
+	st, err := s.p.walk(ctx, fspath.Root, source.OriginSnapshot, func(it outItem) error {
 		s.progressed()
-		rows += uint64(len(evs))
-		return s.emit(ctx, outItem{origin: fustorv1.MessageSource_MESSAGE_SOURCE_SNAPSHOT, events: evs})
+		rows += uint64(it.len())
+		it.origin = fustorv1.MessageSource_MESSAGE_SOURCE_SNAPSHOT
+		return s.emit(ctx, it)
 	})
 	if ctx.Err() != nil {
 		return false
@@ -274,8 +281,9 @@ func (s *session) runCommand(ctx context.Context, c *fustorv1.Command) {
 	switch k := c.GetKind().(type) {
 	case *fustorv1.Command_Scan:
 		res := &fustorv1.CommandResult{CommandId: c.GetId(), Ok: true}
-		_, err := s.p.src.Snapshot(ctx, k.Scan.GetPath(), source.OriginOnDemand, func(evs []source.Event) error {
-			return s.emit(ctx, outItem{origin: fustorv1.MessageSource_MESSAGE_SOURCE_ON_DEMAND, events: evs, commandID: c.GetId()})
+		_, err := s.p.walk(ctx, k.Scan.GetPath(), source.OriginOnDemand, func(it outItem) error {
+			it.origin, it.commandID = fustorv1.MessageSource_MESSAGE_SOURCE_ON_DEMAND, c.GetId()
+			return s.emit(ctx, it)
 		})
 		if err != nil {
 			res.Ok, res.Error = false, err.Error()

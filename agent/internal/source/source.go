@@ -4,7 +4,9 @@
 //
 // The pipe and the bus are written against this package only; the drivers implement it:
 // source/fs (walk + inotify), source/journal (a replayable change log) and source/s3 (an object
-// store: listings, and an incremental listing for realtime). Only agent/internal/app
+// store: listings, and an incremental listing for realtime) emit fs rows (Event); source/sql (a
+// database table) emits rows of a generic schema (Row, rows.go: RowSnapshotter and its
+// RowAuditor and RowResumer, the generic counterparts of the capabilities below). Only agent/internal/app
 // names a driver (agent/internal/app/layers_test.go checks it), so a new source is a new driver
 // package and a case in app, never a change to the pipe.
 //
