@@ -31,7 +31,7 @@ func (s *Service) openRows(ctx context.Context, name string) (*view.View, *view.
 		return nil, nil, fmt.Errorf("%w: the API key may not query view %q", errs.ErrPermission, name)
 	}
 	if !v.IsRows() {
-		return nil, nil, fmt.Errorf("%w: view %q is a %s view of schema %q: GetRow and ListRows read rows views (driver rows); use Stat, ListDirectory or Find",
+		return nil, nil, fmt.Errorf("%w: view %q has driver %s (schema %q): GetRow and ListRows read rows views (driver rows); use Stat, ListDirectory or Find",
 			errs.ErrPrecondition, name, v.Cfg.Driver, v.Cfg.Schema)
 	}
 	m := v.Members()[0]
