@@ -131,8 +131,9 @@ type APIKey struct {
 type Pipe struct {
 	// Receiver names the receiver whose keys may open sessions on this pipe.
 	Receiver string `koanf:"receiver"`
-	// Schema is the event schema the pipe's sessions send (only "fs" exists); every view
-	// of the pipe must accept it. Batches of another schema are dropped and counted.
+	// Schema is the event schema the pipe's sessions send ("fs", the default, or a rows
+	// view's schema); every view of the pipe must accept it. Batches of another schema are
+	// dropped and counted.
 	Schema string `koanf:"schema"`
 	// Views are the views fed by the pipe.
 	Views []string `koanf:"views"`

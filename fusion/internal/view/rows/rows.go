@@ -34,6 +34,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -211,17 +212,30 @@ func (s *Store) check(r *viewapi.Row) error {
 	case !utf8.ValidString(r.Key):
 		return fmt.Errorf("%w: key is not UTF-8", ErrRow)
 	case len(r.Fields) > o.MaxFields:
-		return fmt.Errorf("%w: key %q has %d fields, over %d", ErrRow, r.Key, len(r.Fields), o.MaxFields)
+		return fmt.Errorf("%w: key %s has %d fields, over %d", ErrRow, quote(r.Key), len(r.Fields), o.MaxFields)
 	}
 	if n := rowBytes(r.Key, r.Fields); n > o.MaxRowBytes {
-		return fmt.Errorf("%w: key %q has %d bytes of key and fields, over %d", ErrRow, r.Key, n, o.MaxRowBytes)
+		return fmt.Errorf("%w: key %s has %d bytes of key and fields, over %d", ErrRow, quote(r.Key), n, o.MaxRowBytes)
 	}
 	for k := range r.Fields {
 		if k == "" {
-			return fmt.Errorf("%w: key %q has a field with an empty name", ErrRow, r.Key)
+			return fmt.Errorf("%w: key %s has a field with an empty name", ErrRow, quote(r.Key))
 		}
 	}
 	return nil
+}
+
+// quote quotes a key for a message, at most 64 bytes of it (an Ack quotes no more of a name).
+func quote(key string) string {
+	const most = 64
+	if len(key) <= most {
+		return strconv.Quote(key)
+	}
+	cut := most
+	for cut > 0 && !utf8.RuneStart(key[cut]) {
+		cut--
+	}
+	return strconv.Quote(key[:cut]) + "..."
 }
 
 func rowBytes(key string, fields map[string]string) int {
@@ -309,7 +323,7 @@ func (s *Store) applyLocked(origin viewapi.Origin, r *viewapi.Row, now int64) er
 	}
 	if cur == nil {
 		if len(s.rows) >= s.opts.MaxRows {
-			return fmt.Errorf("%w: view %s holds %d rows (max_nodes); key %q not added", ErrRow, s.name, len(s.rows), r.Key)
+			return fmt.Errorf("%w: view %s holds %d rows (max_nodes); key %s not added", ErrRow, s.name, len(s.rows), quote(r.Key))
 		}
 		cur = &row{marks: km}
 		s.rows[r.Key] = cur
@@ -483,7 +497,7 @@ func (s *Store) Get(key string) (viewapi.StoredRow, error) {
 	defer s.mu.RUnlock()
 	r, ok := s.rows[key]
 	if !ok {
-		return viewapi.StoredRow{}, fmt.Errorf("%w: %q", ErrNotFound, key)
+		return viewapi.StoredRow{}, fmt.Errorf("%w: %s", ErrNotFound, quote(key))
 	}
 	return stored(key, r), nil
 }

@@ -428,3 +428,15 @@ func TestIndexStaysSortedThroughSplitsAndRemovals(t *testing.T) {
 		t.Errorf("seek above 2500: %v", from)
 	}
 }
+
+func TestMessagesQuoteAtMost64BytesOfAKey(t *testing.T) {
+	for _, k := range []string{"short", strings.Repeat("x", 200), strings.Repeat("é", 100)} {
+		q := quote(k)
+		if len(k) <= 64 && q != fmt.Sprintf("%q", k) {
+			t.Errorf("quote(%q) = %s", k, q)
+		}
+		if len(k) > 64 && (len(q) > 64+5 || !strings.HasSuffix(q, `"...`) || strings.Contains(q, `\x`)) {
+			t.Errorf("quote of %d bytes = %s", len(k), q)
+		}
+	}
+}
