@@ -39,7 +39,7 @@ func (m *model) apply(o viewapi.Origin, key string, del bool, index uint64, v st
 		w.seen[key] = true
 	}
 	if ok {
-		if h.index > index || o != viewapi.OriginRealtime && h.realtime && h.index == index {
+		if o == viewapi.OriginRealtime && h.index > index || o != viewapi.OriginRealtime && h.realtime && h.index >= index {
 			m.stale++
 			return
 		}

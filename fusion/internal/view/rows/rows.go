@@ -3,11 +3,12 @@
 // its fields, the index (event time, ms) of the event that wrote it and that event's origin.
 // It mirrors the fs driver's arbitration (DESIGN.md §5) on keys instead of paths:
 //
-//   - The higher index wins. A realtime row or delete is applied unless the key's stored row
-//     or tombstone has a higher index (a tie goes to the later realtime event). A snapshot,
-//     audit or on-demand row is applied unless the stored row or tombstone has an index at
-//     least as high when it is realtime evidence or a tombstone, or higher otherwise: on a tie
-//     a realtime event beats a walk's read, which may have been taken before it.
+//   - Realtime first, the index decides. A realtime row or delete is applied unless the key's
+//     stored row or tombstone has a higher index (a tie goes to the later realtime event). A
+//     snapshot, audit or on-demand row is applied unless a realtime row or a tombstone of the
+//     key has an index at least as high (on a tie the realtime event wins: the walk may have
+//     read the row before it); over a row a walk wrote, a walk's read is the freshest evidence
+//     and replaces it whatever the direction of the index (DESIGN.md §5.4's audit upsert).
 //   - A delete that wins removes the row and leaves a tombstone holding its index, so a walk
 //     that read the row before the delete cannot bring it back. Tombstones expire after the
 //     view's tombstone_ttl and are bounded by max_nodes (the oldest go first).
@@ -302,9 +303,10 @@ func (s *Store) applyLocked(origin viewapi.Origin, r *viewapi.Row, now int64) er
 		s.markSeen(origin, &km)
 	}
 	if held {
-		stale := heldIndex > r.Index
-		if !realtime && heldRealtime && heldIndex == r.Index {
-			stale = true
+		stale := heldIndex > r.Index // realtime: only a newer event wins over it
+		if !realtime {
+			// A walk's read is the freshest evidence unless realtime evidence is as new.
+			stale = heldRealtime && heldIndex >= r.Index
 		}
 		if stale {
 			s.stale++

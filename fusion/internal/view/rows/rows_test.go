@@ -124,6 +124,10 @@ func TestArbitration(t *testing.T) {
 		{name: "snapshot tie with a snapshot row applies", steps: []step{
 			{origin: snap, rows: []viewapi.Row{put("a", 5, "v", "1"), put("a", 5, "v", "2")}},
 		}, want: "a=5:2"},
+		{name: "a walk's read replaces a walk's row whatever the index", steps: []step{
+			{origin: snap, rows: []viewapi.Row{put("a", 9, "v", "snap")}},
+			{origin: audit, rows: []viewapi.Row{put("a", 4, "v", "audit")}},
+		}, want: "a=4:audit"},
 		{name: "realtime loses to a newer snapshot row", steps: []step{
 			{origin: snap, rows: []viewapi.Row{put("a", 9, "v", "snap")}},
 			{origin: rt, rows: []viewapi.Row{put("a", 8, "v", "rt")}},
