@@ -114,6 +114,17 @@ func TestRowsViewOverTheWire(t *testing.T) {
 		t.Fatalf("realtime ack %v", ack)
 	}
 
+	// Rows over the bounds are refused one by one; the stream and the other rows go on.
+	ack = a.rows(t, fustorv1.MessageSource_MESSAGE_SOURCE_REALTIME, grow("big", 13, "blob", strings.Repeat("x", 1<<20+1)),
+		grow(strings.Repeat("k", 4097), 13), grow("ok", 13))
+	if ack.GetRowsApplied() != 1 || ack.GetRowsRejected() != 2 || !strings.Contains(ack.GetError(), "over 1048576") {
+		t.Fatalf("ack of rows over the bounds %v", ack)
+	}
+	ack = a.rows(t, fustorv1.MessageSource_MESSAGE_SOURCE_REALTIME, &fustorv1.GenericRow{Key: "ok", Delete: true, Index: 14})
+	if ack.GetRowsApplied() != 1 {
+		t.Fatalf("delete ack %v", ack)
+	}
+
 	got, err := q.GetRow(ctx, &fustorv1.GetRowRequest{View: "subs", Key: "s/2"})
 	if err != nil {
 		t.Fatal(err)
@@ -150,7 +161,7 @@ func TestRowsViewOverTheWire(t *testing.T) {
 	if err != nil || len(page.GetRows()) != 1 || page.GetRows()[0].GetKey() != "s/1" || page.GetNextPageToken() != "" {
 		t.Fatalf("ListRows user=ann = %v, %v", page, err)
 	}
-	if st := page.GetStats(); st.GetRows() != 3 || st.GetTombstones() != 1 || st.GetStale() != 1 || st.GetRejected() != 1 || st.GetLastIndex() != 12 {
+	if st := page.GetStats(); st.GetRows() != 3 || st.GetTombstones() != 2 || st.GetStale() != 1 || st.GetRejected() != 3 || st.GetLastIndex() != 14 {
 		t.Fatalf("stats %v", st)
 	}
 

@@ -313,14 +313,13 @@ func (s *Store) applyLocked(origin viewapi.Origin, r *viewapi.Row, now int64) er
 			return nil
 		}
 	}
-	s.lastIndex = max(s.lastIndex, r.Index)
 	if r.Delete {
 		if cur != nil {
 			s.removeLocked(r.Key, cur)
 		}
 		s.tombLocked(r.Key, r.Index, now, km)
 		s.applied++
-		s.lastChange = now
+		s.lastChange, s.lastIndex = now, max(s.lastIndex, r.Index)
 		return nil
 	}
 	if cur == nil {
@@ -346,7 +345,7 @@ func (s *Store) applyLocked(origin viewapi.Origin, r *viewapi.Row, now int64) er
 		cur.rtEpoch = s.epoch
 	}
 	s.applied++
-	s.lastChange = now
+	s.lastChange, s.lastIndex = now, max(s.lastIndex, r.Index)
 	return nil
 }
 
