@@ -422,14 +422,14 @@ func TestCalls(t *testing.T) {
 		}},
 		{"Admin.ListPipes", func() error {
 			r, err := c.Admin().ListPipes(ctx)
-			if err != nil || len(r.GetPipes()) != 2 || r.GetPipes()[0].GetId() != "demo" || r.GetPipes()[1].GetId() != "second" {
+			if err != nil || len(r.GetPipes()) != 3 || r.GetPipes()[0].GetId() != "demo" || r.GetPipes()[1].GetId() != "second" || r.GetPipes()[2].GetId() != "subs" {
 				return fmt.Errorf("%v, %v", r, err)
 			}
 			return nil
 		}},
 		{"Admin.ListViews", func() error {
 			r, err := c.Admin().ListViews(ctx)
-			if err != nil || len(r.GetViews()) != 3 {
+			if err != nil || len(r.GetViews()) != 4 {
 				return fmt.Errorf("%v, %v", r, err)
 			}
 			return nil
@@ -461,6 +461,13 @@ func TestNilRequests(t *testing.T) {
 		{"Find", func() error { _, err := c.Find(ctx, nil); return err }},
 		{"GetStats", func() error { _, err := c.GetStats(ctx, nil); return err }},
 		{"ListChanges", func() error { _, err := c.ListChanges(ctx, nil); return err }},
+		{"GetRow", func() error { _, err := c.GetRow(ctx, nil); return err }},
+		{"ListRows", func() error { _, err := c.ListRows(ctx, nil); return err }},
+		{"Rows", func() error {
+			return first(func(y func(any, error) bool) {
+				c.Rows(ctx, nil)(func(r *fustorv1.Row, err error) bool { return y(r, err) })
+			})
+		}},
 		{"Entries", func() error {
 			return first(func(y func(any, error) bool) {
 				c.Entries(ctx, nil)(func(e *fustorv1.Entry, err error) bool { return y(e, err) })

@@ -286,3 +286,35 @@ func FindPaths(resp *fustorv1.FindResponse) []string {
 	}
 	return out
 }
+
+// Rows yields every row of a rows view listing (req.Prefix, req.WhereField = WhereValue) in
+// key order, across pages, following next_page_token. An error ends the sequence. req is not
+// modified.
+func (c *Client) Rows(ctx context.Context, req *fustorv1.ListRowsRequest, opts ...grpc.CallOption) iter.Seq2[*fustorv1.Row, error] {
+	return func(yield func(*fustorv1.Row, error) bool) {
+		r := &fustorv1.ListRowsRequest{}
+		if req != nil {
+			r = proto.Clone(req).(*fustorv1.ListRowsRequest)
+		}
+		for {
+			resp, err := c.ListRows(ctx, r, opts...)
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			for _, row := range resp.GetRows() {
+				if !yield(row, nil) {
+					return
+				}
+			}
+			if resp.GetNextPageToken() == "" {
+				return
+			}
+			if resp.GetNextPageToken() == r.GetPageToken() {
+				yield(nil, fmt.Errorf("page rows %s: the server gave the same page token twice", r.GetView()))
+				return
+			}
+			r.PageToken = resp.GetNextPageToken()
+		}
+	}
+}

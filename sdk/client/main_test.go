@@ -48,18 +48,23 @@ func demoFiles() map[string]string {
 
 // overlay is laid over the demo configuration: a second storage ("second", its own pipe and
 // agent), a forest view "all" of both (its members are the pipes), and a view "other" of
-// another key, which may not read "demo" (PermissionDenied).
+// another key, which may not read "demo" (PermissionDenied), and a rows view "subs" of schema
+// submissions (its pipe's sessions use rows-ingest-key; rows_test.go pushes them), read with
+// rows-key.
 const overlay = `receivers:
   default:
     api_keys:
       - {key: demo-ingest-key, pipe: demo}
       - {key: second-ingest-key, pipe: second}
+      - {key: rows-ingest-key, pipe: subs}
 pipes:
   demo: {receiver: default, views: [demo, all]}
   second: {receiver: default, views: [all]}
+  subs: {receiver: default, schema: submissions, views: [subs]}
 views:
   all: {driver: forest-fs, schema: fs, live: true, query_keys: [demo-key], hot_threshold: 1s}
   other: {driver: fs, schema: fs, live: true, query_keys: [other-key]}
+  subs: {driver: rows, schema: submissions, schema_version: 1, query_keys: [rows-key]}
 `
 
 // secondFiles is the second storage's tree: /many holds other names than the demo's.

@@ -138,3 +138,19 @@ func (a Admin) Reload(ctx context.Context, req *fustorv1.ReloadRequest, opts ...
 	resp, err := a.c.admin.Reload(ctx, req, opts...)
 	return resp, wrap(err, "reload", "", "")
 }
+
+// GetRow returns one row of a rows view by key (NotFound when the view holds none).
+func (c *Client) GetRow(ctx context.Context, req *fustorv1.GetRowRequest, opts ...grpc.CallOption) (*fustorv1.GetRowResponse, error) {
+	ctx, cancel := c.callCtx(ctx)
+	defer cancel()
+	resp, err := c.views.GetRow(ctx, req, opts...)
+	return resp, wrap(err, "get row", req.GetView(), req.GetKey())
+}
+
+// ListRows returns one page of a rows view's rows in key order; Rows follows the pages.
+func (c *Client) ListRows(ctx context.Context, req *fustorv1.ListRowsRequest, opts ...grpc.CallOption) (*fustorv1.ListRowsResponse, error) {
+	ctx, cancel := c.callCtx(ctx)
+	defer cancel()
+	resp, err := c.views.ListRows(ctx, req, opts...)
+	return resp, wrap(err, "list rows", req.GetView(), req.GetPrefix())
+}

@@ -1,5 +1,5 @@
 // Package admin implements AdminService: what runs in Fusion — pipes, sessions and views
-// (the views' figures through view.Driver, whatever the driver).
+// (the views' figures through view.Member, whatever the driver).
 package admin
 
 import (
@@ -145,8 +145,14 @@ func (s *Service) ListViews(context.Context, *fustorv1.AdminServiceListViewsRequ
 				meta.Members = append(meta.Members, ms)
 			}
 		}
-		out.Views = append(out.Views, &fustorv1.AdminViewInfo{Id: v.Name, Driver: v.Cfg.Driver,
-			Nodes: uint64(v.Len()), MemoryBytes: v.MemoryBytes(), Meta: meta})
+		info := &fustorv1.AdminViewInfo{Id: v.Name, Driver: v.Cfg.Driver, Schema: v.Cfg.Schema,
+			Nodes: uint64(v.Len()), MemoryBytes: v.MemoryBytes(), Meta: meta}
+		if v.IsRows() {
+			rs := v.Members()[0].Rows.Stats()
+			info.Rows = &fustorv1.RowStats{Rows: uint64(rs.Rows), Tombstones: uint64(rs.Tombstones), LastIndex: rs.LastIndex,
+				Applied: rs.Applied, Stale: rs.Stale, Rejected: rs.Rejected, BlindSpotDeletions: rs.BlindSpotDeletions}
+		}
+		out.Views = append(out.Views, info)
 	}
 	return out, nil
 }

@@ -279,6 +279,9 @@ func (f *Fusion) sentinelSweep(ctx context.Context, p *pipe.Pipe, every time.Dur
 		case <-t.C:
 		}
 		for _, m := range p.Members {
+			if m.Driver == nil {
+				continue // a rows view has no suspects
+			}
 			list, _ := m.Driver.Suspects("/", maxSentinelPaths)
 			sess, err := f.sessions.Get(m.State().Leader)
 			if len(list) == 0 || err != nil {

@@ -64,7 +64,7 @@ func (c *checkpoints) restore(members []*view.Member) {
 		start := time.Now()
 		var info view.CheckpointInfo
 		if err == nil {
-			info, err = m.Driver.LoadCheckpoint(data)
+			info, err = m.Checkpointer().LoadCheckpoint(data)
 		}
 		if err != nil {
 			c.refused.Add(1)
@@ -183,7 +183,7 @@ func (c *checkpoints) restorePipes(pipes []*pipe.Pipe) {
 func (c *checkpoints) write(m *view.Member) *fustorv1.CheckpointResult {
 	path := c.file(m)
 	res := &fustorv1.CheckpointResult{View: m.View, Member: m.Name, Path: path}
-	inst, _ := m.Driver.ChangeCursor()
+	inst := m.Instance()
 	if err := m.Ready(); err != nil {
 		res.Skipped = err.Error()
 		return res
@@ -224,7 +224,7 @@ func (c *checkpoints) writeFile(m *view.Member, path string, keep func(view.Chec
 	var info view.CheckpointInfo
 	err := c.atomicWrite(path, func(w io.Writer) error {
 		var err error
-		if info, err = m.Driver.WriteCheckpoint(w); err != nil {
+		if info, err = m.Checkpointer().WriteCheckpoint(w); err != nil {
 			return err
 		}
 		if !keep(info) {

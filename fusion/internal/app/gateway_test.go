@@ -80,9 +80,10 @@ func scrub(m protoreflect.Message) {
 // same key as a header) answers what the same call through gRPC answers: the same message, or
 // the same status code and message.
 func TestGatewayAnswersAsGRPC(t *testing.T) {
-	h := start(t, withGateway)
+	h := start(t, func(c *config.Config) { withRows(c); withGateway(c) })
 	a := h.connect(t)
 	a.snapshot(t, map[string]uint64{"/up/a/f1.dat": 1, "/up/a/f2.dat": 2, "/up/b/g.txt": 3, "/docs/readme": 4})
+	h.rowsAgent(t).rowSnapshot(t, grow("s/1", 1, "state", "open"), grow("s/2", 1, "state", "done"), grow("x y", 1))
 	q, adm, ctx := h.views(), fustorv1.NewAdminServiceClient(h.conn), withKey("demo-key")
 	tests := []struct {
 		name, method, path, body string
@@ -127,6 +128,18 @@ func TestGatewayAnswersAsGRPC(t *testing.T) {
 		{"Verify", "POST", "/v1/views/demo/verify", `{"path": "/up", "timeout": "0.2s"}`, func() (proto.Message, error) {
 			return q.Verify(ctx, &fustorv1.VerifyRequest{View: "demo", Path: "/up", Timeout: durationOf(200 * time.Millisecond)})
 		}, &fustorv1.VerifyResponse{}},
+		{"GetRow", "GET", "/v1/views/subs/row?key=" + url.QueryEscape("x y"), "", func() (proto.Message, error) {
+			return q.GetRow(ctx, &fustorv1.GetRowRequest{View: "subs", Key: "x y"})
+		}, &fustorv1.GetRowResponse{}},
+		{"GetRow missing", "GET", "/v1/views/subs/row?key=nope", "", func() (proto.Message, error) {
+			return q.GetRow(ctx, &fustorv1.GetRowRequest{View: "subs", Key: "nope"})
+		}, &fustorv1.GetRowResponse{}},
+		{"ListRows", "GET", "/v1/views/subs/rows?prefix=s/&where_field=state&where_value=open&page_size=5", "", func() (proto.Message, error) {
+			return q.ListRows(ctx, &fustorv1.ListRowsRequest{View: "subs", Prefix: "s/", WhereField: "state", WhereValue: "open", PageSize: 5})
+		}, &fustorv1.ListRowsResponse{}},
+		{"ListRows on an fs view", "GET", "/v1/views/demo/rows", "", func() (proto.Message, error) {
+			return q.ListRows(ctx, &fustorv1.ListRowsRequest{View: "demo"})
+		}, &fustorv1.ListRowsResponse{}},
 		{"admin ListPipes", "GET", "/v1/admin/pipes", "", func() (proto.Message, error) { return adm.ListPipes(ctx, &fustorv1.ListPipesRequest{}) }, &fustorv1.ListPipesResponse{}},
 		{"admin ListSessions", "GET", "/v1/admin/sessions?view=demo", "", func() (proto.Message, error) {
 			return adm.ListSessions(ctx, &fustorv1.ListSessionsRequest{View: "demo"})

@@ -3,6 +3,7 @@ package app
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/fustor/fustor/fusion/internal/view"
 	"github.com/fustor/fustor/sdk/metrics"
 )
 
@@ -77,6 +78,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge, counter := e.Gauge, e.Counter
 	for _, v := range c.f.views.All() {
 		for _, m := range v.Members() {
+			if m.Rows != nil {
+				c.collectRows(e, v.Name, m)
+				continue
+			}
 			st, cs := m.State(), m.Driver.Consistency()
 			gauge(c.viewNodes, float64(m.Driver.Len()), v.Name, m.Name)
 			if s, err := m.Driver.Stats("/"); err == nil {
@@ -144,3 +149,16 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 // newRegistry holds Fusion's metrics: the collector's, and the Go runtime's and process's (the
 // gRPC server registers its own).
 func newRegistry(f *Fusion) *prometheus.Registry { return metrics.NewRegistry(newCollector(f)) }
+
+// collectRows emits a rows view's figures on the view metrics that mean the same for rows:
+// rows as nodes, tombstones, blind-spot deletions as deletions, readiness.
+func (c *collector) collectRows(e metrics.Emitter, viewName string, m *view.Member) {
+	st, rs := m.State(), m.Rows.Stats()
+	e.Gauge(c.viewNodes, float64(rs.Rows), viewName, m.Name)
+	e.Gauge(c.viewMemory, float64(m.Rows.MemoryBytes()), viewName, m.Name)
+	e.Gauge(c.tombstones, float64(rs.Tombstones), viewName, m.Name)
+	e.Gauge(c.deletions, float64(rs.BlindSpotDeletions), viewName, m.Name)
+	e.Gauge(c.auditRunning, metrics.Bool(rs.AuditRunning), viewName, m.Name)
+	e.Gauge(c.snapshotComplete, metrics.Bool(st.SnapshotComplete), viewName, m.Name)
+	e.Gauge(c.hasLeader, metrics.Bool(st.Leader != ""), viewName, m.Name)
+}

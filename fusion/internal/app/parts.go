@@ -299,7 +299,7 @@ func pipeChanged(old, cfg config.Config, id string) bool {
 		return true
 	}
 	for _, v := range cfg.Pipes[id].Views {
-		if old.Views[v].Driver != cfg.Views[v].Driver || old.MemberName(v, id) != cfg.MemberName(v, id) {
+		if old.Views[v].Driver != cfg.Views[v].Driver || old.Views[v].Schema != cfg.Views[v].Schema || old.MemberName(v, id) != cfg.MemberName(v, id) {
 			return true
 		}
 	}

@@ -45,7 +45,7 @@ func (f *Fusion) logWalks() {
 			// snapshot it grows with the walk and would read as done throughout.
 			var nodes uint64
 			if m.State().SnapshotComplete {
-				nodes = uint64(m.Driver.Len())
+				nodes = uint64(m.Len())
 			}
 			fields := append([]zap.Field{zap.String("view", m.View), zap.String("member", m.Name), zap.String("session", s.ID),
 				zap.String("agent", s.Info.AgentID)}, walkFields(w, nodes)...)

@@ -131,8 +131,9 @@ type APIKey struct {
 type Pipe struct {
 	// Receiver names the receiver whose keys may open sessions on this pipe.
 	Receiver string `koanf:"receiver"`
-	// Schema is the event schema the pipe's sessions send (only "fs" exists); every view
-	// of the pipe must accept it. Batches of another schema are dropped and counted.
+	// Schema is the event schema the pipe's sessions send ("fs", the default, or a rows
+	// view's schema); every view of the pipe must accept it. Batches of another schema are
+	// dropped and counted.
 	Schema string `koanf:"schema"`
 	// Views are the views fed by the pipe.
 	Views []string `koanf:"views"`
@@ -152,22 +153,30 @@ const (
 	// DriverForestFS is one fs tree per member, a member per pipe feeding the view: many
 	// storages in one view (DESIGN.md §6).
 	DriverForestFS = "forest-fs"
+	// DriverRows is a keyed row store for one schema other than fs (a database table's rows):
+	// generic rows, queried by key (ViewService.GetRow, ListRows).
+	DriverRows = "rows"
 )
 
 // View is a queryable state built from events.
 type View struct {
-	// Driver is the view kind: DriverFS (default) or DriverForestFS.
+	// Driver is the view kind: DriverFS (default), DriverForestFS or DriverRows.
 	Driver string `koanf:"driver"`
 	// Members names the members of a forest view: pipe id → label. A pipe not listed is a
 	// member under its own id.
 	Members map[string]string `koanf:"members"`
-	// Schema is the event schema the view accepts.
+	// Schema is the event schema the view accepts: fs for the fs drivers (the default), any
+	// other name for a rows view (required there).
 	Schema string `koanf:"schema"`
+	// SchemaVersion is the version of Schema a rows view accepts (0 = any); the fs drivers
+	// read fs version SchemaVersionFS and leave it 0.
+	SchemaVersion uint32 `koanf:"schema_version"`
 	// Live views exist only in memory and reset when their last session ends.
 	Live bool `koanf:"live"`
 	// QueryKeys are API keys accepted by ViewService for this view: key settings (keys.go).
 	QueryKeys []string `koanf:"query_keys"`
-	// MaxNodes bounds the nodes the view holds.
+	// MaxNodes bounds the nodes the view holds (a rows view: its rows, and apart its
+	// tombstones).
 	MaxNodes int `koanf:"max_nodes"`
 	// HotThreshold is the age below which a scanned file is suspect of being written.
 	HotThreshold time.Duration `koanf:"hot_threshold"`
@@ -275,7 +284,7 @@ func (c *Config) Normalize() {
 		if v.Driver == "" {
 			v.Driver = DriverFS
 		}
-		if v.Schema == "" {
+		if v.Schema == "" && v.Driver != DriverRows {
 			v.Schema = "fs"
 		}
 		if v.MaxNodes == 0 {
@@ -366,8 +375,12 @@ func (c *Config) Validate() error {
 				errs = append(errs, fmt.Errorf("pipes.%s: unknown view %q", pid, v))
 				continue
 			}
-			if schema := cmp.Or(p.Schema, "fs"); (vc.Driver == DriverFS || vc.Driver == DriverForestFS) && schema != "fs" {
+			schema := cmp.Or(p.Schema, "fs")
+			switch {
+			case (vc.Driver == DriverFS || vc.Driver == DriverForestFS) && schema != "fs":
 				errs = append(errs, fmt.Errorf("pipes.%s: schema %q cannot feed view %q: driver %s accepts schema fs only", pid, schema, v, vc.Driver))
+			case vc.Driver == DriverRows && schema != vc.Schema:
+				errs = append(errs, fmt.Errorf("pipes.%s: schema %q cannot feed view %q: it is a rows view of schema %q (set pipes.%s.schema: %s)", pid, schema, v, vc.Schema, pid, vc.Schema))
 			}
 		}
 		if dup := duplicates(p.Views); len(dup) > 0 {
@@ -387,8 +400,18 @@ func (c *Config) Validate() error {
 			if v.Schema != "fs" {
 				errs = append(errs, fmt.Errorf("views.%s: driver %s accepts schema fs, not %q", vid, v.Driver, v.Schema))
 			}
+			if v.SchemaVersion != 0 && v.SchemaVersion != SchemaVersionFS {
+				errs = append(errs, fmt.Errorf("views.%s: driver %s reads schema fs version %d, not schema_version %d", vid, v.Driver, SchemaVersionFS, v.SchemaVersion))
+			}
+		case DriverRows:
+			switch {
+			case v.Schema == "":
+				errs = append(errs, fmt.Errorf("views.%s: driver rows needs schema: the name the agents' pipe sends (e.g. submissions)", vid))
+			case v.Schema == "fs":
+				errs = append(errs, fmt.Errorf("views.%s: driver rows cannot take schema fs: use driver fs or forest-fs", vid))
+			}
 		default:
-			errs = append(errs, fmt.Errorf("views.%s: unknown driver %q (want %s or %s)", vid, v.Driver, DriverFS, DriverForestFS))
+			errs = append(errs, fmt.Errorf("views.%s: unknown driver %q (want %s, %s or %s)", vid, v.Driver, DriverFS, DriverForestFS, DriverRows))
 		}
 		errs = append(errs, c.validateMembers(vid, v)...)
 		if v.MaxNodes <= 0 || v.MaxNodes > MaxNodesLimit {
@@ -477,13 +500,23 @@ const SchemaVersionFS = 1
 
 // AcceptsSchema reports why a view of this configuration cannot take events of the schema
 // name at version (0 = unspecified, taken as 1: agents from before versions were checked), or
-// nil when it can. Every driver today reads fs, version SchemaVersionFS.
+// nil when it can. The fs drivers read fs, version SchemaVersionFS; a rows view reads its
+// schema, at its schema_version (0: any), and never fs.
 func (v View) AcceptsSchema(name string, version uint32) error {
+	if v.Driver == DriverRows && name == "fs" {
+		return fmt.Errorf("is a rows view of schema %q: it holds generic rows, not fs trees", v.Schema)
+	}
 	if v.Schema != name {
 		return fmt.Errorf("accepts schema %q, not %q", v.Schema, name)
 	}
 	if version == 0 {
 		version = 1
+	}
+	if v.Driver == DriverRows {
+		if v.SchemaVersion != 0 && version != v.SchemaVersion {
+			return fmt.Errorf("reads schema %q version %d, not version %d", v.Schema, v.SchemaVersion, version)
+		}
+		return nil
 	}
 	if (v.Driver == DriverFS || v.Driver == DriverForestFS) && version != SchemaVersionFS {
 		return fmt.Errorf("driver %s reads schema fs version %d, not version %d", v.Driver, SchemaVersionFS, version)

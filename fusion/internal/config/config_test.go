@@ -29,6 +29,26 @@ func forest(c *Config) {
 	c.Pipes["second"] = second
 }
 
+// rows adds a rows view "subs" of schema fed by its own pipe "subs" (of the same schema).
+func rows(c *Config, schema string) {
+	c.Views["subs"] = View{Driver: DriverRows, Schema: schema, MaxNodes: 10, HotThreshold: DefaultHotThreshold,
+		TombstoneTTL: DefaultTombstoneTTL}
+	c.Pipes["subs"] = Pipe{Receiver: "default", Schema: schema, Views: []string{"subs"}, SessionTimeout: DefaultSessionTimeout,
+		QueueSize: DefaultQueueSize}
+}
+
+func TestRowsViewValidates(t *testing.T) {
+	c := Demo()
+	rows(&c, "submissions")
+	c.Normalize()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if v := c.Views["subs"]; v.Schema != "submissions" || v.SchemaVersion != 0 {
+		t.Fatalf("normalised rows view %+v", v)
+	}
+}
+
 func TestForestMembers(t *testing.T) {
 	c := Demo()
 	forest(&c)
@@ -82,6 +102,16 @@ func TestValidate(t *testing.T) {
 			v.Members["demo"] = "second"
 			c.Views["all"] = v
 		}, `pipes demo and second are both member "second"`},
+		{"rows view without schema", func(c *Config) { rows(c, ""); c.Normalize() }, "views.subs: driver rows needs schema"},
+		{"rows view of schema fs", func(c *Config) { rows(c, "fs") }, "views.subs: driver rows cannot take schema fs"},
+		{"rows view fed by a pipe of another schema", func(c *Config) {
+			rows(c, "submissions")
+			p := c.Pipes["subs"]
+			p.Schema = "orders"
+			c.Pipes["subs"] = p
+		}, `pipes.subs: schema "orders" cannot feed view "subs": it is a rows view of schema "submissions"`},
+		{"fs view with a schema version", func(c *Config) { v := c.Views["demo"]; v.SchemaVersion = 2; c.Views["demo"] = v },
+			"views.demo: driver fs reads schema fs version 1, not schema_version 2"},
 		{"member name with a slash", func(c *Config) {
 			forest(c)
 			v := c.Views["all"]
@@ -114,6 +144,12 @@ func TestAcceptsSchema(t *testing.T) {
 		{View{Driver: DriverForestFS, Schema: "fs"}, "fs", 1, ""},
 		{View{Driver: DriverFS, Schema: "fs"}, "fs", 2, "driver fs reads schema fs version 1, not version 2"},
 		{View{Driver: DriverForestFS, Schema: "fs"}, "mysql", 1, `accepts schema "fs", not "mysql"`},
+		{View{Driver: DriverRows, Schema: "submissions"}, "submissions", 7, ""},
+		{View{Driver: DriverRows, Schema: "submissions"}, "submissions", 0, ""},
+		{View{Driver: DriverRows, Schema: "submissions", SchemaVersion: 2}, "submissions", 2, ""},
+		{View{Driver: DriverRows, Schema: "submissions", SchemaVersion: 2}, "submissions", 1, `reads schema "submissions" version 2, not version 1`},
+		{View{Driver: DriverRows, Schema: "submissions"}, "orders", 1, `accepts schema "submissions", not "orders"`},
+		{View{Driver: DriverRows, Schema: "submissions"}, "fs", 1, `is a rows view of schema "submissions": it holds generic rows, not fs trees`},
 	} {
 		err := tt.view.AcceptsSchema(tt.name, tt.version)
 		if (tt.want == "") != (err == nil) || (err != nil && err.Error() != tt.want) {

@@ -4,9 +4,10 @@
 //
 // The loop drives the member of each view the pipe feeds (an fs view's only member, or the
 // pipe's own member of a forest) through view.Driver (Ingest for batches, snapshot and audit
-// boundaries, sentinel feedback and ticks; Verifier for a verify walk's rows), one call per
-// item, never per row; which driver a member has is view.NewRegistry's business. A batch goes
-// only to the views that accept its schema; the others drop it and count it.
+// boundaries, sentinel feedback and ticks; Verifier for a verify walk's rows), or a rows
+// view's member through view.RowsDriver (generic rows, snapshot and audit boundaries, ticks),
+// one call per item, never per row; which driver a member has is view.NewRegistry's business.
+// A batch goes only to the views that accept its schema; the others drop it and count it.
 package pipe
 
 import (
@@ -51,6 +52,8 @@ type Item struct {
 	// Schema is the batch's schema name ("" = the pipe's views' own).
 	Schema string
 	Rows   []fsbatch.Row
+	// Generic holds the rows of a non-fs schema's batch, for rows views (Rows is empty then).
+	Generic []view.Row
 	// MaxIndex is the highest event index of the rows (0 for control items).
 	MaxIndex uint64
 	// ScanStartNs is when the on-demand scan that produced the rows was asked for (Fusion
@@ -213,7 +216,7 @@ func (p *Pipe) tick() {
 		}
 	}()
 	for _, m := range p.Members {
-		m.Driver.Tick()
+		m.Tick()
 	}
 }
 
@@ -223,7 +226,7 @@ func (p *Pipe) apply(it *Item) (res Result) {
 		if r := recover(); r != nil {
 			p.panics.Add(1)
 			p.log.Error("apply panicked", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
-			res = Result{Rejected: len(it.Rows), Err: fmt.Errorf("internal error applying batch: %v", r), Committed: p.committed.Load()}
+			res = Result{Rejected: it.rowCount(), Err: fmt.Errorf("internal error applying batch: %v", r), Committed: p.committed.Load()}
 		}
 	}()
 	switch it.Kind {
@@ -237,7 +240,13 @@ func (p *Pipe) apply(it *Item) (res Result) {
 			if leaderOnly && !leads(it, m) {
 				continue
 			}
-			a, r, err := m.Driver.Apply(it.Origin, it.ScanStartNs, it.Rows)
+			var a, r int
+			var err error
+			if m.Rows != nil {
+				a, r, err = m.Rows.Apply(it.Origin, it.Generic)
+			} else {
+				a, r, err = m.Driver.Apply(it.Origin, it.ScanStartNs, it.Rows)
+			}
 			// Views see the same rows; report the first view's figures, and any error.
 			if res.Err == nil && err != nil {
 				res.Err = err
@@ -248,10 +257,10 @@ func (p *Pipe) apply(it *Item) (res Result) {
 		}
 		switch {
 		case first && leaderOnly && p.Accepts(it.Schema):
-			res.Rejected = len(it.Rows)
+			res.Rejected = it.rowCount()
 			res.Err = fmt.Errorf("rejected: session %s leads no view of pipe %s; snapshot and audit rows come from the leader", it.Session.ID, p.ID)
 		case first:
-			res.Rejected = len(it.Rows)
+			res.Rejected = it.rowCount()
 			res.Err = errors.New(p.dropReason(it.Schema))
 		}
 		p.batches.Add(1)
@@ -266,27 +275,39 @@ func (p *Pipe) apply(it *Item) (res Result) {
 			if !leads(it, m) {
 				continue
 			}
-			if gone := m.Driver.SnapshotEnd(it.Session.ID, it.Failed); len(gone) > 0 {
+			if m.Rows != nil {
+				if n := m.Rows.SnapshotEnd(it.Session.ID, it.Failed); n > 0 {
+					p.log.Info("snapshot found missing rows", zap.String("view", m.View), zap.Int("deleted", n))
+				}
+			} else if gone := m.Driver.SnapshotEnd(it.Session.ID, it.Failed); len(gone) > 0 {
 				p.log.Info("snapshot found missing paths", zap.String("view", m.View), zap.String("member", m.Name), zap.Int("deleted", len(gone)))
 			}
 			m.SnapshotEnded(it.Session.ID)
 		}
 	case KindSnapshotStart:
 		for _, m := range p.Members {
-			if leads(it, m) {
+			switch {
+			case !leads(it, m):
+			case m.Rows != nil:
+				m.Rows.SnapshotStart(it.Session.ID)
+			default:
 				m.Driver.SnapshotStart(it.Session.ID)
 			}
 		}
 	case KindVerify:
 		for _, m := range p.Members {
-			if m.View == it.View {
+			if m.View == it.View && m.Driver != nil {
 				res.Applied, res.Rejected, res.Err = m.Driver.VerifyRows(it.CommandID, it.Rows)
 			}
 		}
 		p.batches.Add(1)
 	case KindAuditStart:
 		for _, m := range p.Members {
-			if leads(it, m) {
+			switch {
+			case !leads(it, m):
+			case m.Rows != nil:
+				m.Rows.AuditStart()
+			default:
 				m.Driver.AuditStart()
 			}
 		}
@@ -297,13 +318,17 @@ func (p *Pipe) apply(it *Item) (res Result) {
 			if !leads(it, m) {
 				continue
 			}
-			if gone := m.Driver.AuditEnd(it.Failed); len(gone) > 0 {
+			if m.Rows != nil {
+				if n := m.Rows.AuditEnd(it.Failed); n > 0 {
+					p.log.Info("audit found missing rows", zap.String("view", m.View), zap.Int("deleted", n))
+				}
+			} else if gone := m.Driver.AuditEnd(it.Failed); len(gone) > 0 {
 				p.log.Info("audit found missing paths", zap.String("view", m.View), zap.String("member", m.Name), zap.Int("deleted", len(gone)))
 			}
 		}
 	case KindSentinel:
 		for _, m := range p.Members {
-			if leads(it, m) {
+			if leads(it, m) && m.Driver != nil {
 				m.Driver.SentinelFeedback(it.Sentinel)
 			}
 		}
@@ -315,6 +340,9 @@ func (p *Pipe) apply(it *Item) (res Result) {
 	res.Committed = p.committed.Load()
 	return res
 }
+
+// rowCount returns the rows the item carries, fs or generic.
+func (it *Item) rowCount() int { return len(it.Rows) + len(it.Generic) }
 
 // leads reports whether the item's session leads member m. Snapshot, audit and sentinel items
 // apply only there: a session may lead an fs view and follow in a forest member fed by the

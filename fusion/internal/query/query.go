@@ -150,6 +150,11 @@ func (s *Service) open(ctx context.Context, name, member, path string) (scope, s
 	if !server.PrincipalFrom(ctx).CanQuery(name) {
 		return scope{}, "", fmt.Errorf("%w: the API key may not query view %q", errs.ErrPermission, name)
 	}
+	if v.IsRows() {
+		// A rows view has no tree: every path query is refused, FAILED_PRECONDITION.
+		_, err := v.Members()[0].FS()
+		return scope{}, "", err
+	}
 	clean, err := fspath.Clean(path)
 	if err != nil {
 		return scope{}, "", err
@@ -181,6 +186,9 @@ func (s *Service) open(ctx context.Context, name, member, path string) (scope, s
 func (s *Service) meta(sc scope, jobPending bool) *fustorv1.ViewMeta {
 	if !sc.fanOut {
 		m := sc.one()
+		if m.Rows != nil {
+			return rowsMeta(sc.v, m)
+		}
 		st, cs := m.State(), m.Driver.Consistency()
 		out := &fustorv1.ViewMeta{
 			View: sc.v.Name, Member: m.Name, AuthoritativeSession: st.Leader != "", SnapshotComplete: st.SnapshotComplete,

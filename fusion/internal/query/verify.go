@@ -40,6 +40,10 @@ func (s *Service) Verify(ctx context.Context, req *fustorv1.VerifyRequest) (*fus
 	if p := server.PrincipalFrom(ctx); p == nil || (p.Kind != server.KindAdmin && !p.CanQuery(name)) {
 		return nil, fmt.Errorf("%w: the API key may not verify view %q (a query key of the view or an admin key may)", errs.ErrPermission, name)
 	}
+	if v.IsRows() {
+		_, err := v.Members()[0].FS()
+		return nil, err
+	}
 	path, err := fspath.Clean(req.GetPath())
 	if err != nil {
 		return nil, err

@@ -447,6 +447,9 @@ func (st *stream) batch(ctx context.Context, sl *slot, seq uint64, b *fustorv1.E
 		st.s.Count("batches_dropped_schema", 1)
 		return reject(rowCount(b), st.pi.Pipe.DropSchema(b.GetSchemaName()))
 	}
+	if b.GetSchemaName() != "fs" {
+		return st.genericBatch(ctx, sl, seq, b, origin, reject)
+	}
 	fsb := b.GetFs()
 	if fsb == nil {
 		return reject(rowCount(b), "rejected: fs schema batches carry rows in the fs field")
@@ -494,6 +497,36 @@ func (st *stream) batch(ctx context.Context, sl *slot, seq uint64, b *fustorv1.E
 		}
 	}
 	return st.submit(ctx, sl, it, seq, rejected, firstErr)
+}
+
+// genericBatch queues a batch of a non-fs schema for the pipe's rows views. A row's index is
+// its own, or the batch's when it has none. Invalid rows (an empty key, over the bounds) are
+// refused by the driver, each counted, the first one's reason in the Ack.
+func (st *stream) genericBatch(ctx context.Context, sl *slot, seq uint64, b *fustorv1.EventBatch, origin view.Origin,
+	reject func(int, string) error) error {
+	g := b.GetGeneric()
+	if g == nil {
+		return reject(rowCount(b), fmt.Sprintf("rejected: schema %q batches carry rows in the generic field", b.GetSchemaName()))
+	}
+	in := g.GetRows()
+	if (origin == view.OriginSnapshot || origin == view.OriginAudit) && !st.s.IsLeader() {
+		st.s.Count("rejected_follower_rows", uint64(len(in)))
+		return reject(len(in), fmt.Sprintf("rejected: session %s is a follower; snapshot and audit rows come from the leader", st.s.ID))
+	}
+	rows := make([]view.Row, len(in))
+	var maxIndex uint64
+	for i, r := range in {
+		idx := r.GetIndex()
+		if idx == 0 {
+			idx = b.GetIndex()
+		}
+		rows[i] = view.Row{Key: r.GetKey(), Delete: r.GetDelete(), Fields: r.GetFields(), Index: idx}
+		maxIndex = max(maxIndex, idx)
+	}
+	st.s.Count("batches", 1)
+	st.s.Count("rows", uint64(len(rows)))
+	it := &pipe.Item{Session: st.s, Kind: pipe.KindBatch, Origin: origin, Schema: b.GetSchemaName(), Generic: rows, MaxIndex: maxIndex}
+	return st.submit(ctx, sl, it, seq, 0, "")
 }
 
 // submit queues an item on the pipe; its slot goes with it, and its Done hands the slot on

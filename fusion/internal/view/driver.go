@@ -179,3 +179,51 @@ const (
 	DiffExtra     = viewapi.DiffExtra
 	DiffDifferent = viewapi.DiffDifferent
 )
+
+// RowsDriver is what the rows driver (view/rows: a keyed row store for a schema other than
+// fs) offers Fusion. A rows view's member holds one in Member.Rows and no Driver: the fs
+// contract above (trees, paths, suspects, verify, the change log) has no meaning for rows,
+// and a query of it on a rows view is refused (Member.FS). Like Driver, calls are per batch
+// or per query and the pipe's loop is the only writer.
+type RowsDriver interface {
+	// Apply applies a batch of one origin in order; rows arbitration drops count as applied,
+	// invalid rows are rejected and counted, firstErr says why the first was.
+	Apply(origin Origin, rows []Row) (applied, rejected int, firstErr error)
+	// SnapshotStart and SnapshotEnd bound the snapshot of session owner, AuditStart and
+	// AuditEnd an audit; an end that did not fail removes the rows the walk did not report
+	// and no realtime event wrote meanwhile, and returns how many.
+	SnapshotStart(owner string)
+	SnapshotEnd(owner string, failed bool) (deleted int)
+	AuditStart()
+	AuditEnd(failed bool) (deleted int)
+	// Tick expires tombstones when no batch arrives.
+	Tick()
+	// Reset drops everything (a live view whose last session ended).
+	Reset()
+	// Configure takes new bounds in place (a reload), keeping the rows.
+	Configure(maxRows int, tombstoneTTL time.Duration)
+	// Get returns the row of key (errs.ErrNotFound when there is none).
+	Get(key string) (StoredRow, error)
+	// List returns a page of the rows whose key starts with prefix, after the key after,
+	// passing the filter, in key order, bounded by limit (see rows.Store.List).
+	List(ctx context.Context, prefix, after string, f RowFilter, limit Limit) (RowPage, error)
+	// Stats returns the figures; Len the rows held; MemoryBytes the heap they take.
+	Stats() RowStats
+	Len() int
+	MemoryBytes() uint64
+	// Instance numbers the state since the driver was built or last reset.
+	Instance() uint64
+	Checkpointer
+}
+
+// The rows driver's contract types.
+type (
+	Row       = viewapi.Row
+	StoredRow = viewapi.StoredRow
+	RowFilter = viewapi.RowFilter
+	RowPage   = viewapi.RowPage
+	RowStats  = viewapi.RowStats
+)
+
+// RowBytes is what an answer spends on a stored row (viewapi.RowBytes).
+func RowBytes(r *StoredRow) int { return viewapi.RowBytes(r) }

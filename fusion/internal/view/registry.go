@@ -15,6 +15,12 @@
 //	view           View, Member, Registry, readiness, the Driver interface
 //	view/viewapi   the contract's plain types (Entry, Stats, Origin, VerifyResult, ...)
 //	view/fs        the fs driver (DESIGN.md §5.3–§5.6), also each forest member's tree
+//	view/rows      the rows driver: a keyed row store for a schema other than fs
+//
+// A rows view has one member, which holds its data in Member.Rows (the RowsDriver contract)
+// and no Driver: Member.FS refuses the fs queries on it, and the pipe, checkpoints, metrics
+// and readiness go through the Member methods that serve both (Len, MemoryBytes, Reset,
+// Checkpointer, Instance).
 //
 // Only packages under view/ may import a driver; fusion/internal/app's layers test enforces it.
 package view
@@ -33,6 +39,7 @@ import (
 	"github.com/fustor/fustor/fusion/internal/config"
 	"github.com/fustor/fustor/fusion/internal/errs"
 	"github.com/fustor/fustor/fusion/internal/view/fs"
+	"github.com/fustor/fustor/fusion/internal/view/rows"
 )
 
 // ErrNotFound is returned for an unknown view.
@@ -56,8 +63,13 @@ var ErrNotForest = errs.New(errs.ErrInvalidArgument, "not a forest view")
 type Member struct {
 	// View is the view's name, Name the member's ("" for an fs view).
 	View, Name string
-	// Driver holds the member's data; callers reach it through the interface only.
+	// schema is the view's schema (for messages).
+	schema string
+	// Driver holds an fs or forest member's data; callers reach it through the interface
+	// only. It is nil for a rows view's member, whose data Rows holds (nil otherwise): code
+	// that may meet either checks Rows, or asks FS.
 	Driver Driver
+	Rows   RowsDriver
 
 	mu           sync.Mutex
 	leader       string
@@ -179,7 +191,75 @@ func (m *Member) Reset() {
 	m.mu.Lock()
 	m.snapshotDone, m.restoredAt, m.staleSince = false, time.Time{}, time.Time{}
 	m.mu.Unlock()
+	if m.Rows != nil {
+		m.Rows.Reset()
+		return
+	}
 	m.Driver.Reset()
+}
+
+// ErrRowsView is returned for an fs query (a path, a tree, the change log) of a rows view.
+var ErrRowsView = errs.New(errs.ErrPrecondition, "not an fs view")
+
+// FS returns the member's fs driver, or, for a rows view's member, an error wrapping
+// ErrRowsView (FAILED_PRECONDITION) that says which calls read it.
+func (m *Member) FS() (Driver, error) {
+	if m.Rows != nil {
+		return nil, fmt.Errorf("%w: view %q holds rows of schema %q: use GetRow/ListRows", ErrRowsView, m.View, m.schema)
+	}
+	return m.Driver, nil
+}
+
+// Len returns the nodes (rows) the member holds.
+func (m *Member) Len() int {
+	if m.Rows != nil {
+		return m.Rows.Len()
+	}
+	return m.Driver.Len()
+}
+
+// MemoryBytes estimates the heap the member's data takes.
+func (m *Member) MemoryBytes() uint64 {
+	if m.Rows != nil {
+		return m.Rows.MemoryBytes()
+	}
+	return m.Driver.MemoryBytes()
+}
+
+// Checkpointer writes and loads the member's data, whichever driver holds it.
+func (m *Member) Checkpointer() Checkpointer {
+	if m.Rows != nil {
+		return m.Rows
+	}
+	return m.Driver
+}
+
+// Instance numbers the member's data since it was built or last reset (the change log's
+// instance for an fs driver): a checkpoint taken across a reset must not replace the last.
+func (m *Member) Instance() uint64 {
+	if m.Rows != nil {
+		return m.Rows.Instance()
+	}
+	inst, _ := m.Driver.ChangeCursor()
+	return inst
+}
+
+// Tick lets the member's driver expire what it holds for a while (suspects, tombstones).
+func (m *Member) Tick() {
+	if m.Rows != nil {
+		m.Rows.Tick()
+		return
+	}
+	m.Driver.Tick()
+}
+
+// Configure takes a reloaded view's limits in place.
+func (m *Member) Configure(vc config.View) {
+	if m.Rows != nil {
+		m.Rows.Configure(vc.MaxNodes, vc.TombstoneTTL)
+		return
+	}
+	m.Driver.Configure(vc.MaxNodes, vc.HotThreshold, vc.TombstoneTTL)
 }
 
 // View is one configured view: one member (fs) or one per pipe feeding it (forest-fs).
@@ -194,6 +274,9 @@ type View struct {
 
 // IsForest reports whether the view is a forest (members have names).
 func (v *View) IsForest() bool { return v.Cfg.Driver == config.DriverForestFS }
+
+// IsRows reports whether the view is a rows view (its member holds Rows, no Driver).
+func (v *View) IsRows() bool { return v.Cfg.Driver == config.DriverRows }
 
 // Members returns the view's members sorted by name.
 func (v *View) Members() []*Member { return v.members }
@@ -260,7 +343,7 @@ func (v *View) Ready() error {
 func (v *View) Len() int {
 	n := 0
 	for _, m := range v.members {
-		n += m.Driver.Len()
+		n += m.Len()
 	}
 	return n
 }
@@ -269,7 +352,7 @@ func (v *View) Len() int {
 func (v *View) MemoryBytes() uint64 {
 	var n uint64
 	for _, m := range v.members {
-		n += m.Driver.MemoryBytes()
+		n += m.MemoryBytes()
 	}
 	return n
 }
@@ -285,8 +368,11 @@ type Registry struct {
 	byKey map[string]*Member
 }
 
-// The fs driver satisfies the contract (checked at compile time, not at start).
-var _ Driver = (*fs.View)(nil)
+// The drivers satisfy their contracts (checked at compile time, not at start).
+var (
+	_ Driver     = (*fs.View)(nil)
+	_ RowsDriver = (*rows.Store)(nil)
+)
 
 // NewRegistry builds the views of cfg (normalised and validated): an fs view gets one member,
 // a forest one per pipe feeding it. It is the only place a driver is constructed;
@@ -323,6 +409,11 @@ func (r *Registry) Apply(cfg config.Config) Changes {
 			ch.Details = append(ch.Details, fmt.Sprintf("view rebuilt: %s (driver %s -> %s)", name, old.Cfg.Driver, vc.Driver))
 			ch.Changed = append(ch.Changed, name)
 			old = nil
+		} else if old != nil && vc.Driver == config.DriverRows && old.Cfg.Schema != vc.Schema {
+			// Rows of another schema are another table: none of the old ones belong.
+			ch.Details = append(ch.Details, fmt.Sprintf("view rebuilt: %s (schema %s -> %s)", name, old.Cfg.Schema, vc.Schema))
+			ch.Changed = append(ch.Changed, name)
+			old = nil
 		} else if old == nil {
 			ch.Added = append(ch.Added, name)
 			ch.Details = append(ch.Details, "view added: "+name)
@@ -335,14 +426,14 @@ func (r *Registry) Apply(cfg config.Config) Changes {
 			}
 			m := old.byName[member]
 			if m != nil {
-				m.Driver.Configure(vc.MaxNodes, vc.HotThreshold, vc.TombstoneTTL)
+				m.Configure(vc)
 			}
 			return m
 		}
 		if vc.Driver != config.DriverForestFS {
 			m := keep("")
 			if m == nil {
-				m = &Member{View: name, Driver: newDriver(r.log.With(zap.String("view", name)), name, vc, r.now)}
+				m = r.newMember(name, vc)
 			}
 			v.members = []*Member{m}
 		} else {
@@ -350,7 +441,7 @@ func (r *Registry) Apply(cfg config.Config) Changes {
 				mn := cfg.MemberName(name, pid)
 				m := keep(mn)
 				if m == nil {
-					m = &Member{View: name, Name: mn, Driver: newDriver(r.log.With(zap.String("view", name), zap.String("member", mn)), name+"/"+mn, vc, r.now)}
+					m = &Member{View: name, Name: mn, schema: vc.Schema, Driver: newDriver(r.log.With(zap.String("view", name), zap.String("member", mn)), name+"/"+mn, vc, r.now)}
 					if old != nil {
 						ch.Details = append(ch.Details, fmt.Sprintf("member added: %s/%s", name, mn))
 						membersChanged = true
@@ -403,6 +494,9 @@ func configDiff(a, b config.View) string {
 	if a.Schema != b.Schema {
 		d = append(d, fmt.Sprintf("schema %s -> %s", a.Schema, b.Schema))
 	}
+	if a.SchemaVersion != b.SchemaVersion {
+		d = append(d, fmt.Sprintf("schema_version %d -> %d", a.SchemaVersion, b.SchemaVersion))
+	}
 	if a.Live != b.Live {
 		d = append(d, fmt.Sprintf("live %v -> %v", a.Live, b.Live))
 	}
@@ -434,6 +528,18 @@ func newDriver(log *zap.Logger, name string, vc config.View, now func() time.Tim
 	return fs.New(log, fs.Options{Name: name, MaxNodes: vc.MaxNodes, Now: now,
 		HotThreshold: vc.HotThreshold, TombstoneTTL: vc.TombstoneTTL,
 		ChangeLogEntries: vc.ChangeLogEntries, ChangeLogBytes: vc.ChangeLogBytes})
+}
+
+// newMember builds the only member of an fs or rows view.
+func (r *Registry) newMember(name string, vc config.View) *Member {
+	log := r.log.With(zap.String("view", name))
+	m := &Member{View: name, schema: vc.Schema}
+	if vc.Driver == config.DriverRows {
+		m.Rows = rows.New(log, rows.Options{Name: name, MaxRows: vc.MaxNodes, TombstoneTTL: vc.TombstoneTTL, Now: r.now})
+		return m
+	}
+	m.Driver = newDriver(log, name, vc, r.now)
+	return m
 }
 
 // ByKey returns the member of a leadership key (Member.Key).

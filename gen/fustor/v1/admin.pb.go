@@ -730,7 +730,11 @@ type AdminViewInfo struct {
 	// memory_bytes estimates the view's memory.
 	MemoryBytes uint64 `protobuf:"varint,4,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
 	// meta is the view's consistency state.
-	Meta          *ViewMeta `protobuf:"bytes,5,opt,name=meta,proto3" json:"meta,omitempty"`
+	Meta *ViewMeta `protobuf:"bytes,5,opt,name=meta,proto3" json:"meta,omitempty"`
+	// schema is the event schema the view accepts ("fs" for the fs drivers).
+	Schema string `protobuf:"bytes,6,opt,name=schema,proto3" json:"schema,omitempty"`
+	// rows are a rows view's figures (unset for the fs drivers).
+	Rows          *RowStats `protobuf:"bytes,7,opt,name=rows,proto3" json:"rows,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -796,6 +800,20 @@ func (x *AdminViewInfo) GetMemoryBytes() uint64 {
 func (x *AdminViewInfo) GetMeta() *ViewMeta {
 	if x != nil {
 		return x.Meta
+	}
+	return nil
+}
+
+func (x *AdminViewInfo) GetSchema() string {
+	if x != nil {
+		return x.Schema
+	}
+	return ""
+}
+
+func (x *AdminViewInfo) GetRows() *RowStats {
+	if x != nil {
+		return x.Rows
 	}
 	return nil
 }
@@ -1045,13 +1063,15 @@ const file_fustor_v1_admin_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"J\n" +
 	"\x14ListSessionsResponse\x122\n" +
 	"\bsessions\x18\x01 \x03(\v2\x16.fustor.v1.SessionInfoR\bsessions\"\x1e\n" +
-	"\x1cAdminServiceListViewsRequest\"\x99\x01\n" +
+	"\x1cAdminServiceListViewsRequest\"\xda\x01\n" +
 	"\rAdminViewInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06driver\x18\x02 \x01(\tR\x06driver\x12\x14\n" +
 	"\x05nodes\x18\x03 \x01(\x04R\x05nodes\x12!\n" +
 	"\fmemory_bytes\x18\x04 \x01(\x04R\vmemoryBytes\x12'\n" +
-	"\x04meta\x18\x05 \x01(\v2\x13.fustor.v1.ViewMetaR\x04meta\"O\n" +
+	"\x04meta\x18\x05 \x01(\v2\x13.fustor.v1.ViewMetaR\x04meta\x12\x16\n" +
+	"\x06schema\x18\x06 \x01(\tR\x06schema\x12'\n" +
+	"\x04rows\x18\a \x01(\v2\x13.fustor.v1.RowStatsR\x04rows\"O\n" +
 	"\x1dAdminServiceListViewsResponse\x12.\n" +
 	"\x05views\x18\x01 \x03(\v2\x18.fustor.v1.AdminViewInfoR\x05views\"\x0f\n" +
 	"\rReloadRequest\"\xea\x01\n" +
@@ -1108,6 +1128,7 @@ var file_fustor_v1_admin_proto_goTypes = []any{
 	(*timestamppb.Timestamp)(nil),         // 16: google.protobuf.Timestamp
 	(*Progress)(nil),                      // 17: fustor.v1.Progress
 	(*ViewMeta)(nil),                      // 18: fustor.v1.ViewMeta
+	(*RowStats)(nil),                      // 19: fustor.v1.RowStats
 }
 var file_fustor_v1_admin_proto_depIdxs = []int32{
 	2,  // 0: fustor.v1.CheckpointResponse.checkpoints:type_name -> fustor.v1.CheckpointResult
@@ -1119,22 +1140,23 @@ var file_fustor_v1_admin_proto_depIdxs = []int32{
 	17, // 6: fustor.v1.SessionInfo.progress:type_name -> fustor.v1.Progress
 	7,  // 7: fustor.v1.ListSessionsResponse.sessions:type_name -> fustor.v1.SessionInfo
 	18, // 8: fustor.v1.AdminViewInfo.meta:type_name -> fustor.v1.ViewMeta
-	10, // 9: fustor.v1.AdminServiceListViewsResponse.views:type_name -> fustor.v1.AdminViewInfo
-	3,  // 10: fustor.v1.AdminService.ListPipes:input_type -> fustor.v1.ListPipesRequest
-	6,  // 11: fustor.v1.AdminService.ListSessions:input_type -> fustor.v1.ListSessionsRequest
-	9,  // 12: fustor.v1.AdminService.ListViews:input_type -> fustor.v1.AdminServiceListViewsRequest
-	12, // 13: fustor.v1.AdminService.Reload:input_type -> fustor.v1.ReloadRequest
-	0,  // 14: fustor.v1.AdminService.Checkpoint:input_type -> fustor.v1.CheckpointRequest
-	5,  // 15: fustor.v1.AdminService.ListPipes:output_type -> fustor.v1.ListPipesResponse
-	8,  // 16: fustor.v1.AdminService.ListSessions:output_type -> fustor.v1.ListSessionsResponse
-	11, // 17: fustor.v1.AdminService.ListViews:output_type -> fustor.v1.AdminServiceListViewsResponse
-	13, // 18: fustor.v1.AdminService.Reload:output_type -> fustor.v1.ReloadResponse
-	1,  // 19: fustor.v1.AdminService.Checkpoint:output_type -> fustor.v1.CheckpointResponse
-	15, // [15:20] is the sub-list for method output_type
-	10, // [10:15] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	19, // 9: fustor.v1.AdminViewInfo.rows:type_name -> fustor.v1.RowStats
+	10, // 10: fustor.v1.AdminServiceListViewsResponse.views:type_name -> fustor.v1.AdminViewInfo
+	3,  // 11: fustor.v1.AdminService.ListPipes:input_type -> fustor.v1.ListPipesRequest
+	6,  // 12: fustor.v1.AdminService.ListSessions:input_type -> fustor.v1.ListSessionsRequest
+	9,  // 13: fustor.v1.AdminService.ListViews:input_type -> fustor.v1.AdminServiceListViewsRequest
+	12, // 14: fustor.v1.AdminService.Reload:input_type -> fustor.v1.ReloadRequest
+	0,  // 15: fustor.v1.AdminService.Checkpoint:input_type -> fustor.v1.CheckpointRequest
+	5,  // 16: fustor.v1.AdminService.ListPipes:output_type -> fustor.v1.ListPipesResponse
+	8,  // 17: fustor.v1.AdminService.ListSessions:output_type -> fustor.v1.ListSessionsResponse
+	11, // 18: fustor.v1.AdminService.ListViews:output_type -> fustor.v1.AdminServiceListViewsResponse
+	13, // 19: fustor.v1.AdminService.Reload:output_type -> fustor.v1.ReloadResponse
+	1,  // 20: fustor.v1.AdminService.Checkpoint:output_type -> fustor.v1.CheckpointResponse
+	16, // [16:21] is the sub-list for method output_type
+	11, // [11:16] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_fustor_v1_admin_proto_init() }

@@ -542,6 +542,107 @@ func (x *ForceRealTime) GetTimeout() *durationpb.Duration {
 	return nil
 }
 
+// RowStats are a rows view's figures.
+type RowStats struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// rows is the number of rows held.
+	Rows uint64 `protobuf:"varint,1,opt,name=rows,proto3" json:"rows,omitempty"`
+	// tombstones is the number of deletes remembered against lagging snapshots and audits.
+	Tombstones uint64 `protobuf:"varint,2,opt,name=tombstones,proto3" json:"tombstones,omitempty"`
+	// last_index is the highest event index applied.
+	LastIndex uint64 `protobuf:"varint,3,opt,name=last_index,json=lastIndex,proto3" json:"last_index,omitempty"`
+	// applied counts the rows written or deleted.
+	Applied uint64 `protobuf:"varint,4,opt,name=applied,proto3" json:"applied,omitempty"`
+	// stale counts the rows dropped because the view held a newer event of their key.
+	Stale uint64 `protobuf:"varint,5,opt,name=stale,proto3" json:"stale,omitempty"`
+	// rejected counts the rows refused: invalid (empty key, over the bounds) or over max_nodes.
+	Rejected uint64 `protobuf:"varint,6,opt,name=rejected,proto3" json:"rejected,omitempty"`
+	// blind_spot_deletions counts the rows a complete snapshot or audit did not report and no
+	// event had deleted: removed at the walk's end (deletes no agent witnessed).
+	BlindSpotDeletions uint64 `protobuf:"varint,7,opt,name=blind_spot_deletions,json=blindSpotDeletions,proto3" json:"blind_spot_deletions,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *RowStats) Reset() {
+	*x = RowStats{}
+	mi := &file_fustor_v1_common_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RowStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RowStats) ProtoMessage() {}
+
+func (x *RowStats) ProtoReflect() protoreflect.Message {
+	mi := &file_fustor_v1_common_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RowStats.ProtoReflect.Descriptor instead.
+func (*RowStats) Descriptor() ([]byte, []int) {
+	return file_fustor_v1_common_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RowStats) GetRows() uint64 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *RowStats) GetTombstones() uint64 {
+	if x != nil {
+		return x.Tombstones
+	}
+	return 0
+}
+
+func (x *RowStats) GetLastIndex() uint64 {
+	if x != nil {
+		return x.LastIndex
+	}
+	return 0
+}
+
+func (x *RowStats) GetApplied() uint64 {
+	if x != nil {
+		return x.Applied
+	}
+	return 0
+}
+
+func (x *RowStats) GetStale() uint64 {
+	if x != nil {
+		return x.Stale
+	}
+	return 0
+}
+
+func (x *RowStats) GetRejected() uint64 {
+	if x != nil {
+		return x.Rejected
+	}
+	return 0
+}
+
+func (x *RowStats) GetBlindSpotDeletions() uint64 {
+	if x != nil {
+		return x.BlindSpotDeletions
+	}
+	return 0
+}
+
 var File_fustor_v1_common_proto protoreflect.FileDescriptor
 
 const file_fustor_v1_common_proto_rawDesc = "" +
@@ -583,7 +684,18 @@ const file_fustor_v1_common_proto_rawDesc = "" +
 	"staleSince\"^\n" +
 	"\rForceRealTime\x12\x18\n" +
 	"\aenabled\x18\x01 \x01(\bR\aenabled\x123\n" +
-	"\atimeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\atimeout*@\n" +
+	"\atimeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\atimeout\"\xdb\x01\n" +
+	"\bRowStats\x12\x12\n" +
+	"\x04rows\x18\x01 \x01(\x04R\x04rows\x12\x1e\n" +
+	"\n" +
+	"tombstones\x18\x02 \x01(\x04R\n" +
+	"tombstones\x12\x1d\n" +
+	"\n" +
+	"last_index\x18\x03 \x01(\x04R\tlastIndex\x12\x18\n" +
+	"\aapplied\x18\x04 \x01(\x04R\aapplied\x12\x14\n" +
+	"\x05stale\x18\x05 \x01(\x04R\x05stale\x12\x1a\n" +
+	"\brejected\x18\x06 \x01(\x04R\brejected\x120\n" +
+	"\x14blind_spot_deletions\x18\a \x01(\x04R\x12blindSpotDeletions*@\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vROLE_LEADER\x10\x01\x12\x11\n" +
@@ -610,7 +722,7 @@ func file_fustor_v1_common_proto_rawDescGZIP() []byte {
 }
 
 var file_fustor_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_fustor_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_fustor_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_fustor_v1_common_proto_goTypes = []any{
 	(Role)(0),                     // 0: fustor.v1.Role
 	(MessageSource)(0),            // 1: fustor.v1.MessageSource
@@ -618,18 +730,19 @@ var file_fustor_v1_common_proto_goTypes = []any{
 	(*ViewMeta)(nil),              // 3: fustor.v1.ViewMeta
 	(*MemberStatus)(nil),          // 4: fustor.v1.MemberStatus
 	(*ForceRealTime)(nil),         // 5: fustor.v1.ForceRealTime
-	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 7: google.protobuf.Duration
+	(*RowStats)(nil),              // 6: fustor.v1.RowStats
+	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 8: google.protobuf.Duration
 }
 var file_fustor_v1_common_proto_depIdxs = []int32{
-	6, // 0: fustor.v1.ViewMeta.watermark:type_name -> google.protobuf.Timestamp
+	7, // 0: fustor.v1.ViewMeta.watermark:type_name -> google.protobuf.Timestamp
 	4, // 1: fustor.v1.ViewMeta.members:type_name -> fustor.v1.MemberStatus
-	6, // 2: fustor.v1.ViewMeta.checkpoint_time:type_name -> google.protobuf.Timestamp
-	6, // 3: fustor.v1.ViewMeta.stale_since:type_name -> google.protobuf.Timestamp
-	6, // 4: fustor.v1.MemberStatus.watermark:type_name -> google.protobuf.Timestamp
-	6, // 5: fustor.v1.MemberStatus.checkpoint_time:type_name -> google.protobuf.Timestamp
-	6, // 6: fustor.v1.MemberStatus.stale_since:type_name -> google.protobuf.Timestamp
-	7, // 7: fustor.v1.ForceRealTime.timeout:type_name -> google.protobuf.Duration
+	7, // 2: fustor.v1.ViewMeta.checkpoint_time:type_name -> google.protobuf.Timestamp
+	7, // 3: fustor.v1.ViewMeta.stale_since:type_name -> google.protobuf.Timestamp
+	7, // 4: fustor.v1.MemberStatus.watermark:type_name -> google.protobuf.Timestamp
+	7, // 5: fustor.v1.MemberStatus.checkpoint_time:type_name -> google.protobuf.Timestamp
+	7, // 6: fustor.v1.MemberStatus.stale_since:type_name -> google.protobuf.Timestamp
+	8, // 7: fustor.v1.ForceRealTime.timeout:type_name -> google.protobuf.Duration
 	8, // [8:8] is the sub-list for method output_type
 	8, // [8:8] is the sub-list for method input_type
 	8, // [8:8] is the sub-list for extension type_name
@@ -648,7 +761,7 @@ func file_fustor_v1_common_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fustor_v1_common_proto_rawDesc), len(file_fustor_v1_common_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -3199,6 +3199,364 @@ func (x *WaitStableResponse) GetCursor() string {
 	return ""
 }
 
+// Row is one row of a rows view.
+type Row struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key identifies the row within the view's schema (GenericRow.key).
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// fields are the row's columns as the agent sent them (after its pipe's fields_mapping).
+	Fields map[string]string `protobuf:"bytes,2,rep,name=fields,proto3" json:"fields,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// index is the event time (ms) of the event that wrote the row.
+	Index uint64 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	// origin is the activity whose event wrote the row (realtime, snapshot, audit).
+	Origin MessageSource `protobuf:"varint,4,opt,name=origin,proto3,enum=fustor.v1.MessageSource" json:"origin,omitempty"`
+	// updated_at is when Fusion applied that event.
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Row) Reset() {
+	*x = Row{}
+	mi := &file_fustor_v1_view_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Row) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Row) ProtoMessage() {}
+
+func (x *Row) ProtoReflect() protoreflect.Message {
+	mi := &file_fustor_v1_view_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Row.ProtoReflect.Descriptor instead.
+func (*Row) Descriptor() ([]byte, []int) {
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *Row) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *Row) GetFields() map[string]string {
+	if x != nil {
+		return x.Fields
+	}
+	return nil
+}
+
+func (x *Row) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *Row) GetOrigin() MessageSource {
+	if x != nil {
+		return x.Origin
+	}
+	return MessageSource_MESSAGE_SOURCE_UNSPECIFIED
+}
+
+func (x *Row) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+// GetRowRequest reads one row.
+type GetRowRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// view is the rows view to query.
+	View string `protobuf:"bytes,1,opt,name=view,proto3" json:"view,omitempty"`
+	// key is the row's key.
+	Key           string `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRowRequest) Reset() {
+	*x = GetRowRequest{}
+	mi := &file_fustor_v1_view_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRowRequest) ProtoMessage() {}
+
+func (x *GetRowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fustor_v1_view_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRowRequest.ProtoReflect.Descriptor instead.
+func (*GetRowRequest) Descriptor() ([]byte, []int) {
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *GetRowRequest) GetView() string {
+	if x != nil {
+		return x.View
+	}
+	return ""
+}
+
+func (x *GetRowRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+// GetRowResponse is one row.
+type GetRowResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// meta is the view's state.
+	Meta *ViewMeta `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	// row is the row.
+	Row           *Row `protobuf:"bytes,2,opt,name=row,proto3" json:"row,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRowResponse) Reset() {
+	*x = GetRowResponse{}
+	mi := &file_fustor_v1_view_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRowResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRowResponse) ProtoMessage() {}
+
+func (x *GetRowResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fustor_v1_view_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRowResponse.ProtoReflect.Descriptor instead.
+func (*GetRowResponse) Descriptor() ([]byte, []int) {
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *GetRowResponse) GetMeta() *ViewMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *GetRowResponse) GetRow() *Row {
+	if x != nil {
+		return x.Row
+	}
+	return nil
+}
+
+// ListRowsRequest lists rows in key order.
+type ListRowsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// view is the rows view to query.
+	View string `protobuf:"bytes,1,opt,name=view,proto3" json:"view,omitempty"`
+	// prefix keeps the rows whose key starts with it (empty: every row).
+	Prefix string `protobuf:"bytes,2,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	// where_field, when set, keeps the rows whose field of that name equals where_value.
+	WhereField string `protobuf:"bytes,3,opt,name=where_field,json=whereField,proto3" json:"where_field,omitempty"`
+	// where_value is the value where_field must equal (may be empty).
+	WhereValue string `protobuf:"bytes,4,opt,name=where_value,json=whereValue,proto3" json:"where_value,omitempty"`
+	// page_size bounds the rows per answer (0 = 1000, at most 10000); the view's
+	// max_answer_bytes bounds its bytes. A page examines at most 100000 keys: with a filter
+	// that matches little it may hold fewer rows than page_size, and a next_page_token.
+	PageSize uint32 `protobuf:"varint,5,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// page_token continues a previous listing (from next_page_token).
+	PageToken     string `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRowsRequest) Reset() {
+	*x = ListRowsRequest{}
+	mi := &file_fustor_v1_view_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRowsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRowsRequest) ProtoMessage() {}
+
+func (x *ListRowsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fustor_v1_view_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRowsRequest.ProtoReflect.Descriptor instead.
+func (*ListRowsRequest) Descriptor() ([]byte, []int) {
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *ListRowsRequest) GetView() string {
+	if x != nil {
+		return x.View
+	}
+	return ""
+}
+
+func (x *ListRowsRequest) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *ListRowsRequest) GetWhereField() string {
+	if x != nil {
+		return x.WhereField
+	}
+	return ""
+}
+
+func (x *ListRowsRequest) GetWhereValue() string {
+	if x != nil {
+		return x.WhereValue
+	}
+	return ""
+}
+
+func (x *ListRowsRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListRowsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListRowsResponse is one page of rows, sorted by key.
+type ListRowsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// meta is the view's state.
+	Meta *ViewMeta `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	// rows are the page's rows, sorted by key.
+	Rows []*Row `protobuf:"bytes,2,rep,name=rows,proto3" json:"rows,omitempty"`
+	// next_page_token is empty on the last page.
+	NextPageToken string `protobuf:"bytes,3,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// stats are the view's figures.
+	Stats         *RowStats `protobuf:"bytes,4,opt,name=stats,proto3" json:"stats,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRowsResponse) Reset() {
+	*x = ListRowsResponse{}
+	mi := &file_fustor_v1_view_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRowsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRowsResponse) ProtoMessage() {}
+
+func (x *ListRowsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fustor_v1_view_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRowsResponse.ProtoReflect.Descriptor instead.
+func (*ListRowsResponse) Descriptor() ([]byte, []int) {
+	return file_fustor_v1_view_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ListRowsResponse) GetMeta() *ViewMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *ListRowsResponse) GetRows() []*Row {
+	if x != nil {
+		return x.Rows
+	}
+	return nil
+}
+
+func (x *ListRowsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListRowsResponse) GetStats() *RowStats {
+	if x != nil {
+		return x.Stats
+	}
+	return nil
+}
+
 var File_fustor_v1_view_proto protoreflect.FileDescriptor
 
 const file_fustor_v1_view_proto_rawDesc = "" +
@@ -3447,7 +3805,38 @@ const file_fustor_v1_view_proto_rawDesc = "" +
 	"\vlast_change\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"lastChange\x12\x14\n" +
 	"\x05files\x18\x06 \x01(\x04R\x05files\x12\x16\n" +
-	"\x06cursor\x18\a \x01(\tR\x06cursor*z\n" +
+	"\x06cursor\x18\a \x01(\tR\x06cursor\"\x89\x02\n" +
+	"\x03Row\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x122\n" +
+	"\x06fields\x18\x02 \x03(\v2\x1a.fustor.v1.Row.FieldsEntryR\x06fields\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index\x120\n" +
+	"\x06origin\x18\x04 \x01(\x0e2\x18.fustor.v1.MessageSourceR\x06origin\x129\n" +
+	"\n" +
+	"updated_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x1a9\n" +
+	"\vFieldsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"5\n" +
+	"\rGetRowRequest\x12\x12\n" +
+	"\x04view\x18\x01 \x01(\tR\x04view\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\"[\n" +
+	"\x0eGetRowResponse\x12'\n" +
+	"\x04meta\x18\x01 \x01(\v2\x13.fustor.v1.ViewMetaR\x04meta\x12 \n" +
+	"\x03row\x18\x02 \x01(\v2\x0e.fustor.v1.RowR\x03row\"\xbb\x01\n" +
+	"\x0fListRowsRequest\x12\x12\n" +
+	"\x04view\x18\x01 \x01(\tR\x04view\x12\x16\n" +
+	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x1f\n" +
+	"\vwhere_field\x18\x03 \x01(\tR\n" +
+	"whereField\x12\x1f\n" +
+	"\vwhere_value\x18\x04 \x01(\tR\n" +
+	"whereValue\x12\x1b\n" +
+	"\tpage_size\x18\x05 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x06 \x01(\tR\tpageToken\"\xb2\x01\n" +
+	"\x10ListRowsResponse\x12'\n" +
+	"\x04meta\x18\x01 \x01(\v2\x13.fustor.v1.ViewMetaR\x04meta\x12\"\n" +
+	"\x04rows\x18\x02 \x03(\v2\x0e.fustor.v1.RowR\x04rows\x12&\n" +
+	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken\x12)\n" +
+	"\x05stats\x18\x04 \x01(\v2\x13.fustor.v1.RowStatsR\x05stats*z\n" +
 	"\tStatsBest\x12\x1a\n" +
 	"\x16STATS_BEST_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15STATS_BEST_FILE_COUNT\x10\x01\x12\x19\n" +
@@ -3464,7 +3853,7 @@ const file_fustor_v1_view_proto_rawDesc = "" +
 	"\x13CHANGE_KIND_CREATED\x10\x01\x12\x18\n" +
 	"\x14CHANGE_KIND_MODIFIED\x10\x02\x12\x17\n" +
 	"\x13CHANGE_KIND_DELETED\x10\x03\x12\x15\n" +
-	"\x11CHANGE_KIND_FLAGS\x10\x042\xe2\x06\n" +
+	"\x11CHANGE_KIND_FLAGS\x10\x042\xe6\a\n" +
 	"\vViewService\x12F\n" +
 	"\tListViews\x12\x1b.fustor.v1.ListViewsRequest\x1a\x1c.fustor.v1.ListViewsResponse\x12R\n" +
 	"\rListDirectory\x12\x1f.fustor.v1.ListDirectoryRequest\x1a .fustor.v1.ListDirectoryResponse\x12B\n" +
@@ -3478,7 +3867,9 @@ const file_fustor_v1_view_proto_rawDesc = "" +
 	"\x05Watch\x12\x17.fustor.v1.WatchRequest\x1a\x18.fustor.v1.WatchResponse0\x01\x12L\n" +
 	"\vListChanges\x12\x1d.fustor.v1.ListChangesRequest\x1a\x1e.fustor.v1.ListChangesResponse\x12I\n" +
 	"\n" +
-	"WaitStable\x12\x1c.fustor.v1.WaitStableRequest\x1a\x1d.fustor.v1.WaitStableResponseB\x90\x01\n" +
+	"WaitStable\x12\x1c.fustor.v1.WaitStableRequest\x1a\x1d.fustor.v1.WaitStableResponse\x12=\n" +
+	"\x06GetRow\x12\x18.fustor.v1.GetRowRequest\x1a\x19.fustor.v1.GetRowResponse\x12C\n" +
+	"\bListRows\x12\x1a.fustor.v1.ListRowsRequest\x1a\x1b.fustor.v1.ListRowsResponseB\x90\x01\n" +
 	"\rcom.fustor.v1B\tViewProtoP\x01Z/github.com/fustor/fustor/gen/fustor/v1;fustorv1\xa2\x02\x03FXX\xaa\x02\tFustor.V1\xca\x02\tFustor\\V1\xe2\x02\x15Fustor\\V1\\GPBMetadata\xea\x02\n" +
 	"Fustor::V1b\x06proto3"
 
@@ -3495,7 +3886,7 @@ func file_fustor_v1_view_proto_rawDescGZIP() []byte {
 }
 
 var file_fustor_v1_view_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_fustor_v1_view_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_fustor_v1_view_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_fustor_v1_view_proto_goTypes = []any{
 	(StatsBest)(0),                 // 0: fustor.v1.StatsBest
 	(VerifyDifferenceKind)(0),      // 1: fustor.v1.VerifyDifferenceKind
@@ -3534,94 +3925,113 @@ var file_fustor_v1_view_proto_goTypes = []any{
 	(*ListChangesResponse)(nil),    // 34: fustor.v1.ListChangesResponse
 	(*WaitStableRequest)(nil),      // 35: fustor.v1.WaitStableRequest
 	(*WaitStableResponse)(nil),     // 36: fustor.v1.WaitStableResponse
-	(*timestamppb.Timestamp)(nil),  // 37: google.protobuf.Timestamp
-	(*ViewMeta)(nil),               // 38: fustor.v1.ViewMeta
-	(*ForceRealTime)(nil),          // 39: fustor.v1.ForceRealTime
-	(*durationpb.Duration)(nil),    // 40: google.protobuf.Duration
-	(MessageSource)(0),             // 41: fustor.v1.MessageSource
+	(*Row)(nil),                    // 37: fustor.v1.Row
+	(*GetRowRequest)(nil),          // 38: fustor.v1.GetRowRequest
+	(*GetRowResponse)(nil),         // 39: fustor.v1.GetRowResponse
+	(*ListRowsRequest)(nil),        // 40: fustor.v1.ListRowsRequest
+	(*ListRowsResponse)(nil),       // 41: fustor.v1.ListRowsResponse
+	nil,                            // 42: fustor.v1.Row.FieldsEntry
+	(*timestamppb.Timestamp)(nil),  // 43: google.protobuf.Timestamp
+	(*ViewMeta)(nil),               // 44: fustor.v1.ViewMeta
+	(*ForceRealTime)(nil),          // 45: fustor.v1.ForceRealTime
+	(*durationpb.Duration)(nil),    // 46: google.protobuf.Duration
+	(MessageSource)(0),             // 47: fustor.v1.MessageSource
+	(*RowStats)(nil),               // 48: fustor.v1.RowStats
 }
 var file_fustor_v1_view_proto_depIdxs = []int32{
-	37, // 0: fustor.v1.Entry.mtime:type_name -> google.protobuf.Timestamp
-	37, // 1: fustor.v1.Entry.last_updated_at:type_name -> google.protobuf.Timestamp
-	38, // 2: fustor.v1.ViewInfo.meta:type_name -> fustor.v1.ViewMeta
+	43, // 0: fustor.v1.Entry.mtime:type_name -> google.protobuf.Timestamp
+	43, // 1: fustor.v1.Entry.last_updated_at:type_name -> google.protobuf.Timestamp
+	44, // 2: fustor.v1.ViewInfo.meta:type_name -> fustor.v1.ViewMeta
 	4,  // 3: fustor.v1.ListViewsResponse.views:type_name -> fustor.v1.ViewInfo
-	39, // 4: fustor.v1.ListDirectoryRequest.force_real_time:type_name -> fustor.v1.ForceRealTime
-	38, // 5: fustor.v1.ListDirectoryResponse.meta:type_name -> fustor.v1.ViewMeta
+	45, // 4: fustor.v1.ListDirectoryRequest.force_real_time:type_name -> fustor.v1.ForceRealTime
+	44, // 5: fustor.v1.ListDirectoryResponse.meta:type_name -> fustor.v1.ViewMeta
 	3,  // 6: fustor.v1.ListDirectoryResponse.entries:type_name -> fustor.v1.Entry
 	3,  // 7: fustor.v1.ListDirectoryResponse.directory:type_name -> fustor.v1.Entry
 	9,  // 8: fustor.v1.ListDirectoryResponse.members:type_name -> fustor.v1.MemberListing
 	3,  // 9: fustor.v1.MemberListing.directory:type_name -> fustor.v1.Entry
 	3,  // 10: fustor.v1.MemberListing.entries:type_name -> fustor.v1.Entry
 	0,  // 11: fustor.v1.GetTreeRequest.best_by:type_name -> fustor.v1.StatsBest
-	38, // 12: fustor.v1.GetTreeResponse.meta:type_name -> fustor.v1.ViewMeta
+	44, // 12: fustor.v1.GetTreeResponse.meta:type_name -> fustor.v1.ViewMeta
 	3,  // 13: fustor.v1.GetTreeResponse.entries:type_name -> fustor.v1.Entry
-	39, // 14: fustor.v1.StatRequest.force_real_time:type_name -> fustor.v1.ForceRealTime
-	38, // 15: fustor.v1.StatResponse.meta:type_name -> fustor.v1.ViewMeta
+	45, // 14: fustor.v1.StatRequest.force_real_time:type_name -> fustor.v1.ForceRealTime
+	44, // 15: fustor.v1.StatResponse.meta:type_name -> fustor.v1.ViewMeta
 	3,  // 16: fustor.v1.StatResponse.entry:type_name -> fustor.v1.Entry
 	14, // 17: fustor.v1.StatResponse.members:type_name -> fustor.v1.MemberEntry
 	3,  // 18: fustor.v1.MemberEntry.entry:type_name -> fustor.v1.Entry
-	39, // 19: fustor.v1.FindRequest.force_real_time:type_name -> fustor.v1.ForceRealTime
-	38, // 20: fustor.v1.FindResponse.meta:type_name -> fustor.v1.ViewMeta
+	45, // 19: fustor.v1.FindRequest.force_real_time:type_name -> fustor.v1.ForceRealTime
+	44, // 20: fustor.v1.FindResponse.meta:type_name -> fustor.v1.ViewMeta
 	3,  // 21: fustor.v1.FindResponse.entries:type_name -> fustor.v1.Entry
 	17, // 22: fustor.v1.FindResponse.members:type_name -> fustor.v1.MemberMatches
-	39, // 23: fustor.v1.GetStatsRequest.force_real_time:type_name -> fustor.v1.ForceRealTime
+	45, // 23: fustor.v1.GetStatsRequest.force_real_time:type_name -> fustor.v1.ForceRealTime
 	0,  // 24: fustor.v1.GetStatsRequest.best_by:type_name -> fustor.v1.StatsBest
-	38, // 25: fustor.v1.GetStatsResponse.meta:type_name -> fustor.v1.ViewMeta
-	37, // 26: fustor.v1.GetStatsResponse.latest_mtime:type_name -> google.protobuf.Timestamp
-	37, // 27: fustor.v1.GetStatsResponse.last_audit_end:type_name -> google.protobuf.Timestamp
+	44, // 25: fustor.v1.GetStatsResponse.meta:type_name -> fustor.v1.ViewMeta
+	43, // 26: fustor.v1.GetStatsResponse.latest_mtime:type_name -> google.protobuf.Timestamp
+	43, // 27: fustor.v1.GetStatsResponse.last_audit_end:type_name -> google.protobuf.Timestamp
 	20, // 28: fustor.v1.GetStatsResponse.members:type_name -> fustor.v1.MemberStats
-	37, // 29: fustor.v1.MemberStats.latest_mtime:type_name -> google.protobuf.Timestamp
+	43, // 29: fustor.v1.MemberStats.latest_mtime:type_name -> google.protobuf.Timestamp
 	3,  // 30: fustor.v1.Suspect.entry:type_name -> fustor.v1.Entry
-	38, // 31: fustor.v1.ListSuspectsResponse.meta:type_name -> fustor.v1.ViewMeta
+	44, // 31: fustor.v1.ListSuspectsResponse.meta:type_name -> fustor.v1.ViewMeta
 	22, // 32: fustor.v1.ListSuspectsResponse.suspects:type_name -> fustor.v1.Suspect
-	38, // 33: fustor.v1.ListBlindSpotsResponse.meta:type_name -> fustor.v1.ViewMeta
+	44, // 33: fustor.v1.ListBlindSpotsResponse.meta:type_name -> fustor.v1.ViewMeta
 	3,  // 34: fustor.v1.ListBlindSpotsResponse.additions:type_name -> fustor.v1.Entry
-	40, // 35: fustor.v1.VerifyRequest.timeout:type_name -> google.protobuf.Duration
+	46, // 35: fustor.v1.VerifyRequest.timeout:type_name -> google.protobuf.Duration
 	1,  // 36: fustor.v1.VerifyDifference.kind:type_name -> fustor.v1.VerifyDifferenceKind
 	28, // 37: fustor.v1.VerifyDifference.storage:type_name -> fustor.v1.VerifyEntry
 	28, // 38: fustor.v1.VerifyDifference.view:type_name -> fustor.v1.VerifyEntry
-	38, // 39: fustor.v1.VerifyResponse.meta:type_name -> fustor.v1.ViewMeta
+	44, // 39: fustor.v1.VerifyResponse.meta:type_name -> fustor.v1.ViewMeta
 	27, // 40: fustor.v1.VerifyResponse.examples:type_name -> fustor.v1.VerifyDifference
-	40, // 41: fustor.v1.VerifyResponse.took:type_name -> google.protobuf.Duration
+	46, // 41: fustor.v1.VerifyResponse.took:type_name -> google.protobuf.Duration
 	2,  // 42: fustor.v1.Change.kind:type_name -> fustor.v1.ChangeKind
 	3,  // 43: fustor.v1.Change.entry:type_name -> fustor.v1.Entry
-	41, // 44: fustor.v1.Change.source:type_name -> fustor.v1.MessageSource
-	38, // 45: fustor.v1.WatchResponse.meta:type_name -> fustor.v1.ViewMeta
+	47, // 44: fustor.v1.Change.source:type_name -> fustor.v1.MessageSource
+	44, // 45: fustor.v1.WatchResponse.meta:type_name -> fustor.v1.ViewMeta
 	30, // 46: fustor.v1.WatchResponse.changes:type_name -> fustor.v1.Change
-	38, // 47: fustor.v1.ListChangesResponse.meta:type_name -> fustor.v1.ViewMeta
+	44, // 47: fustor.v1.ListChangesResponse.meta:type_name -> fustor.v1.ViewMeta
 	30, // 48: fustor.v1.ListChangesResponse.changes:type_name -> fustor.v1.Change
-	40, // 49: fustor.v1.WaitStableRequest.quiet:type_name -> google.protobuf.Duration
-	38, // 50: fustor.v1.WaitStableResponse.meta:type_name -> fustor.v1.ViewMeta
-	37, // 51: fustor.v1.WaitStableResponse.last_change:type_name -> google.protobuf.Timestamp
-	5,  // 52: fustor.v1.ViewService.ListViews:input_type -> fustor.v1.ListViewsRequest
-	7,  // 53: fustor.v1.ViewService.ListDirectory:input_type -> fustor.v1.ListDirectoryRequest
-	10, // 54: fustor.v1.ViewService.GetTree:input_type -> fustor.v1.GetTreeRequest
-	12, // 55: fustor.v1.ViewService.Stat:input_type -> fustor.v1.StatRequest
-	15, // 56: fustor.v1.ViewService.Find:input_type -> fustor.v1.FindRequest
-	18, // 57: fustor.v1.ViewService.GetStats:input_type -> fustor.v1.GetStatsRequest
-	21, // 58: fustor.v1.ViewService.ListSuspects:input_type -> fustor.v1.ListSuspectsRequest
-	24, // 59: fustor.v1.ViewService.ListBlindSpots:input_type -> fustor.v1.ListBlindSpotsRequest
-	26, // 60: fustor.v1.ViewService.Verify:input_type -> fustor.v1.VerifyRequest
-	31, // 61: fustor.v1.ViewService.Watch:input_type -> fustor.v1.WatchRequest
-	33, // 62: fustor.v1.ViewService.ListChanges:input_type -> fustor.v1.ListChangesRequest
-	35, // 63: fustor.v1.ViewService.WaitStable:input_type -> fustor.v1.WaitStableRequest
-	6,  // 64: fustor.v1.ViewService.ListViews:output_type -> fustor.v1.ListViewsResponse
-	8,  // 65: fustor.v1.ViewService.ListDirectory:output_type -> fustor.v1.ListDirectoryResponse
-	11, // 66: fustor.v1.ViewService.GetTree:output_type -> fustor.v1.GetTreeResponse
-	13, // 67: fustor.v1.ViewService.Stat:output_type -> fustor.v1.StatResponse
-	16, // 68: fustor.v1.ViewService.Find:output_type -> fustor.v1.FindResponse
-	19, // 69: fustor.v1.ViewService.GetStats:output_type -> fustor.v1.GetStatsResponse
-	23, // 70: fustor.v1.ViewService.ListSuspects:output_type -> fustor.v1.ListSuspectsResponse
-	25, // 71: fustor.v1.ViewService.ListBlindSpots:output_type -> fustor.v1.ListBlindSpotsResponse
-	29, // 72: fustor.v1.ViewService.Verify:output_type -> fustor.v1.VerifyResponse
-	32, // 73: fustor.v1.ViewService.Watch:output_type -> fustor.v1.WatchResponse
-	34, // 74: fustor.v1.ViewService.ListChanges:output_type -> fustor.v1.ListChangesResponse
-	36, // 75: fustor.v1.ViewService.WaitStable:output_type -> fustor.v1.WaitStableResponse
-	64, // [64:76] is the sub-list for method output_type
-	52, // [52:64] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	46, // 49: fustor.v1.WaitStableRequest.quiet:type_name -> google.protobuf.Duration
+	44, // 50: fustor.v1.WaitStableResponse.meta:type_name -> fustor.v1.ViewMeta
+	43, // 51: fustor.v1.WaitStableResponse.last_change:type_name -> google.protobuf.Timestamp
+	42, // 52: fustor.v1.Row.fields:type_name -> fustor.v1.Row.FieldsEntry
+	47, // 53: fustor.v1.Row.origin:type_name -> fustor.v1.MessageSource
+	43, // 54: fustor.v1.Row.updated_at:type_name -> google.protobuf.Timestamp
+	44, // 55: fustor.v1.GetRowResponse.meta:type_name -> fustor.v1.ViewMeta
+	37, // 56: fustor.v1.GetRowResponse.row:type_name -> fustor.v1.Row
+	44, // 57: fustor.v1.ListRowsResponse.meta:type_name -> fustor.v1.ViewMeta
+	37, // 58: fustor.v1.ListRowsResponse.rows:type_name -> fustor.v1.Row
+	48, // 59: fustor.v1.ListRowsResponse.stats:type_name -> fustor.v1.RowStats
+	5,  // 60: fustor.v1.ViewService.ListViews:input_type -> fustor.v1.ListViewsRequest
+	7,  // 61: fustor.v1.ViewService.ListDirectory:input_type -> fustor.v1.ListDirectoryRequest
+	10, // 62: fustor.v1.ViewService.GetTree:input_type -> fustor.v1.GetTreeRequest
+	12, // 63: fustor.v1.ViewService.Stat:input_type -> fustor.v1.StatRequest
+	15, // 64: fustor.v1.ViewService.Find:input_type -> fustor.v1.FindRequest
+	18, // 65: fustor.v1.ViewService.GetStats:input_type -> fustor.v1.GetStatsRequest
+	21, // 66: fustor.v1.ViewService.ListSuspects:input_type -> fustor.v1.ListSuspectsRequest
+	24, // 67: fustor.v1.ViewService.ListBlindSpots:input_type -> fustor.v1.ListBlindSpotsRequest
+	26, // 68: fustor.v1.ViewService.Verify:input_type -> fustor.v1.VerifyRequest
+	31, // 69: fustor.v1.ViewService.Watch:input_type -> fustor.v1.WatchRequest
+	33, // 70: fustor.v1.ViewService.ListChanges:input_type -> fustor.v1.ListChangesRequest
+	35, // 71: fustor.v1.ViewService.WaitStable:input_type -> fustor.v1.WaitStableRequest
+	38, // 72: fustor.v1.ViewService.GetRow:input_type -> fustor.v1.GetRowRequest
+	40, // 73: fustor.v1.ViewService.ListRows:input_type -> fustor.v1.ListRowsRequest
+	6,  // 74: fustor.v1.ViewService.ListViews:output_type -> fustor.v1.ListViewsResponse
+	8,  // 75: fustor.v1.ViewService.ListDirectory:output_type -> fustor.v1.ListDirectoryResponse
+	11, // 76: fustor.v1.ViewService.GetTree:output_type -> fustor.v1.GetTreeResponse
+	13, // 77: fustor.v1.ViewService.Stat:output_type -> fustor.v1.StatResponse
+	16, // 78: fustor.v1.ViewService.Find:output_type -> fustor.v1.FindResponse
+	19, // 79: fustor.v1.ViewService.GetStats:output_type -> fustor.v1.GetStatsResponse
+	23, // 80: fustor.v1.ViewService.ListSuspects:output_type -> fustor.v1.ListSuspectsResponse
+	25, // 81: fustor.v1.ViewService.ListBlindSpots:output_type -> fustor.v1.ListBlindSpotsResponse
+	29, // 82: fustor.v1.ViewService.Verify:output_type -> fustor.v1.VerifyResponse
+	32, // 83: fustor.v1.ViewService.Watch:output_type -> fustor.v1.WatchResponse
+	34, // 84: fustor.v1.ViewService.ListChanges:output_type -> fustor.v1.ListChangesResponse
+	36, // 85: fustor.v1.ViewService.WaitStable:output_type -> fustor.v1.WaitStableResponse
+	39, // 86: fustor.v1.ViewService.GetRow:output_type -> fustor.v1.GetRowResponse
+	41, // 87: fustor.v1.ViewService.ListRows:output_type -> fustor.v1.ListRowsResponse
+	74, // [74:88] is the sub-list for method output_type
+	60, // [60:74] is the sub-list for method input_type
+	60, // [60:60] is the sub-list for extension type_name
+	60, // [60:60] is the sub-list for extension extendee
+	0,  // [0:60] is the sub-list for field type_name
 }
 
 func init() { file_fustor_v1_view_proto_init() }
@@ -3636,7 +4046,7 @@ func file_fustor_v1_view_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fustor_v1_view_proto_rawDesc), len(file_fustor_v1_view_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   34,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -31,6 +31,8 @@ const (
 	ViewService_Watch_FullMethodName          = "/fustor.v1.ViewService/Watch"
 	ViewService_ListChanges_FullMethodName    = "/fustor.v1.ViewService/ListChanges"
 	ViewService_WaitStable_FullMethodName     = "/fustor.v1.ViewService/WaitStable"
+	ViewService_GetRow_FullMethodName         = "/fustor.v1.ViewService/GetRow"
+	ViewService_ListRows_FullMethodName       = "/fustor.v1.ViewService/ListRows"
 )
 
 // ViewServiceClient is the client API for ViewService service.
@@ -63,6 +65,11 @@ const (
 // the members fields of the responses); ViewMeta.members lists every member's state, the
 // ones that could not answer included. A forest answers UNAVAILABLE only when no member is
 // ready.
+//
+// A rows view (driver rows) holds the generic rows of one schema other than fs (a database
+// table's rows), by key: GetRow and ListRows read it, the same readiness and ViewMeta as an fs
+// view. The path, tree and change queries above answer FAILED_PRECONDITION on a rows view, and
+// GetRow and ListRows on an fs or forest view.
 type ViewServiceClient interface {
 	// ListViews lists the views the caller's key may query.
 	ListViews(ctx context.Context, in *ListViewsRequest, opts ...grpc.CallOption) (*ListViewsResponse, error)
@@ -110,6 +117,11 @@ type ViewServiceClient interface {
 	// change for the quiet period (and, with min_files, holds at least that many files), or a
 	// little before the request's deadline with stable false and the reason.
 	WaitStable(ctx context.Context, in *WaitStableRequest, opts ...grpc.CallOption) (*WaitStableResponse, error)
+	// GetRow returns one row of a rows view by key; NOT_FOUND when the view holds none.
+	GetRow(ctx context.Context, in *GetRowRequest, opts ...grpc.CallOption) (*GetRowResponse, error)
+	// ListRows lists the rows of a rows view in key order, one page at a time: those whose key
+	// starts with a prefix, optionally those whose field equals a value.
+	ListRows(ctx context.Context, in *ListRowsRequest, opts ...grpc.CallOption) (*ListRowsResponse, error)
 }
 
 type viewServiceClient struct {
@@ -258,6 +270,26 @@ func (c *viewServiceClient) WaitStable(ctx context.Context, in *WaitStableReques
 	return out, nil
 }
 
+func (c *viewServiceClient) GetRow(ctx context.Context, in *GetRowRequest, opts ...grpc.CallOption) (*GetRowResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetRowResponse)
+	err := c.cc.Invoke(ctx, ViewService_GetRow_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *viewServiceClient) ListRows(ctx context.Context, in *ListRowsRequest, opts ...grpc.CallOption) (*ListRowsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListRowsResponse)
+	err := c.cc.Invoke(ctx, ViewService_ListRows_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ViewServiceServer is the server API for ViewService service.
 // All implementations must embed UnimplementedViewServiceServer
 // for forward compatibility.
@@ -288,6 +320,11 @@ func (c *viewServiceClient) WaitStable(ctx context.Context, in *WaitStableReques
 // the members fields of the responses); ViewMeta.members lists every member's state, the
 // ones that could not answer included. A forest answers UNAVAILABLE only when no member is
 // ready.
+//
+// A rows view (driver rows) holds the generic rows of one schema other than fs (a database
+// table's rows), by key: GetRow and ListRows read it, the same readiness and ViewMeta as an fs
+// view. The path, tree and change queries above answer FAILED_PRECONDITION on a rows view, and
+// GetRow and ListRows on an fs or forest view.
 type ViewServiceServer interface {
 	// ListViews lists the views the caller's key may query.
 	ListViews(context.Context, *ListViewsRequest) (*ListViewsResponse, error)
@@ -335,6 +372,11 @@ type ViewServiceServer interface {
 	// change for the quiet period (and, with min_files, holds at least that many files), or a
 	// little before the request's deadline with stable false and the reason.
 	WaitStable(context.Context, *WaitStableRequest) (*WaitStableResponse, error)
+	// GetRow returns one row of a rows view by key; NOT_FOUND when the view holds none.
+	GetRow(context.Context, *GetRowRequest) (*GetRowResponse, error)
+	// ListRows lists the rows of a rows view in key order, one page at a time: those whose key
+	// starts with a prefix, optionally those whose field equals a value.
+	ListRows(context.Context, *ListRowsRequest) (*ListRowsResponse, error)
 	mustEmbedUnimplementedViewServiceServer()
 }
 
@@ -380,6 +422,12 @@ func (UnimplementedViewServiceServer) ListChanges(context.Context, *ListChangesR
 }
 func (UnimplementedViewServiceServer) WaitStable(context.Context, *WaitStableRequest) (*WaitStableResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method WaitStable not implemented")
+}
+func (UnimplementedViewServiceServer) GetRow(context.Context, *GetRowRequest) (*GetRowResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetRow not implemented")
+}
+func (UnimplementedViewServiceServer) ListRows(context.Context, *ListRowsRequest) (*ListRowsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListRows not implemented")
 }
 func (UnimplementedViewServiceServer) mustEmbedUnimplementedViewServiceServer() {}
 func (UnimplementedViewServiceServer) testEmbeddedByValue()                     {}
@@ -604,6 +652,42 @@ func _ViewService_WaitStable_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ViewService_GetRow_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetRowRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ViewServiceServer).GetRow(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ViewService_GetRow_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ViewServiceServer).GetRow(ctx, req.(*GetRowRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ViewService_ListRows_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRowsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ViewServiceServer).ListRows(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ViewService_ListRows_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ViewServiceServer).ListRows(ctx, req.(*ListRowsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ViewService_ServiceDesc is the grpc.ServiceDesc for ViewService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -650,6 +734,14 @@ var ViewService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "WaitStable",
 			Handler:    _ViewService_WaitStable_Handler,
+		},
+		{
+			MethodName: "GetRow",
+			Handler:    _ViewService_GetRow_Handler,
+		},
+		{
+			MethodName: "ListRows",
+			Handler:    _ViewService_ListRows_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

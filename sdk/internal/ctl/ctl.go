@@ -76,6 +76,13 @@ Commands:
                                  (server default 1000) or every page with --all, then
                                  "cursor: C" to go on from; --since now: no changes, the
                                  current cursor
+  rows [VIEW] [--prefix P] [--where FIELD=VALUE] [--limit N] [--all]
+                                 a rows view's rows (driver rows: a database table's), in key
+                                 order: those whose key starts with P, whose FIELD equals
+                                 VALUE; at most N (default 1000) or every one with --all:
+                                 KEY INDEX ORIGIN FIELDS (name=value ...)
+  row [VIEW] KEY                 one row of a rows view: its index, origin, time applied and
+                                 fields; exit 1 (NOT_FOUND) when the view holds none
   wait-stable PATH [--quiet D] [--min-files N] [--timeout D]
                                  wait until PATH holds no suspect file and has had no change
                                  for --quiet (default: the view's hot threshold), and with
@@ -117,6 +124,8 @@ Examples:
   fustorctl --key demo-key --view all --member storage-1 ls /upload --all
   fustorctl --key demo-key watch /upload --glob '*.dat' --json
   fustorctl --key demo-key wait-stable /upload/sub-1 --quiet 30s && start-processing
+  fustorctl --key demo-key rows submissions --prefix 2026/ --where state=open --limit 20
+  fustorctl --key demo-key row submissions 2026/0042
 `
 
 // errUsage marks command-line mistakes (exit 2).
@@ -132,6 +141,7 @@ type options struct {
 	depth, pageSize, limit             int
 	memberLimit                        int
 	since                              string
+	prefix, where                      string
 	quiet                              time.Duration
 	minFiles                           int
 }
@@ -169,6 +179,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	fs.BoolVar(&o.repair, "repair", false, "")
 	fs.BoolVar(&o.watch, "watch", false, "")
 	fs.StringVar(&o.since, "since", "", "")
+	fs.StringVar(&o.prefix, "prefix", "", "")
+	fs.StringVar(&o.where, "where", "", "")
 	fs.DurationVar(&o.quiet, "quiet", 0, "")
 	fs.IntVar(&o.minFiles, "min-files", 0, "")
 	help := fs.BoolP("help", "h", false, "")
@@ -289,7 +301,7 @@ func pathArg(args []string, def string) (string, error) {
 func (c *client) run(parent context.Context, cmd string, args []string) error {
 	known := map[string]bool{"views": true, "ls": true, "tree": true, "stat": true, "find": true, "stats": true,
 		"suspects": true, "blind-spots": true, "sessions": true, "pipes": true, "verify": true, "where": true, "status": true,
-		"watch": true, "changes": true, "wait-stable": true, "checkpoint": true}
+		"watch": true, "changes": true, "wait-stable": true, "checkpoint": true, "rows": true, "row": true}
 	if !known[cmd] {
 		return fmt.Errorf("%w: unknown command %q (see fustorctl help)", errUsage, cmd)
 	}
@@ -324,6 +336,8 @@ func (c *client) run(parent context.Context, cmd string, args []string) error {
 		return c.checkpoint(ctx, args)
 	case "where":
 		return c.where(ctx, args)
+	case "rows", "row":
+		return c.rowsCommand(ctx, cmd, args)
 	}
 	if err := c.resolveView(ctx); err != nil {
 		return err

@@ -2,7 +2,8 @@
 // kept in sessionStorage and sent as the Authorization header; it never goes into a URL. Every
 // listing is paged (a view of a million files is never loaded whole), and the directory on
 // screen follows the view's change feed (Watch, newline-delimited JSON read with fetch and a
-// ReadableStream).
+// ReadableStream). A rows view (driver rows) is shown as its rows in key order, paged the same
+// way, with its row figures: it has no tree, stats or change feed.
 "use strict";
 
 const KEY = "fustor.key";
@@ -185,10 +186,70 @@ function openDir(path) {
   state.tokens = [""];
   state.page = 0;
   saveHash();
+  if (isRows()) {
+    // A rows view (a table's rows by key) has no tree, stats or change feed: its rows, paged.
+    stopWatch();
+    $("live").textContent = "";
+    setHeader(["Key", "Index", "Updated", "Fields"]);
+    const v = currentView();
+    $("crumbs").replaceChildren(el("span", { text: v.id + ": rows of schema " + v.schema }));
+    loadPage();
+    return;
+  }
+  setHeader(["Name", "Size", "Modified", "Flags"]);
   crumbs();
   loadPage();
   loadStats();
   startWatch();
+}
+
+function isRows() {
+  const v = currentView();
+  return !!v && v.driver === "rows";
+}
+
+function setHeader(cols) {
+  $("listing").tHead.rows[0].replaceChildren(...cols.map((c) => el("th", { text: c })));
+}
+
+// loadRows shows one page of a rows view's rows, in key order.
+async function loadRows() {
+  const started = performance.now();
+  let resp;
+  try {
+    resp = await api(viewURL("rows"), { page_size: state.pageSize, page_token: state.tokens[state.page] });
+  } catch (err) {
+    showError(err);
+    return;
+  }
+  showError(null);
+  const fetched = performance.now();
+  const rows = resp.rows || [];
+  state.nextToken = resp.next_page_token || "";
+  const frag = document.createDocumentFragment();
+  for (const r of rows) {
+    const fields = Object.keys(r.fields || {}).sort().map((k) => k + "=" + r.fields[k]).join("  ");
+    const tr = el("tr", { class: "file" }, el("td", { text: r.key }), el("td", { class: "num", text: String(r.index || 0) }),
+      el("td", { text: when(r.updated_at) }), el("td", { text: fields }));
+    tr.dataset.key = r.key;
+    frag.append(tr);
+  }
+  const tb = $("listing").tBodies[0];
+  tb.replaceChildren(frag);
+  const done = performance.now();
+  document.body.dataset.rows = String(tb.rows.length);
+  $("rendertime").textContent = tb.rows.length + " rows, rendered in " + (done - fetched).toFixed(0) + " ms";
+  document.body.dataset.loadMs = (done - started).toFixed(1);
+  $("prev").disabled = state.page === 0;
+  $("next").disabled = !state.nextToken;
+  $("pageinfo").textContent = "page " + (state.page + 1);
+  $("viewstate").textContent = metaText(resp.meta);
+  const st = resp.stats || {};
+  const item = (label, value) => el("span", {}, label + " ", el("b", { text: String(value) }));
+  $("stats").replaceChildren(item("rows", Number(st.rows || 0)), item("tombstones", Number(st.tombstones || 0)),
+    item("last index", Number(st.last_index || 0)), item("stale", Number(st.stale || 0)),
+    item("rejected", Number(st.rejected || 0)), item("blind-spot deletions", Number(st.blind_spot_deletions || 0)),
+    item("snapshot", resp.meta && resp.meta.snapshot_complete ? "complete" : "running"));
 }
 
 function crumbs() {
@@ -211,6 +272,7 @@ function crumbs() {
 }
 
 async function loadPage() {
+  if (isRows()) return loadRows();
   const started = performance.now();
   let resp;
   try {
@@ -355,7 +417,7 @@ function startWatch() {
 }
 
 function scheduleRefetch() {
-  if (state.refetch) return;
+  if (state.refetch || isRows()) return;
   state.refetch = setTimeout(() => {
     state.refetch = null;
     loadPage();
