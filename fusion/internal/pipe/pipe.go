@@ -266,7 +266,10 @@ func (p *Pipe) apply(it *Item) (res Result) {
 		p.batches.Add(1)
 		p.rowsApplied.Add(uint64(res.Applied))
 		p.rowsRejected.Add(uint64(res.Rejected))
-		if it.MaxIndex > p.committed.Load() {
+		// A generic source resumes its realtime from the committed index (DESIGN.md §4.1);
+		// its walks' rows carry their own cursors, which can run ahead of what realtime has
+		// sent (a row updated during the snapshot), so only realtime rows commit there.
+		if it.MaxIndex > p.committed.Load() && (it.Schema == "" || it.Schema == "fs" || it.Origin == view.OriginRealtime) {
 			p.committed.Store(it.MaxIndex)
 		}
 	case KindSnapshotEnd:
