@@ -25,10 +25,14 @@ func main() {
 	fs.IntVar(&cfg.Seed, "seed", cfg.Seed, "objects generated at start under 10 x 10 x 10 nested prefixes")
 	fs.StringVar(&cfg.AccessKey, "access-key", cfg.AccessKey, "the only access key requests may name (empty: any; signatures are not checked)")
 	fs.StringVar(&cfg.SecretKey, "secret-key", cfg.SecretKey, "secret key (accepted, not checked)")
-	start := fs.String("start", cfg.Start.Format(time.RFC3339), "LastModified of the first put (RFC 3339, or \"now\"); each put adds 1 ms")
+	start := fs.String("start", cfg.Start.Format(time.RFC3339), "LastModified of the first put: RFC 3339, \"now\", or a duration from now (\"-24h\"); each put adds 1 ms")
+	fs.BoolVar(&cfg.WallClock, "wall-clock", cfg.WallClock, "date the puts after the seed by the wall clock")
 	_ = fs.Parse(os.Args[1:])
+	now := time.Now().UTC().Truncate(time.Millisecond)
 	if *start == "now" {
-		cfg.Start = time.Now().UTC().Truncate(time.Millisecond)
+		cfg.Start = now
+	} else if d, err := time.ParseDuration(*start); err == nil {
+		cfg.Start = now.Add(d)
 	} else if t, err := time.Parse(time.RFC3339, *start); err == nil {
 		cfg.Start = t
 	} else {

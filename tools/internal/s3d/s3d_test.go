@@ -309,3 +309,27 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestWallClock: after WallClock, puts are dated by the wall clock, each after the last.
+func TestWallClock(t *testing.T) {
+	s := storeWith(t, "seeded")
+	s.WallClock()
+	before := time.Now().UTC().Truncate(time.Millisecond)
+	for _, k := range []string{"a", "b", "c"} {
+		if _, err := s.PutObject("b", k, nil, strings.NewReader(k), 1, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, _ := s.ListBucket("b", nil, gofakes3.ListBucketPage{})
+	var last time.Time
+	for _, c := range l.Contents {
+		mt := c.LastModified.Time
+		switch {
+		case c.Key == "seeded" && !mt.Equal(t0):
+			t.Errorf("seeded: %v, want %v", mt, t0)
+		case c.Key != "seeded" && (mt.Before(before) || !mt.After(last)):
+			t.Errorf("%s: %v, want after %v and %v", c.Key, mt, before, last)
+		}
+		last = mt
+	}
+}

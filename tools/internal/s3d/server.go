@@ -36,6 +36,9 @@ type Config struct {
 	SecretKey string `koanf:"secret_key"`
 	// Start is the LastModified of the first put; each put advances it by one millisecond.
 	Start time.Time `koanf:"start"`
+	// WallClock dates the puts after the seed by the wall clock (still one millisecond apart
+	// at least), so a demo's new objects look new and its seeded ones old.
+	WallClock bool `koanf:"wall_clock"`
 }
 
 // Default returns the settings of a local test server.
@@ -95,6 +98,9 @@ func (s *Server) Run(ctx context.Context, ctl <-chan os.Signal) error {
 	t0 := time.Now()
 	if err := s.store.Seed(s.cfg.Bucket, s.cfg.Seed); err != nil {
 		return fmt.Errorf("seed bucket %s: %w", s.cfg.Bucket, err)
+	}
+	if s.cfg.WallClock {
+		s.store.WallClock()
 	}
 	if s.cfg.Seed > 0 {
 		fmt.Fprintf(s.log, "seeded bucket=%s objects=%d took=%v\n", s.cfg.Bucket, s.cfg.Seed, time.Since(t0).Round(time.Millisecond))

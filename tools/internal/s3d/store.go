@@ -27,6 +27,9 @@ type Store struct {
 	// LastModified of its own.
 	now  time.Time
 	step time.Duration
+	// wall, once set, dates puts by the wall clock instead (never earlier than the last put
+	// plus step), for demos whose new objects should look new.
+	wall bool
 }
 
 var _ gofakes3.Backend = (*Store)(nil)
@@ -54,8 +57,18 @@ func NewStore(start time.Time, step time.Duration) *Store {
 // tick returns the LastModified of a put and advances the clock. The caller holds mu.
 func (s *Store) tick() time.Time {
 	t := s.now
-	s.now = s.now.Add(s.step)
+	if w := time.Now().UTC().Truncate(s.step); s.wall && w.After(t) {
+		t = w
+	}
+	s.now = t.Add(s.step)
 	return t
+}
+
+// WallClock makes later puts dated by the wall clock.
+func (s *Store) WallClock() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.wall = true
 }
 
 func (s *Store) ListBuckets() ([]gofakes3.BucketInfo, error) {
