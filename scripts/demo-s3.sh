@@ -23,7 +23,7 @@ senders:
 pipes:
   demo: {source: bucket, sender: fusion, backoff_min: 1s, backoff_max: 10s}
 YAML
-"$BIN/fustor-s3d" --listen "$S3" --bucket demo --seed "$OBJECTS" --start -24h --wall-clock --access-key demo >"$LOGS/s3d.log" 2>&1 &
+"$BIN/fustor-s3d" --listen "$S3" --bucket demo --seed "$OBJECTS" --start -24h --wall-clock --access-key demo --secret-key demo-secret >"$LOGS/s3d.log" 2>&1 &
 S3D=$!
 # A Fustor home of its own, emptied: `make demo`'s checkpoint (or an earlier bucket's) is not
 # this view's.
@@ -54,7 +54,7 @@ for _ in $(seq 1 300); do
   done
   sleep 0.2
 done
-AUTH='authorization: AWS4-HMAC-SHA256 Credential=demo/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=unchecked'
+SIGN='--aws-sigv4 aws:amz:us-east-1:s3 --user demo:demo-secret'
 cat <<TXT
 Fustor S3 demo is running: fustor-s3d on $S3 (bucket "demo", $OBJECTS objects under
 t0..t9/m0..m9/l0..l9/), Fusion on 127.0.0.1:7070, an agent listing the bucket every 2 s (view "demo").
@@ -67,9 +67,9 @@ Query it from another terminal:
   $CTL find /t3/m1 --glob '*.dat'
   $CTL stat /t0/m0/l0/obj-000000.dat --json
   $CTL blind-spots /
-Change the bucket (fustor-s3d checks the access key named, not signatures):
-  curl -X PUT -H '$AUTH' --data hello http://$S3/demo/new/hello.txt
-  curl -X DELETE -H '$AUTH' http://$S3/demo/t1/m0/l0/obj-000001.dat
+Change the bucket (fustor-s3d checks Signature V4: access key demo, secret key demo-secret):
+  curl $SIGN -X PUT --data hello http://$S3/demo/new/hello.txt
+  curl $SIGN -X DELETE http://$S3/demo/t1/m0/l0/obj-000001.dat
 then query again: changes show within a listing (2 s), the delete as a blind-spot deletion.
 An outage: kill -USR1 $S3D (the S3 endpoint goes away), kill -USR2 $S3D (it is back).
 Logs: $LOGS/. Press Ctrl-C to stop.

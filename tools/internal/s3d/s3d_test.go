@@ -277,7 +277,7 @@ func TestOutage(t *testing.T) {
 // TestAccessKey: with an access key set, a request naming another key or none is refused.
 func TestAccessKey(t *testing.T) {
 	cfg := Default()
-	cfg.Listen, cfg.AccessKey, cfg.SecretKey = "127.0.0.1:0", "ak", "sk"
+	cfg.Listen, cfg.AdminListen, cfg.AccessKey = "127.0.0.1:0", "127.0.0.1:0", "ak"
 	_, _, line := run(t, cfg)
 	addr := field(line, "addr")
 	for _, tt := range []struct {
@@ -286,6 +286,50 @@ func TestAccessKey(t *testing.T) {
 	}{{"", http.StatusForbidden}, {"other", http.StatusForbidden}, {"ak", http.StatusOK}} {
 		if _, code, err := list(addr, tt.key); err != nil || code != tt.want {
 			t.Errorf("access key %q: status %d (%v), want %d", tt.key, code, err, tt.want)
+		}
+	}
+	if _, code, err := list(field(line, "admin_addr"), ""); err != nil || code != http.StatusOK {
+		t.Errorf("admin endpoint without a key: status %d (%v), want 200", code, err)
+	}
+}
+
+// TestVerifyV4: AWS's Signature V4 test suite requests (get-vanilla, get-vanilla-query-order-key-case)
+// verify with their secret and fail with another, or with a header or the query changed.
+func TestVerifyV4(t *testing.T) {
+	const secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+	req := func(target, sig string, edit func(*http.Request)) *http.Request {
+		r, err := http.NewRequest("GET", "http://example.amazonaws.com"+target, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Header.Set("X-Amz-Date", "20150830T123600Z")
+		r.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature="+sig)
+		if edit != nil {
+			edit(r)
+		}
+		return r
+	}
+	const vanilla = "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"
+	const query = "b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500"
+	for _, tt := range []struct {
+		name   string
+		r      *http.Request
+		secret string
+		ok     bool
+	}{
+		{"get-vanilla", req("/", vanilla, nil), secret, true},
+		{"get-vanilla-query-order-key-case", req("/?Param2=value2&Param1=value1", query, nil), secret, true},
+		{"another secret", req("/", vanilla, nil), "other", false},
+		{"date changed", req("/", vanilla, func(r *http.Request) { r.Header.Set("X-Amz-Date", "20150830T123601Z") }), secret, false},
+		{"query changed", req("/?Param2=value3&Param1=value1", query, nil), secret, false},
+		{"no date", req("/", vanilla, func(r *http.Request) { r.Header.Del("X-Amz-Date") }), secret, false},
+		{"not v4", req("/", vanilla, func(r *http.Request) { r.Header.Set("Authorization", "AWS AKIDEXAMPLE:x") }), secret, false},
+		{"malformed", req("/", vanilla, func(r *http.Request) {
+			r.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830")
+		}), secret, false},
+	} {
+		if err := verifyV4(tt.r, tt.secret); (err == nil) != tt.ok {
+			t.Errorf("%s: %v, want ok=%v", tt.name, err, tt.ok)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"net"
 	"net/http"
@@ -30,8 +31,10 @@ type Config struct {
 	// Bucket is created at start and seeded with Seed generated objects (see Store.Seed).
 	Bucket string `koanf:"bucket"`
 	Seed   int    `koanf:"seed"`
-	// AccessKey, when set, is the only access key a request may name (its signature is not
-	// checked: gofakes3 verifies none). SecretKey is accepted for the clients' configuration.
+	// AccessKey, when set, is the only access key a request to the S3 endpoint may name
+	// (gofakes3 checks no credentials: this server does). SecretKey, when set too, is checked
+	// as well: only requests with a valid AWS Signature V4 Authorization header are served.
+	// The admin endpoint checks neither.
 	AccessKey string `koanf:"access_key"`
 	SecretKey string `koanf:"secret_key"`
 	// Start is the LastModified of the first put; each put advances it by one millisecond.
@@ -66,7 +69,8 @@ type Server struct {
 	cfg     Config
 	log     io.Writer
 	store   *Store
-	handler http.Handler
+	handler http.Handler // the S3 endpoint's: credentials checked
+	admin   http.Handler // the admin endpoint's: none checked
 
 	mu   sync.Mutex
 	addr string       // the S3 endpoint's resolved address, kept across outages
@@ -81,7 +85,8 @@ func New(log io.Writer, cfg Config) *Server {
 	}
 	st := NewStore(cfg.Start, time.Millisecond)
 	s := &Server{cfg: cfg, log: log, store: st}
-	s.handler = s.auth(gofakes3.New(st, gofakes3.WithTimeSkewLimit(0)).Server())
+	s.admin = gofakes3.New(st, gofakes3.WithTimeSkewLimit(0)).Server()
+	s.handler = s.auth(s.admin)
 	return s
 }
 
@@ -113,7 +118,7 @@ func (s *Server) Run(ctx context.Context, ctl <-chan os.Signal) error {
 			return fmt.Errorf("listen admin %s: %w", s.cfg.AdminListen, err)
 		}
 		adminAddr = l.Addr().String()
-		admin = s.serve(l)
+		admin = s.serve(l, s.admin)
 	}
 	defer func() {
 		if admin != nil {
@@ -153,9 +158,9 @@ func (s *Server) Addr() string {
 	return s.addr
 }
 
-// serve serves the handler on l until the returned server is closed.
-func (s *Server) serve(l net.Listener) *http.Server {
-	srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}
+// serve serves h on l until the returned server is closed.
+func (s *Server) serve(l net.Listener, h http.Handler) *http.Server {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	s.wg.Go(func() { _ = srv.Serve(l) })
 	return srv
 }
@@ -180,7 +185,7 @@ func (s *Server) up(ctx context.Context, addr string) error {
 		return fmt.Errorf("listen %s: %w", addr, err)
 	}
 	s.addr = l.Addr().String()
-	s.srv = s.serve(l)
+	s.srv = s.serve(l, s.handler)
 	return nil
 }
 
@@ -196,23 +201,33 @@ func (s *Server) down() bool {
 	return true
 }
 
-// auth refuses a request naming another access key than cfg.AccessKey, or none.
+// auth refuses a request naming another access key than cfg.AccessKey, or none, and, with a
+// secret key set, one whose signature does not match.
 func (s *Server) auth(next http.Handler) http.Handler {
 	if s.cfg.AccessKey == "" {
 		return next
 	}
+	refuse := func(w http.ResponseWriter, code, msg string) {
+		w.Header().Set("Content-Type", "application/xml")
+		w.WriteHeader(http.StatusForbidden)
+		fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>%s</Code><Message>%s</Message></Error>`, code, html.EscapeString(msg))
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if key := accessKeyOf(r); key != s.cfg.AccessKey {
-			code, msg := "InvalidAccessKeyId", "The AWS access key ID you provided does not exist in our records."
-			if key == "" {
-				code, msg = "AccessDenied", "Access Denied"
+		switch key := accessKeyOf(r); {
+		case key == "":
+			refuse(w, "AccessDenied", "Access Denied")
+		case key != s.cfg.AccessKey:
+			refuse(w, "InvalidAccessKeyId", "The AWS access key ID you provided does not exist in our records.")
+		default:
+			if s.cfg.SecretKey != "" {
+				if err := verifyV4(r, s.cfg.SecretKey); err != nil {
+					fmt.Fprintf(s.log, "refused method=%s path=%s error=%q\n", r.Method, r.URL.Path, err)
+					refuse(w, "SignatureDoesNotMatch", err.Error())
+					return
+				}
 			}
-			w.Header().Set("Content-Type", "application/xml")
-			w.WriteHeader(http.StatusForbidden)
-			fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>%s</Code><Message>%s</Message></Error>`, code, msg)
-			return
+			next.ServeHTTP(w, r)
 		}
-		next.ServeHTTP(w, r)
 	})
 }
 
