@@ -462,6 +462,14 @@ pipes:
 		})
 	}
 	memberEquals("both members equal their storage")
+	// The agent's endpoint checks the access key and Signature V4: an unsigned request is
+	// refused there, so the agent's listings were signed with its keys.
+	resp, err := srv.hc.Get("http://" + srv.addr + "/" + s3Bucket + "?list-type=2")
+	must(t, err)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("unsigned listing on the agent's endpoint: %s, want 403 Forbidden", resp.Status)
+	}
 	srv.put("sub/s3-9/late.dat", 42)
 	srv.del("sub/s3-0/part-000.dat")
 	memberEquals("the bucket member follows the bucket")
