@@ -89,6 +89,14 @@ bench-e2e: build
 demo: build
 	@./scripts/demo.sh
 
+# The object-storage demo: fustor-s3d (an in-memory S3 server) with a seeded bucket (10,000
+# objects, DEMO_S3_OBJECTS=N for another size), Fusion with the demo configuration and an
+# agent whose s3 source lists the bucket; Ctrl-C stops all three.
+.PHONY: demo-s3
+demo-s3: build
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/ ./tools/cmd/fustor-s3d
+	@./scripts/demo-s3.sh
+
 # The compose demo: whichever Compose the machine has (the docker compose plugin, else
 # docker-compose); images are built FROM scratch around the static binaries, nothing is pulled.
 COMPOSE ?= $(shell if docker compose version >/dev/null 2>&1; then echo "docker compose"; elif command -v docker-compose >/dev/null 2>&1; then echo docker-compose; fi)

@@ -1,6 +1,7 @@
-// Package e2e runs the real binaries — fustor-fusion, fustor-agent, fustorctl — and grpcurl
-// against real directories on loopback. It lives in the fusion module for the test runner
-// only: it builds the other modules' commands with `go build`, it imports none of them.
+// Package e2e runs the real binaries — fustor-fusion, fustor-agent, fustorctl, the test tools
+// (fustor-s3d) — and grpcurl against real directories on loopback. It lives in the fusion
+// module for the test runner only: it builds the other modules' commands with `go build`, it
+// imports none of them.
 package e2e
 
 import (
@@ -73,6 +74,34 @@ func binaries(t testing.TB, race bool) string {
 		t.Fatal(bd.err)
 	}
 	return bd.dir
+}
+
+// toolBuild is the test tools (fustor-s3d), built once per test binary without the race
+// detector and static: they stand in for outside services, not for code under test.
+var toolBuild build
+
+// toolBinaries builds the test tools once and returns their directory.
+func toolBinaries(t testing.TB) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("e2e: builds and runs the real binaries")
+	}
+	toolBuild.once.Do(func() {
+		toolBuild.dir, toolBuild.err = os.MkdirTemp("", "fustor-e2e-tools")
+		if toolBuild.err != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", toolBuild.dir+"/", "./tools/cmd/fustor-s3d")
+		cmd.Dir = repoRoot(t)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			toolBuild.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if toolBuild.err != nil {
+		t.Fatal(toolBuild.err)
+	}
+	return toolBuild.dir
 }
 
 func freePort(t testing.TB) string {
