@@ -269,3 +269,35 @@ func TestRowsViewRestartsFromItsCheckpoint(t *testing.T) {
 		t.Fatalf("GetRow k2 after a lagging snapshot = %v, want NOT_FOUND", err)
 	}
 }
+
+// A replayable source resumes from the committed index without a snapshot; while the pipe's
+// first snapshot has not ended, realtime may have committed, so a new session is told 0 and
+// snapshots — else a session lost mid-snapshot would leave a partial tree called whole.
+func TestCommittedIndexWaitsForTheFirstSnapshot(t *testing.T) {
+	h := start(t, withRows)
+	created := func() uint64 {
+		t.Helper()
+		resp, err := h.session().CreateSession(withKey("rows-ingest-key"), &fustorv1.CreateSessionRequest{AgentId: "other", SchemaName: "submissions", SchemaVersion: 1,
+			Capabilities: &fustorv1.Capabilities{CanRealtime: true, CanResume: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = h.session().CloseSession(withKey("rows-ingest-key"), &fustorv1.CloseSessionRequest{SessionId: resp.GetSessionId()})
+		return resp.GetCommittedIndex()
+	}
+	a := h.rowsAgent(t)
+	a.control(t, &fustorv1.PushRequest{Payload: &fustorv1.PushRequest_SnapshotStart{SnapshotStart: &fustorv1.SnapshotStart{}}})
+	a.rows(t, fustorv1.MessageSource_MESSAGE_SOURCE_SNAPSHOT, grow("a", 10))
+	if ack := a.rows(t, fustorv1.MessageSource_MESSAGE_SOURCE_REALTIME, grow("z", 12)); ack.GetCommittedIndex() != 12 {
+		t.Fatalf("realtime committed %d, want 12", ack.GetCommittedIndex())
+	}
+	if c := created(); c != 0 {
+		t.Fatalf("a session created during the first snapshot was told committed %d, want 0", c)
+	}
+	if end := a.control(t, &fustorv1.PushRequest{Payload: &fustorv1.PushRequest_SnapshotEnd{SnapshotEnd: &fustorv1.SnapshotEnd{}}}); end.GetError() != "" {
+		t.Fatalf("snapshot end: %v", end)
+	}
+	if c := created(); c != 12 {
+		t.Fatalf("a session created after the snapshot was told committed %d, want 12", c)
+	}
+}

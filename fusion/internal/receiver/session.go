@@ -171,6 +171,11 @@ func (r *Receiver) CreateSession(ctx context.Context, req *fustorv1.CreateSessio
 		return nil, err
 	}
 	committed := pi.Pipe.Committed()
+	if !complete(pi.Pipe) {
+		// Realtime committed while the first snapshot ran, and that snapshot never ended: a
+		// source resuming from there would skip the snapshot and leave the tree partial.
+		committed = 0
+	}
 	// An agent that kept its realtime position may continue without a snapshot when the
 	// pipe's views were restored from the checkpoint and hold what it had seen committed.
 	resumable := req.GetResumeAfter() > 0 && req.GetCapabilities().GetCanResume() && committed >= req.GetResumeAfter() && restored(pi.Pipe)
@@ -210,6 +215,18 @@ func checkSchema(pi PipeInfo, name string, version uint32) error {
 		}
 	}
 	return nil
+}
+
+// complete reports whether every member p feeds holds a whole tree: a leader's snapshot ended
+// (or a resumed session confirmed it), or it was restored from a checkpoint, which is written
+// only of a ready member.
+func complete(p *pipe.Pipe) bool {
+	for _, m := range p.Members {
+		if st := m.State(); !st.SnapshotComplete && st.RestoredAt.IsZero() {
+			return false
+		}
+	}
+	return true
 }
 
 // restored reports whether every member p feeds answers from a restored checkpoint.

@@ -147,7 +147,8 @@ type CreateSessionResponse struct {
 	// role is the session's role at creation.
 	Role Role `protobuf:"varint,4,opt,name=role,proto3,enum=fustor.v1.Role" json:"role,omitempty"`
 	// committed_index is the highest event index the pipe has applied (0 = none): the resume
-	// point for sources that can replay.
+	// point for sources that can replay. It is 0 while a member of the pipe's views has no
+	// whole tree yet (its first snapshot has not ended): a replayable source then snapshots.
 	CommittedIndex uint64 `protobuf:"varint,5,opt,name=committed_index,json=committedIndex,proto3" json:"committed_index,omitempty"`
 	// pipe_id is the Fusion pipe the session was routed to.
 	PipeId string `protobuf:"bytes,6,opt,name=pipe_id,json=pipeId,proto3" json:"pipe_id,omitempty"`
