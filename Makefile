@@ -92,6 +92,10 @@ demo: build
 # The object-storage demo: fustor-s3d (an in-memory S3 server) with a seeded bucket (10,000
 # objects, DEMO_S3_OBJECTS=N for another size), Fusion with the demo configuration and an
 # agent whose s3 source lists the bucket; Ctrl-C stops all three.
+.PHONY: demo-sql
+demo-sql: build
+	@./scripts/demo-sql.sh
+
 .PHONY: demo-s3
 demo-s3: build
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/ ./tools/cmd/fustor-s3d
