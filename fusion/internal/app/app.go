@@ -165,8 +165,12 @@ func New(log *zap.Logger, cfg config.Config, opts Options) (*Fusion, error) {
 		if cfg.Server.TLS.ClientAuth == config.ClientAuthRequire {
 			err = errors.New("start http gateway: it calls the gRPC listener without a client certificate, which server.tls.client_auth \"require\" refuses; use verify_if_given or leave server.http_listen empty")
 		} else {
-			f.gateway, err = gateway.New(log.Named("gateway"), gateway.Config{Listen: cfg.Server.HTTPListen, GRPCAddr: srv.Addr(),
-				GRPCTLS: cfg.Server.TLS.Enabled(), MaxRecvMsgBytes: cfg.Server.MaxRecvMsgBytes, Registerer: reg})
+			gc := gateway.Config{Listen: cfg.Server.HTTPListen, GRPCAddr: srv.Addr(),
+				GRPCTLS: cfg.Server.TLS.Enabled(), MaxRecvMsgBytes: cfg.Server.MaxRecvMsgBytes, Registerer: reg}
+			if !cfg.Server.HTTPPlaintext {
+				gc.GetCertificate = srv.GetCertificate()
+			}
+			f.gateway, err = gateway.New(log.Named("gateway"), gc)
 		}
 		if err != nil {
 			srv.Close()

@@ -3,11 +3,14 @@ package app
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -374,7 +377,8 @@ func TestGatewayServesOpenAPIAndConsole(t *testing.T) {
 }
 
 // TestGatewayOverTLSListener: with server.tls on, the gateway calls the gRPC listener over
-// TLS; with client certificates required it cannot, and Fusion refuses to start, saying why.
+// TLS and serves HTTPS with the same certificate (plain HTTP with server.http_plaintext);
+// with client certificates required it cannot call, and Fusion refuses to start, saying why.
 func TestGatewayOverTLSListener(t *testing.T) {
 	dir := t.TempDir()
 	ca := tlstest.NewCA(t, "gateway test ca")
@@ -382,10 +386,12 @@ func TestGatewayOverTLSListener(t *testing.T) {
 	caFile := ca.WriteCA(t, dir, "ca")
 	tests := []struct {
 		name, clientAuth, refused string
+		plaintext                 bool
 	}{
-		{"plain TLS", config.ClientAuthNone, ""},
-		{"client certificates verified if given", config.ClientAuthVerifyIfGiven, ""},
-		{"client certificates required", config.ClientAuthRequire, "server.tls.client_auth \"require\""},
+		{"plain TLS", config.ClientAuthNone, "", false},
+		{"client certificates verified if given", config.ClientAuthVerifyIfGiven, "", false},
+		{"plain HTTP behind a proxy", config.ClientAuthNone, "", true},
+		{"client certificates required", config.ClientAuthRequire, "server.tls.client_auth \"require\"", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -393,6 +399,7 @@ func TestGatewayOverTLSListener(t *testing.T) {
 			cfg.Server.Listen, cfg.Server.StateDir, cfg.Server.ShutdownTimeout = "127.0.0.1:0", t.TempDir(), time.Second
 			withGateway(&cfg)
 			cfg.Server.TLS = config.TLS{CertFile: cert, KeyFile: key, ClientAuth: tt.clientAuth}
+			cfg.Server.HTTPPlaintext = tt.plaintext
 			if tt.clientAuth != config.ClientAuthNone {
 				cfg.Server.TLS.ClientCAFile = caFile
 			}
@@ -415,9 +422,40 @@ func TestGatewayOverTLSListener(t *testing.T) {
 					t.Errorf("Run: %v", err)
 				}
 			}()
-			code, body := httpCall(t, &harness{f: f}, "GET", "/v1/views", "demo-key", "")
-			if code != http.StatusOK || !strings.Contains(string(body), `"id":"demo"`) {
-				t.Fatalf("HTTP %d %s", code, body)
+			if tt.plaintext {
+				code, body := httpCall(t, &harness{f: f}, "GET", "/v1/views", "demo-key", "")
+				if code != http.StatusOK || !strings.Contains(string(body), `"id":"demo"`) {
+					t.Fatalf("HTTP %d %s", code, body)
+				}
+				return
+			}
+			// HTTPS with the listener's certificate, verified against the CA; plain HTTP is
+			// answered with a 400 by the TLS listener, never served.
+			pool := x509.NewCertPool()
+			pem, err := os.ReadFile(caFile)
+			if err != nil || !pool.AppendCertsFromPEM(pem) {
+				t.Fatalf("read the CA: %v", err)
+			}
+			cl := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+			defer cl.CloseIdleConnections()
+			req, _ := http.NewRequest("GET", "https://"+f.HTTPAddr().String()+"/v1/views", nil)
+			req.Header.Set("Authorization", "Bearer demo-key")
+			resp, err := cl.Do(req)
+			if err != nil {
+				t.Fatalf("https: %v", err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"id":"demo"`) {
+				t.Fatalf("HTTPS %d %s", resp.StatusCode, body)
+			}
+			plain, err := http.Get("http://" + f.HTTPAddr().String() + "/v1/views")
+			if err == nil {
+				b, _ := io.ReadAll(plain.Body)
+				plain.Body.Close()
+				if strings.Contains(string(b), `"id":"demo"`) {
+					t.Fatalf("plain HTTP was served on the HTTPS listener: %s", b)
+				}
 			}
 		})
 	}

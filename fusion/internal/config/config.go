@@ -56,9 +56,13 @@ type Server struct {
 	MetricsListen string `koanf:"metrics_listen"`
 	// HTTPListen, when set, serves the JSON/HTTP gateway (/v1/..., every ViewService and
 	// AdminService call, the same API keys), its OpenAPI document (/openapi.json) and the web
-	// console (/) over plain HTTP on this address. The gateway calls this server's own gRPC
+	// console (/) on this address: over HTTPS with server.tls's certificate when server.tls is
+	// set (unless HTTPPlaintext), else plain HTTP. The gateway calls this server's own gRPC
 	// listener over loopback, so every call passes the same auth, metrics and error mapping.
 	HTTPListen string `koanf:"http_listen"`
+	// HTTPPlaintext keeps the HTTP listener plain HTTP although server.tls is set: for a
+	// listener behind a TLS-terminating proxy.
+	HTTPPlaintext bool `koanf:"http_plaintext"`
 	// StateDir holds the views' checkpoints (default $FUSTOR_HOME/state; FUSTOR_HOME defaults
 	// to ~/.fustor): a restarted Fusion answers from them at once.
 	StateDir string `koanf:"state_dir"`

@@ -35,7 +35,7 @@ import (
 
 // MsgPlaintextHTTP is logged when the HTTP listener is on an address other than loopback: API
 // keys sent to the gateway travel in clear.
-const MsgPlaintextHTTP = "http listener (gateway and console) is plaintext on a non-loopback address: API keys travel in clear; keep it on loopback or behind a TLS proxy"
+const MsgPlaintextHTTP = "http listener (gateway and console) is plaintext on a non-loopback address: API keys travel in clear; set server.tls (the listener then serves HTTPS), keep it on loopback, or put it behind a TLS proxy"
 
 // Config is what the gateway needs of the server's configuration.
 type Config struct {
@@ -50,6 +50,9 @@ type Config struct {
 	MaxRecvMsgBytes int
 	// Registerer, if not nil, gets the gateway's request counter.
 	Registerer prometheus.Registerer
+	// GetCertificate, when not nil, makes the listener HTTPS with the certificate it returns
+	// (server.tls's, as it stands at each handshake).
+	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 }
 
 // Gateway is the HTTP server of the gateway, the OpenAPI document and the console.
@@ -58,6 +61,8 @@ type Gateway struct {
 	ln   net.Listener
 	srv  *http.Server
 	conn *grpc.ClientConn
+	// scheme is "https" when the listener speaks TLS, else "http".
+	scheme string
 }
 
 // New binds the HTTP listener and prepares the gRPC client (it connects on the first call).
@@ -100,10 +105,16 @@ func New(log *zap.Logger, cfg Config) (*Gateway, error) {
 		_ = conn.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	if ta, ok := ln.Addr().(*net.TCPAddr); ok && !ta.IP.IsLoopback() {
+	scheme := "http"
+	if cfg.GetCertificate != nil {
+		// HTTP/1.1 only: the gateway's streams (GetTree, Watch) are chunked responses, and
+		// the console needs nothing more.
+		ln = tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: cfg.GetCertificate, NextProtos: []string{"http/1.1"}})
+		scheme = "https"
+	} else if ta, ok := ln.Addr().(*net.TCPAddr); ok && !ta.IP.IsLoopback() {
 		log.Warn(MsgPlaintextHTTP, zap.String("addr", ln.Addr().String()))
 	}
-	g := &Gateway{log: log, ln: ln, conn: conn}
+	g := &Gateway{log: log, ln: ln, conn: conn, scheme: scheme}
 	// No write timeout: GetTree and Watch stream for as long as the client reads.
 	g.srv = &http.Server{Handler: Routes(newRequests(cfg.Registerer).wrap(mux)), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	return g, nil
@@ -199,7 +210,7 @@ func (g *Gateway) Addr() net.Addr { return g.ln.Addr() }
 func (g *Gateway) Run(ctx context.Context) error {
 	g.srv.BaseContext = func(net.Listener) context.Context { return ctx }
 	g.log.Info("http gateway listening", zap.String("addr", g.ln.Addr().String()),
-		zap.String("console", "http://"+g.ln.Addr().String()+"/"))
+		zap.Bool("tls", g.scheme == "https"), zap.String("console", g.scheme+"://"+g.ln.Addr().String()+"/"))
 	errc := make(chan error, 1)
 	go func() { errc <- g.srv.Serve(g.ln) }()
 	var err error

@@ -9,6 +9,7 @@ package server
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -39,6 +40,7 @@ type Server struct {
 	panics  func()
 	started chan struct{}
 	tls     bool
+	getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error) // nil without server.tls
 }
 
 // New builds the server and binds its listener now, so callers know the address (":0" in tests)
@@ -124,6 +126,9 @@ func New(log *zap.Logger, cfg config.Server, keys *Keys, onPanic func(), metrics
 		opts = append(opts, grpc.Creds(stls.credentials()))
 	}
 	s.tls = stls != nil
+	if stls != nil {
+		s.getCert = stls.pair.GetCertificate
+	}
 	s.grpc = grpc.NewServer(append(opts, extra...)...)
 	s.health = health.NewServer()
 	// NOT_SERVING until the composition says every part runs (SetServing).
@@ -149,6 +154,12 @@ func (s *Server) GRPC() *grpc.Server { return s.grpc }
 
 // Addr returns the bound address.
 func (s *Server) Addr() net.Addr { return s.lis.Addr() }
+
+// GetCertificate returns the listener's certificate as it stands (read again when its files
+// change), for another listener of this server to present; nil without server.tls.
+func (s *Server) GetCertificate() func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return s.getCert
+}
 
 // Run serves until ctx is done, then stops gracefully within the shutdown timeout.
 func (s *Server) Run(ctx context.Context) error {
