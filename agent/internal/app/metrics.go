@@ -27,7 +27,7 @@ type collector struct {
 	snapshotRunning, auditRunning                             *prometheus.Desc
 	committed, realtime, skipped                              *prometheus.Desc
 	stateSaves, stateSaveFailures, stateRefused, stateRestore *prometheus.Desc
-	lastAuditDirs, castFailures, rowsDropped                  *prometheus.Desc
+	lastAuditDirs, castFailures, rowsDropped, rowsOverBounds  *prometheus.Desc
 	busPublished, busRejected, busLost, busSplits, busMerges  *prometheus.Desc
 	busLanes, busSubscribers                                  *prometheus.Desc
 	panics, reloadOK, reloadTime, reloads                     *prometheus.Desc
@@ -69,7 +69,8 @@ func newCollector(a *Agent) *collector {
 		stateRefused:      d("pipe_audit_state_refused_total", "Saved audit caches refused at start (corrupt, truncated, another format version): moved aside, the first audit lists every directory.", pipe),
 		stateRestore:      d("pipe_audit_state_restores_total", "Leaderships that started from the audit cache saved by an earlier run.", pipe),
 		castFailures:      d("pipe_mapping_cast_failures_total", "Field values the pipe's fields_mapping could not cast (the field, or with drop_row the row, left out).", pipe),
-		rowsDropped:       d("pipe_mapping_rows_dropped_total", "Rows the pipe's fields_mapping dropped for a failed cast (on_cast_error: drop_row).", pipe),
+		rowsDropped:       d("pipe_mapping_rows_dropped_total", "Rows the pipe's fields_mapping dropped for a failed cast (on_cast_error: drop_row): sent as a delete of their key.", pipe),
+		rowsOverBounds:    d("pipe_rows_over_bounds_total", "Generic rows over Fusion's bounds, by kind: bad_key (left out) or oversize (sent as a delete of their key).", []string{"pipe", "kind"}),
 		lastAuditDirs:     d("pipe_last_audit_dirs", "Directories of the last completed audit: listed (rolled ones included) or silent (unchanged, not listed).", []string{"pipe", "kind"}),
 		realtime:          d("source_realtime", "1 while the source delivers realtime events; 0 while it runs degraded.", src),
 		skipped:           d("source_entries_skipped_total", "Entries left out of walks and realtime, by reason (excluded is expected, the rest are problems).", []string{"source", "reason"}),
@@ -198,6 +199,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.stateRestore, float64(st.AuditStateRestores), id)
 		counter(c.castFailures, float64(st.CastFailures), id)
 		counter(c.rowsDropped, float64(st.RowsDropped), id)
+		counter(c.rowsOverBounds, float64(st.RowsBadKey), id, "bad_key")
+		counter(c.rowsOverBounds, float64(st.RowsOversize), id, "oversize")
 		gauge(c.lastAuditDirs, float64(st.LastAudit.Dirs-st.LastAudit.Silent), id, "listed")
 		gauge(c.lastAuditDirs, float64(st.LastAudit.Silent), id, "silent")
 	}

@@ -16,8 +16,10 @@
 // A source field the row lacks leaves the target out, unless the rule has a default (which is
 // cast like a value). A value that fails its cast never stops anything: it is counted
 // (Stats.CastFailures) and reported (the returned error names row key, field and value), and
-// the row goes on without that field — or, with OnCastError "drop_row", is dropped (counted in
-// Stats.RowsDropped).
+// the row goes on without that field — or, with OnCastError "drop_row", its version is dropped
+// (counted in Stats.RowsDropped): it is sent as a delete of its key, without fields, so that
+// no consumer keeps an older version of a row that now fails its mapping. A delete is never
+// dropped: under drop_row, one with a failed cast is sent without fields.
 package mapping
 
 import (
@@ -219,16 +221,17 @@ func (e *CastError) Error() string {
 	return fmt.Sprintf("row %q: field %q: value %q is not a %s: %v", e.Key, e.Field, e.Value, e.Type, e.Err)
 }
 
-// Apply maps one row in place. It returns false when the row must not be sent (a failed cast
-// under drop_row) and the cast failures it met (each one counted). A delete keeps its key and
-// is mapped like any row.
-func (m *Mapping) Apply(row *fustorv1.GenericRow) (keep bool, failed []*CastError) {
+// Apply maps one row in place and returns the cast failures it met (each one counted), and
+// whether the row's version was dropped (a failed cast under drop_row): the row is then a
+// delete of its key without fields, to be sent like any row. A delete keeps its key and is
+// mapped like any row, but never dropped: under drop_row it loses its fields instead.
+func (m *Mapping) Apply(row *fustorv1.GenericRow) (dropped bool, failed []*CastError) {
 	if m == nil {
-		return true, nil
+		return false, nil
 	}
 	m.rows.Add(1)
 	if len(m.rules) == 0 {
-		return true, nil
+		return false, nil
 	}
 	in := row.GetFields()
 	out := make(map[string]string, len(m.rules))
@@ -253,11 +256,16 @@ func (m *Mapping) Apply(row *fustorv1.GenericRow) (keep bool, failed []*CastErro
 		out[r.to] = cv
 	}
 	if len(failed) > 0 && m.dropRow {
+		row.Fields = nil
+		if row.GetDelete() {
+			return false, failed
+		}
 		m.dropped.Add(1)
-		return false, failed
+		row.Delete = true
+		return true, failed
 	}
 	row.Fields = out
-	return true, failed
+	return false, failed
 }
 
 // Stats returns the mapping's counters (zero for a nil mapping, which maps nothing).

@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"fmt"
 	"maps"
 	"strings"
 	"sync"
@@ -57,8 +58,8 @@ func TestCasts(t *testing.T) {
 				t.Fatal(err)
 			}
 			row := &fustorv1.GenericRow{Key: "k", Fields: map[string]string{"v": tt.in}}
-			keep, failed := m.Apply(row)
-			if !keep {
+			dropped, failed := m.Apply(row)
+			if dropped || row.Delete {
 				t.Fatal("row dropped under drop_field")
 			}
 			if tt.fail {
@@ -78,13 +79,15 @@ func TestCasts(t *testing.T) {
 }
 
 // TestApply covers the options: pass-through, projection, rename, from defaulting to to,
-// constants, defaults, missing fields and both on_cast_error settings.
+// constants, defaults, missing fields and both on_cast_error settings, on rows and deletes:
+// drop_row turns a row into a delete of its key without fields (so that no consumer keeps its
+// older version), and never drops a delete, which loses its fields instead.
 func TestApply(t *testing.T) {
 	in := map[string]string{"user_id": "0042", "full_name": "Ada", "size": "2.50", "enabled": "yes", "junk": "x", "bad": "NaN"}
 	tests := []struct {
 		name     string
 		cfg      Config
-		want     map[string]string // nil: the row is dropped
+		want     map[string]string // nil: the row's version is dropped
 		failures int
 	}{
 		{name: "empty mapping passes through", cfg: Config{}, want: in},
@@ -105,36 +108,43 @@ func TestApply(t *testing.T) {
 			want: map[string]string{"id": "42"}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			m, err := New(tt.cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			row := &fustorv1.GenericRow{Key: "r1", Fields: maps.Clone(in), Delete: true, Index: 9}
-			keep, failed := m.Apply(row)
-			if len(failed) != tt.failures {
-				t.Errorf("failures %v, want %d", failed, tt.failures)
-			}
-			st := m.Stats()
-			if st.Rows != 1 || st.CastFailures != uint64(tt.failures) {
-				t.Errorf("stats %+v", st)
-			}
-			if tt.want == nil {
-				if keep || st.RowsDropped != 1 {
-					t.Errorf("kept %v (stats %+v), want dropped", row.Fields, st)
+		for _, del := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/delete=%v", tt.name, del), func(t *testing.T) {
+				m, err := New(tt.cfg)
+				if err != nil {
+					t.Fatal(err)
 				}
-				return
-			}
-			if !keep || !maps.Equal(row.Fields, tt.want) {
-				t.Errorf("kept %v: %v, want %v", keep, row.Fields, tt.want)
-			}
-			if row.Key != "r1" || !row.Delete || row.Index != 9 {
-				t.Errorf("key, delete or index changed: %v", row)
-			}
-		})
+				row := &fustorv1.GenericRow{Key: "r1", Fields: maps.Clone(in), Delete: del, Index: 9}
+				dropped, failed := m.Apply(row)
+				if len(failed) != tt.failures {
+					t.Errorf("failures %v, want %d", failed, tt.failures)
+				}
+				st := m.Stats()
+				if st.Rows != 1 || st.CastFailures != uint64(tt.failures) {
+					t.Errorf("stats %+v", st)
+				}
+				if row.Key != "r1" || row.Index != 9 {
+					t.Errorf("key or index changed: %v", row)
+				}
+				switch {
+				case tt.want == nil && del:
+					if dropped || st.RowsDropped != 0 || !row.Delete || len(row.Fields) != 0 {
+						t.Errorf("delete: dropped %v, %v (stats %+v), want a delete kept without fields", dropped, row, st)
+					}
+				case tt.want == nil:
+					if !dropped || st.RowsDropped != 1 || !row.Delete || len(row.Fields) != 0 {
+						t.Errorf("dropped %v, %v (stats %+v), want a delete of r1 without fields", dropped, row, st)
+					}
+				default:
+					if dropped || st.RowsDropped != 0 || row.Delete != del || !maps.Equal(row.Fields, tt.want) {
+						t.Errorf("dropped %v, delete %v: %v, want %v", dropped, row.Delete, row.Fields, tt.want)
+					}
+				}
+			})
+		}
 	}
 	var nilMap *Mapping
-	if keep, _ := nilMap.Apply(&fustorv1.GenericRow{}); !keep {
+	if dropped, _ := nilMap.Apply(&fustorv1.GenericRow{}); dropped {
 		t.Error("a nil mapping drops rows")
 	}
 }

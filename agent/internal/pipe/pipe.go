@@ -85,12 +85,16 @@ type Pipe struct {
 	rows       source.RowSnapshotter
 	mapping    *mapping.Mapping
 	mappingErr error
-	// castWarnedAt throttles the warnings of failed casts (unix ns of the last one).
-	castWarnedAt atomic.Int64
-	caps         source.Capabilities
-	bus          *bus.Bus[source.Event]
-	snd          sender.Sender
-	canRealtime  func() bool
+	// castWarnedAt throttles the warnings of failed casts (unix ns of the last one);
+	// boundWarnedAt those of rows over Fusion's bounds (rowBounds).
+	castWarnedAt, boundWarnedAt atomic.Int64
+	// rowsBadKey and rowsOversize count the rows over Fusion's bounds: left out (their key
+	// cannot be sent) and sent as deletes of their key (too large).
+	rowsBadKey, rowsOversize atomic.Uint64
+	caps                     source.Capabilities
+	bus                      *bus.Bus[source.Event]
+	snd                      sender.Sender
+	canRealtime              func() bool
 
 	sessions, eventsSent, snapshots, failures, audits atomic.Uint64
 	recoveryAudits                                    atomic.Uint64
@@ -243,6 +247,9 @@ type Status struct {
 	// MappedRows, RowsDropped and CastFailures are the fields_mapping's counters (generic-schema
 	// pipes): rows it saw, rows drop_row left out, values that failed their cast.
 	MappedRows, RowsDropped, CastFailures uint64
+	// RowsBadKey and RowsOversize count rows over Fusion's bounds (generic-schema pipes): left
+	// out for a key that cannot be sent, sent as a delete of their key for being too large.
+	RowsBadKey, RowsOversize uint64
 	// AuditStateSaves and AuditStateSaveFailures count the saves of the audit cache to the
 	// state directory; AuditStateRefused counts saved files refused (corrupt, truncated, of
 	// another version: moved aside); AuditStateRestores counts leaderships that started
@@ -256,7 +263,8 @@ func (p *Pipe) Status() Status {
 	id, last := p.sessionID, p.lastAudit
 	p.mu.Unlock()
 	ms := p.mapping.Stats()
-	return Status{MappedRows: ms.Rows, RowsDropped: ms.RowsDropped, CastFailures: ms.CastFailures, LastAudit: last, AuditStateSaves: p.stateSaves.Load(), AuditStateSaveFailures: p.stateSaveFailures.Load(),
+	return Status{MappedRows: ms.Rows, RowsDropped: ms.RowsDropped, CastFailures: ms.CastFailures,
+		RowsBadKey: p.rowsBadKey.Load(), RowsOversize: p.rowsOversize.Load(), LastAudit: last, AuditStateSaves: p.stateSaves.Load(), AuditStateSaveFailures: p.stateSaveFailures.Load(),
 		AuditStateRefused: p.stateRefused.Load(), AuditStateRestores: p.stateRestores.Load(), SessionID: id, Role: fustorv1.Role(p.role.Load()), Sessions: p.sessions.Load(),
 		EventsSent: p.eventsSent.Load(), Snapshots: p.snapshots.Load(), Audits: p.audits.Load(), RecoveryAudits: p.recoveryAudits.Load(), StuckRestarts: p.stuckRestarts.Load(), Committed: p.committed.Load(),
 		SnapshotRunning: p.snapshotRunning.Load(), AuditRunning: p.auditRunning.Load(), Failures: p.failures.Load(), Connected: p.connected.Load()}

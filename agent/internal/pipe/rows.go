@@ -3,9 +3,13 @@ package pipe
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/fustor/fustor/agent/internal/mapping"
 	"github.com/fustor/fustor/agent/internal/sender"
@@ -132,44 +136,130 @@ func (s *session) lastIndex(ctx context.Context, r source.RowResumer) (uint64, b
 // one and then at most one per period are logged with the count so far.
 const castWarnEvery = time.Minute
 
+// The bounds of one row and of one batch. A row over what Fusion's rows view accepts by default
+// (fusion/internal/view/rows: a non-empty UTF-8 key of at most 4096 bytes, at most 256 fields,
+// none with an empty name, at most 1 MiB of key, names and values) would be refused there, or
+// fail the whole message: it is dealt with here instead (rowBounds). A batch holds at most
+// maxBatchBytes of rows, well under the 16 MiB a message may be at either end, so no batch
+// of rows within the bounds is ever too large to send (a send that fails rebuilds the same
+// batch from the same committed index, so a batch too large would block the pipe for good).
+const (
+	maxKeyBytes   = 4096
+	maxFields     = 256
+	maxRowBytes   = 1 << 20
+	maxBatchBytes = 4 << 20
+)
+
+// rowBounds is what is wrong with a row for Fusion: a key that cannot be sent (bad: the row
+// is left out) or a version too large (the row is sent as a delete of its key without
+// fields, so the view never keeps an older version of it); "" if nothing.
+func rowBounds(g *fustorv1.GenericRow) (why string, bad bool) {
+	switch {
+	case g.GetKey() == "":
+		return "empty key", true
+	case len(g.GetKey()) > maxKeyBytes:
+		return fmt.Sprintf("key of %d bytes, over %d", len(g.GetKey()), maxKeyBytes), true
+	case !utf8.ValidString(g.GetKey()):
+		return "key not utf-8", true
+	case len(g.GetFields()) > maxFields:
+		return fmt.Sprintf("%d fields, over %d", len(g.GetFields()), maxFields), false
+	}
+	n := len(g.GetKey())
+	for k, v := range g.GetFields() {
+		if k == "" {
+			return "a field with an empty name", false
+		}
+		n += len(k) + len(v)
+	}
+	if n > maxRowBytes {
+		return fmt.Sprintf("%d bytes of key and fields, over %d", n, maxRowBytes), false
+	}
+	return "", false
+}
+
 // generic maps a batch of the source's rows through the fields_mapping into wire rows, on the
 // goroutine that produced them (a walk or Follow), so that what a walk counts (SnapshotEnd.rows,
-// the heartbeat's walk progress) is what is sent: rows drop_row leaves out are not.
+// the heartbeat's walk progress) is what is sent: a row drop_row drops, or one too large for
+// Fusion, is sent as a delete of its key; one whose key cannot be sent is not.
 func (p *Pipe) generic(rs []source.Row) []*fustorv1.GenericRow {
 	out := make([]*fustorv1.GenericRow, 0, len(rs))
 	for i := range rs {
 		r := &rs[i]
 		g := &fustorv1.GenericRow{Key: r.Key, Delete: r.Delete, Fields: r.Fields, Index: r.Index}
-		keep, failed := p.mapping.Apply(g)
+		dropped, failed := p.mapping.Apply(g)
 		if len(failed) > 0 {
-			p.castFailed(failed, keep)
+			p.castFailed(failed, dropped)
 		}
-		if keep {
-			out = append(out, g)
+		if why, bad := rowBounds(g); why != "" {
+			if bad {
+				p.rowsBadKey.Add(1)
+			} else {
+				p.rowsOversize.Add(1)
+			}
+			p.boundFailed(g, why, bad)
+			if bad {
+				continue
+			}
+			g.Delete, g.Fields = true, nil
 		}
+		out = append(out, g)
 	}
 	return out
 }
 
-// castFailed logs failed casts, throttled (castWarnEvery); each is counted by the mapping.
-func (p *Pipe) castFailed(failed []*mapping.CastError, kept bool) {
+// throttled reports whether a warning last logged at *at may be logged now (once per
+// castWarnEvery), and takes the slot if so.
+func (p *Pipe) throttled(at *atomic.Int64) bool {
 	now := p.now().UnixNano()
-	last := p.castWarnedAt.Load()
-	if last != 0 && now-last < int64(castWarnEvery) || !p.castWarnedAt.CompareAndSwap(last, now) {
-		p.log.Debug("fields_mapping cast failed", zap.Error(failed[0]), zap.Bool("row_dropped", !kept))
+	last := at.Load()
+	return last != 0 && now-last < int64(castWarnEvery) || !at.CompareAndSwap(last, now)
+}
+
+// castFailed logs failed casts, throttled (castWarnEvery); each is counted by the mapping.
+func (p *Pipe) castFailed(failed []*mapping.CastError, dropped bool) {
+	if p.throttled(&p.castWarnedAt) {
+		p.log.Debug("fields_mapping cast failed", zap.Error(failed[0]), zap.Bool("row_dropped", dropped))
 		return
 	}
 	st := p.mapping.Stats()
-	p.log.Warn("fields_mapping cast failed", zap.Error(failed[0]), zap.Bool("row_dropped", !kept),
+	p.log.Warn("fields_mapping cast failed", zap.Error(failed[0]), zap.Bool("row_dropped", dropped),
 		zap.Uint64("cast_failures", st.CastFailures), zap.Uint64("rows_dropped", st.RowsDropped))
 }
 
+// boundFailed logs a row over Fusion's bounds, throttled like castFailed; each is counted.
+func (p *Pipe) boundFailed(g *fustorv1.GenericRow, why string, bad bool) {
+	key := g.GetKey()
+	if len(key) > 64 {
+		key = key[:64]
+	}
+	log := p.log.Warn
+	if p.throttled(&p.boundWarnedAt) {
+		log = p.log.Debug
+	}
+	sent := "sent as a delete of its key"
+	if bad {
+		sent = "left out"
+	}
+	log("row over fusion's bounds", zap.String("key_start", strconv.Quote(key)), zap.String("why", why), zap.String("row", sent),
+		zap.Uint64("rows_bad_key", p.rowsBadKey.Load()), zap.Uint64("rows_oversize", p.rowsOversize.Load()))
+}
+
 // sendRows sends the item's rows as GenericBatch batches of the pipe's schema, each of at most
-// BatchSize rows.
+// BatchSize rows and maxBatchBytes.
 func (s *session) sendRows(it outItem, put func(*fustorv1.PushRequest) error) error {
 	size := max(s.p.cfg.BatchSize, 1)
-	for start := 0; start < len(it.rows); start += size {
-		chunk := it.rows[start:min(start+size, len(it.rows))]
+	for start := 0; start < len(it.rows); {
+		end, bytes := start, 0
+		for end < len(it.rows) && end-start < size {
+			// A row's bytes in the batch: itself, and its tag and length.
+			n := proto.Size(it.rows[end]) + 8
+			if end > start && bytes+n > maxBatchBytes {
+				break
+			}
+			bytes += n
+			end++
+		}
+		chunk := it.rows[start:end]
 		err := put(&fustorv1.PushRequest{Payload: &fustorv1.PushRequest_Batch{Batch: &fustorv1.EventBatch{
 			Source: it.origin, SchemaName: s.p.cfg.Schema, Index: chunk[0].GetIndex(), CommandId: it.commandID,
 			Rows: &fustorv1.EventBatch_Generic{Generic: &fustorv1.GenericBatch{Rows: chunk}}}}})
@@ -177,6 +267,7 @@ func (s *session) sendRows(it outItem, put func(*fustorv1.PushRequest) error) er
 			return err
 		}
 		s.p.eventsSent.Add(uint64(len(chunk)))
+		start = end
 	}
 	return nil
 }
@@ -188,4 +279,5 @@ func (p *Pipe) mappingCounters(c map[string]uint64) {
 	}
 	st := p.mapping.Stats()
 	c["mapping_rows"], c["mapping_rows_dropped"], c["mapping_cast_failures"] = st.Rows, st.RowsDropped, st.CastFailures
+	c["rows_bad_key"], c["rows_oversize"] = p.rowsBadKey.Load(), p.rowsOversize.Load()
 }

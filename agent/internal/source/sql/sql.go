@@ -9,12 +9,18 @@
 // dialect would be a driver and a few statements, not a rewrite.
 //
 // Mapping: every row is one generic row. Its key is the key column's value as text (several
-// key columns: each value with "%" and "/" escaped as %25 and %2F, joined by "/"); its fields
+// key columns: each value with "%" and "/" escaped as %25 and %2F, joined by "/"; a bytea key
+// that is UTF-8 has "\" doubled, so it never reads as the hex of one that is not); its fields
 // are the configured columns (default: all) as text — NULL leaves the field out, a time is
 // RFC 3339 UTC, bytes that are not UTF-8 are hex (\x...); its index is the cursor column: a
 // monotone version or updated-at column, as ms since the epoch for a timestamp or date, as the
 // number for an integer. An optional soft-delete column marks deleted rows (any value other
 // than NULL, false or 0).
+//
+// Keys are never merged: a table's key columns must be NOT NULL (describe refuses others; a
+// view's rows with a NULL key part are left out of every statement), and a row whose key is
+// not UTF-8 (a database of another encoding) is skipped and counted (skipped_invalid_key)
+// rather than rewritten into another row's key.
 //
 // Capabilities:
 //   - Snapshot (and on-demand scans of "/"): a keyset-paginated listing, SELECT ... WHERE key >
@@ -24,7 +30,7 @@
 //     DELETE that no poll can see) are found missing by Fusion: blind-spot safe.
 //   - Realtime (source.RowResumer): a poll every poll_interval of the rows whose cursor is at or
 //     past the position, ordered by cursor then key. Soft deletes come through as deletes.
-//     LastIndex is max(cursor).
+//     LastIndex is the highest finite cursor.
 //
 // The cursor caveat: Follow sees a change only through the cursor, so a row committed with a
 // cursor value below what Follow has already passed — a long transaction that took its
@@ -34,7 +40,9 @@
 // Follow starts at the committed index itself (>=), sending its rows again rather than
 // skipping the ones not yet sent.
 //
-// A row whose cursor is NULL is listed (index 0) but never polled: give the column a default.
+// A row whose cursor is NULL, infinity or -infinity is listed (index 0; the infinite ones
+// counted as skipped_invalid_cursor) but never polled: give the column a default. LastIndex
+// is the highest finite cursor, so such a row never keeps realtime from starting.
 //
 // Connection loss never ends anything: every statement runs with query_timeout, and a failed
 // one is retried, keeping its position, after a wait doubling from poll_interval (walks: from
@@ -213,7 +221,7 @@ type Source struct {
 }
 
 type counters struct {
-	queries, failures, rows, polls, deletes, badCursor, badText atomic.Uint64
+	queries, failures, rows, polls, deletes, badCursor, badText, badKey atomic.Uint64
 }
 
 // New returns the source of cfg; it connects at its first statement, so a database that is
@@ -256,7 +264,8 @@ func (s *Source) Schema() source.Schema {
 func (s *Source) Counters() map[string]uint64 {
 	return map[string]uint64{"sql_queries": s.c.queries.Load(), "sql_query_failures": s.c.failures.Load(),
 		"sql_rows_read": s.c.rows.Load(), "sql_polls": s.c.polls.Load(), "sql_deletes_found": s.c.deletes.Load(),
-		"skipped_invalid_cursor": s.c.badCursor.Load(), "sql_invalid_text": s.c.badText.Load()}
+		"skipped_invalid_cursor": s.c.badCursor.Load(), "sql_invalid_text": s.c.badText.Load(),
+		"skipped_invalid_key": s.c.badKey.Load()}
 }
 
 // Realtime reports whether the last poll succeeded.
@@ -267,24 +276,25 @@ func (s *Source) SnapshotRows(ctx context.Context, origin source.Origin, emit fu
 	var ws source.WalkStats
 	var after []any // the last key listed (nil: from the start)
 	for {
-		var page []source.Row
-		var last []any
+		var pg page
 		err := s.retry(ctx, "list rows", s.cfg.PollInterval/10, func(ctx context.Context, t *table) error {
 			var err error
-			page, last, err = s.listPage(ctx, t, after)
+			pg, err = s.listPage(ctx, t, after)
 			return err
 		})
 		if err != nil {
 			return ws, err
 		}
-		ws.Files += uint64(len(page))
-		if len(page) > 0 {
-			if err := emit(page); err != nil {
+		ws.Files += uint64(len(pg.rows))
+		if len(pg.rows) > 0 {
+			if err := emit(pg.rows); err != nil {
 				return ws, err
 			}
-			after = last
 		}
-		if len(page) < s.cfg.PageSize {
+		if pg.n > 0 {
+			after = pg.lastKey
+		}
+		if pg.n < s.cfg.PageSize {
 			return ws, nil
 		}
 	}
@@ -295,8 +305,8 @@ func (s *Source) AuditRows(ctx context.Context, emit func([]source.Row) error) (
 	return s.SnapshotRows(ctx, source.OriginAudit, emit)
 }
 
-// LastIndex is the highest cursor value now (0 for an empty table). While it fails the
-// source reports no realtime: realtime cannot start.
+// LastIndex is the highest finite cursor value now (0 for an empty table). While it fails
+// the source reports no realtime: realtime cannot start.
 func (s *Source) LastIndex(ctx context.Context) (uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
 	defer cancel()
@@ -307,16 +317,18 @@ func (s *Source) LastIndex(ctx context.Context) (uint64, error) {
 	}
 	s.c.queries.Add(1)
 	var v any
-	if err := s.db.QueryRowContext(ctx, t.maxCursor).Scan(&v); err != nil {
+	err = s.db.QueryRowContext(ctx, t.maxCursor).Scan(&v)
+	if errors.Is(err, dbsql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
 		s.failed()
 		s.failing.Store(true)
 		return 0, fmt.Errorf("read max(%s): %w", s.cfg.CursorColumn, err)
 	}
-	if v == nil {
-		return 0, nil
-	}
 	idx, ok := t.index(v)
 	if !ok {
+		s.failing.Store(true)
 		return 0, fmt.Errorf("read max(%s): %v is no cursor value", s.cfg.CursorColumn, v)
 	}
 	return idx, nil
@@ -331,12 +343,12 @@ func (s *Source) FollowRows(ctx context.Context, from uint64, batch int, emit fu
 	pos := followPos{from: from}
 	backoff := time.Duration(0)
 	for {
-		var page []source.Row
+		var pg page
 		var next followPos
 		t, err := s.table(ctx)
 		if err == nil {
 			s.c.polls.Add(1)
-			page, next, err = s.followPage(ctx, t, pos, batch)
+			pg, next, err = s.followPage(ctx, t, pos, batch)
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -354,13 +366,13 @@ func (s *Source) FollowRows(ctx context.Context, from uint64, batch int, emit fu
 			s.log.Info("sql polls work again", zap.String("table", s.cfg.Table))
 		}
 		backoff = 0
-		if len(page) > 0 {
-			if err := emit(page); err != nil {
+		if len(pg.rows) > 0 {
+			if err := emit(pg.rows); err != nil {
 				return err
 			}
-			pos = next
 		}
-		if len(page) == batch {
+		pos = next
+		if pg.n == batch {
 			continue // more is waiting
 		}
 		if !sleep(ctx, s.cfg.PollInterval) {

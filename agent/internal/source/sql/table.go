@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
 
 	"github.com/fustor/fustor/agent/internal/source"
 )
@@ -61,7 +62,8 @@ func (s *Source) describe(ctx context.Context) (*table, error) {
 		return nil, err
 	}
 	s.c.queries.Add(1)
-	rows, err := s.db.QueryContext(ctx, `SELECT a.attname, t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+	rows, err := s.db.QueryContext(ctx, `SELECT a.attname, t.typname, a.attnotnull, c.relkind
+		FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid JOIN pg_class c ON c.oid = a.attrelid
 		WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`, ident.Sanitize())
 	if err != nil {
 		s.c.failures.Add(1)
@@ -70,14 +72,17 @@ func (s *Source) describe(ctx context.Context) (*table, error) {
 	defer rows.Close()
 	var names []string
 	types := map[string]string{}
+	notNull := map[string]bool{}
+	var kind string
 	for rows.Next() {
 		var n, typ string
-		if err := rows.Scan(&n, &typ); err != nil {
+		var nn bool
+		if err := rows.Scan(&n, &typ, &nn, &kind); err != nil {
 			s.c.failures.Add(1)
 			return nil, fmt.Errorf("describe table %s: %w", s.cfg.Table, err)
 		}
 		names = append(names, n)
-		types[n] = typ
+		types[n], notNull[n] = typ, nn
 	}
 	if err := rows.Err(); err != nil {
 		s.c.failures.Add(1)
@@ -99,6 +104,20 @@ func (s *Source) describe(ctx context.Context) (*table, error) {
 		if _, ok := types[sd]; !ok {
 			return nil, fmt.Errorf("table %s has no column %q", s.cfg.Table, sd)
 		}
+	}
+	// A NULL key part would make two rows one key (('x', NULL) and ('x', '') are both "x/")
+	// and hide rows from the keyset pages (a row comparison with NULL is never true), so a
+	// table's key columns must be NOT NULL. A view's columns never say so: its rows with a
+	// NULL key part are left out of every statement instead.
+	var keyNotNull []string
+	for _, k := range s.cfg.KeyColumns {
+		if notNull[k] {
+			continue
+		}
+		if kind == "r" || kind == "p" {
+			return nil, fmt.Errorf("key column %q of table %s allows NULL: a key column must be NOT NULL (a primary key is)", k, s.cfg.Table)
+		}
+		keyNotNull = append(keyNotNull, pgx.Identifier{k}.Sanitize()+" IS NOT NULL")
 	}
 	t := &table{fields: fields, keys: len(s.cfg.KeyColumns)}
 	switch typ := types[s.cfg.CursorColumn]; typ {
@@ -133,12 +152,23 @@ func (s *Source) describe(ctx context.Context) (*table, error) {
 		}
 		return strings.Join(ps, ", ")
 	}
+	// A time cursor may be infinity or -infinity, which is no index: such a row is listed
+	// (index 0, counted) but never polled, and LastIndex is the highest finite value, so that
+	// realtime neither fails to start nor, past an infinity, stops seeing finite changes.
+	polled := cur + " IS NOT NULL"
+	if t.kind == cursorTime {
+		polled = "isfinite(" + cur + ")"
+	}
+	listed := strings.Join(append([]string{"NOT " + deleted}, keyNotNull...), " AND ")
+	followed := strings.Join(append([]string{polled}, keyNotNull...), " AND ")
 	k := len(keys)
-	t.list = fmt.Sprintf("%s WHERE NOT %s ORDER BY %s LIMIT $1", selectList, deleted, keyList)
-	t.listAfter = fmt.Sprintf("%s WHERE NOT %s AND (%s) > (%s) ORDER BY %s LIMIT $%d", selectList, deleted, keyList, params(1, k), keyList, k+1)
-	t.followFrom = fmt.Sprintf("%s WHERE %s >= $1 ORDER BY %s, %s LIMIT $2", selectList, cur, cur, keyList)
-	t.followAfter = fmt.Sprintf("%s WHERE (%s, %s) > (%s) ORDER BY %s, %s LIMIT $%d", selectList, cur, keyList, params(1, k+1), cur, keyList, k+2)
-	t.maxCursor = "SELECT max(" + cur + ")" + from
+	t.list = fmt.Sprintf("%s WHERE %s ORDER BY %s LIMIT $1", selectList, listed, keyList)
+	t.listAfter = fmt.Sprintf("%s WHERE %s AND (%s) > (%s) ORDER BY %s LIMIT $%d", selectList, listed, keyList, params(1, k), keyList, k+1)
+	t.followFrom = fmt.Sprintf("%s WHERE %s AND %s >= $1 ORDER BY %s, %s LIMIT $2", selectList, followed, cur, cur, keyList)
+	t.followAfter = fmt.Sprintf("%s WHERE %s AND (%s, %s) > (%s) ORDER BY %s, %s LIMIT $%d", selectList, followed, cur, keyList, params(1, k+1), cur, keyList, k+2)
+	// Not max(): with a filter, max() reads the whole table; this reads the cursor's index
+	// backwards when there is one.
+	t.maxCursor = fmt.Sprintf("SELECT %s%s WHERE %s ORDER BY %s DESC LIMIT 1", cur, from, polled, cur)
 	return t, nil
 }
 
@@ -162,16 +192,25 @@ func (t *table) param(idx uint64) any {
 	return int64(min(idx, 1<<63-1))
 }
 
-// query runs one bounded statement and returns its rows, with the raw key and cursor values
-// of the last one (the next page's position).
-func (s *Source) query(ctx context.Context, t *table, stmt string, args ...any) (out []source.Row, lastKey []any, lastCursor any, err error) {
+// page is what one bounded statement returned: its rows, how many it read (rows with a key
+// that cannot be sent are read but not kept), and the raw key and cursor values of the last
+// one read (the next page's position).
+type page struct {
+	rows       []source.Row
+	n          int
+	lastKey    []any
+	lastCursor any
+}
+
+// query runs one bounded statement.
+func (s *Source) query(ctx context.Context, t *table, stmt string, args ...any) (page, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
 	defer cancel()
 	s.c.queries.Add(1)
 	rows, err := s.db.QueryContext(ctx, stmt, args...)
 	if err != nil {
 		s.failed()
-		return nil, nil, nil, err
+		return page{}, err
 	}
 	defer rows.Close()
 	n := t.keys + 2 + len(t.fields)
@@ -180,28 +219,44 @@ func (s *Source) query(ctx context.Context, t *table, stmt string, args ...any) 
 	for i := range vals {
 		ptrs[i] = &vals[i]
 	}
+	var pg page
 	for rows.Next() {
 		if err := rows.Scan(ptrs...); err != nil {
 			s.failed()
-			return nil, nil, nil, err
+			return page{}, err
 		}
-		out = append(out, s.row(t, vals))
-		lastKey, lastCursor = slices.Clone(vals[:t.keys]), vals[t.keys]
+		pg.n++
+		pg.lastKey, pg.lastCursor = slices.Clone(vals[:t.keys]), vals[t.keys]
+		if r, ok := s.row(t, vals); ok {
+			pg.rows = append(pg.rows, r)
+		}
 	}
 	if err := rows.Err(); err != nil {
 		s.failed()
-		return nil, nil, nil, err
+		return page{}, err
 	}
-	s.c.rows.Add(uint64(len(out)))
-	return out, lastKey, lastCursor, nil
+	s.c.rows.Add(uint64(pg.n))
+	return pg, nil
 }
 
-// row builds the generic row of one result.
-func (s *Source) row(t *table, vals []any) source.Row {
+// row builds the generic row of one result (ok false: its key is not UTF-8 text, counted).
+func (s *Source) row(t *table, vals []any) (source.Row, bool) {
 	r := source.Row{Fields: make(map[string]string, len(t.fields))}
 	keys := make([]string, t.keys)
 	for i := range keys {
-		keys[i], _ = s.text(vals[i])
+		var ok bool
+		if keys[i], ok = keyText(vals[i]); !ok {
+			// Rewriting the bad bytes would merge keys that differ only there: the row is
+			// skipped instead, counted, and the first one logged with its key so that it can
+			// be found (every audit meets it again: the rest are debug).
+			log := s.log.Debug
+			if s.c.badKey.Add(1) == 1 {
+				log = s.log.Warn
+			}
+			log("sql row skipped: its key is not utf-8", zap.String("table", s.cfg.Table), zap.Int("key_column", i),
+				zap.String("key_quoted", fmt.Sprintf("%q", fmt.Sprint(vals[i]))))
+			return source.Row{}, false
+		}
 	}
 	if len(keys) == 1 {
 		r.Key = keys[0]
@@ -226,21 +281,45 @@ func (s *Source) row(t *table, vals []any) source.Row {
 			r.Fields[f] = v
 		}
 	}
-	return r
+	return r, true
 }
 
 // keyEscaper escapes the parts of a composite key so that joined by "/" they stay apart.
 var keyEscaper = strings.NewReplacer("%", "%25", "/", "%2F")
 
+// keyText renders a key column's value (ok false: text that is not UTF-8). Bytes are as a
+// field's, except that UTF-8 bytes have "\" doubled, so that they never read as the hex of
+// bytes that are not UTF-8 (the byte 0xff is \xff, the four characters \xff are \\xff).
+func keyText(v any) (string, bool) {
+	switch x := v.(type) {
+	case []byte:
+		if utf8.Valid(x) {
+			return strings.ReplaceAll(string(x), `\`, `\\`), true
+		}
+		return `\x` + hex.EncodeToString(x), true
+	}
+	out, _ := render(v)
+	return out, utf8.ValidString(out)
+}
+
 // text renders a column value as a field (ok false: NULL). Text that is not UTF-8 (a database
 // of another encoding) has the bad bytes replaced, counted; bytes that are not UTF-8 are hex.
 func (s *Source) text(v any) (string, bool) {
-	var out string
+	out, ok := render(v)
+	if ok && !utf8.ValidString(out) {
+		s.c.badText.Add(1)
+		out = strings.ToValidUTF8(out, "\uFFFD")
+	}
+	return out, ok
+}
+
+// render is a column value as text, as it is (ok false: NULL).
+func render(v any) (string, bool) {
 	switch x := v.(type) {
 	case nil:
 		return "", false
 	case string:
-		out = x
+		return x, true
 	case []byte:
 		if utf8.Valid(x) {
 			return string(x), true
@@ -255,30 +334,20 @@ func (s *Source) text(v any) (string, bool) {
 	case bool:
 		return strconv.FormatBool(x), true
 	default:
-		out = fmt.Sprint(x)
+		return fmt.Sprint(x), true
 	}
-	if !utf8.ValidString(out) {
-		s.c.badText.Add(1)
-		out = strings.ToValidUTF8(out, "\uFFFD")
-	}
-	return out, true
 }
 
 // listPage is one listing page after the key after (nil: the first page).
-func (s *Source) listPage(ctx context.Context, t *table, after []any) ([]source.Row, []any, error) {
-	var rows []source.Row
-	var last []any
-	var err error
+func (s *Source) listPage(ctx context.Context, t *table, after []any) (page, error) {
 	if after == nil {
-		rows, last, _, err = s.query(ctx, t, t.list, s.cfg.PageSize)
-	} else {
-		rows, last, _, err = s.query(ctx, t, t.listAfter, append(slices.Clone(after), s.cfg.PageSize)...)
+		return s.query(ctx, t, t.list, s.cfg.PageSize)
 	}
-	return rows, last, err
+	return s.query(ctx, t, t.listAfter, append(slices.Clone(after), s.cfg.PageSize)...)
 }
 
 // followPos is where a Follow is: from an index until its first row, then after the (cursor,
-// key) of the last row it emitted, so rows sharing a cursor value are neither lost nor repeated.
+// key) of the last row it read, so rows sharing a cursor value are neither lost nor repeated.
 type followPos struct {
 	from   uint64
 	cursor any
@@ -286,23 +355,21 @@ type followPos struct {
 }
 
 // followPage is one poll of at most n rows from pos, and the position after them.
-func (s *Source) followPage(ctx context.Context, t *table, pos followPos, n int) ([]source.Row, followPos, error) {
-	var rows []source.Row
-	var key []any
-	var cur any
+func (s *Source) followPage(ctx context.Context, t *table, pos followPos, n int) (page, followPos, error) {
+	var pg page
 	var err error
 	if pos.key == nil {
-		rows, key, cur, err = s.query(ctx, t, t.followFrom, t.param(pos.from), n)
+		pg, err = s.query(ctx, t, t.followFrom, t.param(pos.from), n)
 	} else {
-		rows, key, cur, err = s.query(ctx, t, t.followAfter, append([]any{pos.cursor}, append(slices.Clone(pos.key), n)...)...)
+		pg, err = s.query(ctx, t, t.followAfter, append([]any{pos.cursor}, append(slices.Clone(pos.key), n)...)...)
 	}
-	if err != nil || len(rows) == 0 {
-		return rows, pos, err
+	if err != nil || pg.n == 0 {
+		return pg, pos, err
 	}
-	for i := range rows {
-		if rows[i].Delete {
+	for i := range pg.rows {
+		if pg.rows[i].Delete {
 			s.c.deletes.Add(1)
 		}
 	}
-	return rows, followPos{from: pos.from, cursor: cur, key: key}, nil
+	return pg, followPos{from: pos.from, cursor: pg.lastCursor, key: pg.lastKey}, nil
 }
