@@ -161,19 +161,28 @@ func (s *s3Server) tree() map[string]node {
 
 // compareTrees reports how view differs from want (files: type, size, mtime).
 func compareTrees(want, view map[string]node) error {
+	return compareMaps("view", "listing", "paths", want, view, func(v, r node) bool {
+		return v.dir == r.dir && (r.dir || v.size == r.size && v.mtime.Equal(r.mtime))
+	})
+}
+
+// compareMaps reports how got (what the view holds) differs from want (what the storage
+// holds): the keys missing from it, extra in it, and those whose values differ (same false),
+// the first three of each.
+func compareMaps[V any](gotName, wantName, what string, want, got map[string]V, same func(got, want V) bool) error {
 	var missing, extra, different []string
-	for p, r := range want {
-		v, ok := view[p]
+	for k, w := range want {
+		g, ok := got[k]
 		switch {
 		case !ok:
-			missing = append(missing, p)
-		case v.dir != r.dir || (!r.dir && (v.size != r.size || !v.mtime.Equal(r.mtime))):
-			different = append(different, fmt.Sprintf("%s: view %v, listing %v", p, v, r))
+			missing = append(missing, k)
+		case !same(g, w):
+			different = append(different, fmt.Sprintf("%s: %s %v, %s %v", k, gotName, g, wantName, w))
 		}
 	}
-	for p := range view {
-		if _, ok := want[p]; !ok {
-			extra = append(extra, p)
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			extra = append(extra, k)
 		}
 	}
 	if len(missing)+len(extra)+len(different) == 0 {
@@ -183,8 +192,8 @@ func compareTrees(want, view map[string]node) error {
 	sort.Strings(extra)
 	sort.Strings(different)
 	first := func(s []string) []string { return s[:min(len(s), 3)] }
-	return fmt.Errorf("view differs from the listing (%d paths listed, %d in view): %d missing %v, %d extra %v, %d different %v",
-		len(want), len(view), len(missing), first(missing), len(extra), first(extra), len(different), first(different))
+	return fmt.Errorf("%s differs from the %s (%d %s in the %s, %d in the %s): %d missing %v, %d extra %v, %d different %v",
+		gotName, wantName, len(want), what, wantName, len(got), gotName, len(missing), first(missing), len(extra), first(extra), len(different), first(different))
 }
 
 // listingTimes is how long the agent's completed listings took, from its debug log: "n

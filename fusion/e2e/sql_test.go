@@ -6,7 +6,6 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -77,30 +76,7 @@ func rowsOf(ctx context.Context, cl *client.Client, view string) (map[string]map
 
 // compareRows reports how the view differs from the table.
 func compareRows(want, got map[string]map[string]string) error {
-	var missing, extra, different []string
-	for k, w := range want {
-		g, ok := got[k]
-		switch {
-		case !ok:
-			missing = append(missing, k)
-		case !maps.Equal(w, g):
-			different = append(different, fmt.Sprintf("%s: view %v, table %v", k, g, w))
-		}
-	}
-	for k := range got {
-		if _, ok := want[k]; !ok {
-			extra = append(extra, k)
-		}
-	}
-	if len(missing)+len(extra)+len(different) == 0 {
-		return nil
-	}
-	slices.Sort(missing)
-	slices.Sort(extra)
-	slices.Sort(different)
-	first := func(s []string) []string { return s[:min(len(s), 3)] }
-	return fmt.Errorf("view differs from the table (%d rows in the table, %d in the view): %d missing %v, %d extra %v, %d different %v",
-		len(want), len(got), len(missing), first(missing), len(extra), first(extra), len(different), first(different))
+	return compareMaps("view", "table", "rows", want, got, func(g, w map[string]string) bool { return maps.Equal(g, w) })
 }
 
 // TestSQLSourceFeedsRowsView: a PostgreSQL table → an agent's sql source → the pipe's

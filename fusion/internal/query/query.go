@@ -283,17 +283,22 @@ func (s *Service) ListViews(ctx context.Context, _ *fustorv1.ListViewsRequest) (
 	return out, nil
 }
 
+// pageSize is a request's page size: 0 asks for DefaultPageSize, and none gets more than
+// MaxPageSize.
+func pageSize(asked uint32) int {
+	if asked == 0 {
+		return DefaultPageSize
+	}
+	return min(int(asked), MaxPageSize)
+}
+
 // ListDirectory lists one page of a directory.
 func (s *Service) ListDirectory(ctx context.Context, req *fustorv1.ListDirectoryRequest) (*fustorv1.ListDirectoryResponse, error) {
 	sc, p, err := s.open(ctx, req.GetView(), req.GetMember(), req.GetPath())
 	if err != nil {
 		return nil, err
 	}
-	size := int(req.GetPageSize())
-	if size == 0 {
-		size = DefaultPageSize
-	}
-	size = min(size, MaxPageSize)
+	size := pageSize(req.GetPageSize())
 	after, err := decodeToken(req.GetPageToken())
 	if err != nil {
 		return nil, err

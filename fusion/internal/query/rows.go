@@ -98,11 +98,7 @@ func (s *Service) ListRows(ctx context.Context, req *fustorv1.ListRowsRequest) (
 	if err != nil {
 		return nil, err
 	}
-	size := int(req.GetPageSize())
-	if size == 0 {
-		size = DefaultPageSize
-	}
-	size = min(size, MaxPageSize)
+	size := pageSize(req.GetPageSize())
 	after, err := decodeRowToken(req.GetPageToken())
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package sql
 import (
 	"context"
 	dbsql "database/sql"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -163,7 +164,7 @@ func TestOddNames(t *testing.T) {
 		t.Fatalf("listing %+v: want row 1 alone (2 is soft-deleted)", b)
 	}
 	want := map[string]string{`i"d`: "1", "na me; DROP TABLE x": "a", "v.er": "1", "gone?": "false"}
-	if r := b[0][0]; r.Key != "1" || r.Index != 1 || !mapsEqual(r.Fields, want) {
+	if r := b[0][0]; r.Key != "1" || r.Index != 1 || !maps.Equal(r.Fields, want) {
 		t.Fatalf("row %+v, want fields %v", r, want)
 	}
 	if last, err := s.LastIndex(context.Background()); err != nil || last != 2 {

@@ -3,6 +3,7 @@ package sql
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -131,7 +132,7 @@ func TestSnapshotPaginates(t *testing.T) {
 			n++
 			want := source.Row{Key: strconv.Itoa(n), Index: uint64(n * 10),
 				Fields: map[string]string{"id": strconv.Itoa(n), "name": "item-" + strconv.Itoa(n), "version": strconv.Itoa(n * 10)}}
-			if r.Key != want.Key || r.Index != want.Index || r.Delete || !mapsEqual(r.Fields, want.Fields) {
+			if r.Key != want.Key || r.Index != want.Index || r.Delete || !maps.Equal(r.Fields, want.Fields) {
 				t.Fatalf("row %d: %+v, want %+v", n, r, want)
 			}
 		}
@@ -146,18 +147,6 @@ func TestSnapshotPaginates(t *testing.T) {
 	if got := s.Counters()["sql_rows_read"]; got != 10000 {
 		t.Errorf("sql_rows_read %d", got)
 	}
-}
-
-func mapsEqual(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }
 
 // TestFollowInCursorOrder: from LastIndex, Follow sends inserts and updates in cursor order,
@@ -190,7 +179,7 @@ func TestFollowInCursorOrder(t *testing.T) {
 		t.Fatalf("rows %+v, want %+v", got, want)
 	}
 	for i := range want {
-		if got[i].Key != want[i].Key || got[i].Index != want[i].Index || !mapsEqual(got[i].Fields, want[i].Fields) {
+		if got[i].Key != want[i].Key || got[i].Index != want[i].Index || !maps.Equal(got[i].Fields, want[i].Fields) {
 			t.Errorf("row %d: %+v, want %+v", i, got[i], want[i])
 		}
 	}
@@ -319,7 +308,7 @@ func TestValues(t *testing.T) {
 	r := b[0][0]
 	want := map[string]string{"id": "6f1c2b1e-4b7a-4c57-9a43-5d0b2f8f1d11", "at": "2026-03-04T05:06:07.5Z", "d": "2026-03-04T00:00:00Z",
 		"price": "12.50", "ok": "true", "f": "1.5", "raw": `\xff00`, "txt": "hé"}
-	if !mapsEqual(r.Fields, want) {
+	if !maps.Equal(r.Fields, want) {
 		t.Errorf("fields %v\nwant   %v", r.Fields, want)
 	}
 	if r.Key != want["id"] || r.Index != uint64(time.Date(2026, 3, 4, 5, 6, 7, 5e8, time.UTC).UnixMilli()) {
