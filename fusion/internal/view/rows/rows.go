@@ -7,8 +7,12 @@
 //     stored row or tombstone has a higher index (a tie goes to the later realtime event). A
 //     snapshot, audit or on-demand row is applied unless a realtime row or a tombstone of the
 //     key has an index at least as high (on a tie the realtime event wins: the walk may have
-//     read the row before it); over a row a walk wrote, a walk's read is the freshest evidence
-//     and replaces it whatever the direction of the index (DESIGN.md §5.4's audit upsert).
+//     read the row before it). Over a row a walk wrote, a walk that started later read it
+//     later: its read is the freshest evidence and replaces it whatever the direction of the
+//     index (DESIGN.md §5.4's audit upsert); a walk that did not start later (the same walk,
+//     or one open since before: an audit left open beside a snapshot, an on-demand read)
+//     replaces it only with an index at least as high, so two overlapping walks cannot move a
+//     row back in time. An on-demand read counts as a walk started at the last walk's start.
 //   - A delete that wins removes the row and leaves a tombstone holding its index, so a walk
 //     that read the row before the delete cannot bring it back. Tombstones expire after the
 //     view's tombstone_ttl and are bounded by max_nodes (the oldest go first).
@@ -16,7 +20,8 @@
 //     as applied in the Ack, as the fs driver's do: it was not refused, it lost to newer
 //     evidence.
 //   - SnapshotEnd and AuditEnd that did not fail remove every row the walk did not report and
-//     no realtime event wrote since the walk started: the listing diff, deletes no event
+//     nothing wrote since the walk started (a realtime event, the other walk, an on-demand
+//     read: a write the walk may have listed past): the listing diff, deletes no event
 //     witnessed, counted as blind-spot deletions (RowStats.BlindSpotDeletions). They leave no
 //     tombstone: no event is known to have deleted the row, and what the walks knew of it goes
 //     with it (an audit open meanwhile treats a row that comes back as a new one). A failed
@@ -89,6 +94,9 @@ type row struct {
 	origin    viewapi.Origin
 	updatedNs int64
 	bytes     int
+	// walkEpoch is, for a row a walk wrote, the epoch of that walk's start (0: none open, or
+	// written before a restore): a walk that started later replaces it whatever the index.
+	walkEpoch uint64
 	marks
 }
 
@@ -96,9 +104,9 @@ type row struct {
 // over a tombstone takes them back, so a walk that reported the key (as a row or a delete)
 // never removes it at its end.
 type marks struct {
-	// rtEpoch is the walk epoch of the last realtime write; seenSnap and seenAudit the
+	// wrEpoch is the walk epoch of the last write of any origin; seenSnap and seenAudit the
 	// epochs of the last snapshot and audit that reported the key.
-	rtEpoch, seenSnap, seenAudit uint64
+	wrEpoch, seenSnap, seenAudit uint64
 }
 
 type tomb struct {
@@ -289,12 +297,13 @@ func (s *Store) applyLocked(origin viewapi.Origin, r *viewapi.Row, now int64) er
 	t, hasTomb := s.tombs[r.Key]
 	// A walk that meets the key, applied or not, has seen it: its end must not remove it.
 	var km marks
-	var heldIndex uint64
+	var heldIndex, heldWalk uint64
 	var heldRealtime, held bool
 	switch {
 	case cur != nil:
 		s.markSeen(origin, &cur.marks)
 		km, heldIndex, heldRealtime, held = cur.marks, cur.index, cur.origin == viewapi.OriginRealtime, true
+		heldWalk = cur.walkEpoch
 	case hasTomb:
 		s.markSeen(origin, &t.marks)
 		s.tombs[r.Key] = t
@@ -302,11 +311,17 @@ func (s *Store) applyLocked(origin viewapi.Origin, r *viewapi.Row, now int64) er
 	default:
 		s.markSeen(origin, &km)
 	}
+	walkEpoch := s.walkEpoch(origin)
 	if held {
-		stale := heldIndex > r.Index // realtime: only a newer event wins over it
-		if !realtime {
-			// A walk's read is the freshest evidence unless realtime evidence is as new.
-			stale = heldRealtime && heldIndex >= r.Index
+		var stale bool
+		switch {
+		case realtime:
+			stale = heldIndex > r.Index // only a newer event wins over it
+		case heldRealtime:
+			stale = heldIndex >= r.Index // the walk may have read the row before the event
+		default:
+			// Two walks' reads: the later walk's wins; else the index decides.
+			stale = heldIndex > r.Index && walkEpoch <= heldWalk
 		}
 		if stale {
 			s.stale++
@@ -341,12 +356,26 @@ func (s *Store) applyLocked(origin viewapi.Origin, r *viewapi.Row, now int64) er
 	cur.fields, cur.index, cur.origin, cur.updatedNs = fields, r.Index, origin, now
 	cur.bytes = rowBytes(r.Key, fields)*2 + rowOverhead
 	s.bytes += cur.bytes
-	if realtime {
-		cur.rtEpoch = s.epoch
-	}
+	cur.wrEpoch, cur.walkEpoch = s.epoch, walkEpoch
 	s.applied++
 	s.lastChange, s.lastIndex = now, max(s.lastIndex, r.Index)
 	return nil
+}
+
+// walkEpoch returns the start epoch of the walk a row of origin belongs to: the open snapshot
+// or audit, the last walk's start for an on-demand read (it reads now, after every start), 0
+// for a walk row with its walk not open (the oldest: it moves a row forward only) and for
+// realtime.
+func (s *Store) walkEpoch(origin viewapi.Origin) uint64 {
+	switch {
+	case origin == viewapi.OriginSnapshot && s.snap.open:
+		return s.snap.epoch
+	case origin == viewapi.OriginAudit && s.audit.open:
+		return s.audit.epoch
+	case origin == viewapi.OriginOnDemand:
+		return s.epoch
+	}
+	return 0
 }
 
 func (s *Store) markSeen(origin viewapi.Origin, r *marks) {
@@ -456,12 +485,12 @@ func (s *Store) AuditEnd(failed bool) (deleted int) {
 	return s.sweepLocked(w.epoch, func(r *row) uint64 { return r.seenAudit })
 }
 
-// sweepLocked removes the rows a walk of epoch neither saw nor had written by realtime since
-// it started.
+// sweepLocked removes the rows a walk of epoch neither saw nor had written since it started
+// (by realtime, by another walk open meanwhile, by an on-demand read).
 func (s *Store) sweepLocked(epoch uint64, seen func(*row) uint64) int {
 	var gone []string
 	for k, r := range s.rows {
-		if seen(r) != epoch && r.rtEpoch < epoch {
+		if seen(r) != epoch && r.wrEpoch < epoch {
 			gone = append(gone, k)
 		}
 	}
