@@ -3,7 +3,11 @@ package rows
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
+	"hash/crc32"
+	"strings"
 	"testing"
 
 	"github.com/fustor/fustor/fusion/internal/view/viewapi"
@@ -207,10 +211,121 @@ func FuzzArbitration(f *testing.F) {
 					t.Fatalf("op %d (%d): key %s = %s, model %q", i, op%14, r.Key, got, want[r.Key])
 				}
 			}
+			checkInvariants(t, s)
 			st := s.Stats()
 			if st.Stale != m.stale || st.BlindSpotDeletions != m.blind {
 				t.Fatalf("op %d: stale %d blind %d, model %d %d", i, st.Stale, st.BlindSpotDeletions, m.stale, m.blind)
 			}
+		}
+	})
+}
+
+// checkInvariants checks what the store's structures must agree on whatever it was fed: the
+// index holds the rows' keys in order, every row is one the view would accept, no key is both
+// a row and a tombstone, the memory estimates are the sums of their parts.
+func checkInvariants(t *testing.T, s *Store) {
+	t.Helper()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var keys []string
+	s.keys.ascend("", false, func(k string) bool { keys = append(keys, k); return true })
+	if len(keys) != len(s.rows) || s.keys.n != len(s.rows) {
+		t.Fatalf("index holds %d keys (n %d), the view %d rows", len(keys), s.keys.n, len(s.rows))
+	}
+	bytes, tombMem := 0, 0
+	for i, k := range keys {
+		if i > 0 && keys[i-1] >= k {
+			t.Fatalf("index out of order at %q", k)
+		}
+		r := s.rows[k]
+		if r == nil {
+			t.Fatalf("index key %q has no row", k)
+		}
+		if err := checkRow(s.opts, &viewapi.Row{Key: k, Fields: r.fields}); err != nil {
+			t.Fatalf("the view holds a row it would refuse: %v", err)
+		}
+		if r.bytes != rowBytes(k, r.fields)*2+rowOverhead {
+			t.Fatalf("row %q costs %d, want %d", k, r.bytes, rowBytes(k, r.fields)*2+rowOverhead)
+		}
+		bytes += r.bytes
+	}
+	live := 0
+	for _, ref := range s.tombFIFO {
+		if tb, ok := s.tombs[ref.key]; ok && tb.seq == ref.seq {
+			live++
+		}
+	}
+	for k := range s.tombs {
+		if _, ok := s.rows[k]; ok {
+			t.Fatalf("key %q is a row and a tombstone", k)
+		}
+		tombMem += tombCost(k)
+	}
+	if live != len(s.tombs) {
+		t.Fatalf("%d tombstones, %d of them in the expiry order", len(s.tombs), live)
+	}
+	if len(s.tombs) > s.opts.MaxRows {
+		t.Fatalf("%d tombstones, over max rows %d", len(s.tombs), s.opts.MaxRows)
+	}
+	if bytes != s.bytes || tombMem != s.tombMem {
+		t.Fatalf("memory estimates %d and %d, the parts sum to %d and %d", s.bytes, s.tombMem, bytes, tombMem)
+	}
+}
+
+// FuzzLoadCheckpoint loads random checkpoints (the trailer made right, so the fuzzer reaches
+// the decoder): a refused one leaves the store as it was, a loaded one keeps the invariants
+// and survives a second round trip unchanged.
+func FuzzLoadCheckpoint(f *testing.F) {
+	s, _ := newStore(f, Options{})
+	s.Apply(viewapi.OriginSnapshot, []viewapi.Row{put("a", 1, "v", "x", "w", "y"), put("b", 2), put("é", 3, "long", strings.Repeat("z", 300))})
+	s.Apply(viewapi.OriginRealtime, []viewapi.Row{del("c", 7), put("d", 3, "v", ""), del("b", 8)})
+	s.Apply(viewapi.OriginOnDemand, []viewapi.Row{put("e", 9, "v", "od")})
+	var buf bytes.Buffer
+	if _, err := s.WriteCheckpoint(&buf); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(buf.Bytes())
+	empty, _ := newStore(f, Options{})
+	buf.Reset()
+	if _, err := empty.WriteCheckpoint(&buf); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(buf.Bytes())
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > len(checkpointMagic)+12 {
+			data = bytes.Clone(data)
+			copy(data, checkpointMagic)
+			end := len(data) - 12
+			binary.LittleEndian.PutUint32(data[end:], crc32.Checksum(data[len(checkpointMagic):end], castagnoli))
+			binary.LittleEndian.PutUint64(data[end+4:], uint64(end))
+		}
+		s, _ := newStore(t, Options{MaxRows: 1000})
+		s.Apply(viewapi.OriginRealtime, []viewapi.Row{put("before", 1, "v", "kept")})
+		before := state(t, s)
+		if _, err := s.LoadCheckpoint(data); err != nil {
+			if !errors.Is(err, ErrCheckpoint) {
+				t.Fatalf("refused with %v, not ErrCheckpoint", err)
+			}
+			if got := state(t, s); got != before {
+				t.Fatalf("a refused checkpoint changed the store: %q, was %q", got, before)
+			}
+			return
+		}
+		checkInvariants(t, s)
+		var again bytes.Buffer
+		if _, err := s.WriteCheckpoint(&again); err != nil {
+			t.Fatal(err)
+		}
+		r, _ := newStore(t, Options{MaxRows: 1000})
+		if _, err := r.LoadCheckpoint(again.Bytes()); err != nil {
+			t.Fatalf("a loaded checkpoint written again is refused: %v", err)
+		}
+		checkInvariants(t, r)
+		if a, b := state(t, s), state(t, r); a != b {
+			t.Fatalf("second round trip: %q, first %q", b, a)
+		}
+		if a, b := s.Stats(), r.Stats(); a.Tombstones != b.Tombstones || a.LastIndex != b.LastIndex || a.Applied != b.Applied {
+			t.Fatalf("second round trip stats %+v, first %+v", b, a)
 		}
 	})
 }

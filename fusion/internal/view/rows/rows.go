@@ -142,7 +142,8 @@ type Store struct {
 	tombs    map[string]tomb
 	tombFIFO []tombRef // in deletion order; entries whose tombstone changed are skipped
 	tombSeq  uint64
-	bytes    int
+	bytes    int // the rows' estimated heap
+	tombMem  int // the tombstones' estimated heap (tombCost each)
 	epoch    uint64
 	snap     walk
 	audit    walk
@@ -210,17 +211,25 @@ func (s *Store) Configure(maxRows int, tombstoneTTL time.Duration) {
 	s.expireLocked()
 }
 
-// check returns why r cannot be applied, or nil.
-func (s *Store) check(r *viewapi.Row) error {
-	o := s.opts
+// checkKey returns why key cannot be held, or nil.
+func checkKey(o Options, key string) error {
 	switch {
-	case r.Key == "":
+	case key == "":
 		return fmt.Errorf("%w: empty key", ErrRow)
-	case len(r.Key) > o.MaxKeyBytes:
-		return fmt.Errorf("%w: key of %d bytes is over %d", ErrRow, len(r.Key), o.MaxKeyBytes)
-	case !utf8.ValidString(r.Key):
+	case len(key) > o.MaxKeyBytes:
+		return fmt.Errorf("%w: key of %d bytes is over %d", ErrRow, len(key), o.MaxKeyBytes)
+	case !utf8.ValidString(key):
 		return fmt.Errorf("%w: key is not UTF-8", ErrRow)
-	case len(r.Fields) > o.MaxFields:
+	}
+	return nil
+}
+
+// checkRow returns why r cannot be applied under o, or nil.
+func checkRow(o Options, r *viewapi.Row) error {
+	if err := checkKey(o, r.Key); err != nil {
+		return err
+	}
+	if len(r.Fields) > o.MaxFields {
 		return fmt.Errorf("%w: key %s has %d fields, over %d", ErrRow, quote(r.Key), len(r.Fields), o.MaxFields)
 	}
 	if n := rowBytes(r.Key, r.Fields); n > o.MaxRowBytes {
@@ -259,6 +268,15 @@ func rowBytes(key string, fields map[string]string) int {
 // index slot): an estimate for MemoryBytes.
 const rowOverhead = 160
 
+// tombOverhead is what a tombstone costs beyond its key (the map slot, the struct, its FIFO
+// reference): an estimate for MemoryBytes.
+const tombOverhead = 96
+
+// tombCost estimates a tombstone's heap: its key counts twice, as a row's strings do (the
+// map's key and the FIFO's reference may hold different copies), so a view of long keys
+// deleted in bulk is not reported small.
+func tombCost(key string) int { return 2*len(key) + tombOverhead }
+
 // Apply applies a batch of one origin in order; stale rows count as applied, invalid rows are
 // rejected and counted, firstErr says why the first was.
 func (s *Store) Apply(origin viewapi.Origin, rows []viewapi.Row) (applied, rejected int, firstErr error) {
@@ -267,7 +285,7 @@ func (s *Store) Apply(origin viewapi.Origin, rows []viewapi.Row) (applied, rejec
 	now := s.now().UnixNano()
 	for i := range rows {
 		r := &rows[i]
-		err := s.check(r)
+		err := checkRow(s.opts, r)
 		if err == nil {
 			err = s.applyLocked(origin, r, now)
 		}
@@ -345,7 +363,7 @@ func (s *Store) applyLocked(origin viewapi.Origin, r *viewapi.Row, now int64) er
 		s.rows[r.Key] = cur
 		s.keys.insert(r.Key)
 		if hasTomb {
-			delete(s.tombs, r.Key)
+			s.dropTombLocked(r.Key)
 		}
 	}
 	fields := make(map[string]string, len(r.Fields))
@@ -396,8 +414,18 @@ func (s *Store) removeLocked(key string, r *row) {
 // tombLocked records a delete of key at index.
 func (s *Store) tombLocked(key string, index uint64, now int64, km marks) {
 	s.tombSeq++
+	if _, ok := s.tombs[key]; !ok {
+		s.tombMem += tombCost(key)
+	}
 	s.tombs[key] = tomb{index: index, deletedNs: now, seq: s.tombSeq, marks: km}
 	s.tombFIFO = append(s.tombFIFO, tombRef{key: key, seq: s.tombSeq})
+}
+
+func (s *Store) dropTombLocked(key string) {
+	if _, ok := s.tombs[key]; ok {
+		delete(s.tombs, key)
+		s.tombMem -= tombCost(key)
+	}
 }
 
 // expireLocked drops tombstones past their TTL and the oldest beyond MaxRows.
@@ -413,7 +441,7 @@ func (s *Store) expireLocked() {
 		if t.deletedNs > cut && len(s.tombs) <= s.opts.MaxRows {
 			break
 		}
-		delete(s.tombs, ref.key)
+		s.dropTombLocked(ref.key)
 	}
 	if i > 0 {
 		s.tombFIFO = s.tombFIFO[i:]
@@ -516,7 +544,7 @@ func (s *Store) Reset() {
 func (s *Store) resetLocked() {
 	s.rows, s.tombs, s.tombFIFO = map[string]*row{}, map[string]tomb{}, nil
 	s.keys.reset()
-	s.bytes, s.snap, s.audit = 0, walk{}, walk{}
+	s.bytes, s.tombMem, s.snap, s.audit = 0, 0, walk{}, walk{}
 	s.lastIndex, s.lastChange = 0, s.now().UnixNano()
 	s.instance = nextInstance()
 }
@@ -611,7 +639,7 @@ func (s *Store) Len() int {
 func (s *Store) MemoryBytes() uint64 {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return uint64(s.bytes + len(s.tombs)*64)
+	return uint64(s.bytes + s.tombMem)
 }
 
 // Instance numbers the store's state since it was built or last reset (a checkpoint taken
