@@ -272,9 +272,8 @@ const rowOverhead = 160
 // reference): an estimate for MemoryBytes.
 const tombOverhead = 96
 
-// tombCost estimates a tombstone's heap: its key counts twice, as a row's strings do (the
-// map's key and the FIFO's reference may hold different copies), so a view of long keys
-// deleted in bulk is not reported small.
+// tombCost estimates a tombstone's heap: its key counts twice, as a row's strings do, so a
+// view of long keys deleted in bulk is not reported small.
 func tombCost(key string) int { return 2*len(key) + tombOverhead }
 
 // Apply applies a batch of one origin in order; stale rows count as applied, invalid rows are
