@@ -292,14 +292,16 @@ func (f *Fusion) apply(cfg config.Config, keys config.KeySet) *fustorv1.ReloadRe
 
 func hasPipe(c config.Config, id string) bool { _, ok := c.Pipes[id]; return ok }
 
-// pipeChanged reports whether pipe id must restart: its settings changed, or a view it feeds
-// was rebuilt (another driver), or its member of a forest was renamed.
+// pipeChanged reports whether pipe id must restart: its settings changed, a view it feeds
+// was rebuilt (another driver) or now accepts another schema or schema version (a session
+// opened for the old one must not go on feeding it), or its member of a forest was renamed.
 func pipeChanged(old, cfg config.Config, id string) bool {
 	if !reflect.DeepEqual(old.Pipes[id], cfg.Pipes[id]) {
 		return true
 	}
 	for _, v := range cfg.Pipes[id].Views {
-		if old.Views[v].Driver != cfg.Views[v].Driver || old.Views[v].Schema != cfg.Views[v].Schema || old.MemberName(v, id) != cfg.MemberName(v, id) {
+		ov, nv := old.Views[v], cfg.Views[v]
+		if ov.Driver != nv.Driver || ov.Schema != nv.Schema || ov.SchemaVersion != nv.SchemaVersion || old.MemberName(v, id) != cfg.MemberName(v, id) {
 			return true
 		}
 	}

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -199,5 +200,41 @@ func TestPipePartPanicIsRecovered(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestReloadSchemaVersionRestartsThePipe: a reload that changes a rows view's schema_version
+// restarts the pipes that feed it, so a session opened for the old version stops feeding the
+// view; a new session must declare the new version. The view keeps its rows.
+func TestReloadSchemaVersionRestartsThePipe(t *testing.T) {
+	version := func(n uint32) func(*config.Config) {
+		return func(c *config.Config) {
+			v := c.Views["subs"]
+			v.SchemaVersion = n
+			c.Views["subs"] = v
+		}
+	}
+	r := startReloadable(t, func(c *config.Config) { withRows(c); version(1)(c) })
+	a := r.rowsAgent(t)
+	a.rowSnapshot(t, grow("k1", 1, "v", "one"))
+
+	r.set(version(2))
+	resp := r.reload(t)
+	if !slices.Contains(resp.GetPipesChanged(), "subs") {
+		t.Fatalf("reload changes %q: pipe subs not restarted", resp.GetChanges())
+	}
+	ingest := withKey("rows-ingest-key")
+	if _, err := r.session().Heartbeat(ingest, &fustorv1.HeartbeatRequest{SessionId: a.id}); err == nil {
+		t.Fatal("the session of schema_version 1 survived the change to 2")
+	}
+	_, err := r.session().CreateSession(ingest, &fustorv1.CreateSessionRequest{AgentId: "old", SchemaName: "submissions", SchemaVersion: 1})
+	wantCode(t, err, codes.FailedPrecondition, "version 2, not version 1")
+	s, err := r.session().CreateSession(ingest, &fustorv1.CreateSessionRequest{AgentId: "new", SchemaName: "submissions", SchemaVersion: 2})
+	if err != nil {
+		t.Fatalf("a session of the new version: %v", err)
+	}
+	_, _ = r.session().CloseSession(ingest, &fustorv1.CloseSessionRequest{SessionId: s.GetSessionId()})
+	if got, err := r.views().GetRow(withKey("demo-key"), &fustorv1.GetRowRequest{View: "subs", Key: "k1"}); err != nil || got.GetRow().GetFields()["v"] != "one" {
+		t.Fatalf("GetRow after the reload = %v, %v; the view should keep its rows", got, err)
 	}
 }

@@ -1,10 +1,13 @@
 package rows
 
 import (
+	"bufio"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
 	"io"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/fustor/fustor/fusion/internal/view/viewapi"
@@ -14,8 +17,10 @@ import (
 // driver's: magic "FUSTROWS", a uvarint version, the body, then a trailer of the body's
 // CRC-32C and the length of everything before the trailer (little-endian, 4 and 8 bytes). A
 // reader checks the trailer before it decodes anything and decodes into fresh maps that
-// replace the store's only once whole: a checkpoint truncated, corrupt, of another version or
-// over the view's max_nodes is refused with ErrCheckpoint and the store is left as it was.
+// replace the store's only once whole: a checkpoint truncated, corrupt, of another version,
+// over the view's max_nodes or holding a row the view would refuse is refused with
+// ErrCheckpoint and the store is left as it was. The CRC guards against damage, not against
+// a writer's bug: counts are checked against the bytes left before they size anything.
 //
 // Body: time written, last index, last change, the counters (applied, stale, rejected,
 // blind-spot deletions), the rows in key order (key, index, origin, time applied, fields), then
@@ -28,57 +33,133 @@ var checkpointMagic = []byte("FUSTROWS")
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// WriteCheckpoint writes the store's state to w. It encodes under the read lock (the pipe's
-// loop waits that long), then writes without it.
+// heldRow is what a checkpoint copies of a row under the read lock: the fields map is never
+// written in place (a write replaces it), so sharing it is safe once the lock is released.
+type heldRow struct {
+	key       string
+	fields    map[string]string
+	index     uint64
+	origin    viewapi.Origin
+	updatedNs int64
+}
+
+type heldTomb struct {
+	key       string
+	index     uint64
+	deletedNs int64
+}
+
+// checkpointBuffer is the writer's buffer: what a checkpoint holds in memory beyond its copy.
+const checkpointBuffer = 64 << 10
+
+// WriteCheckpoint writes the store's state to w. Under one hold of the read lock it copies
+// the state, a small record per row and per tombstone that shares the rows' strings and
+// fields (so the pipe's loop waits for a copy, not for the encoding, and the state is one
+// instant's: a fuzzy one could hold a last index ahead of rows it lacks); then, without the
+// lock, it sorts the copy by key and encodes it, streaming through a bounded buffer and the
+// CRC, so no buffer of the checkpoint's size is built (BenchmarkCheckpoint: lock-ms, B/op).
+// The copy keeps what the view drops meanwhile alive until it is encoded. A write error
+// leaves w partly written (the caller writes a temporary file).
 func (s *Store) WriteCheckpoint(w io.Writer) (viewapi.CheckpointInfo, error) {
 	start := time.Now()
 	s.mu.RLock()
 	now := s.now()
-	b := append([]byte(nil), checkpointMagic...)
-	b = binary.AppendUvarint(b, CheckpointVersion)
-	b = binary.AppendVarint(b, now.UnixNano())
-	b = binary.AppendUvarint(b, s.lastIndex)
-	b = binary.AppendVarint(b, s.lastChange)
-	for _, c := range []uint64{s.applied, s.stale, s.rejected, s.blindDeletes} {
-		b = binary.AppendUvarint(b, c)
+	header := []uint64{s.lastIndex, s.applied, s.stale, s.rejected, s.blindDeletes}
+	lastChange := s.lastChange
+	rows := make([]heldRow, 0, len(s.rows))
+	for k, r := range s.rows {
+		rows = append(rows, heldRow{key: k, fields: r.fields, index: r.index, origin: r.origin, updatedNs: r.updatedNs})
 	}
-	b = binary.AppendUvarint(b, uint64(len(s.rows)))
-	s.keys.ascend("", false, func(k string) bool {
-		r := s.rows[k]
-		b = appendString(b, k)
-		b = binary.AppendUvarint(b, r.index)
-		b = binary.AppendUvarint(b, uint64(r.origin))
-		b = binary.AppendVarint(b, r.updatedNs)
-		b = binary.AppendUvarint(b, uint64(len(r.fields)))
-		for f, v := range r.fields {
-			b = appendString(b, f)
-			b = appendString(b, v)
-		}
-		return true
-	})
-	b = binary.AppendUvarint(b, uint64(len(s.tombs)))
+	tombs := make([]heldTomb, 0, len(s.tombs))
 	for _, ref := range s.tombFIFO {
 		if t, ok := s.tombs[ref.key]; ok && t.seq == ref.seq {
-			b = appendString(b, ref.key)
-			b = binary.AppendUvarint(b, t.index)
-			b = binary.AppendVarint(b, t.deletedNs)
+			tombs = append(tombs, heldTomb{key: ref.key, index: t.index, deletedNs: t.deletedNs})
 		}
 	}
-	info := viewapi.CheckpointInfo{WrittenAt: now, WatermarkNs: s.lastChange, Nodes: len(s.rows), Instance: s.instance}
+	info := viewapi.CheckpointInfo{WrittenAt: now, WatermarkNs: lastChange, Nodes: len(rows), Instance: s.instance}
 	s.mu.RUnlock()
 	info.Encode = time.Since(start)
-	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b[len(checkpointMagic):], castagnoli))
-	b = binary.LittleEndian.AppendUint64(b, uint64(len(b)-4))
-	info.Bytes = len(b)
-	if _, err := w.Write(b); err != nil {
+	// Walking the map costs the lock less than walking the index (a lookup per key); the
+	// order is made without the lock.
+	slices.SortFunc(rows, func(a, b heldRow) int { return strings.Compare(a.key, b.key) })
+
+	if _, err := w.Write(checkpointMagic); err != nil {
 		return info, fmt.Errorf("write checkpoint: %w", err)
 	}
+	sw := &sumWriter{w: w}
+	e := &encoder{w: bufio.NewWriterSize(sw, checkpointBuffer)}
+	e.uvarint(CheckpointVersion)
+	e.varint(now.UnixNano())
+	e.uvarint(header[0])
+	e.varint(lastChange)
+	for _, c := range header[1:] {
+		e.uvarint(c)
+	}
+	e.uvarint(uint64(len(rows)))
+	for i := range rows {
+		r := &rows[i]
+		e.string(r.key)
+		e.uvarint(r.index)
+		e.uvarint(uint64(r.origin))
+		e.varint(r.updatedNs)
+		e.uvarint(uint64(len(r.fields)))
+		for f, v := range r.fields {
+			e.string(f)
+			e.string(v)
+		}
+		rows[i] = heldRow{} // what the view dropped meanwhile can go
+	}
+	e.uvarint(uint64(len(tombs)))
+	for _, t := range tombs {
+		e.string(t.key)
+		e.uvarint(t.index)
+		e.varint(t.deletedNs)
+	}
+	if err := e.w.Flush(); err != nil {
+		return info, fmt.Errorf("write checkpoint: %w", err)
+	}
+	body := len(checkpointMagic) + sw.n
+	var trailer [12]byte
+	binary.LittleEndian.PutUint32(trailer[:4], sw.sum)
+	binary.LittleEndian.PutUint64(trailer[4:], uint64(body))
+	if _, err := w.Write(trailer[:]); err != nil {
+		return info, fmt.Errorf("write checkpoint: %w", err)
+	}
+	info.Bytes = body + len(trailer)
 	return info, nil
 }
 
-func appendString(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
+// sumWriter passes writes on, counting them into a CRC-32C and a length.
+type sumWriter struct {
+	w   io.Writer
+	sum uint32
+	n   int
+}
+
+func (s *sumWriter) Write(p []byte) (int, error) {
+	n, err := s.w.Write(p)
+	s.sum = crc32.Update(s.sum, castagnoli, p[:n])
+	s.n += n
+	return n, err
+}
+
+// encoder writes a checkpoint's body; the buffered writer keeps the first error.
+type encoder struct {
+	w       *bufio.Writer
+	scratch [binary.MaxVarintLen64]byte
+}
+
+func (e *encoder) uvarint(v uint64) {
+	_, _ = e.w.Write(binary.AppendUvarint(e.scratch[:0], v))
+}
+
+func (e *encoder) varint(v int64) {
+	_, _ = e.w.Write(binary.AppendVarint(e.scratch[:0], v))
+}
+
+func (e *encoder) string(s string) {
+	e.uvarint(uint64(len(s)))
+	_, _ = e.w.WriteString(s)
 }
 
 // decoder reads a checkpoint's body; the first error sticks.
@@ -133,6 +214,13 @@ func (d *decoder) string(what string) string {
 	return s
 }
 
+// The fewest bytes a row and a tombstone take in a checkpoint: a key of one byte and its length,
+// then one byte per number.
+const (
+	minRowBytes  = 2 + 4 // key, index, origin, time, field count
+	minTombBytes = 2 + 2 // key, index, time
+)
+
 // LoadCheckpoint replaces the store's state with a checkpoint, or refuses it (ErrCheckpoint)
 // and keeps the state as it was.
 func (s *Store) LoadCheckpoint(data []byte) (viewapi.CheckpointInfo, error) {
@@ -166,7 +254,16 @@ func (s *Store) LoadCheckpoint(data []byte) (viewapi.CheckpointInfo, error) {
 	if d.err == nil && n > uint64(o.MaxRows) {
 		return info, fmt.Errorf("%w: it holds %d rows, over the view's max_nodes %d", ErrCheckpoint, n, o.MaxRows)
 	}
-	rows := make(map[string]*row, min(n, uint64(len(d.b))))
+	// Counts size the allocations only once the bytes left could hold them (a row takes at
+	// least minRowBytes, a field two, a tombstone minTombBytes), so a corrupt count under a
+	// valid CRC cannot allocate beyond the file's size.
+	if d.err == nil && n > uint64(len(d.b)/minRowBytes) {
+		d.fail("row count")
+	}
+	if d.err != nil {
+		return info, d.err
+	}
+	rows := make(map[string]*row, min(n, uint64(len(d.b)/minRowBytes)))
 	var keys index
 	bytes := 0
 	prev := ""
@@ -174,16 +271,25 @@ func (s *Store) LoadCheckpoint(data []byte) (viewapi.CheckpointInfo, error) {
 		k := d.string("row key")
 		r := &row{index: d.uvarint("row index"), origin: viewapi.Origin(d.uvarint("row origin")), updatedNs: d.varint("row time")}
 		nf := d.uvarint("field count")
-		if d.err == nil && nf > uint64(len(d.b)) {
+		if d.err == nil && nf > uint64(len(d.b)/2) {
 			d.fail("field count")
 		}
-		r.fields = make(map[string]string, nf)
+		r.fields = make(map[string]string, min(nf, uint64(o.MaxFields), uint64(len(d.b)/2)))
 		for j := uint64(0); j < nf && d.err == nil; j++ {
 			f := d.string("field name")
 			r.fields[f] = d.string("field value")
 		}
-		if d.err == nil && (k == "" || i > 0 && k <= prev) {
+		if d.err == nil && i > 0 && k <= prev {
 			d.err = fmt.Errorf("%w: rows out of key order at %q", ErrCheckpoint, k)
+		}
+		if d.err == nil && (r.origin < viewapi.OriginRealtime || r.origin > viewapi.OriginOnDemand) {
+			d.err = fmt.Errorf("%w: row %s of origin %d", ErrCheckpoint, quote(k), r.origin)
+		}
+		if d.err == nil {
+			// A row this view would refuse is not loaded either.
+			if err := checkRow(o, &viewapi.Row{Key: k, Fields: r.fields}); err != nil {
+				d.err = fmt.Errorf("%w: %w", ErrCheckpoint, err)
+			}
 		}
 		prev = k
 		r.bytes = rowBytes(k, r.fields)*2 + rowOverhead
@@ -193,11 +299,16 @@ func (s *Store) LoadCheckpoint(data []byte) (viewapi.CheckpointInfo, error) {
 		appendSorted(&keys, k)
 	}
 	nt := d.uvarint("tombstone count")
-	if d.err == nil && nt > uint64(len(d.b)) {
+	if d.err == nil && nt > uint64(len(d.b)/minTombBytes) {
 		d.fail("tombstone count")
 	}
-	tombs := make(map[string]tomb, min(nt, uint64(len(d.b))))
+	if d.err != nil {
+		return info, d.err
+	}
+	// Beyond max_nodes the oldest go at the end (expireLocked): no need to size for them.
+	tombs := make(map[string]tomb, min(nt, uint64(o.MaxRows), uint64(len(d.b)/minTombBytes)))
 	var fifo []tombRef
+	tombMem := 0
 	for i := uint64(0); i < nt && d.err == nil; i++ {
 		k := d.string("tombstone key")
 		t := tomb{index: d.uvarint("tombstone index"), deletedNs: d.varint("tombstone time"), seq: i + 1}
@@ -207,7 +318,11 @@ func (s *Store) LoadCheckpoint(data []byte) (viewapi.CheckpointInfo, error) {
 		if _, isRow := rows[k]; isRow && d.err == nil {
 			d.err = fmt.Errorf("%w: key %q is both a row and a tombstone", ErrCheckpoint, k)
 		}
+		if err := checkKey(o, k); err != nil && d.err == nil {
+			d.err = fmt.Errorf("%w: tombstone: %w", ErrCheckpoint, err)
+		}
 		tombs[k] = t
+		tombMem += tombCost(k)
 		fifo = append(fifo, tombRef{key: k, seq: t.seq})
 	}
 	if d.err == nil && len(d.b) != 0 {
@@ -218,7 +333,7 @@ func (s *Store) LoadCheckpoint(data []byte) (viewapi.CheckpointInfo, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.rows, s.keys, s.tombs, s.tombFIFO, s.tombSeq, s.bytes = rows, keys, tombs, fifo, nt, bytes
+	s.rows, s.keys, s.tombs, s.tombFIFO, s.tombSeq, s.bytes, s.tombMem = rows, keys, tombs, fifo, nt, bytes, tombMem
 	s.epoch, s.snap, s.audit = 0, walk{}, walk{}
 	s.lastIndex, s.lastChange = lastIndex, lastChange
 	s.applied, s.stale, s.rejected, s.blindDeletes = counters[0], counters[1], counters[2], counters[3]

@@ -7,8 +7,12 @@
 //     stored row or tombstone has a higher index (a tie goes to the later realtime event). A
 //     snapshot, audit or on-demand row is applied unless a realtime row or a tombstone of the
 //     key has an index at least as high (on a tie the realtime event wins: the walk may have
-//     read the row before it); over a row a walk wrote, a walk's read is the freshest evidence
-//     and replaces it whatever the direction of the index (DESIGN.md §5.4's audit upsert).
+//     read the row before it). Over a row a walk wrote, a walk that started later read it
+//     later: its read is the freshest evidence and replaces it whatever the direction of the
+//     index (DESIGN.md §5.4's audit upsert); a walk that did not start later (the same walk,
+//     or one open since before: an audit left open beside a snapshot, an on-demand read)
+//     replaces it only with an index at least as high, so two overlapping walks cannot move a
+//     row back in time. An on-demand read counts as a walk started at the last walk's start.
 //   - A delete that wins removes the row and leaves a tombstone holding its index, so a walk
 //     that read the row before the delete cannot bring it back. Tombstones expire after the
 //     view's tombstone_ttl and are bounded by max_nodes (the oldest go first).
@@ -16,7 +20,8 @@
 //     as applied in the Ack, as the fs driver's do: it was not refused, it lost to newer
 //     evidence.
 //   - SnapshotEnd and AuditEnd that did not fail remove every row the walk did not report and
-//     no realtime event wrote since the walk started: the listing diff, deletes no event
+//     nothing wrote since the walk started (a realtime event, the other walk, an on-demand
+//     read: a write the walk may have listed past): the listing diff, deletes no event
 //     witnessed, counted as blind-spot deletions (RowStats.BlindSpotDeletions). They leave no
 //     tombstone: no event is known to have deleted the row, and what the walks knew of it goes
 //     with it (an audit open meanwhile treats a row that comes back as a new one). A failed
@@ -89,6 +94,9 @@ type row struct {
 	origin    viewapi.Origin
 	updatedNs int64
 	bytes     int
+	// walkEpoch is, for a row a walk wrote, the epoch of that walk's start (0: none open, or
+	// written before a restore): a walk that started later replaces it whatever the index.
+	walkEpoch uint64
 	marks
 }
 
@@ -96,9 +104,9 @@ type row struct {
 // over a tombstone takes them back, so a walk that reported the key (as a row or a delete)
 // never removes it at its end.
 type marks struct {
-	// rtEpoch is the walk epoch of the last realtime write; seenSnap and seenAudit the
+	// wrEpoch is the walk epoch of the last write of any origin; seenSnap and seenAudit the
 	// epochs of the last snapshot and audit that reported the key.
-	rtEpoch, seenSnap, seenAudit uint64
+	wrEpoch, seenSnap, seenAudit uint64
 }
 
 type tomb struct {
@@ -134,7 +142,8 @@ type Store struct {
 	tombs    map[string]tomb
 	tombFIFO []tombRef // in deletion order; entries whose tombstone changed are skipped
 	tombSeq  uint64
-	bytes    int
+	bytes    int // the rows' estimated heap
+	tombMem  int // the tombstones' estimated heap (tombCost each)
 	epoch    uint64
 	snap     walk
 	audit    walk
@@ -202,17 +211,25 @@ func (s *Store) Configure(maxRows int, tombstoneTTL time.Duration) {
 	s.expireLocked()
 }
 
-// check returns why r cannot be applied, or nil.
-func (s *Store) check(r *viewapi.Row) error {
-	o := s.opts
+// checkKey returns why key cannot be held, or nil.
+func checkKey(o Options, key string) error {
 	switch {
-	case r.Key == "":
+	case key == "":
 		return fmt.Errorf("%w: empty key", ErrRow)
-	case len(r.Key) > o.MaxKeyBytes:
-		return fmt.Errorf("%w: key of %d bytes is over %d", ErrRow, len(r.Key), o.MaxKeyBytes)
-	case !utf8.ValidString(r.Key):
+	case len(key) > o.MaxKeyBytes:
+		return fmt.Errorf("%w: key of %d bytes is over %d", ErrRow, len(key), o.MaxKeyBytes)
+	case !utf8.ValidString(key):
 		return fmt.Errorf("%w: key is not UTF-8", ErrRow)
-	case len(r.Fields) > o.MaxFields:
+	}
+	return nil
+}
+
+// checkRow returns why r cannot be applied under o, or nil.
+func checkRow(o Options, r *viewapi.Row) error {
+	if err := checkKey(o, r.Key); err != nil {
+		return err
+	}
+	if len(r.Fields) > o.MaxFields {
 		return fmt.Errorf("%w: key %s has %d fields, over %d", ErrRow, quote(r.Key), len(r.Fields), o.MaxFields)
 	}
 	if n := rowBytes(r.Key, r.Fields); n > o.MaxRowBytes {
@@ -251,6 +268,14 @@ func rowBytes(key string, fields map[string]string) int {
 // index slot): an estimate for MemoryBytes.
 const rowOverhead = 160
 
+// tombOverhead is what a tombstone costs beyond its key (the map slot, the struct, its FIFO
+// reference): an estimate for MemoryBytes.
+const tombOverhead = 96
+
+// tombCost estimates a tombstone's heap: its key counts twice, as a row's strings do, so a
+// view of long keys deleted in bulk is not reported small.
+func tombCost(key string) int { return 2*len(key) + tombOverhead }
+
 // Apply applies a batch of one origin in order; stale rows count as applied, invalid rows are
 // rejected and counted, firstErr says why the first was.
 func (s *Store) Apply(origin viewapi.Origin, rows []viewapi.Row) (applied, rejected int, firstErr error) {
@@ -259,7 +284,7 @@ func (s *Store) Apply(origin viewapi.Origin, rows []viewapi.Row) (applied, rejec
 	now := s.now().UnixNano()
 	for i := range rows {
 		r := &rows[i]
-		err := s.check(r)
+		err := checkRow(s.opts, r)
 		if err == nil {
 			err = s.applyLocked(origin, r, now)
 		}
@@ -289,12 +314,13 @@ func (s *Store) applyLocked(origin viewapi.Origin, r *viewapi.Row, now int64) er
 	t, hasTomb := s.tombs[r.Key]
 	// A walk that meets the key, applied or not, has seen it: its end must not remove it.
 	var km marks
-	var heldIndex uint64
+	var heldIndex, heldWalk uint64
 	var heldRealtime, held bool
 	switch {
 	case cur != nil:
 		s.markSeen(origin, &cur.marks)
 		km, heldIndex, heldRealtime, held = cur.marks, cur.index, cur.origin == viewapi.OriginRealtime, true
+		heldWalk = cur.walkEpoch
 	case hasTomb:
 		s.markSeen(origin, &t.marks)
 		s.tombs[r.Key] = t
@@ -302,11 +328,17 @@ func (s *Store) applyLocked(origin viewapi.Origin, r *viewapi.Row, now int64) er
 	default:
 		s.markSeen(origin, &km)
 	}
+	walkEpoch := s.walkEpoch(origin)
 	if held {
-		stale := heldIndex > r.Index // realtime: only a newer event wins over it
-		if !realtime {
-			// A walk's read is the freshest evidence unless realtime evidence is as new.
-			stale = heldRealtime && heldIndex >= r.Index
+		var stale bool
+		switch {
+		case realtime:
+			stale = heldIndex > r.Index // only a newer event wins over it
+		case heldRealtime:
+			stale = heldIndex >= r.Index // the walk may have read the row before the event
+		default:
+			// Two walks' reads: the later walk's wins; else the index decides.
+			stale = heldIndex > r.Index && walkEpoch <= heldWalk
 		}
 		if stale {
 			s.stale++
@@ -330,7 +362,7 @@ func (s *Store) applyLocked(origin viewapi.Origin, r *viewapi.Row, now int64) er
 		s.rows[r.Key] = cur
 		s.keys.insert(r.Key)
 		if hasTomb {
-			delete(s.tombs, r.Key)
+			s.dropTombLocked(r.Key)
 		}
 	}
 	fields := make(map[string]string, len(r.Fields))
@@ -341,12 +373,26 @@ func (s *Store) applyLocked(origin viewapi.Origin, r *viewapi.Row, now int64) er
 	cur.fields, cur.index, cur.origin, cur.updatedNs = fields, r.Index, origin, now
 	cur.bytes = rowBytes(r.Key, fields)*2 + rowOverhead
 	s.bytes += cur.bytes
-	if realtime {
-		cur.rtEpoch = s.epoch
-	}
+	cur.wrEpoch, cur.walkEpoch = s.epoch, walkEpoch
 	s.applied++
 	s.lastChange, s.lastIndex = now, max(s.lastIndex, r.Index)
 	return nil
+}
+
+// walkEpoch returns the start epoch of the walk a row of origin belongs to: the open snapshot
+// or audit, the last walk's start for an on-demand read (it reads now, after every start), 0
+// for a walk row with its walk not open (the oldest: it moves a row forward only) and for
+// realtime.
+func (s *Store) walkEpoch(origin viewapi.Origin) uint64 {
+	switch {
+	case origin == viewapi.OriginSnapshot && s.snap.open:
+		return s.snap.epoch
+	case origin == viewapi.OriginAudit && s.audit.open:
+		return s.audit.epoch
+	case origin == viewapi.OriginOnDemand:
+		return s.epoch
+	}
+	return 0
 }
 
 func (s *Store) markSeen(origin viewapi.Origin, r *marks) {
@@ -367,8 +413,18 @@ func (s *Store) removeLocked(key string, r *row) {
 // tombLocked records a delete of key at index.
 func (s *Store) tombLocked(key string, index uint64, now int64, km marks) {
 	s.tombSeq++
+	if _, ok := s.tombs[key]; !ok {
+		s.tombMem += tombCost(key)
+	}
 	s.tombs[key] = tomb{index: index, deletedNs: now, seq: s.tombSeq, marks: km}
 	s.tombFIFO = append(s.tombFIFO, tombRef{key: key, seq: s.tombSeq})
+}
+
+func (s *Store) dropTombLocked(key string) {
+	if _, ok := s.tombs[key]; ok {
+		delete(s.tombs, key)
+		s.tombMem -= tombCost(key)
+	}
 }
 
 // expireLocked drops tombstones past their TTL and the oldest beyond MaxRows.
@@ -384,7 +440,7 @@ func (s *Store) expireLocked() {
 		if t.deletedNs > cut && len(s.tombs) <= s.opts.MaxRows {
 			break
 		}
-		delete(s.tombs, ref.key)
+		s.dropTombLocked(ref.key)
 	}
 	if i > 0 {
 		s.tombFIFO = s.tombFIFO[i:]
@@ -456,12 +512,12 @@ func (s *Store) AuditEnd(failed bool) (deleted int) {
 	return s.sweepLocked(w.epoch, func(r *row) uint64 { return r.seenAudit })
 }
 
-// sweepLocked removes the rows a walk of epoch neither saw nor had written by realtime since
-// it started.
+// sweepLocked removes the rows a walk of epoch neither saw nor had written since it started
+// (by realtime, by another walk open meanwhile, by an on-demand read).
 func (s *Store) sweepLocked(epoch uint64, seen func(*row) uint64) int {
 	var gone []string
 	for k, r := range s.rows {
-		if seen(r) != epoch && r.rtEpoch < epoch {
+		if seen(r) != epoch && r.wrEpoch < epoch {
 			gone = append(gone, k)
 		}
 	}
@@ -487,7 +543,7 @@ func (s *Store) Reset() {
 func (s *Store) resetLocked() {
 	s.rows, s.tombs, s.tombFIFO = map[string]*row{}, map[string]tomb{}, nil
 	s.keys.reset()
-	s.bytes, s.snap, s.audit = 0, walk{}, walk{}
+	s.bytes, s.tombMem, s.snap, s.audit = 0, 0, walk{}, walk{}
 	s.lastIndex, s.lastChange = 0, s.now().UnixNano()
 	s.instance = nextInstance()
 }
@@ -582,7 +638,7 @@ func (s *Store) Len() int {
 func (s *Store) MemoryBytes() uint64 {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return uint64(s.bytes + len(s.tombs)*64)
+	return uint64(s.bytes + s.tombMem)
 }
 
 // Instance numbers the store's state since it was built or last reset (a checkpoint taken

@@ -18,9 +18,10 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const (
-	rt    = viewapi.OriginRealtime
-	snap  = viewapi.OriginSnapshot
-	audit = viewapi.OriginAudit
+	rt       = viewapi.OriginRealtime
+	snap     = viewapi.OriginSnapshot
+	audit    = viewapi.OriginAudit
+	onDemand = viewapi.OriginOnDemand
 )
 
 // clock is a settable test clock.
@@ -124,10 +125,55 @@ func TestArbitration(t *testing.T) {
 		{name: "snapshot tie with a snapshot row applies", steps: []step{
 			{origin: snap, rows: []viewapi.Row{put("a", 5, "v", "1"), put("a", 5, "v", "2")}},
 		}, want: "a=5:2"},
-		{name: "a walk's read replaces a walk's row whatever the index", steps: []step{
+		{name: "a later walk's read replaces a walk's row whatever the index", steps: []step{
+			{ctl: "snapshot-start"},
 			{origin: snap, rows: []viewapi.Row{put("a", 9, "v", "snap")}},
+			{ctl: "snapshot-end"},
+			{ctl: "audit-start"},
 			{origin: audit, rows: []viewapi.Row{put("a", 4, "v", "audit")}},
 		}, want: "a=4:audit"},
+		{name: "a walk open since before does not move a walk's row back", steps: []step{
+			{ctl: "audit-start"}, // left open: its end was never sent
+			{ctl: "snapshot-start"},
+			{origin: snap, rows: []viewapi.Row{put("a", 9, "v", "snap")}},
+			{origin: audit, rows: []viewapi.Row{put("a", 4, "v", "audit")}},
+		}, want: "a=9:snap", stale: 1},
+		{name: "the same walk's reads: the index decides", steps: []step{
+			{ctl: "snapshot-start"},
+			{origin: snap, rows: []viewapi.Row{put("a", 9, "v", "new"), put("a", 4, "v", "old"), put("a", 9, "v", "tie")}},
+		}, want: "a=9:tie", stale: 1},
+		{name: "an audit row does not move an on-demand row back", steps: []step{
+			{ctl: "audit-start"},
+			{origin: onDemand, rows: []viewapi.Row{put("a", 200, "v", "on-demand")}},
+			{origin: audit, rows: []viewapi.Row{put("a", 100, "v", "audit")}},
+			{origin: rt, rows: []viewapi.Row{put("a", 200, "v", "rt")}},
+		}, want: "a=200:rt", stale: 1},
+		{name: "an on-demand read replaces an earlier walk's row", steps: []step{
+			{ctl: "snapshot-start"},
+			{origin: snap, rows: []viewapi.Row{put("a", 9, "v", "snap")}},
+			{ctl: "snapshot-end"},
+			{ctl: "audit-start"},
+			{origin: onDemand, rows: []viewapi.Row{put("a", 4, "v", "on-demand")}},
+		}, want: "a=4:on-demand"},
+		{name: "walk rows with their walk not open: the index decides", steps: []step{
+			{origin: snap, rows: []viewapi.Row{put("a", 9, "v", "snap")}},
+			{origin: audit, rows: []viewapi.Row{put("a", 4, "v", "audit")}},
+		}, want: "a=9:snap", stale: 1},
+		{name: "audit end keeps a row an open snapshot wrote during the audit", steps: []step{
+			{origin: rt, rows: []viewapi.Row{put("a", 1)}},
+			{ctl: "audit-start"},
+			{origin: audit, rows: []viewapi.Row{put("a", 1)}},
+			{ctl: "snapshot-start"},
+			{origin: snap, rows: []viewapi.Row{put("b", 5, "v", "snap")}},
+			{ctl: "audit-end"},
+		}, want: "a=1:,b=5:snap", stale: 1},
+		{name: "snapshot end keeps a row an on-demand read wrote during the walk", steps: []step{
+			{origin: rt, rows: []viewapi.Row{put("a", 1), put("b", 1)}},
+			{ctl: "snapshot-start"},
+			{origin: snap, rows: []viewapi.Row{put("a", 1)}},
+			{origin: onDemand, rows: []viewapi.Row{put("b", 2, "v", "od")}},
+			{ctl: "snapshot-end"},
+		}, want: "a=1:,b=2:od", stale: 1},
 		{name: "realtime loses to a newer snapshot row", steps: []step{
 			{origin: snap, rows: []viewapi.Row{put("a", 9, "v", "snap")}},
 			{origin: rt, rows: []viewapi.Row{put("a", 8, "v", "rt")}},
@@ -163,12 +209,13 @@ func TestArbitration(t *testing.T) {
 			{ctl: "audit-end"},
 		}, want: "b=2:", blindDelete: 1},
 		{name: "snapshot rows do not count as an audit's", steps: []step{
-			{origin: snap, rows: []viewapi.Row{put("a", 1), put("b", 1)}},
+			{origin: rt, rows: []viewapi.Row{put("a", 5), put("b", 1)}},
 			{ctl: "audit-start"},
-			{origin: snap, rows: []viewapi.Row{put("a", 2)}},
+			{ctl: "snapshot-start"},
+			{origin: snap, rows: []viewapi.Row{put("a", 2)}}, // stale: seen by the snapshot, not written
 			{origin: audit, rows: []viewapi.Row{put("b", 2)}},
 			{ctl: "audit-end"},
-		}, want: "b=2:", blindDelete: 1},
+		}, want: "b=2:", stale: 1, blindDelete: 1},
 		{name: "an end without a start removes nothing", steps: []step{
 			{origin: snap, rows: []viewapi.Row{put("a", 1)}},
 			{ctl: "snapshot-end"},
