@@ -3,6 +3,7 @@ package rows
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fustor/fustor/fusion/internal/view/viewapi"
+	"github.com/fustor/fustor/sdk/wire"
 )
 
 // A checkpoint is the store's state as one file (issue 16: durable views), like the fs
@@ -162,56 +164,38 @@ func (e *encoder) string(s string) {
 	_, _ = e.w.WriteString(s)
 }
 
-// decoder reads a checkpoint's body; the first error sticks.
-type decoder struct {
-	b   []byte
-	err error
+// decoder reads a checkpoint's body (sdk/wire's Reader: the first error sticks), naming
+// what it was reading when the bytes ran out.
+type decoder struct{ r wire.Reader }
+
+// fail records that what is corrupt, unless an error is already recorded.
+func (d *decoder) fail(what string) {
+	d.r.Fail(fmt.Errorf("%w: truncated or corrupt %s", ErrCheckpoint, what))
 }
 
-func (d *decoder) fail(what string) {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: truncated or corrupt %s", ErrCheckpoint, what)
+// named turns the Reader's first error into the checkpoint's, saying what was read.
+func (d *decoder) named(what string) {
+	if d.r.Err != nil && !errors.Is(d.r.Err, ErrCheckpoint) {
+		d.r.Err = fmt.Errorf("%w: truncated or corrupt %s: %w", ErrCheckpoint, what, d.r.Err)
 	}
 }
 
 func (d *decoder) uvarint(what string) uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail(what)
-		return 0
-	}
-	d.b = d.b[n:]
+	v := d.r.Uvarint()
+	d.named(what)
 	return v
 }
 
 func (d *decoder) varint(what string) int64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail(what)
-		return 0
-	}
-	d.b = d.b[n:]
+	v := d.r.Varint()
+	d.named(what)
 	return v
 }
 
 func (d *decoder) string(what string) string {
-	n := d.uvarint(what)
-	if d.err != nil {
-		return ""
-	}
-	if n > uint64(len(d.b)) {
-		d.fail(what)
-		return ""
-	}
-	s := string(d.b[:n])
-	d.b = d.b[n:]
-	return s
+	b := d.r.Bytes(0)
+	d.named(what)
+	return string(b)
 }
 
 // The fewest bytes a row and a tombstone take in a checkpoint: a key of one byte and its length,
@@ -236,8 +220,8 @@ func (s *Store) LoadCheckpoint(data []byte) (viewapi.CheckpointInfo, error) {
 	if crc32.Checksum(data[len(checkpointMagic):end], castagnoli) != binary.LittleEndian.Uint32(data[end:]) {
 		return info, fmt.Errorf("%w: checksum mismatch", ErrCheckpoint)
 	}
-	d := &decoder{b: data[len(checkpointMagic):end]}
-	if v := d.uvarint("version"); d.err == nil && v != CheckpointVersion {
+	d := &decoder{r: wire.Reader{B: data[len(checkpointMagic):end]}}
+	if v := d.uvarint("version"); d.r.Err == nil && v != CheckpointVersion {
 		return info, fmt.Errorf("%w: version %d, this build reads %d", ErrCheckpoint, v, CheckpointVersion)
 	}
 	written := d.varint("header")
@@ -251,44 +235,44 @@ func (s *Store) LoadCheckpoint(data []byte) (viewapi.CheckpointInfo, error) {
 	o := s.opts
 	s.mu.RUnlock()
 	n := d.uvarint("row count")
-	if d.err == nil && n > uint64(o.MaxRows) {
+	if d.r.Err == nil && n > uint64(o.MaxRows) {
 		return info, fmt.Errorf("%w: it holds %d rows, over the view's max_nodes %d", ErrCheckpoint, n, o.MaxRows)
 	}
 	// Counts size the allocations only once the bytes left could hold them (a row takes at
 	// least minRowBytes, a field two, a tombstone minTombBytes), so a corrupt count under a
 	// valid CRC cannot allocate beyond the file's size.
-	if d.err == nil && n > uint64(len(d.b)/minRowBytes) {
+	if d.r.Err == nil && n > uint64(len(d.r.B)/minRowBytes) {
 		d.fail("row count")
 	}
-	if d.err != nil {
-		return info, d.err
+	if d.r.Err != nil {
+		return info, d.r.Err
 	}
-	rows := make(map[string]*row, min(n, uint64(len(d.b)/minRowBytes)))
+	rows := make(map[string]*row, min(n, uint64(len(d.r.B)/minRowBytes)))
 	var keys index
 	bytes := 0
 	prev := ""
-	for i := uint64(0); i < n && d.err == nil; i++ {
+	for i := uint64(0); i < n && d.r.Err == nil; i++ {
 		k := d.string("row key")
 		r := &row{index: d.uvarint("row index"), origin: viewapi.Origin(d.uvarint("row origin")), updatedNs: d.varint("row time")}
 		nf := d.uvarint("field count")
-		if d.err == nil && nf > uint64(len(d.b)/2) {
+		if d.r.Err == nil && nf > uint64(len(d.r.B)/2) {
 			d.fail("field count")
 		}
-		r.fields = make(map[string]string, min(nf, uint64(o.MaxFields), uint64(len(d.b)/2)))
-		for j := uint64(0); j < nf && d.err == nil; j++ {
+		r.fields = make(map[string]string, min(nf, uint64(o.MaxFields), uint64(len(d.r.B)/2)))
+		for j := uint64(0); j < nf && d.r.Err == nil; j++ {
 			f := d.string("field name")
 			r.fields[f] = d.string("field value")
 		}
-		if d.err == nil && i > 0 && k <= prev {
-			d.err = fmt.Errorf("%w: rows out of key order at %q", ErrCheckpoint, k)
+		if d.r.Err == nil && i > 0 && k <= prev {
+			d.r.Err = fmt.Errorf("%w: rows out of key order at %q", ErrCheckpoint, k)
 		}
-		if d.err == nil && (r.origin < viewapi.OriginRealtime || r.origin > viewapi.OriginOnDemand) {
-			d.err = fmt.Errorf("%w: row %s of origin %d", ErrCheckpoint, quote(k), r.origin)
+		if d.r.Err == nil && (r.origin < viewapi.OriginRealtime || r.origin > viewapi.OriginOnDemand) {
+			d.r.Err = fmt.Errorf("%w: row %s of origin %d", ErrCheckpoint, quote(k), r.origin)
 		}
-		if d.err == nil {
+		if d.r.Err == nil {
 			// A row this view would refuse is not loaded either.
 			if err := checkRow(o, &viewapi.Row{Key: k, Fields: r.fields}); err != nil {
-				d.err = fmt.Errorf("%w: %w", ErrCheckpoint, err)
+				d.r.Err = fmt.Errorf("%w: %w", ErrCheckpoint, err)
 			}
 		}
 		prev = k
@@ -299,37 +283,37 @@ func (s *Store) LoadCheckpoint(data []byte) (viewapi.CheckpointInfo, error) {
 		appendSorted(&keys, k)
 	}
 	nt := d.uvarint("tombstone count")
-	if d.err == nil && nt > uint64(len(d.b)/minTombBytes) {
+	if d.r.Err == nil && nt > uint64(len(d.r.B)/minTombBytes) {
 		d.fail("tombstone count")
 	}
-	if d.err != nil {
-		return info, d.err
+	if d.r.Err != nil {
+		return info, d.r.Err
 	}
 	// Beyond max_nodes the oldest go at the end (expireLocked): no need to size for them.
-	tombs := make(map[string]tomb, min(nt, uint64(o.MaxRows), uint64(len(d.b)/minTombBytes)))
+	tombs := make(map[string]tomb, min(nt, uint64(o.MaxRows), uint64(len(d.r.B)/minTombBytes)))
 	var fifo []tombRef
 	tombMem := 0
-	for i := uint64(0); i < nt && d.err == nil; i++ {
+	for i := uint64(0); i < nt && d.r.Err == nil; i++ {
 		k := d.string("tombstone key")
 		t := tomb{index: d.uvarint("tombstone index"), deletedNs: d.varint("tombstone time"), seq: i + 1}
-		if _, dup := tombs[k]; dup && d.err == nil {
-			d.err = fmt.Errorf("%w: tombstone %q twice", ErrCheckpoint, k)
+		if _, dup := tombs[k]; dup && d.r.Err == nil {
+			d.r.Err = fmt.Errorf("%w: tombstone %q twice", ErrCheckpoint, k)
 		}
-		if _, isRow := rows[k]; isRow && d.err == nil {
-			d.err = fmt.Errorf("%w: key %q is both a row and a tombstone", ErrCheckpoint, k)
+		if _, isRow := rows[k]; isRow && d.r.Err == nil {
+			d.r.Err = fmt.Errorf("%w: key %q is both a row and a tombstone", ErrCheckpoint, k)
 		}
-		if err := checkKey(o, k); err != nil && d.err == nil {
-			d.err = fmt.Errorf("%w: tombstone: %w", ErrCheckpoint, err)
+		if err := checkKey(o, k); err != nil && d.r.Err == nil {
+			d.r.Err = fmt.Errorf("%w: tombstone: %w", ErrCheckpoint, err)
 		}
 		tombs[k] = t
 		tombMem += tombCost(k)
 		fifo = append(fifo, tombRef{key: k, seq: t.seq})
 	}
-	if d.err == nil && len(d.b) != 0 {
-		d.err = fmt.Errorf("%w: %d bytes after the tombstones", ErrCheckpoint, len(d.b))
+	if d.r.Err == nil && len(d.r.B) != 0 {
+		d.r.Err = fmt.Errorf("%w: %d bytes after the tombstones", ErrCheckpoint, len(d.r.B))
 	}
-	if d.err != nil {
-		return info, d.err
+	if d.r.Err != nil {
+		return info, d.r.Err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
