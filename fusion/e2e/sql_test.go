@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -133,9 +134,9 @@ pipes:
 `, pg.DSN(), addr)
 	must(t, os.WriteFile(filepath.Join(cfgDir, "fusion.yaml"), []byte(fusionCfg), 0o644))
 	must(t, os.WriteFile(filepath.Join(cfgDir, "agent.yaml"), []byte(agentCfg), 0o644))
-	startProc(t, filepath.Join(bin, "fustor-fusion"), "--config", filepath.Join(cfgDir, "fusion.yaml"))
+	fusion := startProc(t, filepath.Join(bin, "fustor-fusion"), "--config", filepath.Join(cfgDir, "fusion.yaml"))
 	start := time.Now()
-	startProc(t, filepath.Join(bin, "fustor-agent"), "--config", filepath.Join(cfgDir, "agent.yaml"))
+	agent := startProc(t, filepath.Join(bin, "fustor-agent"), "--config", filepath.Join(cfgDir, "agent.yaml"))
 
 	cl, err := client.New(addr, client.WithKey("query-key"), client.WithCallTimeout(20*time.Second))
 	must(t, err)
@@ -241,6 +242,26 @@ pipes:
 	if after.ID != before.ID {
 		t.Errorf("session changed across the outage: %s → %s", before.ID, after.ID)
 	}
+
+	// kill -9 of the agent while the table changes: the new agent's session resumes its
+	// realtime from Fusion's committed index (no snapshot needed), the audit removes the row
+	// hard-deleted meanwhile, and the view equals the table again.
+	agent.stop(t, syscall.SIGKILL)
+	pg.Exec(`INSERT INTO submissions (id, path, status, bytes) VALUES (300001, '/while/agent/down', 'uploading', '9')`,
+		`UPDATE submissions SET status = 'complete' WHERE id = 300001 OR id BETWEEN 10 AND 19`,
+		`DELETE FROM submissions WHERE id = 3`)
+	agent = startProc(t, filepath.Join(bin, "fustor-agent"), "--config", filepath.Join(cfgDir, "agent.yaml"))
+	took = viewEqualsTable(time.Minute, "the view equals the table after the agent's kill -9")
+	t.Logf("after the agent's kill -9: view equal %v after its restart", took.Round(time.Millisecond))
+
+	// kill -9 of Fusion (no checkpoint of its own state dir): it starts empty, the agent's
+	// next session is told nothing is committed, snapshots, and the view is whole again.
+	fusion.stop(t, syscall.SIGKILL)
+	pg.Exec(`INSERT INTO submissions (id, path, status, bytes) VALUES (400001, '/while/fusion/down', 'complete', '1')`,
+		`DELETE FROM submissions WHERE id = 4`)
+	fusion = startProc(t, filepath.Join(bin, "fustor-fusion"), "--config", filepath.Join(cfgDir, "fusion.yaml"))
+	took = viewEqualsTable(time.Minute, "the view equals the table after Fusion's kill -9")
+	t.Logf("after Fusion's kill -9: view equal %v after its restart", took.Round(time.Millisecond))
 
 	// Routing by schema: the rows pipe refuses a session declaring fs.
 	out, err := grpcurl(t, "-plaintext", "-H", "authorization: Bearer ingest-key", "-d", `{"agent_id":"x","schema_name":"fs","schema_version":1}`,
