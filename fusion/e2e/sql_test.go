@@ -85,8 +85,9 @@ func compareRows(want, got map[string]map[string]string) error {
 // whose rows equal the mapped table: after the snapshot; after inserts, updates and soft
 // deletes (realtime) and hard deletes (healed by the audit's listing, as blind-spot
 // deletions); values that fail the cast are counted by the agent and left out; with the
-// database down the session and its heartbeats go on, and the view converges once it is back.
-// A session of another schema is refused at creation by the rows pipe.
+// database down the session and its heartbeats go on, and the view converges once it is back;
+// after a kill -9 of the agent, then of Fusion, with the table changed meanwhile, the view
+// equals the table again. A session of another schema is refused at creation by the rows pipe.
 func TestSQLSourceFeedsRowsView(t *testing.T) {
 	pg := pgtest.Start(t)
 	pg.Exec(sqlSetup,
