@@ -137,17 +137,7 @@ const (
 // Credentials returns the DSN and the password override ("" = none), files read now. Errors
 // never quote a secret.
 func (s SQL) Credentials() (dsn, password string, err error) {
-	read := func(what, path string) (string, error) {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return "", fmt.Errorf("%s: read file: %w", what, err)
-		}
-		v := strings.TrimRightFunc(string(b), unicode.IsSpace)
-		if v == "" {
-			return "", fmt.Errorf("%s: file %s is empty", what, path)
-		}
-		return v, nil
-	}
+	read := func(what, path string) (string, error) { return readSecret(what, "file", path) }
 	switch {
 	case s.DSN != "" && s.DSNFile != "":
 		return "", "", errors.New("sql.dsn and sql.dsn_file are both set: set one")
@@ -272,16 +262,22 @@ func (s Sender) Key() (string, error) {
 	case s.APIKeyFile == "":
 		return "", errors.New("no ingest key: set api_key or api_key_file")
 	}
-	b, err := os.ReadFile(s.APIKeyFile)
+	return readSecret("api_key_file", "key file", s.APIKeyFile)
+}
+
+// readSecret reads a secret from the file at path (what names the setting, noun the file in
+// messages, which never quote the secret). The newline editors and echo(1) leave is not part
+// of it.
+func readSecret(what, noun, path string) (string, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
-		return "", fmt.Errorf("api_key_file: read key file: %w", err)
+		return "", fmt.Errorf("%s: read %s: %w", what, noun, err)
 	}
-	// The newline editors and echo(1) leave is not part of the key.
-	k := strings.TrimRightFunc(string(b), unicode.IsSpace)
-	if k == "" {
-		return "", fmt.Errorf("api_key_file: key file %s is empty", s.APIKeyFile)
+	v := strings.TrimRightFunc(string(b), unicode.IsSpace)
+	if v == "" {
+		return "", fmt.Errorf("%s: %s %s is empty", what, noun, path)
 	}
-	return k, nil
+	return v, nil
 }
 
 // Pipe binds a source to a sender.

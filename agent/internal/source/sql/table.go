@@ -226,7 +226,6 @@ func (s *Source) query(ctx context.Context, t *table, stmt string, args ...any) 
 			return page{}, err
 		}
 		pg.n++
-		pg.lastKey, pg.lastCursor = slices.Clone(vals[:t.keys]), vals[t.keys]
 		if r, ok := s.row(t, vals); ok {
 			pg.rows = append(pg.rows, r)
 		}
@@ -234,6 +233,10 @@ func (s *Source) query(ctx context.Context, t *table, stmt string, args ...any) 
 	if err := rows.Err(); err != nil {
 		s.failed()
 		return page{}, err
+	}
+	if pg.n > 0 {
+		// vals holds the last row read (Scan into *any copies bytes): where the next page starts.
+		pg.lastKey, pg.lastCursor = slices.Clone(vals[:t.keys]), vals[t.keys]
 	}
 	s.c.rows.Add(uint64(pg.n))
 	return pg, nil
