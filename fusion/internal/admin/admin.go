@@ -12,6 +12,7 @@ import (
 
 	"github.com/fustor/fustor/fusion/internal/errs"
 	"github.com/fustor/fustor/fusion/internal/pipe"
+	"github.com/fustor/fustor/fusion/internal/query"
 	"github.com/fustor/fustor/fusion/internal/session"
 	"github.com/fustor/fustor/fusion/internal/view"
 	fustorv1 "github.com/fustor/fustor/gen/fustor/v1"
@@ -148,9 +149,7 @@ func (s *Service) ListViews(context.Context, *fustorv1.AdminServiceListViewsRequ
 		info := &fustorv1.AdminViewInfo{Id: v.Name, Driver: v.Cfg.Driver, Schema: v.Cfg.Schema,
 			Nodes: uint64(v.Len()), MemoryBytes: v.MemoryBytes(), Meta: meta}
 		if v.IsRows() {
-			rs := v.Members()[0].Rows.Stats()
-			info.Rows = &fustorv1.RowStats{Rows: uint64(rs.Rows), Tombstones: uint64(rs.Tombstones), LastIndex: rs.LastIndex,
-				Applied: rs.Applied, Stale: rs.Stale, Rejected: rs.Rejected, BlindSpotDeletions: rs.BlindSpotDeletions}
+			info.Rows = query.RowStatsOf(v.Members()[0].Rows.Stats())
 		}
 		out.Views = append(out.Views, info)
 	}

@@ -269,7 +269,7 @@ func (p *Pipe) apply(it *Item) (res Result) {
 		// A generic source resumes its realtime from the committed index (DESIGN.md §4.1);
 		// its walks' rows carry their own cursors, which can run ahead of what realtime has
 		// sent (a row updated during the snapshot), so only realtime rows commit there.
-		if it.MaxIndex > p.committed.Load() && (it.Schema == "" || it.Schema == "fs" || it.Origin == view.OriginRealtime) {
+		if it.MaxIndex > p.committed.Load() && (it.Generic == nil || it.Origin == view.OriginRealtime) {
 			p.committed.Store(it.MaxIndex)
 		}
 	case KindSnapshotEnd:

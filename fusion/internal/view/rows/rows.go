@@ -527,7 +527,6 @@ func (s *Store) sweepLocked(epoch uint64, seen func(*row) uint64) int {
 	if len(gone) > 0 {
 		s.blindDeletes += uint64(len(gone))
 		s.lastChange = s.now().UnixNano()
-		s.log.Info("walk end removed rows it did not report", zap.String("view", s.name), zap.Int("deleted", len(gone)))
 	}
 	return len(gone)
 }
